@@ -1,0 +1,246 @@
+/**
+ * The plugin contracts. Transports, server choosers, delay strategies and stores live in their
+ * own packages and meet only here, so each can be written, tested and published alone.
+ */
+import type { Command } from './message.js';
+import type { AmpsUri, UriScheme } from './uri.js';
+
+/* ---------------- time, timers, randomness ---------------- */
+
+/** Opaque timer handle returned by `Environment.setTimeout`. */
+export type TimerHandle = unknown;
+
+/**
+ * Time, timers and randomness, injected so tests control them (fake clocks, seeded random).
+ * Components take an optional `environment` and fall back to `defaultEnvironment`.
+ */
+export interface Environment {
+  /** Milliseconds since an arbitrary epoch; only differences matter. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+  /** A number in [0, 1). */
+  random(): number;
+}
+
+interface TimerGlobals {
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+const timers = globalThis as unknown as TimerGlobals;
+
+/** The real clock, real timers and `Math.random`, looked up at call time so fake timers work. */
+export const defaultEnvironment: Environment = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => timers.setTimeout(callback, ms),
+  clearTimeout: (handle) => timers.clearTimeout(handle),
+  random: () => Math.random(),
+};
+
+/* ---------------- logging ---------------- */
+
+/** Packages never write to the console; pass a logger to see what they do. Fields never hold passwords. */
+export interface Logger {
+  debug?(message: string, fields?: Record<string, unknown>): void;
+  info?(message: string, fields?: Record<string, unknown>): void;
+  warn?(message: string, fields?: Record<string, unknown>): void;
+  error?(message: string, fields?: Record<string, unknown>): void;
+}
+
+/* ---------------- transport ---------------- */
+
+/** Where a connection delivers what happens to it. Set at connect time so nothing is missed. */
+export interface ConnectionHandlers {
+  /** Bytes from the server, in order, in chunks of any size. */
+  onData(chunk: Uint8Array): void;
+  /**
+   * The connection is gone. Called exactly once, after the last `onData`.
+   * `error` is set unless the close was asked for with `close()` and no error.
+   */
+  onClose(error?: Error): void;
+}
+
+/** One open byte stream to a server. Parsing AMPS is not the transport's business. */
+export interface Connection {
+  /** Queues bytes to send, in order. Never throws: a failed write closes the connection through `onClose`. */
+  send(bytes: Uint8Array): void;
+  /** Bytes accepted by `send` and not yet handed to the network. */
+  readonly bufferedAmount: number;
+  /** Resolves once `bufferedAmount` has dropped to the low-water mark, or the connection has closed. */
+  whenDrained(): Promise<void>;
+  /** Closes the connection. Idempotent; `onClose` follows, with `error` if one is given. */
+  close(error?: Error): void;
+  /** What this connection is, for logs (`tcp 127.0.0.1:50123 -> 127.0.0.1:9007`). */
+  readonly description: string;
+}
+
+export interface ConnectOptions {
+  /** Aborts the connection attempt. */
+  signal?: AbortSignal;
+  /** Gives up with a `TimedOutError` after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+/** A hint from the platform that the network may have come back or gone away. */
+export type TransportHint = 'online' | 'offline' | 'visible' | 'hidden' | 'pagehide';
+
+export interface Transport {
+  /** The URI schemes this transport connects to. */
+  readonly schemes: readonly UriScheme[];
+  /**
+   * Opens a connection. Rejects with a `ConnectionError` (or `TimedOutError`, `AbortError`,
+   * `InvalidUriError` for options it cannot honour); never leaves a socket behind on failure.
+   */
+  connect(uri: AmpsUri, handlers: ConnectionHandlers, options?: ConnectOptions): Promise<Connection>;
+  /** Platform hints (browser online/visibility/pagehide) the HA client uses to reconnect sooner. Returns an unsubscribe function. */
+  onHint?(listener: (hint: TransportHint) => void): () => void;
+}
+
+/* ---------------- authentication ---------------- */
+
+/** Supplies the logon password (or token); AMPS's Authenticator. */
+export interface Authenticator {
+  /** The value to send as the logon password. */
+  authenticate(user: string | undefined, password: string | undefined): string | Promise<string>;
+  /** The server answered `retry`: the value to send next. `password` is what the server returned. */
+  retry(user: string | undefined, password: string | undefined): string | Promise<string>;
+  /** Logon succeeded. */
+  completed(user: string | undefined, password: string | undefined, reason: string | undefined): void;
+}
+
+/** Sends the URI's password as it is. */
+export const defaultAuthenticator: Authenticator = {
+  authenticate: (_user, password) => password ?? '',
+  retry: (_user, password) => password ?? '',
+  completed: () => {},
+};
+
+/* ---------------- connection states ---------------- */
+
+/** The states an AMPS connection goes through, in AMPS's names. */
+export const ConnectionState = {
+  Disconnected: 'Disconnected',
+  Shutdown: 'Shutdown',
+  Connected: 'Connected',
+  LoggedOn: 'LoggedOn',
+  HeartbeatInitiated: 'HeartbeatInitiated',
+  PublishReplayed: 'PublishReplayed',
+  Resubscribed: 'Resubscribed',
+} as const;
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+/* ---------------- failover strategies ---------------- */
+
+/** What a server chooser is told about an attempt. URIs are always redacted. */
+export interface ConnectionInfo {
+  /** The URI tried, password redacted. */
+  readonly uri: string;
+  /** 1 for the first attempt since the last success. */
+  readonly attempt: number;
+  /** Connect plus logon time in ms, on success. */
+  readonly latencyMs?: number;
+  /** `Environment.now()` when the attempt ended. */
+  readonly at: number;
+}
+
+/** Picks the server to connect to next: AMPS's ServerChooser. */
+export interface ServerChooser {
+  /** The URI to try next (with its password, if any), or `undefined` when there is none. */
+  getCurrentURI(): string | undefined;
+  /** The authenticator for `getCurrentURI()`; `undefined` means the default (the URI's password). */
+  getCurrentAuthenticator(): Authenticator | undefined;
+  /** The attempt on `getCurrentURI()` failed. */
+  reportFailure(error: Error, info: ConnectionInfo): void;
+  /** The attempt succeeded (connected and logged on). */
+  reportSuccess(info: ConnectionInfo): void;
+  /** Why no server could be used: each server tried and its last error. */
+  getError(): string;
+  /**
+   * Optional fail-back: polled while connected to `connectedUri`. Return true to have the client
+   * leave that server for `getCurrentURI()` (a planned, lossless reconnect).
+   */
+  shouldSwitch?(connectedUri: string): boolean;
+}
+
+/** How long to wait before each connection attempt: AMPS's ReconnectDelayStrategy. */
+export interface ReconnectDelayStrategy {
+  /**
+   * Milliseconds to wait before connecting to `uri`. Throws a `RetryExhaustedError` to give up
+   * (when its maximum retry time has passed).
+   */
+  getConnectWaitDuration(uri: string): number;
+  /** A connection succeeded: start over. */
+  reset(): void;
+}
+
+/* ---------------- stores ---------------- */
+
+/**
+ * Keeps published commands until the server has persisted them, so they can be sent again after
+ * a failover. The store assigns each command its sequence (`s`).
+ */
+export interface PublishStore {
+  /**
+   * Assigns the next sequence to `command`, keeps it, and returns the sequence. May return a
+   * promise that waits for room (a bounded store), or throw a `StoreFullError`.
+   */
+  store(command: Command): number | Promise<number>;
+  /** The server has persisted everything up to `sequence` (a persisted ack, conflated or not). */
+  discardUpTo(sequence: number): void;
+  /**
+   * After logon: the server says it holds everything up to `sequence` (the logon ack's `s`).
+   * Discards up to it and makes sure new sequences continue above it. May throw a
+   * `PublishStoreGapError` when the server is behind what another server already persisted.
+   */
+  syncWithServer(sequence: number): void;
+  /** Calls `send` for every unpersisted command, in sequence order. */
+  replay(send: (command: Command) => void): void;
+  unpersistedCount(): number;
+  /** The highest sequence known to be persisted. */
+  lastPersisted(): number;
+  /** Resolves once every stored command is persisted; rejects with a `TimedOutError` after `timeoutMs`. */
+  flush(timeoutMs?: number, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * Tracks bookmark-subscription progress: which messages were seen and processed, to resume
+ * after a failover and drop messages replayed twice.
+ */
+export interface BookmarkStore {
+  /** Records a delivery. Returns false if this bookmark was already logged or discarded (a duplicate). */
+  log(subId: string, bookmark: string): boolean;
+  /** The application is done with this message. */
+  discard(subId: string, bookmark: string): void;
+  /** Whether the message is a duplicate of one already seen on this subscription. */
+  isDuplicate(subId: string, bookmark: string): boolean;
+  /** The bookmark to resubscribe from: a per-publisher list, or EPOCH (`0`) when nothing is known. */
+  getMostRecent(subId: string): string;
+  /** The server reports `bookmark` persisted (a `persisted` or `completed` ack on the subscription). */
+  persisted(subId: string, bookmark: string): void;
+  /** Forgets one subscription, or all. */
+  purge(subId?: string): void;
+}
+
+/* ---------------- subscriptions ---------------- */
+
+/** One subscription the HA client re-enters after a reconnect. */
+export interface ManagedSubscription {
+  readonly subId: string;
+  /** The subscribe command as first sent. On resubscribe a bookmark subscription's `bookmark` is replaced by the recovery point. */
+  readonly command: Command;
+}
+
+/** Remembers live subscriptions, by `subId`, and re-enters them after a reconnect. */
+export interface SubscriptionManager {
+  /** Remembers a subscription, replacing any with the same `subId` (never two for one id). */
+  add(subscription: ManagedSubscription): void;
+  remove(subId: string): void;
+  clear(): void;
+  list(): readonly ManagedSubscription[];
+  /**
+   * Re-enters every subscription through `execute`, in the order they were added. A subscription
+   * whose resubscribe fails is handed to the manager's failed-resubscribe policy.
+   */
+  resubscribe(execute: (command: Command) => Promise<void>, options?: { signal?: AbortSignal }): Promise<void>;
+}

@@ -1,0 +1,13 @@
+export * from './bookmarks.js';
+export * from './contracts.js';
+export type { FrameDecoderOptions, MessageDecoderOptions } from './decoder.js';
+export { DEFAULT_MAX_FRAME_SIZE, decodeFrame, FrameDecoder, MessageDecoder, parseHeader } from './decoder.js';
+export { encodeCommand, FrameEncoder } from './encoder.js';
+export * from './errors.js';
+export type { AckStatus, AckType, CommandName, HeaderFieldName, HeaderValues } from './fields.js';
+export { AckTypes, CommandNames, headerFields } from './fields.js';
+export type { Command, ExtraHeaderValue } from './message.js';
+export { Message } from './message.js';
+export * from './options.js';
+export type { AmpsUri, UriOptions, UriScheme } from './uri.js';
+export { parseUri, redactUri } from './uri.js';

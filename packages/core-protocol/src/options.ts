@@ -1,0 +1,135 @@
+import { InvalidOptionsError } from './errors.js';
+
+/** The `opts` tokens AMPS documents, as a typed object. Unknown tokens go in `extra`. */
+export interface CommandOptions {
+  replace?: boolean;
+  oof?: boolean;
+  noEmpties?: boolean;
+  sendKeys?: boolean;
+  noSowKey?: boolean;
+  timestamp?: boolean;
+  /** Put bookmarks on deliveries of a non-bookmark subscription. */
+  bookmark?: boolean;
+  live?: boolean;
+  fullyDurable?: boolean;
+  bookmarkNotFound?: 'epoch' | 'now' | 'fail';
+  /** Replay rate: messages/s (`1000`), bytes/s (`500KB`) or a multiple (`2X`). */
+  rate?: string;
+  rateMaxGap?: string;
+  pause?: boolean;
+  resume?: boolean;
+  /** `100ms`, `1s`, `auto` or `none`. */
+  conflation?: string;
+  conflationKey?: readonly string[];
+  maxBacklog?: number;
+  nonRegexTopic?: boolean;
+  topN?: number;
+  skipN?: number;
+  select?: readonly string[];
+  grouping?: readonly string[];
+  projection?: readonly string[];
+  /** Queue acknowledgement: return the message to the queue. */
+  cancel?: boolean;
+  /** Queue acknowledgement: expire the message now. */
+  expire?: boolean;
+  leaseExtension?: string;
+  /** Logon: persisted-ack conflation interval, e.g. `100ms`. */
+  ackConflation?: string;
+  pretty?: boolean;
+  /** Tokens written as they are, after the known ones. */
+  extra?: readonly string[];
+}
+
+const flags: ReadonlyArray<readonly [keyof CommandOptions, string]> = [
+  ['replace', 'replace'],
+  ['oof', 'oof'],
+  ['noEmpties', 'no_empties'],
+  ['sendKeys', 'send_keys'],
+  ['noSowKey', 'no_sowkey'],
+  ['timestamp', 'timestamp'],
+  ['bookmark', 'bookmark'],
+  ['live', 'live'],
+  ['fullyDurable', 'fully_durable'],
+  ['pause', 'pause'],
+  ['resume', 'resume'],
+  ['nonRegexTopic', 'non_regex_topic'],
+  ['cancel', 'cancel'],
+  ['expire', 'expire'],
+  ['pretty', 'pretty'],
+];
+
+const values: ReadonlyArray<readonly [keyof CommandOptions, string]> = [
+  ['bookmarkNotFound', 'bookmark_not_found'],
+  ['rate', 'rate'],
+  ['rateMaxGap', 'rate_max_gap'],
+  ['conflation', 'conflation'],
+  ['maxBacklog', 'max_backlog'],
+  ['topN', 'top_n'],
+  ['skipN', 'skip_n'],
+  ['leaseExtension', 'lease_extension'],
+  ['ackConflation', 'ack_conflation'],
+];
+
+const lists: ReadonlyArray<readonly [keyof CommandOptions, string]> = [
+  ['conflationKey', 'conflation_key'],
+  ['select', 'select'],
+  ['grouping', 'grouping'],
+  ['projection', 'projection'],
+];
+
+/** Builds an `opts` header value from a typed options object. */
+export function formatOptions(options: CommandOptions): string {
+  const tokens: string[] = [];
+  for (const [name, token] of flags) if (options[name] === true) tokens.push(token);
+  for (const [name, token] of values) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (typeof value === 'number' && (!Number.isInteger(value) || value < 0)) {
+      throw new InvalidOptionsError(`option ${name} must be a non-negative integer, got ${value}`);
+    }
+    tokens.push(`${token}=${value}`);
+  }
+  for (const [name, token] of lists) {
+    const value = options[name] as readonly string[] | undefined;
+    if (value !== undefined) tokens.push(`${token}=[${value.join(',')}]`);
+  }
+  if (options.extra) tokens.push(...options.extra);
+  return tokens.join(',');
+}
+
+/** Splits an `opts` value on commas outside brackets (`select=[/a,/b]` stays whole). */
+export function splitOptions(opts: string | undefined): string[] {
+  if (!opts) return [];
+  const out: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < opts.length; i++) {
+    const c = opts[i];
+    if (c === '[') depth++;
+    else if (c === ']') depth = Math.max(0, depth - 1);
+    else if (c === ',' && depth === 0) {
+      out.push(opts.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  out.push(opts.slice(start).trim());
+  return out.filter((t) => t !== '');
+}
+
+/** Parses an `opts` value into `token -> value` (`true` for a bare flag). */
+export function parseOptions(opts: string | undefined): Map<string, string | true> {
+  const map = new Map<string, string | true>();
+  for (const token of splitOptions(opts)) {
+    const eq = token.indexOf('=');
+    if (eq < 0) map.set(token, true);
+    else map.set(token.slice(0, eq), token.slice(eq + 1));
+  }
+  return map;
+}
+
+/** Adds tokens to an existing `opts` value, keeping what is there. */
+export function mergeOptions(opts: string | undefined, ...more: string[]): string {
+  const tokens = splitOptions(opts);
+  for (const token of more) if (token && !tokens.includes(token)) tokens.push(token);
+  return tokens.join(',');
+}

@@ -1,0 +1,180 @@
+import { InvalidUriError } from './errors.js';
+
+export type UriScheme = 'tcp' | 'tcps' | 'ws' | 'wss' | 'unix';
+
+const schemes: readonly UriScheme[] = ['tcp', 'tcps', 'ws', 'wss', 'unix'];
+
+/** Connection options carried in the URI query string, validated and typed. */
+export interface UriOptions {
+  /** Disable Nagle's algorithm. */
+  tcp_nodelay?: boolean;
+  /** Socket send buffer size in bytes. */
+  tcp_sndbuf?: number;
+  /** Socket receive buffer size in bytes. */
+  tcp_rcvbuf?: number;
+  /** Enable TCP keep-alive probes. */
+  tcp_keepalive?: boolean;
+  /** Seconds to linger on close. */
+  tcp_linger?: number;
+  /** Local address (optionally `address:port`) to bind before connecting. */
+  bind?: string;
+  /** Which address family to prefer when a host name resolves to both. */
+  ip_protocol_prefer?: 'ipv4' | 'ipv6';
+  /** Send an HTTP upgrade request before AMPS traffic, to pass HTTP proxies. */
+  http_preflight?: boolean;
+  /** Stream compression (tcp and tcps only). */
+  compression?: 'zlib';
+  /** Unix-domain socket path (also accepted as the URI path, before `/amps`). */
+  path?: string;
+  /** Logon `opts` the client adds (for example `pretty`). */
+  logon_options?: string;
+}
+
+/** A parsed AMPS connection URI. */
+export interface AmpsUri {
+  readonly scheme: UriScheme;
+  readonly host: string;
+  /** The port, or 0 for `unix://`. */
+  readonly port: number;
+  readonly user: string | undefined;
+  /** The password from the userinfo. Never shown by `redacted`. */
+  readonly password: string | undefined;
+  /** `amps` (the default and only supported protocol). */
+  readonly protocol: 'amps';
+  /** The message type declared at logon (`json`, `fix`, ...), if the path names one. */
+  readonly messageType: string | undefined;
+  /** The URI path as given (used as the WebSocket request path). */
+  readonly path: string;
+  readonly options: Readonly<UriOptions>;
+  /** The URI as given. Contains the password: never log it. */
+  readonly href: string;
+  /** The URI with the password replaced by `***`: safe for logs, errors and events. */
+  readonly redacted: string;
+}
+
+type OptionParser = (value: string, key: string) => unknown;
+
+const bool: OptionParser = (value, key) => {
+  const v = value.toLowerCase();
+  if (['1', 't', 'true', 'y', 'yes'].includes(v)) return true;
+  if (['0', 'f', 'false', 'n', 'no'].includes(v)) return false;
+  throw new Error(`${key} must be a boolean (true/false), got '${value}'`);
+};
+
+const uint: OptionParser = (value, key) => {
+  if (!/^\d+$/.test(value)) throw new Error(`${key} must be a non-negative integer, got '${value}'`);
+  return Number(value);
+};
+
+const optionParsers: Record<keyof UriOptions, OptionParser> = {
+  tcp_nodelay: bool,
+  tcp_sndbuf: uint,
+  tcp_rcvbuf: uint,
+  tcp_keepalive: bool,
+  tcp_linger: uint,
+  bind: (value, key) => {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]+)(:\d+)?$/.test(value)) {
+      throw new Error(`${key} must be an IP address, optionally with :port, got '${value}'`);
+    }
+    return value;
+  },
+  ip_protocol_prefer: (value, key) => {
+    const v = value.toLowerCase();
+    if (v === 'ipv4' || v === 'ipv6') return v;
+    throw new Error(`${key} must be ipv4 or ipv6, got '${value}'`);
+  },
+  http_preflight: bool,
+  compression: (value, key) => {
+    if (value === 'zlib') return value;
+    throw new Error(`${key} must be zlib, got '${value}'`);
+  },
+  path: (value) => value,
+  logon_options: (value) => value,
+};
+
+/** Redacts the password of an AMPS URI string without parsing the rest (safe on malformed input). */
+export function redactUri(uri: string): string {
+  return uri.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^@/]*@/i, '$1:***@');
+}
+
+function invalid(uri: string, why: string): never {
+  throw new InvalidUriError(`invalid AMPS URI '${redactUri(uri)}': ${why}`);
+}
+
+/**
+ * Parses `scheme://[user[:password]@]host:port/amps[/<message type>][?option=value&...]`.
+ * Unknown query options and bad values are rejected with an `InvalidUriError`.
+ */
+export function parseUri(uri: string): AmpsUri {
+  if (typeof uri !== 'string' || uri.length === 0) invalid(String(uri), 'expected a non-empty string');
+  const schemeMatch = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
+  if (!schemeMatch) invalid(uri, 'expected scheme://host:port/amps/<message type>');
+  const scheme = (schemeMatch[1] as string).toLowerCase();
+  if (!schemes.includes(scheme as UriScheme)) {
+    invalid(uri, `unsupported scheme '${scheme}' (expected one of ${schemes.join(', ')})`);
+  }
+  let parsed: URL;
+  try {
+    // A non-special scheme: no default ports to elide, no host rewriting.
+    parsed = new URL(`amps://${uri.slice(schemeMatch[0].length)}`);
+  } catch {
+    invalid(uri, 'malformed authority or path');
+  }
+  const isUnix = scheme === 'unix';
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  if (!isUnix && host === '') invalid(uri, 'missing host');
+  let port = 0;
+  if (!isUnix) {
+    if (parsed.port === '') invalid(uri, 'missing port');
+    port = Number(parsed.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) invalid(uri, `port must be 1-65535, got ${parsed.port}`);
+  }
+
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of parsed.searchParams) {
+    const parse = optionParsers[key as keyof UriOptions];
+    if (!parse) {
+      invalid(uri, `unknown option '${key}' (known: ${Object.keys(optionParsers).join(', ')})`);
+    }
+    try {
+      options[key] = parse(value, key);
+    } catch (error) {
+      invalid(uri, (error as Error).message);
+    }
+  }
+  if (options.compression && scheme !== 'tcp' && scheme !== 'tcps') {
+    invalid(uri, 'compression is supported on tcp and tcps only');
+  }
+
+  // Path: [/<unix socket path>]/amps[/<message type>[/...]]
+  const path = decodeURIComponent(parsed.pathname);
+  let messageType: string | undefined;
+  const ampsAt = path.search(/\/amps(\/|$)/);
+  if (path !== '' && path !== '/') {
+    if (ampsAt < 0) invalid(uri, `path must be /amps or /amps/<message type>, got '${path}'`);
+    const rest = path
+      .slice(ampsAt + '/amps'.length)
+      .split('/')
+      .filter(Boolean);
+    messageType = rest[0];
+    if (isUnix && ampsAt > 0 && options.path === undefined) options.path = path.slice(0, ampsAt);
+  }
+  if (isUnix && !options.path)
+    invalid(uri, 'unix:// needs a socket path (?path=/tmp/amps.sock or unix:///tmp/amps.sock/amps/json)');
+
+  const user = parsed.username === '' ? undefined : decodeURIComponent(parsed.username);
+  const password = parsed.password === '' ? undefined : decodeURIComponent(parsed.password);
+  return Object.freeze({
+    scheme: scheme as UriScheme,
+    host: isUnix ? host || 'localhost' : host,
+    port,
+    user,
+    password,
+    protocol: 'amps' as const,
+    messageType,
+    path: path === '' ? '/' : path,
+    options: Object.freeze(options) as UriOptions,
+    href: uri,
+    redacted: redactUri(uri),
+  });
+}

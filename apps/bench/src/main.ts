@@ -1,1 +1,73 @@
-export {};
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BenchGroup, type BenchResult, passes } from './runner.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const only = args.filter((a) => !a.startsWith('--'));
+
+const files = readdirSync(join(here, 'benches')).filter((f) => f.endsWith('.ts'));
+const groups: BenchGroup[] = [];
+for (const file of files.sort()) {
+  const group = (await import(join(here, 'benches', file))).default as BenchGroup;
+  if (only.length === 0 || only.includes(group.name)) groups.push(group);
+}
+if (groups.length === 0) {
+  console.error(`no benchmark named ${only.join(', ')}; known: ${files.map((f) => f.replace(/\.ts$/, '')).join(', ')}`);
+  process.exit(2);
+}
+
+const format = (n: number) =>
+  Math.abs(n) >= 100 ? Math.round(n).toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 2 });
+
+const all: Array<BenchResult & { group: string; ratio?: number; pass: boolean }> = [];
+for (const group of groups) {
+  console.error(`\n> ${group.name}: ${group.description}`);
+  const results = await group.run({ quick, progress: (m) => console.error(`  ${m}`) });
+  for (const r of results) {
+    const ratio = r.baseline ? r.value / r.baseline.value : undefined;
+    all.push({ ...r, group: group.name, ...(ratio === undefined ? {} : { ratio }), pass: passes(r) });
+  }
+}
+
+const rows = all.map((r) => {
+  const t = r.target;
+  const target = t
+    ? [
+        t.minRatio !== undefined ? `>= ${t.minRatio}x` : '',
+        t.min !== undefined ? `>= ${format(t.min)}` : '',
+        t.max !== undefined ? `<= ${format(t.max)}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ')
+    : '';
+  return [
+    r.group,
+    r.name,
+    `${format(r.value)} ${r.unit}`,
+    r.baseline ? `${format(r.baseline.value)} (${r.baseline.name})` : '',
+    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
+    target,
+    r.target ? (r.pass ? 'ok' : 'MISS') : '',
+  ];
+});
+const header = ['group', 'benchmark', 'result', 'baseline', 'ratio', 'target', ''];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+const line = (cells: string[]) =>
+  cells
+    .map((c, i) => c.padEnd(widths[i] as number))
+    .join('  ')
+    .trimEnd();
+console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+for (const row of rows) console.log(line(row));
+
+const out = join(here, '..', 'results');
+mkdirSync(out, { recursive: true });
+writeFileSync(
+  join(out, 'latest.json'),
+  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, results: all }, null, 2)}\n`,
+);
+console.error(`\nwrote ${join('apps/bench/results/latest.json')}`);
+process.exitCode = all.every((r) => r.pass) ? 0 : 1;

@@ -27,6 +27,7 @@ export type AmpsErrorCode =
   | 'protocol'
   | 'publish_store_gap'
   | 'retry_exhausted'
+  | 'slow_consumer'
   | 'store_full'
   | 'subscription_already_exists'
   | 'timed_out';
@@ -129,6 +130,9 @@ export type PublishStoreGapError = InstanceType<typeof PublishStoreGapError>;
 /** A store with the `reject` policy is full. */
 export const StoreFullError = define('store_full', 'StoreFullError');
 export type StoreFullError = InstanceType<typeof StoreFullError>;
+/** A subscription's consumer fell so far behind that its bounded queue overflowed. */
+export const SlowConsumerError = define('slow_consumer', 'SlowConsumerError');
+export type SlowConsumerError = InstanceType<typeof SlowConsumerError>;
 /** The server failed a command for a reason with no more specific class. */
 export const CommandError = define('command_failed', 'CommandError');
 export type CommandError = InstanceType<typeof CommandError>;

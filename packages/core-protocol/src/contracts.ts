@@ -71,6 +71,12 @@ export interface Connection {
   whenDrained(): Promise<void>;
   /** Closes the connection. Idempotent; `onClose` follows, with `error` if one is given. */
   close(error?: Error): void;
+  /**
+   * Optional flow control: stop delivering `onData` until `resume()` (TCP then pushes back on the
+   * server). Used when a consumer's bounded queue is full. Transports that cannot pause omit it.
+   */
+  pause?(): void;
+  resume?(): void;
   /** What this connection is, for logs (`tcp 127.0.0.1:50123 -> 127.0.0.1:9007`). */
   readonly description: string;
 }

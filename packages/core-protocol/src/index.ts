@@ -1,4 +1,26 @@
 export * from './bookmarks.js';
+export type {
+  AckOptions,
+  ClientOptions,
+  CommandWaitOptions,
+  ConnectOptions as ClientConnectOptions,
+  ExecuteOptions,
+  FailedWrite,
+  LogonOptions,
+  LogonResult,
+  PublishOptions,
+  SowDeleteTarget,
+  SowOptions,
+  StateEvent,
+  SubscribeOptions,
+} from './client/client.js';
+export { CLIENT_VERSION, Client } from './client/client.js';
+export type { MessageHandler, StreamOptions } from './client/stream.js';
+export { MessageStream } from './client/stream.js';
+export type { QueryStats, SubscriptionOwner } from './client/subscription.js';
+export { SowQuery, Subscription } from './client/subscription.js';
+export type { Deadline, Deferred } from './client/waiters.js';
+export { deadline, deferred } from './client/waiters.js';
 export * from './contracts.js';
 export type { FrameDecoderOptions, MessageDecoderOptions } from './decoder.js';
 export { DEFAULT_MAX_FRAME_SIZE, decodeFrame, FrameDecoder, MessageDecoder, parseHeader } from './decoder.js';

@@ -1,0 +1,1176 @@
+import { Bookmarks } from '../bookmarks.js';
+import {
+  type Authenticator,
+  type Connection,
+  ConnectionState,
+  defaultAuthenticator,
+  defaultEnvironment,
+  type Environment,
+  type Logger,
+  type TimerHandle,
+  type Transport,
+} from '../contracts.js';
+import { DEFAULT_MAX_FRAME_SIZE, MessageDecoder } from '../decoder.js';
+import { FrameEncoder } from '../encoder.js';
+import {
+  AmpsError,
+  AuthenticationError,
+  ConnectionError,
+  codeForReason,
+  DisconnectedError,
+  errorFromReason,
+  InvalidOptionsError,
+  InvalidUriError,
+  TimedOutError,
+} from '../errors.js';
+import type { AckType, CommandName } from '../fields.js';
+import type { Command, Message } from '../message.js';
+import { type CommandOptions, formatOptions, mergeOptions } from '../options.js';
+import { type AmpsUri, parseUri } from '../uri.js';
+import { type MessageHandler, MessageStream } from './stream.js';
+import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
+import { deadline, deferred } from './waiters.js';
+
+/** The library version sent at logon. */
+export const CLIENT_VERSION = '0.1.0:amps-ts';
+
+const FLUSH_BYTES = 64 * 1024;
+const MAX_LOGON_RETRIES = 3;
+
+export interface ClientOptions {
+  /** How bytes reach the server: `nodeTransport()`, `browserTransport()`, or your own. */
+  transport: Transport;
+  /** Clock, timers and randomness (tests inject fakes). @default defaultEnvironment */
+  environment?: Environment;
+  logger?: Logger;
+  /** Largest frame accepted from the server, in bytes. @default 256 MiB */
+  maxFrameSize?: number;
+  /** How long a command waits for its ack; 0 waits forever. @default 10_000 */
+  commandTimeoutMs?: number;
+  /** Bytes buffered for sending above which `publish` returns a promise to await. @default 1 MiB */
+  sendHighWaterMark?: number;
+  /** Messages buffered for an async iterator that is not keeping up. @default 1024 */
+  maxQueue?: number;
+  /** Queue acknowledgements sent together in one `sow_delete`. @default 1 */
+  ackBatchSize?: number;
+  /** Longest a queue acknowledgement waits for its batch to fill, in ms. @default 1000 */
+  ackTimeoutMs?: number;
+  /** Sees (and may replace) every byte chunk, `in` after receipt and `out` before sending. */
+  transportFilter?: (bytes: Uint8Array, direction: 'in' | 'out') => Uint8Array | undefined;
+  /** The handler of last resort for messages no subscription and no unhandled-message listener took. */
+  lastChanceMessageHandler?: (message: Message) => void;
+}
+
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  /** @default the client's commandTimeoutMs */
+  timeoutMs?: number;
+}
+
+export interface LogonOptions {
+  /** Supplies the password; defaults to the URI's password. */
+  authenticator?: Authenticator;
+  /** Opaque (base64) value the server logs with this session. */
+  correlationId?: string;
+  /** Logon options, e.g. `{ ackConflation: '100ms' }` or `'pretty'`. */
+  options?: string | CommandOptions;
+  /** @default the client's commandTimeoutMs */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface LogonResult {
+  /** The last sequence the server holds from this client name (publish stores resume above it). */
+  sequence: number;
+  /** The server's last bookmark for this client name. */
+  bookmark: string | undefined;
+  serverVersion: string | undefined;
+  /** The server's hash of this client name: the publisher part of its bookmarks. */
+  nameHash: string | undefined;
+}
+
+export interface PublishOptions {
+  /** Publisher sequence (set by publish stores). */
+  sequence?: number;
+  /** SOW expiration, in seconds. */
+  expiration?: number;
+  correlationId?: string;
+  /** Explicit SOW key, for topics that accept user keys. */
+  sowKey?: string;
+  /** Acks to request; failures arrive at `onFailedWrite`. */
+  ackType?: string;
+  commandId?: string;
+}
+
+export interface CommandWaitOptions {
+  /** @default the client's commandTimeoutMs */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface SubscribeOptions extends CommandWaitOptions {
+  filter?: string;
+  /** @default a generated id */
+  subId?: string;
+  /** Start a bookmark replay here (`Bookmarks.EPOCH`, a bookmark, a list, a timestamp). */
+  bookmark?: string;
+  options?: string | CommandOptions;
+  /** Callback mode. Without it, iterate the returned subscription. */
+  onMessage?: MessageHandler<Message>;
+  /** Iterator mode: messages buffered before flow control. @default the client's maxQueue */
+  maxQueue?: number;
+  /** Acks for the subscription's route beyond `processed` (e.g. `completed`, `persisted` for bookmark subscriptions). */
+  ackTypes?: AckType[];
+  /** Receives acks routed to this subscription (completed, persisted, ...). */
+  onAck?: (ack: Message) => void;
+  /** Acknowledge queue messages automatically once handled (handler returned or its promise resolved; in iterator mode, when the next message is requested). */
+  autoAck?: boolean;
+  /** Queue subscriptions: messages leased at once. */
+  maxBacklog?: number;
+  /** sow_and_subscribe: records per `sow` batch. @default 10 */
+  batchSize?: number;
+  topN?: number;
+  orderBy?: string;
+}
+
+export interface SowOptions extends CommandWaitOptions {
+  filter?: string;
+  /** @default a generated id */
+  queryId?: string;
+  /** Records per `sow` batch. @default 10 */
+  batchSize?: number;
+  topN?: number;
+  orderBy?: string;
+  sowKeys?: string[];
+  bookmark?: string;
+  options?: string | CommandOptions;
+  onMessage?: MessageHandler<Message>;
+  maxQueue?: number;
+}
+
+export type SowDeleteTarget = { filter: string } | { keys: string[] } | { data: Uint8Array | string };
+
+export interface AckOptions {
+  /** Return the message to the queue instead of removing it. */
+  cancel?: boolean;
+  /** Expire the message now. */
+  expire?: boolean;
+}
+
+export interface ExecuteOptions extends CommandWaitOptions {
+  /** Deliveries routed to this command's `sub_id`/`query_id` (defaults to the command id). */
+  onMessage?: (message: Message) => void;
+  /** Every ack for this command, including intermediate ones. */
+  onAck?: (ack: Message) => void;
+  /** The ack that settles the returned promise; `none` resolves once written. @default processed */
+  waitFor?: AckType | 'none';
+}
+
+export interface FailedWrite {
+  /** The publisher sequence, when the failure names one. */
+  sequence: number | undefined;
+  commandId: string | undefined;
+  reason: string | undefined;
+  ack: Message;
+}
+
+export interface StateEvent {
+  state: ConnectionState;
+  /** The server URI, password redacted. */
+  uri: string | undefined;
+  /** Why, for `Disconnected`. */
+  error?: Error | undefined;
+}
+
+interface Route {
+  onMessage(message: Message): void;
+  onAck?: ((ack: Message) => void) | undefined;
+  /** The connection ended. */
+  onDisconnect(error: Error): void;
+  /** What to unsubscribe on timeout or close: the route's sub_id, if it is a subscription. */
+  subId?: string | undefined;
+}
+
+interface Pending {
+  command: string;
+  waitFor: string;
+  settle(error: Error | undefined, ack?: Message): void;
+  onAck?: ((ack: Message) => void) | undefined;
+}
+
+/** One open connection and everything bound to it; a new `connect` makes a new session. */
+interface Session {
+  readonly uri: AmpsUri;
+  connection: Connection | undefined;
+  readonly decoder: MessageDecoder;
+  readonly closed: ReturnType<typeof deferred<Error | undefined>>;
+  open: boolean;
+  lastReceivedAt: number;
+  lastSentAt: number;
+  heartbeat: { intervalMs: number; timeoutMs: number; timer: TimerHandle | undefined } | undefined;
+  loggedOn: boolean;
+  paused: number;
+}
+
+type Listener<A extends unknown[]> = (...args: A) => void;
+
+class Listeners<A extends unknown[]> {
+  readonly #set = new Set<Listener<A>>();
+  add(listener: Listener<A>): () => void {
+    this.#set.add(listener);
+    return () => this.#set.delete(listener);
+  }
+  get size(): number {
+    return this.#set.size;
+  }
+  emit(onError: (error: unknown) => void, ...args: A): void {
+    for (const listener of this.#set) {
+      try {
+        listener(...args);
+      } catch (error) {
+        onError(error);
+      }
+    }
+  }
+}
+
+const subscribeCommands = new Set<CommandName>([
+  'subscribe',
+  'delta_subscribe',
+  'sow_and_subscribe',
+  'sow_and_delta_subscribe',
+]);
+
+/**
+ * One connection to an AMPS server: commands, acks, routing, heartbeats.
+ *
+ * The client does not reconnect; `HAClient` (in `@amps-ts/ha-client`) builds failover on top.
+ * After a disconnect it can `connect` again; subscriptions of the old connection have ended.
+ */
+export class Client {
+  /** The client name: the session and publisher identity. Keep it unique and stable. */
+  readonly name: string;
+  readonly #transport: Transport;
+  readonly #env: Environment;
+  readonly #logger: Logger | undefined;
+  readonly #maxFrameSize: number;
+  readonly #commandTimeoutMs: number;
+  readonly #highWaterMark: number;
+  readonly #maxQueue: number;
+  readonly #ackBatchSize: number;
+  readonly #ackTimeoutMs: number;
+  readonly #filter: ClientOptions['transportFilter'];
+  readonly #lastChance: ClientOptions['lastChanceMessageHandler'];
+
+  readonly #encoder = new FrameEncoder();
+  #flushScheduled = false;
+  #session: Session | undefined;
+  #state: ConnectionState = ConnectionState.Disconnected;
+  #nextId = 0;
+  readonly #pending = new Map<string, Pending>();
+  readonly #routes = new Map<string, Route>();
+  #serverVersion: string | undefined;
+  #nameHash: string | undefined;
+  #pendingAcks = new Map<
+    string,
+    { topic: string; options: string; bookmarks: string[]; timer: TimerHandle | undefined }
+  >();
+
+  readonly #stateListeners = new Listeners<[StateEvent]>();
+  readonly #disconnectListeners = new Listeners<[Error | undefined]>();
+  readonly #exceptionListeners = new Listeners<[unknown]>();
+  readonly #unhandledListeners = new Listeners<[Message]>();
+  readonly #failedWriteListeners = new Listeners<[FailedWrite]>();
+  readonly #persistedListeners = new Listeners<[number, Message]>();
+
+  constructor(name: string, options: ClientOptions) {
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionsError('a client name is required');
+    if (!options || typeof options.transport?.connect !== 'function') {
+      throw new InvalidOptionsError('options.transport is required (nodeTransport(), browserTransport(), ...)');
+    }
+    this.name = name;
+    this.#transport = options.transport;
+    this.#env = options.environment ?? defaultEnvironment;
+    this.#logger = options.logger;
+    this.#maxFrameSize = positive(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
+    this.#commandTimeoutMs = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
+    this.#highWaterMark = positive(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
+    this.#maxQueue = positive(options.maxQueue, 'maxQueue') ?? 1024;
+    this.#ackBatchSize = positive(options.ackBatchSize, 'ackBatchSize') ?? 1;
+    this.#ackTimeoutMs = positive(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
+    this.#filter = options.transportFilter;
+    this.#lastChance = options.lastChanceMessageHandler;
+  }
+
+  /* ------------------------------------------------------------------ state */
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The server URI of the current connection, password redacted. */
+  get uri(): string | undefined {
+    return this.#session?.uri.redacted;
+  }
+
+  get isConnected(): boolean {
+    return this.#session?.open === true;
+  }
+
+  get serverVersion(): string | undefined {
+    return this.#serverVersion;
+  }
+
+  /** The server's hash of this client's name (the publisher id in its bookmarks), known after logon. */
+  get nameHash(): string | undefined {
+    return this.#nameHash;
+  }
+
+  /** Bytes written and not yet on the network. */
+  get bufferedAmount(): number {
+    return this.#encoder.byteLength + (this.#session?.connection?.bufferedAmount ?? 0);
+  }
+
+  /* ------------------------------------------------------------------ hooks */
+
+  onStateChange(listener: (event: StateEvent) => void): () => void {
+    return this.#stateListeners.add(listener);
+  }
+
+  /** The connection ended; `error` is undefined after `disconnect()`. */
+  onDisconnect(listener: (error: Error | undefined) => void): () => void {
+    return this.#disconnectListeners.add(listener);
+  }
+
+  /** Errors thrown by your handlers and listeners, and errors with no caller to reject. */
+  onException(listener: (error: unknown) => void): () => void {
+    return this.#exceptionListeners.add(listener);
+  }
+
+  /** Messages that match no subscription or command. */
+  onUnhandledMessage(listener: (message: Message) => void): () => void {
+    return this.#unhandledListeners.add(listener);
+  }
+
+  /** A publish or sow_delete the server failed (a failure ack). */
+  onFailedWrite(listener: (failure: FailedWrite) => void): () => void {
+    return this.#failedWriteListeners.add(listener);
+  }
+
+  /** The server persisted every publish of this client up to `sequence` (a persisted ack, possibly conflated). */
+  onPersisted(listener: (sequence: number, ack: Message) => void): () => void {
+    return this.#persistedListeners.add(listener);
+  }
+
+  /* ------------------------------------------------------------ connection */
+
+  /** Opens the transport to `uri` (`tcp://host:port/amps/json`, ...). */
+  async connect(uri: string, options: ConnectOptions = {}): Promise<void> {
+    if (this.#session?.open) throw new ConnectionError(`already connected to ${this.#session.uri.redacted}`);
+    const parsed = parseUri(uri);
+    if (!this.#transport.schemes.includes(parsed.scheme)) {
+      throw new InvalidUriError(
+        `this transport does not support ${parsed.scheme}:// (it supports ${this.#transport.schemes.join(', ')}): ${parsed.redacted}`,
+      );
+    }
+    const now = this.#env.now();
+    const session: Session = {
+      uri: parsed,
+      connection: undefined,
+      decoder: new MessageDecoder((m) => this.#onMessage(session, m), { maxFrameSize: this.#maxFrameSize }),
+      closed: deferred<Error | undefined>(),
+      open: false,
+      lastReceivedAt: now,
+      lastSentAt: now,
+      heartbeat: undefined,
+      loggedOn: false,
+      paused: 0,
+    };
+    this.#session = session;
+    this.#encoder.clear();
+    try {
+      session.connection = await this.#transport.connect(
+        parsed,
+        {
+          onData: (chunk) => this.#onData(session, chunk),
+          onClose: (error) => this.#onClose(session, error),
+        },
+        { signal: options.signal, timeoutMs: options.timeoutMs ?? this.#commandTimeoutMs },
+      );
+    } catch (error) {
+      if (this.#session === session) this.#session = undefined;
+      throw error;
+    }
+    if (session.closed.settled) {
+      // Closed while connecting (onClose already ran).
+      throw new DisconnectedError(`connection to ${parsed.redacted} closed while connecting`);
+    }
+    session.open = true;
+    this.#logger?.info?.('connected', { uri: parsed.redacted, connection: session.connection.description });
+    this.#setState(ConnectionState.Connected);
+  }
+
+  /** Logs on with this client's name; resolves with what the server knows of this name. */
+  async logon(options: LogonOptions = {}): Promise<LogonResult> {
+    const session = this.#requireSession();
+    const authenticator = options.authenticator ?? defaultAuthenticator;
+    const user = session.uri.user;
+    let password = await authenticator.authenticate(user, session.uri.password);
+    const cid = this.#commandId();
+    const logonOptions = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
+    for (let attempt = 0; ; attempt++) {
+      const command: Command = {
+        command: 'logon',
+        commandId: cid,
+        clientName: this.name,
+        ackType: 'processed',
+        version: CLIENT_VERSION,
+      };
+      if (user !== undefined) command.userId = user;
+      if (password) command.password = password;
+      if (session.uri.messageType) command.messageType = session.uri.messageType;
+      if (options.correlationId) command.correlationId = options.correlationId;
+      const opts = mergeOptions(logonOptions, session.uri.options.logon_options ?? '');
+      if (opts) command.options = opts;
+      const ack = await this.#request(command, 'processed', options, undefined, logonFailure);
+      if (ack.status === 'retry') {
+        if (attempt >= MAX_LOGON_RETRIES) {
+          throw new AuthenticationError(`logon failed: the server asked to retry ${attempt + 1} times`, {
+            reason: ack.reason,
+          });
+        }
+        password = await authenticator.retry(ack.userId ?? user, ack.password ?? password);
+        continue;
+      }
+      session.loggedOn = true;
+      this.#serverVersion = ack.version;
+      this.#nameHash = ack.bookmark?.split('|')[0] || undefined;
+      authenticator.completed(ack.userId ?? user, password, ack.reason);
+      this.#setState(ConnectionState.LoggedOn);
+      return {
+        sequence: ack.sequence ?? 0,
+        bookmark: ack.bookmark,
+        serverVersion: ack.version,
+        nameHash: this.#nameHash,
+      };
+    }
+  }
+
+  /** `connect` then `logon`; closes the connection if the logon fails. */
+  async connectAndLogon(uri: string, options: LogonOptions = {}): Promise<LogonResult> {
+    await this.connect(uri, { signal: options.signal, timeoutMs: options.timeoutMs });
+    try {
+      return await this.logon(options);
+    } catch (error) {
+      this.#closeSession(error instanceof Error ? error : new ConnectionError(String(error)));
+      throw error;
+    }
+  }
+
+  /**
+   * Starts heartbeats: the server sends one after `intervalS` of silence, the client answers, and
+   * a connection silent for `timeoutS` is closed as dead (the half-open TCP case).
+   */
+  async heartbeat(intervalS: number, timeoutS = intervalS * 2, options: CommandWaitOptions = {}): Promise<void> {
+    if (!Number.isFinite(intervalS) || intervalS <= 0) {
+      throw new InvalidOptionsError(`heartbeat interval must be a positive number of seconds, got ${intervalS}`);
+    }
+    if (!Number.isFinite(timeoutS) || timeoutS < intervalS) {
+      throw new InvalidOptionsError(`heartbeat timeout (${timeoutS}s) must be at least the interval (${intervalS}s)`);
+    }
+    const session = this.#requireSession();
+    await this.#request(
+      { command: 'heartbeat', commandId: this.#commandId(), ackType: 'processed', options: `start,${intervalS}` },
+      'processed',
+      { timeoutMs: options.timeoutMs ?? timeoutS * 1000, signal: options.signal },
+    );
+    if (!session.open) return;
+    this.#stopHeartbeat(session);
+    session.heartbeat = { intervalMs: intervalS * 1000, timeoutMs: timeoutS * 1000, timer: undefined };
+    session.lastReceivedAt = this.#env.now();
+    this.#armWatchdog(session);
+    this.#setState(ConnectionState.HeartbeatInitiated);
+  }
+
+  /** Flushes pending queue acks, stops heartbeats and closes the connection; ends in `Shutdown`. */
+  async disconnect(): Promise<void> {
+    const session = this.#session;
+    if (!session) {
+      this.#setState(ConnectionState.Shutdown);
+      return;
+    }
+    if (session.open) {
+      try {
+        this.flushAcks();
+        if (session.heartbeat) this.#write({ command: 'heartbeat', options: 'stop' });
+        this.#flush();
+      } catch {
+        // Best effort: the connection may already be going.
+      }
+      session.connection?.close();
+      const graceful = deadline(this.#env, 'disconnect', 2000, undefined, () =>
+        this.#onClose(session, new TimedOutError('the transport did not confirm the close in time')),
+      );
+      await session.closed.promise;
+      graceful.clear();
+    }
+    this.#setState(ConnectionState.Shutdown);
+  }
+
+  /* ---------------------------------------------------------------- writes */
+
+  /**
+   * Writes one command without waiting for anything. Returns a promise when the send buffer is
+   * over its high-water mark: await it before writing more, so memory stays bounded.
+   */
+  send(command: Command): Promise<void> | undefined {
+    this.#write(command);
+    return this.bufferedAmount > this.#highWaterMark ? this.#whenWritable() : undefined;
+  }
+
+  /** Publishes `data` to `topic` (fire-and-forget). See `send` for the returned promise. */
+  publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    return this.send(this.#publishCommand('publish', topic, data, options));
+  }
+
+  /** Publishes a partial update merged into the SOW record. */
+  deltaPublish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    return this.send(this.#publishCommand('delta_publish', topic, data, options));
+  }
+
+  #publishCommand(
+    command: 'publish' | 'delta_publish',
+    topic: string,
+    data: Uint8Array | string,
+    options: PublishOptions | undefined,
+  ): Command {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    const c: Command = { command, topic, data };
+    if (options) {
+      if (options.sequence !== undefined) c.sequence = options.sequence;
+      if (options.expiration !== undefined) c.expiration = options.expiration;
+      if (options.correlationId !== undefined) c.correlationId = options.correlationId;
+      if (options.sowKey !== undefined) c.sowKey = options.sowKey;
+      if (options.ackType !== undefined) {
+        c.ackType = options.ackType;
+        c.commandId = options.commandId ?? this.#commandId();
+      }
+    }
+    return c;
+  }
+
+  /* ---------------------------------------------------------- subscriptions */
+
+  subscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('subscribe', topic, options);
+  }
+
+  deltaSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('delta_subscribe', topic, options);
+  }
+
+  /** A SOW query and a subscription in one atomic step: records (between group markers), then live messages. */
+  sowAndSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('sow_and_subscribe', topic, options);
+  }
+
+  sowAndDeltaSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('sow_and_delta_subscribe', topic, options);
+  }
+
+  /** Builds the subscribe command for `subscribe`-family calls (also used by HAClient). */
+  subscribeCommand(command: CommandName, topic: string, options: SubscribeOptions, subId: string): Command {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError(`${command} needs a topic`);
+    const c: Command = { command, topic, subId };
+    if (options.filter !== undefined) c.filter = options.filter;
+    let opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
+    if (options.maxBacklog !== undefined) opts = mergeOptions(opts, `max_backlog=${options.maxBacklog}`);
+    if (opts) c.options = opts;
+    if (options.bookmark !== undefined) {
+      // MOST_RECENT is resolved by a bookmark store; a plain client has none, so it means EPOCH.
+      c.bookmark = options.bookmark === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : options.bookmark;
+    }
+    if (command.startsWith('sow')) {
+      c.queryId = subId;
+      c.batchSize = options.batchSize ?? 10;
+      if (options.topN !== undefined) c.topN = options.topN;
+      if (options.orderBy !== undefined) c.orderBy = options.orderBy;
+    }
+    return c;
+  }
+
+  #subscribe(command: CommandName, topic: string, options: SubscribeOptions): Subscription {
+    const subId = options.subId ?? this.#commandId();
+    const closed = deferred<Error | undefined>();
+    const stream = this.#stream(options, options.autoAck === true);
+    this.#endHooks.set(subId, () => {
+      stream.end();
+      closed.resolve(undefined);
+    });
+    const subscription = new Subscription(
+      subId,
+      stream,
+      { unsubscribe: (id) => this.unsubscribe(id) },
+      (async () => {
+        const c = this.subscribeCommand(command, topic, options, subId);
+        const extra = (options.ackTypes ?? []).filter((a) => a !== 'processed');
+        c.ackType = ['processed', ...extra].join(',');
+        const route: Route = {
+          subId,
+          onMessage: (m) => stream.push(m),
+          onAck: (ack) => {
+            if (ack.commandId !== undefined && this.#pending.has(ack.commandId)) return;
+            this.#safely(() => options.onAck?.(ack));
+          },
+          onDisconnect: (error) => {
+            stream.end(error);
+            closed.resolve(error);
+          },
+        };
+        try {
+          await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
+        } catch (error) {
+          this.#endHooks.delete(subId);
+          stream.end(error as Error);
+          closed.resolve(error as Error);
+          throw error;
+        }
+      })(),
+      closed.promise,
+    );
+    return subscription;
+  }
+
+  /** Called when a subscription is removed locally (unsubscribe). */
+  readonly #endHooks = new Map<string, () => void>();
+
+  /** Runs a SOW query: records as an async iterable (or callback), then `stats`. */
+  sow(topic: string, options: SowOptions = {}): SowQuery {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('sow needs a topic');
+    const queryId = options.queryId ?? this.#commandId();
+    const stream = this.#stream(options, false);
+    const command: Command = { command: 'sow', topic, queryId, batchSize: options.batchSize ?? 10 };
+    if (options.filter !== undefined) command.filter = options.filter;
+    if (options.topN !== undefined) command.topN = options.topN;
+    if (options.orderBy !== undefined) command.orderBy = options.orderBy;
+    if (options.sowKeys !== undefined) command.sowKeys = options.sowKeys.join(',');
+    if (options.bookmark !== undefined) command.bookmark = options.bookmark;
+    const opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
+    if (opts) command.options = opts;
+    command.ackType = 'processed,completed';
+    const route: Route = {
+      onMessage: (m) => {
+        if (m.command === 'sow') stream.push(m);
+      },
+      onDisconnect: (error) => stream.end(error),
+    };
+    const stats = (async (): Promise<QueryStats> => {
+      try {
+        const ack = await this.#execute(
+          command,
+          { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'completed' },
+          route,
+        );
+        stream.end();
+        return statsOf(ack);
+      } catch (error) {
+        stream.end(error as Error);
+        throw error;
+      } finally {
+        this.#routes.delete(queryId);
+      }
+    })();
+    return new SowQuery(queryId, stream, stats);
+  }
+
+  /** Deletes SOW records by filter, keys or data; resolves with the counts. */
+  async sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('sowDelete needs a topic');
+    const command: Command = { command: 'sow_delete', topic, ackType: 'processed,stats' };
+    const t = target as Partial<{ filter: string; keys: string[]; data: Uint8Array | string }>;
+    const forms = [t.filter !== undefined, t.keys !== undefined, t.data !== undefined].filter(Boolean).length;
+    if (forms !== 1) throw new InvalidOptionsError('sowDelete takes exactly one of { filter }, { keys } or { data }');
+    if (t.filter !== undefined) command.filter = t.filter;
+    if (t.keys !== undefined) command.sowKeys = t.keys.join(',');
+    if (t.data !== undefined) command.data = t.data;
+    return statsOf(await this.execute(command, { ...options, waitFor: 'stats' }));
+  }
+
+  /** Stops one subscription (by id) or, with no id or `all`, every subscription. */
+  async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+    const ids = subId === 'all' ? [...this.#endHooks.keys()] : [subId];
+    for (const id of ids) {
+      this.#routes.delete(id);
+      this.#endHooks.get(id)?.();
+      this.#endHooks.delete(id);
+    }
+    if (!this.#session?.open) return;
+    await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed' });
+  }
+
+  /** Waits until the server has processed (or persisted, or completed) everything sent before. */
+  async flush(
+    ackType: 'processed' | 'completed' | 'persisted' = 'processed',
+    options: CommandWaitOptions = {},
+  ): Promise<void> {
+    await this.execute({ command: 'flush' }, { ...options, waitFor: ackType });
+  }
+
+  /**
+   * Sends any command and waits for the ack named by `waitFor` (default `processed`). Deliveries
+   * for the command's `sub_id`/`query_id` go to `onMessage`. Resolves with that ack.
+   */
+  execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
+    return this.#execute(command, options, undefined);
+  }
+
+  async #execute(command: Command, options: ExecuteOptions, internal: Route | undefined): Promise<Message | undefined> {
+    const waitFor = options.waitFor ?? 'processed';
+    const c: Command = { ...command };
+    if (waitFor !== 'none') {
+      c.commandId ??= this.#commandId();
+      c.ackType = mergeOptions(c.ackType, waitFor);
+    }
+    const isSubscribe = subscribeCommands.has(c.command);
+    let routeKey: string | undefined;
+    if (internal || options.onMessage) {
+      if (isSubscribe) c.subId ??= c.commandId ?? this.#commandId();
+      if (c.command === 'sow' || c.command.startsWith('sow_and')) c.queryId ??= c.subId ?? c.commandId;
+      routeKey = c.queryId ?? c.subId ?? c.commandId;
+      if (routeKey === undefined)
+        throw new InvalidOptionsError('a routed command needs a sub_id, query_id or command id');
+      const onMessage = options.onMessage;
+      this.#routes.set(
+        routeKey,
+        internal ?? {
+          subId: isSubscribe ? c.subId : undefined,
+          onMessage: (m) => this.#safely(() => onMessage?.(m)),
+          onAck: options.onAck,
+          onDisconnect: () => {},
+        },
+      );
+    }
+    if (waitFor === 'none') {
+      await this.send(c);
+      return undefined;
+    }
+    try {
+      return await this.#request(c, waitFor, options, options.onAck);
+    } catch (error) {
+      if (routeKey !== undefined) this.#routes.delete(routeKey);
+      if (isSubscribe && c.subId !== undefined && AmpsError.isInstance(error) && error.code !== 'disconnected') {
+        // A subscribe that timed out may still be registered on the server: take it back.
+        if (this.#session?.open) this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
+      }
+      throw error;
+    }
+  }
+
+  /* ------------------------------------------------------------ queue acks */
+
+  /**
+   * Acknowledges a queue message (`sow_delete` with its bookmark), batched per topic up to
+   * `ackBatchSize` or `ackTimeoutMs`. Unsent acks are lost if the connection drops: the server
+   * then redelivers those messages when their leases end (at-least-once).
+   */
+  ack(message: Message | { topic: string; bookmark: string }, options: AckOptions = {}): void {
+    const topic = message.topic;
+    const bookmark = message.bookmark;
+    if (!topic || !bookmark) throw new InvalidOptionsError('ack needs a message with a topic and a bookmark');
+    const opts = options.cancel ? 'cancel' : options.expire ? 'expire' : '';
+    const key = `${opts}\u0000${topic}`;
+    let batch = this.#pendingAcks.get(key);
+    if (!batch) {
+      batch = { topic, options: opts, bookmarks: [], timer: undefined };
+      this.#pendingAcks.set(key, batch);
+    }
+    batch.bookmarks.push(bookmark);
+    if (batch.bookmarks.length >= this.#ackBatchSize) {
+      this.#sendAcks(key);
+    } else if (batch.timer === undefined) {
+      batch.timer = this.#env.setTimeout(() => this.#sendAcks(key), this.#ackTimeoutMs);
+    }
+  }
+
+  /** Sends every batched queue acknowledgement now. */
+  flushAcks(): void {
+    for (const key of [...this.#pendingAcks.keys()]) this.#sendAcks(key);
+  }
+
+  #sendAcks(key: string): void {
+    const batch = this.#pendingAcks.get(key);
+    if (!batch) return;
+    this.#pendingAcks.delete(key);
+    if (batch.timer !== undefined) this.#env.clearTimeout(batch.timer);
+    const command: Command = { command: 'sow_delete', topic: batch.topic, bookmark: batch.bookmarks.join(',') };
+    if (batch.options) command.options = batch.options;
+    this.#tryWrite(command);
+  }
+
+  /* -------------------------------------------------------------- internals */
+
+  #commandId(): string {
+    return String(this.#nextId++);
+  }
+
+  #requireSession(): Session {
+    const session = this.#session;
+    if (!session?.open) throw new DisconnectedError('not connected');
+    return session;
+  }
+
+  #stream(
+    options: { onMessage?: MessageHandler<Message> | undefined; maxQueue?: number | undefined },
+    autoAck: boolean,
+  ) {
+    return new MessageStream<Message>({
+      onMessage: options.onMessage,
+      maxQueue: options.maxQueue ?? this.#maxQueue,
+      onHandlerError: (error) => this.#emitException(error),
+      onHandled: autoAck
+        ? (m) => {
+            if (m.bookmark && m.topic && m.leasePeriod !== undefined) this.#safely(() => this.ack(m));
+          }
+        : undefined,
+      onFlowControl: (pause) => this.#flowControl(pause),
+    });
+  }
+
+  #flowControl(pause: boolean): boolean {
+    const session = this.#session;
+    const connection = session?.connection;
+    if (!session || !connection?.pause || !connection.resume) return false;
+    if (pause) {
+      if (session.paused++ === 0) connection.pause();
+    } else if (session.paused > 0 && --session.paused === 0) {
+      connection.resume();
+    }
+    return true;
+  }
+
+  /** Sends a command that expects an ack and resolves with the ack named `waitFor`. */
+  #request(
+    command: Command,
+    waitFor: string,
+    options: CommandWaitOptions,
+    onAck?: (ack: Message) => void,
+    failureFor: (ack: Message) => Error = (ack) => errorFromReason(command.command, ack.reason),
+  ): Promise<Message> {
+    this.#requireSession();
+    const cid = command.commandId ?? this.#commandId();
+    const result = deferred<Message>();
+    const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
+    const timer = deadline(this.#env, `${command.command} (cid ${cid})`, timeoutMs, options.signal, (error) => {
+      this.#pending.delete(cid);
+      result.reject(error);
+    });
+    this.#pending.set(cid, {
+      command: command.command,
+      waitFor,
+      onAck,
+      settle: (error, ack) => {
+        timer.clear();
+        this.#pending.delete(cid);
+        if (error) {
+          result.reject(error);
+          return;
+        }
+        if (ack?.status === 'failure') result.reject(failureFor(ack));
+        else result.resolve(ack as Message);
+      },
+    });
+    try {
+      this.#write({ ...command, commandId: cid });
+      this.#flush();
+    } catch (error) {
+      this.#pending.get(cid)?.settle(error as Error);
+    }
+    return result.promise;
+  }
+
+  #write(command: Command): void {
+    const session = this.#session;
+    if (!session?.open || !session.connection) throw new DisconnectedError('not connected');
+    this.#encoder.write(command);
+    if (this.#encoder.byteLength >= FLUSH_BYTES) {
+      this.#flush();
+    } else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  /** Writes, reporting (not throwing) failure: for acks and cleanup that have no caller to tell. */
+  #tryWrite(command: Command): void {
+    try {
+      this.#write(command);
+    } catch (error) {
+      this.#logger?.debug?.('write skipped', { command: command.command, error: String(error) });
+    }
+  }
+
+  readonly #flushTask = (): void => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
+
+  #flush(): void {
+    const session = this.#session;
+    if (this.#encoder.byteLength === 0 || !session?.connection || !session.open) return;
+    let bytes = this.#encoder.take();
+    if (this.#filter) bytes = this.#filter(bytes, 'out') ?? bytes;
+    session.lastSentAt = this.#env.now();
+    session.connection.send(bytes);
+  }
+
+  async #whenWritable(): Promise<void> {
+    this.#flush();
+    const connection = this.#session?.connection;
+    if (connection) await connection.whenDrained();
+  }
+
+  #onData(session: Session, chunk: Uint8Array): void {
+    if (this.#session !== session || session.closed.settled) return;
+    session.lastReceivedAt = this.#env.now();
+    const bytes = this.#filter ? (this.#filter(chunk, 'in') ?? chunk) : chunk;
+    try {
+      session.decoder.push(bytes);
+    } catch (error) {
+      // A protocol error: the stream cannot be trusted any more.
+      this.#logger?.error?.('closing the connection: bad data from the server', { error: String(error) });
+      this.#closeSession(error as Error);
+      return;
+    }
+    // The server counts a client silent for 2 intervals as gone, even while it is busy sending to us.
+    const hb = session.heartbeat;
+    if (hb && session.lastReceivedAt - session.lastSentAt >= hb.intervalMs) this.#beat(session);
+  }
+
+  #beat(session: Session): void {
+    session.lastSentAt = this.#env.now();
+    this.#tryWrite({ command: 'heartbeat', options: 'beat' });
+  }
+
+  #onMessage(session: Session, message: Message): void {
+    if (this.#session !== session) return;
+    switch (message.command) {
+      case 'ack':
+        this.#onAck(message);
+        return;
+      case 'heartbeat':
+        if (session.heartbeat) this.#beat(session);
+        return;
+      default:
+        this.#route(message);
+    }
+  }
+
+  #route(message: Message): void {
+    const routes = this.#routes;
+    if (message.queryId !== undefined) {
+      const route = routes.get(message.queryId);
+      if (route) {
+        route.onMessage(message);
+        return;
+      }
+    }
+    if (message.subIds !== undefined) {
+      let handled = false;
+      for (const id of message.subIds.split(',')) {
+        const route = routes.get(id);
+        if (route) {
+          route.onMessage(message);
+          handled = true;
+        }
+      }
+      if (handled) return;
+    } else if (message.subId !== undefined) {
+      const route = routes.get(message.subId);
+      if (route) {
+        route.onMessage(message);
+        return;
+      }
+    }
+    this.#unhandled(message);
+  }
+
+  #onAck(ack: Message): void {
+    let handled = false;
+    const type = ack.ackType;
+    if (
+      (type === 'persisted' || type === 'processed') &&
+      ack.sequence !== undefined &&
+      ack.subId === undefined &&
+      ack.queryId === undefined
+    ) {
+      const pending = ack.commandId === undefined ? undefined : this.#pending.get(ack.commandId);
+      if (
+        !pending ||
+        pending.command === 'publish' ||
+        pending.command === 'delta_publish' ||
+        pending.command === 'sow_delete'
+      ) {
+        if (ack.status === 'failure') {
+          this.#failedWriteListeners.emit((e) => this.#emitException(e), {
+            sequence: ack.sequence,
+            commandId: ack.commandId,
+            reason: ack.reason,
+            ack,
+          });
+          handled = true;
+        } else if (type === 'persisted') {
+          this.#persistedListeners.emit((e) => this.#emitException(e), ack.sequence, ack);
+          handled = true;
+        }
+      }
+    }
+    if (ack.commandId !== undefined) {
+      const pending = this.#pending.get(ack.commandId);
+      if (pending) {
+        handled = true;
+        if (pending.onAck) this.#safely(() => pending.onAck?.(ack));
+        if (ack.status === 'failure' || type === pending.waitFor) pending.settle(undefined, ack);
+      }
+    }
+    const routeKey = ack.queryId ?? ack.subId;
+    if (routeKey !== undefined) {
+      const route = this.#routes.get(routeKey);
+      if (route?.onAck) {
+        route.onAck(ack);
+        handled = true;
+      }
+    }
+    if (!handled) {
+      if (ack.status === 'failure' && (ack.commandId !== undefined || ack.sequence !== undefined)) {
+        this.#failedWriteListeners.emit((e) => this.#emitException(e), {
+          sequence: ack.sequence,
+          commandId: ack.commandId,
+          reason: ack.reason,
+          ack,
+        });
+        if (this.#failedWriteListeners.size > 0) return;
+      }
+      this.#unhandled(ack);
+    }
+  }
+
+  #unhandled(message: Message): void {
+    if (this.#unhandledListeners.size > 0) {
+      this.#unhandledListeners.emit((e) => this.#emitException(e), message);
+    } else if (this.#lastChance) {
+      this.#safely(() => this.#lastChance?.(message));
+    } else {
+      this.#logger?.debug?.('unhandled message', message.toJSON());
+    }
+  }
+
+  #armWatchdog(session: Session): void {
+    const hb = session.heartbeat;
+    if (!hb || !session.open) return;
+    const silentFor = this.#env.now() - session.lastReceivedAt;
+    const wait = Math.max(1, hb.timeoutMs - silentFor);
+    hb.timer = this.#env.setTimeout(() => {
+      hb.timer = undefined;
+      if (this.#session !== session || !session.open) return;
+      const silent = this.#env.now() - session.lastReceivedAt;
+      if (silent >= hb.timeoutMs) {
+        this.#closeSession(
+          new TimedOutError(`heartbeat timeout: nothing from ${session.uri.redacted} for ${Math.round(silent)} ms`),
+        );
+      } else {
+        this.#armWatchdog(session);
+      }
+    }, wait);
+  }
+
+  #stopHeartbeat(session: Session): void {
+    if (session.heartbeat?.timer !== undefined) this.#env.clearTimeout(session.heartbeat.timer);
+    session.heartbeat = undefined;
+  }
+
+  /** Closes the current connection because of `error`; teardown follows through onClose. */
+  #closeSession(error: Error): void {
+    const session = this.#session;
+    if (!session) return;
+    if (session.connection) session.connection.close(error);
+    else this.#onClose(session, error);
+  }
+
+  #onClose(session: Session, error: Error | undefined): void {
+    if (session.closed.settled) return;
+    const wasOpen = session.open;
+    session.open = false;
+    this.#stopHeartbeat(session);
+    session.closed.resolve(error);
+    if (this.#session !== session) return;
+    this.#encoder.clear();
+    const reason = new DisconnectedError(
+      error
+        ? `disconnected from ${session.uri.redacted}: ${error.message}`
+        : `disconnected from ${session.uri.redacted}`,
+      { cause: error },
+    );
+    for (const pending of [...this.#pending.values()]) pending.settle(reason);
+    this.#pending.clear();
+    for (const route of [...this.#routes.values()]) this.#safely(() => route.onDisconnect(reason));
+    this.#routes.clear();
+    for (const end of this.#endHooks.values()) end();
+    this.#endHooks.clear();
+    for (const batch of this.#pendingAcks.values()) if (batch.timer !== undefined) this.#env.clearTimeout(batch.timer);
+    if (this.#pendingAcks.size > 0) {
+      this.#logger?.warn?.('queue acks not sent before the disconnect; the server will redeliver those messages', {
+        count: [...this.#pendingAcks.values()].reduce((n, b) => n + b.bookmarks.length, 0),
+      });
+    }
+    this.#pendingAcks.clear();
+    if (wasOpen) {
+      this.#logger?.info?.('disconnected', { uri: session.uri.redacted, error: error?.message });
+      this.#setState(ConnectionState.Disconnected, error);
+      this.#disconnectListeners.emit((e) => this.#emitException(e), error);
+    }
+  }
+
+  #setState(state: ConnectionState, error?: Error): void {
+    this.#state = state;
+    this.#stateListeners.emit((e) => this.#emitException(e), { state, uri: this.#session?.uri.redacted, error });
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#emitException(error);
+    }
+  }
+
+  #emitException(error: unknown): void {
+    if (this.#exceptionListeners.size === 0) {
+      this.#logger?.error?.('uncaught error in a handler or listener', { error: String(error) });
+      return;
+    }
+    this.#exceptionListeners.emit(
+      (e) => this.#logger?.error?.('exception listener threw', { error: String(e) }),
+      error,
+    );
+  }
+}
+
+/** A failed logon is an authentication failure unless the reason names something more specific. */
+function logonFailure(ack: Message): Error {
+  if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
+  return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
+}
+
+function positive(value: number | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value <= 0)
+    throw new InvalidOptionsError(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+function nonNegative(value: number | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value < 0)
+    throw new InvalidOptionsError(`${name} must be zero or a positive number, got ${value}`);
+  return value;
+}

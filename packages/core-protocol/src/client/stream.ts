@@ -1,0 +1,173 @@
+import { SlowConsumerError } from '../errors.js';
+
+export type MessageHandler<T> = (item: T) => void | Promise<void>;
+
+export interface StreamOptions<T> {
+  /** Callback mode: every item goes to this handler; iterating the stream is then an error. */
+  onMessage?: MessageHandler<T> | undefined;
+  /**
+   * Iterator mode: the most items buffered for a consumer that is not keeping up.
+   * @default 1024
+   */
+  maxQueue?: number | undefined;
+  /** Called with `true` when the queue is full and `false` once it has drained to half. */
+  onFlowControl?: ((paused: boolean) => boolean) | undefined;
+  /** Where handler exceptions and rejected handler promises go. */
+  onHandlerError?: ((error: unknown, item: T) => void) | undefined;
+  /** Called after the handler for an item has returned (or its promise resolved): auto-ack hook. */
+  onHandled?: ((item: T) => void) | undefined;
+}
+
+/**
+ * The consumer side of a subscription or query: a callback, or a bounded async iterator.
+ *
+ * When the iterator's queue fills, the stream asks the connection to pause (`onFlowControl`);
+ * if it cannot, the stream ends with a `SlowConsumerError` rather than grow without bound.
+ */
+export class MessageStream<T> implements AsyncIterable<T> {
+  readonly #handler: MessageHandler<T> | undefined;
+  readonly #maxQueue: number;
+  readonly #options: StreamOptions<T>;
+  #queue: T[] = [];
+  #head = 0;
+  #waiter: ((result: IteratorResult<T>) => void) | undefined;
+  #waiterReject: ((error: unknown) => void) | undefined;
+  #ended = false;
+  #error: Error | undefined;
+  #paused = false;
+  #iterating = false;
+  #lastYielded: T | undefined;
+  #count = 0;
+
+  constructor(options: StreamOptions<T> = {}) {
+    this.#options = options;
+    this.#handler = options.onMessage;
+    this.#maxQueue = Math.max(1, options.maxQueue ?? 1024);
+  }
+
+  /** Items received so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Delivers an item to the handler or the iterator. Ignored after `end()`. */
+  push(item: T): void {
+    if (this.#ended) return;
+    this.#count++;
+    const handler = this.#handler;
+    if (handler) {
+      try {
+        const result = handler(item);
+        if (result && typeof (result as Promise<void>).then === 'function') {
+          (result as Promise<void>).then(
+            () => this.#options.onHandled?.(item),
+            (error: unknown) => this.#options.onHandlerError?.(error, item),
+          );
+        } else {
+          this.#options.onHandled?.(item);
+        }
+      } catch (error) {
+        this.#options.onHandlerError?.(error, item);
+      }
+      return;
+    }
+    const waiter = this.#waiter;
+    if (waiter) {
+      this.#waiter = undefined;
+      this.#waiterReject = undefined;
+      this.#lastYielded = item;
+      waiter({ value: item, done: false });
+      return;
+    }
+    this.#queue.push(item);
+    if (this.#queue.length - this.#head >= this.#maxQueue && !this.#paused) {
+      this.#paused = true;
+      const paused = this.#options.onFlowControl?.(true) ?? false;
+      if (!paused) {
+        this.end(
+          new SlowConsumerError(
+            `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; iterate faster or raise maxQueue`,
+          ),
+        );
+      }
+    }
+  }
+
+  /** Ends the stream: iterators finish (with `error`, if given) once the queue is drained. */
+  end(error?: Error): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error = error;
+    this.#resumeIfPaused();
+    if (this.#waiter) {
+      const waiter = this.#waiter;
+      const reject = this.#waiterReject;
+      this.#waiter = undefined;
+      this.#waiterReject = undefined;
+      if (error) reject?.(error);
+      else waiter({ value: undefined, done: true });
+    }
+  }
+
+  #resumeIfPaused(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      this.#options.onFlowControl?.(false);
+    }
+  }
+
+  #next(): Promise<IteratorResult<T>> {
+    if (this.#lastYielded !== undefined) {
+      const handled = this.#lastYielded;
+      this.#lastYielded = undefined;
+      this.#options.onHandled?.(handled);
+    }
+    if (this.#head < this.#queue.length) {
+      const item = this.#queue[this.#head] as T;
+      this.#queue[this.#head++] = undefined as T;
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
+      }
+      if (this.#paused && this.#queue.length - this.#head <= this.#maxQueue / 2) this.#resumeIfPaused();
+      this.#lastYielded = item;
+      return Promise.resolve({ value: item, done: false });
+    }
+    if (this.#ended) {
+      return this.#error ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiter = resolve;
+      this.#waiterReject = reject;
+    });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    if (this.#handler)
+      throw new TypeError('this stream delivers to its onMessage callback; it cannot also be iterated');
+    if (this.#iterating) throw new TypeError('this stream is already being iterated');
+    this.#iterating = true;
+    return {
+      next: () => this.#next(),
+      return: async () => {
+        this.#lastYielded = undefined;
+        this.#options.onFlowControl && this.#resumeIfPaused();
+        this.#queue = [];
+        this.#head = 0;
+        this.#onReturn?.();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  #onReturn: (() => void) | undefined;
+
+  /** Runs when an iterating consumer stops early (`break`, `return`, a thrown error). */
+  onReturn(callback: () => void): void {
+    this.#onReturn = callback;
+  }
+}

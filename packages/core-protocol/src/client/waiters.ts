@@ -1,0 +1,90 @@
+import type { Environment, TimerHandle } from '../contracts.js';
+import { AbortError, TimedOutError } from '../errors.js';
+
+/** The error an aborted signal stands for: its reason if that is an Error, else an `AbortError`. */
+export function abortReason(signal: AbortSignal, what: string): Error {
+  const reason = signal.reason;
+  if (reason instanceof Error && reason.name !== 'AbortError') return reason;
+  return new AbortError(`${what} aborted`, { cause: reason });
+}
+
+export interface Deadline {
+  /** Stops the timer and removes the abort listener. Idempotent. */
+  clear(): void;
+}
+
+/**
+ * Arms a timeout and an abort signal for one operation; `onExpire` runs at most once, with a
+ * `TimedOutError` or the abort reason. Every path clears both, so nothing stays scheduled.
+ */
+export function deadline(
+  environment: Environment,
+  what: string,
+  timeoutMs: number | undefined,
+  signal: AbortSignal | undefined,
+  onExpire: (error: Error) => void,
+): Deadline {
+  let timer: TimerHandle | undefined;
+  let done = false;
+  const clear = () => {
+    if (done) return;
+    done = true;
+    if (timer !== undefined) environment.clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  };
+  const expire = (error: Error) => {
+    if (done) return;
+    clear();
+    onExpire(error);
+  };
+  function onAbort(): void {
+    expire(abortReason(signal as AbortSignal, what));
+  }
+  if (signal?.aborted) {
+    // Report asynchronously so callers can finish setting up first.
+    queueMicrotask(onAbort);
+  } else {
+    signal?.addEventListener('abort', onAbort, { once: true });
+  }
+  if (timeoutMs !== undefined && timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+    timer = environment.setTimeout(
+      () => expire(new TimedOutError(`${what} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  }
+  return { clear };
+}
+
+/** A promise with its settle functions, settled once. */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+  readonly settled: boolean;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  let settled = false;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return {
+    promise,
+    resolve: (value) => {
+      if (settled) return;
+      settled = true;
+      resolve(value);
+    },
+    reject: (error) => {
+      if (settled) return;
+      settled = true;
+      reject(error);
+    },
+    get settled() {
+      return settled;
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { Client, ConnectionState, TimedOutError } from '../src/index.js';
+import { ManualEnvironment, ScriptedServer } from './client-fakes.js';
+
+describe('Client heartbeat watchdog (manual clock)', () => {
+  it('closes a connection silent past the timeout, reporting why', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const client = new Client('hb-1', { transport: server.transport, environment: env });
+    const states: string[] = [];
+    client.onStateChange((e) => states.push(e.state));
+    const disconnected = new Promise<Error | undefined>((resolve) => client.onDisconnect(resolve));
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    await client.heartbeat(1, 3);
+    expect(server.received.map((m) => m.options).filter(Boolean)).toContain('start,1');
+
+    env.advance(2000);
+    server.reply({ command: 'heartbeat' }); // traffic resets the watchdog
+    await Promise.resolve(); // writes are flushed at the end of the tick
+    expect(server.received.filter((m) => m.options === 'beat')).toHaveLength(1);
+    env.advance(2999);
+    expect(client.isConnected).toBe(true);
+    env.advance(1);
+    const error = await disconnected;
+    expect(TimedOutError.isInstance(error)).toBe(true);
+    expect(error?.message).toMatch(/heartbeat timeout/);
+    expect(states).toEqual([
+      ConnectionState.Connected,
+      ConnectionState.LoggedOn,
+      ConnectionState.HeartbeatInitiated,
+      ConnectionState.Disconnected,
+    ]);
+    expect(env.pendingTimers).toBe(0);
+  });
+
+  it('times out a command whose ack never comes, and clears its timer', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const client = new Client('to-1', { transport: server.transport, environment: env, commandTimeoutMs: 500 });
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    const flushed = client.flush();
+    env.advance(499);
+    env.advance(1);
+    await expect(flushed).rejects.toThrow(/flush \(cid \d+\) timed out after 500 ms/);
+    expect(env.pendingTimers).toBe(0);
+    await client.disconnect();
+    expect(client.state).toBe(ConnectionState.Shutdown);
+  });
+
+  it('sends unsubscribe when a subscribe times out', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const client = new Client('to-2', { transport: server.transport, environment: env, commandTimeoutMs: 100 });
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    const sub = client.subscribe('orders', { subId: 's1' });
+    env.advance(100);
+    await expect(sub.ready).rejects.toThrow(/timed out/);
+    await new Promise((r) => setImmediate(r));
+    const unsub = server.received.find((m) => m.command === 'unsubscribe');
+    expect(unsub?.subId).toBe('s1');
+    expect(await sub.closed).toBeInstanceOf(Error);
+  });
+
+  it('aborts a command with an AbortSignal', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const client = new Client('ab-1', { transport: server.transport, environment: env });
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    const controller = new AbortController();
+    const flushed = client.flush('processed', { signal: controller.signal });
+    controller.abort();
+    await expect(flushed).rejects.toMatchObject({ code: 'aborted' });
+    expect(env.pendingTimers).toBe(0);
+  });
+});

@@ -220,8 +220,11 @@ export interface BookmarkStore {
   discard(subId: string, bookmark: string): void;
   /** Whether the message is a duplicate of one already seen on this subscription. */
   isDuplicate(subId: string, bookmark: string): boolean;
-  /** The bookmark to resubscribe from: a per-publisher list, or EPOCH (`0`) when nothing is known. */
-  getMostRecent(subId: string): string;
+  /**
+   * The bookmark to resubscribe from (usually a per-publisher list), or `undefined` when nothing
+   * is known yet: the caller then uses the subscription's own starting bookmark.
+   */
+  getMostRecent(subId: string): string | undefined;
   /** The server reports `bookmark` persisted (a `persisted` or `completed` ack on the subscription). */
   persisted(subId: string, bookmark: string): void;
   /** Forgets one subscription, or all. */

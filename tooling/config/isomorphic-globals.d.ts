@@ -1,5 +1,5 @@
 /*
- * The few platform globals core-protocol uses, present in every target (Node.js 20+, browsers,
+ * The few platform globals isomorphic amps-ts packages use, present in every target (Node.js 20+, browsers,
  * workers). Declared here instead of pulling in DOM or Node types, so that the compiler rejects
  * anything else: core-protocol must stay isomorphic. Consumers get these from their own
  * environment's types.

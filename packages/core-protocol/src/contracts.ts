@@ -188,8 +188,9 @@ export interface ReconnectDelayStrategy {
  */
 export interface PublishStore {
   /**
-   * Assigns the next sequence to `command`, keeps it, and returns the sequence. May return a
-   * promise that waits for room (a bounded store), or throw a `StoreFullError`.
+   * Takes ownership of `command`: sets its `sequence` (the next one) and asks for `persisted`
+   * acks, keeps it, and returns the sequence. The caller then sends that same object. May return
+   * a promise that waits for room (a bounded store), or throw a `StoreFullError`.
    */
   store(command: Command): number | Promise<number>;
   /** The server has persisted everything up to `sequence` (a persisted ack, conflated or not). */

@@ -517,6 +517,14 @@ export class Client {
     this.#setState(ConnectionState.Shutdown);
   }
 
+  /**
+   * Drops the connection at once, without the graceful steps of `disconnect()` (and without the
+   * `Shutdown` state): disconnect listeners see `reason`. For abandoning a failed or stuck session.
+   */
+  abort(reason: Error = new DisconnectedError('connection aborted')): void {
+    this.#closeSession(reason);
+  }
+
   /* ---------------------------------------------------------------- writes */
 
   /**
@@ -1092,8 +1100,9 @@ export class Client {
   #closeSession(error: Error): void {
     const session = this.#session;
     if (!session) return;
-    if (session.connection) session.connection.close(error);
-    else this.#onClose(session, error);
+    session.connection?.close(error);
+    // Tear down now rather than when the transport confirms: a dead peer may never let it.
+    this.#onClose(session, error);
   }
 
   #onClose(session: Session, error: Error | undefined): void {

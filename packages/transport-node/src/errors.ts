@@ -1,0 +1,49 @@
+import { type AmpsUri, ConnectionError } from '@amps-ts/core-protocol';
+
+// OpenSSL verification codes that mean "no trusted CA signed this certificate".
+const untrusted = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+]);
+const outOfDate = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A readable reason, with advice for the TLS failures people hit most. Never holds the URI's password. */
+export function describeError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = codeOf(error);
+  if (code && untrusted.has(code)) {
+    return `the server's TLS certificate is not trusted (${code}: ${message}); pass tls.ca with the certificate of the CA that signed it`;
+  }
+  if (code && outOfDate.has(code)) {
+    return `the server's TLS certificate is expired or not yet valid (${code}: ${message})`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `the server's TLS certificate does not match the host name (${message}); connect with a host name the certificate names, or set tls.servername`;
+  }
+  return message;
+}
+
+/** The attempt to connect failed. */
+export function cannotConnect(uri: AmpsUri, error: unknown): ConnectionError {
+  return new ConnectionError(`cannot connect to ${uri.redacted}: ${describeError(error)}`, { cause: error });
+}
+
+/** An open connection failed. */
+export function connectionLost(uri: AmpsUri, error: unknown): ConnectionError {
+  return new ConnectionError(`connection to ${uri.redacted} lost: ${describeError(error)}`, { cause: error });
+}
+
+export function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

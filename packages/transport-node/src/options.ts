@@ -1,0 +1,172 @@
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
+import { InvalidOptionsError, type Logger } from '@amps-ts/core-protocol';
+import type { ClientOptions, WebSocket } from 'ws';
+
+/** TLS settings for `tcps://` and `wss://`. Certificates are verified unless `rejectUnauthorized` is false. */
+export interface NodeTlsOptions {
+  /** Trusted CA certificates (PEM). Replaces Node's default CA list when given. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Client certificate chain (PEM), for servers that verify clients. */
+  cert?: string | Buffer | Array<string | Buffer>;
+  /** Client private key (PEM). */
+  key?: string | Buffer | Array<string | Buffer>;
+  /** Passphrase of `key`, if it is encrypted. */
+  passphrase?: string;
+  /**
+   * Server name for SNI and certificate verification.
+   * @default the URI's host (no SNI when the host is an IP address)
+   */
+  servername?: string;
+  /**
+   * Verify the server certificate against `ca` (or Node's CA list). Turn off only for tests.
+   * @default true
+   */
+  rejectUnauthorized?: boolean;
+  /**
+   * Lowest TLS version accepted.
+   * @default 'TLSv1.2'
+   */
+  minVersion?: tls.SecureVersion;
+}
+
+/** Options of {@link nodeTransport}. */
+export interface NodeTransportOptions {
+  /** TLS settings for `tcps://` and `wss://`. */
+  tls?: NodeTlsOptions;
+  /**
+   * Bytes buffered (not yet handed to the kernel) above which the connection is full: callers
+   * should wait for `whenDrained()` before sending more. Exposed as `connection.highWaterMark`.
+   * @default 1048576 (1 MiB)
+   */
+  highWaterMark?: number;
+  /**
+   * `whenDrained()` resolves once the buffered bytes drop to this.
+   * @default 262144 (256 KiB)
+   */
+  lowWaterMark?: number;
+  /**
+   * Connection attempt timeout in milliseconds: TCP connect, TLS handshake, HTTP preflight or
+   * WebSocket handshake together. `connect(..., { timeoutMs })` overrides it per attempt.
+   * @default 10000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * How long `close()` without an error waits for the peer to finish the close before the socket
+   * is destroyed, in milliseconds.
+   * @default 2000
+   */
+  closeTimeoutMs?: number;
+  /**
+   * Extra HTTP headers for `http_preflight=true` connections, and for the WebSocket handshake
+   * of `ws://` and `wss://` (for example `{ Cookie: 'a=1' }`).
+   */
+  preflightHeaders?: Record<string, string>;
+  /**
+   * Options passed to the `ws` client for `ws://` and `wss://` (for example `perMessageDeflate`,
+   * `maxPayload`, `agent`). TLS settings come from `tls`, timeouts from `connectTimeoutMs`.
+   */
+  webSocket?: ClientOptions;
+  /**
+   * Opens TCP and Unix sockets (for example through a SOCKS or test proxy).
+   * @default net.connect
+   */
+  netConnect?: (options: net.NetConnectOpts) => net.Socket;
+  /**
+   * Opens TLS sockets.
+   * @default tls.connect
+   */
+  tlsConnect?: (options: tls.ConnectionOptions) => tls.TLSSocket;
+  /**
+   * The WebSocket client class.
+   * @default WebSocket from `ws`
+   */
+  WebSocket?: typeof WebSocket;
+  /** Receives warnings (URI options Node cannot apply) and debug lines. Never receives passwords. */
+  logger?: Logger;
+}
+
+/** The options with every default filled in. */
+export interface ResolvedOptions {
+  tls: NodeTlsOptions;
+  highWaterMark: number;
+  lowWaterMark: number;
+  connectTimeoutMs: number;
+  closeTimeoutMs: number;
+  preflightHeaders: Readonly<Record<string, string>>;
+  webSocket: ClientOptions;
+  netConnect: ((options: net.NetConnectOpts) => net.Socket) | undefined;
+  tlsConnect: ((options: tls.ConnectionOptions) => tls.TLSSocket) | undefined;
+  WebSocket: typeof WebSocket | undefined;
+  logger: Logger | undefined;
+}
+
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
+
+function bad(why: string): never {
+  throw new InvalidOptionsError(`nodeTransport: ${why}`);
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number, allowZero = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1)) {
+    bad(`${name} must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Validates user options once, at `nodeTransport()` time, so mistakes fail early and typed. */
+export function resolveOptions(options: NodeTransportOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) bad('options must be an object');
+  const highWaterMark = positiveInteger('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK);
+  const lowWaterMark = positiveInteger(
+    'lowWaterMark',
+    options.lowWaterMark,
+    Math.min(DEFAULT_LOW_WATER_MARK, highWaterMark),
+    true,
+  );
+  if (lowWaterMark > highWaterMark)
+    bad(`lowWaterMark (${lowWaterMark}) must not exceed highWaterMark (${highWaterMark})`);
+  const connectTimeoutMs = positiveInteger('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  const closeTimeoutMs = positiveInteger('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, true);
+
+  const preflightHeaders: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options.preflightHeaders ?? {})) {
+    if (!headerName.test(name)) bad(`preflightHeaders: '${name}' is not a valid HTTP header name`);
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
+      bad(`preflightHeaders: the value of '${name}' must be a string without CR, LF or NUL`);
+    }
+    preflightHeaders[name] = value;
+  }
+
+  const tlsOptions = options.tls ?? {};
+  if (typeof tlsOptions !== 'object' || tlsOptions === null) bad('tls must be an object');
+  if (tlsOptions.servername !== undefined && typeof tlsOptions.servername !== 'string') {
+    bad('tls.servername must be a string');
+  }
+  if (tlsOptions.rejectUnauthorized !== undefined && typeof tlsOptions.rejectUnauthorized !== 'boolean') {
+    bad('tls.rejectUnauthorized must be a boolean');
+  }
+  for (const name of ['netConnect', 'tlsConnect', 'WebSocket'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') bad(`${name} must be a function`);
+  }
+
+  return {
+    tls: tlsOptions,
+    highWaterMark,
+    lowWaterMark,
+    connectTimeoutMs,
+    closeTimeoutMs,
+    preflightHeaders,
+    webSocket: options.webSocket ?? {},
+    netConnect: options.netConnect,
+    tlsConnect: options.tlsConnect,
+    WebSocket: options.WebSocket,
+    logger: options.logger,
+  };
+}

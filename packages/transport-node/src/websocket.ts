@@ -1,0 +1,132 @@
+import type { IncomingMessage } from 'node:http';
+import type * as net from 'node:net';
+import {
+  type AmpsUri,
+  ConnectionError,
+  type ConnectionHandlers,
+  DEFAULT_MAX_FRAME_SIZE,
+  DisconnectedError,
+} from '@amps-ts/core-protocol';
+import { type ClientOptions, WebSocket } from 'ws';
+import { runAttempt } from './attempt.js';
+import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
+import { cannotConnect, connectionLost } from './errors.js';
+import { FrameSplitter } from './frame-splitter.js';
+import type { ResolvedOptions } from './options.js';
+import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
+
+/** A WebSocket carrying AMPS frames: one frame per binary message out; messages joined into one stream in. */
+export class WebSocketConnection extends BaseConnection {
+  readonly #ws: WebSocket;
+  readonly #splitter = new FrameSplitter();
+  #error: Error | undefined;
+
+  constructor(ws: WebSocket, handlers: ConnectionHandlers, settings: ConnectionSettings) {
+    super(handlers, settings);
+    this.#ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+      if (Array.isArray(data)) for (const part of data) this.received(part);
+      else this.received(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+    });
+    ws.on('error', (error) => {
+      this.#error ??= error;
+    });
+    ws.on('close', (code, reason) => this.finished(this.#closeError(code, reason.toString())));
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount + this.#splitter.pendingBytes;
+  }
+
+  protected write(bytes: Uint8Array): void {
+    this.#splitter.split(bytes, (frame) => this.#ws.send(frame, { binary: true }, this.#onWritten));
+  }
+
+  protected end(): void {
+    this.#ws.close(1000);
+  }
+
+  protected destroy(): void {
+    this.#ws.terminate();
+  }
+
+  readonly #onWritten = (error?: Error | null): void => {
+    if (!error) this.flushed();
+  };
+
+  #closeError(code: number, reason: string): Error {
+    if (this.#error) return connectionLost(this.uri, this.#error);
+    const why = `code ${code}${reason ? `, ${reason}` : ''}`;
+    // 1006: no close frame, the socket just went away (reset, network loss).
+    if (code === 1006) return new ConnectionError(`connection to ${this.uri.redacted} lost (WebSocket ${why})`);
+    return new DisconnectedError(`${this.uri.redacted} closed the connection (WebSocket ${why})`);
+  }
+}
+
+/** The URL the WebSocket dials: never the userinfo (the password goes in the logon), nor the client-side query options. */
+export function webSocketUrl(uri: AmpsUri): string {
+  return `${uri.scheme}://${endpoint(uri.host, uri.port)}${uri.path}`;
+}
+
+/** Connects `ws://` or `wss://`. */
+export function connectWebSocket(
+  uri: AmpsUri,
+  handlers: ConnectionHandlers,
+  options: ResolvedOptions,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<NodeConnection> {
+  const wsOptions: ClientOptions & { servername?: string } = {
+    // The frame decoder's own limit; ws's default (100 MiB) is below what AMPS may send.
+    maxPayload: DEFAULT_MAX_FRAME_SIZE + 4,
+    ...options.webSocket,
+    ...dialOptions(uri),
+    headers: { ...options.webSocket.headers, ...options.preflightHeaders },
+    // Our attempt timer covers the handshake.
+    handshakeTimeout: undefined,
+  };
+  if (uri.scheme === 'wss') {
+    const t = options.tls;
+    wsOptions.rejectUnauthorized = t.rejectUnauthorized ?? true;
+    wsOptions.minVersion = t.minVersion ?? 'TLSv1.2';
+    if (t.ca !== undefined) wsOptions.ca = t.ca;
+    if (t.cert !== undefined) wsOptions.cert = t.cert;
+    if (t.key !== undefined) wsOptions.key = t.key;
+    if (t.passphrase !== undefined) wsOptions.passphrase = t.passphrase;
+    if (t.servername !== undefined) wsOptions.servername = t.servername;
+  }
+  const WebSocketClass = options.WebSocket ?? WebSocket;
+
+  return runAttempt<NodeConnection>(uri, timeoutMs, signal, (attempt) => {
+    const ws = new WebSocketClass(webSocketUrl(uri), wsOptions);
+    let socket: net.Socket | undefined;
+    const onUpgrade = (response: IncomingMessage) => {
+      socket = response.socket;
+    };
+    const onError = (error: Error) => attempt.reject(cannotConnect(uri, error));
+    const onClose = (code: number) =>
+      attempt.reject(cannotConnect(uri, new Error(`the WebSocket closed while connecting (code ${code})`)));
+    ws.on('upgrade', onUpgrade);
+    ws.on('error', onError);
+    ws.on('close', onClose);
+    ws.once('open', () => {
+      if (attempt.settled) return;
+      // After ws's own setNoDelay(), so the URI's choice wins.
+      if (socket) applyTcpOptions(socket, uri);
+      const connection = new WebSocketConnection(ws, handlers, {
+        uri,
+        description: socket ? describeSocket(uri.scheme, socket, uri, uri.path) : `${uri.scheme} ${webSocketUrl(uri)}`,
+        highWaterMark: options.highWaterMark,
+        lowWaterMark: options.lowWaterMark,
+        closeTimeoutMs: options.closeTimeoutMs,
+      });
+      ws.off('upgrade', onUpgrade);
+      ws.off('error', onError);
+      ws.off('close', onClose);
+      attempt.resolve(connection);
+    });
+    // Keeps an 'error' listener until ws has closed: ws emits one when an unfinished handshake is aborted.
+    return () => ws.terminate();
+  });
+}

@@ -1,1 +1,2 @@
-export {};
+export type { FixedDelayOptions } from './fixed.js';
+export { FixedDelay, fixedDelay } from './fixed.js';

@@ -1,0 +1,199 @@
+import {
+  defaultEnvironment,
+  type Environment,
+  InvalidOptionsError,
+  type ReconnectDelayStrategy,
+  RetryExhaustedError,
+} from '@amps-ts/core-protocol';
+
+/**
+ * How randomness spreads the waits of many clients.
+ * - `additive` (AMPS): adds up to `jitter × initialDelayMs` to each non-zero wait, after the cap.
+ * - `full`: a wait anywhere in `[0, delay)`; spreads a fleet widely (the "full jitter" of AWS).
+ * - `proportional`: a wait in `[delay × (1 - jitter), delay × (1 + jitter))`; keeps the mean.
+ */
+export type JitterMode = 'additive' | 'full' | 'proportional';
+
+/** The delay math's inputs, all resolved. */
+export interface ExponentialDelaySettings {
+  /** Wait before the first retry. */
+  readonly initialDelayMs: number;
+  /** Multiplier per retry. */
+  readonly backoffExponent: number;
+  /** Cap on the delay, applied before jitter. */
+  readonly maximumDelayMs: number;
+  /** Amount of jitter; its meaning depends on `jitterMode`. */
+  readonly jitter: number;
+  readonly jitterMode: JitterMode;
+}
+
+export interface ExponentialBackoffOptions {
+  /**
+   * Wait before the first retry of a sweep after every server was tried once.
+   * @default 200
+   */
+  initialDelayMs?: number;
+  /**
+   * Multiplier applied to the delay at each new sweep (200 → 400 → 800 ...). At least 1.
+   * @default 2
+   */
+  backoffExponent?: number;
+  /**
+   * Cap on the delay before jitter. Jitter is applied after the cap so waits do not all pile up at it.
+   * @default 20000
+   */
+  maximumDelayMs?: number;
+  /**
+   * With `additive`: a multiple of `initialDelayMs` (AMPS: up to 1.0 × 200 ms added).
+   * With `proportional`: a fraction of the delay, 0 to 1. Ignored by `full`.
+   * @default 1
+   */
+  jitter?: number;
+  /**
+   * How jitter is applied; `additive` is AMPS's behaviour, `full` and `proportional` spread a fleet
+   * of clients much better (see the README's storm numbers).
+   * @default 'additive'
+   */
+  jitterMode?: JitterMode;
+  /**
+   * Give up with a `RetryExhaustedError` once this long has passed without a successful connection,
+   * measured from the first wait asked for after the last `reset()`. 0 = never give up.
+   * @default 0
+   */
+  maximumRetryTimeMs?: number;
+  /**
+   * Give up with a `RetryExhaustedError` after this many attempts without a successful connection.
+   * 0 = no limit.
+   * @default 0
+   */
+  maximumAttempts?: number;
+  /**
+   * Clock and randomness, injectable for tests.
+   * @default defaultEnvironment (Date.now, Math.random)
+   */
+  environment?: Pick<Environment, 'now' | 'random'>;
+}
+
+const jitterModes: readonly JitterMode[] = ['additive', 'full', 'proportional'];
+
+/**
+ * The delay before retry sweep `attempt` (1 = the first retry), given one uniform draw `random`
+ * in [0, 1). Pure: the same inputs always give the same wait.
+ */
+export function exponentialDelay(attempt: number, random: number, settings: ExponentialDelaySettings): number {
+  const delay = Math.min(settings.maximumDelayMs, settings.initialDelayMs * settings.backoffExponent ** (attempt - 1));
+  if (delay <= 0) return 0;
+  switch (settings.jitterMode) {
+    case 'additive':
+      return Math.round(delay + random * settings.jitter * settings.initialDelayMs);
+    case 'full':
+      return Math.round(random * delay);
+    case 'proportional':
+      return Math.round(delay * (1 - settings.jitter + 2 * settings.jitter * random));
+  }
+}
+
+/**
+ * Exponential backoff with jitter: AMPS's ExponentialDelayStrategy, with its defaults.
+ *
+ * State is kept per sweep of the server list, not per server: the first attempt on each server
+ * after a reset (or in a new sweep) is immediate, and each time the chooser comes back to a server
+ * already tried, a new sweep starts and waits the next, longer delay. See the README for why.
+ */
+export class ExponentialBackoff implements ReconnectDelayStrategy {
+  /** The resolved options, AMPS defaults filled in. */
+  readonly options: Readonly<Required<Omit<ExponentialBackoffOptions, 'environment'>>>;
+  readonly #environment: Pick<Environment, 'now' | 'random'>;
+  #startedAt: number | undefined;
+  #attempts = 0;
+  #sweep = 0;
+  readonly #triedThisSweep = new Set<string>();
+
+  constructor(options: ExponentialBackoffOptions = {}) {
+    const resolved = {
+      initialDelayMs: options.initialDelayMs ?? 200,
+      backoffExponent: options.backoffExponent ?? 2,
+      maximumDelayMs: options.maximumDelayMs ?? 20_000,
+      jitter: options.jitter ?? 1,
+      jitterMode: options.jitterMode ?? 'additive',
+      maximumRetryTimeMs: options.maximumRetryTimeMs ?? 0,
+      maximumAttempts: options.maximumAttempts ?? 0,
+    };
+    for (const key of ['initialDelayMs', 'maximumDelayMs', 'jitter', 'maximumRetryTimeMs'] as const) {
+      if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
+    }
+    if (!(Number.isFinite(resolved.backoffExponent) && resolved.backoffExponent >= 1)) {
+      invalid('backoffExponent', 'a finite number >= 1', resolved.backoffExponent);
+    }
+    if (!(Number.isInteger(resolved.maximumAttempts) && resolved.maximumAttempts >= 0)) {
+      invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);
+    }
+    if (!jitterModes.includes(resolved.jitterMode)) invalid('jitterMode', jitterModes.join(', '), resolved.jitterMode);
+    if (resolved.jitterMode === 'proportional' && resolved.jitter > 1) {
+      invalid('jitter', 'at most 1 with jitterMode proportional', resolved.jitter);
+    }
+    this.options = Object.freeze(resolved);
+    this.#environment = options.environment ?? defaultEnvironment;
+  }
+
+  getConnectWaitDuration(uri: string): number {
+    const now = this.#environment.now();
+    this.#startedAt ??= now;
+    const elapsedMs = now - this.#startedAt;
+    const { maximumRetryTimeMs, maximumAttempts } = this.options;
+    const outOfTime = maximumRetryTimeMs > 0 && elapsedMs >= maximumRetryTimeMs;
+    if (outOfTime || (maximumAttempts > 0 && this.#attempts >= maximumAttempts)) {
+      throw new RetryExhaustedError(
+        `gave up reconnecting after ${(elapsedMs / 1000).toFixed(1)} s and ${this.#attempts} attempts ` +
+          (outOfTime ? `(maximumRetryTimeMs ${maximumRetryTimeMs})` : `(maximumAttempts ${maximumAttempts})`),
+        { elapsedMs, attempts: this.#attempts },
+      );
+    }
+    this.#attempts++;
+    if (!this.#triedThisSweep.has(uri)) {
+      this.#triedThisSweep.add(uri);
+      return 0;
+    }
+    this.#triedThisSweep.clear();
+    this.#triedThisSweep.add(uri);
+    this.#sweep++;
+    const wait = exponentialDelay(this.#sweep, this.#environment.random(), this.options);
+    // Never sleep past the deadline: the last attempt happens on time, and the next call gives up.
+    return maximumRetryTimeMs > 0 ? Math.min(wait, maximumRetryTimeMs - elapsedMs) : wait;
+  }
+
+  reset(): void {
+    this.#startedAt = undefined;
+    this.#attempts = 0;
+    this.#sweep = 0;
+    this.#triedThisSweep.clear();
+  }
+}
+
+function invalid(option: string, expected: string, got: unknown): never {
+  throw new InvalidOptionsError(`exponentialBackoff: ${option} must be ${expected}, got ${String(got)}`);
+}
+
+/** Exponential backoff; with no options, AMPS's defaults (200 ms, × 2, 20 s cap, additive jitter 1.0, never give up). */
+export function exponentialBackoff(options?: ExponentialBackoffOptions): ExponentialBackoff {
+  return new ExponentialBackoff(options);
+}
+
+/**
+ * The settings HAClient uses by default, chosen with the storm benchmark (`pnpm bench storm`): when
+ * 10,000 clients lose their server for 5 s or 30 s, at most about 7% of them reconnect in any
+ * 100 ms and 99% are back within 2.7 s of the server's return. Full jitter does the spreading; the
+ * 3 s cap bounds how long a client sleeps through a recovered server.
+ */
+export const recommendedBackoffOptions: Readonly<ExponentialBackoffOptions> = Object.freeze({
+  initialDelayMs: 200,
+  backoffExponent: 2,
+  maximumDelayMs: 3_000,
+  jitterMode: 'full',
+  maximumRetryTimeMs: 0,
+});
+
+/** Exponential backoff with {@link recommendedBackoffOptions}, the HAClient default; `overrides` win. */
+export function recommendedBackoff(overrides?: ExponentialBackoffOptions): ExponentialBackoff {
+  return new ExponentialBackoff({ ...recommendedBackoffOptions, ...overrides });
+}

@@ -1,0 +1,103 @@
+import {
+  defaultEnvironment,
+  type Environment,
+  InvalidOptionsError,
+  type ReconnectDelayStrategy,
+  RetryExhaustedError,
+} from '@amps-ts/core-protocol';
+
+export interface FixedDelayOptions {
+  /**
+   * Wait before each retry of a server already tried in the current sweep of the list.
+   * @default 200
+   */
+  delayMs?: number;
+  /**
+   * Give up with a `RetryExhaustedError` once this long has passed without a successful connection,
+   * measured from the first wait asked for after the last `reset()`. 0 = never give up.
+   * @default 0
+   */
+  maximumRetryTimeMs?: number;
+  /**
+   * Give up with a `RetryExhaustedError` after this many attempts without a successful connection.
+   * 0 = no limit.
+   * @default 0
+   */
+  maximumAttempts?: number;
+  /**
+   * Clock, injectable for tests.
+   * @default defaultEnvironment (Date.now)
+   */
+  environment?: Pick<Environment, 'now'>;
+}
+
+/**
+ * The same wait before every retry: AMPS's FixedDelayStrategy. It has no jitter, so a fleet of
+ * clients that lost a server together retries together; prefer `@amps-ts/delay-exponential` there.
+ *
+ * Like the other amps-ts strategies it works per sweep of the server list: the first attempt on
+ * each server after a reset (or in a new sweep) is immediate, a server already tried waits `delayMs`.
+ */
+export class FixedDelay implements ReconnectDelayStrategy {
+  /** The resolved options, defaults filled in. */
+  readonly options: Readonly<Required<Omit<FixedDelayOptions, 'environment'>>>;
+  readonly #environment: Pick<Environment, 'now'>;
+  #startedAt: number | undefined;
+  #attempts = 0;
+  readonly #triedThisSweep = new Set<string>();
+
+  constructor(options: FixedDelayOptions = {}) {
+    const resolved = {
+      delayMs: options.delayMs ?? 200,
+      maximumRetryTimeMs: options.maximumRetryTimeMs ?? 0,
+      maximumAttempts: options.maximumAttempts ?? 0,
+    };
+    for (const key of ['delayMs', 'maximumRetryTimeMs'] as const) {
+      if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
+    }
+    if (!(Number.isInteger(resolved.maximumAttempts) && resolved.maximumAttempts >= 0)) {
+      invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);
+    }
+    this.options = Object.freeze(resolved);
+    this.#environment = options.environment ?? defaultEnvironment;
+  }
+
+  getConnectWaitDuration(uri: string): number {
+    const now = this.#environment.now();
+    this.#startedAt ??= now;
+    const elapsedMs = now - this.#startedAt;
+    const { delayMs, maximumRetryTimeMs, maximumAttempts } = this.options;
+    const outOfTime = maximumRetryTimeMs > 0 && elapsedMs >= maximumRetryTimeMs;
+    if (outOfTime || (maximumAttempts > 0 && this.#attempts >= maximumAttempts)) {
+      throw new RetryExhaustedError(
+        `gave up reconnecting after ${(elapsedMs / 1000).toFixed(1)} s and ${this.#attempts} attempts ` +
+          (outOfTime ? `(maximumRetryTimeMs ${maximumRetryTimeMs})` : `(maximumAttempts ${maximumAttempts})`),
+        { elapsedMs, attempts: this.#attempts },
+      );
+    }
+    this.#attempts++;
+    if (!this.#triedThisSweep.has(uri)) {
+      this.#triedThisSweep.add(uri);
+      return 0;
+    }
+    this.#triedThisSweep.clear();
+    this.#triedThisSweep.add(uri);
+    // Never sleep past the deadline: the last attempt happens on time, and the next call gives up.
+    return maximumRetryTimeMs > 0 ? Math.min(delayMs, maximumRetryTimeMs - elapsedMs) : delayMs;
+  }
+
+  reset(): void {
+    this.#startedAt = undefined;
+    this.#attempts = 0;
+    this.#triedThisSweep.clear();
+  }
+}
+
+function invalid(option: string, expected: string, got: unknown): never {
+  throw new InvalidOptionsError(`fixedDelay: ${option} must be ${expected}, got ${String(got)}`);
+}
+
+/** A fixed wait between retries; with no options, AMPS's defaults (200 ms, never give up). */
+export function fixedDelay(options?: FixedDelayOptions): FixedDelay {
+  return new FixedDelay(options);
+}

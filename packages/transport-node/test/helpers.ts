@@ -112,6 +112,15 @@ export class TcpServer {
   }
 }
 
+/** A port nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 /** Reads from `socket` until `n` bytes have arrived. */
 export async function readBytes(socket: net.Socket, n: number): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -14,7 +14,7 @@ import {
 } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodeTransport } from '../src/index.js';
-import { concat, failure, frame, leakCheck, Recorder, readBytes, TcpServer } from './helpers.js';
+import { closedPort, concat, failure, frame, leakCheck, Recorder, readBytes, TcpServer } from './helpers.js';
 
 let leaks: ReturnType<typeof leakCheck>;
 let cleanups: Array<() => unknown>;
@@ -32,15 +32,6 @@ async function server(): Promise<{ tcp: TcpServer; port: number }> {
   const port = await tcp.listen();
   cleanups.push(() => tcp.close());
   return { tcp, port };
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 describe('tcp://', () => {

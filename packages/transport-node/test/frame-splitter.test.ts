@@ -1,0 +1,62 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FrameSplitter } from '../src/frame-splitter.js';
+import { concat, frame } from './helpers.js';
+
+function splitAll(splitter: FrameSplitter, parts: Uint8Array[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const part of parts) splitter.split(part, (f) => out.push(Buffer.from(f)));
+  return out;
+}
+
+describe('FrameSplitter', () => {
+  it('emits whole frames as views of the input, without copying', () => {
+    const input = concat(frame('{"c":"p"}a'), frame(''), frame('{"c":"p"}bcd'));
+    const views: Uint8Array[] = [];
+    new FrameSplitter().split(input, (f) => views.push(f));
+    expect(views.map((v) => v.length)).toEqual([14, 4, 16]);
+    for (const view of views) expect(view.buffer).toBe(input.buffer);
+  });
+
+  it('holds a partial frame until the rest arrives, counting it as pending', () => {
+    const splitter = new FrameSplitter();
+    const f = frame('{"c":"p"}body');
+    expect(splitAll(splitter, [f.subarray(0, 3)])).toEqual([]);
+    expect(splitter.pendingBytes).toBe(3);
+    expect(splitAll(splitter, [f.subarray(3, 10)])).toEqual([]);
+    expect(splitter.pendingBytes).toBe(10);
+    expect(splitAll(splitter, [f.subarray(10)])).toEqual([Buffer.from(f)]);
+    expect(splitter.pendingBytes).toBe(0);
+  });
+
+  it('reads lengths above 2^31 as unsigned', () => {
+    const splitter = new FrameSplitter();
+    splitter.split(Uint8Array.of(0x80, 0, 0, 0, 1, 2), () => expect.fail('not a whole frame'));
+    expect(splitter.pendingBytes).toBe(6);
+    splitter.reset();
+    expect(splitter.pendingBytes).toBe(0);
+  });
+
+  it('yields the original frames however the stream is cut', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (bodies, cuts) => {
+          const frames = bodies.map((b) => Buffer.from(frame(b)));
+          const stream = concat(...frames);
+          const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+          const parts: Uint8Array[] = [];
+          let from = 0;
+          for (const p of [...points, stream.length]) {
+            parts.push(stream.subarray(from, p));
+            from = p;
+          }
+          const splitter = new FrameSplitter();
+          expect(splitAll(splitter, parts)).toEqual(frames);
+          expect(splitter.pendingBytes).toBe(0);
+        },
+      ),
+    );
+  });
+});

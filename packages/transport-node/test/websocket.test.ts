@@ -1,0 +1,231 @@
+import { once } from 'node:events';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import { AbortError, ConnectionError, DisconnectedError, TimedOutError } from '@amps-ts/core-protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { nodeTransport } from '../src/index.js';
+import { closedPort, concat, failure, frame, leakCheck, Recorder, TcpServer } from './helpers.js';
+
+let leaks: ReturnType<typeof leakCheck>;
+let cleanups: Array<() => unknown>;
+beforeEach(() => {
+  leaks = leakCheck();
+  cleanups = [];
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  await leaks.check();
+});
+
+/** A `ws` server on 127.0.0.1 port 0 that records each message it receives. */
+async function wsServer() {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 512 * 1024 * 1024 });
+  await once(wss, 'listening');
+  const messages: Buffer[] = [];
+  const sockets: WebSocket[] = [];
+  wss.on('connection', (ws) => {
+    sockets.push(ws);
+    ws.on('error', () => {});
+    ws.on('message', (data: Buffer) => messages.push(Buffer.from(data)));
+  });
+  cleanups.push(async () => {
+    for (const ws of sockets) ws.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  });
+  const port = (wss.address() as net.AddressInfo).port;
+  const next = () => once(wss, 'connection') as Promise<[WebSocket, http.IncomingMessage]>;
+  return { port, messages, next, uri: `ws://127.0.0.1:${port}/amps/json` };
+}
+
+async function connected() {
+  const server = await wsServer();
+  const accepted = server.next();
+  const recorder = new Recorder();
+  const connection = await nodeTransport({ highWaterMark: 256 * 1024, lowWaterMark: 64 * 1024 }).connect(
+    server.uri,
+    recorder,
+  );
+  const [peer, request] = await accepted;
+  return { ...server, recorder, connection, peer, request };
+}
+
+describe('ws://', () => {
+  it('dials the URI path without credentials or client options, with the configured headers', async () => {
+    const server = await wsServer();
+    const accepted = server.next();
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ preflightHeaders: { Cookie: 'a=1' } }).connect(
+      `ws://alice:s3cret@127.0.0.1:${server.port}/amps/json?tcp_nodelay=true`,
+      recorder,
+    );
+    const [, request] = await accepted;
+    expect(request.url).toBe('/amps/json');
+    expect(request.headers.cookie).toBe('a=1');
+    expect(request.headers.authorization).toBeUndefined();
+    expect(connection.description).toMatch(
+      new RegExp(`^ws 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${server.port}/amps/json$`),
+    );
+    connection.close();
+    expect(await recorder.closed).toBeUndefined();
+  });
+
+  it('sends exactly one frame per WebSocket message, however the frames were batched', async () => {
+    const { connection, messages, recorder } = await connected();
+    const a = frame('{"c":"p","t":"a"}1');
+    const b = frame('{"c":"p","t":"b"}22');
+    const c = frame('{"c":"p","t":"c"}333');
+    connection.send(concat(a, b, c)); // three frames in one buffer
+    const d = frame('{"c":"p","t":"d"}split across sends');
+    connection.send(d.subarray(0, 2)); // inside the length prefix
+    connection.send(d.subarray(2, 11));
+    expect(connection.bufferedAmount).toBeGreaterThanOrEqual(11);
+    connection.send(d.subarray(11));
+    await vi.waitFor(() => expect(messages).toHaveLength(4));
+    expect(messages).toEqual([a, b, c, d].map((f) => Buffer.from(f)));
+    connection.close();
+    await recorder.closed;
+  });
+
+  it('treats incoming messages as one byte stream (several frames, or part of one, per message)', async () => {
+    const { connection, peer, recorder } = await connected();
+    const stream = concat(frame('{"c":"p"}one'), frame('{"c":"p"}two'), frame('{"c":"p"}three'));
+    peer.send(stream.subarray(0, 25));
+    peer.send(stream.subarray(25, 26));
+    peer.send(stream.subarray(26));
+    peer.send('text is bytes too');
+    expect(await recorder.waitForBytes(stream.length + 17)).toEqual(concat(stream, Buffer.from('text is bytes too')));
+    connection.close();
+    await recorder.closed;
+  });
+
+  it('moves a large frame intact both ways (above ws default maxPayload)', async () => {
+    const { connection, peer, messages, recorder } = await connected();
+    const body = Buffer.alloc(101 * 1024 * 1024, 0x61);
+    const big = frame(body);
+    connection.send(big);
+    await vi.waitFor(() => expect(messages).toHaveLength(1), { timeout: 15_000 });
+    expect(messages[0]?.equals(big)).toBe(true);
+    messages.length = 0;
+    peer.send(big);
+    expect((await recorder.waitForBytes(big.length)).equals(big)).toBe(true);
+    connection.close();
+    await recorder.closed;
+  });
+
+  it('reports backpressure while the server does not read, and drains once it does', async () => {
+    const { connection, peer, messages, recorder } = await connected();
+    peer.pause();
+    const chunk = frame(Buffer.alloc(64 * 1024, 1));
+    let sent = 0;
+    for (let i = 0; i < 4096 && connection.bufferedAmount <= connection.highWaterMark; i++) {
+      connection.send(chunk);
+      sent++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(connection.bufferedAmount).toBeGreaterThan(connection.highWaterMark);
+    let drained = false;
+    const whenDrained = connection.whenDrained().then(() => {
+      drained = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(drained).toBe(false);
+    peer.resume();
+    await whenDrained;
+    expect(connection.bufferedAmount).toBeLessThanOrEqual(connection.lowWaterMark);
+    await vi.waitFor(() => expect(messages).toHaveLength(sent), { timeout: 10_000 });
+    connection.close();
+    await recorder.closed;
+  });
+
+  it('close() sends a normal close and calls onClose once without an error', async () => {
+    const { connection, peer, recorder } = await connected();
+    const closing = once(peer, 'close');
+    connection.close();
+    connection.close();
+    expect((await closing)[0]).toBe(1000);
+    expect(await recorder.closed).toBeUndefined();
+    expect(recorder.closes).toHaveLength(1);
+  });
+
+  it('the server closing is a DisconnectedError with the close code', async () => {
+    const { peer, recorder } = await connected();
+    peer.close(1001, 'going away');
+    const error = await recorder.closed;
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(error?.message).toContain('WebSocket code 1001, going away');
+    expect(recorder.closes).toHaveLength(1);
+  });
+
+  it('the server dropping the socket is a ConnectionError', async () => {
+    const { peer, recorder } = await connected();
+    peer.terminate();
+    const error = await recorder.closed;
+    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(error?.message).toContain('1006');
+  });
+
+  it('refused: ConnectionError naming the redacted URI', async () => {
+    const port = await closedPort();
+    const error = await failure(nodeTransport().connect(`ws://u:pw@127.0.0.1:${port}/amps`, new Recorder()));
+    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(error.message).toContain(`cannot connect to ws://u:***@127.0.0.1:${port}/amps`);
+    expect(error.message).toContain('ECONNREFUSED');
+  });
+
+  it('a non-WebSocket HTTP answer is a ConnectionError', async () => {
+    const server = http.createServer((_request, response) => response.writeHead(404).end());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const port = (server.address() as net.AddressInfo).port;
+    const error = await failure(nodeTransport().connect(`ws://127.0.0.1:${port}/amps/json`, new Recorder()));
+    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(error.message).toContain('Unexpected server response: 404');
+  });
+
+  it('times out with TimedOutError when the handshake is never answered, leaving no socket', async () => {
+    const tcp = new TcpServer();
+    const port = await tcp.listen();
+    cleanups.push(() => tcp.close());
+    const error = await failure(
+      nodeTransport().connect(`ws://127.0.0.1:${port}/amps/json`, new Recorder(), { timeoutMs: 100 }),
+    );
+    expect(TimedOutError.isInstance(error)).toBe(true);
+    const peer = await tcp.accepted();
+    peer.resume();
+    await once(peer, 'close');
+  });
+
+  it('aborts a handshake in progress with AbortError', async () => {
+    const tcp = new TcpServer();
+    const port = await tcp.listen();
+    cleanups.push(() => tcp.close());
+    const controller = new AbortController();
+    const pending = nodeTransport().connect(`ws://127.0.0.1:${port}/amps/json`, new Recorder(), {
+      signal: controller.signal,
+    });
+    const peer = await tcp.accepted();
+    await once(peer, 'data');
+    controller.abort();
+    expect(AbortError.isInstance(await failure(pending))).toBe(true);
+    await once(peer, 'close');
+  });
+
+  it('uses the injected WebSocket class', async () => {
+    const server = await wsServer();
+    const { WebSocket } = await import('ws');
+    const constructed: string[] = [];
+    class Spy extends WebSocket {
+      constructor(url: string, options: import('ws').ClientOptions) {
+        super(url, options);
+        constructed.push(url);
+      }
+    }
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ WebSocket: Spy as typeof WebSocket }).connect(server.uri, recorder);
+    expect(constructed).toEqual([server.uri]);
+    connection.close();
+    await recorder.closed;
+  });
+});

@@ -1,0 +1,120 @@
+import { InvalidOptionsError, type Logger } from '@amps-ts/core-protocol';
+
+/** What page-lifecycle hints are read from. */
+export interface PageEventSource {
+  /** Fires `online`, `offline` and `pagehide`. */
+  window?: EventTarget;
+  /** Fires `visibilitychange`; `visibilityState` says which way. */
+  document?: EventTarget & { readonly visibilityState: string };
+}
+
+/** Options of {@link browserTransport}. */
+export interface BrowserTransportOptions {
+  /**
+   * The WebSocket class (for example one from a test double or a polyfill).
+   * @default globalThis.WebSocket
+   */
+  WebSocket?: typeof WebSocket;
+  /** WebSocket subprotocols to offer in the handshake. */
+  protocols?: string | string[];
+  /**
+   * Bytes buffered (`WebSocket.bufferedAmount`) above which the connection is full: callers
+   * should wait for `whenDrained()` before sending more. Exposed as `connection.highWaterMark`.
+   * @default 1048576 (1 MiB)
+   */
+  highWaterMark?: number;
+  /**
+   * `whenDrained()` resolves once the buffered bytes drop to this.
+   * @default 262144 (256 KiB)
+   */
+  lowWaterMark?: number;
+  /**
+   * How often `whenDrained()` looks at `bufferedAmount`, in milliseconds: browsers have no
+   * drain event. Background tabs may stretch it to a second or more.
+   * @default 10
+   */
+  drainPollMs?: number;
+  /**
+   * Connection attempt timeout in milliseconds (the WebSocket handshake).
+   * `connect(..., { timeoutMs })` overrides it per attempt.
+   * @default 10000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * How long `close()` without an error waits for the WebSocket closing handshake before
+   * `onClose` is called anyway, in milliseconds.
+   * @default 2000
+   */
+  closeTimeoutMs?: number;
+  /**
+   * Where `onHint` listens for `online`, `offline`, `visibilitychange` and `pagehide`.
+   * @default the global `window` (or worker scope) and `document`, when present
+   */
+  page?: PageEventSource;
+  /** Receives warnings (URI options a browser cannot apply). Never receives passwords. */
+  logger?: Logger;
+}
+
+export interface ResolvedOptions {
+  WebSocket: typeof WebSocket | undefined;
+  protocols: string | string[] | undefined;
+  highWaterMark: number;
+  lowWaterMark: number;
+  drainPollMs: number;
+  connectTimeoutMs: number;
+  closeTimeoutMs: number;
+  page: PageEventSource | undefined;
+  logger: Logger | undefined;
+}
+
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
+export const DEFAULT_DRAIN_POLL_MS = 10;
+
+function bad(why: string): never {
+  throw new InvalidOptionsError(`browserTransport: ${why}`);
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    bad(`${name} must be an integer of at least ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Validates user options once, at `browserTransport()` time. */
+export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) bad('options must be an object');
+  const highWaterMark = integer('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1);
+  const lowWaterMark = integer(
+    'lowWaterMark',
+    options.lowWaterMark,
+    Math.min(DEFAULT_LOW_WATER_MARK, highWaterMark),
+    0,
+  );
+  if (lowWaterMark > highWaterMark)
+    bad(`lowWaterMark (${lowWaterMark}) must not exceed highWaterMark (${highWaterMark})`);
+  if (options.WebSocket !== undefined && typeof options.WebSocket !== 'function') bad('WebSocket must be a class');
+  const protocols = options.protocols;
+  if (
+    protocols !== undefined &&
+    typeof protocols !== 'string' &&
+    !(Array.isArray(protocols) && protocols.every((p) => typeof p === 'string'))
+  ) {
+    bad('protocols must be a string or an array of strings');
+  }
+  return {
+    WebSocket: options.WebSocket,
+    protocols,
+    highWaterMark,
+    lowWaterMark,
+    drainPollMs: integer('drainPollMs', options.drainPollMs, DEFAULT_DRAIN_POLL_MS, 1),
+    connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
+    closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0),
+    page: options.page,
+    logger: options.logger,
+  };
+}

@@ -1,0 +1,44 @@
+import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { describe, expect, it } from 'vitest';
+import { browserTransport } from '../src/index.js';
+
+describe('browserTransport options', () => {
+  it('rejects bad options with InvalidOptionsError', () => {
+    const cases: unknown[] = [
+      'fast',
+      { highWaterMark: 0 },
+      { lowWaterMark: -1 },
+      { highWaterMark: 1000, lowWaterMark: 2000 },
+      { drainPollMs: 0 },
+      { connectTimeoutMs: 1.5 },
+      { closeTimeoutMs: -1 },
+      { WebSocket: 'ws' },
+      { protocols: [1] },
+    ];
+    for (const options of cases) {
+      expect(() => browserTransport(options as never), JSON.stringify(options)).toThrow(InvalidOptionsError);
+    }
+    expect(browserTransport({ highWaterMark: 1000, protocols: ['amps'] }).schemes).toEqual(['ws', 'wss']);
+  });
+
+  it('connect() rejects bad input with typed errors, without touching a WebSocket', async () => {
+    let constructed = 0;
+    const transport = browserTransport({
+      WebSocket: class {
+        constructor() {
+          constructed++;
+        }
+      } as unknown as typeof WebSocket,
+    });
+    const handlers = { onData() {}, onClose() {} };
+    await expect(transport.connect('tcp://h:9007/amps/json', handlers)).rejects.toMatchObject({ code: 'invalid_uri' });
+    await expect(transport.connect('ws://h:9007/nope', handlers)).rejects.toMatchObject({ code: 'invalid_uri' });
+    await expect(transport.connect('ws://h:9007/amps', {} as never)).rejects.toMatchObject({
+      code: 'invalid_options',
+    });
+    await expect(transport.connect('ws://h:9007/amps', handlers, { timeoutMs: -5 })).rejects.toMatchObject({
+      code: 'invalid_options',
+    });
+    expect(constructed).toBe(0);
+  });
+});

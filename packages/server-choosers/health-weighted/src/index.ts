@@ -1,1 +1,3 @@
-export {};
+export type { CircuitState, HealthWeightedOptions, ServerHealth } from './health-weighted.js';
+export { HealthWeightedChooser, healthWeighted } from './health-weighted.js';
+export type { ServerEntry } from './servers.js';

@@ -1,1 +1,3 @@
-export {};
+export type { PriorityFailbackOptions } from './priority.js';
+export { PriorityFailbackChooser, priorityFailback } from './priority.js';
+export type { ServerEntry } from './servers.js';

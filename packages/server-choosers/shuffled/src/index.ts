@@ -1,1 +1,3 @@
-export {};
+export type { ServerEntry } from './servers.js';
+export type { ShuffledOptions } from './shuffled.js';
+export { ShuffledChooser, shuffled } from './shuffled.js';

@@ -1,0 +1,78 @@
+/*
+ * Server-list bookkeeping shared by the amps-ts server choosers. Plugins never import each other,
+ * so each chooser package holds an identical copy of this file (a test keeps the copies equal).
+ */
+import {
+  type Authenticator,
+  type ConnectionInfo,
+  InvalidOptionsError,
+  parseUri,
+  redactUri,
+} from '@amps-ts/core-protocol';
+
+/** A server and, optionally, the authenticator to log on to it with. */
+export interface ServerEntry {
+  /** `scheme://[user[:password]@]host:port/amps/<message type>` */
+  uri: string;
+  /** Supplies the logon password for this server; without one, the chooser's default is used. */
+  authenticator?: Authenticator;
+}
+
+/** What a chooser knows about one server. `uri` holds the password: show `redacted` instead. */
+export interface ServerRecord {
+  readonly uri: string;
+  readonly redacted: string;
+  readonly authenticator: Authenticator | undefined;
+  /** The last failure's text, password redacted; cleared by a success. */
+  lastError: string | undefined;
+}
+
+/** Validates a new server for `servers`: a well-formed AMPS URI (`InvalidUriError`), not listed twice. */
+export function newServer(
+  chooser: string,
+  servers: readonly ServerRecord[],
+  item: string | ServerEntry,
+  authenticator?: Authenticator,
+): ServerRecord {
+  const entry = typeof item === 'string' ? { uri: item, authenticator } : item;
+  if (typeof entry !== 'object' || entry === null || typeof entry.uri !== 'string') {
+    throw new InvalidOptionsError(
+      `${chooser}: a server is a URI string or { uri, authenticator? }, got ${typeof item}`,
+    );
+  }
+  const parsed = parseUri(entry.uri);
+  const auth = entry.authenticator;
+  if (auth !== undefined && typeof auth?.authenticate !== 'function') {
+    throw new InvalidOptionsError(`${chooser}: the authenticator for ${parsed.redacted} has no authenticate() method`);
+  }
+  if (servers.some((s) => s.redacted === parsed.redacted)) {
+    throw new InvalidOptionsError(`${chooser}: ${parsed.redacted} is already in the list`);
+  }
+  return { uri: entry.uri, redacted: parsed.redacted, authenticator: auth, lastError: undefined };
+}
+
+/** The server an attempt report is about: the one tried (`current`) unless `info.uri` names another. */
+export function serverFor<S extends ServerRecord>(
+  servers: readonly S[],
+  info: ConnectionInfo,
+  current: S | undefined,
+): S | undefined {
+  if (current && (current.redacted === info?.uri || current.uri === info?.uri)) return current;
+  return servers.find((s) => s.redacted === info?.uri || s.uri === info?.uri) ?? current;
+}
+
+/** An error's text with every password hidden: errors may quote the URI they failed on. */
+export function describeError(error: unknown, servers: readonly ServerRecord[]): string {
+  let text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  for (const s of servers) if (s.uri !== s.redacted) text = text.split(s.uri).join(s.redacted);
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s/@]*@/gi, (authority) => redactUri(authority));
+}
+
+/** `getError()`'s text: each server that failed and its last error, passwords hidden. */
+export function describeFailures(servers: readonly ServerRecord[]): string {
+  if (servers.length === 0) return 'no servers to choose from: add one with add() or addAll()';
+  return servers
+    .filter((s) => s.lastError !== undefined)
+    .map((s) => `${s.redacted} (${s.lastError})`)
+    .join('; ');
+}

@@ -1,0 +1,128 @@
+import { ConnectionError, InvalidOptionsError, redactUri } from '@amps-ts/core-protocol';
+import { describe, expect, it } from 'vitest';
+import { fakeEnvironment } from '../../../delay-strategies/exponential/test/conformance/environment.js';
+import { describeServerChooserConformance } from '../../round-robin/test/conformance/server-chooser.js';
+import { priorityFailback } from '../src/index.js';
+
+const a = 'tcp://svc:primary-pw@a:9007/amps/json';
+const b = 'tcp://b:9007/amps/json';
+const c = 'tcp://c:9007/amps/json';
+
+describeServerChooserConformance({
+  name: 'priorityFailback',
+  create: (servers, environment) => priorityFailback(servers, { environment }),
+  load: () => import('../src/index.js'),
+});
+
+function setup(options: { failbackAfterMs?: number; maximumFailbackAfterMs?: number } = {}) {
+  const environment = fakeEnvironment();
+  const logged: Array<{ message: string; fields?: Record<string, unknown> }> = [];
+  const chooser = priorityFailback([a, b, c], {
+    ...options,
+    environment,
+    logger: { info: (message, fields) => logged.push({ message, fields }) },
+  });
+  const info = (uri: string) => ({ uri: redactUri(uri), attempt: 1, at: environment.now() });
+  const fail = (uri = chooser.getCurrentURI() as string) =>
+    chooser.reportFailure(new ConnectionError('refused'), info(uri));
+  const succeed = (uri = chooser.getCurrentURI() as string) => chooser.reportSuccess({ ...info(uri), latencyMs: 4 });
+  return { chooser, environment, logged, fail, succeed };
+}
+
+describe('priorityFailback', () => {
+  it('starts on the first server and fails over in order of preference', () => {
+    const { chooser, fail } = setup();
+    const tried: unknown[] = [];
+    for (let i = 0; i < 5; i++) {
+      tried.push(chooser.getCurrentURI());
+      fail();
+    }
+    expect(tried).toEqual([a, b, c, a, b]);
+  });
+
+  it('fails back once the preferred server has gone failbackAfterMs without a failure, not before', () => {
+    const { chooser, environment, fail, succeed, logged } = setup({ failbackAfterMs: 10_000 });
+    fail(); // a
+    succeed(); // b
+    expect(chooser.getCurrentURI()).toBe(b);
+    environment.advance(9_999);
+    expect(chooser.shouldSwitch(b)).toBe(false);
+    expect(chooser.getCurrentURI()).toBe(b);
+    environment.advance(1);
+    expect(chooser.shouldSwitch(b)).toBe(true);
+    expect(chooser.getCurrentURI()).toBe(a);
+    succeed();
+    expect(chooser.shouldSwitch(a)).toBe(false);
+    expect(logged).toEqual([
+      {
+        message: 'failing back to a preferred server',
+        fields: { from: b, to: 'tcp://svc:***@a:9007/amps/json', quietForMs: 10_000 },
+      },
+    ]);
+  });
+
+  it('does not flap: each failed fail-back doubles the wait for that server, up to the maximum', () => {
+    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 1_000, maximumFailbackAfterMs: 3_000 });
+    fail(); // a
+    succeed(); // b
+    const waits: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      let waited = 0;
+      while (!chooser.shouldSwitch(b)) {
+        environment.advance(100);
+        waited += 100;
+      }
+      waits.push(waited);
+      expect(chooser.getCurrentURI()).toBe(a);
+      fail(); // a is still down: straight back to b
+      expect(chooser.getCurrentURI()).toBe(b);
+      succeed();
+    }
+    expect(waits).toEqual([1_000, 2_000, 3_000, 3_000]);
+
+    // Once it works again, the wait is back to failbackAfterMs.
+    while (!chooser.shouldSwitch(b)) environment.advance(100);
+    succeed(); // a
+    fail(); // a goes down
+    succeed(); // b
+    environment.advance(1_000);
+    expect(chooser.shouldSwitch(b)).toBe(true);
+  });
+
+  it('after losing a server, goes straight to the most preferred one not known to be down', () => {
+    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 5_000 });
+    fail(); // a
+    fail(); // b
+    succeed(); // c
+    environment.advance(5_000);
+    // c drops before any shouldSwitch poll; a and b have been quiet long enough.
+    fail(c);
+    expect(chooser.getCurrentURI()).toBe(a);
+  });
+
+  it('only ever switches to a more-preferred server, and ignores servers it does not know', () => {
+    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 0 });
+    expect(chooser.shouldSwitch(a)).toBe(false);
+    fail(); // a
+    succeed(); // b
+    expect(chooser.shouldSwitch('tcp://elsewhere:9007/amps/json')).toBe(false);
+    environment.advance(1);
+    expect(chooser.shouldSwitch(redactUri(b))).toBe(true);
+    expect(chooser.getCurrentURI()).toBe(a);
+  });
+
+  it('defaults: 30 s before failing back, at most 5 min after failed fail-backs', () => {
+    expect(priorityFailback([a]).options).toEqual({ failbackAfterMs: 30_000, maximumFailbackAfterMs: 300_000 });
+    expect(priorityFailback([a], { failbackAfterMs: 600_000 }).options.maximumFailbackAfterMs).toBe(600_000);
+  });
+
+  it('rejects bad options with an InvalidOptionsError', () => {
+    for (const options of [
+      { failbackAfterMs: -1 },
+      { failbackAfterMs: Number.NaN },
+      { failbackAfterMs: 10_000, maximumFailbackAfterMs: 5_000 },
+    ]) {
+      expect(() => priorityFailback([a], options), JSON.stringify(options)).toThrow(InvalidOptionsError);
+    }
+  });
+});

@@ -64,7 +64,9 @@ export interface NodeTransportOptions {
   preflightHeaders?: Record<string, string>;
   /**
    * Options passed to the `ws` client for `ws://` and `wss://` (for example `perMessageDeflate`,
-   * `maxPayload`, `agent`). TLS settings come from `tls`, timeouts from `connectTimeoutMs`.
+   * `maxPayload`, `agent`, `headers`). TLS settings come from `tls`, the handshake timeout from
+   * `connectTimeoutMs`. Unlike `ws`, `perMessageDeflate` is off unless set here, and `maxPayload`
+   * defaults to the frame decoder's limit (256 MiB).
    */
   webSocket?: ClientOptions;
   /**

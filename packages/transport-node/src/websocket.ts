@@ -80,6 +80,8 @@ export function connectWebSocket(
   const wsOptions: ClientOptions & { servername?: string } = {
     // The frame decoder's own limit; ws's default (100 MiB) is below what AMPS may send.
     maxPayload: DEFAULT_MAX_FRAME_SIZE + 4,
+    // Compression costs CPU and latency on every message; opt in with webSocket.perMessageDeflate.
+    perMessageDeflate: false,
     ...options.webSocket,
     ...dialOptions(uri),
     headers: { ...options.webSocket.headers, ...options.preflightHeaders },

@@ -70,6 +70,27 @@ describe('ws://', () => {
     expect(await recorder.closed).toBeUndefined();
   });
 
+  it('offers permessage-deflate only when asked to', async () => {
+    const server = await wsServer();
+    for (const [options, offered] of [
+      [{}, false],
+      [{ webSocket: { perMessageDeflate: true } }, true],
+    ] as const) {
+      const accepted = server.next();
+      const recorder = new Recorder();
+      const connection = await nodeTransport(options).connect(server.uri, recorder);
+      const [peer, request] = await accepted;
+      expect(request.headers['sec-websocket-extensions'] !== undefined).toBe(offered);
+      const message = once(peer, 'message');
+      connection.send(frame('{"c":"p"}compressible compressible compressible'));
+      expect(Buffer.from((await message)[0] as Buffer)).toEqual(
+        frame('{"c":"p"}compressible compressible compressible'),
+      );
+      connection.close();
+      await recorder.closed;
+    }
+  });
+
   it('sends exactly one frame per WebSocket message, however the frames were batched', async () => {
     const { connection, messages, recorder } = await connected();
     const a = frame('{"c":"p","t":"a"}1');

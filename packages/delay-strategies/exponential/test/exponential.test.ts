@@ -185,7 +185,7 @@ describe('recommendedBackoff', () => {
     expect(Object.isFrozen(recommendedBackoffOptions)).toBe(true);
   });
 
-  it('never sleeps 3 s or more, so a client notices a recovered server within 3 s', () => {
+  it('never sleeps more than 3 s, so a client notices a recovered server within 3 s', () => {
     const environment = fakeEnvironment(17);
     const strategy = recommendedBackoff({ environment });
     const waits = Array.from({ length: 2_000 }, () => strategy.getConnectWaitDuration(a));

@@ -10,6 +10,7 @@ import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket
 /** A TCP, TLS or Unix socket carrying the AMPS byte stream. */
 export class StreamConnection extends BaseConnection {
   readonly #socket: net.Socket;
+  #inTick = false;
   #corked = false;
   #error: Error | undefined;
   #pendingData: ReturnType<typeof setImmediate> | undefined;
@@ -42,17 +43,24 @@ export class StreamConnection extends BaseConnection {
   }
 
   protected write(bytes: Uint8Array): void {
-    // Everything sent in one tick leaves in one writev.
-    if (!this.#corked) {
+    const socket = this.#socket;
+    // The first send of a tick goes straight out; the rest of the tick's sends are corked and
+    // leave together in one writev when the tick ends.
+    if (!this.#inTick) {
+      this.#inTick = true;
+      queueMicrotask(this.#endTick);
+    } else if (!this.#corked) {
       this.#corked = true;
-      this.#socket.cork();
-      queueMicrotask(this.#uncork);
+      socket.cork();
     }
-    this.#socket.write(bytes, this.#onWritten);
+    // Only a write that may leave more than the low-water mark buffered needs to report its
+    // completion: whenever whenDrained() waits, the latest write is such a write.
+    if (socket.writableLength + bytes.length > this.lowWaterMark) socket.write(bytes, this.#onWritten);
+    else socket.write(bytes);
   }
 
   protected end(): void {
-    this.#uncork();
+    this.#endTick();
     this.#socket.end();
   }
 
@@ -60,7 +68,8 @@ export class StreamConnection extends BaseConnection {
     this.#socket.destroy();
   }
 
-  readonly #uncork = (): void => {
+  readonly #endTick = (): void => {
+    this.#inTick = false;
     if (!this.#corked) return;
     this.#corked = false;
     this.#socket.uncork();

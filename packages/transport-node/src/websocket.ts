@@ -15,6 +15,8 @@ import { FrameSplitter } from './frame-splitter.js';
 import type { ResolvedOptions } from './options.js';
 import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
 
+const binary = { binary: true };
+
 /** A WebSocket carrying AMPS frames: one frame per binary message out; messages joined into one stream in. */
 export class WebSocketConnection extends BaseConnection {
   readonly #ws: WebSocket;
@@ -40,7 +42,7 @@ export class WebSocketConnection extends BaseConnection {
   }
 
   protected write(bytes: Uint8Array): void {
-    this.#splitter.split(bytes, (frame) => this.#ws.send(frame, { binary: true }, this.#onWritten));
+    this.#splitter.split(bytes, this.#sendFrame);
   }
 
   protected end(): void {
@@ -50,6 +52,12 @@ export class WebSocketConnection extends BaseConnection {
   protected destroy(): void {
     this.#ws.terminate();
   }
+
+  readonly #sendFrame = (frame: Uint8Array): void => {
+    // As for TCP: only a send that may leave more than the low-water mark buffered reports back.
+    if (this.#ws.bufferedAmount + frame.length > this.lowWaterMark) this.#ws.send(frame, binary, this.#onWritten);
+    else this.#ws.send(frame, binary);
+  };
 
   readonly #onWritten = (error?: Error | null): void => {
     if (!error) this.flushed();

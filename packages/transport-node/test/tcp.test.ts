@@ -74,15 +74,20 @@ describe('tcp://', () => {
     await recorder.closed;
   });
 
-  it('coalesces the sends of one tick into one write', async () => {
+  it('sends the first send of a tick at once and the rest of the tick in one writev', async () => {
     const { tcp, port } = await server();
-    const writes: number[] = [];
+    const writes: string[] = [];
     const transport = nodeTransport({
       netConnect: (options) => {
         const socket = net.connect(options);
+        const write = socket._write.bind(socket);
         const writev = socket._writev?.bind(socket);
+        socket._write = (chunk, encoding, callback) => {
+          writes.push('write');
+          write(chunk, encoding, callback);
+        };
         socket._writev = (chunks, callback) => {
-          writes.push(chunks.length);
+          writes.push(`writev ${chunks.length}`);
           writev?.(chunks, callback);
         };
         return socket;
@@ -93,10 +98,12 @@ describe('tcp://', () => {
     const peer = await tcp.accepted();
     const frames = Array.from({ length: 50 }, (_, i) => frame(`{"c":"p","s":${i}}`));
     for (const f of frames) connection.send(f);
-    expect(writes).toEqual([]); // nothing leaves before the tick ends
+    expect(writes).toEqual(['write']);
     const all = concat(...frames);
     expect(await readBytes(peer, all.length)).toEqual(all);
-    expect(writes).toEqual([50]);
+    expect(writes).toEqual(['write', 'writev 49']);
+    connection.send(frame('next tick'));
+    expect(writes).toEqual(['write', 'writev 49', 'write']);
     connection.close();
     await recorder.closed;
   });

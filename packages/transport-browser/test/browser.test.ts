@@ -128,7 +128,7 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
     await inPage((api) => api.useTransport({ highWaterMark: 512 * 1024, lowWaterMark: 128 * 1024 }), undefined);
     const { id, peer } = await connect();
     peer.pause();
-    const filled = await inPage((api, i) => api.fillPastHighWaterMark(i, 256 * 1024, 2000), id);
+    const filled = await inPage((api, i) => api.fillPastHighWaterMark(i, 256 * 1024, 2000, 32 * 1024 * 1024), id);
     expect(filled.buffered).toBeGreaterThan(filled.highWaterMark);
     await inPage((api, i) => api.startDrainWait(i), id);
     expect((await inPage((api, i) => api.isDrained(i), id)).drained).toBe(false);

@@ -128,14 +128,23 @@ export const api = {
     };
   },
 
-  /** Sends pattern frames, yielding to the event loop, until `bufferedAmount` passes the high-water mark. */
-  async fillPastHighWaterMark(id: number, frameLength: number, maxFrames: number) {
+  /**
+   * Sends pattern frames, yielding to the event loop, until `bufferedAmount` passes the
+   * high-water mark, then `extraBytes` more: the browser keeps moving bytes into the kernel's
+   * socket buffers for a while, and the extra keeps the count above the low-water mark until
+   * the server reads.
+   */
+  async fillPastHighWaterMark(id: number, frameLength: number, maxFrames: number, extraBytes: number) {
     const c = session(id).connection;
     let frames = 0;
     while (c.bufferedAmount <= c.highWaterMark && frames < maxFrames) {
       c.send(patternFrame(frameLength));
       frames++;
       await tick();
+    }
+    for (let sent = 0; sent < extraBytes; sent += frameLength) {
+      c.send(patternFrame(frameLength));
+      frames++;
     }
     return { frames, buffered: c.bufferedAmount, highWaterMark: c.highWaterMark, lowWaterMark: c.lowWaterMark };
   },

@@ -1,0 +1,1772 @@
+/**
+ * The broker: sessions, the transaction log, SOW, queues, subscriptions, acks and replication.
+ * It outlives `kill()`/`restart()` of its server (the data stays); sockets and listeners belong to
+ * the server (server.ts).
+ *
+ * Work done while handling input goes into per-connection output buffers; once per tick `#flush()`
+ * writes the log file, sends replication acks, releases persisted acks, feeds replication links,
+ * bookmark replays and queues, then writes each connection's output with one write.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  type AckType,
+  type Command,
+  defaultEnvironment,
+  type Environment,
+  FrameEncoder,
+  type Logger,
+  type Message,
+  MessageDecoder,
+  type ParsedBookmark,
+  ProtocolError,
+  parseBookmark,
+  parseOptions,
+  splitOptions,
+} from '@amps-ts/core-protocol';
+import { compileFilter, type Filter } from './filter.js';
+import {
+  parseInterval,
+  type ResolvedPeer,
+  resolvePeer,
+  resolveQueue,
+  resolveSowTopic,
+  type TestServerOptions,
+} from './options.js';
+import { type LinkHost, PeerLink, REPLICATION_OPTION } from './replication.js';
+import { type PendingAck, QueueMessage, QueueTopic, Session, Subscription } from './session.js';
+import { deltaOf, mergeDelta, orderComparator, SowRecord, SowTopic } from './sow.js';
+import { Timers } from './timers.js';
+import {
+  type DeleteSpec,
+  type EntryFields,
+  entryFields,
+  type LogEntry,
+  type PublisherLog,
+  TxLog,
+  TxLogFile,
+} from './txlog.js';
+import { ampsTimestamp, bookmarkOf, isObject, nameHash, parseJson, splitList } from './util.js';
+import type { Wire, WireEvents } from './wire.js';
+
+const RECEIVED = 1;
+const PROCESSED = 4;
+const PERSISTED = 8;
+const COMPLETED = 16;
+const STATS = 32;
+const ackBits: Record<string, number> = {
+  received: RECEIVED,
+  parsed: 2,
+  processed: PROCESSED,
+  persisted: PERSISTED,
+  completed: COMPLETED,
+  stats: STATS,
+};
+const maskCache = new Map<string, number>();
+
+function ackMask(text: string | undefined): number {
+  if (!text) return 0;
+  let mask = maskCache.get(text);
+  if (mask === undefined) {
+    mask = 0;
+    for (const token of text.split(',')) mask |= ackBits[token.trim()] ?? 0;
+    if (maskCache.size < 256) maskCache.set(text, mask);
+  }
+  return mask;
+}
+
+const REPLAY_HIGH_WATER = 4 * 1024 * 1024;
+const REPLAY_ENTRIES_PER_TICK = 20_000;
+const NOT_PARSED = Symbol('not parsed');
+type MaybeJson = unknown | typeof NOT_PARSED;
+
+/** A publish that changed a SOW record. */
+interface SowChange {
+  readonly sow: SowTopic;
+  readonly record: SowRecord;
+  readonly previous: SowRecord | undefined;
+}
+
+export interface TopicStats {
+  published: number;
+  delivered: number;
+}
+
+export interface PeerStats {
+  name: string;
+  mode: 'sync' | 'async';
+  connected: boolean;
+  downgraded: boolean;
+  /** Log entries the peer is not yet known to hold. */
+  lag: number;
+  sent: number;
+}
+
+export interface BrokerStats {
+  connections: { current: number; total: number; replication: number };
+  /** Messages accepted into the log from clients. */
+  published: number;
+  /** Messages accepted into the log from peers. */
+  replicated: number;
+  delivered: number;
+  /** Messages dropped because the log already held them (still acked). */
+  duplicatesDropped: number;
+  /** Connections closed for bad framing or oversized frames. */
+  badFrames: number;
+  txlogLength: number;
+  sowRecords: number;
+  topics: Record<string, TopicStats>;
+  queues: Record<string, { depth: number; leased: number }>;
+  peers: PeerStats[];
+}
+
+export class Broker implements LinkHost {
+  readonly name: string;
+  readonly version: string;
+  readonly log = new TxLog();
+  readonly timers: Timers;
+  readonly logger: Logger | undefined;
+  readonly env: Environment;
+  readonly reconnectMs: number;
+  readonly downgradeMs: number;
+  readonly options: TestServerOptions;
+
+  readonly #file: TxLogFile | undefined;
+  readonly #sow = new Map<string, SowTopic>();
+  readonly #queues = new Map<string, QueueTopic>();
+  readonly #links: PeerLink[] = [];
+  readonly #sessions = new Set<Session>();
+  readonly #byName = new Map<string, Session>();
+  readonly #replByName = new Map<string, Session>();
+  readonly #literalSubs = new Map<string, Set<Subscription>>();
+  readonly #regexSubs = new Set<Subscription>();
+  readonly #replaying = new Set<Subscription>();
+  readonly #persistedAckSubs = new Set<Subscription>();
+  readonly #dirty = new Set<Session>();
+  readonly #ackWaiters = new Set<Session>();
+  readonly #replAckDue = new Set<Session>();
+  readonly #dirtyQueues = new Set<QueueTopic>();
+  readonly #expiring = new Set<SowRecord>();
+  readonly #topicStats = new Map<string, TopicStats>();
+  readonly #recordEncoder = new FrameEncoder(1024);
+  readonly #maxFrameBytes: number;
+  readonly #maxClientBuffer: number;
+  readonly #heartbeat: { min: number; max: number; factor: number };
+  #persistedPrefix = 0;
+  #persistenceChanged = false;
+  #persistedAckTimer: unknown = undefined;
+  #expiryTimer: unknown = undefined;
+  #expiryAt = Number.POSITIVE_INFINITY;
+  #immediate: NodeJS.Immediate | undefined = undefined;
+  #running = false;
+  #frozen = false;
+  #lastTopic = '';
+  #lastTopicStats: TopicStats | undefined = undefined;
+  readonly #counters = {
+    connectionsTotal: 0,
+    published: 0,
+    replicated: 0,
+    delivered: 0,
+    duplicatesDropped: 0,
+    badFrames: 0,
+  };
+
+  constructor(options: TestServerOptions, name: string) {
+    this.options = options;
+    this.name = name;
+    this.version = options.version ?? '5.3.5.0.amps-ts-test-server';
+    this.env = options.environment ?? defaultEnvironment;
+    this.timers = new Timers(this.env);
+    this.logger = options.logger;
+    this.reconnectMs = options.peerReconnectMs ?? 50;
+    this.downgradeMs = options.syncDowngradeMs ?? 0;
+    this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
+    this.#maxClientBuffer = options.maxClientBufferBytes ?? 256 * 1024 * 1024;
+    const hb = options.heartbeat ?? {};
+    this.#heartbeat = { min: hb.minIntervalS ?? 0.01, max: hb.maxIntervalS ?? 3600, factor: hb.timeoutFactor ?? 2 };
+    for (const sow of options.sowTopics ?? []) {
+      const resolved = resolveSowTopic(sow);
+      this.#sow.set(resolved.topic, new SowTopic(resolved));
+    }
+    for (const queue of options.queues ?? []) {
+      const resolved = resolveQueue(queue);
+      this.#queues.set(resolved.topic, new QueueTopic(resolved));
+    }
+    for (const peer of options.peers ?? []) this.#links.push(new PeerLink(this, resolvePeer(peer)));
+    this.#file = options.dataDir === undefined ? undefined : new TxLogFile(options.dataDir);
+    if (this.#file) this.#load(this.#file);
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /* ---------------- lifecycle ---------------- */
+
+  start(): void {
+    this.#running = true;
+    for (const link of this.#links) link.start();
+    if (this.#expiring.size > 0) this.#sweepExpired();
+    this.scheduleFlush();
+  }
+
+  /** Like a crash: every connection and link gone, timers cleared; the data stays. */
+  stop(): void {
+    this.#running = false;
+    for (const session of [...this.#sessions]) this.#close(session);
+    for (const link of this.#links) link.stop();
+    for (const q of this.#queues.values()) {
+      q.timer = undefined;
+      q.timerAt = Number.POSITIVE_INFINITY;
+    }
+    this.timers.clearAll();
+    this.#persistedAckTimer = undefined;
+    this.#expiryTimer = undefined;
+    this.#expiryAt = Number.POSITIVE_INFINITY;
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#immediate = undefined;
+    this.#file?.sync();
+    this.#frozen = false;
+  }
+
+  /** Stops for good and closes the log file. */
+  shutdown(): void {
+    this.stop();
+    this.#file?.close();
+  }
+
+  freeze(): void {
+    if (this.#frozen) return;
+    this.#frozen = true;
+    this.timers.freeze();
+    for (const session of this.#sessions) session.wire.pause();
+    for (const link of this.#links) link.pause();
+  }
+
+  thaw(): void {
+    if (!this.#frozen) return;
+    this.#frozen = false;
+    const now = this.env.now();
+    for (const session of this.#sessions) {
+      // The server was not reading: the client's silence was ours.
+      session.lastReadAt = now;
+      session.wire.resume();
+    }
+    for (const link of this.#links) link.resume();
+    this.timers.thaw();
+    this.scheduleFlush();
+  }
+
+  /** Closes every client connection (replication connections stay). */
+  dropClients(): void {
+    for (const session of [...this.#sessions]) if (session.kind === 'client') this.#close(session, 'dropped');
+  }
+
+  addPeer(peer: ResolvedPeer): void {
+    const link = new PeerLink(this, peer);
+    this.#links.push(link);
+    if (this.#running) link.start();
+    this.linkChanged();
+  }
+
+  accept(makeWire: (events: WireEvents) => Wire): Session {
+    const session = new Session(this.env.now());
+    const decoder = new MessageDecoder((message) => this.#onMessage(session, message), {
+      maxFrameSize: this.#maxFrameBytes,
+    });
+    session.wire = makeWire({
+      onData: (chunk) => this.#onData(session, decoder, chunk),
+      onClose: () => this.#close(session),
+      onDrain: () => this.scheduleFlush(),
+    });
+    this.#sessions.add(session);
+    this.#counters.connectionsTotal++;
+    if (this.#frozen) session.wire.pause();
+    this.logger?.debug?.('connection accepted', { server: this.name, ...session.describe() });
+    return session;
+  }
+
+  stats(): BrokerStats {
+    let replication = 0;
+    for (const s of this.#sessions) if (s.kind === 'replication') replication++;
+    let sowRecords = 0;
+    for (const sow of this.#sow.values()) sowRecords += sow.records.size;
+    const topics: Record<string, TopicStats> = {};
+    for (const [topic, stats] of this.#topicStats) topics[topic] = { ...stats };
+    const queues: Record<string, { depth: number; leased: number }> = {};
+    for (const [topic, q] of this.#queues) queues[topic] = { depth: q.messages.size, leased: q.leased };
+    return {
+      connections: { current: this.#sessions.size - replication, total: this.#counters.connectionsTotal, replication },
+      published: this.#counters.published,
+      replicated: this.#counters.replicated,
+      delivered: this.#counters.delivered,
+      duplicatesDropped: this.#counters.duplicatesDropped,
+      badFrames: this.#counters.badFrames,
+      txlogLength: this.log.length,
+      sowRecords,
+      topics,
+      queues,
+      peers: this.#links.map((link) => ({
+        name: link.peer.name,
+        mode: link.sync ? 'sync' : 'async',
+        connected: link.connected,
+        downgraded: link.downgraded,
+        lag: link.lag(),
+        sent: link.sentEntries,
+      })),
+    };
+  }
+
+  /* ---------------- LinkHost ---------------- */
+
+  linkChanged(): void {
+    this.#persistenceChanged = true;
+    this.scheduleFlush();
+  }
+
+  scheduleFlush(): void {
+    if (this.#immediate !== undefined || !this.#running) return;
+    this.#immediate = setImmediate(() => {
+      this.#immediate = undefined;
+      this.#flush();
+    });
+  }
+
+  /* ---------------- input ---------------- */
+
+  #onData(session: Session, decoder: MessageDecoder, chunk: Uint8Array): void {
+    if (!session.live) return;
+    session.lastReadAt = this.env.now();
+    try {
+      decoder.push(chunk);
+    } catch (error) {
+      this.#counters.badFrames++;
+      this.logger?.warn?.('closing connection: bad frame', {
+        server: this.name,
+        ...session.describe(),
+        error: error instanceof Error ? error.message : String(error),
+      });
+      this.#close(session, 'bad frame');
+    }
+  }
+
+  #onMessage(session: Session, message: Message): void {
+    if (!session.live) return;
+    try {
+      this.#dispatch(session, message);
+    } catch (error) {
+      if (error instanceof ProtocolError) throw error;
+      this.logger?.error?.('command failed unexpectedly', {
+        server: this.name,
+        ...session.describe(),
+        command: message.command,
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+      this.#fail(session, message, 'internal error', PROCESSED | PERSISTED);
+    }
+    this.#markDirty(session);
+  }
+
+  #dispatch(s: Session, m: Message): void {
+    if (s.state !== 'logged-on') {
+      if (m.command === 'logon') {
+        this.#logon(s, m);
+        return;
+      }
+      // Logon must come first: refuse, then close.
+      s.send({
+        command: 'ack',
+        commandId: m.commandId,
+        ackType: 'processed',
+        status: 'failure',
+        reason: 'logon required',
+      });
+      this.logger?.info?.('closing connection: command before logon', {
+        server: this.name,
+        ...s.describe(),
+        command: m.command,
+      });
+      this.#closeAfterFlush(s);
+      return;
+    }
+    if (s.kind === 'replication') {
+      this.#replicated(s, m);
+      return;
+    }
+    switch (m.command) {
+      case 'publish':
+        this.#publish(s, m, false);
+        return;
+      case 'delta_publish':
+        this.#publish(s, m, true);
+        return;
+      case 'subscribe':
+      case 'delta_subscribe':
+      case 'sow_and_subscribe':
+      case 'sow_and_delta_subscribe':
+        this.#subscribe(s, m);
+        return;
+      case 'sow':
+        this.#sowQuery(s, m);
+        return;
+      case 'sow_delete':
+        this.#sowDelete(s, m);
+        return;
+      case 'ack':
+        // Queue acknowledgement as the Go client sends it.
+        this.#sowDelete(s, m);
+        return;
+      case 'unsubscribe':
+        this.#unsubscribe(s, m);
+        return;
+      case 'flush':
+        this.#flushCommand(s, m);
+        return;
+      case 'heartbeat':
+        this.#heartbeatCommand(s, m);
+        return;
+      case 'logon':
+        this.#fail(s, m, 'already logged on', PROCESSED);
+        return;
+      default:
+        this.#fail(s, m, 'unknown command', PROCESSED);
+        return;
+    }
+  }
+
+  /* ---------------- acks ---------------- */
+
+  #ack(s: Session, m: Message, type: AckType, fields?: Partial<Command>): void {
+    s.send({ command: 'ack', commandId: m.commandId, ackType: type, status: 'success', ...fields });
+  }
+
+  /** Sends a failure on each of `types` the command requested. */
+  #fail(s: Session, m: Message, reason: string, types: number, fields?: Partial<Command>): void {
+    const mask = ackMask(m.ackType) & types;
+    for (const type of ['processed', 'persisted'] as const) {
+      if (mask & (ackBits[type] as number)) {
+        s.send({ command: 'ack', commandId: m.commandId, ackType: type, status: 'failure', reason, ...fields });
+      }
+    }
+    this.logger?.debug?.('command failed', { server: this.name, ...s.describe(), command: m.command, reason });
+  }
+
+  /* ---------------- logon ---------------- */
+
+  #logon(s: Session, m: Message): void {
+    const options = parseOptions(m.options);
+    if (options.has(REPLICATION_OPTION)) {
+      this.#replicationLogon(s, m);
+      return;
+    }
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const auth = this.options.auth;
+    if (auth) {
+      const user = m.userId;
+      if (s.challenge) {
+        const expected = s.challenge;
+        s.challenge = undefined;
+        if (m.password !== expected.token || user !== expected.user) {
+          this.#logonFailed(s, m, mask);
+          return;
+        }
+      } else {
+        const password = user !== undefined && Object.hasOwn(auth.users, user) ? auth.users[user] : undefined;
+        if (password === undefined || m.password !== password) {
+          this.#logonFailed(s, m, mask);
+          return;
+        }
+        if (auth.challenge) {
+          const token = randomBytes(12).toString('hex');
+          s.challenge = { token, user };
+          s.send({
+            command: 'ack',
+            commandId: m.commandId,
+            ackType: 'processed',
+            status: 'retry',
+            reason: 'challenge',
+            userId: user,
+            password: token,
+          });
+          return;
+        }
+      }
+    }
+    const name = m.clientName || `${this.name}-anonymous-${s.id}`;
+    const existing = this.#byName.get(name);
+    if (existing && existing !== s) {
+      if (auth && existing.userId !== m.userId) {
+        this.logger?.info?.('logon refused: name in use by another user', { server: this.name, ...s.describe() });
+        s.send({
+          command: 'ack',
+          commandId: m.commandId,
+          ackType: 'processed',
+          status: 'failure',
+          reason: 'name in use',
+        });
+        this.#closeAfterFlush(s);
+        return;
+      }
+      this.logger?.info?.('name in use: closing the older connection', { server: this.name, ...existing.describe() });
+      this.#close(existing, 'name in use');
+    }
+    s.state = 'logged-on';
+    s.clientName = name;
+    s.userId = m.userId;
+    s.publisher = this.log.publisher(nameHash(name));
+    this.#byName.set(name, s);
+    const conflation = options.get('ack_conflation');
+    s.conflationMs =
+      typeof conflation === 'string' ? (parseInterval(conflation) ?? 0) : (this.options.ackConflationMs ?? 0);
+    if (mask & PROCESSED) {
+      const seq = this.#persistedHighWater(s.publisher);
+      this.#ack(s, m, 'processed', {
+        clientName: name,
+        sequence: seq,
+        bookmark: bookmarkOf(s.publisher.id, seq),
+        version: this.version,
+      });
+    }
+    this.logger?.debug?.('logon', { server: this.name, ...s.describe() });
+  }
+
+  #logonFailed(s: Session, m: Message, mask: number): void {
+    this.logger?.info?.('logon failed: auth failure', {
+      server: this.name,
+      ...s.describe(),
+      ...(m.userId === undefined ? {} : { user: m.userId }),
+    });
+    if (mask & PROCESSED) {
+      s.send({
+        command: 'ack',
+        commandId: m.commandId,
+        ackType: 'processed',
+        status: 'failure',
+        reason: 'auth failure',
+      });
+    } else {
+      this.#closeAfterFlush(s);
+    }
+  }
+
+  #replicationLogon(s: Session, m: Message): void {
+    const name = m.clientName ?? `peer-${s.id}`;
+    const existing = this.#replByName.get(name);
+    if (existing && existing !== s) this.#close(existing, 'replaced by a new replication link');
+    s.kind = 'replication';
+    s.state = 'logged-on';
+    s.clientName = name;
+    this.#replByName.set(name, s);
+    this.#ack(s, m, 'processed', { clientName: name, bookmark: this.log.highWaterList(), version: this.version });
+    this.logger?.debug?.('replication connection from peer', { server: this.name, ...s.describe() });
+  }
+
+  /* ---------------- publish ---------------- */
+
+  /** The highest sequence of a publisher that is persisted here and on every sync peer. */
+  #persistedHighWater(publisher: PublisherLog): number {
+    let hw = publisher.hw;
+    for (const link of this.#links) {
+      if (!link.sync || link.downgraded) continue;
+      const held = link.acked.get(publisher.id) ?? 0;
+      if (held < hw) hw = held;
+    }
+    return hw;
+  }
+
+  /** Whether a persisted ack can be sent right away (nothing to wait for). */
+  get #persistsAtOnce(): boolean {
+    if (this.#file) return false;
+    for (const link of this.#links) if (link.sync && !link.downgraded) return false;
+    return true;
+  }
+
+  #unsequenced(s: Session): PublisherLog {
+    if (!s.unsequenced) s.unsequenced = this.log.publisher(nameHash(`${s.clientName}\u0000${this.name}`));
+    return s.unsequenced;
+  }
+
+  /** Next broker-assigned sequence: time-based like AMPS's, so a fresh instance never reuses one. */
+  #nextUnsequenced(publisher: PublisherLog): number {
+    return Math.max(publisher.hw + 1, Math.floor(this.env.now()) * 1000);
+  }
+
+  #publish(s: Session, m: Message, delta: boolean): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const topic = m.topic;
+    const clientSeq = m.sequence !== undefined && m.sequence > 0 ? m.sequence : undefined;
+    if (clientSeq !== undefined && !Number.isSafeInteger(clientSeq)) {
+      this.#fail(s, m, 'invalid sequence', PROCESSED | PERSISTED);
+      return;
+    }
+    if (!topic || topic.startsWith('/AMPS/')) {
+      this.#fail(s, m, 'invalid topic', PROCESSED | PERSISTED, { sequence: clientSeq });
+      return;
+    }
+    const publisher = clientSeq === undefined ? this.#unsequenced(s) : (s.publisher as PublisherLog);
+    const seq = clientSeq ?? this.#nextUnsequenced(publisher);
+    if (seq <= publisher.hw) {
+      this.#counters.duplicatesDropped++;
+      this.#publishAcks(s, m, mask, publisher, seq, clientSeq);
+      return;
+    }
+    let data = m.data;
+    let json: MaybeJson = NOT_PARSED;
+    let sowKey = m.sowKey;
+    const sow = this.#sow.get(topic);
+    if (sow) {
+      json = parseJson(data);
+      if (sow.hasKeyFields && !isObject(json)) {
+        this.#fail(s, m, 'invalid message', PROCESSED | PERSISTED, { sequence: clientSeq });
+        return;
+      }
+      sowKey = sow.keyOf(json, m.sowKey);
+      if (sowKey === undefined) {
+        this.#fail(s, m, 'missing sow key', PROCESSED | PERSISTED, { sequence: clientSeq });
+        return;
+      }
+      const previous = sow.records.get(sowKey);
+      if (delta && previous && isObject(previous.json) && isObject(json)) {
+        json = mergeDelta(previous.json, json);
+        data = Buffer.from(JSON.stringify(json));
+      }
+    }
+    const expiration =
+      m.expiration !== undefined && Number.isSafeInteger(m.expiration) && m.expiration > 0 ? m.expiration : undefined;
+    const entry = this.#append(publisher, seq, this.env.now(), topic, data, sowKey, m.correlationId, expiration);
+    this.#counters.published++;
+    this.#apply(entry, json, true);
+    this.#publishAcks(s, m, mask, publisher, seq, clientSeq);
+  }
+
+  #publishAcks(
+    s: Session,
+    m: Message,
+    mask: number,
+    publisher: PublisherLog,
+    seq: number,
+    clientSeq: number | undefined,
+  ): void {
+    if (seq > (s.lastSeqs.get(publisher) ?? 0)) s.lastSeqs.set(publisher, seq);
+    if (mask & (PROCESSED | COMPLETED)) {
+      const fields = { sequence: clientSeq, bookmark: bookmarkOf(publisher.id, seq) };
+      if (mask & PROCESSED) this.#ack(s, m, 'processed', fields);
+      if (mask & COMPLETED) this.#ack(s, m, 'completed', fields);
+    }
+    if (mask & PERSISTED) this.#persistedAck(s, { publisher, seq, cid: m.commandId, clientSeq });
+  }
+
+  #persistedAck(s: Session, pending: PendingAck): void {
+    if (this.#persistsAtOnce) {
+      this.#sendPersisted(s, pending);
+      return;
+    }
+    s.pending.push(pending);
+    this.#ackWaiters.add(s);
+    this.#persistenceChanged = true;
+    this.scheduleFlush();
+  }
+
+  #isPersisted(pending: PendingAck): boolean {
+    if (pending.flush) return pending.flush.every(([p, seq]) => seq <= this.#persistedHighWater(p));
+    return pending.seq <= this.#persistedHighWater(pending.publisher);
+  }
+
+  #sendPersisted(s: Session, p: PendingAck): void {
+    if (p.flush) {
+      s.send({ command: 'ack', commandId: p.cid, ackType: 'persisted', status: 'success' });
+    } else if (s.conflationMs > 0 && p.clientSeq !== undefined) {
+      if (p.clientSeq > s.conflatedMax) s.conflatedMax = p.clientSeq;
+      this.#armConflation(s);
+    } else {
+      s.send({
+        command: 'ack',
+        commandId: p.cid,
+        ackType: 'persisted',
+        status: 'success',
+        sequence: p.clientSeq,
+        bookmark: bookmarkOf(p.publisher.id, p.seq),
+      });
+    }
+    this.#markDirty(s);
+  }
+
+  #armConflation(s: Session): void {
+    if (s.conflationTimer !== undefined) return;
+    s.conflationTimer = this.timers.set(() => {
+      s.conflationTimer = undefined;
+      if (!s.live || s.conflatedMax <= s.conflatedSent) return;
+      s.conflatedSent = s.conflatedMax;
+      s.send({
+        command: 'ack',
+        ackType: 'persisted',
+        status: 'success',
+        sequence: s.conflatedMax,
+        bookmark: bookmarkOf((s.publisher as PublisherLog).id, s.conflatedMax),
+      });
+      this.#markDirty(s);
+    }, s.conflationMs);
+  }
+
+  #append(
+    publisher: PublisherLog,
+    seq: number,
+    timestamp: number,
+    topic: string,
+    data: Uint8Array,
+    sowKey: string | undefined,
+    correlationId: string | undefined,
+    expiration: number | undefined,
+    deletes?: DeleteSpec,
+    toFile = true,
+  ): LogEntry {
+    const entry = this.log.append(publisher, seq, timestamp, topic, data, sowKey, correlationId, expiration, deletes);
+    if (toFile) this.#file?.append(entry);
+    this.#persistenceChanged = true;
+    this.scheduleFlush();
+    return entry;
+  }
+
+  /** Applies a logged entry to the SOW and queues and, when `deliver`, to subscribers. */
+  #apply(entry: LogEntry, json: MaybeJson, deliver: boolean): number {
+    if (entry.deletes) return this.#applyDelete(entry, deliver);
+    let change: SowChange | undefined;
+    const sow = this.#sow.get(entry.topic);
+    if (sow && entry.sowKey !== undefined) {
+      const parsed = json === NOT_PARSED ? parseJson(entry.data) : json;
+      const expiresAt = entry.expiration ? entry.timestamp + entry.expiration * 1000 : undefined;
+      const record = new SowRecord(entry.sowKey, entry, parsed, expiresAt);
+      const previous = sow.records.get(entry.sowKey);
+      sow.records.set(entry.sowKey, record);
+      if (expiresAt !== undefined) this.#trackExpiry(record);
+      change = { sow, record, previous };
+      json = parsed;
+    }
+    const queue = this.#queues.get(entry.topic);
+    if (queue) {
+      queue.messages.set(entry.bookmark, new QueueMessage(entry));
+      this.#dirtyQueues.add(queue);
+    }
+    if (deliver) this.#fanOut(entry, change, json);
+    return 1;
+  }
+
+  #stats(topic: string): TopicStats {
+    if (topic === this.#lastTopic && this.#lastTopicStats) return this.#lastTopicStats;
+    let stats = this.#topicStats.get(topic);
+    if (!stats) {
+      stats = { published: 0, delivered: 0 };
+      this.#topicStats.set(topic, stats);
+    }
+    this.#lastTopic = topic;
+    this.#lastTopicStats = stats;
+    return stats;
+  }
+
+  /* ---------------- delivery ---------------- */
+
+  #fanOut(entry: LogEntry, change: SowChange | undefined, json: MaybeJson): void {
+    const stats = this.#stats(entry.topic);
+    stats.published++;
+    const literal = this.#literalSubs.get(entry.topic);
+    if (literal === undefined && this.#regexSubs.size === 0) return;
+    const context = new Offer(entry, change, json);
+    if (literal) for (const sub of literal) this.#offer(sub, context);
+    for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(entry.topic)) this.#offer(sub, context);
+  }
+
+  #offer(sub: Subscription, offer: Offer): void {
+    if (sub.queue || sub.fullyDurable || (sub.bookmarkSub && !sub.caughtUp)) return;
+    const { entry, change } = offer;
+    const matches = sub.filter ? sub.filter(offer.json()) : true;
+    if (!change) {
+      if (matches) this.#deliver(sub, entry, entry.data);
+      return;
+    }
+    const previous = change.previous;
+    const previousMatched = previous !== undefined && (sub.filter ? sub.filter(previous.json) : true);
+    if (!matches) {
+      if (sub.oof && previousMatched) this.#sendOof(sub, entry, 'match');
+      return;
+    }
+    if (sub.delta && previousMatched) {
+      const delta = offer.delta(change);
+      if (delta) {
+        if (delta.changed === 0 && sub.noEmpties) return;
+        this.#deliver(sub, entry, delta.data);
+        return;
+      }
+    }
+    this.#deliver(sub, entry, entry.data);
+  }
+
+  #deliver(sub: Subscription, entry: LogEntry, data: Uint8Array): void {
+    const s = sub.session;
+    s.send({
+      command: 'publish',
+      topic: entry.topic,
+      subId: sub.id,
+      bookmark: sub.withBookmark ? entry.bookmark : undefined,
+      correlationId: entry.correlationId,
+      sowKey: sub.noSowKey ? undefined : entry.sowKey,
+      timestamp: sub.timestamp ? ampsTimestamp(entry.timestamp) : undefined,
+      data,
+    });
+    this.#counters.delivered++;
+    this.#stats(entry.topic).delivered++;
+    this.#markDirty(s);
+  }
+
+  #sendOof(sub: Subscription, entry: LogEntry, reason: 'match' | 'deleted' | 'expired'): void {
+    sub.session.send({
+      command: 'oof',
+      topic: entry.topic,
+      subId: sub.id,
+      reason,
+      sowKey: entry.sowKey,
+      bookmark: sub.withBookmark ? entry.bookmark : undefined,
+      data: entry.data,
+    });
+    this.#markDirty(sub.session);
+  }
+
+  /** Out-of-focus notices for a record that left the SOW. */
+  #oofRemoved(record: SowRecord, reason: 'deleted' | 'expired'): void {
+    const topic = record.entry.topic;
+    const notify = (sub: Subscription) => {
+      if (!sub.oof || sub.bookmarkSub || sub.queue) return;
+      if (sub.filter && !sub.filter(record.json)) return;
+      this.#sendOof(sub, record.entry, reason);
+    };
+    const literal = this.#literalSubs.get(topic);
+    if (literal) for (const sub of literal) notify(sub);
+    for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(topic)) notify(sub);
+  }
+
+  #markDirty(s: Session): void {
+    if (s.out.byteLength === 0 && s.state !== 'closing') return;
+    this.#dirty.add(s);
+    this.scheduleFlush();
+  }
+
+  /* ---------------- subscribe ---------------- */
+
+  #subscribe(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const command = m.command as string;
+    const withSow = command.startsWith('sow_and_');
+    const delta = command.endsWith('delta_subscribe');
+    const subId = m.subId ?? m.commandId;
+    const topic = m.topic;
+    if (!subId) {
+      this.#fail(s, m, 'invalid subscription: no sub_id or cid', PROCESSED);
+      return;
+    }
+    if (!topic) {
+      this.#fail(s, m, 'invalid topic', PROCESSED, { subId });
+      return;
+    }
+    const options = parseOptions(m.options);
+    const existing = s.subs.get(subId);
+    const replace = options.has('replace');
+    if (existing && !replace) {
+      this.#fail(s, m, 'subscription already exists', PROCESSED, { subId });
+      return;
+    }
+    let regex: RegExp | undefined;
+    let filter: Filter | undefined;
+    try {
+      regex = topicRegex(topic, options.has('non_regex_topic'));
+    } catch {
+      this.#fail(s, m, 'bad regex topic', PROCESSED, { subId });
+      return;
+    }
+    try {
+      filter = m.filter ? compileFilter(m.filter) : undefined;
+    } catch {
+      this.#fail(s, m, 'bad filter', PROCESSED, { subId });
+      return;
+    }
+    const queue = m.bookmark === undefined ? this.#queues.get(topic) : undefined;
+
+    if (existing && replace) {
+      const oldFilter = existing.filter;
+      this.#unindex(existing);
+      this.#configure(existing, topic, regex, filter, m.filter, delta, options);
+      this.#index(existing);
+      if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId });
+      if (withSow && !existing.queue) this.#requery(s, m, existing, oldFilter, mask);
+      return;
+    }
+
+    let start = 0;
+    if (m.bookmark !== undefined && !withSow) {
+      const resolved = this.#startPosition(m.bookmark, options.get('bookmark_not_found'));
+      if (typeof resolved === 'string') {
+        this.#fail(s, m, resolved, PROCESSED, { subId });
+        return;
+      }
+      start = resolved;
+    }
+
+    const sub = new Subscription(s, subId);
+    this.#configure(sub, topic, regex, filter, m.filter, delta, options);
+    if (queue) {
+      const requested = Number(options.get('max_backlog') ?? 1);
+      sub.queue = queue;
+      sub.maxBacklog = Math.max(1, Math.min(queue.config.maxBacklog, Number.isFinite(requested) ? requested : 1));
+      if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId, options: `max_backlog=${sub.maxBacklog}` });
+      queue.consumers.push(sub);
+      this.#dirtyQueues.add(queue);
+      s.subs.set(subId, sub);
+      if (withSow) this.#emptyGroup(s, m, sub, mask);
+      this.scheduleFlush();
+      return;
+    }
+    if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId });
+    s.subs.set(subId, sub);
+    this.#index(sub);
+    if (withSow) {
+      this.#query(s, m, mask, sub);
+      return;
+    }
+    if (m.bookmark !== undefined) {
+      sub.bookmarkSub = true;
+      sub.withBookmark = true;
+      // Replays carry whole messages; so does the live part that follows.
+      sub.delta = false;
+      sub.fullyDurable = options.has('fully_durable');
+      sub.cursor = start;
+      sub.replayEnd = this.log.length;
+      sub.completedPending = (mask & COMPLETED) !== 0;
+      sub.completedCid = m.commandId;
+      sub.wantsPersisted = (mask & PERSISTED) !== 0;
+      sub.caughtUp = false;
+      this.#replaying.add(sub);
+      this.#pumpReplay(sub);
+      if (sub.wantsPersisted) {
+        this.#persistedAckSubs.add(sub);
+        this.#armPersistedAcks();
+      }
+    }
+  }
+
+  #configure(
+    sub: Subscription,
+    topic: string,
+    regex: RegExp | undefined,
+    filter: Filter | undefined,
+    filterText: string | undefined,
+    delta: boolean,
+    options: Map<string, string | true>,
+  ): void {
+    sub.topic = topic;
+    sub.regex = regex;
+    sub.filter = filter;
+    sub.filterText = filterText;
+    sub.delta = delta;
+    sub.oof = options.has('oof');
+    sub.withBookmark = sub.bookmarkSub || options.has('bookmark');
+    sub.timestamp = options.has('timestamp');
+    sub.noSowKey = options.has('no_sowkey');
+    sub.noEmpties = options.has('no_empties');
+  }
+
+  #index(sub: Subscription): void {
+    if (sub.queue) return;
+    if (sub.regex) {
+      this.#regexSubs.add(sub);
+      return;
+    }
+    let set = this.#literalSubs.get(sub.topic);
+    if (!set) {
+      set = new Set();
+      this.#literalSubs.set(sub.topic, set);
+    }
+    set.add(sub);
+  }
+
+  #unindex(sub: Subscription): void {
+    if (sub.regex) {
+      this.#regexSubs.delete(sub);
+      return;
+    }
+    const set = this.#literalSubs.get(sub.topic);
+    if (!set) return;
+    set.delete(sub);
+    if (set.size === 0) this.#literalSubs.delete(sub.topic);
+  }
+
+  #removeSub(sub: Subscription): void {
+    const s = sub.session;
+    s.subs.delete(sub.id);
+    this.#unindex(sub);
+    this.#replaying.delete(sub);
+    this.#persistedAckSubs.delete(sub);
+    const queue = sub.queue;
+    if (queue) {
+      const i = queue.consumers.indexOf(sub);
+      if (i >= 0) queue.consumers.splice(i, 1);
+      // Its leases go back to the queue.
+      for (const message of queue.messages.values()) if (message.holder === sub) message.holder = undefined;
+      sub.leased = 0;
+      this.#dirtyQueues.add(queue);
+      this.scheduleFlush();
+    }
+  }
+
+  /**
+   * Where a bookmark subscription starts: just after the earliest listed bookmark this log holds;
+   * NOW when it holds none (or per `bookmark_not_found`). A string is a failure reason.
+   */
+  #startPosition(text: string, notFound: string | true | undefined): number | string {
+    if (/^\s*[[(]/.test(text)) return 'invalid bookmark: ranges are not supported';
+    let parsed: ParsedBookmark[];
+    try {
+      parsed = text.split(',').map(parseBookmark);
+    } catch {
+      return 'invalid bookmark';
+    }
+    let best = Number.POSITIVE_INFINITY;
+    for (const b of parsed) {
+      if (b.kind === 'epoch') best = 0;
+      else if (b.kind === 'now') best = Math.min(best, this.log.length);
+      else if (b.kind === 'id') {
+        const seq = Number(b.id.sequence);
+        const at = Number.isSafeInteger(seq) ? this.log.find(b.id.publisher, seq) : -1;
+        if (at >= 0) best = Math.min(best, at + 1);
+      } else if (b.kind === 'timestamp') {
+        const time = b.date.getTime();
+        const entries = this.log.entries;
+        let at = entries.length;
+        for (let i = 0; i < entries.length; i++) {
+          if ((entries[i] as LogEntry).timestamp >= time) {
+            at = i;
+            break;
+          }
+        }
+        best = Math.min(best, at);
+      }
+    }
+    if (Number.isFinite(best)) return best;
+    if (notFound === 'fail') return 'bookmark not found';
+    if (notFound === 'epoch') return 0;
+    return this.log.length;
+  }
+
+  /** Delivers replayed log entries to a bookmark subscription, as far as its connection can take. */
+  #pumpReplay(sub: Subscription): boolean {
+    const s = sub.session;
+    const entries = this.log.entries;
+    const limit = sub.fullyDurable ? this.#persistedPrefix : entries.length;
+    let budget = REPLAY_ENTRIES_PER_TICK;
+    while (sub.cursor < limit && budget-- > 0) {
+      if (s.out.byteLength + s.wire.buffered > REPLAY_HIGH_WATER) break;
+      const entry = entries[sub.cursor++] as LogEntry;
+      if (entry.deletes || !sub.matchesTopic(entry.topic)) continue;
+      if (sub.filter && !sub.filter(parseJson(entry.data))) continue;
+      this.#deliver(sub, entry, entry.data);
+    }
+    if (sub.completedPending && sub.cursor >= sub.replayEnd) {
+      sub.completedPending = false;
+      const last = sub.replayEnd > 0 ? entries[sub.replayEnd - 1] : undefined;
+      s.send({
+        command: 'ack',
+        commandId: sub.completedCid,
+        ackType: 'completed',
+        status: 'success',
+        subId: sub.id,
+        bookmark: last?.bookmark,
+      });
+      this.#markDirty(s);
+    }
+    if (!sub.fullyDurable && sub.cursor >= entries.length) {
+      sub.caughtUp = true;
+      this.#replaying.delete(sub);
+      return false;
+    }
+    return sub.cursor < limit && budget < 0;
+  }
+
+  #armPersistedAcks(): void {
+    if (this.#persistedAckTimer !== undefined || this.#persistedAckSubs.size === 0) return;
+    this.#persistedAckTimer = this.timers.set(() => {
+      this.#persistedAckTimer = undefined;
+      for (const sub of this.#persistedAckSubs) {
+        const position = Math.min(sub.position(this.log.length), this.#persistedPrefix);
+        if (position <= 0 || position === sub.lastPersistedPosition) continue;
+        sub.lastPersistedPosition = position;
+        sub.session.send({
+          command: 'ack',
+          ackType: 'persisted',
+          status: 'success',
+          subId: sub.id,
+          bookmark: (this.log.entries[position - 1] as LogEntry).bookmark,
+        });
+        this.#markDirty(sub.session);
+      }
+      this.#armPersistedAcks();
+    }, this.options.persistedAckIntervalMs ?? 1000);
+  }
+
+  /* ---------------- SOW queries ---------------- */
+
+  #sowQuery(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    this.#query(s, m, mask, undefined);
+  }
+
+  /** Runs a SOW query (alone, or as the first part of sow_and_subscribe). */
+  #query(s: Session, m: Message, mask: number, sub: Subscription | undefined): void {
+    const topic = m.topic ?? '';
+    const queryId = m.queryId ?? sub?.id ?? m.commandId;
+    const ids = { queryId, subId: sub?.id };
+    const options = parseOptions(m.options);
+    let regex: RegExp | undefined;
+    let filter: Filter | undefined;
+    let order: ((a: SowRecord, b: SowRecord) => number) | undefined;
+    try {
+      regex = sub ? sub.regex : topicRegex(topic, options.has('non_regex_topic'));
+    } catch {
+      this.#fail(s, m, 'bad regex topic', PROCESSED, ids);
+      return;
+    }
+    try {
+      filter = sub ? sub.filter : m.filter ? compileFilter(m.filter) : undefined;
+    } catch {
+      this.#fail(s, m, 'bad filter', PROCESSED, ids);
+      return;
+    }
+    try {
+      order = m.orderBy ? orderComparator(m.orderBy) : undefined;
+    } catch {
+      this.#fail(s, m, 'invalid orderby', PROCESSED, ids);
+      return;
+    }
+    const batchSize = m.batchSize ?? 1;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+      this.#fail(s, m, 'invalid batch size', PROCESSED, ids);
+      return;
+    }
+    const topics = regex
+      ? [...this.#sow.values()].filter((t) => (regex as RegExp).test(t.topic))
+      : [this.#sow.get(topic)].filter((t): t is SowTopic => t !== undefined);
+    if (topics.length === 0 && !sub) {
+      this.#fail(s, m, 'invalid topic', PROCESSED, ids);
+      return;
+    }
+    if (!sub && mask & PROCESSED) this.#ack(s, m, 'processed', ids);
+
+    const keys = m.sowKeys === undefined ? undefined : splitList(m.sowKeys);
+    let records: SowRecord[] = [];
+    for (const t of topics) {
+      const candidates = keys ? keys.map((k) => t.records.get(k)) : t.records.values();
+      for (const record of candidates) if (record && (!filter || filter(record.json))) records.push(record);
+    }
+    const matches = records.length;
+    if (order) records.sort(order);
+    const topNOption = options.get('top_n');
+    const topN = m.topN ?? (typeof topNOption === 'string' ? Number(topNOption) : undefined);
+    if (topN !== undefined && Number.isInteger(topN) && topN >= 0) records = records.slice(0, topN);
+    this.#sendGroup(s, m, ids, records, batchSize, regex !== undefined, options.has('timestamp'));
+    const counts = { ...ids, recordsReturned: records.length, topicMatches: topics.length, matches };
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    if (mask & STATS) this.#ack(s, m, 'stats', counts);
+  }
+
+  #emptyGroup(s: Session, m: Message, sub: Subscription, mask: number): void {
+    const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
+    this.#sendGroup(s, m, ids, [], 1, false, false);
+    const counts = { ...ids, recordsReturned: 0, topicMatches: 0, matches: 0 };
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    if (mask & STATS) this.#ack(s, m, 'stats', counts);
+  }
+
+  #sendGroup(
+    s: Session,
+    m: Message,
+    ids: { queryId: string | undefined; subId: string | undefined },
+    records: readonly SowRecord[],
+    batchSize: number,
+    withTopic: boolean,
+    withTimestamp: boolean,
+  ): void {
+    s.send({ command: 'group_begin', topic: m.topic, ...ids });
+    for (let i = 0; i < records.length; i += batchSize) {
+      const batch = records.slice(i, i + batchSize);
+      const parts: Uint8Array[] = [];
+      let total = 0;
+      for (const record of batch) {
+        const entry = record.entry;
+        this.#recordEncoder.write({
+          topic: withTopic ? entry.topic : undefined,
+          correlationId: entry.correlationId,
+          sowKey: record.key,
+          timestamp: withTimestamp ? ampsTimestamp(entry.timestamp) : undefined,
+          length: entry.data.length,
+        } as Command);
+        const header = this.#recordEncoder.take().subarray(4);
+        parts.push(header, entry.data);
+        total += header.length + entry.data.length;
+      }
+      const data = new Uint8Array(total);
+      let at = 0;
+      for (const part of parts) {
+        data.set(part, at);
+        at += part.length;
+      }
+      s.send({ command: 'sow', topic: m.topic, ...ids, batchSize: batch.length, data });
+    }
+    s.send({ command: 'group_end', topic: m.topic, ...ids });
+  }
+
+  /** A replaced sow_and_subscribe: records newly in scope are sent, those that left get an oof. */
+  #requery(s: Session, m: Message, sub: Subscription, oldFilter: Filter | undefined, mask: number): void {
+    const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
+    const entering: SowRecord[] = [];
+    let topics = 0;
+    for (const t of this.#sow.values()) {
+      if (!sub.matchesTopic(t.topic)) continue;
+      topics++;
+      for (const record of t.records.values()) {
+        const before = !oldFilter || oldFilter(record.json);
+        const now = !sub.filter || sub.filter(record.json);
+        if (now && !before) entering.push(record);
+        else if (before && !now && sub.oof) this.#sendOof(sub, record.entry, 'match');
+      }
+    }
+    this.#sendGroup(s, m, ids, entering, m.batchSize ?? 1, sub.regex !== undefined, sub.timestamp);
+    const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches: entering.length };
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    if (mask & STATS) this.#ack(s, m, 'stats', counts);
+  }
+
+  /* ---------------- sow_delete and queue acknowledgement ---------------- */
+
+  #sowDelete(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const topic = m.topic;
+    const clientSeq = m.sequence !== undefined && m.sequence > 0 ? m.sequence : undefined;
+    if (clientSeq !== undefined && !Number.isSafeInteger(clientSeq)) {
+      this.#fail(s, m, 'invalid sequence', PROCESSED | PERSISTED);
+      return;
+    }
+    const failFields = { sequence: clientSeq };
+    if (!topic) {
+      this.#fail(s, m, 'invalid topic', PROCESSED | PERSISTED, failFields);
+      return;
+    }
+    const queue = this.#queues.get(topic);
+    const sow = this.#sow.get(topic);
+    const options = parseOptions(m.options);
+    let deletes: DeleteSpec;
+    let data: Uint8Array = new Uint8Array(0);
+    let sowKey = m.sowKey;
+    if (m.bookmark !== undefined) {
+      if (!queue) {
+        this.#fail(s, m, 'invalid topic: not a queue', PROCESSED | PERSISTED, failFields);
+        return;
+      }
+      const option = options.has('cancel') ? 'cancel' : options.has('expire') ? 'expire' : undefined;
+      deletes = { sowKeys: undefined, filter: undefined, bookmarks: m.bookmark, options: option };
+      if (option === 'cancel') this.#cancelLeases(s, queue, m.bookmark);
+    } else {
+      if (!sow) {
+        this.#fail(s, m, 'invalid topic', PROCESSED | PERSISTED, failFields);
+        return;
+      }
+      if (m.sowKeys !== undefined) {
+        deletes = { sowKeys: m.sowKeys, filter: undefined, bookmarks: undefined, options: undefined };
+      } else if (m.filter !== undefined) {
+        try {
+          compileFilter(m.filter);
+        } catch {
+          this.#fail(s, m, 'bad filter', PROCESSED | PERSISTED, failFields);
+          return;
+        }
+        deletes = { sowKeys: undefined, filter: m.filter, bookmarks: undefined, options: undefined };
+      } else if (m.data.length > 0) {
+        sowKey = sow.keyOf(parseJson(m.data), m.sowKey);
+        if (sowKey === undefined) {
+          this.#fail(s, m, 'missing sow key', PROCESSED | PERSISTED, failFields);
+          return;
+        }
+        data = m.data;
+        deletes = { sowKeys: undefined, filter: undefined, bookmarks: undefined, options: undefined };
+      } else {
+        this.#fail(s, m, 'invalid sow_delete: give sow_keys, a filter or a message', PROCESSED | PERSISTED);
+        return;
+      }
+    }
+    const publisher = clientSeq === undefined ? this.#unsequenced(s) : (s.publisher as PublisherLog);
+    const seq = clientSeq ?? this.#nextUnsequenced(publisher);
+    let deleted = 0;
+    if (seq <= publisher.hw) {
+      this.#counters.duplicatesDropped++;
+    } else {
+      const entry = this.#append(publisher, seq, this.env.now(), topic, data, sowKey, undefined, undefined, deletes);
+      deleted = this.#apply(entry, NOT_PARSED, true);
+    }
+    const counts = { recordsDeleted: deleted, matches: deleted, topicMatches: 1 };
+    if (mask & STATS) this.#ack(s, m, 'stats', counts);
+    this.#publishAcks(s, m, mask, publisher, seq, clientSeq);
+  }
+
+  /** Returns leased messages to the queue (cancel), for leases this connection holds. */
+  #cancelLeases(s: Session, queue: QueueTopic, bookmarks: string): void {
+    for (const bookmark of splitList(bookmarks)) {
+      const message = queue.messages.get(bookmark);
+      if (!message?.holder || message.holder.session !== s) continue;
+      message.holder.leased--;
+      message.holder = undefined;
+      this.#dirtyQueues.add(queue);
+    }
+  }
+
+  #applyDelete(entry: LogEntry, deliver: boolean): number {
+    const d = entry.deletes as DeleteSpec;
+    const queue = this.#queues.get(entry.topic);
+    if (d.bookmarks !== undefined) {
+      if (!queue || d.options === 'cancel') return 0;
+      let removed = 0;
+      for (const bookmark of splitList(d.bookmarks)) {
+        const message = queue.messages.get(bookmark);
+        if (!message) continue;
+        if (message.holder) message.holder.leased--;
+        queue.messages.delete(bookmark);
+        removed++;
+      }
+      if (removed > 0) this.#dirtyQueues.add(queue);
+      return removed;
+    }
+    const sow = this.#sow.get(entry.topic);
+    if (!sow) return 0;
+    let victims: SowRecord[] = [];
+    if (d.sowKeys !== undefined) {
+      for (const key of splitList(d.sowKeys)) {
+        const record = sow.records.get(key);
+        if (record) victims.push(record);
+      }
+    } else if (d.filter !== undefined) {
+      let filter: Filter;
+      try {
+        filter = compileFilter(d.filter);
+      } catch {
+        return 0;
+      }
+      victims = [...sow.records.values()].filter((r) => filter(r.json));
+    } else if (entry.sowKey !== undefined) {
+      const record = sow.records.get(entry.sowKey);
+      if (record) victims.push(record);
+    }
+    for (const record of victims) {
+      sow.records.delete(record.key);
+      if (deliver) this.#oofRemoved(record, 'deleted');
+    }
+    return victims.length;
+  }
+
+  /* ---------------- SOW expiration ---------------- */
+
+  #trackExpiry(record: SowRecord): void {
+    this.#expiring.add(record);
+    this.#armExpiry(record.expiresAt as number);
+  }
+
+  #armExpiry(at: number): void {
+    if (at >= this.#expiryAt || !this.#running) return;
+    this.timers.clear(this.#expiryTimer);
+    this.#expiryAt = at;
+    this.#expiryTimer = this.timers.set(() => {
+      this.#expiryTimer = undefined;
+      this.#expiryAt = Number.POSITIVE_INFINITY;
+      this.#sweepExpired();
+    }, at - this.env.now());
+  }
+
+  #sweepExpired(): void {
+    const now = this.env.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const record of this.#expiring) {
+      const sow = this.#sow.get(record.entry.topic);
+      if (!sow || sow.records.get(record.key) !== record) {
+        this.#expiring.delete(record);
+      } else if ((record.expiresAt as number) <= now) {
+        this.#expiring.delete(record);
+        sow.records.delete(record.key);
+        this.#oofRemoved(record, 'expired');
+      } else {
+        next = Math.min(next, record.expiresAt as number);
+      }
+    }
+    if (Number.isFinite(next)) this.#armExpiry(next);
+  }
+
+  /* ---------------- queues ---------------- */
+
+  #dispatchQueue(queue: QueueTopic): void {
+    const consumers = queue.consumers;
+    const n = consumers.length;
+    if (n === 0) return;
+    const now = this.env.now();
+    for (const message of queue.messages.values()) {
+      if (message.holder) continue;
+      let chosen: Subscription | undefined;
+      let capacity = false;
+      let json: MaybeJson = NOT_PARSED;
+      for (let i = 0; i < n; i++) {
+        const consumer = consumers[(queue.next + i) % n] as Subscription;
+        if (consumer.leased >= consumer.maxBacklog || !consumer.session.live) continue;
+        capacity = true;
+        if (consumer.filter) {
+          if (json === NOT_PARSED) json = parseJson(message.entry.data);
+          if (!consumer.filter(json)) continue;
+        }
+        chosen = consumer;
+        queue.next = (queue.next + i + 1) % n;
+        break;
+      }
+      if (!capacity) break;
+      if (!chosen) continue;
+      message.holder = chosen;
+      message.expiresAt = now + queue.config.leaseMs;
+      message.deliveries++;
+      chosen.leased++;
+      const entry = message.entry;
+      chosen.session.send({
+        command: 'publish',
+        topic: entry.topic,
+        subId: chosen.id,
+        bookmark: entry.bookmark,
+        correlationId: entry.correlationId,
+        sowKey: chosen.noSowKey ? undefined : entry.sowKey,
+        leasePeriod: ampsTimestamp(message.expiresAt),
+        data: entry.data,
+      });
+      this.#counters.delivered++;
+      this.#stats(entry.topic).delivered++;
+      this.#markDirty(chosen.session);
+      this.#armLease(queue, message.expiresAt);
+    }
+  }
+
+  #armLease(queue: QueueTopic, at: number): void {
+    if (at >= queue.timerAt) return;
+    this.timers.clear(queue.timer);
+    queue.timerAt = at;
+    queue.timer = this.timers.set(() => {
+      queue.timer = undefined;
+      queue.timerAt = Number.POSITIVE_INFINITY;
+      const now = this.env.now();
+      let next = Number.POSITIVE_INFINITY;
+      for (const message of queue.messages.values()) {
+        if (!message.holder) continue;
+        if (message.expiresAt <= now) {
+          message.holder.leased--;
+          message.holder = undefined;
+        } else {
+          next = Math.min(next, message.expiresAt);
+        }
+      }
+      if (Number.isFinite(next)) this.#armLease(queue, next);
+      this.#dirtyQueues.add(queue);
+      this.scheduleFlush();
+    }, at - this.env.now());
+  }
+
+  /* ---------------- unsubscribe, flush, heartbeat ---------------- */
+
+  #unsubscribe(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const ids = [...splitList(m.subId), ...splitList(m.subIds), ...splitList(m.queryId)];
+    if (ids.includes('all')) {
+      for (const sub of [...s.subs.values()]) this.#removeSub(sub);
+    } else {
+      for (const id of ids) {
+        const sub = s.subs.get(id);
+        if (sub) this.#removeSub(sub);
+      }
+    }
+    if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId: m.subId });
+  }
+
+  #flushCommand(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    if (mask & PROCESSED) this.#ack(s, m, 'processed');
+    if (mask & COMPLETED) this.#ack(s, m, 'completed');
+    if (mask & PERSISTED) {
+      const waits = [...s.lastSeqs.entries()];
+      const pending: PendingAck = {
+        publisher: s.publisher as PublisherLog,
+        seq: 0,
+        cid: m.commandId,
+        clientSeq: undefined,
+        flush: waits,
+      };
+      this.#persistedAck(s, pending);
+    }
+  }
+
+  #heartbeatCommand(s: Session, m: Message): void {
+    const mask = ackMask(m.ackType);
+    if (mask & RECEIVED) this.#ack(s, m, 'received');
+    const tokens = splitOptions(m.options);
+    const command = tokens[0];
+    if (command === 'start') {
+      const requested = Number(tokens[1]);
+      if (!(requested > 0)) {
+        this.#fail(s, m, 'invalid heartbeat interval', PROCESSED);
+        return;
+      }
+      const seconds = Math.min(this.#heartbeat.max, Math.max(this.#heartbeat.min, requested));
+      s.heartbeatMs = seconds * 1000;
+      s.lastReadAt = this.env.now();
+      this.#armHeartbeat(s);
+    } else if (command === 'stop') {
+      s.heartbeatMs = 0;
+      this.timers.clear(s.heartbeatTimer);
+      s.heartbeatTimer = undefined;
+    }
+    if (mask & PROCESSED) this.#ack(s, m, 'processed');
+  }
+
+  #armHeartbeat(s: Session): void {
+    this.timers.clear(s.heartbeatTimer);
+    s.heartbeatTimer = undefined;
+    if (s.heartbeatMs <= 0 || !s.live) return;
+    const now = this.env.now();
+    const timeoutAt = s.lastReadAt + s.heartbeatMs * this.#heartbeat.factor;
+    const beatAt = s.lastWriteAt + s.heartbeatMs;
+    s.heartbeatTimer = this.timers.set(() => this.#heartbeatCheck(s), Math.min(timeoutAt, beatAt) - now);
+  }
+
+  #heartbeatCheck(s: Session): void {
+    s.heartbeatTimer = undefined;
+    if (!s.live || s.heartbeatMs <= 0) return;
+    const now = this.env.now();
+    if (now - s.lastReadAt >= s.heartbeatMs * this.#heartbeat.factor) {
+      this.logger?.info?.('closing connection: heartbeat timeout', { server: this.name, ...s.describe() });
+      this.#close(s, 'heartbeat timeout');
+      return;
+    }
+    if (now - s.lastWriteAt >= s.heartbeatMs) {
+      s.send({ command: 'heartbeat' });
+      // Counts as written now, even before the flush, so the next check is N from now.
+      s.lastWriteAt = now;
+      this.#markDirty(s);
+    }
+    this.#armHeartbeat(s);
+  }
+
+  /* ---------------- replication (receiving side) ---------------- */
+
+  #replicated(s: Session, m: Message): void {
+    if (m.command === 'heartbeat') return;
+    const fields = entryFields(m);
+    if (!fields) {
+      this.logger?.warn?.('replication: ignoring a frame that is not a log entry', {
+        server: this.name,
+        ...s.describe(),
+        command: m.command,
+      });
+      return;
+    }
+    const publisher = this.log.publisher(fields.publisher);
+    s.replTouched.add(publisher);
+    this.#replAckDue.add(s);
+    this.scheduleFlush();
+    if (fields.seq <= publisher.hw) {
+      this.#counters.duplicatesDropped++;
+      return;
+    }
+    this.#counters.replicated++;
+    this.#ingest(publisher, fields, true);
+  }
+
+  /** Appends and applies an entry that came from a peer or the log file. */
+  #ingest(publisher: PublisherLog, fields: EntryFields, deliver: boolean): void {
+    let json: MaybeJson = NOT_PARSED;
+    let sowKey = fields.sowKey;
+    const sow = this.#sow.get(fields.topic);
+    if (sow?.hasKeyFields && (!fields.deletes || fields.data.length > 0)) {
+      json = parseJson(fields.data);
+      sowKey = sow.keyOf(json, fields.sowKey) ?? fields.sowKey;
+    }
+    const entry = this.#append(
+      publisher,
+      fields.seq,
+      fields.timestamp,
+      fields.topic,
+      fields.data,
+      sowKey,
+      fields.correlationId,
+      fields.expiration,
+      fields.deletes,
+      deliver,
+    );
+    this.#apply(entry, fields.deletes ? NOT_PARSED : json, deliver);
+  }
+
+  #load(file: TxLogFile): void {
+    let loaded = 0;
+    const ignored = file.load((fields) => {
+      const publisher = this.log.publisher(fields.publisher);
+      if (fields.seq <= publisher.hw) return;
+      this.#ingest(publisher, fields, false);
+      loaded++;
+    });
+    this.#persistenceChanged = true;
+    if (ignored > 0) {
+      this.logger?.warn?.('txlog: ignored a damaged tail', { server: this.name, bytes: ignored, path: file.path });
+    }
+    this.logger?.info?.('txlog loaded', { server: this.name, entries: loaded, path: file.path });
+  }
+
+  /* ---------------- the per-tick flush ---------------- */
+
+  #flush(): void {
+    if (this.#frozen || !this.#running) return;
+    let again = false;
+    this.#file?.sync();
+    for (const s of this.#replAckDue) {
+      if (!s.live) continue;
+      const marks: string[] = [];
+      for (const p of s.replTouched) marks.push(bookmarkOf(p.id, p.hw));
+      s.replTouched.clear();
+      s.send({ command: 'ack', ackType: 'persisted', status: 'success', bookmark: marks.join(',') });
+      this.#dirty.add(s);
+    }
+    this.#replAckDue.clear();
+    if (this.#persistenceChanged) {
+      this.#persistenceChanged = false;
+      this.#advancePersistedPrefix();
+      for (const s of this.#ackWaiters) this.#releaseAcks(s);
+    }
+    for (const link of this.#links) if (link.pump()) again = true;
+    for (const sub of this.#replaying) if (this.#pumpReplay(sub)) again = true;
+    for (const queue of this.#dirtyQueues) this.#dispatchQueue(queue);
+    this.#dirtyQueues.clear();
+    for (const s of this.#dirty) this.#flushOut(s);
+    this.#dirty.clear();
+    if (again) this.scheduleFlush();
+  }
+
+  #advancePersistedPrefix(): void {
+    const entries = this.log.entries;
+    let syncPeers = false;
+    for (const link of this.#links) if (link.sync && !link.downgraded) syncPeers = true;
+    if (!syncPeers) {
+      this.#persistedPrefix = entries.length;
+      return;
+    }
+    let p = this.#persistedPrefix;
+    while (p < entries.length) {
+      const entry = entries[p] as LogEntry;
+      if (entry.seq > this.#persistedHighWater(this.log.publisher(entry.publisher))) break;
+      p++;
+    }
+    this.#persistedPrefix = p;
+  }
+
+  #releaseAcks(s: Session): void {
+    const pending = s.pending;
+    let kept = 0;
+    for (const p of pending) {
+      if (this.#isPersisted(p)) this.#sendPersisted(s, p);
+      else pending[kept++] = p;
+    }
+    pending.length = kept;
+    if (kept === 0) this.#ackWaiters.delete(s);
+  }
+
+  #flushOut(s: Session): void {
+    if (s.state === 'closed') return;
+    if (s.out.byteLength > 0) {
+      s.wire.write(s.out.take());
+      s.lastWriteAt = this.env.now();
+      if (s.wire.buffered > this.#maxClientBuffer) {
+        this.logger?.warn?.('closing connection: slow consumer', {
+          server: this.name,
+          ...s.describe(),
+          buffered: s.wire.buffered,
+        });
+        this.#close(s, 'slow consumer');
+        return;
+      }
+    }
+    if (s.state === 'closing') s.wire.end();
+  }
+
+  /* ---------------- closing ---------------- */
+
+  #closeAfterFlush(s: Session): void {
+    s.state = 'closing';
+    this.#dirty.add(s);
+    this.scheduleFlush();
+  }
+
+  #close(s: Session, reason?: string): void {
+    if (s.state === 'closed') return;
+    s.state = 'closed';
+    this.#sessions.delete(s);
+    for (const sub of [...s.subs.values()]) this.#removeSub(sub);
+    if (s.clientName !== undefined) {
+      const names = s.kind === 'replication' ? this.#replByName : this.#byName;
+      if (names.get(s.clientName) === s) names.delete(s.clientName);
+    }
+    this.timers.clear(s.heartbeatTimer);
+    this.timers.clear(s.conflationTimer);
+    s.heartbeatTimer = undefined;
+    s.conflationTimer = undefined;
+    s.pending = [];
+    this.#dirty.delete(s);
+    this.#ackWaiters.delete(s);
+    this.#replAckDue.delete(s);
+    s.out.clear();
+    s.wire.destroy();
+    this.logger?.debug?.('connection closed', {
+      server: this.name,
+      ...s.describe(),
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+}
+
+/** What one publish offers its subscribers: the body parsed and the delta computed at most once. */
+class Offer {
+  #json: MaybeJson;
+  #delta: { data: Uint8Array; changed: number } | undefined | null = null;
+
+  constructor(
+    readonly entry: LogEntry,
+    readonly change: SowChange | undefined,
+    json: MaybeJson,
+  ) {
+    this.#json = json;
+  }
+
+  json(): unknown {
+    if (this.#json === NOT_PARSED) this.#json = parseJson(this.entry.data);
+    return this.#json;
+  }
+
+  delta(change: SowChange): { data: Uint8Array; changed: number } | undefined {
+    if (this.#delta === null) {
+      const d = deltaOf(change.sow, change.previous?.json, change.record.json);
+      this.#delta = d ? { data: Buffer.from(JSON.stringify(d.delta)), changed: d.changed } : undefined;
+    }
+    return this.#delta;
+  }
+}
+
+/** A subscription topic is a regular expression when it holds regex characters (AMPS rule). */
+function topicRegex(topic: string, literal: boolean): RegExp | undefined {
+  if (literal || !/[.*+?^$[\](){}|\\]/.test(topic)) return undefined;
+  return new RegExp(topic);
+}

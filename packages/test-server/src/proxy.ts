@@ -1,0 +1,207 @@
+/**
+ * A TCP proxy that injects network faults between a client and a broker: resets, a blackhole
+ * (connections stay open, nothing gets through, as when packets are dropped), latency, and slicing
+ * (bytes delivered in small chunks, so a receiver sees frames split anywhere).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { InvalidOptionsError } from '@amps-ts/core-protocol';
+
+export interface FaultProxyOptions {
+  /** Where to forward: a port on 127.0.0.1, `{ host, port }`, or a `tcp://host:port/...` URI. */
+  target: number | string | { host?: string; port: number };
+  /** The proxy's own port; 0 picks a free one. @default 0 */
+  port?: number;
+  /** @default '127.0.0.1' */
+  host?: string;
+}
+
+export interface FaultProxy {
+  readonly port: number;
+  readonly host: string;
+  /** `tcp://host:port/amps/<messageType>` through the proxy. */
+  tcpUri(messageType?: string): string;
+  /** Open connection pairs. */
+  readonly connections: number;
+  /** Resets every open connection (TCP RST on both sides). New connections still work. */
+  reset(): void;
+  /** Stops delivering in both directions; data is held, as TCP retransmits it, and delivered on `heal()`. */
+  blackhole(): void;
+  /** Delays every chunk by `ms` in both directions. */
+  latency(ms: number): void;
+  /** Delivers data in chunks of at most `bytes` bytes, one per event-loop turn. */
+  slice(bytes: number): void;
+  /** Back to a clean pipe: no blackhole, latency or slicing; held data goes through. */
+  heal(): void;
+  close(): Promise<void>;
+}
+
+interface Faults {
+  blackhole: boolean;
+  latencyMs: number;
+  sliceBytes: number;
+}
+
+/** One direction of a connection: chunks queued with the time they may go out. */
+class Pipe {
+  readonly #queue: Array<{ chunk: Uint8Array; at: number }> = [];
+  #timer: NodeJS.Timeout | undefined = undefined;
+  #immediate: NodeJS.Immediate | undefined = undefined;
+
+  constructor(
+    readonly to: Socket,
+    readonly faults: Faults,
+  ) {}
+
+  push(chunk: Uint8Array): void {
+    this.#queue.push({ chunk, at: Date.now() + this.faults.latencyMs });
+    this.pump();
+  }
+
+  pump(): void {
+    if (this.#timer || this.#immediate || this.faults.blackhole || this.to.destroyed) return;
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0] as { chunk: Uint8Array; at: number };
+      const wait = head.at - Date.now();
+      if (wait > 0) {
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          this.pump();
+        }, wait);
+        return;
+      }
+      const slice = this.faults.sliceBytes;
+      if (slice > 0 && head.chunk.length > slice) {
+        this.to.write(head.chunk.subarray(0, slice));
+        head.chunk = head.chunk.subarray(slice);
+        this.#immediate = setImmediate(() => {
+          this.#immediate = undefined;
+          this.pump();
+        });
+        return;
+      }
+      this.to.write(head.chunk);
+      this.#queue.shift();
+      if (slice > 0 && this.#queue.length > 0) {
+        this.#immediate = setImmediate(() => {
+          this.#immediate = undefined;
+          this.pump();
+        });
+        return;
+      }
+    }
+  }
+
+  /** Releases held chunks at once (heal). */
+  release(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const item of this.#queue) item.at = 0;
+    this.pump();
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#timer = undefined;
+    this.#immediate = undefined;
+    this.#queue.length = 0;
+  }
+}
+
+function resolveTarget(target: FaultProxyOptions['target']): { host: string; port: number } {
+  if (typeof target === 'number') return { host: '127.0.0.1', port: target };
+  if (typeof target === 'string') {
+    const match = /^[a-z]+:\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+):(\d+)/i.exec(target);
+    if (!match) throw new InvalidOptionsError(`fault proxy target '${target}' is not scheme://host:port/...`);
+    return { host: (match[1] as string).replace(/^\[|\]$/g, ''), port: Number(match[2]) };
+  }
+  return { host: target.host ?? '127.0.0.1', port: target.port };
+}
+
+export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
+  const target = resolveTarget(options.target);
+  const host = options.host ?? '127.0.0.1';
+  const faults: Faults = { blackhole: false, latencyMs: 0, sliceBytes: 0 };
+  const pairs = new Set<{ client: Socket; upstream: Socket; pipes: Pipe[] }>();
+
+  const server: Server = createServer((client) => {
+    const upstream = connect({ host: target.host, port: target.port });
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    const toUpstream = new Pipe(upstream, faults);
+    const toClient = new Pipe(client, faults);
+    const pair = { client, upstream, pipes: [toUpstream, toClient] };
+    pairs.add(pair);
+    client.on('data', (chunk) => toUpstream.push(chunk));
+    upstream.on('data', (chunk) => toClient.push(chunk));
+    const end = () => {
+      if (!pairs.delete(pair)) return;
+      toUpstream.stop();
+      toClient.stop();
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: options.port ?? 0, host }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const pump = () => {
+    for (const pair of pairs) for (const pipe of pair.pipes) pipe.pump();
+  };
+
+  return {
+    port,
+    host,
+    tcpUri: (messageType = 'json') => `tcp://${host}:${port}/amps/${messageType}`,
+    get connections() {
+      return pairs.size;
+    },
+    reset() {
+      for (const pair of [...pairs]) {
+        pairs.delete(pair);
+        for (const pipe of pair.pipes) pipe.stop();
+        pair.client.resetAndDestroy();
+        pair.upstream.resetAndDestroy();
+      }
+    },
+    blackhole() {
+      faults.blackhole = true;
+    },
+    latency(ms: number) {
+      if (!(ms >= 0)) throw new InvalidOptionsError(`latency must be >= 0 ms, got ${ms}`);
+      faults.latencyMs = ms;
+    },
+    slice(bytes: number) {
+      if (!Number.isInteger(bytes) || bytes < 1) throw new InvalidOptionsError(`slice needs a positive byte count`);
+      faults.sliceBytes = bytes;
+      pump();
+    },
+    heal() {
+      faults.blackhole = false;
+      faults.latencyMs = 0;
+      faults.sliceBytes = 0;
+      for (const pair of pairs) for (const pipe of pair.pipes) pipe.release();
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const pair of [...pairs]) {
+        pairs.delete(pair);
+        for (const pipe of pair.pipes) pipe.stop();
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,257 @@
+/** A broker instance with its listeners and fault controls. */
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { WebSocketServer } from 'ws';
+import { Broker, type BrokerStats } from './broker.js';
+import { type PeerOptions, resolvePeer, type TestServerOptions } from './options.js';
+import { tcpWire, wsWire } from './wire.js';
+
+export interface TestServerStats extends BrokerStats {
+  name: string;
+  state: 'running' | 'killed' | 'closed';
+  frozen: boolean;
+  tcpPort: number;
+  wsPort: number | undefined;
+}
+
+let instances = 0;
+
+export class TestServer {
+  readonly name: string;
+  readonly host: string;
+  readonly #broker: Broker;
+  readonly #options: TestServerOptions;
+  #tcpPort: number;
+  #wsPort: number | undefined;
+  #tcp: Server | undefined = undefined;
+  #ws: Server | undefined = undefined;
+  #http: HttpServer | undefined = undefined;
+  #wss: WebSocketServer | undefined = undefined;
+  /** Every accepted socket, on both ports, so `kill()` can destroy them. */
+  readonly #sockets = new Set<Socket>();
+  /** WebSocket-port sockets accepted while frozen: handed to the HTTP server on `thaw()`. */
+  readonly #parked = new Set<Socket>();
+  #state: 'new' | 'running' | 'killed' | 'closed' = 'new';
+
+  constructor(options: TestServerOptions = {}) {
+    checkPort('tcpPort', options.tcpPort ?? 0);
+    if (options.wsPort !== false) checkPort('wsPort', options.wsPort ?? 0);
+    this.#options = options;
+    this.name = options.name ?? `amps-test-server-${process.pid}-${++instances}`;
+    this.host = options.host ?? '127.0.0.1';
+    this.#tcpPort = options.tcpPort ?? 0;
+    this.#wsPort = options.wsPort === false ? undefined : (options.wsPort ?? 0);
+    this.#broker = new Broker(options, this.name);
+  }
+
+  /** The TCP port (fixed once started, kept across `restart()`). */
+  get tcpPort(): number {
+    return this.#tcpPort;
+  }
+
+  /** The WebSocket port, or undefined when WebSocket is disabled. */
+  get wsPort(): number | undefined {
+    return this.#wsPort;
+  }
+
+  /** `tcp://host:port/amps/<messageType>`. */
+  tcpUri(messageType = 'json'): string {
+    return `tcp://${this.host}:${this.#tcpPort}/amps/${messageType}`;
+  }
+
+  /** `ws://host:port/amps/<messageType>`. */
+  wsUri(messageType = 'json'): string {
+    if (this.#wsPort === undefined) throw new InvalidOptionsError(`${this.name}: WebSocket is disabled`);
+    return `ws://${this.host}:${this.#wsPort}/amps/${messageType}`;
+  }
+
+  /** Starts listening. `startTestServer()` calls it. */
+  async start(): Promise<void> {
+    if (this.#state === 'closed') throw new InvalidOptionsError(`${this.name} is closed`);
+    if (this.#state === 'running') return;
+    await this.#listen();
+    this.#state = 'running';
+    this.#broker.start();
+  }
+
+  /** Like a crashed process: every socket destroyed, listeners closed. Data (memory and files) stays for `restart()`. */
+  async kill(): Promise<void> {
+    if (this.#state !== 'running') return;
+    this.#state = 'killed';
+    this.#broker.stop();
+    await this.#unlisten();
+  }
+
+  /** Comes back on the same ports with the same data; replication links reconnect and catch up. */
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.start();
+  }
+
+  /** Half-open: sockets stay open (new ones are accepted) but nothing is read or written until `thaw()`. */
+  freeze(): void {
+    if (this.#state !== 'running') return;
+    this.#broker.freeze();
+  }
+
+  thaw(): void {
+    if (this.#state !== 'running') return;
+    this.#broker.thaw();
+    for (const socket of this.#parked) this.#handToHttp(socket);
+    this.#parked.clear();
+  }
+
+  /** Destroys every client connection; listeners and replication stay up. */
+  dropConnections(): void {
+    this.#broker.dropClients();
+  }
+
+  /** Adds a replication destination (a peer's TCP port), e.g. once its port is known. */
+  addPeer(peer: PeerOptions): void {
+    this.#broker.addPeer(resolvePeer(peer));
+  }
+
+  stats(): TestServerStats {
+    return {
+      name: this.name,
+      state: this.#state === 'new' ? 'killed' : this.#state,
+      frozen: this.#broker.frozen,
+      tcpPort: this.#tcpPort,
+      wsPort: this.#wsPort,
+      ...this.#broker.stats(),
+    };
+  }
+
+  /** Shuts down for good: every socket, timer and file handle released. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    await this.kill();
+    this.#broker.shutdown();
+    this.#state = 'closed';
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #listen(): Promise<void> {
+    const tcp = createServer({ pauseOnConnect: true }, (socket) => this.#onTcp(socket));
+    this.#tcp = tcp;
+    this.#tcpPort = await listen(tcp, this.#tcpPort, this.host);
+    if (this.#wsPort === undefined) return;
+    const wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: (this.#options.maxFrameBytes ?? 16 * 1024 * 1024) * 2 + 1024,
+    });
+    const http = createHttpServer((_request, response) => {
+      response.writeHead(426, { 'content-type': 'text/plain' });
+      response.end('AMPS over WebSocket: connect with a WebSocket client\n');
+    });
+    http.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        if (this.#state !== 'running') {
+          ws.terminate();
+          return;
+        }
+        const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+        this.#broker.accept((events) => wsWire(ws, remote, this.#options.wsFrames === 'batch', events));
+      });
+    });
+    http.on('clientError', (_error, socket) => socket.destroy());
+    this.#http = http;
+    this.#wss = wss;
+    // A plain TCP listener feeds the HTTP server, so a frozen server can hold sockets before any HTTP.
+    const ws = createServer({ pauseOnConnect: true }, (socket) => {
+      this.#track(socket);
+      if (this.#broker.frozen) this.#parked.add(socket);
+      else this.#handToHttp(socket);
+    });
+    this.#ws = ws;
+    try {
+      this.#wsPort = await listen(ws, this.#wsPort, this.host);
+    } catch (error) {
+      await this.#unlisten();
+      throw error;
+    }
+  }
+
+  #handToHttp(socket: Socket): void {
+    if (socket.destroyed || !this.#http) return;
+    this.#http.emit('connection', socket);
+    socket.resume();
+  }
+
+  #onTcp(socket: Socket): void {
+    this.#track(socket);
+    this.#broker.accept((events) => tcpWire(socket, events));
+    if (!this.#broker.frozen) socket.resume();
+  }
+
+  #track(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#sockets.delete(socket);
+      this.#parked.delete(socket);
+    });
+  }
+
+  async #unlisten(): Promise<void> {
+    const servers = [this.#tcp, this.#ws].filter((s): s is Server => s !== undefined);
+    this.#tcp = undefined;
+    this.#ws = undefined;
+    const closed = servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
+    this.#parked.clear();
+    for (const client of this.#wss?.clients ?? []) client.terminate();
+    this.#wss?.close();
+    this.#wss = undefined;
+    this.#http?.close();
+    this.#http = undefined;
+    await Promise.all(closed);
+  }
+}
+
+function checkPort(name: string, port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidOptionsError(`${name} must be 0..65535, got ${port}`);
+  }
+}
+
+/** Listens on `port` (0 = any), retrying briefly if a restart finds it still taken. */
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error) => reject(error);
+        server.once('error', onError);
+        server.listen({ port, host, exclusive: true }, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no TCP address');
+      return address.port;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' || port === 0 || attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+}
+
+/** Starts a broker and resolves once it listens. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const server = new TestServer(options);
+  try {
+    await server.start();
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  return server;
+}

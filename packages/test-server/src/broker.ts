@@ -13,7 +13,6 @@ import {
   type Command,
   defaultEnvironment,
   type Environment,
-  FrameEncoder,
   type Logger,
   type Message,
   MessageDecoder,
@@ -147,7 +146,6 @@ export class Broker implements LinkHost {
   readonly #dirtyQueues = new Set<QueueTopic>();
   readonly #expiring = new Set<SowRecord>();
   readonly #topicStats = new Map<string, TopicStats>();
-  readonly #recordEncoder = new FrameEncoder(1024);
   readonly #maxFrameBytes: number;
   readonly #maxClientBuffer: number;
   readonly #heartbeat: { min: number; max: number; factor: number };
@@ -1201,14 +1199,16 @@ export class Broker implements LinkHost {
       let total = 0;
       for (const record of batch) {
         const entry = record.entry;
-        this.#recordEncoder.write({
-          topic: withTopic ? entry.topic : undefined,
-          correlationId: entry.correlationId,
-          sowKey: record.key,
-          timestamp: withTimestamp ? ampsTimestamp(entry.timestamp) : undefined,
-          length: entry.data.length,
-        } as Command);
-        const header = this.#recordEncoder.take().subarray(4);
+        // Each record's own header: key, optional fields, and its length `l`.
+        const header = Buffer.from(
+          JSON.stringify({
+            t: withTopic ? entry.topic : undefined,
+            x: entry.correlationId,
+            k: record.key,
+            ts: withTimestamp ? ampsTimestamp(entry.timestamp) : undefined,
+            l: entry.data.length,
+          }),
+        );
         parts.push(header, entry.data);
         total += header.length + entry.data.length;
       }

@@ -122,6 +122,13 @@ export class TestClient {
     return this.take((m) => m.command === 'ack' && m.commandId === cid && m.ackType === type, `${type} ack ${cid}`);
   }
 
+  /** Takes every unread message matching `predicate`, without waiting. */
+  takeAll(predicate: (m: Message) => boolean): Message[] {
+    const taken = this.#queue.filter(predicate);
+    this.#queue = this.#queue.filter((m) => !predicate(m));
+    return taken;
+  }
+
   /** Unread messages (not taken yet). */
   get unread(): readonly Message[] {
     return this.#queue;

@@ -1,0 +1,207 @@
+import type { Message } from '@amps-ts/core-protocol';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../src/index.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
+
+const env = new ManualEnvironment();
+let server: TestServer;
+let open: TestClient[] = [];
+
+beforeAll(async () => {
+  server = await startTestServer({
+    name: 'sow',
+    environment: env,
+    sowTopics: [
+      { topic: 'quotes-tcp', key: '/id' },
+      { topic: 'quotes-ws', key: '/id' },
+      { topic: 'orders', key: ['/region', '/id'] },
+      { topic: 'userkeys' },
+    ],
+  });
+});
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  open = [];
+});
+afterAll(async () => {
+  await server.close();
+});
+
+async function client(transport: Transport, name: string): Promise<TestClient> {
+  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  open.push(c);
+  await c.logon(name);
+  return c;
+}
+
+/** Sends a query and collects everything up to its completed ack. */
+async function query(c: TestClient, fields: Parameters<TestClient['command']>[0]) {
+  const cid = c.command({ ackType: 'processed,completed,stats', ...fields });
+  const processed = await c.ack(cid);
+  if (processed.status !== 'success') return { processed, records: [] as Message[] };
+  const queryId = fields.queryId ?? fields.subId ?? cid;
+  const begin = await c.take((m) => m.command === 'group_begin' && m.queryId === queryId, 'group_begin');
+  const end = await c.take((m) => m.command === 'group_end' && m.queryId === queryId, 'group_end');
+  const completed = await c.ack(cid, 'completed');
+  const stats = await c.ack(cid, 'stats');
+  // Everything before group_end has arrived; records come between the markers.
+  const records = c.takeAll((m) => m.command === 'sow' && m.queryId === queryId);
+  return { processed, begin, end, completed, stats, records };
+}
+
+describe.each(transports)('SOW over %s', (transport) => {
+  const topic = `quotes-${transport}`;
+
+  it('upserts by key and answers queries in batches with group markers and counts', async () => {
+    const c = await client(transport, `sow-a-${transport}`);
+    for (let id = 1; id <= 5; id++) c.publish(topic, { id, px: id * 10 });
+    c.publish(topic, { id: 3, px: 33 });
+    await c.sync();
+    const all = await query(c, { command: 'sow', topic, batchSize: 2, orderBy: '/id' });
+    expect(all.records.map((r) => r.json())).toEqual([
+      { id: 1, px: 10 },
+      { id: 2, px: 20 },
+      { id: 3, px: 33 },
+      { id: 4, px: 40 },
+      { id: 5, px: 50 },
+    ]);
+    // 5 records in batches of 2: 3 sow frames, the records of a frame share its batch header.
+    expect(new Set(all.records.map((r) => r.batchSize))).toEqual(new Set([2, 1]));
+    expect(all.completed).toMatchObject({ recordsReturned: 5, matches: 5, topicMatches: 1 });
+    expect(all.stats).toMatchObject({ recordsReturned: 5, matches: 5 });
+    for (const r of all.records) expect(r.sowKey).toMatch(/^\d+$/);
+
+    const top = await query(c, { command: 'sow', topic, orderBy: '/px DESC', topN: 2, filter: '/px < 45' });
+    expect(top.records.map((r) => r.json())).toEqual([
+      { id: 4, px: 40 },
+      { id: 3, px: 33 },
+    ]);
+    expect(top.completed).toMatchObject({ recordsReturned: 2, matches: 4 });
+
+    const key = all.records[1]?.sowKey as string;
+    const byKey = await query(c, { command: 'sow', topic, sowKeys: key });
+    expect(byKey.records.map((r) => r.json())).toEqual([{ id: 2, px: 20 }]);
+  });
+
+  it('sends group markers for an empty result and fails a query on a non-SOW topic', async () => {
+    const c = await client(transport, `sow-b-${transport}`);
+    const empty = await query(c, { command: 'sow', topic, filter: '/px > 1000000' });
+    expect(empty.records).toEqual([]);
+    expect(empty.begin).toBeDefined();
+    expect(empty.completed).toMatchObject({ recordsReturned: 0 });
+    const bad = await query(c, { command: 'sow', topic: 'not-a-sow-topic' });
+    expect(bad.processed).toMatchObject({ status: 'failure', reason: 'invalid topic' });
+  });
+
+  it('sow_and_subscribe: the snapshot, then live publishes; an empty group on a non-SOW topic', async () => {
+    const c = await client(transport, `sow-c-${transport}`);
+    c.publish(topic, { id: 100, px: 1 });
+    await c.sync();
+    const result = await query(c, {
+      command: 'sow_and_subscribe',
+      topic,
+      subId: `ss-${transport}`,
+      filter: '/id >= 100',
+    });
+    expect(result.records.map((r) => r.json())).toEqual([{ id: 100, px: 1 }]);
+    c.publish(topic, { id: 101, px: 2 });
+    expect((await c.take(isDelivery(`ss-${transport}`))).json()).toEqual({ id: 101, px: 2 });
+    const adhoc = await query(c, { command: 'sow_and_subscribe', topic: 'adhoc', subId: `ah-${transport}` });
+    expect(adhoc.records).toEqual([]);
+    expect(adhoc.end).toBeDefined();
+  });
+
+  it('delta_publish merges (and cannot remove a field); delta_subscribe gets keys and changed fields', async () => {
+    const c = await client(transport, `sow-d-${transport}`);
+    const subId = `ds-${transport}`;
+    c.publish(topic, { id: 200, px: 1, qty: 5, venue: 'X' });
+    await c.sync();
+    const cid = c.command({ command: 'delta_subscribe', topic, subId, filter: '/id = 200', ackType: 'processed' });
+    await c.ack(cid);
+    c.command({ command: 'delta_publish', topic, data: JSON.stringify({ id: 200, px: 2, venue: null }) });
+    const delta = await c.take(isDelivery(subId));
+    expect(delta.json()).toEqual({ id: 200, px: 2 });
+    const full = await query(c, { command: 'sow', topic, filter: '/id = 200' });
+    expect(full.records.map((r) => r.json())).toEqual([{ id: 200, px: 2, qty: 5, venue: 'X' }]);
+    // A delta on a key not yet in the SOW is an insert; the delta subscriber gets it whole.
+    c.command({ command: 'delta_publish', topic, data: JSON.stringify({ id: 201, px: 9 }) });
+    c.command({ command: 'delta_publish', topic, data: JSON.stringify({ id: 200, qty: 6 }) });
+    expect((await c.take(isDelivery(subId))).json()).toEqual({ id: 200, qty: 6 });
+  });
+
+  it('sends oof for match, deleted and expired', async () => {
+    const c = await client(transport, `sow-e-${transport}`);
+    const subId = `oof-${transport}`;
+    await c.subscribe(topic, { subId, filter: '/px < 100', options: 'oof' });
+    c.publish(topic, { id: 300, px: 1 });
+    c.publish(topic, { id: 300, px: 500 });
+    await c.take(isDelivery(subId));
+    const match = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof match');
+    expect(match.reason).toBe('match');
+    expect(match.json()).toEqual({ id: 300, px: 500 });
+
+    c.publish(topic, { id: 301, px: 2 });
+    await c.take(isDelivery(subId));
+    const del = c.command({ command: 'sow_delete', topic, filter: '/id = 301', ackType: 'processed,stats' });
+    expect(await c.ack(del, 'stats')).toMatchObject({ recordsDeleted: 1, matches: 1 });
+    const deleted = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof deleted');
+    expect(deleted.reason).toBe('deleted');
+    expect(deleted.json()).toEqual({ id: 301, px: 2 });
+
+    c.publish(topic, { id: 302, px: 3 }, { expiration: 2 });
+    await c.take(isDelivery(subId));
+    env.advance(2000);
+    const expired = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof expired');
+    expect(expired.reason).toBe('expired');
+    const after = await query(c, { command: 'sow', topic, filter: '/id = 302' });
+    expect(after.records).toEqual([]);
+  });
+
+  it('sow_delete by keys and by data', async () => {
+    const c = await client(transport, `sow-f-${transport}`);
+    c.publish(topic, { id: 400, px: 1 });
+    c.publish(topic, { id: 401, px: 1 });
+    await c.sync();
+    const found = await query(c, { command: 'sow', topic, filter: '/id IN (400, 401)', orderBy: '/id' });
+    const byKeys = c.command({
+      command: 'sow_delete',
+      topic,
+      sowKeys: found.records[0]?.sowKey,
+      ackType: 'processed,stats',
+    });
+    expect(await c.ack(byKeys, 'stats')).toMatchObject({ recordsDeleted: 1 });
+    const byData = c.command({
+      command: 'sow_delete',
+      topic,
+      data: JSON.stringify({ id: 401 }),
+      ackType: 'processed,stats',
+    });
+    expect(await c.ack(byData, 'stats')).toMatchObject({ recordsDeleted: 1 });
+    const left = await query(c, { command: 'sow', topic, filter: '/id IN (400, 401)' });
+    expect(left.records).toEqual([]);
+  });
+});
+
+describe('SOW keys', () => {
+  it('combines several key fields, and takes k from the publisher when the topic has none', async () => {
+    const c = await client('tcp', 'sow-keys');
+    c.publish('orders', { region: 'eu', id: 1, v: 1 });
+    c.publish('orders', { region: 'us', id: 1, v: 2 });
+    c.publish('orders', { region: 'eu', id: 1, v: 3 });
+    const missing = c.publish('orders', { id: 2 }, { ackType: 'processed' });
+    expect(await c.ack(missing)).toMatchObject({ status: 'failure', reason: 'missing sow key' });
+    c.publish('userkeys', { a: 1 }, { sowKey: 'K1' });
+    c.publish('userkeys', { a: 2 }, { sowKey: 'K1' });
+    await c.sync();
+    const orders = await query(c, { command: 'sow', topic: 'orders', orderBy: '/v' });
+    expect(orders.records.map((r) => r.json())).toEqual([
+      { region: 'us', id: 1, v: 2 },
+      { region: 'eu', id: 1, v: 3 },
+    ]);
+    const user = await query(c, { command: 'sow', topic: 'userkeys' });
+    expect(user.records.map((r) => [r.sowKey, r.json()])).toEqual([['K1', { a: 2 }]]);
+    const regex = await query(c, { command: 'sow', topic: '^(orders|userkeys)$', batchSize: 10 });
+    expect(regex.completed).toMatchObject({ topicMatches: 2, recordsReturned: 3 });
+    expect(new Set(regex.records.map((r) => r.topic))).toEqual(new Set(['orders', 'userkeys']));
+  });
+});

@@ -1,0 +1,121 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../src/index.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
+
+const env = new ManualEnvironment();
+let server: TestServer;
+let open: TestClient[] = [];
+
+beforeAll(async () => {
+  server = await startTestServer({
+    name: 'queues',
+    environment: env,
+    queues: [
+      { topic: 'jobs-tcp', leaseMs: 5000, maxBacklog: 3 },
+      { topic: 'jobs-ws', leaseMs: 5000, maxBacklog: 3 },
+    ],
+  });
+});
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  open = [];
+});
+afterAll(async () => {
+  await server.close();
+});
+
+async function client(transport: Transport, name: string): Promise<TestClient> {
+  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  open.push(c);
+  await c.logon(name);
+  return c;
+}
+
+function json(m: { json(): unknown }) {
+  return m.json() as { n: number };
+}
+
+describe.each(transports)('queues over %s', (transport) => {
+  const topic = `jobs-${transport}`;
+
+  it('leases within max_backlog, with lp, and moves on when a message is acknowledged', async () => {
+    const producer = await client(transport, `q-prod-${transport}`);
+    const consumer = await client(transport, `q-cons-${transport}`);
+    for (let n = 1; n <= 4; n++) producer.publish(topic, { n });
+    await producer.sync();
+    const cid = consumer.command({ command: 'subscribe', topic, options: 'max_backlog=2', ackType: 'processed' });
+    const ack = await consumer.ack(cid);
+    expect(ack.options).toBe('max_backlog=2');
+    const [first, second] = await consumer.takeN(2, isDelivery(cid));
+    expect([json(first!).n, json(second!).n]).toEqual([1, 2]);
+    expect(first?.leasePeriod).toMatch(/^\d{8}T\d{6}\.\d{6}Z$/);
+    expect(first?.bookmark).toMatch(/^\d+\|\d+\|$/);
+    await consumer.sync();
+    expect(consumer.unread.filter(isDelivery())).toHaveLength(0);
+    const del = consumer.command({
+      command: 'sow_delete',
+      topic,
+      bookmark: first?.bookmark,
+      ackType: 'processed',
+    });
+    await consumer.ack(del);
+    expect(json(await consumer.take(isDelivery(cid)))).toEqual({ n: 3 });
+    expect(server.stats().queues[topic]).toEqual({ depth: 3, leased: 2 });
+  });
+
+  it('grants at most the queue maximum and 1 by default', async () => {
+    const c = await client(transport, `q-grant-${transport}`);
+    const big = c.command({ command: 'subscribe', topic, options: 'max_backlog=50', ackType: 'processed' });
+    expect((await c.ack(big)).options).toBe('max_backlog=3');
+    const plain = c.command({ command: 'subscribe', topic, ackType: 'processed' });
+    expect((await c.ack(plain)).options).toBe('max_backlog=1');
+  });
+
+  it('redelivers on cancel, on holder disconnect and on lease expiry; expire removes', async () => {
+    const producer = await client(transport, `q2-prod-${transport}`);
+    const a = await client(transport, `q2-a-${transport}`);
+    const sub = await a.subscribe(topic, { subId: 'a' });
+    // Drain what earlier tests left.
+    for (;;) {
+      await a.sync();
+      const left = a.takeAll(isDelivery(sub));
+      if (left.length === 0) break;
+      a.command({ command: 'sow_delete', topic, bookmark: left.map((m) => m.bookmark).join(',') });
+    }
+    producer.publish(topic, { n: 10 });
+    const m1 = await a.take(isDelivery(sub));
+    a.command({ command: 'sow_delete', topic, bookmark: m1.bookmark, options: 'cancel' });
+    const again = await a.take(isDelivery(sub));
+    expect(again.bookmark).toBe(m1.bookmark);
+
+    // The holder goes away: another consumer gets it.
+    const b = await client(transport, `q2-b-${transport}`);
+    const subB = await b.subscribe(topic, { subId: 'b' });
+    await a.close();
+    const onB = await b.take(isDelivery(subB));
+    expect(onB.bookmark).toBe(m1.bookmark);
+
+    // The lease runs out: delivered again.
+    env.advance(5000);
+    const expired = await b.take(isDelivery(subB));
+    expect(expired.bookmark).toBe(m1.bookmark);
+
+    // expire: gone for good.
+    const cid = b.command({
+      command: 'sow_delete',
+      topic,
+      bookmark: m1.bookmark,
+      options: 'expire',
+      ackType: 'processed',
+    });
+    await b.ack(cid);
+    expect(server.stats().queues[topic]?.depth).toBe(0);
+
+    // The Go client's queue ack (c=ack with bm) is accepted too.
+    producer.publish(topic, { n: 11 });
+    const m2 = await b.take(isDelivery(subB));
+    b.send({ command: 'ack', topic, bookmark: m2.bookmark });
+    await b.sync();
+    expect(server.stats().queues[topic]?.depth).toBe(0);
+  });
+});

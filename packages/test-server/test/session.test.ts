@@ -1,0 +1,181 @@
+import { connect } from 'node:net';
+import { encodeCommand } from '@amps-ts/core-protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
+
+let servers: TestServer[] = [];
+let open: TestClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  await Promise.all(servers.map((s) => s.close()));
+  open = [];
+  servers = [];
+});
+
+async function serve(options: TestServerOptions = {}): Promise<TestServer> {
+  const server = await startTestServer(options);
+  servers.push(server);
+  return server;
+}
+
+async function client(server: TestServer, transport: Transport): Promise<TestClient> {
+  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  open.push(c);
+  return c;
+}
+
+describe.each(transports)('sessions over %s', (transport) => {
+  it('heartbeat: sends a heartbeat after N s of silence, and closes a client silent for 2N', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env });
+    const c = await client(server, transport);
+    await c.logon('hb');
+    const cid = c.command({ command: 'heartbeat', options: 'start,1', ackType: 'processed' });
+    expect((await c.ack(cid)).status).toBe('success');
+    env.advance(1000);
+    await c.take((m) => m.command === 'heartbeat', 'server heartbeat');
+    c.send({ command: 'heartbeat', options: 'beat' });
+    await c.sync();
+    env.advance(1000);
+    // The beat refreshed the watchdog; the next silence is what closes it.
+    await c.take((m) => m.command === 'heartbeat', 'second heartbeat');
+    expect(c.isClosed).toBe(false);
+    env.advance(2000);
+    await c.closed;
+  });
+
+  it('heartbeat stop ends the watchdog; timers are cleared on close', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env, heartbeat: { minIntervalS: 2 } });
+    const c = await client(server, transport);
+    await c.logon('hb-stop');
+    c.send({ command: 'heartbeat', options: 'start,1' });
+    await c.sync();
+    expect(env.pending).toBe(1);
+    c.send({ command: 'heartbeat', options: 'stop' });
+    await c.sync();
+    expect(env.pending).toBe(0);
+    env.advance(10_000);
+    expect(c.isClosed).toBe(false);
+    c.send({ command: 'heartbeat', options: 'start,1' });
+    await c.sync();
+    // minIntervalS raised the interval to 2 s: nothing at 1 s.
+    env.advance(1000);
+    await c.sync();
+    expect(c.unread.filter((m) => m.command === 'heartbeat')).toHaveLength(0);
+    await server.close();
+    expect(env.pending).toBe(0);
+  });
+
+  it('user/password auth: failure with reason auth failure, then a good logon on the same connection', async () => {
+    const server = await serve({ auth: { users: { alice: 'secret', bob: 'pw' } } });
+    const c = await client(server, transport);
+    expect(await c.logon('auth-1', { userId: 'alice', password: 'wrong' })).toMatchObject({
+      status: 'failure',
+      reason: 'auth failure',
+    });
+    expect(await c.logon('auth-1', { userId: 'nobody', password: 'secret' })).toMatchObject({ status: 'failure' });
+    expect(await c.logon('auth-1', { userId: 'alice', password: 'secret' })).toMatchObject({ status: 'success' });
+    // Same name, another user: refused, and the first connection stays.
+    const other = await client(server, transport);
+    expect(await other.logon('auth-1', { userId: 'bob', password: 'pw' })).toMatchObject({
+      status: 'failure',
+      reason: 'name in use',
+    });
+    await other.closed;
+    expect(c.isClosed).toBe(false);
+  });
+
+  it('challenge auth answers retry with a token, then accepts the token', async () => {
+    const server = await serve({ auth: { users: { alice: 'secret' }, challenge: true } });
+    const c = await client(server, transport);
+    const retry = await c.logon('ch', { userId: 'alice', password: 'secret' });
+    expect(retry).toMatchObject({ status: 'retry', userId: 'alice' });
+    expect(retry.password).toMatch(/^[0-9a-f]{24}$/);
+    expect(await c.logon('ch', { userId: 'alice', password: 'stale' })).toMatchObject({
+      status: 'failure',
+      reason: 'auth failure',
+    });
+    const again = await c.logon('ch', { userId: 'alice', password: 'secret' });
+    expect(await c.logon('ch', { userId: 'alice', password: again.password })).toMatchObject({ status: 'success' });
+  });
+
+  it('conflates persisted acks: one ack without cid whose s covers the earlier ones', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env, ackConflationMs: 50 });
+    const c = await client(server, transport);
+    await c.logon('conflate');
+    for (let s = 1; s <= 3; s++) c.publish('c', { s }, { sequence: s, ackType: 'persisted' });
+    await c.sync();
+    expect(c.unread.filter((m) => m.ackType === 'persisted')).toHaveLength(0);
+    env.advance(50);
+    const ack = await c.take((m) => m.ackType === 'persisted');
+    expect(ack).toMatchObject({ commandId: undefined, sequence: 3, status: 'success' });
+    // The logon option ack_conflation=0 turns it off for that client.
+    const d = await client(server, transport);
+    await d.logon('no-conflate', { options: 'ack_conflation=0' });
+    const cid = d.publish('c', {}, { sequence: 1, ackType: 'persisted' });
+    expect((await d.ack(cid, 'persisted')).sequence).toBe(1);
+  });
+
+  it('a malformed frame closes that connection only, with a log line', async () => {
+    const warnings: string[] = [];
+    const server = await serve({ logger: { warn: (message) => warnings.push(message) } });
+    const bystander = await client(server, transport);
+    await bystander.logon('bystander');
+    const sub = await bystander.subscribe('still');
+    const bad = await client(server, transport);
+    bad.writeRaw(new Uint8Array([0, 0, 0, 5, 0x6e, 0x6f, 0x70, 0x65, 0x21])); // "nope!"
+    await bad.closed;
+    expect(warnings).toContain('closing connection: bad frame');
+    const zero = await client(server, transport);
+    zero.writeRaw(new Uint8Array([0, 0, 0, 0]));
+    await zero.closed;
+    bystander.publish('still', { ok: true });
+    expect((await bystander.take(isDelivery(sub))).json()).toEqual({ ok: true });
+    expect(server.stats().badFrames).toBe(2);
+  });
+
+  it('an oversized frame closes that connection only', async () => {
+    const server = await serve({ maxFrameBytes: 1024 });
+    const bystander = await client(server, transport);
+    await bystander.logon('big-bystander');
+    const big = await client(server, transport);
+    await big.logon('big');
+    big.publish('t', { blob: 'x'.repeat(2000) });
+    await big.closed;
+    await bystander.sync();
+  });
+
+  it('rejects unknown commands and a second logon, keeping the connection', async () => {
+    const server = await serve();
+    const c = await client(server, transport);
+    await c.logon('misc');
+    const again = await c.logon('misc');
+    expect(again).toMatchObject({ status: 'failure', reason: 'already logged on' });
+    const cid = c.command({ command: 'start_timer', ackType: 'processed' });
+    expect(await c.ack(cid)).toMatchObject({ status: 'failure', reason: 'unknown command' });
+    await c.sync();
+  });
+});
+
+it('accepts a stream split anywhere and many frames in one write (TCP)', async () => {
+  const server = await serve();
+  const c = await client(server, 'tcp');
+  await c.logon('stream');
+  const sub = await c.subscribe('s');
+  const frames = Buffer.concat(
+    Array.from({ length: 20 }, (_, i) => encodeCommand({ command: 'publish', topic: 's', data: `{"i":${i}}` })),
+  );
+  const raw = connect({ host: '127.0.0.1', port: server.tcpPort });
+  await new Promise((resolve) => raw.once('connect', resolve));
+  raw.write(encodeCommand({ command: 'logon', clientName: 'raw' }));
+  // One byte at a time for the first frame, then the rest at once.
+  for (let i = 0; i < 30; i++) raw.write(frames.subarray(i, i + 1));
+  raw.write(frames.subarray(30));
+  const got = await c.takeN(20, isDelivery(sub));
+  expect(got.map((m) => (m.json() as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  raw.destroy();
+});

@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports, until } from './helpers.js';
+
+let servers: TestServer[] = [];
+let open: TestClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  await Promise.all(servers.map((s) => s.close()));
+  open = [];
+  servers = [];
+});
+
+async function serve(options: TestServerOptions = {}): Promise<TestServer> {
+  const server = await startTestServer(options);
+  servers.push(server);
+  return server;
+}
+
+async function connect(server: TestServer, transport: Transport): Promise<TestClient> {
+  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  open.push(c);
+  return c;
+}
+
+/** Several round trips through another broker: time for a frozen server to misbehave if it would. */
+async function settle(): Promise<void> {
+  const reference = await serve({ wsPort: false });
+  const c = await connect(reference, 'tcp');
+  await c.logon('reference');
+  for (let i = 0; i < 10; i++) await c.sync();
+}
+
+describe.each(transports)('fault controls, clients over %s', (transport) => {
+  it('freeze: sockets stay open, nothing is read or written, new connections hang; thaw resumes', async () => {
+    const server = await serve();
+    const c = await connect(server, transport);
+    await c.logon('frozen');
+    const sub = await c.subscribe('t');
+    server.freeze();
+    expect(server.stats().frozen).toBe(true);
+    const cid = c.publish('t', { n: 1 }, { ackType: 'processed' });
+    // A connection made while frozen: accepted by TCP, never answered.
+    let late: TestClient | undefined;
+    const lateConnect = TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri()).then((l) => {
+      late = l;
+      open.push(l);
+      if (transport === 'tcp') l.command({ command: 'logon', clientName: 'late', ackType: 'processed' });
+      return l;
+    });
+    await settle();
+    expect(c.unread).toHaveLength(0);
+    expect(c.isClosed).toBe(false);
+    if (transport === 'ws') expect(late).toBeUndefined();
+    else expect(late?.unread ?? []).toHaveLength(0);
+    server.thaw();
+    expect((await c.ack(cid)).status).toBe('success');
+    await c.take(isDelivery(sub));
+    const l = await lateConnect;
+    if (transport === 'ws') l.command({ command: 'logon', clientName: 'late', ackType: 'processed' });
+    await l.take((m) => m.command === 'ack' && m.clientName === 'late', 'late logon ack');
+  });
+
+  it('kill: every socket closed, connections refused; restart: same ports, same data', async () => {
+    const server = await serve({ sowTopics: [{ topic: 'q', key: '/id' }] });
+    const { tcpPort, wsPort } = server;
+    const c = await connect(server, transport);
+    await c.logon('killed');
+    c.publish('q', { id: 1 }, { sequence: 5 });
+    await c.sync();
+    await server.kill();
+    await c.closed;
+    await expect(TestClient.connect(server.tcpUri())).rejects.toThrow();
+    expect(server.stats().state).toBe('killed');
+    await server.restart();
+    expect([server.tcpPort, server.wsPort]).toEqual([tcpPort, wsPort]);
+    const back = await connect(server, transport);
+    expect((await back.logon('killed')).sequence).toBe(5);
+    const cid = back.command({ command: 'sow', topic: 'q', ackType: 'completed' });
+    await back.ack(cid, 'completed');
+    expect(back.takeAll((m) => m.command === 'sow').map((m) => m.json())).toEqual([{ id: 1 }]);
+  });
+
+  it('dropConnections closes clients and keeps listening', async () => {
+    const server = await serve();
+    const c = await connect(server, transport);
+    await c.logon('dropped');
+    server.dropConnections();
+    await c.closed;
+    const again = await connect(server, transport);
+    expect((await again.logon('dropped')).status).toBe('success');
+    expect(server.stats().connections).toMatchObject({ current: 1, total: 2 });
+  });
+});
+
+it('freeze holds heartbeat watchdogs: a frozen server does not close silent clients', async () => {
+  const env = new ManualEnvironment();
+  const server = await serve({ environment: env });
+  const c = await connect(server, 'tcp');
+  await c.logon('hb-frozen');
+  c.send({ command: 'heartbeat', options: 'start,1' });
+  await c.sync();
+  server.freeze();
+  env.advance(10_000);
+  server.thaw();
+  await c.sync();
+  expect(c.isClosed).toBe(false);
+  env.advance(2000);
+  await c.closed;
+});
+
+it('stats counts connections, messages, duplicates and topics', async () => {
+  const server = await serve({ sowTopics: [{ topic: 's', key: '/id' }] });
+  const pub = await connect(server, 'tcp');
+  const sub = await connect(server, 'ws');
+  await pub.logon('stats-pub');
+  await sub.logon('stats-sub');
+  await sub.subscribe('s');
+  pub.publish('s', { id: 1 }, { sequence: 1 });
+  pub.publish('s', { id: 1 }, { sequence: 1 });
+  pub.publish('s', { id: 2 }, { sequence: 2 });
+  await sub.takeN(2, isDelivery());
+  await pub.sync();
+  expect(server.stats()).toMatchObject({
+    name: expect.any(String),
+    state: 'running',
+    connections: { current: 2, total: 2, replication: 0 },
+    published: 2,
+    delivered: 2,
+    duplicatesDropped: 1,
+    txlogLength: 2,
+    sowRecords: 2,
+    topics: { s: { published: 2, delivered: 2 } },
+    peers: [],
+  });
+});
+
+it('close releases every socket, server and timer', async () => {
+  const kinds = ['TCPServerWrap', 'TCPSocketWrap', 'Timeout'];
+  const count = () => process.getActiveResourcesInfo().filter((r) => kinds.includes(r)).length;
+  const before = count();
+  const env = new ManualEnvironment();
+  const server = await startTestServer({ environment: env, queues: [{ topic: 'jobs', leaseMs: 1000 }] });
+  const c = await TestClient.connect(server.wsUri());
+  await c.logon('leak');
+  c.send({ command: 'heartbeat', options: 'start,1' });
+  await c.subscribe('jobs');
+  c.publish('jobs', {});
+  await c.take(isDelivery());
+  expect(env.pending).toBeGreaterThan(0);
+  await server.close();
+  await c.closed;
+  expect(env.pending).toBe(0);
+  await until(() => count() <= before, 'sockets and servers released');
+  await expect(server.restart()).rejects.toThrow(/closed/);
+});

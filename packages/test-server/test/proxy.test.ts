@@ -1,0 +1,89 @@
+import { connect } from 'node:net';
+import { encodeCommand, MessageDecoder } from '@amps-ts/core-protocol';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../src/index.js';
+import { isDelivery, TestClient, until } from './helpers.js';
+
+let server: TestServer;
+let proxy: FaultProxy;
+let open: TestClient[] = [];
+
+beforeEach(async () => {
+  server = await startTestServer({ wsPort: false });
+  proxy = await startFaultProxy({ target: server.tcpUri() });
+});
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  open = [];
+  await proxy.close();
+  await server.close();
+});
+
+async function client(uri: string, name: string): Promise<TestClient> {
+  const c = await TestClient.connect(uri);
+  open.push(c);
+  await c.logon(name);
+  return c;
+}
+
+it('forwards both ways', async () => {
+  const c = await client(proxy.tcpUri(), 'through');
+  const sub = await c.subscribe('t');
+  c.publish('t', { n: 1 });
+  expect((await c.take(isDelivery(sub))).json()).toEqual({ n: 1 });
+  expect(proxy.connections).toBe(1);
+});
+
+it('slice delivers in small chunks that still decode', async () => {
+  proxy.slice(3);
+  const socket = connect({ host: proxy.host, port: proxy.port });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let chunks = 0;
+  const messages: string[] = [];
+  const decoder = new MessageDecoder((m) => messages.push(m.command ?? ''));
+  socket.on('data', (chunk) => {
+    // The receiving side may coalesce slices, but never gets the frame in one piece.
+    chunks++;
+    decoder.push(chunk);
+  });
+  socket.write(encodeCommand({ command: 'logon', commandId: '1', clientName: 'sliced', ackType: 'processed' }));
+  await until(() => messages.length === 1, 'the logon ack');
+  expect(chunks).toBeGreaterThan(5);
+  socket.destroy();
+});
+
+it('latency delays delivery and keeps order', async () => {
+  const c = await client(proxy.tcpUri(), 'slow');
+  const sub = await c.subscribe('t');
+  proxy.latency(30);
+  const start = Date.now();
+  for (let n = 1; n <= 5; n++) c.publish('t', { n });
+  const got = await c.takeN(5, isDelivery(sub));
+  expect(got.map((m) => (m.json() as { n: number }).n)).toEqual([1, 2, 3, 4, 5]);
+  // Each direction adds at least the latency (a lower bound, never flaky).
+  expect(Date.now() - start).toBeGreaterThanOrEqual(55);
+});
+
+it('blackhole holds everything until heal, like dropped packets that TCP retransmits', async () => {
+  const c = await client(proxy.tcpUri(), 'holed');
+  const sub = await c.subscribe('t');
+  proxy.blackhole();
+  const cid = c.publish('t', { n: 1 }, { ackType: 'processed' });
+  const direct = await client(server.tcpUri(), 'direct');
+  // The broker never saw it: a direct round trip finds nothing logged.
+  for (let i = 0; i < 10; i++) await direct.sync();
+  expect(server.stats().txlogLength).toBe(0);
+  expect(c.unread).toHaveLength(0);
+  proxy.heal();
+  await c.ack(cid);
+  await c.take(isDelivery(sub));
+});
+
+it('reset kills open connections; new ones work', async () => {
+  const c = await client(proxy.tcpUri(), 'reset-me');
+  proxy.reset();
+  await c.closed;
+  await until(() => server.stats().connections.current === 0, 'the broker saw the reset');
+  const again = await client(proxy.tcpUri(), 'reset-me');
+  expect(again.isClosed).toBe(false);
+});

@@ -42,10 +42,12 @@ export class Timers {
     for (const callback of held) callback();
   }
 
+  /** Clears every timer, held ones too, and leaves the frozen state (a killed process starts afresh). */
   clearAll(): void {
     for (const handle of this.#handles) this.env.clearTimeout(handle);
     this.#handles.clear();
     this.#held = [];
+    this.#frozen = false;
   }
 
   get size(): number {

@@ -110,6 +110,21 @@ it('freeze holds heartbeat watchdogs: a frozen server does not close silent clie
   await c.closed;
 });
 
+it('kill while frozen: after restart nothing is frozen and timers run again', async () => {
+  const env = new ManualEnvironment();
+  const server = await serve({ environment: env });
+  server.freeze();
+  await server.kill();
+  await server.restart();
+  expect(server.stats().frozen).toBe(false);
+  const c = await connect(server, 'tcp');
+  await c.logon('after-frozen-kill');
+  c.send({ command: 'heartbeat', options: 'start,1' });
+  await c.sync();
+  env.advance(1000);
+  await c.take((m) => m.command === 'heartbeat', 'heartbeat after restart');
+});
+
 it('stats counts connections, messages, duplicates and topics', async () => {
   const server = await serve({ sowTopics: [{ topic: 's', key: '/id' }] });
   const pub = await connect(server, 'tcp');

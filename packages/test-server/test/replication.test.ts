@@ -161,6 +161,21 @@ describe('replication', () => {
     await until(() => a.stats().peers[0]?.downgraded === false, 'sync restored');
   });
 
+  it('fully_durable bookmark subscriptions deliver only what every sync peer holds', async () => {
+    const { servers } = await cluster({ name: 'r10', count: 2, noWebSocket: true });
+    const [a, b] = servers as [TestServer, TestServer];
+    const sub = await client(a, 'tcp', 'durable-sub');
+    const cid = sub.command({ command: 'subscribe', topic: 'd', bookmark: '0|1|', options: 'fully_durable' });
+    const pub = await client(a, 'tcp', 'durable-pub');
+    b.freeze();
+    pub.publish('d', { n: 1 }, { sequence: 1 });
+    await pub.sync();
+    await sub.sync();
+    expect(sub.unread.filter(isDelivery())).toHaveLength(0);
+    b.thaw();
+    expect(n(await sub.take(isDelivery(cid)))).toBe(1);
+  });
+
   it('replicates SOW state, delta merges and sow_delete', async () => {
     const { servers } = await cluster({
       name: 'r8',

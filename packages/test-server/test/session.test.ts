@@ -161,6 +161,16 @@ describe.each(transports)('sessions over %s', (transport) => {
   });
 });
 
+it('wsFrames batch sends several frames in one WebSocket message', async () => {
+  const server = await serve({ wsFrames: 'batch' });
+  const c = await client(server, 'ws');
+  await c.logon('batched');
+  const sub = await c.subscribe('b');
+  for (let i = 0; i < 5; i++) c.publish('b', { i });
+  const got = await c.takeN(5, isDelivery(sub));
+  expect(got.map((m) => (m.json() as { i: number }).i)).toEqual([0, 1, 2, 3, 4]);
+});
+
 it('accepts a stream split anywhere and many frames in one write (TCP)', async () => {
   const server = await serve();
   const c = await client(server, 'tcp');

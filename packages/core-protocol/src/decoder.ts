@@ -1,238 +1,466 @@
 import { ProtocolError } from './errors.js';
-import { CommandNames, headerFields } from './fields.js';
+import { CommandNames, type HeaderFieldName, headerFields } from './fields.js';
 import { type ExtraHeaderValue, Message } from './message.js';
 
 /** 256 MiB, as the reference Go client. */
 export const DEFAULT_MAX_FRAME_SIZE = 256 * 1024 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
 
 function fail(message: string): never {
   throw new ProtocolError(message);
 }
 
-/* ---------- key and value lookup without allocating strings ---------- */
+/*
+ * How the header parser stays fast: it reads the bytes once, computing each string's hash as it
+ * goes. Keys, command names and recently seen values (topics, subscription ids) are found by
+ * hash and compared byte by byte, so they cost no new string; numbers are read from the bytes;
+ * the remaining strings are made straight from the bytes (see `asciiString`).
+ */
 
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
-  let h = end - start;
+  let h = 0;
   for (let i = start; i < end; i++) h = (Math.imul(h, 31) + (bytes[i] as number)) | 0;
   return h;
 }
 
-function hashString(text: string): number {
-  let h = text.length;
-  for (let i = 0; i < text.length; i++) h = (Math.imul(h, 31) + text.charCodeAt(i)) | 0;
-  return h;
-}
+/**
+ * Byte strings kept in slots of one flat buffer, compared against a range of the input. One flat
+ * buffer and plain length arrays keep the comparison cheap (it runs for every key and value).
+ */
+class Slots {
+  readonly #bytes: Uint8Array;
+  readonly #lengths: Int32Array;
+  readonly #width: number;
 
-/** Maps byte strings to values by hash, confirming the bytes on a hit. */
-class ByteTable<V> {
-  readonly #entries = new Map<number, { text: string; value: V }>();
-
-  add(text: string, value: V): void {
-    const h = hashString(text);
-    const existing = this.#entries.get(h);
-    if (existing && existing.text !== text) throw new Error(`hash collision: ${text} / ${existing.text}`);
-    this.#entries.set(h, { text, value });
+  constructor(count: number, width: number) {
+    this.#bytes = new Uint8Array(count * width);
+    this.#lengths = new Int32Array(count).fill(-1);
+    this.#width = width;
   }
 
-  get(bytes: Uint8Array, start: number, end: number): V | undefined {
-    const entry = this.#entries.get(hashBytes(bytes, start, end));
-    if (entry === undefined || entry.text.length !== end - start) return undefined;
-    const text = entry.text;
-    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== bytes[start + i]) return undefined;
-    return entry.value;
+  set(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    this.#bytes.set(bytes.subarray(start, end), slot * this.#width);
+    this.#lengths[slot] = end - start;
+  }
+
+  /** Whether `slot` holds exactly `bytes[start, end)`. */
+  matches(slot: number, bytes: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    if (this.#lengths[slot] !== length) return false;
+    const held = this.#bytes;
+    const at = slot * this.#width - start;
+    for (let i = start; i < end; i++) if (held[at + i] !== bytes[i]) return false;
+    return true;
+  }
+}
+
+/**
+ * Fixed strings (keys, command names) found by their bytes' hash: a direct-mapped table sized so
+ * that no two of its strings share a slot, so a lookup is one comparison.
+ */
+class ByteTable<V> {
+  readonly #mask: number;
+  readonly #keys: Slots;
+  readonly #values: Array<V | undefined>;
+
+  constructor(entries: ReadonlyArray<readonly [string, V]>) {
+    const encoded = entries.map(([text, value]) => [utf8Encoder.encode(text), value] as const);
+    const width = Math.max(...encoded.map(([bytes]) => bytes.length));
+    let size = 64;
+    const slotOf = (bytes: Uint8Array) => hashBytes(bytes, 0, bytes.length) & (size - 1);
+    while (new Set(encoded.map(([bytes]) => slotOf(bytes))).size < encoded.length) size *= 2;
+    this.#mask = size - 1;
+    this.#keys = new Slots(size, width);
+    this.#values = new Array(size).fill(undefined);
+    for (const [bytes, value] of encoded) {
+      this.#keys.set(slotOf(bytes), bytes, 0, bytes.length);
+      this.#values[slotOf(bytes)] = value;
+    }
+  }
+
+  /** The value for `bytes[start, end)`, whose hash is `hash`. */
+  get(bytes: Uint8Array, start: number, end: number, hash: number): V | undefined {
+    const slot = hash & this.#mask;
+    return this.#keys.matches(slot, bytes, start, end) ? this.#values[slot] : undefined;
+  }
+}
+
+/**
+ * Recent values of the fields that repeat (topics, subscription ids, ...): a delivery's `subId`
+ * is the same string as last time, with no decoding, and its hash is already computed for the
+ * `Map` lookups that route it. Direct-mapped and bounded: a collision replaces the slot.
+ */
+class RepeatCache {
+  static readonly #size = 1024;
+  /** Longer values rarely repeat. */
+  static readonly #maxLength = 64;
+  readonly #keys = new Slots(RepeatCache.#size, RepeatCache.#maxLength);
+  readonly #values: string[] = new Array(RepeatCache.#size).fill('');
+
+  /** The cached string for `bytes[start, end)` (an unescaped JSON string's content), or undefined. */
+  get(bytes: Uint8Array, start: number, end: number, hash: number): string | undefined {
+    const slot = hash & (RepeatCache.#size - 1);
+    return this.#keys.matches(slot, bytes, start, end) ? this.#values[slot] : undefined;
+  }
+
+  /** Makes the string for `bytes[start, end)` and caches it. */
+  add(bytes: Uint8Array, start: number, end: number, hash: number, ascii: boolean): string {
+    const value = ascii ? asciiString(bytes, start, end) : decodeRange(bytes, start, end);
+    if (end - start <= RepeatCache.#maxLength) {
+      const slot = hash & (RepeatCache.#size - 1);
+      this.#keys.set(slot, bytes, start, end);
+      this.#values[slot] = value;
+    }
+    return value;
+  }
+}
+
+function decodeRange(bytes: Uint8Array, start: number, end: number): string {
+  try {
+    return utf8.decode(view(bytes, start, end));
+  } catch {
+    return fail('header is not valid UTF-8');
   }
 }
 
 enum Kind {
   String = 0,
   Number = 1,
+  Command = 2,
 }
+
+type Setter = (message: Message, value: never) => void;
+
+/** One direct store per field: much faster than `message[name] = value` with varying names. */
+const setters: { [K in HeaderFieldName]-?: (message: Message, value: NonNullable<Message[K]>) => void } = {
+  command: (m, v) => (m.command = v),
+  commandId: (m, v) => (m.commandId = v),
+  topic: (m, v) => (m.topic = v),
+  ackType: (m, v) => (m.ackType = v),
+  status: (m, v) => (m.status = v),
+  reason: (m, v) => (m.reason = v),
+  subId: (m, v) => (m.subId = v),
+  subIds: (m, v) => (m.subIds = v),
+  queryId: (m, v) => (m.queryId = v),
+  sequence: (m, v) => (m.sequence = v),
+  bookmark: (m, v) => (m.bookmark = v),
+  batchSize: (m, v) => (m.batchSize = v),
+  correlationId: (m, v) => (m.correlationId = v),
+  expiration: (m, v) => (m.expiration = v),
+  sowKey: (m, v) => (m.sowKey = v),
+  sowKeys: (m, v) => (m.sowKeys = v),
+  filter: (m, v) => (m.filter = v),
+  options: (m, v) => (m.options = v),
+  topN: (m, v) => (m.topN = v),
+  orderBy: (m, v) => (m.orderBy = v),
+  clientName: (m, v) => (m.clientName = v),
+  userId: (m, v) => (m.userId = v),
+  password: (m, v) => (m.password = v),
+  version: (m, v) => (m.version = v),
+  messageType: (m, v) => (m.messageType = v),
+  timestamp: (m, v) => (m.timestamp = v),
+  leasePeriod: (m, v) => (m.leasePeriod = v),
+  length: (m, v) => (m.length = v),
+  groupSequence: (m, v) => (m.groupSequence = v),
+  matches: (m, v) => (m.matches = v),
+  topicMatches: (m, v) => (m.topicMatches = v),
+  recordsReturned: (m, v) => (m.recordsReturned = v),
+  recordsInserted: (m, v) => (m.recordsInserted = v),
+  recordsUpdated: (m, v) => (m.recordsUpdated = v),
+  recordsDeleted: (m, v) => (m.recordsDeleted = v),
+};
 
 interface KnownField {
-  readonly name: string;
+  readonly name: HeaderFieldName;
   readonly kind: Kind;
+  readonly repeats: boolean;
+  readonly set: (message: Message, value: string | number) => void;
 }
 
-const keyTable = new ByteTable<KnownField>();
+/** Every key and alias to its field. */
+const knownByKey = new Map<string, KnownField>();
 for (const field of headerFields) {
-  const known = { name: field.name, kind: field.type === 'number' ? Kind.Number : Kind.String };
-  keyTable.add(field.key, known);
-  for (const alias of (field as { aliases?: readonly string[] }).aliases ?? []) keyTable.add(alias, known);
+  const spec: { name: HeaderFieldName; key: string; type: string; aliases?: readonly string[]; repeats?: boolean } =
+    field;
+  const known: KnownField = {
+    name: spec.name,
+    kind: spec.name === 'command' ? Kind.Command : spec.type === 'number' ? Kind.Number : Kind.String,
+    repeats: spec.repeats === true,
+    set: setters[spec.name] as Setter as KnownField['set'],
+  };
+  for (const key of [spec.key, ...(spec.aliases ?? [])]) knownByKey.set(key, known);
 }
+const keyTable = new ByteTable([...knownByKey]);
 
-/** Frequent values returned as shared constants instead of new strings. */
-const internTable = new ByteTable<string>();
-for (const name of CommandNames) internTable.add(name, name);
-internTable.add('p', 'publish');
-for (const v of ['received', 'parsed', 'processed', 'persisted', 'completed', 'stats', 'success', 'failure', 'retry']) {
-  internTable.add(v, v);
+/**
+ * Most keys are one or two ASCII letters (`c`, `t`, `s`, `bm`): found with one array read, by
+ * `shortKeyIndex`. Holds 1 + the index in `shortKeyFields`; 0 for no such key.
+ */
+const shortKeys = new Uint8Array(128 + 128 * 128);
+const shortKeyFields: KnownField[] = [];
+function shortKeyIndex(b0: number, b1: number | undefined): number {
+  return b1 === undefined ? b0 : 128 + b0 * 128 + b1;
 }
+for (const [key, known] of knownByKey) {
+  if (key.length > 2) continue;
+  shortKeyFields.push(known);
+  shortKeys[shortKeyIndex(key.charCodeAt(0), key.length === 2 ? key.charCodeAt(1) : undefined)] = shortKeyFields.length;
+}
+const commandTable = new ByteTable<string>([...CommandNames.map((name) => [name, name] as const), ['p', 'publish']]);
+
+const repeatCache = new RepeatCache();
 
 /* ---------- header parsing ---------- */
 
 function isSpace(b: number): boolean {
-  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+  return b <= 0x20 && (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d);
 }
 
-/** A decoded string from bytes[start, end) that holds no escapes. */
-function plainString(bytes: Uint8Array, start: number, end: number): string {
-  const length = end - start;
-  if (length <= 48) {
-    let ascii = true;
-    for (let i = start; i < end; i++) {
-      if ((bytes[i] as number) >= 0x80) {
-        ascii = false;
-        break;
-      }
+function skipSpace(bytes: Uint8Array, i: number, end: number): number {
+  while (i < end && isSpace(bytes[i] as number)) i++;
+  return i;
+}
+
+/** What `scanString` found besides the closing quote's index. */
+const scanned = { hash: 0, escaped: false, ascii: true };
+
+/** Scans a JSON string whose content starts at `i`; returns the index of its closing quote. */
+function scanString(bytes: Uint8Array, i: number, end: number): number {
+  let hash = 0;
+  let escaped = false;
+  let high = 0;
+  for (; i < end; i++) {
+    const b = bytes[i] as number;
+    if (b === 0x22) {
+      scanned.hash = hash;
+      scanned.escaped = escaped;
+      scanned.ascii = high < 0x80;
+      return i;
     }
-    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+    if (b === 0x5c) {
+      escaped = true;
+      i++;
+    } else if (b < 0x20) {
+      fail('control character inside a header string');
+    }
+    high |= b;
+    hash = (Math.imul(hash, 31) + b) | 0;
   }
-  try {
-    return utf8.decode(bytes.subarray(start, end));
-  } catch {
-    return fail('header string is not valid UTF-8');
-  }
+  return fail('header is not terminated');
 }
 
 /**
- * Parses the JSON header starting at `start` into `message`.
- * Returns the index just after the closing `}`.
+ * Parses the JSON header that starts at `bytes[start]` into `message`; `end` is the frame's end.
+ * Returns the index just after the header's closing `}`: where the body starts.
  */
 export function parseHeader(bytes: Uint8Array, start: number, end: number, message: Message): number {
-  let i = start;
-  if (bytes[i] !== 0x7b) fail('frame does not start with a JSON header');
-  i++;
-  const target = message as unknown as Record<string, unknown>;
-  let expectKey = true;
+  if (start >= end || bytes[start] !== 0x7b) fail('frame does not start with a JSON header');
+  let i = skipSpace(bytes, start + 1, end);
+  if (i < end && bytes[i] === 0x7d) return i + 1;
   for (;;) {
-    while (i < end && isSpace(bytes[i] as number)) i++;
-    if (i >= end) fail('header is not terminated');
-    let b = bytes[i] as number;
-    if (b === 0x7d) return i + 1;
-    if (!expectKey) {
-      if (b !== 0x2c) fail(`expected ',' or '}' in header at byte ${i - start}`);
-      i++;
-      while (i < end && isSpace(bytes[i] as number)) i++;
-      b = bytes[i] as number;
-    }
-    expectKey = false;
-    if (b !== 0x22) fail(`expected a quoted key in header at byte ${i - start}`);
-
     // Key.
-    const keyStart = ++i;
-    let keyEscaped = false;
-    while (i < end && bytes[i] !== 0x22) {
-      if (bytes[i] === 0x5c) {
-        keyEscaped = true;
-        i++;
+    if (i >= end) fail('header is not terminated');
+    if (bytes[i] !== 0x22) fail(`expected a quoted key in header at byte ${i - start}`);
+    const keyStart = i + 1;
+    let keyEnd: number;
+    let key: string | undefined;
+    let known = shortKey(bytes, keyStart, end);
+    if (known !== undefined) {
+      keyEnd = bytes[keyStart + 1] === 0x22 ? keyStart + 1 : keyStart + 2;
+    } else {
+      keyEnd = scanString(bytes, keyStart, end);
+      if (scanned.escaped) {
+        key = stringAt(bytes, keyStart, keyEnd, true, scanned.ascii);
+        known = knownByKey.get(key);
+      } else {
+        known = keyTable.get(bytes, keyStart, keyEnd, scanned.hash);
+        if (known === undefined) key = stringAt(bytes, keyStart, keyEnd, false, scanned.ascii);
       }
-      i++;
     }
-    if (i >= end) fail('header key is not terminated');
-    const keyEnd = i++;
-    const known = keyEscaped ? undefined : keyTable.get(bytes, keyStart, keyEnd);
-
-    while (i < end && isSpace(bytes[i] as number)) i++;
-    if (bytes[i] !== 0x3a) fail(`expected ':' after a header key at byte ${i - start}`);
-    i++;
-    while (i < end && isSpace(bytes[i] as number)) i++;
+    i = skipSpace(bytes, keyEnd + 1, end);
+    if (i >= end || bytes[i] !== 0x3a) fail(`expected ':' after a header key at byte ${i - start}`);
+    i = skipSpace(bytes, i + 1, end);
     if (i >= end) fail('header value is missing');
 
     // Value.
-    b = bytes[i] as number;
-    let value: ExtraHeaderValue;
-    if (b === 0x22) {
-      const valueStart = ++i;
-      let escaped = false;
-      while (i < end && bytes[i] !== 0x22) {
-        const c = bytes[i] as number;
-        if (c === 0x5c) {
-          escaped = true;
-          i++;
-        } else if (c < 0x20) {
-          fail('control character inside a header string');
-        }
-        i++;
-      }
-      if (i >= end) fail('header string is not terminated');
-      const valueEnd = i++;
-      if (known !== undefined && known.kind === Kind.Number) {
-        value = parseNumber(bytes, valueStart, valueEnd, true);
-      } else if (escaped) {
-        value = unescapeString(bytes, valueStart - 1, valueEnd + 1);
+    if (bytes[i] === 0x22) {
+      const valueStart = i + 1;
+      const valueEnd = scanString(bytes, valueStart, end);
+      i = valueEnd + 1;
+      if (known === undefined) {
+        setExtra(message, key as string, stringAt(bytes, valueStart, valueEnd, scanned.escaped, scanned.ascii));
+      } else if (known.kind === Kind.Number) {
+        known.set(message, parseUnsigned(bytes, valueStart, valueEnd, known.name));
+      } else if (scanned.escaped) {
+        known.set(message, stringAt(bytes, valueStart, valueEnd, true, scanned.ascii));
+      } else if (known.kind === Kind.Command) {
+        const name = commandTable.get(bytes, valueStart, valueEnd, scanned.hash);
+        known.set(message, name ?? stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+      } else if (known.repeats) {
+        const hash = scanned.hash;
+        const cached = repeatCache.get(bytes, valueStart, valueEnd, hash);
+        known.set(message, cached ?? repeatCache.add(bytes, valueStart, valueEnd, hash, scanned.ascii));
       } else {
-        value = internTable.get(bytes, valueStart, valueEnd) ?? plainString(bytes, valueStart, valueEnd);
+        known.set(message, stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+      }
+    } else if (known !== undefined && known.kind === Kind.Number) {
+      // The usual case for numbers (`"s":42`): read the digits as they are scanned.
+      const valueStart = i;
+      let n = 0;
+      for (; i < end; i++) {
+        const d = (bytes[i] as number) - 0x30;
+        if (d < 0 || d > 9) break;
+        n = n * 10 + d;
+      }
+      if (i > valueStart && i - valueStart <= 16 && n <= Number.MAX_SAFE_INTEGER && endsToken(bytes, i, end)) {
+        known.set(message, n);
+      } else {
+        i = tokenEnd(bytes, valueStart, end);
+        // A field sent as null is absent.
+        if (!isNull(bytes, valueStart, i)) badNumber(bytes, valueStart, i, known.name);
       }
     } else {
       const valueStart = i;
-      while (i < end) {
-        const c = bytes[i] as number;
-        if (c === 0x2c || c === 0x7d || isSpace(c)) break;
-        i++;
-      }
-      if (b === 0x74 || b === 0x66 || b === 0x6e) {
-        const word = plainString(bytes, valueStart, i);
-        if (word === 'true') value = true;
-        else if (word === 'false') value = false;
-        else if (word === 'null') value = null;
-        else return fail(`unexpected token '${word.slice(0, 16)}' in header`);
-      } else if (b === 0x7b || b === 0x5b) {
-        return fail('nested objects and arrays are not allowed in an AMPS header');
-      } else {
-        value = parseNumber(bytes, valueStart, i, false);
-      }
+      i = tokenEnd(bytes, i, end);
+      const token = stringAt(bytes, valueStart, i, false, scanned.ascii);
+      const value = parseToken(token);
+      if (known === undefined) setExtra(message, key as string, value);
+      // A known field sent as null is absent; a string field written bare keeps its text.
+      else if (value !== null) known.set(message, token);
     }
 
-    if (known !== undefined) {
-      if (value === null) continue;
-      if (known.kind === Kind.Number && typeof value !== 'number') fail(`header field ${known.name} must be a number`);
-      target[known.name] = known.kind === Kind.String && typeof value !== 'string' ? String(value) : value;
-    } else {
-      const key = keyEscaped
-        ? (unescapeString(bytes, keyStart - 1, keyEnd + 1) as string)
-        : plainString(bytes, keyStart, keyEnd);
-      if (message.extra === undefined) message.extra = {};
-      message.extra[key] = value;
-    }
+    i = skipSpace(bytes, i, end);
+    if (i >= end) fail('header is not terminated');
+    const b = bytes[i];
+    if (b === 0x7d) return i + 1;
+    if (b !== 0x2c) fail(`expected ',' or '}' in header at byte ${i - start}`);
+    i = skipSpace(bytes, i + 1, end);
   }
 }
 
-function parseNumber(bytes: Uint8Array, start: number, end: number, quoted: boolean): number {
-  if (start === end) fail('empty number in header');
+/** The known field of a one- or two-letter key starting at `i`, if it is one. */
+function shortKey(bytes: Uint8Array, i: number, end: number): KnownField | undefined {
+  if (i + 2 >= end) return undefined;
+  const b0 = bytes[i] as number;
+  const b1 = bytes[i + 1] as number;
+  if (b0 >= 0x80) return undefined;
+  if (b1 === 0x22) return b0 === 0x5c ? undefined : shortKeyFields[(shortKeys[b0] as number) - 1];
+  if (b1 >= 0x80 || bytes[i + 2] !== 0x22) return undefined;
+  return shortKeyFields[(shortKeys[128 + b0 * 128 + b1] as number) - 1];
+}
+
+/** Whether a bare value ends at `i`. */
+function endsToken(bytes: Uint8Array, i: number, end: number): boolean {
+  if (i >= end) return true;
+  const b = bytes[i] as number;
+  return b === 0x2c || b === 0x7d || isSpace(b);
+}
+
+/** Where the bare value (`true`, `42`, ...) starting at `i` ends; `scanned.ascii` says whether it is ASCII. */
+function tokenEnd(bytes: Uint8Array, i: number, end: number): number {
+  const first = bytes[i];
+  if (first === 0x7b || first === 0x5b) fail('nested objects and arrays are not allowed in an AMPS header');
+  let high = 0;
+  while (!endsToken(bytes, i, end)) high |= bytes[i++] as number;
+  scanned.ascii = high < 0x80;
+  return i;
+}
+
+function setExtra(message: Message, key: string, value: ExtraHeaderValue): void {
+  if (message.extra === undefined) message.extra = {};
+  message.extra[key] = value;
+}
+
+/** The JSON string content at `bytes[start, end)` as a string, its escapes decoded. */
+function stringAt(bytes: Uint8Array, start: number, end: number, escaped: boolean, ascii: boolean): string {
+  if (escaped) {
+    const quoted = ascii ? asciiString(bytes, start - 1, end + 1) : decodeRange(bytes, start - 1, end + 1);
+    try {
+      return JSON.parse(quoted) as string;
+    } catch {
+      return fail('bad escape sequence in a header string');
+    }
+  }
+  return ascii ? asciiString(bytes, start, end) : decodeRange(bytes, start, end);
+}
+
+/**
+ * ASCII bytes as a string. `String.fromCharCode` with a fixed argument list is several times
+ * cheaper than a `TextDecoder` call for the short values headers carry (it reads a few bytes
+ * past `end`, which `slice` drops; past the array they read as `\0`, also dropped).
+ */
+function asciiString(b: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  const s = start;
+  if (n <= 16) {
+    // biome-ignore format: one argument per byte
+    return String.fromCharCode(
+      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
+      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
+      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
+      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
+    ).slice(0, n);
+  }
+  if (n <= 32) {
+    // biome-ignore format: one argument per byte
+    return String.fromCharCode(
+      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
+      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
+      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
+      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
+      b[s + 16] as number, b[s + 17] as number, b[s + 18] as number, b[s + 19] as number,
+      b[s + 20] as number, b[s + 21] as number, b[s + 22] as number, b[s + 23] as number,
+      b[s + 24] as number, b[s + 25] as number, b[s + 26] as number, b[s + 27] as number,
+      b[s + 28] as number, b[s + 29] as number, b[s + 30] as number, b[s + 31] as number,
+    ).slice(0, n);
+  }
+  return decodeRange(b, start, end);
+}
+
+function isNull(bytes: Uint8Array, start: number, end: number): boolean {
+  return (
+    end - start === 4 &&
+    bytes[start] === 0x6e &&
+    bytes[start + 1] === 0x75 &&
+    bytes[start + 2] === 0x6c &&
+    bytes[start + 3] === 0x6c
+  );
+}
+
+/** An unsigned integer: header numbers are counts and sequences, nothing else is accepted. */
+function parseUnsigned(bytes: Uint8Array, start: number, end: number, name: string): number {
+  if (end - start > 16) badNumber(bytes, start, end, name);
   let n = 0;
-  let digits = true;
   for (let i = start; i < end; i++) {
     const d = (bytes[i] as number) - 0x30;
-    if (d < 0 || d > 9) {
-      digits = false;
-      break;
-    }
+    if (d < 0 || d > 9) return badNumber(bytes, start, end, name);
     n = n * 10 + d;
   }
-  if (digits) return n;
-  const text = plainString(bytes, start, end);
-  const parsed = Number(text);
-  if (text.trim() === '' || !Number.isFinite(parsed)) {
-    fail(`'${text.slice(0, 24)}' is not a number${quoted ? ' (quoted)' : ''}`);
-  }
-  return parsed;
+  if (start === end || n > Number.MAX_SAFE_INTEGER) return badNumber(bytes, start, end, name);
+  return n;
 }
 
-/** Decodes a JSON string with escapes, bytes[start] and bytes[end - 1] being its quotes. */
-function unescapeString(bytes: Uint8Array, start: number, end: number): string {
+function badNumber(bytes: Uint8Array, start: number, end: number, name: string): never {
   let text: string;
   try {
-    text = utf8.decode(bytes.subarray(start, end));
+    text = utf8.decode(bytes.subarray(start, Math.min(end, start + 24)));
   } catch {
-    return fail('header string is not valid UTF-8');
+    text = '(not UTF-8)';
   }
-  try {
-    return JSON.parse(text) as string;
-  } catch {
-    return fail('bad escape sequence in a header string');
-  }
+  return fail(`header field ${name} must be an unsigned integer up to 2^53-1, got '${text}'`);
+}
+
+const jsonNumber = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+/** A value without quotes: `true`, `false`, `null` or a JSON number. */
+function parseToken(token: string): ExtraHeaderValue {
+  if (token === 'true') return true;
+  if (token === 'false') return false;
+  if (token === 'null') return null;
+  if (jsonNumber.test(token)) return Number(token);
+  return fail(`unexpected token '${token.slice(0, 24)}' in header`);
 }
 
 /* ---------- frames to messages ---------- */
@@ -244,47 +472,58 @@ function unescapeString(bytes: Uint8Array, start: number, end: number): string {
  * becomes one message that inherits the batch header.
  */
 export function decodeFrame(frame: Uint8Array, onMessage: (message: Message) => void): void {
+  decodeFrameAt(frame, 0, frame.length, onMessage);
+}
+
+function decodeFrameAt(bytes: Uint8Array, start: number, end: number, onMessage: (message: Message) => void): void {
   const message = new Message();
-  const end = frame.length;
-  const headerEnd = parseHeader(frame, 0, end, message);
-  if (message.command !== 'sow' || headerEnd === end || frame[headerEnd] !== 0x7b) {
-    message.data = frame.subarray(headerEnd, end);
-    onMessage(message);
-    return;
+  const headerEnd = parseHeader(bytes, start, end, message);
+  if (message.command === 'sow' && headerEnd < end && bytes[headerEnd] === 0x7b) {
+    if (decodeBatch(message, bytes, headerEnd, end, onMessage)) return;
   }
-  let pos = headerEnd;
-  let index = 0;
-  while (pos < end) {
+  message.data = view(bytes, headerEnd, end);
+  onMessage(message);
+}
+
+/**
+ * Delivers each record of a SOW batch as a message. Returns false, having delivered nothing,
+ * when the body is not a batch: its first "record" is no header with `l`, so it is the body of a
+ * single-record message.
+ */
+function decodeBatch(
+  batch: Message,
+  bytes: Uint8Array,
+  pos: number,
+  end: number,
+  onMessage: (message: Message) => void,
+): boolean {
+  for (let first = true; pos < end; first = false) {
     const record = new Message();
-    record.inheritHeader(message);
+    record.inheritHeader(batch);
     record.length = undefined;
     let bodyStart: number;
     try {
-      bodyStart = parseHeader(frame, pos, end, record);
+      bodyStart = parseHeader(bytes, pos, end, record);
     } catch (error) {
-      // A first "record" that is not a header is the body of a single-record sow message.
-      if (index === 0) {
-        message.data = frame.subarray(headerEnd, end);
-        onMessage(message);
-        return;
-      }
+      if (first) return false;
       throw error;
     }
     if (record.length === undefined) {
-      if (index === 0) {
-        message.data = frame.subarray(headerEnd, end);
-        onMessage(message);
-        return;
-      }
+      if (first) return false;
       fail('SOW batch record has no length (l)');
     }
     const bodyEnd = bodyStart + record.length;
     if (bodyEnd > end) fail('SOW batch record runs past the end of the frame');
-    record.data = frame.subarray(bodyStart, bodyEnd);
+    record.data = view(bytes, bodyStart, bodyEnd);
     onMessage(record);
     pos = bodyEnd;
-    index++;
   }
+  return true;
+}
+
+/** `bytes.subarray(start, end)`, at half the cost. */
+function view(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
 }
 
 /* ---------- the byte stream to frames ---------- */
@@ -295,32 +534,30 @@ export interface FrameDecoderOptions {
 }
 
 /**
- * Splits a byte stream of 4-byte big-endian length-prefixed frames into frames.
- *
- * Takes chunks of any size. A frame inside one chunk is a view into it (no copy); a frame split
- * over chunks is copied once into its own buffer. After a `ProtocolError` the decoder stays
- * failed: the stream cannot be resynchronised.
+ * Finds frames in a byte stream and hands out their positions; shared by `FrameDecoder` and
+ * `MessageDecoder`. After a `ProtocolError` it stays failed: the stream cannot be resynchronised.
  */
-export class FrameDecoder {
+class FrameSplitter {
   readonly #maxFrameSize: number;
-  /** Chunks (or their tails) holding an incomplete frame, carried over to the next push. */
+  /** Copies of the bytes of an incomplete frame, carried over to the next push. */
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   /** Length of the frame being assembled, or -1 while its prefix is incomplete. */
   #frameLength = -1;
   #error: ProtocolError | undefined = undefined;
 
-  constructor(options: FrameDecoderOptions = {}) {
-    this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
+  constructor(options: FrameDecoderOptions) {
+    const max = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxFrameSize must be a positive integer, got ${max}`);
+    this.#maxFrameSize = max;
   }
 
-  /** Whether part of a frame is waiting for more bytes. */
   get hasPartialFrame(): boolean {
     return this.#pendingBytes > 0;
   }
 
-  /** Feeds a chunk; calls `onFrame` for every complete frame, in order. */
-  push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+  /** Calls `onFrame(bytes, start, end)` for every complete frame in order (without its prefix). */
+  push(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): void {
     if (this.#error) throw this.#error;
     try {
       this.#push(chunk, onFrame);
@@ -330,7 +567,7 @@ export class FrameDecoder {
     }
   }
 
-  #push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+  #push(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): void {
     let pos = 0;
     const end = chunk.length;
     if (this.#pendingBytes > 0) {
@@ -341,7 +578,7 @@ export class FrameDecoder {
       const length = this.#checkLength(readLength(chunk, pos));
       if (end - pos - 4 < length) break;
       pos += 4;
-      onFrame(chunk.subarray(pos, pos + length));
+      onFrame(chunk, pos, pos + length);
       pos += length;
     }
     if (pos < end) {
@@ -361,7 +598,7 @@ export class FrameDecoder {
   }
 
   /** Adds the start of `chunk` to the carried-over frame; returns how much of `chunk` it used. */
-  #fillPending(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): number {
+  #fillPending(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): number {
     let pos = 0;
     if (this.#frameLength < 0) {
       const take = Math.min(4 - this.#pendingBytes, chunk.length);
@@ -382,7 +619,7 @@ export class FrameDecoder {
       this.#pending = [];
       this.#pendingBytes = 0;
       this.#frameLength = -1;
-      onFrame(frame.subarray(4));
+      onFrame(frame, 4, total);
     }
     return pos;
   }
@@ -407,24 +644,94 @@ function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
+/**
+ * Collects the first error a caller's handler throws, so that the frames after it in the chunk
+ * are still delivered (and the stream stays in step); `push` rethrows it at the end.
+ */
+class HandlerFailure {
+  #error: { value: unknown } | undefined = undefined;
+
+  record(error: unknown): void {
+    this.#error ??= { value: error };
+  }
+
+  rethrow(): void {
+    const error = this.#error;
+    if (error === undefined) return;
+    this.#error = undefined;
+    throw error.value;
+  }
+}
+
+/**
+ * Splits a byte stream of 4-byte big-endian length-prefixed frames into frames.
+ *
+ * Takes chunks of any size. A frame inside one chunk is a view into it (no copy); a frame split
+ * over chunks is copied into its own buffer.
+ *
+ * Errors: a bad frame throws a `ProtocolError` and the decoder stays failed (every later `push`
+ * throws it again): the stream cannot be resynchronised. If `onFrame` throws, the frames after
+ * it are still delivered and `push` then throws the first such error; the decoder stays usable.
+ */
+export class FrameDecoder {
+  readonly #splitter: FrameSplitter;
+  readonly #failure = new HandlerFailure();
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.#splitter = new FrameSplitter(options);
+  }
+
+  /** Whether part of a frame is waiting for more bytes. */
+  get hasPartialFrame(): boolean {
+    return this.#splitter.hasPartialFrame;
+  }
+
+  /** Feeds a chunk; calls `onFrame` for every complete frame (without its prefix), in order. */
+  push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+    this.#splitter.push(chunk, (bytes, start, end) => {
+      try {
+        onFrame(view(bytes, start, end));
+      } catch (error) {
+        this.#failure.record(error);
+      }
+    });
+    this.#failure.rethrow();
+  }
+}
+
 export interface MessageDecoderOptions extends FrameDecoderOptions {}
 
-/** A byte stream in, messages out: `FrameDecoder` followed by `decodeFrame`. */
+/**
+ * A byte stream in, messages out: frames are split, then decoded as `decodeFrame` does.
+ * Errors are handled as in `FrameDecoder`, for `onMessage`.
+ */
 export class MessageDecoder {
-  readonly #frames: FrameDecoder;
+  readonly #splitter: FrameSplitter;
+  readonly #failure = new HandlerFailure();
   readonly #onMessage: (message: Message) => void;
-  readonly #onFrame = (frame: Uint8Array): void => decodeFrame(frame, this.#onMessage);
+  readonly #deliver = (message: Message): void => {
+    try {
+      this.#onMessage(message);
+    } catch (error) {
+      this.#failure.record(error);
+    }
+  };
+  readonly #onFrame = (bytes: Uint8Array, start: number, end: number): void =>
+    decodeFrameAt(bytes, start, end, this.#deliver);
 
   constructor(onMessage: (message: Message) => void, options: MessageDecoderOptions = {}) {
-    this.#frames = new FrameDecoder(options);
+    this.#splitter = new FrameSplitter(options);
     this.#onMessage = onMessage;
   }
 
+  /** Feeds a chunk of any size; calls `onMessage` for every message it completes, in order. */
   push(chunk: Uint8Array): void {
-    this.#frames.push(chunk, this.#onFrame);
+    this.#splitter.push(chunk, this.#onFrame);
+    this.#failure.rethrow();
   }
 
+  /** Whether part of a frame is waiting for more bytes. */
   get hasPartialFrame(): boolean {
-    return this.#frames.hasPartialFrame;
+    return this.#splitter.hasPartialFrame;
   }
 }

@@ -1,58 +1,81 @@
 import { InvalidOptionsError } from './errors.js';
-import { headerFields } from './fields.js';
+import { CommandNames, headerFields } from './fields.js';
 import type { Command } from './message.js';
 
 const utf8 = new TextEncoder();
 
 interface EncodedField {
   readonly name: string;
-  readonly type: 'string' | 'number';
-  /** `,"key":` as bytes (the leading comma is skipped for the first field written). */
+  readonly number: boolean;
+  /** `,"key":` as bytes. */
   readonly prefix: Uint8Array;
 }
 
-const encodedFields: readonly EncodedField[] = headerFields.map((f) => ({
-  name: f.name,
-  type: f.type,
-  prefix: utf8.encode(`,"${f.key}":`),
-}));
+/** The header fields by property name. `command` is written first, from `commandPrefixes`. */
+const fieldsByName = new Map<string, EncodedField>();
+for (const f of headerFields) {
+  if (f.name !== 'command') {
+    fieldsByName.set(f.name, { name: f.name, number: f.type === 'number', prefix: utf8.encode(`,"${f.key}":`) });
+  }
+}
 
-const wireCommand: Record<string, string> = { publish: 'p' };
+/** `{"c":"<name>"` for each command; publish travels as `p`. */
+const commandPrefixes = new Map<string, Uint8Array>();
+for (const name of CommandNames) commandPrefixes.set(name, utf8.encode(`{"c":${JSON.stringify(wireName(name))}`));
+
+function wireName(command: string): string {
+  return command === 'publish' ? 'p' : command;
+}
+
+/** Property names of `Command` that are not header fields written from `fieldsByName`. */
+const notFields = new Set(['command', 'data', 'headers']);
 
 /**
  * Writes length-prefixed AMPS frames into one growing buffer.
  *
  * Used to batch every frame written in one tick into a single transport write.
  * `take()` hands the bytes over and starts a new batch.
+ *
+ * The header starts with `c`; the other fields follow in the command object's property order,
+ * then `headers`.
  */
 export class FrameEncoder {
   #buf: Uint8Array;
+  /** Where the bytes not yet taken begin: bytes before it were handed out by `takeView()`. */
+  #start = 0;
   #pos = 0;
+  /** Where the frame being written begins (moves when the buffer is replaced). */
+  #frameStart = 0;
+  readonly #initialCapacity: number;
 
   constructor(initialCapacity = 64 * 1024) {
-    this.#buf = new Uint8Array(initialCapacity);
+    this.#initialCapacity = Math.max(64, initialCapacity);
+    this.#buf = new Uint8Array(this.#initialCapacity);
   }
 
   /** Bytes written since the last `take()`. */
   get byteLength(): number {
-    return this.#pos;
+    return this.#pos - this.#start;
   }
 
   /** Appends one frame: 4-byte big-endian length, the JSON header, then the body. */
   write(command: Command): void {
-    const start = this.#pos;
+    this.#frameStart = this.#pos;
     try {
-      this.#pos = start + 4;
+      this.#ensure(4);
+      this.#pos += 4;
       this.#writeHeader(command);
       const data = command.data;
       if (data !== undefined) {
         if (typeof data === 'string') this.#writeUtf8(data);
-        else this.#writeBytes(data);
+        else if (data instanceof Uint8Array) this.#writeBytes(data);
+        else throw new InvalidOptionsError('command data must be a Uint8Array or a string');
       }
     } catch (error) {
-      this.#pos = start;
+      this.#pos = this.#frameStart;
       throw error;
     }
+    const start = this.#frameStart;
     const length = this.#pos - start - 4;
     const buf = this.#buf;
     buf[start] = length >>> 24;
@@ -63,54 +86,76 @@ export class FrameEncoder {
 
   /** Returns the frames written since the last call (a copy the caller owns) and empties the encoder. */
   take(): Uint8Array {
-    const out = this.#buf.slice(0, this.#pos);
-    this.#pos = 0;
+    const out = this.#buf.slice(this.#start, this.#pos);
+    this.#pos = this.#start;
+    return out;
+  }
+
+  /**
+   * Like `take()` but without a copy: returns a view of the encoder's buffer. Later writes never
+   * touch those bytes; they go after them, or to a new buffer once this one is full. The view's
+   * `buffer` is shared with other frames.
+   */
+  takeView(): Uint8Array {
+    const out = new Uint8Array(this.#buf.buffer, this.#start, this.#pos - this.#start);
+    this.#start = this.#pos = Math.min((this.#pos + 7) & ~7, this.#buf.length); // 8-byte aligned
     return out;
   }
 
   /** Drops everything written since the last `take()`. */
   clear(): void {
-    this.#pos = 0;
+    this.#pos = this.#start;
   }
 
   #writeHeader(command: Command): void {
-    this.#ensure(2);
-    const record = command as unknown as Record<string, unknown>;
-    let first = true;
-    this.#buf[this.#pos++] = 0x7b; // {
-    for (const field of encodedFields) {
-      let value = record[field.name];
-      if (value === undefined || value === null) continue;
-      if (field.name === 'command') value = wireCommand[value as string] ?? value;
-      this.#writePrefix(field.prefix, first);
-      first = false;
-      if (field.type === 'number') this.#writeNumber(value, field.name);
-      else this.#writeString(String(value));
+    const prefix = commandPrefixes.get(command.command);
+    if (prefix !== undefined) {
+      this.#writeRaw(prefix);
+    } else {
+      if (typeof command.command !== 'string' || (command.command as string) === '') {
+        throw new InvalidOptionsError(`command must be a command name, got ${String(command.command)}`);
+      }
+      this.#writeAscii('{"c":');
+      this.#writeString(command.command);
     }
-    if (command.headers) {
-      for (const key of Object.keys(command.headers)) {
-        const value = command.headers[key];
+    for (const name in command) {
+      if (notFields.has(name)) continue;
+      const value = (command as unknown as Record<string, unknown>)[name];
+      if (value === undefined || value === null) continue;
+      const field = fieldsByName.get(name);
+      if (field === undefined) continue; // not a header field (for example a Message's `extra`)
+      this.#writeRaw(field.prefix);
+      if (field.number) this.#writeNumber(value, name);
+      else this.#writeString(typeof value === 'string' ? value : String(value));
+    }
+    const headers = command.headers;
+    if (headers !== undefined) {
+      for (const key in headers) {
+        const value = headers[key];
         if (value === undefined) continue;
-        this.#ensure(1);
-        if (!first) this.#buf[this.#pos++] = 0x2c; // ,
-        first = false;
+        if (fieldsByName.has(key) || key === 'command') {
+          throw new InvalidOptionsError(`header '${key}' is a known field: set it as a property of the command`);
+        }
+        this.#writeAscii(',');
         this.#writeString(key);
-        this.#ensure(1);
-        this.#buf[this.#pos++] = 0x3a; // :
+        this.#writeAscii(':');
         if (typeof value === 'string') this.#writeString(value);
-        else this.#writeAscii(String(value));
+        else if (typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) {
+          this.#writeAscii(String(value));
+        } else {
+          throw new InvalidOptionsError(`header '${key}' must be a string, a finite number or a boolean`);
+        }
       }
     }
     this.#ensure(1);
     this.#buf[this.#pos++] = 0x7d; // }
   }
 
-  #writePrefix(prefix: Uint8Array, first: boolean): void {
-    const from = first ? 1 : 0;
-    this.#ensure(prefix.length);
+  #writeRaw(bytes: Uint8Array): void {
+    this.#ensure(bytes.length);
     const buf = this.#buf;
     let pos = this.#pos;
-    for (let i = from; i < prefix.length; i++) buf[pos++] = prefix[i] as number;
+    for (let i = 0; i < bytes.length; i++) buf[pos++] = bytes[i] as number;
     this.#pos = pos;
   }
 
@@ -118,7 +163,22 @@ export class FrameEncoder {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
       throw new InvalidOptionsError(`header field ${name} must be a non-negative safe integer, got ${String(value)}`);
     }
-    this.#writeAscii(String(value));
+    if (value > 0x7fffffff) {
+      this.#writeAscii(String(value));
+      return;
+    }
+    // Small integers written digit by digit, without making a string.
+    let digits = 1;
+    for (let n = value; n >= 10; n = (n / 10) | 0) digits++;
+    this.#ensure(digits);
+    const buf = this.#buf;
+    let n = value;
+    for (let at = this.#pos + digits - 1; at >= this.#pos; at--) {
+      const q = (n / 10) | 0;
+      buf[at] = 0x30 + n - q * 10;
+      n = q;
+    }
+    this.#pos += digits;
   }
 
   #writeAscii(text: string): void {
@@ -170,20 +230,36 @@ export class FrameEncoder {
   }
 
   #ensure(extra: number): void {
-    const needed = this.#pos + extra;
-    if (needed <= this.#buf.length) return;
-    let capacity = this.#buf.length * 2;
-    while (capacity < needed) capacity *= 2;
+    if (this.#pos + extra <= this.#buf.length) return;
+    // Move the bytes not yet taken to the start of a new buffer: taken views keep the old one.
+    const kept = this.#pos - this.#start;
+    let capacity = this.#initialCapacity;
+    while (capacity < kept + extra) capacity *= 2;
     const next = new Uint8Array(capacity);
-    next.set(this.#buf.subarray(0, this.#pos));
+    next.set(this.#buf.subarray(this.#start, this.#pos));
     this.#buf = next;
+    this.#frameStart -= this.#start;
+    this.#pos = kept;
+    this.#start = 0;
   }
 }
 
-const shared = new FrameEncoder(4096);
+/**
+ * `encodeCommand`'s frames are views into shared 64 KiB blocks, as Node.js does for small
+ * `Buffer`s: giving each small frame its own allocation costs more than encoding it.
+ */
+const BLOCK_SIZE = 64 * 1024;
+let pool = new FrameEncoder(BLOCK_SIZE);
 
-/** Encodes one command as a complete length-prefixed frame. */
+/**
+ * Encodes one command as a complete length-prefixed frame. The frame is a view into a block
+ * shared with other frames (its `buffer` is larger than the frame); nothing else writes to it.
+ */
 export function encodeCommand(command: Command): Uint8Array {
-  shared.write(command);
-  return shared.take();
+  pool.write(command);
+  const large = pool.byteLength > BLOCK_SIZE / 4;
+  const frame = pool.takeView();
+  // A large frame grew the block: start a normal one, so small frames do not keep it alive.
+  if (large) pool = new FrameEncoder(BLOCK_SIZE);
+  return frame;
 }

@@ -40,19 +40,24 @@ interface FieldSpec {
   readonly key: string;
   readonly aliases?: readonly string[];
   readonly type: 'string' | 'number';
+  /**
+   * Values that repeat from message to message (topics, subscription ids): the decoder keeps
+   * recent ones in a small cache and hands out the same string instead of a new copy.
+   */
+  readonly repeats?: boolean;
 }
 
 /** The header fields in the order they are written. */
 export const headerFields = [
   { name: 'command', key: 'c', aliases: ['cmd'], type: 'string' },
   { name: 'commandId', key: 'cid', aliases: ['cmd_id'], type: 'string' },
-  { name: 'topic', key: 't', aliases: ['topic'], type: 'string' },
-  { name: 'ackType', key: 'a', aliases: ['ack_type'], type: 'string' },
-  { name: 'status', key: 'status', type: 'string' },
-  { name: 'reason', key: 'reason', type: 'string' },
-  { name: 'subId', key: 'sub_id', type: 'string' },
-  { name: 'subIds', key: 'sids', type: 'string' },
-  { name: 'queryId', key: 'query_id', type: 'string' },
+  { name: 'topic', key: 't', aliases: ['topic'], type: 'string', repeats: true },
+  { name: 'ackType', key: 'a', aliases: ['ack_type'], type: 'string', repeats: true },
+  { name: 'status', key: 'status', type: 'string', repeats: true },
+  { name: 'reason', key: 'reason', type: 'string', repeats: true },
+  { name: 'subId', key: 'sub_id', type: 'string', repeats: true },
+  { name: 'subIds', key: 'sids', type: 'string', repeats: true },
+  { name: 'queryId', key: 'query_id', type: 'string', repeats: true },
   { name: 'sequence', key: 's', aliases: ['seq'], type: 'number' },
   { name: 'bookmark', key: 'bm', aliases: ['bookmark'], type: 'string' },
   { name: 'batchSize', key: 'bs', aliases: ['batch_size'], type: 'number' },
@@ -60,15 +65,15 @@ export const headerFields = [
   { name: 'expiration', key: 'e', aliases: ['expiration'], type: 'number' },
   { name: 'sowKey', key: 'k', aliases: ['sow_key'], type: 'string' },
   { name: 'sowKeys', key: 'sow_keys', type: 'string' },
-  { name: 'filter', key: 'filter', aliases: ['f'], type: 'string' },
-  { name: 'options', key: 'opts', aliases: ['o'], type: 'string' },
+  { name: 'filter', key: 'filter', aliases: ['f'], type: 'string', repeats: true },
+  { name: 'options', key: 'opts', aliases: ['o'], type: 'string', repeats: true },
   { name: 'topN', key: 'top_n', type: 'number' },
-  { name: 'orderBy', key: 'orderby', aliases: ['order_by'], type: 'string' },
-  { name: 'clientName', key: 'client_name', type: 'string' },
-  { name: 'userId', key: 'user_id', type: 'string' },
+  { name: 'orderBy', key: 'orderby', aliases: ['order_by'], type: 'string', repeats: true },
+  { name: 'clientName', key: 'client_name', type: 'string', repeats: true },
+  { name: 'userId', key: 'user_id', type: 'string', repeats: true },
   { name: 'password', key: 'pw', aliases: ['password'], type: 'string' },
-  { name: 'version', key: 'version', aliases: ['v'], type: 'string' },
-  { name: 'messageType', key: 'mt', aliases: ['message_type'], type: 'string' },
+  { name: 'version', key: 'version', aliases: ['v'], type: 'string', repeats: true },
+  { name: 'messageType', key: 'mt', aliases: ['message_type'], type: 'string', repeats: true },
   { name: 'timestamp', key: 'ts', aliases: ['timestamp'], type: 'string' },
   { name: 'leasePeriod', key: 'lp', aliases: ['lease_period', 'leaseperiod'], type: 'string' },
   { name: 'length', key: 'l', aliases: ['msg_len'], type: 'number' },

@@ -1,4 +1,4 @@
-import type { AckStatus, CommandName, HeaderValues } from './fields.js';
+import { type AckStatus, type CommandName, type HeaderFieldName, type HeaderValues, headerFields } from './fields.js';
 
 /** A header value the decoder did not map to a known field. */
 export type ExtraHeaderValue = string | number | boolean | null;
@@ -14,13 +14,14 @@ export interface Command extends HeaderValues {
 
 const utf8 = new TextDecoder();
 const empty = new Uint8Array(0);
+const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
 
 /**
  * A frame (or one record of a SOW batch) received from the server.
  *
- * Every known header field is a property; header keys this library does not know are in `extra`.
- * `data` is a view into the received bytes, not a copy: copy it before keeping it past the handler
- * if you need it to survive buffer reuse by your own code.
+ * Every known header field is a property (`undefined` when absent); header keys this library
+ * does not know are in `extra`. `data` is a view into the received bytes, not a copy: copy it
+ * before keeping it past the handler if you need it to survive buffer reuse by your own code.
  */
 export class Message {
   command: CommandName | undefined = undefined;
@@ -90,9 +91,7 @@ export class Message {
 
   /** Copies every header field (not the body) from another message: how SOW records inherit their batch header. */
   inheritHeader(from: Message): void {
-    for (const key of Object.keys(from) as Array<keyof Message>) {
-      if (key !== 'data') (this as Record<string, unknown>)[key] = from[key];
-    }
+    for (const name of fieldNames) (this as HeaderValues)[name] = from[name] as never;
     if (from.extra) this.extra = { ...from.extra };
   }
 

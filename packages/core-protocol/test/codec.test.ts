@@ -19,7 +19,7 @@ describe('codec', () => {
       data: '{"id":7}',
     });
     const text = new TextDecoder().decode(frame.subarray(4));
-    expect(text).toBe('{"c":"p","cid":"2","t":"orders","a":"persisted","s":42}{"id":7}');
+    expect(text).toBe('{"c":"p","cid":"2","t":"orders","s":42,"a":"persisted"}{"id":7}');
     expect(new DataView(frame.buffer).getUint32(0)).toBe(frame.length - 4);
   });
 

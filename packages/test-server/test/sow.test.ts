@@ -111,6 +111,27 @@ describe.each(transports)('SOW over %s', (transport) => {
     expect(adhoc.end).toBeDefined();
   });
 
+  it('a replaced sow_and_subscribe sends records newly in scope and oof for those that left', async () => {
+    const c = await client(transport, `sow-r-${transport}`);
+    c.publish(topic, { id: 500, px: 1 });
+    c.publish(topic, { id: 501, px: 2 });
+    await c.sync();
+    const subId = `rs-${transport}`;
+    const first = await query(c, { command: 'sow_and_subscribe', topic, subId, filter: '/id = 500', options: 'oof' });
+    expect(first.records.map((r) => r.json())).toEqual([{ id: 500, px: 1 }]);
+    const second = await query(c, {
+      command: 'sow_and_subscribe',
+      topic,
+      subId,
+      filter: '/id = 501',
+      options: 'oof,replace',
+    });
+    expect(second.records.map((r) => r.json())).toEqual([{ id: 501, px: 2 }]);
+    const left = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof for the record that left');
+    expect(left).toMatchObject({ reason: 'match' });
+    expect(left.json()).toEqual({ id: 500, px: 1 });
+  });
+
   it('delta_publish merges (and cannot remove a field); delta_subscribe gets keys and changed fields', async () => {
     const c = await client(transport, `sow-d-${transport}`);
     const subId = `ds-${transport}`;

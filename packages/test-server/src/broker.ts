@@ -572,11 +572,15 @@ export class Broker implements LinkHost {
     return hw;
   }
 
+  /** Whether some sync peer must hold a message before it counts as persisted. */
+  get #syncActive(): boolean {
+    for (const link of this.#links) if (link.sync && !link.downgraded) return true;
+    return false;
+  }
+
   /** Whether a persisted ack can be sent right away (nothing to wait for). */
   get #persistsAtOnce(): boolean {
-    if (this.#file) return false;
-    for (const link of this.#links) if (link.sync && !link.downgraded) return false;
-    return true;
+    return !this.#file && !this.#syncActive;
   }
 
   #unsequenced(s: Session): PublisherLog {
@@ -662,7 +666,8 @@ export class Broker implements LinkHost {
     }
     s.pending.push(pending);
     this.#ackWaiters.add(s);
-    this.#persistenceChanged = true;
+    // With sync peers only their acks move persistence; a duplicate may be persisted already.
+    if (!this.#syncActive || this.#isPersisted(pending)) this.#persistenceChanged = true;
     this.scheduleFlush();
   }
 
@@ -721,7 +726,7 @@ export class Broker implements LinkHost {
   ): LogEntry {
     const entry = this.log.append(publisher, seq, timestamp, topic, data, sowKey, correlationId, expiration, deletes);
     if (toFile) this.#file?.append(entry);
-    this.#persistenceChanged = true;
+    if (!this.#syncActive) this.#persistenceChanged = true;
     this.scheduleFlush();
     return entry;
   }

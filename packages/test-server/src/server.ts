@@ -33,6 +33,7 @@ export class TestServer {
   /** WebSocket-port sockets accepted while frozen: handed to the HTTP server on `thaw()`. */
   readonly #parked = new Set<Socket>();
   #state: 'new' | 'running' | 'killed' | 'closed' = 'new';
+  #lifecycle: Promise<void> = Promise.resolve();
 
   constructor(options: TestServerOptions = {}) {
     checkPort('tcpPort', options.tcpPort ?? 0);
@@ -67,26 +68,21 @@ export class TestServer {
   }
 
   /** Starts listening. `startTestServer()` calls it. */
-  async start(): Promise<void> {
-    if (this.#state === 'closed') throw new InvalidOptionsError(`${this.name} is closed`);
-    if (this.#state === 'running') return;
-    await this.#listen();
-    this.#state = 'running';
-    this.#broker.start();
+  start(): Promise<void> {
+    return this.#serially(() => this.#start());
   }
 
   /** Like a crashed process: every socket destroyed, listeners closed. Data (memory and files) stays for `restart()`. */
-  async kill(): Promise<void> {
-    if (this.#state !== 'running') return;
-    this.#state = 'killed';
-    this.#broker.stop();
-    await this.#unlisten();
+  kill(): Promise<void> {
+    return this.#serially(() => this.#kill());
   }
 
   /** Comes back on the same ports with the same data; replication links reconnect and catch up. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.start();
+  restart(): Promise<void> {
+    return this.#serially(async () => {
+      await this.#kill();
+      await this.#start();
+    });
   }
 
   /** Half-open: sockets stay open (new ones are accepted) but nothing is read or written until `thaw()`. */
@@ -124,11 +120,35 @@ export class TestServer {
   }
 
   /** Shuts down for good: every socket, timer and file handle released. */
-  async close(): Promise<void> {
-    if (this.#state === 'closed') return;
-    await this.kill();
-    this.#broker.shutdown();
-    this.#state = 'closed';
+  close(): Promise<void> {
+    return this.#serially(async () => {
+      if (this.#state === 'closed') return;
+      await this.#kill();
+      this.#broker.shutdown();
+      this.#state = 'closed';
+    });
+  }
+
+  /** Runs lifecycle changes one at a time, in call order (a chaos test may overlap them). */
+  #serially(operation: () => Promise<void>): Promise<void> {
+    const next = this.#lifecycle.then(operation);
+    this.#lifecycle = next.catch(() => {});
+    return next;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#state === 'closed') throw new InvalidOptionsError(`${this.name} is closed`);
+    if (this.#state === 'running') return;
+    await this.#listen();
+    this.#state = 'running';
+    this.#broker.start();
+  }
+
+  async #kill(): Promise<void> {
+    if (this.#state !== 'running') return;
+    this.#state = 'killed';
+    this.#broker.stop();
+    await this.#unlisten();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -170,3 +170,11 @@ it('close releases every socket, server and timer', async () => {
   await until(() => count() <= before, 'sockets and servers released');
   await expect(server.restart()).rejects.toThrow(/closed/);
 });
+
+it('overlapping lifecycle calls run one at a time, in order', async () => {
+  const server = await serve();
+  await Promise.all([server.restart(), server.kill(), server.restart(), server.restart()]);
+  expect(server.stats().state).toBe('running');
+  const c = await connect(server, 'tcp');
+  expect((await c.logon('overlap')).status).toBe('success');
+});

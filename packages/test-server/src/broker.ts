@@ -969,7 +969,8 @@ export class Broker implements LinkHost {
     sub.regex = regex;
     sub.filter = filter;
     sub.filterText = filterText;
-    sub.delta = delta;
+    // Bookmark subscriptions deliver whole messages, also after a replace.
+    sub.delta = delta && !sub.bookmarkSub;
     sub.oof = options.has('oof');
     sub.withBookmark = sub.bookmarkSub || options.has('bookmark');
     sub.timestamp = options.has('timestamp');

@@ -70,7 +70,15 @@ export function parseBookmark(text: string): ParsedBookmark {
     const [, y, mo, d, h, mi, s, frac] = ts;
     const ms = frac ? Math.floor(Number(`0${frac}`) * 1000) : 0;
     const date = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), ms));
-    if (Number.isNaN(date.getTime()) || date.getUTCMonth() !== Number(mo) - 1) invalid(text, 'not a valid date');
+    // Date.UTC rolls 24:00 or June 31 over into the next unit: a valid time reads back unchanged.
+    const readsBack =
+      date.getUTCFullYear() === Number(y) &&
+      date.getUTCMonth() === Number(mo) - 1 &&
+      date.getUTCDate() === Number(d) &&
+      date.getUTCHours() === Number(h) &&
+      date.getUTCMinutes() === Number(mi) &&
+      date.getUTCSeconds() === Number(s);
+    if (!readsBack) invalid(text, 'not a valid UTC date and time');
     return { kind: 'timestamp', timestamp: t, date };
   }
   return invalid(text, 'expected publisher|sequence|, 0 (EPOCH), 0|1| (NOW), recent or YYYYMMDDTHHMMSS[Z]');

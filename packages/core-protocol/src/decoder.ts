@@ -1,4 +1,4 @@
-import { ProtocolError } from './errors.js';
+import { InvalidOptionsError, ProtocolError } from './errors.js';
 import { CommandNames, type HeaderFieldName, headerFields } from './fields.js';
 import { type ExtraHeaderValue, Message } from './message.js';
 
@@ -370,7 +370,12 @@ function tokenEnd(bytes: Uint8Array, i: number, end: number): number {
 
 function setExtra(message: Message, key: string, value: ExtraHeaderValue): void {
   if (message.extra === undefined) message.extra = {};
-  message.extra[key] = value;
+  if (key === '__proto__') {
+    // Data like any other key, not the object's prototype.
+    Object.defineProperty(message.extra, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    message.extra[key] = value;
+  }
 }
 
 /** The JSON string content at `bytes[start, end)` as a string, its escapes decoded. */
@@ -548,7 +553,9 @@ class FrameSplitter {
 
   constructor(options: FrameDecoderOptions) {
     const max = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
-    if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxFrameSize must be a positive integer, got ${max}`);
+    if (!Number.isSafeInteger(max) || max < 1) {
+      throw new InvalidOptionsError(`maxFrameSize must be a positive integer, got ${max}`);
+    }
     this.#maxFrameSize = max;
   }
 

@@ -84,17 +84,37 @@ export function formatOptions(options: CommandOptions): string {
   for (const [name, token] of values) {
     const value = options[name];
     if (value === undefined) continue;
-    if (typeof value === 'number' && (!Number.isInteger(value) || value < 0)) {
-      throw new InvalidOptionsError(`option ${name} must be a non-negative integer, got ${value}`);
+    if (typeof value === 'number') {
+      if (!Number.isSafeInteger(value) || value < 0) {
+        throw new InvalidOptionsError(`option ${name} must be a non-negative integer, got ${value}`);
+      }
+    } else {
+      checkText(name, value);
     }
     tokens.push(`${token}=${value}`);
   }
   for (const [name, token] of lists) {
     const value = options[name] as readonly string[] | undefined;
-    if (value !== undefined) tokens.push(`${token}=[${value.join(',')}]`);
+    if (value === undefined) continue;
+    for (const item of value) checkText(name, item);
+    tokens.push(`${token}=[${value.join(',')}]`);
   }
-  if (options.extra) tokens.push(...options.extra);
+  for (const token of options.extra ?? []) {
+    if (typeof token !== 'string' || token.trim() === '' || splitOptions(token).length !== 1) {
+      throw new InvalidOptionsError(`extra option tokens must be single non-empty tokens, got '${String(token)}'`);
+    }
+    tokens.push(token);
+  }
   return tokens.join(',');
+}
+
+/** A value written inside `opts`: a comma or bracket in it would change how the server splits the list. */
+function checkText(name: string, value: unknown): void {
+  if (typeof value !== 'string' || value === '' || /[,[\]]/.test(value)) {
+    throw new InvalidOptionsError(
+      `option ${name} must be a non-empty string without ',', '[' or ']', got '${String(value)}'`,
+    );
+  }
 }
 
 /** Splits an `opts` value on commas outside brackets (`select=[/a,/b]` stays whole). */
@@ -127,9 +147,12 @@ export function parseOptions(opts: string | undefined): Map<string, string | tru
   return map;
 }
 
-/** Adds tokens to an existing `opts` value, keeping what is there. */
+/**
+ * Adds tokens to an existing `opts` value, keeping what is there and skipping exact duplicates.
+ * Each argument may itself be a list (`'pretty,ack_conflation=100ms'`).
+ */
 export function mergeOptions(opts: string | undefined, ...more: string[]): string {
   const tokens = splitOptions(opts);
-  for (const token of more) if (token && !tokens.includes(token)) tokens.push(token);
+  for (const token of more.flatMap((m) => splitOptions(m))) if (!tokens.includes(token)) tokens.push(token);
   return tokens.join(',');
 }

@@ -92,9 +92,45 @@ const optionParsers: Record<keyof UriOptions, OptionParser> = {
   logon_options: (value) => value,
 };
 
-/** Redacts the password of an AMPS URI string without parsing the rest (safe on malformed input). */
+/** Query keys whose values are treated as secrets by `redactUri`. */
+const secretQueryKey = /pass|pw|secret|token|key/i;
+
+/**
+ * Redacts the password of an AMPS URI string without parsing the rest (safe on malformed input):
+ * the userinfo password (up to the last `@`, as URL parsers read it) and the value of any query
+ * option whose name looks like a secret.
+ */
 export function redactUri(uri: string): string {
-  return uri.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^@/]*@/i, '$1:***@');
+  let out = String(uri);
+  const userAndColon = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:/i.exec(out);
+  if (userAndColon) {
+    const rest = out.slice(userAndColon[0].length);
+    const at = rest.lastIndexOf('@');
+    const authorityEnd = rest.search(/[/?#]/);
+    // `host:9007/...` is a port, not a password (unless an `@` follows in the authority).
+    const isPort = /^\d*(?:[/?#]|$)/.test(rest) && (at < 0 || at > authorityEnd);
+    if (at >= 0 && !isPort) out = `${userAndColon[0]}***${rest.slice(at)}`;
+  }
+  return out.replace(/([?&][^=&#]*)=([^&#]*)/g, (match, key: string) =>
+    secretQueryKey.test(key) ? `${key}=***` : match,
+  );
+}
+
+function lastAmpsSegment(path: string): number {
+  for (let at = path.lastIndexOf('/amps'); at >= 0; at = path.lastIndexOf('/amps', at - 1)) {
+    const next = path[at + '/amps'.length];
+    if (next === undefined || next === '/') return at;
+    if (at === 0) break;
+  }
+  return -1;
+}
+
+function decode(uri: string, text: string, what: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return invalid(uri, `bad percent-encoding in the ${what}`);
+  }
 }
 
 function invalid(uri: string, why: string): never {
@@ -145,25 +181,31 @@ export function parseUri(uri: string): AmpsUri {
   if (options.compression && scheme !== 'tcp' && scheme !== 'tcps') {
     invalid(uri, 'compression is supported on tcp and tcps only');
   }
+  if (options.path !== undefined && !isUnix) invalid(uri, 'path is an option of unix:// only');
 
   // Path: [/<unix socket path>]/amps[/<message type>[/...]]
-  const path = decodeURIComponent(parsed.pathname);
+  const path = decode(uri, parsed.pathname, 'path');
   let messageType: string | undefined;
-  const ampsAt = path.search(/\/amps(\/|$)/);
   if (path !== '' && path !== '/') {
-    if (ampsAt < 0) invalid(uri, `path must be /amps or /amps/<message type>, got '${path}'`);
-    const rest = path
+    // A unix socket path may itself contain /amps/: the protocol part is the last one.
+    const ampsAt = isUnix ? lastAmpsSegment(path) : path.search(/^\/amps(\/|$)/);
+    if (ampsAt < 0) {
+      invalid(
+        uri,
+        `path must be /amps or /amps/<message type>${isUnix ? ' after the socket path' : ''}, got '${path}'`,
+      );
+    }
+    messageType = path
       .slice(ampsAt + '/amps'.length)
       .split('/')
-      .filter(Boolean);
-    messageType = rest[0];
+      .filter(Boolean)[0];
     if (isUnix && ampsAt > 0 && options.path === undefined) options.path = path.slice(0, ampsAt);
   }
   if (isUnix && !options.path)
     invalid(uri, 'unix:// needs a socket path (?path=/tmp/amps.sock or unix:///tmp/amps.sock/amps/json)');
 
-  const user = parsed.username === '' ? undefined : decodeURIComponent(parsed.username);
-  const password = parsed.password === '' ? undefined : decodeURIComponent(parsed.password);
+  const user = parsed.username === '' ? undefined : decode(uri, parsed.username, 'user name');
+  const password = parsed.password === '' ? undefined : decode(uri, parsed.password, 'password');
   return Object.freeze({
     scheme: scheme as UriScheme,
     host: isUnix ? host || 'localhost' : host,

@@ -105,11 +105,10 @@ export function redactUri(uri: string): string {
   const userAndColon = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:/i.exec(out);
   if (userAndColon) {
     const rest = out.slice(userAndColon[0].length);
+    // Up to the last `@`, wherever it is: a password may hold `/`, `?`, `#` or `@`. Without
+    // any `@`, what follows the colon is a port.
     const at = rest.lastIndexOf('@');
-    const authorityEnd = rest.search(/[/?#]/);
-    // `host:9007/...` is a port, not a password (unless an `@` follows in the authority).
-    const isPort = /^\d*(?:[/?#]|$)/.test(rest) && (at < 0 || at > authorityEnd);
-    if (at >= 0 && !isPort) out = `${userAndColon[0]}***${rest.slice(at)}`;
+    if (at >= 0) out = `${userAndColon[0]}***${rest.slice(at)}`;
   }
   return out.replace(/([?&][^=&#]*)=([^&#]*)/g, (match, key: string) =>
     secretQueryKey.test(key) ? `${key}=***` : match,

@@ -27,6 +27,11 @@ function wireName(command: string): string {
   return command === 'publish' ? 'p' : command;
 }
 
+/** Every key the decoder reads as a known field: `headers` must not repeat one. */
+const knownKeys = new Set(
+  headerFields.flatMap((f) => [f.key, ...((f as { aliases?: readonly string[] }).aliases ?? [])]),
+);
+
 /** Property names of `Command` that are not header fields written from `fieldsByName`. */
 const notFields = new Set(['command', 'data', 'headers']);
 
@@ -133,7 +138,7 @@ export class FrameEncoder {
       for (const key in headers) {
         const value = headers[key];
         if (value === undefined) continue;
-        if (fieldsByName.has(key) || key === 'command') {
+        if (knownKeys.has(key)) {
           throw new InvalidOptionsError(`header '${key}' is a known field: set it as a property of the command`);
         }
         this.#writeAscii(',');

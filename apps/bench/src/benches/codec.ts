@@ -72,8 +72,8 @@ const codec: BenchGroup = {
   name: 'codec',
   description: 'header codec: decode a delivery frame and encode a publish frame (100 B bodies) against the naive way',
   async run({ progress, quick }) {
-    const ms = quick ? 200 : 700;
-    const rounds = quick ? 1 : 5;
+    const ms = quick ? 200 : 250;
+    const rounds = quick ? 1 : 15;
 
     const stream = deliveryFrames();
     let checksum = 0;

@@ -47,7 +47,7 @@ interface FieldSpec {
   readonly repeats?: boolean;
 }
 
-/** The header fields in the order they are written. */
+/** The header fields. The encoder writes `c` first, then the fields a command has, in its property order. */
 export const headerFields = [
   { name: 'command', key: 'c', aliases: ['cmd'], type: 'string' },
   { name: 'commandId', key: 'cid', aliases: ['cmd_id'], type: 'string' },

@@ -1,0 +1,285 @@
+/**
+ * The chaos run behind `pnpm demo` and the CI chaos test: replicated brokers, a publisher and a
+ * bookmark subscriber on HAClient, and a seeded schedule that kills, freezes and restarts brokers
+ * while messages flow. The verdict counts what the subscriber lost or saw twice.
+ */
+import { Bookmarks, type ConnectionState } from '@amps-ts/core-protocol';
+import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
+import { startTestCluster, type TestServer } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
+
+export interface ChaosOptions {
+  /** Seeds the chaos schedule (and nothing else): the same seed, the same schedule. */
+  seed: number;
+  /** How long the chaos lasts, in ms. */
+  durationMs: number;
+  /** Messages published per second. */
+  rate: number;
+  /** Replicated brokers. At least 2. */
+  servers: number;
+  /** Live events, for the terminal display. */
+  onEvent?: (event: ChaosEvent) => void;
+}
+
+export type ClientRole = 'publisher' | 'subscriber';
+
+export type ChaosEvent =
+  | { type: 'started'; at: number; servers: Array<{ name: string; uri: string }> }
+  | { type: 'chaos'; at: number; action: ChaosAction; server: string; hits: ClientRole[] }
+  | {
+      type: 'state';
+      at: number;
+      client: ClientRole;
+      state: ConnectionState;
+      server: string | undefined;
+      reason?: string;
+    }
+  | {
+      type: 'failover';
+      at: number;
+      client: ClientRole;
+      from: string | undefined;
+      to: string | undefined;
+      durationMs: number;
+    }
+  | {
+      type: 'progress';
+      at: number;
+      published: number;
+      received: number;
+      servers: Record<string, ServerStatus>;
+      on: Record<ClientRole, string | undefined>;
+    }
+  | { type: 'draining'; at: number; published: number; received: number };
+
+export type ChaosAction = 'kill' | 'freeze' | 'restart' | 'thaw';
+export type ServerStatus = 'up' | 'down' | 'frozen';
+
+export interface ChaosReport {
+  seed: number;
+  durationMs: number;
+  servers: number;
+  published: number;
+  received: number;
+  lost: number;
+  duplicated: number;
+  outOfOrder: number;
+  failovers: number;
+  failoverP50Ms: number;
+  failoverMaxMs: number;
+  actions: Record<ChaosAction, number>;
+  ok: boolean;
+}
+
+/** mulberry32: a small, good-enough seeded generator. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+  const { seed, durationMs, rate, onEvent } = options;
+  if (options.servers < 2) throw new Error('chaos needs at least 2 servers');
+  const random = seededRandom(seed);
+  const t0 = performance.now();
+  const now = () => performance.now() - t0;
+  const emit = (event: ChaosEvent) => onEvent?.(event);
+
+  const cluster = await startTestCluster({ count: options.servers, replication: 'sync', persistedAckIntervalMs: 100 });
+  const servers = cluster.servers;
+  const names = servers.map((_, i) => String.fromCharCode(65 + i));
+  const status = new Map<TestServer, ServerStatus>(servers.map((s) => [s, 'up']));
+  const uriOf = new Map<string, string>(servers.map((s, i) => [s.tcpUri('json'), names[i] as string]));
+  emit({
+    type: 'started',
+    at: now(),
+    servers: servers.map((s, i) => ({ name: names[i] as string, uri: s.tcpUri('json') })),
+  });
+
+  const common = {
+    transport: nodeTransport(),
+    heartbeat: { intervalS: 0.5, timeoutS: 1 },
+    connectTimeoutMs: 1000,
+  };
+  const uris = servers.map((s) => s.tcpUri('json'));
+  const publisher = new HAClient('chaos-publisher', { ...common, servers: uris });
+  const subscriber = new HAClient('chaos-subscriber', { ...common, servers: [...uris].reverse() });
+  const clients: Record<ClientRole, HAClient> = { publisher, subscriber };
+
+  // Failover timing: from the chaos action that hit a client's server (or its disconnect) to recovery.
+  const failovers: number[] = [];
+  const hitAt: Record<ClientRole, number | undefined> = { publisher: undefined, subscriber: undefined };
+  const lastServer: Record<ClientRole, string | undefined> = { publisher: undefined, subscriber: undefined };
+  for (const role of ['publisher', 'subscriber'] as const) {
+    clients[role].onStateChange((e: HAStateEvent) => {
+      const server = e.uri === undefined ? undefined : (uriOf.get(e.uri) ?? e.uri);
+      emit({ type: 'state', at: now(), client: role, state: e.state, server, reason: e.reason });
+      if (e.state === 'Disconnected' && hitAt[role] === undefined) hitAt[role] = now();
+      if (e.state === 'Resubscribed') {
+        const start = hitAt[role];
+        if (start !== undefined) {
+          const durationMs = now() - start;
+          failovers.push(durationMs);
+          emit({ type: 'failover', at: now(), client: role, from: lastServer[role], to: server, durationMs });
+        }
+        hitAt[role] = undefined;
+        lastServer[role] = server;
+      }
+    });
+  }
+
+  // The subscriber: every message exactly once, in order.
+  let received = 0;
+  let duplicated = 0;
+  let outOfOrder = 0;
+  let last = 0;
+  const seen = new Set<number>();
+  const subscription = subscriber.subscribe('orders', {
+    bookmark: Bookmarks.EPOCH,
+    onMessage: (m) => {
+      const n = m.json<{ n: number }>().n;
+      if (seen.has(n)) {
+        duplicated++;
+        return;
+      }
+      seen.add(n);
+      received++;
+      if (n !== last + 1) outOfOrder++;
+      last = n;
+    },
+  });
+
+  await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+  await subscription.ready;
+
+  const actions: Record<ChaosAction, number> = { kill: 0, freeze: 0, restart: 0, thaw: 0 };
+  let published = 0;
+  let running = true;
+
+  const publishing = (async () => {
+    const tickMs = 10;
+    let due = 0;
+    const start = performance.now();
+    while (running) {
+      const target = Math.floor(((performance.now() - start) / 1000) * rate);
+      due = target - published;
+      for (; due > 0 && running; due--) {
+        published++;
+        const wait = publisher.publish('orders', `{"n":${published}}`);
+        if (wait) await wait;
+      }
+      await sleep(tickMs);
+    }
+  })();
+
+  const progress = setInterval(() => {
+    emit({
+      type: 'progress',
+      at: now(),
+      published,
+      received,
+      servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
+      on: {
+        publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
+        subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
+      },
+    });
+  }, 1000);
+
+  const act = async (action: ChaosAction, server: TestServer) => {
+    const name = names[servers.indexOf(server)] as string;
+    const hits = (['publisher', 'subscriber'] as const).filter((r) => clients[r].uri === server.tcpUri('json'));
+    if (action === 'kill' || action === 'freeze') for (const r of hits) hitAt[r] ??= now();
+    emit({ type: 'chaos', at: now(), action, server: name, hits: [...hits] });
+    actions[action]++;
+    if (action === 'kill') {
+      status.set(server, 'down');
+      await server.kill();
+    } else if (action === 'freeze') {
+      status.set(server, 'frozen');
+      server.freeze();
+    } else if (action === 'restart') {
+      await server.restart();
+      status.set(server, 'up');
+    } else {
+      server.thaw();
+      status.set(server, 'up');
+    }
+  };
+
+  const chaosEnd = performance.now() + durationMs;
+  while (performance.now() < chaosEnd) {
+    await sleep(300 + random() * 1200);
+    const up = servers.filter((s) => status.get(s) === 'up');
+    const disrupted = servers.filter((s) => status.get(s) !== 'up');
+    const heal = disrupted.length > 0 && (up.length <= 1 || random() < 0.5);
+    if (heal) {
+      const server = disrupted[Math.floor(random() * disrupted.length)] as TestServer;
+      await act(status.get(server) === 'down' ? 'restart' : 'thaw', server);
+    } else if (up.length > 1) {
+      // Prefer the brokers the clients are on: that is where failover happens.
+      const active = up.filter((s) => Object.values(clients).some((c) => c.uri === s.tcpUri('json')));
+      const pool = active.length > 0 && random() < 0.7 ? active : up;
+      const server = pool[Math.floor(random() * pool.length)] as TestServer;
+      await act(random() < 0.65 ? 'kill' : 'freeze', server);
+    }
+  }
+
+  // Heal everything, stop publishing, and let every message arrive.
+  running = false;
+  await publishing;
+  for (const server of servers) {
+    if (status.get(server) === 'down') await act('restart', server);
+    else if (status.get(server) === 'frozen') await act('thaw', server);
+  }
+  emit({ type: 'draining', at: now(), published, received });
+  const drainEnd = performance.now() + 30_000;
+  await publisher.publishFlush(30_000).catch(() => {});
+  while (received < published && performance.now() < drainEnd) await sleep(50);
+  clearInterval(progress);
+  emit({
+    type: 'progress',
+    at: now(),
+    published,
+    received,
+    servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
+    on: {
+      publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
+      subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
+    },
+  });
+
+  await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
+  await cluster.close();
+
+  const lost = published - received;
+  return {
+    seed,
+    durationMs,
+    servers: servers.length,
+    published,
+    received,
+    lost,
+    duplicated,
+    outOfOrder,
+    failovers: failovers.length,
+    failoverP50Ms: Math.round(percentile(failovers, 50)),
+    failoverMaxMs: Math.round(Math.max(0, ...failovers)),
+    actions,
+    ok: lost === 0 && duplicated === 0 && outOfOrder === 0,
+  };
+}

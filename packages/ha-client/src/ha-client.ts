@@ -1,0 +1,839 @@
+import {
+  type AckOptions,
+  type BookmarkStore,
+  Bookmarks,
+  Client,
+  type ClientOptions,
+  type Command,
+  type CommandName,
+  type CommandOptions,
+  type CommandWaitOptions,
+  ConnectionError,
+  ConnectionState,
+  type Deferred,
+  DisconnectedError,
+  deadline,
+  defaultEnvironment,
+  deferred,
+  type Environment,
+  type ExecuteOptions,
+  type FailedWrite,
+  InvalidOptionsError,
+  type Logger,
+  type Message,
+  MessageStream,
+  type PublishOptions,
+  type PublishStore,
+  type QueryStats,
+  type ReconnectDelayStrategy,
+  RetryExhaustedError,
+  redactUri,
+  type ServerChooser,
+  type SowDeleteTarget,
+  type SowOptions,
+  SowQuery,
+  type SubscribeOptions,
+  Subscription,
+  type SubscriptionManager,
+  type TimerHandle,
+  type Transport,
+} from '@amps-ts/core-protocol';
+import { recommendedBackoff } from '@amps-ts/delay-exponential';
+import { roundRobin } from '@amps-ts/server-chooser-round-robin';
+import { MemoryBookmarkStore } from './memory-bookmark-store.js';
+import { MemoryPublishStore } from './memory-publish-store.js';
+import { MemorySubscriptionManager } from './subscription-manager.js';
+
+export interface HeartbeatOptions {
+  /** Seconds of silence after which the server sends a heartbeat. */
+  intervalS: number;
+  /** Seconds of silence after which the connection counts as dead. @default 2 × intervalS */
+  timeoutS?: number;
+}
+
+export interface HAClientOptions {
+  /** How bytes reach the servers: `nodeTransport()`, `browserTransport()`, or your own. */
+  transport: Transport;
+  /** Which server to try next. @default roundRobin(servers) */
+  chooser?: ServerChooser;
+  /** Server URIs for the default round-robin chooser (ignored when `chooser` is given). */
+  servers?: readonly string[];
+  /** How long to wait before each attempt. @default recommendedBackoff() from @amps-ts/delay-exponential */
+  delay?: ReconnectDelayStrategy;
+  /** Heartbeats detect dead and half-open connections; `false` turns them off. @default { intervalS: 5, timeoutS: 10 } */
+  heartbeat?: HeartbeatOptions | false;
+  /** Keeps publishes until persisted and republishes them after a failover; `false` for none. @default new MemoryPublishStore() */
+  publishStore?: PublishStore | false;
+  /** Tracks bookmark subscriptions for resume and de-duplication; `false` for none. @default new MemoryBookmarkStore() */
+  bookmarkStore?: BookmarkStore | false;
+  /** Re-enters subscriptions after a reconnect. @default new MemorySubscriptionManager() */
+  subscriptionManager?: SubscriptionManager;
+  /** Logon options and correlation id, sent on every logon. */
+  logon?: { options?: string | CommandOptions; correlationId?: string };
+  /** Longest one attempt may take to connect and log on, in ms. @default 5000 */
+  connectTimeoutMs?: number;
+  /** How long a command waits for its ack (and for a reconnect, while disconnected). @default 10_000 */
+  commandTimeoutMs?: number;
+  /** How long each resubscribe may take during recovery. @default commandTimeoutMs */
+  resubscriptionTimeoutMs?: number;
+  /** Discard a bookmark message once its handler returns (or its promise resolves). @default true */
+  autoDiscard?: boolean;
+  /** A message the bookmark store recognised as a duplicate (it is not delivered). */
+  onDuplicate?: (message: Message, subId: string) => void;
+  /** How often to ask `chooser.shouldSwitch` about failing back, in ms. @default 1000 */
+  failbackCheckMs?: number;
+  environment?: Environment;
+  logger?: Logger;
+  /** Passed to the underlying `Client`. */
+  client?: Pick<
+    ClientOptions,
+    'maxFrameSize' | 'sendHighWaterMark' | 'maxQueue' | 'ackBatchSize' | 'ackTimeoutMs' | 'transportFilter'
+  >;
+}
+
+/** A connection state change, as listeners and `states()` see it. Never contains a password. */
+export interface HAStateEvent {
+  state: ConnectionState;
+  /** The server, password redacted. */
+  uri: string | undefined;
+  /** Why, for `Disconnected` (and a failed attempt's reason). */
+  reason: string | undefined;
+  /** Connection attempts since the last successful recovery (1 = first try). */
+  attempt: number;
+  /** `environment.now()` when it happened. */
+  at: number;
+  /** Wall-clock time when it happened, ISO 8601. */
+  timestamp: string;
+}
+
+interface HASubscription {
+  readonly subId: string;
+  readonly command: Command;
+  readonly options: SubscribeOptions;
+  readonly stream: MessageStream<Message>;
+  readonly closed: Deferred<Error | undefined>;
+  readonly ready: Deferred<void>;
+  /** Bookmark subscriptions resume from the bookmark store. */
+  readonly startBookmark: string | undefined;
+  /** The connection generation it was last entered on. */
+  generation: number;
+}
+
+/**
+ * An AMPS client that stays connected: it reconnects through a `ServerChooser` and a
+ * `ReconnectDelayStrategy`, republishes what the server has not persisted, resubscribes (bookmark
+ * subscriptions from where they were) and drops duplicates, so the application loses nothing and
+ * sees nothing twice.
+ */
+export class HAClient {
+  readonly name: string;
+  readonly #client: Client;
+  readonly #transport: Transport;
+  readonly #chooser: ServerChooser;
+  readonly #delay: ReconnectDelayStrategy;
+  readonly #heartbeat: HeartbeatOptions | undefined;
+  readonly #publishStore: PublishStore | undefined;
+  readonly #bookmarkStore: BookmarkStore | undefined;
+  readonly #manager: SubscriptionManager;
+  readonly #env: Environment;
+  readonly #logger: Logger | undefined;
+  readonly #options: HAClientOptions;
+  readonly #connectTimeoutMs: number;
+  readonly #commandTimeoutMs: number;
+  readonly #resubscriptionTimeoutMs: number;
+
+  #state: ConnectionState = ConnectionState.Disconnected;
+  #uri: string | undefined;
+  #attempt = 0;
+  #generation = 0;
+  /** Resolves when the current connection has fully recovered; replaced on each disconnect. */
+  #ready: Deferred<void> = deferred<void>();
+  #running: Promise<void> | undefined;
+  #looping = false;
+  #shutdown = false;
+  #publishLive = false;
+  #wake: (() => void) | undefined;
+  #failbackTimer: TimerHandle | undefined;
+  #stopHints: (() => void) | undefined;
+  readonly #lastErrors = new Map<string, string>();
+  #firstFailureAt: number | undefined;
+  readonly #subs = new Map<string, HASubscription>();
+  readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
+  readonly #stateStreams = new Set<MessageStream<HAStateEvent>>();
+  readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
+  #nextSubId = 0;
+
+  constructor(name: string, options: HAClientOptions) {
+    if (!options || typeof options.transport?.connect !== 'function') {
+      throw new InvalidOptionsError('options.transport is required (nodeTransport(), browserTransport(), ...)');
+    }
+    if (!options.chooser && (!options.servers || options.servers.length === 0)) {
+      throw new InvalidOptionsError('give HAClient a chooser, or servers for the default round-robin chooser');
+    }
+    this.name = name;
+    this.#options = options;
+    this.#transport = options.transport;
+    this.#env = options.environment ?? defaultEnvironment;
+    this.#logger = options.logger;
+    this.#chooser = options.chooser ?? roundRobin([...(options.servers ?? [])]);
+    this.#delay = options.delay ?? recommendedBackoff({ environment: this.#env });
+    this.#heartbeat = options.heartbeat === false ? undefined : (options.heartbeat ?? { intervalS: 5, timeoutS: 10 });
+    this.#publishStore =
+      options.publishStore === false
+        ? undefined
+        : (options.publishStore ?? new MemoryPublishStore({ environment: this.#env }));
+    this.#bookmarkStore =
+      options.bookmarkStore === false ? undefined : (options.bookmarkStore ?? new MemoryBookmarkStore());
+    this.#manager = options.subscriptionManager ?? new MemorySubscriptionManager();
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
+    this.#resubscriptionTimeoutMs = options.resubscriptionTimeoutMs ?? this.#commandTimeoutMs;
+    this.#client = new Client(name, {
+      ...options.client,
+      transport: options.transport,
+      environment: this.#env,
+      logger: options.logger,
+      commandTimeoutMs: this.#commandTimeoutMs,
+    });
+    this.#ready.promise.catch(() => {});
+    this.#client.onDisconnect((error) => this.#onDisconnected(error));
+    this.#client.onPersisted((sequence) => this.#publishStore?.discardUpTo(sequence));
+    this.#client.onFailedWrite((failure) => {
+      // A failed publish is settled too: the server will not persist it, ever.
+      if (failure.sequence !== undefined) this.#publishStore?.discardUpTo(failure.sequence);
+      for (const listener of this.#failedWriteListeners) listener(failure);
+    });
+  }
+
+  /* ------------------------------------------------------------------ state */
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The server currently connected to (password redacted). */
+  get uri(): string | undefined {
+    return this.#uri;
+  }
+
+  /** Whether the connection is up and recovery (republish, resubscribe) has finished. */
+  get isReady(): boolean {
+    return this.#ready.settled && !this.#shutdown && this.#client.isConnected;
+  }
+
+  get publishStore(): PublishStore | undefined {
+    return this.#publishStore;
+  }
+
+  get bookmarkStore(): BookmarkStore | undefined {
+    return this.#bookmarkStore;
+  }
+
+  /** The one-connection client underneath (for hooks such as `onException`). */
+  get client(): Client {
+    return this.#client;
+  }
+
+  onStateChange(listener: (event: HAStateEvent) => void): () => void {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
+  }
+
+  /** State changes as an async iterator; it ends after `Shutdown`. */
+  states(): AsyncIterable<HAStateEvent> {
+    const stream: MessageStream<HAStateEvent> = new MessageStream<HAStateEvent>({
+      maxQueue: 10_000,
+      onFlowControl: () => true,
+    });
+    stream.onReturn(() => this.#stateStreams.delete(stream));
+    this.#stateStreams.add(stream);
+    return stream;
+  }
+
+  /** A publish or sow_delete the server refused. */
+  onFailedWrite(listener: (failure: FailedWrite) => void): () => void {
+    this.#failedWriteListeners.add(listener);
+    return () => this.#failedWriteListeners.delete(listener);
+  }
+
+  /* ------------------------------------------------------------- lifecycle */
+
+  /**
+   * Connects (trying servers as the chooser and delay strategy say), logs on and recovers.
+   * Resolves once ready; rejects when the delay strategy gives up, naming every server tried.
+   */
+  async connectAndLogon(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#shutdown) {
+      this.#shutdown = false;
+      this.#ready = deferred<void>();
+      this.#ready.promise.catch(() => {});
+    }
+    this.#stopHints ??= this.#transport.onHint?.((hint) => {
+      if (hint === 'online' || hint === 'visible') this.#wake?.();
+    });
+    this.#start();
+    await this.#whenReady(undefined, options.signal);
+  }
+
+  /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
+  async disconnect(): Promise<void> {
+    this.#shutdown = true;
+    this.#wake?.();
+    this.#stopFailback();
+    this.#stopHints?.();
+    this.#stopHints = undefined;
+    this.#publishLive = false;
+    const error = new DisconnectedError('the client was disconnected by the application');
+    this.#ready.reject(error);
+    await this.#client.disconnect();
+    await this.#running?.catch(() => {});
+    for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined);
+    this.#subs.clear();
+    this.#manager.clear();
+    this.#emit(ConnectionState.Shutdown, undefined);
+    for (const stream of this.#stateStreams) stream.end();
+    this.#stateStreams.clear();
+  }
+
+  #start(): void {
+    if (this.#looping || this.#shutdown) return;
+    this.#looping = true;
+    this.#running = this.#reconnectLoop();
+  }
+
+  async #reconnectLoop(): Promise<void> {
+    try {
+      await this.#reconnect();
+    } finally {
+      this.#looping = false;
+    }
+  }
+
+  async #reconnect(): Promise<void> {
+    this.#attempt = 0;
+    while (!this.#shutdown) {
+      this.#attempt++;
+      const uri = this.#chooser.getCurrentURI();
+      if (!uri) {
+        this.#giveUp(
+          new ConnectionError(`no server to connect to: ${this.#chooser.getError() || 'the chooser has no URIs'}`),
+        );
+        return;
+      }
+      const shown = redactUri(uri);
+      let wait: number;
+      try {
+        wait = this.#delay.getConnectWaitDuration(uri);
+      } catch (error) {
+        this.#giveUp(this.#exhausted(error));
+        return;
+      }
+      if (wait > 0) await this.#sleep(wait);
+      if (this.#shutdown) return;
+      const started = this.#env.now();
+      try {
+        await this.#connectOnce(uri);
+        const at = this.#env.now();
+        this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
+        this.#delay.reset();
+        this.#lastErrors.clear();
+        this.#firstFailureAt = undefined;
+        // Synchronously, so a disconnect right after this can start a new loop.
+        this.#looping = false;
+        this.#armFailback();
+        return;
+      } catch (error) {
+        const err = error instanceof Error ? error : new Error(String(error));
+        if (this.#client.isConnected) this.#client.abort(err);
+        if (this.#shutdown) return;
+        this.#publishLive = false;
+        this.#firstFailureAt ??= started;
+        this.#lastErrors.set(shown, err.message);
+        this.#logger?.warn?.('connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
+        this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() });
+        this.#emit(ConnectionState.Disconnected, err.message);
+      }
+    }
+  }
+
+  /** One attempt: connect, log on, heartbeat, republish, resubscribe. */
+  async #connectOnce(uri: string): Promise<void> {
+    const client = this.#client;
+    const signal = undefined;
+    this.#uri = redactUri(uri);
+    await client.connect(uri, { timeoutMs: this.#connectTimeoutMs, signal });
+    this.#emit(ConnectionState.Connected, undefined);
+    const logon = await client.logon({
+      authenticator: this.#chooser.getCurrentAuthenticator(),
+      options: this.#options.logon?.options,
+      correlationId: this.#options.logon?.correlationId,
+      timeoutMs: this.#connectTimeoutMs,
+    });
+    this.#emit(ConnectionState.LoggedOn, undefined);
+    if (this.#heartbeat) {
+      await client.heartbeat(this.#heartbeat.intervalS, this.#heartbeat.timeoutS ?? this.#heartbeat.intervalS * 2, {
+        timeoutMs: this.#connectTimeoutMs,
+      });
+      this.#emit(ConnectionState.HeartbeatInitiated, undefined);
+    }
+    this.#generation++;
+    if (this.#publishStore) {
+      this.#publishStore.syncWithServer(logon.sequence);
+      // Synchronous on purpose: no new publish can slip in ahead of the replay.
+      this.#publishStore.replay((command) => void client.send(command));
+      this.#publishLive = true;
+      this.#emit(ConnectionState.PublishReplayed, undefined);
+    } else {
+      this.#publishLive = true;
+    }
+    const generation = this.#generation;
+    await this.#manager.resubscribe((command) => this.#enter(command, generation));
+    for (const sub of this.#subs.values()) {
+      if (!this.#manager.list().some((m) => m.subId === sub.subId)) {
+        this.#endSubscription(sub, new DisconnectedError(`subscription ${sub.subId} could not be resubscribed`));
+      }
+    }
+    this.#emit(ConnectionState.Resubscribed, undefined);
+    this.#ready.resolve();
+    // Subscriptions added while recovery was under way.
+    for (const sub of [...this.#subs.values()]) {
+      if (sub.generation !== this.#generation) void this.#enterLater(sub);
+    }
+  }
+
+  #onDisconnected(error: Error | undefined): void {
+    this.#publishLive = false;
+    this.#stopFailback();
+    if (this.#shutdown) return;
+    const wasReady = this.#ready.settled;
+    if (!wasReady) return; // a failed attempt: the reconnect loop handles it
+    this.#ready = deferred<void>();
+    this.#ready.promise.catch(() => {});
+    const reason = error?.message ?? 'the connection closed';
+    this.#emit(ConnectionState.Disconnected, reason);
+    // The server we were on failed us: let the chooser move on before the next attempt.
+    const uri = this.#uri ?? '';
+    this.#chooser.reportFailure(error ?? new DisconnectedError(reason), { uri, attempt: 0, at: this.#env.now() });
+    this.#lastErrors.set(uri, reason);
+    this.#start();
+  }
+
+  #giveUp(error: Error): void {
+    this.#logger?.error?.('giving up reconnecting', { error: error.message });
+    this.#publishLive = false;
+    this.#emit(ConnectionState.Disconnected, error.message);
+    this.#ready.reject(error);
+    this.#ready = deferred<void>();
+    this.#ready.promise.catch(() => {});
+    this.#rejectWaiters(error);
+  }
+
+  #exhausted(cause: unknown): Error {
+    const servers = [...this.#lastErrors].map(([uri, error]) => ({ uri, error }));
+    const elapsedMs = this.#firstFailureAt === undefined ? 0 : this.#env.now() - this.#firstFailureAt;
+    const tried = servers.map((s) => `${s.uri} (${s.error})`).join('; ') || this.#chooser.getError();
+    const attempts = this.#attempt - 1;
+    return new RetryExhaustedError(
+      `gave up connecting after ${attempts} attempts in ${Math.round(elapsedMs)} ms: ${tried}`,
+      { elapsedMs, attempts, servers },
+      { cause },
+    );
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#env.setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        this.#env.clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  #armFailback(): void {
+    const shouldSwitch = this.#chooser.shouldSwitch?.bind(this.#chooser);
+    if (!shouldSwitch) return;
+    const every = this.#options.failbackCheckMs ?? 1000;
+    const uri = this.#uri;
+    this.#failbackTimer = this.#env.setTimeout(() => {
+      this.#failbackTimer = undefined;
+      if (this.#shutdown || !this.isReady || uri === undefined) return;
+      if (shouldSwitch(uri)) {
+        this.#logger?.info?.('failing back to a preferred server', { from: uri });
+        // A planned move: not the server's fault, so no reportFailure.
+        this.#ready = deferred<void>();
+        this.#ready.promise.catch(() => {});
+        this.#publishLive = false;
+        this.#emit(ConnectionState.Disconnected, 'failing back to a preferred server');
+        this.#client.abort(new DisconnectedError('failing back to a preferred server'));
+        this.#start();
+      } else {
+        this.#armFailback();
+      }
+    }, every);
+  }
+
+  #stopFailback(): void {
+    if (this.#failbackTimer !== undefined) this.#env.clearTimeout(this.#failbackTimer);
+    this.#failbackTimer = undefined;
+  }
+
+  #emit(state: ConnectionState, reason: string | undefined): void {
+    this.#state = state;
+    const event: HAStateEvent = {
+      state,
+      uri: this.#uri,
+      reason,
+      attempt: this.#attempt,
+      at: this.#env.now(),
+      timestamp: new Date().toISOString(),
+    };
+    for (const listener of this.#stateListeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#logger?.error?.('state listener threw', { error: String(error) });
+      }
+    }
+    for (const stream of this.#stateStreams) stream.push(event);
+  }
+
+  /** Waits until the client is ready, bounded by `timeoutMs` and `signal`. */
+  async #whenReady(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+    if (this.isReady) return;
+    if (this.#shutdown) throw new DisconnectedError('the client is disconnected; call connectAndLogon() first');
+    this.#start();
+    const ready = this.#ready.promise;
+    let expire: ((error: Error) => void) | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      expire = reject;
+    });
+    const timer = deadline(this.#env, 'waiting for a connection', timeoutMs, signal, (error) => expire?.(error));
+    try {
+      await Promise.race([ready, expired]);
+    } finally {
+      timer.clear();
+    }
+  }
+
+  readonly #waiters = new Set<(error: Error) => void>();
+
+  #rejectWaiters(error: Error): void {
+    for (const reject of this.#waiters) reject(error);
+    this.#waiters.clear();
+  }
+
+  /** Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. */
+  async #whenReadyThen<T>(options: CommandWaitOptions, fn: () => Promise<T>): Promise<T> {
+    if (!this.isReady) {
+      await new Promise<void>((resolve, reject) => {
+        const fail = (error: Error) => {
+          this.#waiters.delete(fail);
+          reject(error);
+        };
+        this.#waiters.add(fail);
+        this.#whenReady(options.timeoutMs ?? this.#commandTimeoutMs, options.signal).then(() => {
+          this.#waiters.delete(fail);
+          resolve();
+        }, fail);
+      });
+    }
+    return fn();
+  }
+
+  /* -------------------------------------------------------------- publish */
+
+  /**
+   * Publishes. With a publish store (the default) the message is stored first, so it is sent
+   * after recovery if the client is disconnected, and republished after a failover until the
+   * server has persisted it. Returns a promise when you should wait (store full, send buffer full).
+   */
+  publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    return this.#publish('publish', topic, data, options);
+  }
+
+  deltaPublish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    return this.#publish('delta_publish', topic, data, options);
+  }
+
+  #publish(
+    command: 'publish' | 'delta_publish',
+    topic: string,
+    data: Uint8Array | string,
+    options: PublishOptions | undefined,
+  ): Promise<void> | undefined {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
+    const c: Command = { command, topic, data };
+    if (options?.expiration !== undefined) c.expiration = options.expiration;
+    if (options?.correlationId !== undefined) c.correlationId = options.correlationId;
+    if (options?.sowKey !== undefined) c.sowKey = options.sowKey;
+    const store = this.#publishStore;
+    if (!store) {
+      if (!this.#publishLive)
+        throw new DisconnectedError('not connected, and there is no publish store to keep the message');
+      return this.#client.send(c);
+    }
+    const stored = store.store(c);
+    if (typeof stored === 'number') return this.#sendStored(c);
+    return stored.then(() => this.#sendStored(c));
+  }
+
+  #sendStored(command: Command): Promise<void> | undefined {
+    if (!this.#publishLive) return undefined;
+    try {
+      return this.#client.send(command);
+    } catch (error) {
+      // Stored already: it goes out with the replay after the reconnect.
+      if (!DisconnectedError.isInstance(error)) throw error;
+      return undefined;
+    }
+  }
+
+  /** Resolves once the server has persisted every stored publish. */
+  async publishFlush(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+    if (!this.#publishStore) {
+      await this.flush('persisted', { timeoutMs, signal });
+      return;
+    }
+    await this.#publishStore.flush(timeoutMs, signal);
+  }
+
+  /* -------------------------------------------------------- subscriptions */
+
+  /** A subscription that survives failovers. With `bookmark`, it resumes where it was, without duplicates. */
+  subscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('subscribe', topic, options);
+  }
+
+  deltaSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('delta_subscribe', topic, options);
+  }
+
+  /** Re-runs the SOW query after each reconnect, then continues live. */
+  sowAndSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('sow_and_subscribe', topic, options);
+  }
+
+  sowAndDeltaSubscribe(topic: string, options: SubscribeOptions = {}): Subscription {
+    return this.#subscribe('sow_and_delta_subscribe', topic, options);
+  }
+
+  #subscribe(commandName: CommandName, topic: string, options: SubscribeOptions): Subscription {
+    if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
+    const subId = options.subId ?? `ha-${this.#nextSubId++}`;
+    if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);
+    const bookmarked = options.bookmark !== undefined && this.#bookmarkStore !== undefined;
+    const command = this.#client.subscribeCommand(commandName, topic, options, subId);
+    const ackTypes = new Set(['processed', ...(options.ackTypes ?? [])]);
+    if (bookmarked) {
+      ackTypes.add('completed');
+      ackTypes.add('persisted');
+    }
+    command.ackType = [...ackTypes].join(',');
+    const store = this.#bookmarkStore;
+    const autoDiscard = this.#options.autoDiscard ?? true;
+    const stream = new MessageStream<Message>({
+      onMessage: options.onMessage,
+      maxQueue: options.maxQueue ?? this.#options.client?.maxQueue,
+      onHandlerError: (error) => this.#reportException(error),
+      onHandled: (m) => {
+        if (bookmarked && autoDiscard && m.bookmark) store?.discard(subId, m.bookmark);
+        if (options.autoAck && m.leasePeriod !== undefined && m.bookmark && m.topic) {
+          try {
+            this.#client.ack(m);
+          } catch (error) {
+            this.#reportException(error);
+          }
+        }
+      },
+      onFlowControl: () => false,
+    });
+    let startBookmark: string | undefined;
+    if (bookmarked) {
+      const given = options.bookmark as string;
+      startBookmark = given === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : given;
+      if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
+    }
+    const sub: HASubscription = {
+      subId,
+      command,
+      options,
+      stream,
+      closed: deferred<Error | undefined>(),
+      ready: deferred<void>(),
+      startBookmark,
+      generation: -1,
+    };
+    this.#subs.set(subId, sub);
+    this.#manager.add({ subId, command });
+    if (this.isReady) void this.#enterLater(sub);
+    else this.#start();
+    return new Subscription(
+      subId,
+      stream,
+      { unsubscribe: (id) => this.unsubscribe(id) },
+      sub.ready.promise,
+      sub.closed.promise,
+    );
+  }
+
+  /** Enters (or re-enters) a subscription on the current connection. */
+  async #enter(command: Command, generation: number): Promise<void> {
+    const sub = this.#subs.get(command.subId as string);
+    if (!sub) return;
+    const c: Command = { ...command };
+    if (sub.startBookmark !== undefined) {
+      c.bookmark = this.#bookmarkStore?.getMostRecent(sub.subId) ?? sub.startBookmark;
+    }
+    const store = this.#bookmarkStore;
+    const bookmarked = sub.startBookmark !== undefined && store !== undefined;
+    const onDuplicate = this.#options.onDuplicate;
+    const execute: ExecuteOptions = {
+      timeoutMs: this.#resubscriptionTimeoutMs,
+      waitFor: 'processed',
+      onMessage: (m) => {
+        if (bookmarked && m.bookmark && !store.log(sub.subId, m.bookmark)) {
+          onDuplicate?.(m, sub.subId);
+          return;
+        }
+        sub.stream.push(m);
+      },
+      onAck: (ack) => {
+        if (bookmarked && ack.bookmark && (ack.ackType === 'persisted' || ack.ackType === 'completed')) {
+          store.persisted(sub.subId, ack.bookmark);
+        }
+        if (sub.options.onAck) {
+          try {
+            sub.options.onAck(ack);
+          } catch (error) {
+            this.#reportException(error);
+          }
+        }
+      },
+    };
+    sub.generation = generation;
+    try {
+      await this.#client.execute(c, execute);
+      sub.ready.resolve();
+    } catch (error) {
+      sub.generation = -1;
+      if (!sub.ready.settled && this.#isPermanent(error)) {
+        this.#endSubscription(sub, error as Error);
+        return;
+      }
+      throw error;
+    }
+  }
+
+  async #enterLater(sub: HASubscription): Promise<void> {
+    try {
+      await this.#whenReady(undefined, undefined);
+      if (sub.generation === this.#generation || !this.#subs.has(sub.subId)) return;
+      await this.#enter(sub.command, this.#generation);
+    } catch (error) {
+      if (this.#isPermanent(error)) this.#endSubscription(sub, error as Error);
+      // Otherwise the connection went: recovery re-enters it.
+    }
+  }
+
+  /** A server refusal that no reconnect can fix (bad filter, not entitled, ...). */
+  #isPermanent(error: unknown): boolean {
+    const code = (error as { code?: string })?.code;
+    return code !== undefined && !['disconnected', 'timed_out', 'connection', 'aborted'].includes(code);
+  }
+
+  #endSubscription(sub: HASubscription, error: Error | undefined): void {
+    this.#subs.delete(sub.subId);
+    this.#manager.remove(sub.subId);
+    if (error) sub.ready.reject(error);
+    else sub.ready.resolve();
+    sub.stream.end(error);
+    sub.closed.resolve(error);
+  }
+
+  /** Stops a subscription (or all, with no id) for good: it is not resubscribed after a failover. */
+  async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+    const subs = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
+    for (const sub of subs) {
+      this.#endSubscription(sub, undefined);
+      this.#bookmarkStore?.purge(sub.subId);
+    }
+    if (this.isReady) await this.#client.unsubscribe(subId, options);
+  }
+
+  /* -------------------------------------------------------------- queries */
+
+  /** A SOW query, run once connected. Not resumed across a failover: it fails with a `DisconnectedError`. */
+  sow(topic: string, options: SowOptions = {}): SowQuery {
+    const stream = new MessageStream<Message>({
+      onMessage: options.onMessage,
+      maxQueue: options.maxQueue ?? this.#options.client?.maxQueue,
+      onHandlerError: (error) => this.#reportException(error),
+      onFlowControl: () => false,
+    });
+    const queryId = options.queryId ?? `ha-q-${this.#nextSubId++}`;
+    const stats = this.#whenReadyThen(options, async (): Promise<QueryStats> => {
+      const query = this.#client.sow(topic, { ...options, queryId, onMessage: (m) => stream.push(m) });
+      return query.stats;
+    }).then(
+      (result) => {
+        stream.end();
+        return result;
+      },
+      (error: Error) => {
+        stream.end(error);
+        throw error;
+      },
+    );
+    return new SowQuery(queryId, stream, stats);
+  }
+
+  sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
+    return this.#whenReadyThen(options, () => this.#client.sowDelete(topic, target, options));
+  }
+
+  flush(
+    ackType: 'processed' | 'completed' | 'persisted' = 'processed',
+    options: CommandWaitOptions = {},
+  ): Promise<void> {
+    return this.#whenReadyThen(options, () => this.#client.flush(ackType, options));
+  }
+
+  /** Any command, once connected (waiting through a reconnect, bounded by its timeout). */
+  execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
+    return this.#whenReadyThen(options, () => this.#client.execute(command, options));
+  }
+
+  /** Acknowledges a queue message (see `Client.ack`). */
+  ack(message: Message | { topic: string; bookmark: string }, options?: AckOptions): void {
+    this.#client.ack(message, options);
+  }
+
+  /** Errors thrown by your handlers and listeners (here and in the underlying client). */
+  onException(listener: (error: unknown) => void): () => void {
+    this.#exceptionListeners.add(listener);
+    const stop = this.#client.onException(listener);
+    return () => {
+      this.#exceptionListeners.delete(listener);
+      stop();
+    };
+  }
+
+  readonly #exceptionListeners = new Set<(error: unknown) => void>();
+
+  #reportException(error: unknown): void {
+    if (this.#exceptionListeners.size === 0) this.#logger?.error?.('error in a handler', { error: String(error) });
+    for (const listener of this.#exceptionListeners) {
+      try {
+        listener(error);
+      } catch (inner) {
+        this.#logger?.error?.('exception listener threw', { error: String(inner) });
+      }
+    }
+  }
+}

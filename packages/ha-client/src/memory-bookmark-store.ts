@@ -1,0 +1,133 @@
+import type { BookmarkStore } from '@amps-ts/core-protocol';
+
+/** Orders unsigned decimal strings (no leading zeros) without converting them to numbers. */
+function compareDecimal(a: string, b: string): number {
+  return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** `publisher|sequence|` split, or undefined for anything else. */
+function split(bookmark: string): [publisher: string, sequence: string] | undefined {
+  const bar = bookmark.indexOf('|');
+  if (bar <= 0) return undefined;
+  const end = bookmark.indexOf('|', bar + 1);
+  const sequence = bookmark.slice(bar + 1, end < 0 ? undefined : end);
+  if (sequence === '' || end < bookmark.length - 1) return undefined;
+  return [bookmark.slice(0, bar), sequence];
+}
+
+interface PublisherProgress {
+  /** Highest sequence delivered (logged): anything at or below it again is a duplicate. */
+  highest: string;
+  /** Delivered sequences not yet discarded, in delivery order (which is sequence order). */
+  outstanding: string[];
+  discarded: Set<string>;
+  /** Last sequence such that it and everything before it from this publisher is discarded. */
+  recovery: string | undefined;
+}
+
+interface SubscriptionProgress {
+  publishers: Map<string, PublisherProgress>;
+  /** A log position before every outstanding message (start bookmark or a persisted ack). */
+  base: string | undefined;
+  outstanding: number;
+}
+
+/**
+ * Bookmark-subscription progress in memory: duplicate detection by publisher and sequence, and
+ * a recovery point (a per-publisher bookmark list) for resubscribing after a failover.
+ *
+ * Replicas may interleave publishers differently, so progress is kept per publisher; a
+ * publisher's recovery point only moves over messages that are discarded (processed), so a
+ * message still being handled when the connection drops is replayed, never skipped.
+ */
+export class MemoryBookmarkStore implements BookmarkStore {
+  readonly #subs = new Map<string, SubscriptionProgress>();
+
+  #sub(subId: string): SubscriptionProgress {
+    let sub = this.#subs.get(subId);
+    if (!sub) {
+      sub = { publishers: new Map(), base: undefined, outstanding: 0 };
+      this.#subs.set(subId, sub);
+    }
+    return sub;
+  }
+
+  log(subId: string, bookmark: string): boolean {
+    const id = split(bookmark);
+    if (!id) return true;
+    const sub = this.#sub(subId);
+    let progress = sub.publishers.get(id[0]);
+    if (!progress) {
+      progress = { highest: '0', outstanding: [], discarded: new Set(), recovery: undefined };
+      sub.publishers.set(id[0], progress);
+    } else if (compareDecimal(id[1], progress.highest) <= 0) {
+      return false;
+    }
+    progress.highest = id[1];
+    progress.outstanding.push(id[1]);
+    sub.outstanding++;
+    return true;
+  }
+
+  isDuplicate(subId: string, bookmark: string): boolean {
+    const id = split(bookmark);
+    if (!id) return false;
+    const progress = this.#subs.get(subId)?.publishers.get(id[0]);
+    return progress !== undefined && compareDecimal(id[1], progress.highest) <= 0;
+  }
+
+  discard(subId: string, bookmark: string): void {
+    const id = split(bookmark);
+    if (!id) return;
+    const sub = this.#subs.get(subId);
+    const progress = sub?.publishers.get(id[0]);
+    if (!sub || !progress) return;
+    const outstanding = progress.outstanding;
+    if (outstanding[0] === id[1]) {
+      // The usual case: messages are processed in order.
+      outstanding.shift();
+      progress.recovery = id[1];
+    } else if (outstanding.includes(id[1]) && !progress.discarded.has(id[1])) {
+      progress.discarded.add(id[1]);
+    } else {
+      return;
+    }
+    sub.outstanding--;
+    while (outstanding.length > 0 && progress.discarded.delete(outstanding[0] as string)) {
+      progress.recovery = outstanding.shift();
+    }
+  }
+
+  getMostRecent(subId: string): string | undefined {
+    const sub = this.#subs.get(subId);
+    if (!sub) return undefined;
+    const list: string[] = [];
+    if (sub.base !== undefined) list.push(sub.base);
+    const publishers = [...sub.publishers.keys()].sort();
+    for (const publisher of publishers) {
+      const recovery = sub.publishers.get(publisher)?.recovery;
+      if (recovery !== undefined) list.push(`${publisher}|${recovery}|`);
+    }
+    return list.length === 0 ? undefined : list.join(',');
+  }
+
+  /**
+   * Records a log position the server reported (a `persisted` or `completed` ack), or the
+   * subscription's starting bookmark. It becomes the base of the recovery point only while no
+   * message is outstanding, since resuming after it must not skip one.
+   */
+  persisted(subId: string, bookmark: string): void {
+    const sub = this.#sub(subId);
+    if (sub.outstanding === 0) sub.base = bookmark;
+  }
+
+  /** Messages delivered and not yet discarded. */
+  outstandingCount(subId: string): number {
+    return this.#subs.get(subId)?.outstanding ?? 0;
+  }
+
+  purge(subId?: string): void {
+    if (subId === undefined) this.#subs.clear();
+    else this.#subs.delete(subId);
+  }
+}

@@ -1,0 +1,173 @@
+import {
+  type Command,
+  deadline,
+  defaultEnvironment,
+  type Environment,
+  InvalidOptionsError,
+  type PublishStore,
+  PublishStoreGapError,
+  StoreFullError,
+} from '@amps-ts/core-protocol';
+
+export interface MemoryPublishStoreOptions {
+  /** Most unpersisted messages held. @default 100_000 */
+  capacity?: number;
+  /** When full: `block` makes `publish` wait for room; `reject` throws a `StoreFullError`. @default 'block' */
+  policy?: 'block' | 'reject';
+  /**
+   * Throw a `PublishStoreGapError` at logon when the server holds less of this publisher's stream
+   * than another server already persisted (messages in between would be lost). @default false
+   */
+  errorOnPublishGap?: boolean;
+  environment?: Environment;
+}
+
+interface Waiter {
+  command: Command;
+  resolve(sequence: number): void;
+}
+
+/**
+ * Keeps every publish until the server reports it persisted, in memory: survives a server
+ * failover, not a restart of this process. Assigns each command its sequence and asks for
+ * `persisted` acks.
+ */
+export class MemoryPublishStore implements PublishStore {
+  readonly #capacity: number;
+  readonly #policy: 'block' | 'reject';
+  readonly #errorOnGap: boolean;
+  readonly #env: Environment;
+  /** Unpersisted commands in sequence order, from `#head`. */
+  #entries: Command[] = [];
+  #head = 0;
+  #lastSequence = 0;
+  #lastPersisted = 0;
+  #synced = false;
+  readonly #waiters: Waiter[] = [];
+  readonly #flushWaiters = new Set<() => void>();
+
+  constructor(options: MemoryPublishStoreOptions = {}) {
+    const capacity = options.capacity ?? 100_000;
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new InvalidOptionsError(`publish store capacity must be a positive integer, got ${capacity}`);
+    }
+    if (options.policy !== undefined && options.policy !== 'block' && options.policy !== 'reject') {
+      throw new InvalidOptionsError(`publish store policy must be 'block' or 'reject', got ${String(options.policy)}`);
+    }
+    this.#capacity = capacity;
+    this.#policy = options.policy ?? 'block';
+    this.#errorOnGap = options.errorOnPublishGap ?? false;
+    this.#env = options.environment ?? defaultEnvironment;
+  }
+
+  store(command: Command): number | Promise<number> {
+    if (this.unpersistedCount() < this.#capacity && this.#waiters.length === 0) return this.#add(command);
+    if (this.#policy === 'reject') {
+      throw new StoreFullError(`the publish store holds ${this.#capacity} unpersisted messages (policy: reject)`);
+    }
+    return new Promise((resolve) => this.#waiters.push({ command, resolve }));
+  }
+
+  #add(command: Command): number {
+    const sequence = ++this.#lastSequence;
+    // The store owns the command from here on: it is what gets sent now and replayed later.
+    command.sequence = sequence;
+    command.ackType = command.ackType ? `${command.ackType},persisted` : 'persisted';
+    // The caller may reuse its buffer after publish returns.
+    if (command.data instanceof Uint8Array) command.data = command.data.slice();
+    this.#entries.push(command);
+    return sequence;
+  }
+
+  /** The stored command for a sequence (what `replay` sends). */
+  get(sequence: number): Command | undefined {
+    const first = this.#entries[this.#head]?.sequence;
+    if (first === undefined) return undefined;
+    return this.#entries[this.#head + (sequence - first)];
+  }
+
+  discardUpTo(sequence: number): void {
+    if (sequence <= this.#lastPersisted) return;
+    this.#lastPersisted = Math.min(sequence, this.#lastSequence);
+    const entries = this.#entries;
+    while (this.#head < entries.length && (entries[this.#head]?.sequence as number) <= sequence) {
+      entries[this.#head++] = undefined as unknown as Command;
+    }
+    if (this.#head > 4096 && this.#head * 2 > entries.length) {
+      this.#entries = entries.slice(this.#head);
+      this.#head = 0;
+    }
+    while (this.#waiters.length > 0 && this.unpersistedCount() < this.#capacity) {
+      const waiter = this.#waiters.shift() as Waiter;
+      waiter.resolve(this.#add(waiter.command));
+    }
+    if (this.unpersistedCount() === 0) {
+      for (const wake of [...this.#flushWaiters]) wake();
+    }
+  }
+
+  syncWithServer(sequence: number): void {
+    if (!this.#synced) {
+      this.#synced = true;
+      // Nothing has been sent yet: messages stored before the first logon continue the server's
+      // numbering for this client name instead of colliding with a previous run's sequences.
+      if (sequence >= this.#lastPersisted + 1 && this.unpersistedCount() > 0) this.#renumberFrom(sequence + 1);
+    }
+    if (this.#errorOnGap && sequence < this.#lastPersisted) {
+      throw new PublishStoreGapError(
+        `the server holds this publisher's messages up to ${sequence}, but ${this.#lastPersisted} was already persisted elsewhere: messages ${sequence + 1}-${this.#lastPersisted} may be missing there`,
+      );
+    }
+    this.discardUpTo(sequence);
+    if (sequence > this.#lastSequence) this.#lastSequence = sequence;
+  }
+
+  #renumberFrom(first: number): void {
+    let sequence = first;
+    for (let i = this.#head; i < this.#entries.length; i++) {
+      (this.#entries[i] as Command).sequence = sequence++;
+    }
+    this.#lastSequence = sequence - 1;
+  }
+
+  replay(send: (command: Command) => void): void {
+    const entries = this.#entries;
+    for (let i = this.#head; i < entries.length; i++) send(entries[i] as Command);
+  }
+
+  unpersistedCount(): number {
+    return this.#entries.length - this.#head;
+  }
+
+  lastPersisted(): number {
+    return this.#lastPersisted;
+  }
+
+  /** The sequence the next stored message gets. */
+  nextSequence(): number {
+    return this.#lastSequence + 1;
+  }
+
+  flush(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+    if (this.unpersistedCount() === 0 && this.#waiters.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const wake = () => {
+        if (this.unpersistedCount() > 0 || this.#waiters.length > 0) return;
+        timer.clear();
+        this.#flushWaiters.delete(wake);
+        resolve();
+      };
+      const timer = deadline(
+        this.#env,
+        `publish flush (${this.unpersistedCount()} unpersisted)`,
+        timeoutMs,
+        signal,
+        (error) => {
+          this.#flushWaiters.delete(wake);
+          reject(error);
+        },
+      );
+      this.#flushWaiters.add(wake);
+    });
+  }
+}

@@ -1,0 +1,181 @@
+import { type Command, PublishStoreGapError, StoreFullError, TimedOutError } from '@amps-ts/core-protocol';
+import { describe, expect, it } from 'vitest';
+import { MemoryBookmarkStore } from '../src/memory-bookmark-store.js';
+import { MemoryPublishStore } from '../src/memory-publish-store.js';
+import { MemorySubscriptionManager } from '../src/subscription-manager.js';
+
+const publish = (n: number): Command => ({ command: 'publish', topic: 't', data: `m${n}` });
+
+function replayed(store: MemoryPublishStore): number[] {
+  const out: number[] = [];
+  store.replay((c) => out.push(c.sequence as number));
+  return out;
+}
+
+describe('MemoryPublishStore', () => {
+  it('assigns sequences, asks for persisted acks, and trims on (conflated) persisted acks', () => {
+    const store = new MemoryPublishStore();
+    const commands = [1, 2, 3, 4, 5].map(publish);
+    expect(commands.map((c) => store.store(c))).toEqual([1, 2, 3, 4, 5]);
+    expect(commands[0]?.ackType).toBe('persisted');
+    store.discardUpTo(3);
+    expect(store.unpersistedCount()).toBe(2);
+    expect(store.lastPersisted()).toBe(3);
+    expect(replayed(store)).toEqual([4, 5]);
+    store.discardUpTo(2); // an older ack changes nothing
+    expect(replayed(store)).toEqual([4, 5]);
+  });
+
+  it('copies byte bodies so the caller may reuse its buffer', () => {
+    const store = new MemoryPublishStore();
+    const bytes = new Uint8Array([1, 2, 3]);
+    const command: Command = { command: 'publish', topic: 't', data: bytes };
+    store.store(command);
+    bytes[0] = 9;
+    store.replay((c) => expect((c.data as Uint8Array)[0]).toBe(1));
+  });
+
+  it('syncs with the logon sequence: discards what the server holds and continues above it', () => {
+    const store = new MemoryPublishStore();
+    for (let i = 1; i <= 5; i++) store.store(publish(i));
+    store.syncWithServer(0); // first logon on a fresh name: nothing held
+    expect(replayed(store)).toEqual([1, 2, 3, 4, 5]);
+    store.syncWithServer(3); // failover: the new server holds 1-3
+    expect(replayed(store)).toEqual([4, 5]);
+  });
+
+  it('renumbers messages stored before the first logon above what the server already holds for the name', () => {
+    const store = new MemoryPublishStore();
+    store.store(publish(1));
+    store.store(publish(2));
+    store.syncWithServer(40); // a previous run of this publisher got to 40
+    expect(replayed(store)).toEqual([41, 42]);
+    expect(store.store(publish(3))).toBe(43);
+  });
+
+  it('raises a publish gap when asked to and the new server is behind what was persisted', () => {
+    const store = new MemoryPublishStore({ errorOnPublishGap: true });
+    for (let i = 1; i <= 5; i++) store.store(publish(i));
+    store.syncWithServer(0);
+    store.discardUpTo(4);
+    expect(() => store.syncWithServer(2)).toThrow(PublishStoreGapError);
+    expect(() => store.syncWithServer(4)).not.toThrow();
+  });
+
+  it('blocks publishes when full and lets them in, in order, as acks make room', async () => {
+    const store = new MemoryPublishStore({ capacity: 2 });
+    store.store(publish(1));
+    store.store(publish(2));
+    const third = store.store(publish(3));
+    const fourth = store.store(publish(4));
+    expect(third).toBeInstanceOf(Promise);
+    store.discardUpTo(1);
+    expect(await third).toBe(3);
+    store.discardUpTo(2);
+    expect(await fourth).toBe(4);
+    expect(replayed(store)).toEqual([3, 4]);
+  });
+
+  it('rejects publishes when full with the reject policy', () => {
+    const store = new MemoryPublishStore({ capacity: 1, policy: 'reject' });
+    store.store(publish(1));
+    expect(() => store.store(publish(2))).toThrow(StoreFullError);
+  });
+
+  it('flush resolves when everything is persisted and times out otherwise', async () => {
+    const store = new MemoryPublishStore();
+    store.store(publish(1));
+    const flushed = store.flush(10_000);
+    store.discardUpTo(1);
+    await expect(flushed).resolves.toBeUndefined();
+    store.store(publish(2));
+    await expect(store.flush(5)).rejects.toBeInstanceOf(TimedOutError);
+  });
+});
+
+describe('MemoryBookmarkStore', () => {
+  it('detects duplicates by publisher and sequence', () => {
+    const store = new MemoryBookmarkStore();
+    expect(store.log('s', '11|1|')).toBe(true);
+    expect(store.log('s', '11|2|')).toBe(true);
+    expect(store.log('s', '22|1|')).toBe(true);
+    expect(store.log('s', '11|2|')).toBe(false);
+    expect(store.log('s', '11|1|')).toBe(false);
+    expect(store.isDuplicate('s', '22|1|')).toBe(true);
+    expect(store.isDuplicate('s', '22|2|')).toBe(false);
+    expect(store.isDuplicate('other', '11|1|')).toBe(false);
+  });
+
+  it('orders long sequences correctly without losing precision', () => {
+    const store = new MemoryBookmarkStore();
+    expect(store.log('s', '7|9007199254740993|')).toBe(true);
+    expect(store.log('s', '7|9007199254740992|')).toBe(false);
+    expect(store.log('s', '7|10000000000000000000|')).toBe(true);
+  });
+
+  it('gives a per-publisher recovery point that only moves over discarded messages', () => {
+    const store = new MemoryBookmarkStore();
+    expect(store.getMostRecent('s')).toBeUndefined();
+    for (const b of ['11|1|', '22|1|', '11|2|', '11|3|', '22|2|']) store.log('s', b);
+    store.discard('s', '11|1|');
+    store.discard('s', '11|3|'); // out of order: 11|2| is still being handled
+    store.discard('s', '22|1|');
+    expect(store.getMostRecent('s')).toBe('11|1|,22|1|');
+    store.discard('s', '11|2|');
+    expect(store.getMostRecent('s')).toBe('11|3|,22|1|');
+  });
+
+  it('keeps the starting point until a persisted ack arrives with nothing outstanding', () => {
+    const store = new MemoryBookmarkStore();
+    store.persisted('s', '0');
+    expect(store.getMostRecent('s')).toBe('0');
+    store.log('s', '11|1|');
+    store.persisted('s', '11|1|'); // outstanding message: the base must stay before it
+    expect(store.getMostRecent('s')).toBe('0');
+    store.discard('s', '11|1|');
+    expect(store.getMostRecent('s')).toBe('0,11|1|');
+    store.persisted('s', '33|9|');
+    expect(store.getMostRecent('s')).toBe('33|9|,11|1|');
+    store.purge('s');
+    expect(store.getMostRecent('s')).toBeUndefined();
+  });
+});
+
+describe('MemorySubscriptionManager', () => {
+  it('keeps one entry per sub_id and resubscribes in order', async () => {
+    const manager = new MemorySubscriptionManager();
+    manager.add({ subId: 'a', command: { command: 'subscribe', topic: 'x', subId: 'a' } });
+    manager.add({ subId: 'b', command: { command: 'subscribe', topic: 'y', subId: 'b' } });
+    manager.add({ subId: 'a', command: { command: 'subscribe', topic: 'z', subId: 'a' } });
+    const sent: string[] = [];
+    await manager.resubscribe(async (c) => {
+      sent.push(`${c.subId}:${c.topic}`);
+    });
+    expect(sent).toEqual(['a:z', 'b:y']);
+  });
+
+  it('drops a failing subscription when the hook says so, and aborts recovery otherwise', async () => {
+    const dropped: string[] = [];
+    const lenient = new MemorySubscriptionManager({
+      onFailedResubscribe: (s) => {
+        dropped.push(s.subId);
+        return true;
+      },
+    });
+    lenient.add({ subId: 'a', command: { command: 'subscribe', topic: 'x', subId: 'a' } });
+    lenient.add({ subId: 'b', command: { command: 'subscribe', topic: 'y', subId: 'b' } });
+    await lenient.resubscribe(async (c) => {
+      if (c.subId === 'a') throw new Error('bad filter');
+    });
+    expect(dropped).toEqual(['a']);
+    expect(lenient.list().map((s) => s.subId)).toEqual(['b']);
+
+    const strict = new MemorySubscriptionManager();
+    strict.add({ subId: 'a', command: { command: 'subscribe', topic: 'x', subId: 'a' } });
+    await expect(
+      strict.resubscribe(async () => {
+        throw new Error('nope');
+      }),
+    ).rejects.toThrow('nope');
+  });
+});

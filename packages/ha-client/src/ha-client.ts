@@ -333,6 +333,8 @@ export class HAClient {
       const started = this.#env.now();
       try {
         await this.#connectOnce(uri);
+        // The connection may have dropped in the last await; everything below is synchronous.
+        if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
         const at = this.#env.now();
         this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
         this.#delay.reset();
@@ -341,6 +343,7 @@ export class HAClient {
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#looping = false;
         this.#armFailback();
+        this.#recovered();
         return;
       } catch (error) {
         const err = error instanceof Error ? error : new Error(String(error));
@@ -393,6 +396,10 @@ export class HAClient {
         this.#endSubscription(sub, new DisconnectedError(`subscription ${sub.subId} could not be resubscribed`));
       }
     }
+  }
+
+  /** Recovery is complete: tell the application and run what waited for it. */
+  #recovered(): void {
     this.#emit(ConnectionState.Resubscribed, undefined);
     this.#ready.resolve();
     // Subscriptions added while recovery was under way.
@@ -527,22 +534,41 @@ export class HAClient {
     this.#waiters.clear();
   }
 
-  /** Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. */
+  /**
+   * Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. A command
+   * cut off by a disconnect runs again after the recovery (as AMPS's retry-on-disconnect).
+   */
   async #whenReadyThen<T>(options: CommandWaitOptions, fn: () => Promise<T>): Promise<T> {
-    if (!this.isReady) {
-      await new Promise<void>((resolve, reject) => {
-        const fail = (error: Error) => {
-          this.#waiters.delete(fail);
-          reject(error);
-        };
-        this.#waiters.add(fail);
-        this.#whenReady(options.timeoutMs ?? this.#commandTimeoutMs, options.signal).then(() => {
-          this.#waiters.delete(fail);
-          resolve();
-        }, fail);
-      });
+    const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
+    const giveUpAt = timeoutMs > 0 ? this.#env.now() + timeoutMs : Number.POSITIVE_INFINITY;
+    for (;;) {
+      await this.#waitUntilReady(Math.max(1, giveUpAt - this.#env.now()), options.signal);
+      try {
+        return await fn();
+      } catch (error) {
+        const retry =
+          DisconnectedError.isInstance(error) &&
+          !this.#shutdown &&
+          !options.signal?.aborted &&
+          this.#env.now() < giveUpAt;
+        if (!retry) throw error;
+      }
     }
-    return fn();
+  }
+
+  async #waitUntilReady(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.isReady) return;
+    await new Promise<void>((resolve, reject) => {
+      const fail = (error: Error) => {
+        this.#waiters.delete(fail);
+        reject(error);
+      };
+      this.#waiters.add(fail);
+      this.#whenReady(timeoutMs, signal).then(() => {
+        this.#waiters.delete(fail);
+        resolve();
+      }, fail);
+    });
   }
 
   /* -------------------------------------------------------------- publish */

@@ -1,0 +1,278 @@
+import {
+  type Authenticator,
+  Bookmarks,
+  type ConnectionInfo,
+  type Message,
+  type ReconnectDelayStrategy,
+  RetryExhaustedError,
+  type ServerChooser,
+} from '@amps-ts/core-protocol';
+import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HAClient, type HAStateEvent } from '../src/index.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+
+async function cluster(count = 2): Promise<TestCluster> {
+  const c = await startTestCluster({ count, replication: 'sync', persistedAckIntervalMs: 50 });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+function client(
+  name: string,
+  servers: readonly string[],
+  extra: Partial<ConstructorParameters<typeof HAClient>[1]> = {},
+) {
+  const ha = new HAClient(name, {
+    transport: nodeTransport(),
+    servers,
+    heartbeat: { intervalS: 0.2, timeoutS: 0.5 },
+    connectTimeoutMs: 1000,
+    ...extra,
+  });
+  cleanups.push(() => ha.disconnect());
+  return ha;
+}
+
+/** Resolves when `predicate` holds for a state event (checked as events arrive, no polling). */
+function stateWhere(ha: HAClient, predicate: (e: HAStateEvent) => boolean): Promise<HAStateEvent> {
+  return new Promise((resolve) => {
+    const stop = ha.onStateChange((e) => {
+      if (predicate(e)) {
+        stop();
+        resolve(e);
+      }
+    });
+  });
+}
+
+/** A bookmark subscriber that records every `n` it gets and resolves `until(n)` promises. */
+function collector(ha: HAClient, topic: string) {
+  const seen: number[] = [];
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const subscription = ha.subscribe(topic, {
+    bookmark: Bookmarks.EPOCH,
+    onMessage: (m: Message) => {
+      seen.push(m.json<{ n: number }>().n);
+      for (const w of waiters.filter((w) => seen.length >= w.n)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    },
+  });
+  return {
+    seen,
+    subscription,
+    until: (count: number) =>
+      count <= seen.length ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n: count, resolve })),
+  };
+}
+
+function serverOf(c: TestCluster, ha: HAClient): TestServer {
+  const server = c.servers.find((s) => s.tcpUri('json') === ha.uri);
+  if (!server) throw new Error(`${ha.uri} is not in the cluster`);
+  return server;
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+describe('HAClient failover (real brokers, real sockets)', () => {
+  it('survives a kill of the active broker: the subscription resumes, publishes continue, nothing lost or doubled', async () => {
+    const c = await cluster(3);
+    const uris = c.tcpUris('json');
+    const publisher = client('pub-kill', uris);
+    const subscriber = client('sub-kill', uris);
+    const sub = collector(subscriber, 'orders');
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await sub.subscription.ready;
+
+    for (const n of range(1, 200)) publisher.publish('orders', JSON.stringify({ n }));
+    await sub.until(200);
+    const states: string[] = [];
+    subscriber.onStateChange((e) => states.push(e.state));
+    const before = subscriber.uri;
+    const recovered = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+    const killed = serverOf(c, subscriber);
+    await killed.kill();
+    await recovered;
+    // Sync replication holds persisted acks until every peer has the message: bring it back.
+    await killed.restart();
+    expect(subscriber.uri).not.toBe(before);
+    expect(states.slice(0, 1)).toEqual(['Disconnected']);
+    expect(states).toContain('LoggedOn');
+
+    for (const n of range(201, 400)) publisher.publish('orders', JSON.stringify({ n }));
+    await sub.until(400);
+    await publisher.publishFlush(5000);
+    expect(sub.seen).toEqual(range(1, 400));
+  });
+
+  it('fails over when the publisher loses its broker, republishing what was not persisted', async () => {
+    const c = await cluster(2);
+    const uris = c.tcpUris('json');
+    const publisher = client('pub-repub', uris);
+    const subscriber = client('sub-repub', [...uris].reverse());
+    const sub = collector(subscriber, 'orders');
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await sub.subscription.ready;
+    const recovered = stateWhere(publisher, (e) => e.state === 'Resubscribed');
+    const active = serverOf(c, publisher);
+    // Publish and kill in the same tick: some of these are in flight when the broker dies.
+    for (const n of range(1, 500)) publisher.publish('orders', JSON.stringify({ n }));
+    await active.kill();
+    await recovered;
+    await active.restart();
+    for (const n of range(501, 600)) publisher.publish('orders', JSON.stringify({ n }));
+    await publisher.publishFlush(5000);
+    await sub.until(600);
+    expect(sub.seen).toEqual(range(1, 600));
+    expect(publisher.publishStore?.unpersistedCount()).toBe(0);
+  });
+
+  it('detects a frozen (half-open) broker within the heartbeat timeout and fails over', async () => {
+    const c = await cluster(2);
+    const uris = c.tcpUris('json');
+    const publisher = client('pub-freeze', uris);
+    const subscriber = client('sub-freeze', uris);
+    const sub = collector(subscriber, 'orders');
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await sub.subscription.ready;
+    const frozen = serverOf(c, subscriber);
+    const disconnected = stateWhere(subscriber, (e) => e.state === 'Disconnected');
+    const recovered = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+    frozen.freeze();
+    const event = await disconnected;
+    expect(event.reason).toMatch(/heartbeat timeout/);
+    await recovered;
+    expect(subscriber.uri).not.toBe(frozen.tcpUri('json'));
+    frozen.thaw();
+    for (const n of range(1, 50)) publisher.publish('orders', JSON.stringify({ n }));
+    await sub.until(50);
+    expect(sub.seen).toEqual(range(1, 50));
+  });
+
+  it('stores publishes made while disconnected and sends them after logon', async () => {
+    const server = await startTestServer({ sowTopics: [] });
+    cleanups.push(() => server.close());
+    const publisher = client('pub-offline', [server.tcpUri('json')]);
+    const subscriber = client('sub-offline', [server.tcpUri('json')]);
+    const sub = collector(subscriber, 'offline');
+    await subscriber.connectAndLogon();
+    await sub.subscription.ready;
+    // Not connected yet: stored, not lost, not an error.
+    for (const n of range(1, 20)) expect(() => publisher.publish('offline', JSON.stringify({ n }))).not.toThrow();
+    expect(publisher.publishStore?.unpersistedCount()).toBe(20);
+    await publisher.connectAndLogon();
+    await sub.until(20);
+    expect(sub.seen).toEqual(range(1, 20));
+  });
+
+  it('makes commands issued while reconnecting wait for recovery', async () => {
+    const c = await cluster(2);
+    const ha = client('cmd-wait', c.tcpUris('json'));
+    await ha.connectAndLogon();
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await serverOf(c, ha).kill();
+    const flushed = ha.flush('processed', { timeoutMs: 5000 }); // issued while down
+    await recovered;
+    await expect(flushed).resolves.toBeUndefined();
+  });
+
+  it('moves on from a broker that refuses the credentials, and gives up with every server named when all do', async () => {
+    const wrong = await startTestServer({ auth: { users: { alice: 'other-password' } } });
+    const right = await startTestServer({ auth: { users: { alice: 's3cret' } } });
+    cleanups.push(
+      () => wrong.close(),
+      () => right.close(),
+    );
+    const withPassword = (s: TestServer) => s.tcpUri('json').replace('tcp://', 'tcp://alice:s3cret@');
+
+    const ha = client('auth-1', [withPassword(wrong), withPassword(right)]);
+    const events: HAStateEvent[] = [];
+    ha.onStateChange((e) => events.push(e));
+    await ha.connectAndLogon();
+    expect(ha.uri).toBe(right.tcpUri('json').replace('tcp://', 'tcp://alice:***@'));
+    expect(events.find((e) => e.state === 'Disconnected')?.reason).toMatch(/logon failed/);
+    expect(JSON.stringify(events)).not.toContain('s3cret');
+
+    // Every server refuses: a bounded budget, then one clear error.
+    const attempts: string[] = [];
+    const giveUpAfter: ReconnectDelayStrategy = {
+      getConnectWaitDuration: () => {
+        if (attempts.length >= 6) throw new RetryExhaustedError('budget spent', { elapsedMs: 0, attempts: 6 });
+        attempts.push('wait');
+        return 5;
+      },
+      reset: () => {},
+    };
+    const bothWrong = client('auth-2', [withPassword(wrong), withPassword(right).replace('s3cret', 'nope')], {
+      delay: giveUpAfter,
+    });
+    const error = await bothWrong.connectAndLogon().catch((e: unknown) => e);
+    expect(RetryExhaustedError.isInstance(error)).toBe(true);
+    const message = (error as Error).message;
+    expect(message).toContain(wrong.tcpUri('json').replace('tcp://', 'tcp://alice:***@'));
+    expect(message).toContain(right.tcpUri('json').replace('tcp://', 'tcp://alice:***@'));
+    expect(message).not.toMatch(/s3cret|nope/);
+    expect(attempts).toHaveLength(6); // the strategy, not a hot loop, decided every attempt
+  });
+
+  it('runs on a custom chooser and a custom delay strategy written in a few lines', async () => {
+    const c = await cluster(2);
+    const [first, second] = c.tcpUris('json') as [string, string];
+    // A chooser that always prefers the first server it has not seen fail.
+    const failed = new Set<string>();
+    const reports: string[] = [];
+    const chooser: ServerChooser = {
+      getCurrentURI: () => [first, second].find((u) => !failed.has(u)) ?? first,
+      getCurrentAuthenticator: (): Authenticator | undefined => undefined,
+      reportFailure: (_e: Error, info: ConnectionInfo) => {
+        reports.push(`fail ${info.uri}`);
+        failed.add(info.uri);
+      },
+      reportSuccess: (info: ConnectionInfo) => reports.push(`ok ${info.uri}`),
+      getError: () => `failed: ${[...failed].join(', ')}`,
+    };
+    const waits: number[] = [];
+    const delay: ReconnectDelayStrategy = {
+      getConnectWaitDuration: () => {
+        waits.push(waits.length * 10);
+        return waits.length * 10;
+      },
+      reset: () => waits.push(-1),
+    };
+    const ha = client('custom-1', [], { chooser, delay, servers: undefined });
+    const sub = collector(ha, 'custom');
+    await ha.connectAndLogon();
+    await sub.subscription.ready;
+    expect(ha.uri).toBe(first);
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await c.servers[0]?.kill();
+    await recovered;
+    expect(ha.uri).toBe(second);
+    expect(reports).toEqual([`ok ${first}`, `fail ${first}`, `ok ${second}`]);
+    expect(waits.filter((w) => w === -1)).toHaveLength(2); // reset after each success
+    await ha.publish('custom', JSON.stringify({ n: 1 }));
+    await sub.until(1);
+  });
+
+  it('ends in Shutdown and stops reconnecting after disconnect()', async () => {
+    const c = await cluster(2);
+    const ha = client('shutdown-1', c.tcpUris('json'));
+    const states: string[] = [];
+    const iterated = (async () => {
+      for await (const e of ha.states()) states.push(e.state);
+    })();
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    await iterated;
+    expect(states.at(-1)).toBe('Shutdown');
+    expect(ha.isReady).toBe(false);
+    expect(() => ha.publish('x', '{}')).toThrow(/disconnected/);
+  });
+});

@@ -93,6 +93,8 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
     const chooser = roundRobin([a]);
     chooser.reportFailure(new Error('proxy wss://px:hunter2@proxy:443 refused'), at(a));
     expect(chooser.getError()).toBe('tcp://a:9007/amps/json (Error: proxy wss://px:***@proxy:443 refused)');
+    chooser.reportFailure(new Error('proxy wss://px:p@ss/w?rd@proxy:443 refused'), at(a));
+    expect(chooser.getError()).not.toMatch(/ss\/w|rd@/);
   });
 
   it('records a report about another server without moving', () => {

@@ -65,7 +65,7 @@ export function serverFor<S extends ServerRecord>(
 export function describeError(error: unknown, servers: readonly ServerRecord[]): string {
   let text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   for (const s of servers) if (s.uri !== s.redacted) text = text.split(s.uri).join(s.redacted);
-  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s/@]*@/gi, (authority) => redactUri(authority));
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S*/gi, (uri) => redactUri(uri));
 }
 
 /** `getError()`'s text: each server that failed and its last error, passwords hidden. */

@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import {
   type Command,
   type Connection,
@@ -103,4 +104,122 @@ export class ScriptedServer {
     };
     return server;
   }
+}
+
+/* ---------------- integration helpers: real sockets, real broker ---------------- */
+
+// Sockets are counted from Node's active resources. Timers are tracked by wrapping the globals,
+// keeping only those armed from the client's or the transport's source (the broker and the test
+// runner have timers of their own that come and go).
+const watchedResources = ['TCPSocketWrap', 'TCPServerWrap', 'TLSWrap'];
+const clientSources = /packages\/(core-protocol|transport-node|transport-browser)\/src\//;
+
+function resourceCounts(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const name of process.getActiveResourcesInfo()) {
+    if (watchedResources.includes(name)) counts[name] = (counts[name] ?? 0) + 1;
+  }
+  return counts;
+}
+
+let timerSerial = 0;
+const liveTimers = new Map<unknown, { serial: number; stack: string }>();
+
+function trackTimers(): void {
+  const g = globalThis as { __ampsClientTimersTracked?: boolean };
+  if (g.__ampsClientTimersTracked) return;
+  g.__ampsClientTimersTracked = true;
+  const { setTimeout: st, clearTimeout: ct } = globalThis;
+  globalThis.setTimeout = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const handle: unknown = st(
+      (...a: unknown[]) => {
+        liveTimers.delete(handle);
+        callback(...a);
+      },
+      ms,
+      ...args,
+    );
+    const stack = new Error().stack ?? '';
+    if (clientSources.test(stack)) liveTimers.set(handle, { serial: ++timerSerial, stack });
+    return handle;
+  }) as typeof setTimeout;
+  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
+    liveTimers.delete(handle);
+    ct(handle);
+  }) as typeof clearTimeout;
+}
+
+/**
+ * Snapshots open sockets and the client's timers; `check()` waits (boundedly, by event-loop turns)
+ * for them to be back to the snapshot, then asserts. Start it before the first socket of the test.
+ */
+export function leakCheck(): { check(): Promise<void> } {
+  trackTimers();
+  const before = resourceCounts();
+  const since = timerSerial;
+  const newTimers = () => [...liveTimers.values()].filter((t) => t.serial > since).map((t) => t.stack);
+  return {
+    async check() {
+      const deadline = Date.now() + 5000;
+      const settled = () =>
+        newTimers().length === 0 &&
+        watchedResources.every((name) => (resourceCounts()[name] ?? 0) <= (before[name] ?? 0));
+      while (!settled() && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      const after = resourceCounts();
+      for (const name of watchedResources) {
+        expect(after[name] ?? 0, `open ${name} handles after the test`).toBeLessThanOrEqual(before[name] ?? 0);
+      }
+      expect(newTimers(), 'client timers left pending after the test').toEqual([]);
+    },
+  };
+}
+
+/** Collects values pushed by a callback and lets a test wait for the n-th one. */
+export class Collector<T> {
+  readonly items: T[] = [];
+  #waiters: Array<{ n: number; resolve: () => void }> = [];
+  readonly push = (item: T): void => {
+    this.items.push(item);
+    this.#waiters = this.#waiters.filter((w) => {
+      if (this.items.length < w.n) return true;
+      w.resolve();
+      return false;
+    });
+  };
+  /** Resolves with the items once there are at least `n`; rejects after `timeoutMs`. */
+  async atLeast(n: number, timeoutMs = 10_000): Promise<T[]> {
+    if (this.items.length < n) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#waiters.push({ n, resolve })),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`waited ${timeoutMs} ms for ${n} items, got ${this.items.length}`)),
+            timeoutMs,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return this.items;
+  }
+}
+
+/** The decoded commands a client wrote, seen through its `transportFilter`. */
+export function outgoing(): {
+  filter: (bytes: Uint8Array, direction: 'in' | 'out') => undefined;
+  sent: Collector<Message>;
+  received: Collector<Message>;
+} {
+  const sent = new Collector<Message>();
+  const received = new Collector<Message>();
+  const out = new MessageDecoder(sent.push);
+  const into = new MessageDecoder(received.push);
+  return {
+    sent,
+    received,
+    filter: (bytes, direction) => {
+      (direction === 'out' ? out : into).push(bytes.slice());
+      return undefined;
+    },
+  };
 }

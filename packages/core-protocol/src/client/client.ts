@@ -626,10 +626,7 @@ export class Client {
         const route: Route = {
           subId,
           onMessage: (m) => stream.push(m),
-          onAck: (ack) => {
-            if (ack.commandId !== undefined && this.#pending.has(ack.commandId)) return;
-            this.#safely(() => options.onAck?.(ack));
-          },
+          onAck: (ack) => this.#safely(() => options.onAck?.(ack)),
           onDisconnect: (error) => {
             stream.end(error);
             closed.resolve(error);
@@ -1005,13 +1002,13 @@ export class Client {
   #onAck(ack: Message): void {
     let handled = false;
     const type = ack.ackType;
+    const pending = ack.commandId === undefined ? undefined : this.#pending.get(ack.commandId);
     if (
       (type === 'persisted' || type === 'processed') &&
       ack.sequence !== undefined &&
       ack.subId === undefined &&
       ack.queryId === undefined
     ) {
-      const pending = ack.commandId === undefined ? undefined : this.#pending.get(ack.commandId);
       if (
         !pending ||
         pending.command === 'publish' ||
@@ -1032,15 +1029,13 @@ export class Client {
         }
       }
     }
-    if (ack.commandId !== undefined) {
-      const pending = this.#pending.get(ack.commandId);
-      if (pending) {
-        handled = true;
-        if (pending.onAck) this.#safely(() => pending.onAck?.(ack));
-        if (ack.status === 'failure' || type === pending.waitFor) pending.settle(undefined, ack);
-      }
+    if (pending) {
+      handled = true;
+      if (pending.onAck) this.#safely(() => pending.onAck?.(ack));
+      if (ack.status === 'failure' || type === pending.waitFor) pending.settle(undefined, ack);
     }
-    const routeKey = ack.queryId ?? ack.subId;
+    // An ack its command was waiting for is that command's; the route sees the ones after it.
+    const routeKey = pending ? undefined : (ack.queryId ?? ack.subId);
     if (routeKey !== undefined) {
       const route = this.#routes.get(routeKey);
       if (route?.onAck) {

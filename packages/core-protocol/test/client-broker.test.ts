@@ -1,0 +1,699 @@
+/**
+ * The Client against the real test broker, over TCP and WebSocket: every command, acks, filters,
+ * SOW batches, queue acks, bookmark subscriptions, timeouts, aborts and hooks. Tests decide by
+ * events (acks, deliveries, flush round trips), never by sleeping.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer, type TestServerOptions } from '../../test-server/src/index.js';
+import { nodeTransport } from '../../transport-node/src/index.js';
+import {
+  AbortError,
+  AmpsError,
+  Bookmarks,
+  Client,
+  type ClientOptions,
+  ConnectionState,
+  type FailedWrite,
+  type Message,
+  TimedOutError,
+} from '../src/index.js';
+import { Collector, leakCheck, outgoing } from './client-fakes.js';
+
+const schemes = ['tcp', 'ws'] as const;
+
+const brokerOptions: TestServerOptions = {
+  sowTopics: [{ topic: 'orders', key: '/id' }],
+  queues: [{ topic: 'jobs', maxBacklog: 10, leaseMs: 60_000 }],
+  persistedAckIntervalMs: 20,
+};
+
+const order = (id: number, qty = id * 10) => JSON.stringify({ id, qty, sym: `S${id % 3}` });
+
+describe.each(schemes)('Client against the test broker over %s', (scheme) => {
+  let server: TestServer;
+  let uri: string;
+  let clients: Client[];
+  let leaks: ReturnType<typeof leakCheck>;
+  let n = 0;
+
+  beforeEach(async () => {
+    clients = [];
+    leaks = leakCheck();
+    server = await startTestServer(brokerOptions);
+    uri = scheme === 'tcp' ? server.tcpUri() : server.wsUri();
+  });
+  afterEach(async () => {
+    for (const c of clients) await c.disconnect();
+    await server.close();
+    await leaks.check();
+  });
+
+  function client(options: Partial<ClientOptions> = {}): Client {
+    const c = new Client(`${scheme}-client-${++n}`, { transport: nodeTransport(), ...options });
+    clients.push(c);
+    return c;
+  }
+
+  async function loggedOn(options: Partial<ClientOptions> = {}): Promise<Client> {
+    const c = client(options);
+    await c.connectAndLogon(uri);
+    return c;
+  }
+
+  /** Publishes SOW records `1..count` to `orders` and waits until the broker has processed them. */
+  async function seedOrders(c: Client, count: number): Promise<void> {
+    for (let id = 1; id <= count; id++) c.publish('orders', order(id));
+    await c.flush();
+  }
+
+  /* ------------------------------------------------------------ connection */
+
+  it('connects, logs on, reports states and server facts, and disconnects to Shutdown', async () => {
+    const c = client();
+    const states: string[] = [];
+    c.onStateChange((e) => states.push(e.state));
+    const disconnects = new Collector<Error | undefined>();
+    c.onDisconnect(disconnects.push);
+    const result = await c.connectAndLogon(uri);
+    expect(result).toMatchObject({ sequence: 0, serverVersion: '5.3.5.0.amps-ts-test-server' });
+    expect(c.serverVersion).toBe(result.serverVersion);
+    expect(c.nameHash).toMatch(/^\d+$/);
+    expect(result.nameHash).toBe(c.nameHash);
+    expect(result.bookmark).toBe(`${c.nameHash}|0|`);
+    expect(c.uri).toBe(uri);
+    expect(c.isConnected).toBe(true);
+    await c.disconnect();
+    expect(c.isConnected).toBe(false);
+    expect(states).toEqual([
+      ConnectionState.Connected,
+      ConnectionState.LoggedOn,
+      ConnectionState.Disconnected,
+      ConnectionState.Shutdown,
+    ]);
+    expect(disconnects.items).toEqual([undefined]);
+  });
+
+  it('connect then logon as two steps, with logon options and a correlation id; connects again after a disconnect', async () => {
+    const c = client();
+    const { sent, filter } = outgoing();
+    const d = new Client(c.name, { transport: nodeTransport(), transportFilter: filter });
+    clients.push(d);
+    await d.connect(uri);
+    expect(d.state).toBe(ConnectionState.Connected);
+    await d.logon({ correlationId: 'Y29ycg==', options: { ackConflation: '10ms' } });
+    const logon = sent.items.find((m) => m.command === 'logon');
+    expect(logon).toMatchObject({ clientName: c.name, correlationId: 'Y29ycg==', options: 'ack_conflation=10ms' });
+    expect(logon?.version).toMatch(/amps-ts/);
+    await d.disconnect();
+    await d.connectAndLogon(uri);
+    expect(d.state).toBe(ConnectionState.LoggedOn);
+  });
+
+  it('a second logon with the same client name drops the first connection', async () => {
+    const first = await loggedOn();
+    const dropped = new Collector<Error | undefined>();
+    first.onDisconnect(dropped.push);
+    const second = new Client(first.name, { transport: nodeTransport() });
+    clients.push(second);
+    await second.connectAndLogon(uri);
+    const [error] = await dropped.atLeast(1);
+    expect(AmpsError.isInstance(error)).toBe(true);
+    expect(first.isConnected).toBe(false);
+    expect(first.state).toBe(ConnectionState.Disconnected);
+  });
+
+  /* ---------------------------------------------------------- publish, subscribe */
+
+  it('publishes and delivers to a subscribe callback, in order', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    const sub = c.subscribe('ticks', { onMessage: got.push });
+    await sub.ready;
+    for (let i = 0; i < 500; i++) c.publish('ticks', JSON.stringify({ i }));
+    await got.atLeast(500);
+    expect(got.items.map((m) => m.json<{ i: number }>().i)).toEqual([...Array(500).keys()]);
+    expect(got.items[0]).toMatchObject({ subId: sub.subId, topic: 'ticks' });
+    expect(sub.received).toBe(500);
+  });
+
+  it('publishes bytes and strings alike, with correlation id and expiration', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('raw', { onMessage: got.push }).ready;
+    c.publish('raw', new TextEncoder().encode('bytes é'), { correlationId: 'abc' });
+    c.publish('raw', 'text é');
+    const [a, b] = await got.atLeast(2);
+    expect(a?.text()).toBe('bytes é');
+    expect(a?.correlationId).toBe('abc');
+    expect(b?.text()).toBe('text é');
+  });
+
+  it('iterates a subscription; breaking out unsubscribes it', async () => {
+    const c = await loggedOn();
+    const { sent, filter } = outgoing();
+    const d = await loggedOn({ transportFilter: filter });
+    const sub = d.subscribe('feed');
+    await sub.ready;
+    for (let i = 0; i < 10; i++) c.publish('feed', String(i));
+    const seen: string[] = [];
+    for await (const m of sub) {
+      seen.push(m.text());
+      if (seen.length === 10) break;
+    }
+    expect(seen).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    expect(await sub.closed).toBeUndefined();
+    await d.flush();
+    expect(sent.items.find((m) => m.command === 'unsubscribe')?.subId).toBe(sub.subId);
+  });
+
+  it('applies content filters on subscribe', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('orders', { filter: '/qty > 50 AND /sym = "S1"', onMessage: got.push }).ready;
+    for (let id = 1; id <= 12; id++) c.publish('orders', order(id));
+    await c.flush();
+    expect(got.items.map((m) => m.json<{ id: number }>().id)).toEqual([7, 10]);
+  });
+
+  it('fails a subscribe with a bad filter with a typed error', async () => {
+    const c = await loggedOn();
+    const sub = c.subscribe('orders', { filter: '/qty >' });
+    await expect(sub.ready).rejects.toMatchObject({ code: 'bad_filter', reason: 'bad filter' });
+    expect(AmpsError.isInstance(await sub.closed)).toBe(true);
+  });
+
+  it('fails a second subscribe with the same sub id', async () => {
+    const c = await loggedOn();
+    await c.subscribe('a', { subId: 'same' }).ready;
+    await expect(c.subscribe('b', { subId: 'same' }).ready).rejects.toMatchObject({
+      code: 'subscription_already_exists',
+    });
+  });
+
+  it('delta publish merges into the SOW; a delta subscription sees only changed fields', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.deltaSubscribe('orders', { onMessage: got.push }).ready;
+    c.publish('orders', JSON.stringify({ id: 1, qty: 5, px: 10 }));
+    c.deltaPublish('orders', JSON.stringify({ id: 1, qty: 7 }));
+    await got.atLeast(2);
+    expect(got.items[0]?.json()).toEqual({ id: 1, qty: 5, px: 10 });
+    expect(got.items[1]?.json()).toEqual({ id: 1, qty: 7 });
+    const { records } = await c.sow('orders').toArray();
+    expect(records.map((r) => r.json())).toEqual([{ id: 1, qty: 7, px: 10 }]);
+  });
+
+  /* ----------------------------------------------------------------- SOW */
+
+  it('sow: records across batches as an async iterable, then the completion stats', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 25);
+    const query = c.sow('orders', { batchSize: 4 });
+    const ids: number[] = [];
+    for await (const record of query) {
+      expect(record.command).toBe('sow');
+      expect(record.sowKey).toBeTruthy();
+      ids.push(record.json<{ id: number }>().id);
+    }
+    expect(ids).toEqual([...Array(25).keys()].map((i) => i + 1));
+    expect(await query.stats).toMatchObject({ recordsReturned: 25, matches: 25, topicMatches: 1 });
+  });
+
+  it('sow with filter, order and top_n, into a callback', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 10);
+    const got = new Collector<Message>();
+    const query = c.sow('orders', { filter: '/qty >= 30', orderBy: '/qty DESC', topN: 3, onMessage: got.push });
+    expect(await query.stats).toMatchObject({ recordsReturned: 3, matches: 8 });
+    expect(got.items.map((m) => m.json<{ id: number }>().id)).toEqual([10, 9, 8]);
+  });
+
+  it('sow by keys; an empty result completes with zero records', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 5);
+    const { records: all } = await c.sow('orders').toArray();
+    const keys = all.filter((r) => r.json<{ id: number }>().id % 2 === 1).map((r) => r.sowKey as string);
+    const { records } = await c.sow('orders', { sowKeys: keys }).toArray();
+    expect(records.map((r) => r.json<{ id: number }>().id)).toEqual([1, 3, 5]);
+    const empty = await c.sow('orders', { filter: '/id > 100' }).toArray();
+    expect(empty.records).toEqual([]);
+    expect(empty.stats.recordsReturned).toBe(0);
+  });
+
+  it('sow on a filter the broker rejects fails the stats and ends the iterator with the error', async () => {
+    const c = await loggedOn();
+    const query = c.sow('orders', { filter: 'id ==' });
+    await expect(query.stats).rejects.toMatchObject({ code: 'bad_filter' });
+    await expect(
+      (async () => {
+        for await (const _ of query);
+      })(),
+    ).rejects.toMatchObject({ code: 'bad_filter' });
+  });
+
+  it('sowAndSubscribe: the SOW records between group markers, then live messages', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 3);
+    const got = new Collector<Message>();
+    const sub = c.sowAndSubscribe('orders', { batchSize: 2, onMessage: got.push });
+    await sub.ready;
+    await got.atLeast(5);
+    c.publish('orders', order(4));
+    await got.atLeast(6);
+    expect(got.items.map((m) => m.command)).toEqual(['group_begin', 'sow', 'sow', 'sow', 'group_end', 'publish']);
+    expect(got.items[5]?.json<{ id: number }>().id).toBe(4);
+    expect(got.items[5]?.subId).toBe(sub.subId);
+  });
+
+  it('sowAndDeltaSubscribe: SOW records, then deltas', async () => {
+    const c = await loggedOn();
+    c.publish('orders', JSON.stringify({ id: 1, qty: 1, px: 3 }));
+    await c.flush();
+    const got = new Collector<Message>();
+    await c.sowAndDeltaSubscribe('orders', { onMessage: got.push }).ready;
+    await got.atLeast(3);
+    c.deltaPublish('orders', JSON.stringify({ id: 1, px: 4 }));
+    await got.atLeast(4);
+    expect(got.items[1]?.json()).toEqual({ id: 1, qty: 1, px: 3 });
+    expect(got.items[3]?.json()).toEqual({ id: 1, px: 4 });
+  });
+
+  it('sowDelete by filter, by keys and by data, returning the counts', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 10);
+    expect(await c.sowDelete('orders', { filter: '/id > 7' })).toMatchObject({ recordsDeleted: 3, matches: 3 });
+    const { records } = await c.sow('orders', { filter: '/id <= 2' }).toArray();
+    expect(await c.sowDelete('orders', { keys: records.map((r) => r.sowKey as string) })).toMatchObject({
+      recordsDeleted: 2,
+    });
+    expect(await c.sowDelete('orders', { data: order(5) })).toMatchObject({ recordsDeleted: 1 });
+    const left = await c.sow('orders').toArray();
+    expect(left.records.map((r) => r.json<{ id: number }>().id)).toEqual([3, 4, 6, 7]);
+    await expect(c.sowDelete('orders', { filter: 'nope (' })).rejects.toMatchObject({ code: 'bad_filter' });
+  });
+
+  /* -------------------------------------------------------- unsubscribe, flush */
+
+  it('unsubscribe one, then all: the server stops delivering and the subscriptions close', async () => {
+    const c = await loggedOn();
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    const a = new Collector<Message>();
+    const b = new Collector<Message>();
+    const subA = c.subscribe('u', { onMessage: a.push });
+    const subB = c.subscribe('u', { onMessage: b.push });
+    const subC = c.subscribe('v');
+    await Promise.all([subA.ready, subB.ready, subC.ready]);
+    c.publish('u', '1');
+    await c.flush();
+    await c.unsubscribe(subA.subId);
+    expect(await subA.closed).toBeUndefined();
+    c.publish('u', '2');
+    await c.flush();
+    expect(a.items.map((m) => m.text())).toEqual(['1']);
+    expect(b.items.map((m) => m.text())).toEqual(['1', '2']);
+    await c.unsubscribe();
+    expect(await subB.closed).toBeUndefined();
+    expect(await subC.closed).toBeUndefined();
+    c.publish('u', '3');
+    c.publish('v', '3');
+    await c.flush();
+    expect(b.items).toHaveLength(2);
+    expect(unhandled.items).toEqual([]);
+    // An iterator over a closed subscription ends.
+    const rest: Message[] = [];
+    for await (const m of subC) rest.push(m);
+    expect(rest).toEqual([]);
+  });
+
+  it('flush waits for processed and persisted acks', async () => {
+    const c = await loggedOn();
+    c.publish('orders', order(1));
+    await c.flush('processed');
+    c.publish('orders', order(2));
+    await c.flush('persisted');
+    expect(server.stats().published).toBe(2);
+  });
+
+  /* ------------------------------------------------------------------ execute */
+
+  it('execute: any command, with routed deliveries, every ack, and the ack it waits for', async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 3);
+    const deliveries = new Collector<Message>();
+    const acks = new Collector<Message>();
+    const completed = await c.execute(
+      { command: 'sow', topic: 'orders', batchSize: 2, ackType: 'processed' },
+      { onMessage: deliveries.push, onAck: acks.push, waitFor: 'completed' },
+    );
+    expect(completed).toMatchObject({ ackType: 'completed', status: 'success', recordsReturned: 3 });
+    expect(deliveries.items.map((m) => m.command)).toEqual(['group_begin', 'sow', 'sow', 'sow', 'group_end']);
+    expect(acks.items.map((m) => m.ackType)).toEqual(['processed', 'completed']);
+
+    expect(await c.execute({ command: 'publish', topic: 'x', data: '1' }, { waitFor: 'none' })).toBeUndefined();
+    await expect(c.execute({ command: 'subscribe', topic: 'bad(' })).rejects.toMatchObject({
+      code: 'bad_regex_topic',
+    });
+  });
+
+  /* ---------------------------------------------------------------- queues */
+
+  it('queue: leases up to max backlog, acks in batches release the next messages', async () => {
+    const producer = await loggedOn();
+    for (let i = 0; i < 6; i++) producer.publish('jobs', JSON.stringify({ job: i }));
+    await producer.flush();
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ ackBatchSize: 2, transportFilter: filter });
+    const got = new Collector<Message>();
+    await c.subscribe('jobs', { maxBacklog: 2, onMessage: got.push }).ready;
+    await got.atLeast(2);
+    await c.flush();
+    expect(got.items).toHaveLength(2);
+    expect(got.items[0]?.leasePeriod).toBeTruthy();
+    expect(got.items[0]?.bookmark).toBeTruthy();
+
+    c.ack(got.items[0] as Message);
+    await c.flush();
+    expect(sent.items.filter((m) => m.command === 'sow_delete')).toHaveLength(0); // batch of 2 not full
+    c.ack(got.items[1] as Message);
+    await got.atLeast(4);
+    const acks = sent.items.filter((m) => m.command === 'sow_delete');
+    expect(acks).toHaveLength(1);
+    expect(acks[0]?.bookmark).toBe(`${got.items[0]?.bookmark},${got.items[1]?.bookmark}`);
+    expect(server.stats().queues.jobs).toMatchObject({ depth: 4, leased: 2 });
+  });
+
+  it('queue: an ack left alone is sent when its batch times out; flushAcks sends at once', async () => {
+    const producer = await loggedOn();
+    for (let i = 0; i < 3; i++) producer.publish('jobs', String(i));
+    await producer.flush();
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ ackBatchSize: 100, ackTimeoutMs: 20, transportFilter: filter });
+    const got = new Collector<Message>();
+    await c.subscribe('jobs', { maxBacklog: 3, onMessage: got.push }).ready;
+    await got.atLeast(3);
+    c.ack(got.items[0] as Message);
+    const deletes = () => sent.items.filter((m) => m.command === 'sow_delete');
+    await sent.atLeast(sent.items.length + 1); // the timer's sow_delete
+    expect(deletes()).toHaveLength(1);
+    c.ack(got.items[1] as Message);
+    c.ack(got.items[2] as Message);
+    c.flushAcks();
+    await c.flush();
+    expect(deletes()).toHaveLength(2);
+    expect(deletes()[1]?.bookmark?.split(',')).toHaveLength(2);
+    expect(server.stats().queues.jobs).toMatchObject({ depth: 0, leased: 0 });
+  });
+
+  it('queue: cancel returns the message for redelivery, expire removes it', async () => {
+    const producer = await loggedOn();
+    producer.publish('jobs', 'a');
+    producer.publish('jobs', 'b');
+    await producer.flush();
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('jobs', { maxBacklog: 1, onMessage: got.push }).ready;
+    const [first] = await got.atLeast(1);
+    expect(first?.text()).toBe('a');
+    c.ack(first as Message, { cancel: true });
+    await got.atLeast(2);
+    expect(got.items[1]?.text()).toBe('a');
+    expect(got.items[1]?.bookmark).toBe(first?.bookmark);
+    c.ack(got.items[1] as Message, { expire: true });
+    await got.atLeast(3);
+    expect(got.items[2]?.text()).toBe('b');
+    c.ack(got.items[2] as Message);
+    await c.flush();
+    expect(server.stats().queues.jobs).toMatchObject({ depth: 0, leased: 0 });
+  });
+
+  it('queue: autoAck acknowledges each message once its handler is done (callback and async handler)', async () => {
+    const producer = await loggedOn();
+    for (let i = 0; i < 20; i++) producer.publish('jobs', String(i));
+    await producer.flush();
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('jobs', {
+      autoAck: true,
+      onMessage: async (m) => {
+        await Promise.resolve();
+        got.push(m);
+      },
+    }).ready;
+    await got.atLeast(20);
+    expect(got.items.map((m) => m.text())).toEqual([...Array(20).keys()].map(String));
+    await c.flush();
+    expect(server.stats().queues.jobs).toMatchObject({ depth: 0, leased: 0 });
+  });
+
+  it('queue: autoAck in iterator mode acknowledges a message when the next is requested', async () => {
+    const producer = await loggedOn();
+    for (let i = 0; i < 5; i++) producer.publish('jobs', String(i));
+    await producer.flush();
+    const c = await loggedOn();
+    const sub = c.subscribe('jobs', { autoAck: true });
+    await sub.ready;
+    const seen: string[] = [];
+    for await (const m of sub) {
+      seen.push(m.text());
+      if (seen.length === 5) break;
+    }
+    expect(seen).toEqual(['0', '1', '2', '3', '4']);
+    await c.flush();
+    // Four acked; the fifth was not asked past, so its lease went back on unsubscribe.
+    expect(server.stats().queues.jobs).toMatchObject({ depth: 1, leased: 0 });
+  });
+
+  /* ------------------------------------------------------------- bookmarks */
+
+  it('bookmark subscription: replays from EPOCH, then completed and persisted acks, then live', async () => {
+    const c = await loggedOn();
+    for (let i = 0; i < 5; i++) c.publish('journal', String(i));
+    await c.flush();
+    const got = new Collector<Message>();
+    const acks = new Collector<Message>();
+    const sub = c.subscribe('journal', {
+      bookmark: Bookmarks.EPOCH,
+      ackTypes: ['completed', 'persisted'],
+      onAck: acks.push,
+      onMessage: got.push,
+    });
+    await sub.ready;
+    await got.atLeast(5);
+    expect(got.items.map((m) => m.text())).toEqual(['0', '1', '2', '3', '4']);
+    expect(got.items.every((m) => m.bookmark?.includes('|'))).toBe(true);
+    const waitFor = async (type: string) => {
+      for (let seen = 1; ; seen++) {
+        const items = await acks.atLeast(seen);
+        const ack = items.find((a) => a.ackType === type);
+        if (ack) return ack;
+      }
+    };
+    const completed = await waitFor('completed');
+    expect(completed.subId).toBe(sub.subId);
+    expect(completed.bookmark).toBe(got.items[4]?.bookmark);
+    c.publish('journal', '5');
+    await got.atLeast(6);
+    const persisted = await waitFor('persisted');
+    expect(persisted.subId).toBe(sub.subId);
+    expect(acks.items.some((a) => a.ackType === 'processed')).toBe(false); // the processed ack settles ready
+  });
+
+  it('bookmark subscription from a bookmark resumes after it; MOST_RECENT without a store is EPOCH', async () => {
+    const c = await loggedOn();
+    for (let i = 0; i < 4; i++) c.publish('journal', String(i));
+    await c.flush();
+    const all = new Collector<Message>();
+    await c.subscribe('journal', { bookmark: Bookmarks.MOST_RECENT, onMessage: all.push }).ready;
+    await all.atLeast(4);
+    const after = new Collector<Message>();
+    await c.subscribe('journal', { bookmark: all.items[1]?.bookmark, onMessage: after.push }).ready;
+    await after.atLeast(2);
+    await c.flush();
+    expect(after.items.map((m) => m.text())).toEqual(['2', '3']);
+  });
+
+  /* --------------------------------------------------- timeouts and aborts */
+
+  it('a command times out on a frozen broker, clearing its timer', async () => {
+    const c = await loggedOn();
+    server.freeze();
+    const error = await c.flush('processed', { timeoutMs: 30 }).catch((e: unknown) => e);
+    expect(TimedOutError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/flush \(cid \d+\) timed out after 30 ms/);
+    server.thaw();
+    await c.flush();
+  });
+
+  it('a subscribe that times out sends unsubscribe, so the thawed broker delivers nothing to it', async () => {
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ transportFilter: filter });
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    server.freeze();
+    const sub = c.subscribe('late', { timeoutMs: 30 });
+    await expect(sub.ready).rejects.toMatchObject({ code: 'timed_out' });
+    expect(TimedOutError.isInstance(await sub.closed)).toBe(true);
+    await sent.atLeast(sent.items.findIndex((m) => m.command === 'subscribe') + 2);
+    expect(sent.items.find((m) => m.command === 'unsubscribe')?.subId).toBe(sub.subId);
+    server.thaw();
+    c.publish('late', 'x');
+    await c.flush();
+    // The late processed ack of the subscribe has no one waiting; no delivery arrives.
+    expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
+  });
+
+  it('aborts a waiting command and an already-aborted call', async () => {
+    const c = await loggedOn();
+    server.freeze();
+    const controller = new AbortController();
+    const flushed = c.flush('processed', { signal: controller.signal });
+    controller.abort();
+    await expect(flushed).rejects.toSatisfy(AbortError.isInstance);
+    await expect(c.flush('processed', { signal: AbortSignal.abort() })).rejects.toSatisfy(AbortError.isInstance);
+    const query = c.sow('orders', { signal: AbortSignal.abort() });
+    await expect(query.stats).rejects.toSatisfy(AbortError.isInstance);
+    const reason = new Error('shutting down');
+    const sub = c.subscribe('x', { signal: AbortSignal.abort(reason) });
+    await expect(sub.ready).rejects.toBe(reason);
+    server.thaw();
+    await c.flush();
+    expect(c.isConnected).toBe(true);
+  });
+
+  it('aborts or times out connecting and logging on to a frozen broker, leaving nothing open', async () => {
+    server.freeze();
+    const a = client();
+    const connecting = new AbortController();
+    const attempt = a.connectAndLogon(uri, { signal: connecting.signal });
+    connecting.abort();
+    await expect(attempt).rejects.toSatisfy(AbortError.isInstance);
+    expect(a.isConnected).toBe(false);
+    const b = client();
+    await expect(b.connectAndLogon(uri, { timeoutMs: 30 })).rejects.toSatisfy(TimedOutError.isInstance);
+    expect(b.isConnected).toBe(false);
+    server.thaw();
+
+    const c = client();
+    await c.connect(uri);
+    server.freeze();
+    const logon = new AbortController();
+    const loggingOn = c.logon({ signal: logon.signal });
+    logon.abort();
+    await expect(loggingOn).rejects.toSatisfy(AbortError.isInstance);
+    await expect(c.logon({ timeoutMs: 30 })).rejects.toSatisfy(TimedOutError.isInstance);
+    expect(c.state).toBe(ConnectionState.Connected);
+    server.thaw();
+  });
+
+  /* ------------------------------------------------------------------- hooks */
+
+  it('handler errors go to the exception listener; delivery goes on', async () => {
+    const c = await loggedOn();
+    const errors = new Collector<unknown>();
+    c.onException(errors.push);
+    const got = new Collector<Message>();
+    await c.subscribe('boom', {
+      onMessage: (m) => {
+        got.push(m);
+        if (m.text() === 'sync') throw new Error('sync failure');
+        if (m.text() === 'async') return Promise.reject(new Error('async failure'));
+      },
+    }).ready;
+    c.publish('boom', 'sync');
+    c.publish('boom', 'async');
+    c.publish('boom', 'fine');
+    await got.atLeast(3);
+    await errors.atLeast(2);
+    expect(errors.items.map((e) => (e as Error).message).sort()).toEqual(['async failure', 'sync failure']);
+  });
+
+  it('messages no route claims go to unhandled listeners, else to the last-chance handler', async () => {
+    const lastChance = new Collector<Message>();
+    const c = await loggedOn({ lastChanceMessageHandler: lastChance.push });
+    // A fire-and-forget subscribe has no route in the client.
+    c.send({ command: 'subscribe', topic: 'stray', subId: 'stray-1' });
+    await c.flush();
+    c.publish('stray', '1');
+    await lastChance.atLeast(1);
+    const unhandled = new Collector<Message>();
+    const stop = c.onUnhandledMessage(unhandled.push);
+    c.publish('stray', '2');
+    await unhandled.atLeast(1);
+    expect(unhandled.items[0]).toMatchObject({ subId: 'stray-1' });
+    expect(unhandled.items[0]?.text()).toBe('2');
+    stop();
+    c.publish('stray', '3');
+    await lastChance.atLeast(2);
+    expect(lastChance.items.map((m) => m.text())).toEqual(['1', '3']);
+  });
+
+  it('failed writes reach the failed-write listener with their reason and id', async () => {
+    const c = await loggedOn();
+    const failures = new Collector<FailedWrite>();
+    c.onFailedWrite(failures.push);
+    c.publish('/AMPS/nope', '1', { ackType: 'processed', commandId: 'pub-1' });
+    c.publish('orders', 'not json', { ackType: 'persisted', sequence: 1 });
+    c.publish('orders', order(1), { ackType: 'persisted', sequence: 2 });
+    await failures.atLeast(2);
+    await c.flush('persisted');
+    expect(failures.items).toHaveLength(2);
+    expect(failures.items[0]).toMatchObject({ commandId: 'pub-1', reason: 'invalid topic' });
+    expect(failures.items[1]).toMatchObject({ sequence: 1, reason: 'invalid message' });
+  });
+
+  it('persisted acks for sequenced publishes reach onPersisted', async () => {
+    const c = await loggedOn();
+    const persisted = new Collector<number>();
+    c.onPersisted(persisted.push);
+    for (let s = 1; s <= 5; s++) c.publish('orders', order(s), { sequence: s, ackType: 'persisted' });
+    await persisted.atLeast(5);
+    expect(persisted.items).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('the transport filter sees (and may replace) every chunk both ways', async () => {
+    let inBytes = 0;
+    let outBytes = 0;
+    const c = await loggedOn({
+      transportFilter: (bytes, direction) => {
+        if (direction === 'in') inBytes += bytes.length;
+        else outBytes += bytes.length;
+        // Rewrites the body of outgoing publishes to `replaced-topic`.
+        if (direction !== 'out') return undefined;
+        const text = new TextDecoder().decode(bytes);
+        return text.includes('original') ? new TextEncoder().encode(text.replace('original', 'replaced')) : undefined;
+      },
+    });
+    const got = new Collector<Message>();
+    await c.subscribe('filtered', { onMessage: got.push }).ready;
+    c.publish('filtered', 'original');
+    const [m] = await got.atLeast(1);
+    expect(m?.text()).toBe('replaced');
+    expect(inBytes).toBeGreaterThan(0);
+    expect(outBytes).toBeGreaterThan(0);
+  });
+
+  it('commands on a disconnected client fail with DisconnectedError; pending ones reject when the broker drops it', async () => {
+    const c = client();
+    expect(() => c.publish('x', '1')).toThrow(expect.objectContaining({ code: 'disconnected' }));
+    await expect(c.flush()).rejects.toMatchObject({ code: 'disconnected' });
+    await c.connectAndLogon(uri);
+    const sub = c.subscribe('gone');
+    await sub.ready;
+    const disconnected = new Collector<Error | undefined>();
+    c.onDisconnect(disconnected.push);
+    server.freeze();
+    const pending = c.flush();
+    server.dropConnections();
+    await expect(pending).rejects.toMatchObject({ code: 'disconnected' });
+    const [error] = await disconnected.atLeast(1);
+    expect(AmpsError.isInstance(error)).toBe(true);
+    expect((await sub.closed)?.message).toMatch(/disconnected from/);
+    await expect(
+      (async () => {
+        for await (const _ of sub);
+      })(),
+    ).rejects.toMatchObject({ code: 'disconnected' });
+    server.thaw();
+  });
+});

@@ -1,0 +1,322 @@
+/**
+ * The Client against bad input and hostile peers: bad URIs and options, a broker that answers
+ * with garbage, refused connections, authentication (with the retry challenge), and conflated
+ * persisted acks. Nothing may be left hanging: no unhandled rejection, socket or timer.
+ */
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../../test-server/src/index.js';
+import { nodeTransport } from '../../transport-node/src/index.js';
+import {
+  type AmpsError,
+  AuthenticationError,
+  type Authenticator,
+  Client,
+  type ClientOptions,
+  ConnectionError,
+  ConnectionState,
+  DisconnectedError,
+  encodeCommand,
+  InvalidOptionsError,
+  InvalidUriError,
+  type Message,
+  MessageDecoder,
+  ProtocolError,
+  type Transport,
+} from '../src/index.js';
+import { Collector, leakCheck } from './client-fakes.js';
+
+const schemes = ['tcp', 'ws'] as const;
+
+let leaks: ReturnType<typeof leakCheck>;
+let unhandledRejections: unknown[];
+const onUnhandledRejection = (reason: unknown) => unhandledRejections.push(reason);
+let cleanups: Array<() => unknown>;
+
+beforeEach(() => {
+  leaks = leakCheck();
+  unhandledRejections = [];
+  cleanups = [];
+  process.on('unhandledRejection', onUnhandledRejection);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  // Rejections are reported a turn after they happen.
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('unhandledRejection', onUnhandledRejection);
+  expect(unhandledRejections).toEqual([]);
+  await leaks.check();
+});
+
+function newClient(name: string, options: Partial<ClientOptions> = {}): Client {
+  const client = new Client(name, { transport: nodeTransport(), ...options });
+  cleanups.push(() => client.disconnect());
+  return client;
+}
+
+async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+describe('bad URIs and options', () => {
+  it('rejects malformed URIs and schemes the transport lacks with InvalidUriError, before any I/O', async () => {
+    const client = newClient('bad-uri');
+    for (const uri of [
+      'nope',
+      'http://127.0.0.1:9007/amps/json',
+      'tcp://127.0.0.1/amps/json',
+      'tcp://127.0.0.1:70000/amps/json',
+      'tcp://127.0.0.1:9007/not-amps',
+      'tcp://127.0.0.1:9007/amps/json?bogus=1',
+    ]) {
+      await expect(client.connect(uri), uri).rejects.toSatisfy(InvalidUriError.isInstance);
+    }
+    const wsOnly: Transport = { schemes: ['ws'], connect: () => Promise.reject(new Error('not called')) };
+    const c = new Client('ws-only', { transport: wsOnly });
+    await expect(c.connect('tcp://u:hunter2@127.0.0.1:9007/amps/json')).rejects.toThrow(
+      /does not support tcp:\/\/.*tcp:\/\/u:\*\*\*@127\.0\.0\.1:9007/,
+    );
+    expect(client.state).toBe(ConnectionState.Disconnected);
+  });
+
+  it('rejects bad constructor options and bad arguments with InvalidOptionsError', async () => {
+    const transport = nodeTransport();
+    const bad: Array<[string, () => unknown]> = [
+      ['empty name', () => new Client('', { transport })],
+      ['no transport', () => new Client('x', {} as ClientOptions)],
+      ['maxFrameSize 0', () => new Client('x', { transport, maxFrameSize: 0 })],
+      ['commandTimeoutMs -1', () => new Client('x', { transport, commandTimeoutMs: -1 })],
+      ['sendHighWaterMark NaN', () => new Client('x', { transport, sendHighWaterMark: Number.NaN })],
+      ['maxQueue Infinity', () => new Client('x', { transport, maxQueue: Number.POSITIVE_INFINITY })],
+      ['ackBatchSize 0', () => new Client('x', { transport, ackBatchSize: 0 })],
+    ];
+    for (const [what, make] of bad) expect(make, what).toThrow(expect.objectContaining({ code: 'invalid_options' }));
+
+    const server = await startTestServer({ wsPort: false });
+    cleanups.push(() => server.close());
+    const client = newClient('bad-args');
+    await client.connectAndLogon(server.tcpUri());
+    await expect(client.heartbeat(0)).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    await expect(client.heartbeat(2, 1)).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    await expect(client.sowDelete('t', { filter: '/a = 1', keys: ['1'] } as never)).rejects.toSatisfy(
+      InvalidOptionsError.isInstance,
+    );
+    await expect(client.sowDelete('', { filter: '/a = 1' })).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    expect(() => client.publish('', 'x')).toThrow(expect.objectContaining({ code: 'invalid_options' }));
+    expect(() => client.sow('')).toThrow(expect.objectContaining({ code: 'invalid_options' }));
+    expect(() => client.ack({ topic: 'q', bookmark: '' })).toThrow(
+      expect.objectContaining({ code: 'invalid_options' }),
+    );
+    await expect(client.subscribe('').ready).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    await expect(client.connect(server.tcpUri())).rejects.toSatisfy(ConnectionError.isInstance);
+    // None of that hurt the connection.
+    await client.flush();
+  });
+
+  it('a refused connection is a ConnectionError naming the URI without its password', async () => {
+    const port = await closedPort();
+    const client = newClient('refused');
+    const error = await client.connectAndLogon(`tcp://me:hunter2@127.0.0.1:${port}/amps/json`).catch((e) => e);
+    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(error.message).toContain(`tcp://me:***@127.0.0.1:${port}/amps/json`);
+    expect(error.message).not.toContain('hunter2');
+    expect(client.state).toBe(ConnectionState.Disconnected);
+    expect(client.isConnected).toBe(false);
+  });
+});
+
+/** A raw TCP server that answers whatever arrives first with `reply` (or a function of the bytes). */
+async function rawServer(reply: (first: Buffer, socket: net.Socket) => void): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    socket.once('data', (first) => reply(first, socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+function lengthPrefixed(body: string | Uint8Array): Buffer {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
+  const out = Buffer.alloc(4 + bytes.length);
+  out.writeUInt32BE(bytes.length);
+  bytes.copy(out, 4);
+  return out;
+}
+
+describe('a broker that sends garbage', () => {
+  const garbage: Array<[string, Buffer]> = [
+    ['a frame whose header is not JSON', lengthPrefixed('this is not an AMPS header')],
+    ['a zero-length frame', Buffer.from([0, 0, 0, 0])],
+    ['a length prefix above maxFrameSize', Buffer.from([0x7f, 0xff, 0xff, 0xff, 1, 2, 3])],
+    ['an HTTP response', Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')],
+    ['random bytes', Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + 11) & 0xff))],
+  ];
+
+  it.each(garbage)('%s in answer to the logon: ProtocolError, disconnected, nothing left open', async (_, junk) => {
+    const port = await rawServer((_first, socket) => socket.write(junk));
+    const client = newClient('victim', { maxFrameSize: 1024 * 1024 });
+    const disconnects = new Collector<Error | undefined>();
+    client.onDisconnect(disconnects.push);
+    const states: string[] = [];
+    client.onStateChange((e) => states.push(e.state));
+    const error = await client.connectAndLogon(`tcp://127.0.0.1:${port}/amps/json`).catch((e: unknown) => e);
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(ProtocolError.isInstance((error as Error).cause)).toBe(true);
+    const [reason] = await disconnects.atLeast(1);
+    expect(ProtocolError.isInstance(reason)).toBe(true);
+    expect(states).toEqual([ConnectionState.Connected, ConnectionState.Disconnected]);
+    expect(client.isConnected).toBe(false);
+  });
+
+  it('garbage after a good logon fails pending commands and ends subscriptions with the ProtocolError as cause', async () => {
+    let socket!: net.Socket;
+    const port = await rawServer((first, s) => {
+      socket = s;
+      let logon: Message | undefined;
+      new MessageDecoder((m) => {
+        logon ??= m;
+      }).push(first);
+      s.write(
+        encodeCommand({ command: 'ack', ackType: 'processed', status: 'success', commandId: logon?.commandId ?? '' }),
+      );
+    });
+    const client = newClient('victim-2');
+    await client.connectAndLogon(`tcp://127.0.0.1:${port}/amps/json`);
+    const sub = client.subscribe('t');
+    const flushed = client.flush();
+    socket.write(lengthPrefixed('{"c":"p","t":"t","sub_id":"1"'));
+    await expect(flushed).rejects.toSatisfy(
+      (e: Error) => DisconnectedError.isInstance(e) && ProtocolError.isInstance(e.cause),
+    );
+    await expect(sub.ready).rejects.toSatisfy(DisconnectedError.isInstance);
+    expect(DisconnectedError.isInstance(await sub.closed)).toBe(true);
+  });
+
+  it('a server that closes during logon: DisconnectedError; one that never answers: TimedOutError', async () => {
+    const closing = await rawServer((_first, socket) => socket.destroy());
+    const a = newClient('closed-on');
+    await expect(a.connectAndLogon(`tcp://127.0.0.1:${closing}/amps/json`)).rejects.toSatisfy(
+      DisconnectedError.isInstance,
+    );
+    const silent = await rawServer(() => {});
+    const b = newClient('ignored');
+    await expect(b.connectAndLogon(`tcp://127.0.0.1:${silent}/amps/json`, { timeoutMs: 50 })).rejects.toMatchObject({
+      code: 'timed_out',
+    });
+    expect(b.isConnected).toBe(false);
+  });
+});
+
+describe.each(schemes)('authentication and conflated acks over %s', (scheme) => {
+  let server: TestServer;
+  const uriFor = (s: TestServer, credentials = '') =>
+    scheme === 'tcp'
+      ? s.tcpUri().replace('tcp://', `tcp://${credentials}`)
+      : s.wsUri().replace('ws://', `ws://${credentials}`);
+
+  beforeEach(async () => {
+    server = await startTestServer({ auth: { users: { alice: 's3cret' }, challenge: true } });
+    cleanups.push(() => server.close());
+  });
+
+  it('logs on through the retry challenge with the default authenticator', async () => {
+    const client = newClient(`${scheme}-alice`);
+    const result = await client.connectAndLogon(uriFor(server, 'alice:s3cret@'));
+    expect(result.sequence).toBe(0);
+    expect(client.state).toBe(ConnectionState.LoggedOn);
+    await client.flush();
+  });
+
+  it('calls a custom authenticator: authenticate, retry with the server token, completed', async () => {
+    const calls: string[] = [];
+    const authenticator: Authenticator = {
+      authenticate: (user, password) => {
+        calls.push(`authenticate ${user} ${password}`);
+        return 's3cret';
+      },
+      retry: async (user, token) => {
+        calls.push(`retry ${user} ${token ? 'token' : 'none'}`);
+        return token ?? '';
+      },
+      completed: (user) => {
+        calls.push(`completed ${user}`);
+      },
+    };
+    const client = newClient(`${scheme}-custom`);
+    await client.connectAndLogon(uriFor(server, 'alice@'), { authenticator });
+    expect(calls).toEqual(['authenticate alice undefined', 'retry alice token', 'completed alice']);
+  });
+
+  it('a wrong password is an AuthenticationError without the password; the connection is closed', async () => {
+    const client = newClient(`${scheme}-mallory`);
+    const states: string[] = [];
+    client.onStateChange((e) => states.push(e.state));
+    const error = await client.connectAndLogon(uriFor(server, 'alice:wrong-pw-42@')).catch((e: unknown) => e);
+    expect(AuthenticationError.isInstance(error)).toBe(true);
+    expect((error as AmpsError).reason).toBe('auth failure');
+    expect(JSON.stringify({ message: (error as Error).message, states })).not.toContain('wrong-pw-42');
+    expect(client.isConnected).toBe(false);
+    expect(states).toEqual([ConnectionState.Connected, ConnectionState.Disconnected]);
+  });
+
+  it('a retry answered with a bad token is an AuthenticationError', async () => {
+    const client = newClient(`${scheme}-bad-token`);
+    const authenticator: Authenticator = {
+      authenticate: () => 's3cret',
+      retry: () => 'not-the-token',
+      completed: () => {},
+    };
+    await expect(client.connectAndLogon(uriFor(server, 'alice@'), { authenticator })).rejects.toSatisfy(
+      AuthenticationError.isInstance,
+    );
+  });
+
+  it('routes conflated persisted acks (no cid) by their sequence to onPersisted', async () => {
+    const conflating = await startTestServer({ ackConflationMs: 5 });
+    cleanups.push(() => conflating.close());
+    const client = newClient(`${scheme}-conflated`);
+    await client.connectAndLogon(uriFor(conflating));
+    const persisted = new Collector<[number, Message]>();
+    client.onPersisted((sequence, ack) => persisted.push([sequence, ack]));
+    const unhandled = new Collector<Message>();
+    client.onUnhandledMessage(unhandled.push);
+    const failures = new Collector<unknown>();
+    client.onFailedWrite(failures.push);
+    for (let s = 1; s <= 200; s++) {
+      client.publish('conflated', String(s), { sequence: s, ackType: 'persisted' });
+      if (s % 50 === 0) await client.flush();
+    }
+    while ((await persisted.atLeast(persisted.items.length + 1)).at(-1)?.[0] !== 200);
+    const sequences = persisted.items.map(([s]) => s);
+    expect(sequences.length).toBeLessThan(200);
+    expect([...sequences].sort((a, b) => a - b)).toEqual(sequences);
+    expect(persisted.items.every(([, ack]) => ack.commandId === undefined)).toBe(true);
+    expect(unhandled.items).toEqual([]);
+    expect(failures.items).toEqual([]);
+  });
+
+  it('asks for ack conflation with a logon option', async () => {
+    const plain = await startTestServer();
+    cleanups.push(() => plain.close());
+    const client = newClient(`${scheme}-asks`);
+    await client.connectAndLogon(uriFor(plain), { options: { ackConflation: '5ms' } });
+    const persisted = new Collector<Message>();
+    client.onPersisted((_, ack) => persisted.push(ack));
+    for (let s = 1; s <= 50; s++) client.publish('c', String(s), { sequence: s, ackType: 'persisted' });
+    while ((await persisted.atLeast(persisted.items.length + 1)).at(-1)?.sequence !== 50);
+    expect(persisted.items.every((ack) => ack.commandId === undefined)).toBe(true);
+  });
+});

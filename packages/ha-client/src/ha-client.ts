@@ -24,6 +24,7 @@ import {
   MessageStream,
   type PublishOptions,
   type PublishStore,
+  PublishStoreGapError,
   type QueryStats,
   type ReconnectDelayStrategy,
   RetryExhaustedError,
@@ -353,6 +354,8 @@ export class HAClient {
         this.#firstFailureAt ??= started;
         this.#lastErrors.set(shown, err.message);
         this.#logger?.warn?.('connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
+        // The application must hear of a publish gap: messages may be missing on that server.
+        if (PublishStoreGapError.isInstance(err)) this.#reportException(err);
         this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() });
         this.#emit(ConnectionState.Disconnected, err.message);
       }

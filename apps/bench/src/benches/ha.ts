@@ -63,7 +63,6 @@ async function startPair(name: string, servers: readonly string[], heartbeat?: t
   };
 }
 
-/** Stops publishing and waits for the subscriber to catch up; returns what was lost or doubled. */
 interface Integrity {
   published: number;
   received: number;
@@ -72,6 +71,7 @@ interface Integrity {
   duplicates: number;
 }
 
+/** Stops publishing and waits for the subscriber to catch up; returns what was lost or doubled. */
 async function integrity(pair: Pair): Promise<Integrity> {
   pair.publisher.stop();
   const published = pair.publisher.published;

@@ -610,7 +610,14 @@ export class Client {
   #subscribe(command: CommandName, topic: string, options: SubscribeOptions): Subscription {
     const subId = options.subId ?? this.#commandId();
     const closed = deferred<Error | undefined>();
-    const stream = this.#stream(options, options.autoAck === true);
+    const stream = this.#stream(options, options.autoAck === true, (error) => {
+      // A consumer that fell behind on a connection that cannot pause: stop the subscription
+      // rather than keep receiving what nobody reads.
+      this.#routes.delete(subId);
+      this.#endHooks.delete(subId);
+      closed.resolve(error);
+      if (this.#session?.open) this.#tryWrite({ command: 'unsubscribe', subId });
+    });
     this.#endHooks.set(subId, () => {
       stream.end();
       closed.resolve(undefined);
@@ -827,10 +834,12 @@ export class Client {
   #stream(
     options: { onMessage?: MessageHandler<Message> | undefined; maxQueue?: number | undefined },
     autoAck: boolean,
+    onOverflow?: (error: Error) => void,
   ) {
     return new MessageStream<Message>({
       onMessage: options.onMessage,
       maxQueue: options.maxQueue ?? this.#maxQueue,
+      onOverflow,
       onHandlerError: (error) => this.#emitException(error),
       onHandled: autoAck
         ? (m) => {
@@ -846,9 +855,13 @@ export class Client {
     const connection = session?.connection;
     if (!session || !connection?.pause || !connection.resume) return false;
     if (pause) {
-      if (session.paused++ === 0) connection.pause();
+      if (session.paused++ === 0) {
+        connection.pause();
+        this.#restartWatchdog(session);
+      }
     } else if (session.paused > 0 && --session.paused === 0) {
       connection.resume();
+      this.#restartWatchdog(session);
     }
     return true;
   }
@@ -1071,11 +1084,20 @@ export class Client {
     const hb = session.heartbeat;
     if (!hb || !session.open) return;
     const silentFor = this.#env.now() - session.lastReceivedAt;
-    const wait = Math.max(1, hb.timeoutMs - silentFor);
+    const wait = session.paused > 0 ? hb.intervalMs : Math.max(1, hb.timeoutMs - silentFor);
     hb.timer = this.#env.setTimeout(() => {
       hb.timer = undefined;
       if (this.#session !== session || !session.open) return;
-      const silent = this.#env.now() - session.lastReceivedAt;
+      const now = this.#env.now();
+      if (session.paused > 0) {
+        // Paused for a slow consumer: the silence is ours (we stopped reading), not the server's.
+        // Restart the silence clock, and beat every interval so the server does not take us for gone.
+        session.lastReceivedAt = now;
+        this.#beat(session);
+        this.#armWatchdog(session);
+        return;
+      }
+      const silent = now - session.lastReceivedAt;
       if (silent >= hb.timeoutMs) {
         this.#closeSession(
           new TimedOutError(`heartbeat timeout: nothing from ${session.uri.redacted} for ${Math.round(silent)} ms`),
@@ -1084,6 +1106,15 @@ export class Client {
         this.#armWatchdog(session);
       }
     }, wait);
+  }
+
+  /** Re-arms a running watchdog, whose period depends on whether the connection is paused. */
+  #restartWatchdog(session: Session): void {
+    const hb = session.heartbeat;
+    if (hb?.timer === undefined) return;
+    this.#env.clearTimeout(hb.timer);
+    hb.timer = undefined;
+    this.#armWatchdog(session);
   }
 
   #stopHeartbeat(session: Session): void {

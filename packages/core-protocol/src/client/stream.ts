@@ -16,6 +16,8 @@ export interface StreamOptions<T> {
   onHandlerError?: ((error: unknown, item: T) => void) | undefined;
   /** Called after the handler for an item has returned (or its promise resolved): auto-ack hook. */
   onHandled?: ((item: T) => void) | undefined;
+  /** The queue overflowed and the connection could not pause: the stream has ended with `error`. */
+  onOverflow?: ((error: Error) => void) | undefined;
 }
 
 /**
@@ -88,11 +90,11 @@ export class MessageStream<T> implements AsyncIterable<T> {
       this.#paused = true;
       const paused = this.#options.onFlowControl?.(true) ?? false;
       if (!paused) {
-        this.end(
-          new SlowConsumerError(
-            `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; iterate faster or raise maxQueue`,
-          ),
+        const error = new SlowConsumerError(
+          `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; iterate faster or raise maxQueue`,
         );
+        this.end(error);
+        this.#options.onOverflow?.(error);
       }
     }
   }

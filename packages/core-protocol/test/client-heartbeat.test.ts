@@ -1,0 +1,115 @@
+/**
+ * Heartbeats against the real broker, over TCP and WebSocket: the client answers the server's
+ * beats, and its watchdog closes a connection that goes silent (a frozen broker, a blackholed
+ * network) with a heartbeat-timeout reason. Decided by events (heartbeat frames, disconnects).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
+import { nodeTransport } from '../../transport-node/src/index.js';
+import { Client, ConnectionState, type Message, TimedOutError } from '../src/index.js';
+import { Collector, leakCheck, outgoing } from './client-fakes.js';
+
+const schemes = ['tcp', 'ws'] as const;
+
+describe.each(schemes)('Client heartbeats over %s', (scheme) => {
+  let server: TestServer;
+  let uri: string;
+  let cleanups: Array<() => unknown>;
+  let leaks: ReturnType<typeof leakCheck>;
+
+  beforeEach(async () => {
+    leaks = leakCheck();
+    cleanups = [];
+    server = await startTestServer();
+    uri = scheme === 'tcp' ? server.tcpUri() : server.wsUri();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+    await server.close();
+    await leaks.check();
+  });
+
+  function newClient(name: string, options: Partial<ConstructorParameters<typeof Client>[1]> = {}): Client {
+    const client = new Client(`${scheme}-${name}`, { transport: nodeTransport(), ...options });
+    cleanups.push(() => client.disconnect());
+    return client;
+  }
+
+  it('answers the server heartbeats and stays connected', async () => {
+    const { sent, received, filter } = outgoing();
+    const client = newClient('alive', { transportFilter: filter });
+    await client.connectAndLogon(uri);
+    await client.heartbeat(0.05);
+    expect(client.state).toBe(ConnectionState.HeartbeatInitiated);
+    expect(sent.items.find((m) => m.command === 'heartbeat')?.options).toBe('start,0.05');
+    const beats = (list: Message[], options?: string) =>
+      list.filter((m) => m.command === 'heartbeat' && (options === undefined || m.options === options)).length;
+    // The broker drops a client silent for 2 intervals: five server beats mean the answers arrive.
+    while (beats(await received.atLeast(received.items.length + 1)) < 5);
+    expect(beats(sent.items, 'beat')).toBeGreaterThanOrEqual(4);
+    expect(client.isConnected).toBe(true);
+    await client.flush();
+    await client.disconnect();
+    expect(sent.items.at(-1)).toMatchObject({ command: 'heartbeat', options: 'stop' });
+  });
+
+  it('the watchdog closes the connection to a frozen broker with a heartbeat timeout', async () => {
+    const client = newClient('frozen');
+    await client.connectAndLogon(uri);
+    const sub = client.subscribe('t');
+    await sub.ready;
+    await client.heartbeat(0.05, 0.1);
+    const disconnected = new Collector<Error | undefined>();
+    client.onDisconnect(disconnected.push);
+    const states = new Collector<string>();
+    client.onStateChange((e) => states.push(e.state));
+    server.freeze();
+    const pending = client.flush();
+    const [reason] = await disconnected.atLeast(1);
+    expect(TimedOutError.isInstance(reason)).toBe(true);
+    expect(reason?.message).toMatch(/^heartbeat timeout: nothing from .* for \d+ ms$/);
+    expect(states.items).toEqual([ConnectionState.Disconnected]);
+    await expect(pending).rejects.toMatchObject({ code: 'disconnected', cause: reason });
+    expect(await sub.closed).toMatchObject({ code: 'disconnected', cause: reason });
+    server.thaw();
+  });
+
+  describe('through a fault proxy', () => {
+    let proxy: FaultProxy;
+    beforeEach(async () => {
+      // The proxy passes a close through even when blackholed, so the broker must not drop the
+      // silent client first: its own watchdog waits 20 intervals here.
+      const patient = await startTestServer({ heartbeat: { timeoutFactor: 20 } });
+      cleanups.push(() => patient.close());
+      proxy = await startFaultProxy({ target: scheme === 'tcp' ? patient.tcpPort : (patient.wsPort as number) });
+      cleanups.push(() => proxy.close());
+    });
+
+    it('a blackholed network (half-open TCP) is detected by the watchdog', async () => {
+      const client = newClient('blackholed');
+      await client.connectAndLogon(`${scheme}://127.0.0.1:${proxy.port}/amps/json`);
+      await client.heartbeat(0.05);
+      await client.flush();
+      const disconnected = new Collector<Error | undefined>();
+      client.onDisconnect(disconnected.push);
+      proxy.blackhole();
+      const [reason] = await disconnected.atLeast(1);
+      expect(TimedOutError.isInstance(reason)).toBe(true);
+      expect(reason?.message).toMatch(/heartbeat timeout/);
+      expect(client.state).toBe(ConnectionState.Disconnected);
+    });
+
+    it('traffic sliced into 3-byte chunks still decodes, heartbeats included', async () => {
+      proxy.slice(3);
+      const client = newClient('sliced');
+      await client.connectAndLogon(`${scheme}://127.0.0.1:${proxy.port}/amps/json`);
+      await client.heartbeat(0.05);
+      const got = new Collector<Message>();
+      await client.subscribe('s', { onMessage: got.push }).ready;
+      for (let i = 0; i < 20; i++) client.publish('s', JSON.stringify({ i, pad: 'x'.repeat(i * 7) }));
+      await got.atLeast(20);
+      expect(got.items.map((m) => m.json<{ i: number }>().i)).toEqual([...Array(20).keys()]);
+      expect(client.isConnected).toBe(true);
+    });
+  });
+});

@@ -7,8 +7,9 @@
  * `ticker`), `name` (the client name, unique per page; default `dashboard-<random>`).
  *
  * State is also kept in data attributes, for tests and tools: `#connection[data-state][data-broker]`,
- * `#sequence[data-received][data-ranges][data-duplicates][data-last-seq]`, and one
- * `#timeline li[data-state][data-broker]` per state change.
+ * `#sequence[data-received][data-ranges][data-duplicates][data-last-seq]`, one
+ * `#timeline li[data-state][data-broker]` per state change (`data-failover-ms` on the recovery
+ * after a failover), and one `#prices tr[data-symbol][data-price][data-seq]` per symbol.
  */
 import { Bookmarks, type Message, redactUri } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';

@@ -39,16 +39,20 @@ try {
   await publisher.publishFlush(10_000); // resolves once the broker has persisted every message
 
   // Read the topic back from the start of the transaction log.
+  await reader.connectAndLogon(server.tcpUri());
   const logged: number[] = [];
   await new Promise<void>((resolve, reject) => {
-    reader.connectAndLogon(server.tcpUri()).then(() => {
-      reader.subscribe('orders', {
-        bookmark: Bookmarks.EPOCH,
-        ackTypes: ['completed'], // sent when the replay has caught up
-        onAck: (ack) => ack.ackType === 'completed' && resolve(),
-        onMessage: (m) => void logged.push(m.json<{ n: number }>().n),
-      });
-    }, reject);
+    const replay = reader.subscribe('orders', {
+      bookmark: Bookmarks.EPOCH,
+      ackTypes: ['completed'], // sent once the replay has caught up with the log
+      onAck: (ack) => {
+        if (ack.ackType === 'completed') resolve();
+      },
+      onMessage: (m) => {
+        logged.push(m.json<{ n: number }>().n);
+      },
+    });
+    replay.ready.catch(reject);
   });
   assert.deepEqual(
     logged,

@@ -556,6 +556,15 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     const reason = new Error('shutting down');
     const sub = c.subscribe('x', { signal: AbortSignal.abort(reason) });
     await expect(sub.ready).rejects.toBe(reason);
+    const signal = AbortSignal.abort();
+    for (const call of [
+      () => c.sowDelete('orders', { filter: '/id = 1' }, { signal }),
+      () => c.execute({ command: 'flush' }, { signal }),
+      () => c.unsubscribe('x', { signal }),
+      () => c.heartbeat(1, 2, { signal }),
+    ]) {
+      await expect(call()).rejects.toSatisfy(AbortError.isInstance);
+    }
     server.thaw();
     await c.flush();
     expect(c.isConnected).toBe(true);

@@ -320,3 +320,45 @@ describe.each(schemes)('authentication and conflated acks over %s', (scheme) => 
     expect(persisted.items.every((ack) => ack.commandId === undefined)).toBe(true);
   });
 });
+
+describe('routing what the test broker never sends', () => {
+  /** A raw AMPS peer: acks every command that asks for acks; the test writes deliveries itself. */
+  async function scriptedPeer(): Promise<{ port: number; socket: Promise<net.Socket> }> {
+    let accepted!: (socket: net.Socket) => void;
+    const socket = new Promise<net.Socket>((resolve) => {
+      accepted = resolve;
+    });
+    const port = await rawServer((first, s) => {
+      const decoder = new MessageDecoder((m) => {
+        for (const ackType of m.ackType?.split(',') ?? []) {
+          s.write(encodeCommand({ command: 'ack', ackType, status: 'success', commandId: m.commandId ?? '' }));
+        }
+      });
+      decoder.push(first);
+      s.on('data', (chunk) => decoder.push(chunk));
+      accepted(s);
+    });
+    return { port, socket };
+  }
+
+  it('a delivery listing several subscriptions in sids reaches each of them once', async () => {
+    const peer = await scriptedPeer();
+    const client = newClient('sids');
+    await client.connectAndLogon(`tcp://127.0.0.1:${peer.port}/amps/json`);
+    const a = new Collector<Message>();
+    const b = new Collector<Message>();
+    const unhandled = new Collector<Message>();
+    client.onUnhandledMessage(unhandled.push);
+    await client.subscribe('t', { subId: 'a', onMessage: a.push }).ready;
+    await client.subscribe('t', { subId: 'b', onMessage: b.push }).ready;
+    const socket = await peer.socket;
+    socket.write(encodeCommand({ command: 'publish', topic: 't', subIds: 'a,b,gone', data: 'both' }));
+    socket.write(encodeCommand({ command: 'publish', topic: 't', subIds: 'gone', data: 'nobody' }));
+    socket.write(encodeCommand({ command: 'publish', topic: 't', subId: 'b', data: 'b only' }));
+    await b.atLeast(2);
+    await unhandled.atLeast(1);
+    expect(a.items.map((m) => m.text())).toEqual(['both']);
+    expect(b.items.map((m) => m.text())).toEqual(['both', 'b only']);
+    expect(unhandled.items.map((m) => m.text())).toEqual(['nobody']);
+  });
+});

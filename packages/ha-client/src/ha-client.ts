@@ -313,7 +313,6 @@ export class HAClient {
   async #reconnect(): Promise<void> {
     this.#attempt = 0;
     while (!this.#shutdown) {
-      this.#attempt++;
       const uri = this.#chooser.getCurrentURI();
       if (!uri) {
         this.#giveUp(
@@ -329,6 +328,7 @@ export class HAClient {
         this.#giveUp(this.#exhausted(error));
         return;
       }
+      this.#attempt++;
       if (wait > 0) await this.#sleep(wait);
       if (this.#shutdown) return;
       const started = this.#env.now();
@@ -420,6 +420,7 @@ export class HAClient {
     this.#ready = deferred<void>();
     this.#ready.promise.catch(() => {});
     const reason = error?.message ?? 'the connection closed';
+    this.#attempt = 0; // attempts count from the last recovery
     this.#emit(ConnectionState.Disconnected, reason);
     // The server we were on failed us: let the chooser move on before the next attempt.
     const uri = this.#uri ?? '';
@@ -442,7 +443,7 @@ export class HAClient {
     const servers = [...this.#lastErrors].map(([uri, error]) => ({ uri, error }));
     const elapsedMs = this.#firstFailureAt === undefined ? 0 : this.#env.now() - this.#firstFailureAt;
     const tried = servers.map((s) => `${s.uri} (${s.error})`).join('; ') || this.#chooser.getError();
-    const attempts = this.#attempt - 1;
+    const attempts = this.#attempt;
     return new RetryExhaustedError(
       `gave up connecting after ${attempts} attempts in ${Math.round(elapsedMs)} ms: ${tried}`,
       { elapsedMs, attempts, servers },

@@ -220,6 +220,8 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(message).toContain(right.tcpUri('json').replace('tcp://', 'tcp://alice:***@'));
     expect(message).not.toMatch(/s3cret|nope/);
     expect(attempts).toHaveLength(6); // the strategy, not a hot loop, decided every attempt
+    expect((error as RetryExhaustedError).attempts).toBe(6);
+    expect(message).toMatch(/after 6 attempts/);
   });
 
   it('runs on a custom chooser and a custom delay strategy written in a few lines', async () => {

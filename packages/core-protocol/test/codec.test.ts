@@ -102,6 +102,7 @@ describe('header fields', () => {
   it('reads publish in both spellings, and p only in the command field', () => {
     expect(decodeOne('{"c":"p"}').command).toBe('publish');
     expect(decodeOne('{"c":"publish"}').command).toBe('publish');
+    expect(decodeOne(String.raw`{"c":"\u0070"}`).command).toBe('publish'); // escaped, still p
     const m = decodeOne('{"c":"sow","t":"p","sub_id":"p","cid":"p"}');
     expect([m.topic, m.subId, m.commandId]).toEqual(['p', 'p', 'p']);
   });

@@ -1,0 +1,414 @@
+/*
+ * The header parser for Node.js and servers (the `default` of the `#header` import; browsers get
+ * `header-compact.ts`, with the same behaviour in less code).
+ */
+import { CommandNames, type HeaderFieldName, headerFields } from './fields.js';
+import {
+  badNumber,
+  commandName,
+  decodeUtf8,
+  fail,
+  failControlCharacter,
+  failNested,
+  fieldByKey,
+  isNull,
+  parseToken,
+  parseUnsigned,
+  setExtra,
+  unescapeJson,
+} from './header-common.js';
+import type { Message } from './message.js';
+
+const utf8Encoder = new TextEncoder();
+
+/*
+ * How the header parser stays fast: it reads the bytes once, computing each string's hash as it
+ * goes. Keys, command names and recently seen values (topics, subscription ids) are found by
+ * hash and compared byte by byte, so they cost no new string; numbers are read from the bytes;
+ * the remaining strings are made straight from the bytes (see `asciiString`).
+ */
+
+function hashBytes(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0;
+  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + (bytes[i] as number)) | 0;
+  return h;
+}
+
+/**
+ * Byte strings kept in slots of one flat buffer, compared against a range of the input. One flat
+ * buffer and plain length arrays keep the comparison cheap (it runs for every key and value).
+ */
+class Slots {
+  readonly #bytes: Uint8Array;
+  readonly #lengths: Int32Array;
+  readonly #width: number;
+
+  constructor(count: number, width: number) {
+    this.#bytes = new Uint8Array(count * width);
+    this.#lengths = new Int32Array(count).fill(-1);
+    this.#width = width;
+  }
+
+  set(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    this.#bytes.set(bytes.subarray(start, end), slot * this.#width);
+    this.#lengths[slot] = end - start;
+  }
+
+  /** Whether `slot` holds exactly `bytes[start, end)`. */
+  matches(slot: number, bytes: Uint8Array, start: number, end: number): boolean {
+    const length = end - start;
+    if (this.#lengths[slot] !== length) return false;
+    const held = this.#bytes;
+    const at = slot * this.#width - start;
+    for (let i = start; i < end; i++) if (held[at + i] !== bytes[i]) return false;
+    return true;
+  }
+}
+
+/**
+ * Fixed strings (keys, command names) found by their bytes' hash: a direct-mapped table sized so
+ * that no two of its strings share a slot, so a lookup is one comparison.
+ */
+class ByteTable<V> {
+  readonly #mask: number;
+  readonly #keys: Slots;
+  readonly #values: Array<V | undefined>;
+
+  constructor(entries: ReadonlyArray<readonly [string, V]>) {
+    const encoded = entries.map(([text, value]) => [utf8Encoder.encode(text), value] as const);
+    const width = Math.max(...encoded.map(([bytes]) => bytes.length));
+    let size = 64;
+    const slotOf = (bytes: Uint8Array) => hashBytes(bytes, 0, bytes.length) & (size - 1);
+    while (new Set(encoded.map(([bytes]) => slotOf(bytes))).size < encoded.length) size *= 2;
+    this.#mask = size - 1;
+    this.#keys = new Slots(size, width);
+    this.#values = new Array(size).fill(undefined);
+    for (const [bytes, value] of encoded) {
+      this.#keys.set(slotOf(bytes), bytes, 0, bytes.length);
+      this.#values[slotOf(bytes)] = value;
+    }
+  }
+
+  /** The value for `bytes[start, end)`, whose hash is `hash`. */
+  get(bytes: Uint8Array, start: number, end: number, hash: number): V | undefined {
+    const slot = hash & this.#mask;
+    return this.#keys.matches(slot, bytes, start, end) ? this.#values[slot] : undefined;
+  }
+}
+
+/**
+ * Recent values of the fields that repeat (topics, subscription ids, ...): a delivery's `subId`
+ * is the same string as last time, with no decoding, and its hash is already computed for the
+ * `Map` lookups that route it. Direct-mapped and bounded: a collision replaces the slot.
+ */
+class RepeatCache {
+  static readonly #size = 1024;
+  /** Longer values rarely repeat. */
+  static readonly #maxLength = 64;
+  readonly #keys = new Slots(RepeatCache.#size, RepeatCache.#maxLength);
+  readonly #values: string[] = new Array(RepeatCache.#size).fill('');
+
+  /** The cached string for `bytes[start, end)` (an unescaped JSON string's content), or undefined. */
+  get(bytes: Uint8Array, start: number, end: number, hash: number): string | undefined {
+    const slot = hash & (RepeatCache.#size - 1);
+    return this.#keys.matches(slot, bytes, start, end) ? this.#values[slot] : undefined;
+  }
+
+  /** Makes the string for `bytes[start, end)` and caches it. */
+  add(bytes: Uint8Array, start: number, end: number, hash: number, ascii: boolean): string {
+    const value = ascii ? asciiString(bytes, start, end) : decodeUtf8(bytes, start, end);
+    if (end - start <= RepeatCache.#maxLength) {
+      const slot = hash & (RepeatCache.#size - 1);
+      this.#keys.set(slot, bytes, start, end);
+      this.#values[slot] = value;
+    }
+    return value;
+  }
+}
+
+enum Kind {
+  String = 0,
+  Number = 1,
+  Command = 2,
+}
+
+type Setter = (message: Message, value: never) => void;
+
+/** One direct store per field: much faster than `message[name] = value` with varying names. */
+const setters: { [K in HeaderFieldName]-?: (message: Message, value: NonNullable<Message[K]>) => void } = {
+  command: (m, v) => (m.command = v),
+  commandId: (m, v) => (m.commandId = v),
+  topic: (m, v) => (m.topic = v),
+  ackType: (m, v) => (m.ackType = v),
+  status: (m, v) => (m.status = v),
+  reason: (m, v) => (m.reason = v),
+  subId: (m, v) => (m.subId = v),
+  subIds: (m, v) => (m.subIds = v),
+  queryId: (m, v) => (m.queryId = v),
+  sequence: (m, v) => (m.sequence = v),
+  bookmark: (m, v) => (m.bookmark = v),
+  batchSize: (m, v) => (m.batchSize = v),
+  correlationId: (m, v) => (m.correlationId = v),
+  expiration: (m, v) => (m.expiration = v),
+  sowKey: (m, v) => (m.sowKey = v),
+  sowKeys: (m, v) => (m.sowKeys = v),
+  filter: (m, v) => (m.filter = v),
+  options: (m, v) => (m.options = v),
+  topN: (m, v) => (m.topN = v),
+  orderBy: (m, v) => (m.orderBy = v),
+  clientName: (m, v) => (m.clientName = v),
+  userId: (m, v) => (m.userId = v),
+  password: (m, v) => (m.password = v),
+  version: (m, v) => (m.version = v),
+  messageType: (m, v) => (m.messageType = v),
+  timestamp: (m, v) => (m.timestamp = v),
+  leasePeriod: (m, v) => (m.leasePeriod = v),
+  length: (m, v) => (m.length = v),
+  groupSequence: (m, v) => (m.groupSequence = v),
+  matches: (m, v) => (m.matches = v),
+  topicMatches: (m, v) => (m.topicMatches = v),
+  recordsReturned: (m, v) => (m.recordsReturned = v),
+  recordsInserted: (m, v) => (m.recordsInserted = v),
+  recordsUpdated: (m, v) => (m.recordsUpdated = v),
+  recordsDeleted: (m, v) => (m.recordsDeleted = v),
+};
+
+interface KnownField {
+  readonly name: HeaderFieldName;
+  readonly kind: Kind;
+  readonly repeats: boolean;
+  readonly set: (message: Message, value: string | number) => void;
+}
+
+/** Every key and alias to its field. */
+const knownByName = new Map<string, KnownField>();
+for (const spec of headerFields) {
+  knownByName.set(spec.name, {
+    name: spec.name,
+    kind: spec.name === 'command' ? Kind.Command : spec.type === 'number' ? Kind.Number : Kind.String,
+    repeats: (spec as { repeats?: boolean }).repeats === true,
+    set: setters[spec.name] as Setter as KnownField['set'],
+  });
+}
+const knownByKey = new Map([...fieldByKey].map(([key, spec]) => [key, knownByName.get(spec.name) as KnownField]));
+const keyTable = new ByteTable([...knownByKey]);
+
+/**
+ * Most keys are one or two ASCII letters (`c`, `t`, `s`, `bm`): found with one array read, by
+ * `shortKeyIndex`. Holds 1 + the index in `shortKeyFields`; 0 for no such key.
+ */
+const shortKeys = new Uint8Array(128 + 128 * 128);
+const shortKeyFields: KnownField[] = [];
+function shortKeyIndex(b0: number, b1: number | undefined): number {
+  return b1 === undefined ? b0 : 128 + b0 * 128 + b1;
+}
+for (const [key, known] of knownByKey) {
+  if (key.length > 2) continue;
+  shortKeyFields.push(known);
+  shortKeys[shortKeyIndex(key.charCodeAt(0), key.length === 2 ? key.charCodeAt(1) : undefined)] = shortKeyFields.length;
+}
+const commandTable = new ByteTable<string>([...CommandNames.map((name) => [name, name] as const), ['p', 'publish']]);
+
+const repeatCache = new RepeatCache();
+
+/* ---------- header parsing ---------- */
+
+// Local copies of the whitespace rules in `header-common.ts`: they run for every byte, and V8
+// does not inline a function imported from another module.
+
+function isSpace(b: number): boolean {
+  return b <= 0x20 && (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d);
+}
+
+function skipSpace(bytes: Uint8Array, i: number, end: number): number {
+  while (i < end && isSpace(bytes[i] as number)) i++;
+  return i;
+}
+
+/** Whether a bare value ends at `i`. */
+function endsToken(bytes: Uint8Array, i: number, end: number): boolean {
+  if (i >= end) return true;
+  const b = bytes[i] as number;
+  return b === 0x2c || b === 0x7d || isSpace(b);
+}
+
+/** What `scanString` found besides the closing quote's index. */
+const scanned = { hash: 0, escaped: false, ascii: true };
+
+/** Scans a JSON string whose content starts at `i`; returns the index of its closing quote. */
+function scanString(bytes: Uint8Array, i: number, end: number): number {
+  let hash = 0;
+  let escaped = false;
+  let high = 0;
+  for (; i < end; i++) {
+    const b = bytes[i] as number;
+    if (b === 0x22) {
+      scanned.hash = hash;
+      scanned.escaped = escaped;
+      scanned.ascii = high < 0x80;
+      return i;
+    }
+    if (b === 0x5c) {
+      escaped = true;
+      i++;
+    } else if (b < 0x20) {
+      failControlCharacter();
+    }
+    high |= b;
+    hash = (Math.imul(hash, 31) + b) | 0;
+  }
+  return fail('header is not terminated');
+}
+
+/**
+ * Parses the JSON header that starts at `bytes[start]` into `message`; `end` is the frame's end.
+ * Returns the index just after the header's closing `}`: where the body starts.
+ */
+export function parseHeader(bytes: Uint8Array, start: number, end: number, message: Message): number {
+  if (start >= end || bytes[start] !== 0x7b) fail('frame does not start with a JSON header');
+  let i = skipSpace(bytes, start + 1, end);
+  if (i < end && bytes[i] === 0x7d) return i + 1;
+  for (;;) {
+    // Key.
+    if (i >= end) fail('header is not terminated');
+    if (bytes[i] !== 0x22) fail(`expected a quoted key in header at byte ${i - start}`);
+    const keyStart = i + 1;
+    let keyEnd: number;
+    let key: string | undefined;
+    let known = shortKey(bytes, keyStart, end);
+    if (known !== undefined) {
+      keyEnd = bytes[keyStart + 1] === 0x22 ? keyStart + 1 : keyStart + 2;
+    } else {
+      keyEnd = scanString(bytes, keyStart, end);
+      if (scanned.escaped) {
+        key = stringAt(bytes, keyStart, keyEnd, true, scanned.ascii);
+        known = knownByKey.get(key);
+      } else {
+        known = keyTable.get(bytes, keyStart, keyEnd, scanned.hash);
+        if (known === undefined) key = stringAt(bytes, keyStart, keyEnd, false, scanned.ascii);
+      }
+    }
+    i = skipSpace(bytes, keyEnd + 1, end);
+    if (i >= end || bytes[i] !== 0x3a) fail(`expected ':' after a header key at byte ${i - start}`);
+    i = skipSpace(bytes, i + 1, end);
+    if (i >= end) fail('header value is missing');
+
+    // Value.
+    if (bytes[i] === 0x22) {
+      const valueStart = i + 1;
+      const valueEnd = scanString(bytes, valueStart, end);
+      i = valueEnd + 1;
+      if (known === undefined) {
+        setExtra(message, key as string, stringAt(bytes, valueStart, valueEnd, scanned.escaped, scanned.ascii));
+      } else if (known.kind === Kind.Number) {
+        known.set(message, parseUnsigned(bytes, valueStart, valueEnd, known.name));
+      } else if (scanned.escaped) {
+        const value = stringAt(bytes, valueStart, valueEnd, true, scanned.ascii);
+        known.set(message, known.kind === Kind.Command ? commandName(value) : value);
+      } else if (known.kind === Kind.Command) {
+        const name = commandTable.get(bytes, valueStart, valueEnd, scanned.hash);
+        known.set(message, name ?? stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+      } else if (known.repeats) {
+        const hash = scanned.hash;
+        const cached = repeatCache.get(bytes, valueStart, valueEnd, hash);
+        known.set(message, cached ?? repeatCache.add(bytes, valueStart, valueEnd, hash, scanned.ascii));
+      } else {
+        known.set(message, stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+      }
+    } else if (known !== undefined && known.kind === Kind.Number) {
+      // The usual case for numbers (`"s":42`): read the digits as they are scanned.
+      const valueStart = i;
+      let n = 0;
+      for (; i < end; i++) {
+        const d = (bytes[i] as number) - 0x30;
+        if (d < 0 || d > 9) break;
+        n = n * 10 + d;
+      }
+      if (i > valueStart && i - valueStart <= 16 && n <= Number.MAX_SAFE_INTEGER && endsToken(bytes, i, end)) {
+        known.set(message, n);
+      } else {
+        i = tokenEnd(bytes, valueStart, end);
+        // A field sent as null is absent.
+        if (!isNull(bytes, valueStart, i)) badNumber(bytes, valueStart, i, known.name);
+      }
+    } else {
+      const valueStart = i;
+      i = tokenEnd(bytes, i, end);
+      const token = stringAt(bytes, valueStart, i, false, scanned.ascii);
+      const value = parseToken(token);
+      if (known === undefined) setExtra(message, key as string, value);
+      // A known field sent as null is absent; a string field written bare keeps its text.
+      else if (value !== null) known.set(message, token);
+    }
+
+    i = skipSpace(bytes, i, end);
+    if (i >= end) fail('header is not terminated');
+    const b = bytes[i];
+    if (b === 0x7d) return i + 1;
+    if (b !== 0x2c) fail(`expected ',' or '}' in header at byte ${i - start}`);
+    i = skipSpace(bytes, i + 1, end);
+  }
+}
+
+/** The known field of a one- or two-letter key starting at `i`, if it is one. */
+function shortKey(bytes: Uint8Array, i: number, end: number): KnownField | undefined {
+  if (i + 2 >= end) return undefined;
+  const b0 = bytes[i] as number;
+  const b1 = bytes[i + 1] as number;
+  if (b0 >= 0x80) return undefined;
+  if (b1 === 0x22) return b0 === 0x5c ? undefined : shortKeyFields[(shortKeys[b0] as number) - 1];
+  if (b1 >= 0x80 || bytes[i + 2] !== 0x22) return undefined;
+  return shortKeyFields[(shortKeys[128 + b0 * 128 + b1] as number) - 1];
+}
+
+/** Where the bare value (`true`, `42`, ...) starting at `i` ends; `scanned.ascii` says whether it is ASCII. */
+function tokenEnd(bytes: Uint8Array, i: number, end: number): number {
+  const first = bytes[i];
+  if (first === 0x7b || first === 0x5b) failNested();
+  let high = 0;
+  while (!endsToken(bytes, i, end)) high |= bytes[i++] as number;
+  scanned.ascii = high < 0x80;
+  return i;
+}
+
+/** The JSON string content at `bytes[start, end)` as a string, its escapes decoded. */
+function stringAt(bytes: Uint8Array, start: number, end: number, escaped: boolean, ascii: boolean): string {
+  if (escaped) {
+    const quoted = ascii ? asciiString(bytes, start - 1, end + 1) : decodeUtf8(bytes, start - 1, end + 1);
+    return unescapeJson(quoted);
+  }
+  return ascii ? asciiString(bytes, start, end) : decodeUtf8(bytes, start, end);
+}
+
+/**
+ * ASCII bytes as a string. `String.fromCharCode` with a fixed argument list is several times
+ * cheaper than a `TextDecoder` call for the short values headers carry (it reads a few bytes
+ * past `end`, which `slice` drops; past the array they read as `\0`, also dropped).
+ */
+function asciiString(b: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  const s = start;
+  if (n <= 16) {
+    // biome-ignore format: one argument per byte
+    return String.fromCharCode(
+      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
+      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
+      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
+      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
+    ).slice(0, n);
+  }
+  if (n <= 32) {
+    // biome-ignore format: one argument per byte
+    return String.fromCharCode(
+      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
+      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
+      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
+      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
+      b[s + 16] as number, b[s + 17] as number, b[s + 18] as number, b[s + 19] as number,
+      b[s + 20] as number, b[s + 21] as number, b[s + 22] as number, b[s + 23] as number,
+      b[s + 24] as number, b[s + 25] as number, b[s + 26] as number, b[s + 27] as number,
+      b[s + 28] as number, b[s + 29] as number, b[s + 30] as number, b[s + 31] as number,
+    ).slice(0, n);
+  }
+  return decodeUtf8(b, start, end);
+}

@@ -148,6 +148,26 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(b?.text()).toBe('text é');
   });
 
+  it('delivers bodies of every size and script intact, across batch and buffer boundaries', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('bodies', { onMessage: got.push }).ready;
+    const bodies: Array<string | Uint8Array> = [];
+    for (let i = 0; i < 400; i++) {
+      const text = `${i}:${'aé€😀'.repeat(i * 7)}`;
+      bodies.push(i % 3 === 0 ? new TextEncoder().encode(text) : text);
+    }
+    bodies.push('x'.repeat(3 * 1024 * 1024)); // larger than a batch buffer
+    bodies.push('after the large one');
+    for (const [i, body] of bodies.entries()) {
+      if (i % 2 === 0) c.publish('bodies', body);
+      else c.deltaPublish('bodies', body);
+    }
+    await got.atLeast(bodies.length, 20_000);
+    const expected = bodies.map((b) => (typeof b === 'string' ? b : new TextDecoder().decode(b)));
+    expect(got.items.map((m) => m.text()) as string[]).toEqual(expected);
+  });
+
   it('iterates a subscription; breaking out unsubscribes it', async () => {
     const c = await loggedOn();
     const { sent, filter } = outgoing();

@@ -11,7 +11,6 @@ import {
   type Transport,
 } from '../contracts.js';
 import { DEFAULT_MAX_FRAME_SIZE, MessageDecoder } from '../decoder.js';
-import { FrameEncoder } from '../encoder.js';
 import {
   AmpsError,
   AuthenticationError,
@@ -27,6 +26,7 @@ import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
+import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
 import { deadline, deferred } from './waiters.js';
@@ -262,7 +262,7 @@ export class Client {
   readonly #filter: ClientOptions['transportFilter'];
   readonly #lastChance: ClientOptions['lastChanceMessageHandler'];
 
-  readonly #encoder = new FrameEncoder();
+  readonly #outbox = new Outbox();
   #flushScheduled = false;
   #session: Session | undefined;
   #state: ConnectionState = ConnectionState.Disconnected;
@@ -328,7 +328,7 @@ export class Client {
 
   /** Bytes written and not yet on the network. */
   get bufferedAmount(): number {
-    return this.#encoder.byteLength + (this.#session?.connection?.bufferedAmount ?? 0);
+    return this.#outbox.byteLength + (this.#session?.connection?.bufferedAmount ?? 0);
   }
 
   /* ------------------------------------------------------------------ hooks */
@@ -387,7 +387,7 @@ export class Client {
       paused: 0,
     };
     this.#session = session;
-    this.#encoder.clear();
+    this.#outbox.clear();
     try {
       session.connection = await this.#transport.connect(
         parsed,
@@ -538,12 +538,29 @@ export class Client {
 
   /** Publishes `data` to `topic` (fire-and-forget). See `send` for the returned promise. */
   publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    if (options === undefined) return this.#publishPlain('publish', topic, data);
     return this.send(this.#publishCommand('publish', topic, data, options));
   }
 
   /** Publishes a partial update merged into the SOW record. */
   deltaPublish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<void> | undefined {
+    if (options === undefined) return this.#publishPlain('delta_publish', topic, data);
     return this.send(this.#publishCommand('delta_publish', topic, data, options));
+  }
+
+  /** The hot path: a publish with no header field but its topic, written without a Command object. */
+  #publishPlain(
+    command: 'publish' | 'delta_publish',
+    topic: string,
+    data: Uint8Array | string,
+  ): Promise<void> | undefined {
+    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    const session = this.#session;
+    if (!session?.open) throw new DisconnectedError('not connected');
+    this.#outbox.writePublish(command, topic, data);
+    this.#written();
+    const buffered = this.#outbox.byteLength + (session.connection?.bufferedAmount ?? 0);
+    return buffered > this.#highWaterMark ? this.#whenWritable() : undefined;
   }
 
   #publishCommand(
@@ -909,8 +926,13 @@ export class Client {
   #write(command: Command): void {
     const session = this.#session;
     if (!session?.open || !session.connection) throw new DisconnectedError('not connected');
-    this.#encoder.write(command);
-    if (this.#encoder.byteLength >= FLUSH_BYTES) {
+    this.#outbox.write(command);
+    this.#written();
+  }
+
+  /** Sends a full batch now, or the rest at the end of the tick. */
+  #written(): void {
+    if (this.#outbox.byteLength >= FLUSH_BYTES) {
       this.#flush();
     } else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -934,8 +956,8 @@ export class Client {
 
   #flush(): void {
     const session = this.#session;
-    if (this.#encoder.byteLength === 0 || !session?.connection || !session.open) return;
-    let bytes = this.#encoder.take();
+    if (this.#outbox.byteLength === 0 || !session?.connection || !session.open) return;
+    let bytes = this.#outbox.take();
     if (this.#filter) bytes = this.#filter(bytes, 'out') ?? bytes;
     session.lastSentAt = this.#env.now();
     session.connection.send(bytes);
@@ -1138,7 +1160,7 @@ export class Client {
     this.#stopHeartbeat(session);
     session.closed.resolve(error);
     if (this.#session !== session) return;
-    this.#encoder.clear();
+    this.#outbox.clear();
     const reason = new DisconnectedError(
       error
         ? `disconnected from ${session.uri.redacted}: ${error.message}`

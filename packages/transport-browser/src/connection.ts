@@ -5,7 +5,7 @@ import {
   type ConnectionHandlers,
   DisconnectedError,
 } from '@amps-ts/core-protocol';
-import { FrameSplitter } from './frame-splitter.js';
+import type { ResolvedOptions } from './options.js';
 
 /** A browser connection: a `Connection` that also tells callers its water marks. */
 export interface BrowserConnection extends Connection {
@@ -15,19 +15,15 @@ export interface BrowserConnection extends Connection {
   readonly lowWaterMark: number;
 }
 
-export interface ConnectionSettings {
-  uri: AmpsUri;
-  description: string;
-  highWaterMark: number;
-  lowWaterMark: number;
-  drainPollMs: number;
-  closeTimeoutMs: number;
-}
-
 const utf8 = new TextEncoder();
 
 function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
+}
+
+/** `host:port`, with brackets around IPv6 addresses. */
+export function endpoint(uri: AmpsUri): string {
+  return `${uri.host.includes(':') ? `[${uri.host}]` : uri.host}:${uri.port}`;
 }
 
 /**
@@ -41,8 +37,10 @@ export class WebSocketConnection implements BrowserConnection {
   readonly lowWaterMark: number;
   readonly #ws: WebSocket;
   readonly #handlers: ConnectionHandlers;
-  readonly #settings: ConnectionSettings;
-  readonly #splitter = new FrameSplitter();
+  readonly #uri: AmpsUri;
+  readonly #options: ResolvedOptions;
+  /** The start of a frame whose end has not been sent yet. */
+  #partial: Uint8Array | undefined;
   #closing = false;
   #finished = false;
   #closeError: Error | undefined;
@@ -50,30 +48,70 @@ export class WebSocketConnection implements BrowserConnection {
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #drainWaiters: Array<() => void> = [];
 
-  constructor(ws: WebSocket, handlers: ConnectionHandlers, settings: ConnectionSettings) {
+  constructor(ws: WebSocket, handlers: ConnectionHandlers, uri: AmpsUri, options: ResolvedOptions) {
+    this.description = `${uri.scheme} ${endpoint(uri)}${uri.path}`;
     this.#ws = ws;
     this.#handlers = handlers;
-    this.#settings = settings;
-    this.description = settings.description;
-    this.highWaterMark = settings.highWaterMark;
-    this.lowWaterMark = settings.lowWaterMark;
-    ws.onmessage = (event) => this.#received(event.data);
+    this.#uri = uri;
+    this.#options = options;
+    this.highWaterMark = options.highWaterMark;
+    this.lowWaterMark = options.lowWaterMark;
+    ws.onmessage = ({ data }) => {
+      const bytes =
+        data instanceof ArrayBuffer ? new Uint8Array(data) : typeof data === 'string' ? utf8.encode(data) : undefined;
+      // binaryType is 'arraybuffer': nothing else arrives.
+      if (this.#closing || bytes === undefined) return;
+      try {
+        handlers.onData(bytes);
+      } catch (error) {
+        this.close(toError(error));
+      }
+    };
     // The close event that follows an error says what happened.
     ws.onerror = () => {};
-    ws.onclose = (event) => this.#finish(this.#peerCloseError(event));
+    ws.onclose = ({ code, reason, wasClean }) => {
+      const why = `WebSocket code ${code}${reason ? `, ${reason}` : ''}`;
+      // 1006: no close frame, the socket just went away (reset, network loss).
+      this.#finish(
+        code === 1006 || !wasClean
+          ? new ConnectionError(`connection to ${uri.redacted} lost (${why})`)
+          : new DisconnectedError(`${uri.redacted} closed the connection (${why})`),
+      );
+    };
   }
 
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount + this.#splitter.pendingBytes;
+    return this.#ws.bufferedAmount + (this.#partial?.length ?? 0);
   }
 
+  /** Sends each whole frame as one message; holds back a frame cut off at the end until the rest comes. */
   send(bytes: Uint8Array): void {
     if (this.#closing || bytes.length === 0) return;
+    let input = bytes;
+    if (this.#partial) {
+      // Rare: the sender split a frame across sends.
+      input = new Uint8Array(this.#partial.length + bytes.length);
+      input.set(this.#partial);
+      input.set(bytes, this.#partial.length);
+      this.#partial = undefined;
+    }
     try {
-      this.#splitter.split(bytes, (frame) => this.#ws.send(frame));
+      let offset = 0;
+      while (input.length - offset >= 4) {
+        const length =
+          (input[offset] as number) * 0x1000000 +
+          (((input[offset + 1] as number) << 16) |
+            ((input[offset + 2] as number) << 8) |
+            (input[offset + 3] as number));
+        const end = offset + 4 + length;
+        if (end > input.length) break;
+        this.#ws.send(input.subarray(offset, end));
+        offset = end;
+      }
+      if (offset < input.length) this.#partial = input.slice(offset);
     } catch (error) {
       this.close(
-        new ConnectionError(`connection to ${this.#settings.uri.redacted} lost: ${toError(error).message}`, {
+        new ConnectionError(`connection to ${this.#uri.redacted} lost: ${toError(error).message}`, {
           cause: error,
         }),
       );
@@ -84,7 +122,7 @@ export class WebSocketConnection implements BrowserConnection {
     if (this.#closing || this.bufferedAmount <= this.lowWaterMark) return Promise.resolve();
     const waiting = new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
     // Browsers have no drain event: look again until the buffer is low enough.
-    if (this.#drainWaiters.length === 1) this.#drainTimer = setTimeout(this.#pollDrain, this.#settings.drainPollMs);
+    if (this.#drainWaiters.length === 1) this.#drainTimer = setTimeout(this.#pollDrain, this.#options.drainPollMs);
     return waiting;
   }
 
@@ -102,44 +140,21 @@ export class WebSocketConnection implements BrowserConnection {
       // The peer is presumed dead: do not wait for its closing handshake.
       queueMicrotask(() => this.#finish());
     } else {
-      this.#closeTimer = setTimeout(() => this.#finish(), this.#settings.closeTimeoutMs);
+      this.#closeTimer = setTimeout(() => this.#finish(), this.#options.closeTimeoutMs);
     }
   }
 
   readonly #pollDrain = (): void => {
-    this.#drainTimer = undefined;
     if (this.bufferedAmount <= this.lowWaterMark) this.#releaseDrainWaiters();
-    else this.#drainTimer = setTimeout(this.#pollDrain, this.#settings.drainPollMs);
+    else this.#drainTimer = setTimeout(this.#pollDrain, this.#options.drainPollMs);
   };
-
-  #received(data: unknown): void {
-    if (this.#closing) return;
-    const bytes =
-      data instanceof ArrayBuffer ? new Uint8Array(data) : typeof data === 'string' ? utf8.encode(data) : undefined;
-    if (bytes === undefined) return; // binaryType is 'arraybuffer': nothing else arrives
-    try {
-      this.#handlers.onData(bytes);
-    } catch (error) {
-      this.close(toError(error));
-    }
-  }
-
-  #peerCloseError(event: CloseEvent): Error {
-    const uri = this.#settings.uri.redacted;
-    const why = `code ${event.code}${event.reason ? `, ${event.reason}` : ''}`;
-    // 1006: no close frame, the socket just went away (reset, network loss).
-    if (event.code === 1006 || !event.wasClean)
-      return new ConnectionError(`connection to ${uri} lost (WebSocket ${why})`);
-    return new DisconnectedError(`${uri} closed the connection (WebSocket ${why})`);
-  }
 
   #finish(peerError?: Error): void {
     if (this.#finished) return;
     this.#finished = true;
     clearTimeout(this.#closeTimer);
     this.#releaseDrainWaiters();
-    this.#ws.onmessage = null;
-    this.#ws.onclose = null;
+    this.#ws.onmessage = this.#ws.onclose = null;
     const error = this.#closing ? this.#closeError : peerError;
     this.#closing = true;
     this.#handlers.onClose(error);
@@ -147,9 +162,6 @@ export class WebSocketConnection implements BrowserConnection {
 
   #releaseDrainWaiters(): void {
     clearTimeout(this.#drainTimer);
-    this.#drainTimer = undefined;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const resolve of waiters) resolve();
+    for (const resolve of this.#drainWaiters.splice(0)) resolve();
   }
 }

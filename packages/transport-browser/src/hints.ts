@@ -13,51 +13,14 @@ function defaultPage(): PageEventSource {
 /**
  * Turns page-lifecycle events into reconnect hints: `online`/`offline` (the network),
  * `visible`/`hidden` (`visibilitychange`) and `pagehide` (the page is being left or frozen).
- * Listens to the page only while someone listens to it.
+ * Returns `onHint`; the page is listened to only while someone listens to it.
  */
-export class PageHints {
-  readonly #page: PageEventSource | undefined;
-  readonly #listeners = new Set<(hint: TransportHint) => void>();
-  #detach: (() => void) | undefined;
+export function pageHints(page: PageEventSource | undefined): (listener: (hint: TransportHint) => void) => () => void {
+  const listeners = new Set<(hint: TransportHint) => void>();
+  let detach: (() => void) | undefined;
 
-  constructor(page: PageEventSource | undefined) {
-    this.#page = page;
-  }
-
-  subscribe(listener: (hint: TransportHint) => void): () => void {
-    // A wrapper per subscription, so subscribing one function twice needs two unsubscribes.
-    const entry = (hint: TransportHint) => listener(hint);
-    this.#listeners.add(entry);
-    if (this.#listeners.size === 1) this.#attach();
-    return () => {
-      if (!this.#listeners.delete(entry)) return;
-      if (this.#listeners.size === 0) {
-        this.#detach?.();
-        this.#detach = undefined;
-      }
-    };
-  }
-
-  #attach(): void {
-    const { window, document } = this.#page ?? defaultPage();
-    const online = () => this.#emit('online');
-    const offline = () => this.#emit('offline');
-    const pagehide = () => this.#emit('pagehide');
-    const visibility = () => this.#emit(document?.visibilityState === 'hidden' ? 'hidden' : 'visible');
-    window?.addEventListener('online', online);
-    window?.addEventListener('offline', offline);
-    window?.addEventListener('pagehide', pagehide);
-    document?.addEventListener('visibilitychange', visibility);
-    this.#detach = () => {
-      window?.removeEventListener('online', online);
-      window?.removeEventListener('offline', offline);
-      window?.removeEventListener('pagehide', pagehide);
-      document?.removeEventListener('visibilitychange', visibility);
-    };
-  }
-
-  #emit(hint: TransportHint): void {
-    for (const listener of [...this.#listeners]) {
+  const emit = (hint: TransportHint) => {
+    for (const listener of [...listeners]) {
       try {
         listener(hint);
       } catch (error) {
@@ -67,5 +30,37 @@ export class PageHints {
         });
       }
     }
-  }
+  };
+
+  const attach = () => {
+    const { window, document } = page ?? defaultPage();
+    const onEvent = ({ type }: Event) =>
+      emit(
+        type === 'visibilitychange'
+          ? document?.visibilityState === 'hidden'
+            ? 'hidden'
+            : 'visible'
+          : (type as TransportHint),
+      );
+    const events = [
+      [window, 'online'],
+      [window, 'offline'],
+      [window, 'pagehide'],
+      [document, 'visibilitychange'],
+    ] as const;
+    for (const [target, type] of events) target?.addEventListener(type, onEvent);
+    detach = () => {
+      for (const [target, type] of events) target?.removeEventListener(type, onEvent);
+    };
+  };
+
+  return (listener) => {
+    // A wrapper per subscription, so subscribing one function twice needs two unsubscribes.
+    const entry = (hint: TransportHint) => listener(hint);
+    listeners.add(entry);
+    if (listeners.size === 1) attach();
+    return () => {
+      if (listeners.delete(entry) && listeners.size === 0) detach?.();
+    };
+  };
 }

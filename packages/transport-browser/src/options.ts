@@ -55,17 +55,14 @@ export interface BrowserTransportOptions {
   logger?: Logger;
 }
 
-export interface ResolvedOptions {
-  WebSocket: typeof WebSocket | undefined;
-  protocols: string | string[] | undefined;
-  highWaterMark: number;
-  lowWaterMark: number;
-  drainPollMs: number;
-  connectTimeoutMs: number;
-  closeTimeoutMs: number;
-  page: PageEventSource | undefined;
-  logger: Logger | undefined;
-}
+/** The options with every number checked and defaulted. */
+export type ResolvedOptions = BrowserTransportOptions &
+  Required<
+    Pick<
+      BrowserTransportOptions,
+      'highWaterMark' | 'lowWaterMark' | 'drainPollMs' | 'connectTimeoutMs' | 'closeTimeoutMs'
+    >
+  >;
 
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
@@ -79,15 +76,23 @@ function bad(why: string): never {
 
 function integer(name: string, value: unknown, fallback: number, min: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+  if (!Number.isInteger(value) || (value as number) < min) {
     bad(`${name} must be an integer of at least ${min}, got ${String(value)}`);
   }
-  return value;
+  return value as number;
 }
 
 /** Validates user options once, at `browserTransport()` time. */
 export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) bad('options must be an object');
+  const { WebSocket, protocols } = options;
+  if (WebSocket !== undefined && typeof WebSocket !== 'function') bad('WebSocket must be a class');
+  if (
+    protocols !== undefined &&
+    !(Array.isArray(protocols) ? protocols : [protocols]).every((p) => typeof p === 'string')
+  ) {
+    bad('protocols must be a string or an array of strings');
+  }
   const highWaterMark = integer('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1);
   const lowWaterMark = integer(
     'lowWaterMark',
@@ -95,26 +100,15 @@ export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedO
     Math.min(DEFAULT_LOW_WATER_MARK, highWaterMark),
     0,
   );
-  if (lowWaterMark > highWaterMark)
+  if (lowWaterMark > highWaterMark) {
     bad(`lowWaterMark (${lowWaterMark}) must not exceed highWaterMark (${highWaterMark})`);
-  if (options.WebSocket !== undefined && typeof options.WebSocket !== 'function') bad('WebSocket must be a class');
-  const protocols = options.protocols;
-  if (
-    protocols !== undefined &&
-    typeof protocols !== 'string' &&
-    !(Array.isArray(protocols) && protocols.every((p) => typeof p === 'string'))
-  ) {
-    bad('protocols must be a string or an array of strings');
   }
   return {
-    WebSocket: options.WebSocket,
-    protocols,
+    ...options,
     highWaterMark,
     lowWaterMark,
     drainPollMs: integer('drainPollMs', options.drainPollMs, DEFAULT_DRAIN_POLL_MS, 1),
     connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
     closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0),
-    page: options.page,
-    logger: options.logger,
   };
 }

@@ -55,7 +55,7 @@ function headerOf(command: Command): string {
  */
 export function encodeCommand(command: Command): Uint8Array {
   const header = utf8.encode(headerOf(command));
-  const data = command.data ?? empty;
+  const data = command.data === undefined ? empty : command.data;
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
     throw new InvalidOptionsError('command data must be a Uint8Array or a string');
   }

@@ -82,6 +82,7 @@ describe('encodeCommand', () => {
 
   it('rejects a body that is neither bytes nor a string', () => {
     expect(() => encodeCommand({ command: 'publish', data: 5 as unknown as string })).toThrow(InvalidOptionsError);
+    expect(() => encodeCommand({ command: 'publish', data: null as unknown as string })).toThrow(InvalidOptionsError);
   });
 
   it('returns frames that later frames never overwrite', () => {

@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // Browser bundle budget (issue 5), run from packages/ha-client (`pnpm --filter @amps-ts/ha-client size`,
 // and `pnpm lint` through turbo). Bundles a small app that imports HAClient, transport-browser and the
-// default plugins the way an application bundler would (esbuild, browser, ESM, minified, ES2022 like
-// the published dist), gzips it and fails above the budget.
+// default plugins the way an application bundler would for a browser (esbuild, `browser` export
+// condition, ESM, minified, ES2022 like the published dist), gzips it and fails above the ceiling.
+//
+// The `browser` condition matters: it selects core-protocol's compact codec (package.json `imports`,
+// and the `browser` build in its `exports`); Node.js keeps the fast one.
 //
 // It bundles from source (the `@amps-ts/source` export condition) rather than from dist: no build is
 // needed first, so a stale dist can never make it pass, and it can run without caching. The published
-// dist is the same esbuild transform of the same source at the same target: bundling a freshly built dist
-// measured within 50 bytes of this (22,589 vs 22,634 B gzip when this was written).
+// dist is the same esbuild transform of the same source at the same target: bundling freshly built
+// dists (core-protocol's `dist/browser`) measured within 60 bytes of this (20,920 vs 20,971 B gzip
+// when this was written).
 //
 // Flags: --metafile <path> writes esbuild's metafile (for https://esbuild.github.io/analyze/).
 import { writeFileSync } from 'node:fs';
@@ -20,11 +24,14 @@ import { gzipSync } from 'node:zlib';
 const BUDGET_BYTES = 12 * 1024;
 
 /**
- * Temporary ratchet while the bundle is over budget: above this the check fails, so the bundle
- * cannot grow further unnoticed; between the budget and this it passes but says OVER BUDGET on
- * every run. Delete it (fail above the budget) once the packages are under 12 KB.
+ * The bundle is over the issue-5 budget, so the check fails above this ceiling instead: the size
+ * reached (20,971 B) plus about 1%, so that the bundle cannot grow unnoticed. Of that size,
+ * `Client` and `HAClient` (with their streams, subscriptions and waiters) are about 10.7 KB gzip on
+ * their own; the rest is the codec, URIs, errors, the transport, the plugins and the stores, each
+ * already lean. Lower the ceiling whenever the bundle shrinks; fail above the budget (delete this)
+ * once the bundle is under it.
  */
-const CEILING_BYTES = 22.5 * 1024;
+const CEILING_BYTES = 21_180;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 
@@ -60,7 +67,7 @@ const result = await build({
   platform: 'browser',
   format: 'esm',
   target: 'es2022',
-  conditions: ['@amps-ts/source'],
+  conditions: ['@amps-ts/source', 'browser'],
   metafile: true,
   write: false,
   logLevel: 'warning',
@@ -88,9 +95,7 @@ for (const { path, bytesInOutput } of inputs.slice(0, 10)) {
   console.log(`  ${String(bytesInOutput).padStart(7)}  ${path}`);
 }
 if (gzipBytes > CEILING_BYTES) {
-  console.error(`FAIL: above the temporary ceiling of ${kb(CEILING_BYTES)} (the bundle grew)`);
+  console.error(`FAIL: above the ceiling of ${kb(CEILING_BYTES)} (the bundle grew)`);
   process.exit(1);
 }
-console.log(
-  `(passing for now: under the temporary ceiling of ${kb(CEILING_BYTES)}; see tooling/scripts/check-bundle-size.mjs)`,
-);
+console.log(`(passing: under the ceiling of ${kb(CEILING_BYTES)}; see tooling/scripts/check-bundle-size.mjs)`);

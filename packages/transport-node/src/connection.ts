@@ -7,6 +7,8 @@ export interface NodeConnection extends Connection {
   readonly highWaterMark: number;
   /** `whenDrained()` resolves once `bufferedAmount` is at or below this. */
   readonly lowWaterMark: number;
+  pause(): void;
+  resume(): void;
 }
 
 export interface ConnectionSettings {
@@ -23,6 +25,8 @@ export interface ConnectionSettings {
  * low-water mark or on close. Subclasses supply the socket operations.
  */
 export abstract class BaseConnection implements NodeConnection {
+  abstract pause(): void;
+  abstract resume(): void;
   readonly description: string;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;

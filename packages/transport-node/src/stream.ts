@@ -14,6 +14,7 @@ export class StreamConnection extends BaseConnection {
   #corked = false;
   #error: Error | undefined;
   #pendingData: ReturnType<typeof setImmediate> | undefined;
+  #paused = false;
 
   /** `leftover`: AMPS bytes that arrived with the HTTP preflight response. */
   constructor(socket: net.Socket, handlers: ConnectionHandlers, settings: ConnectionSettings, leftover?: Uint8Array) {
@@ -31,11 +32,22 @@ export class StreamConnection extends BaseConnection {
       // Deliver after connect() has returned the connection, and before anything newer.
       this.#pendingData = setImmediate(() => {
         this.received(leftover);
-        socket.resume();
+        if (!this.#paused) socket.resume();
       });
     } else {
       socket.resume();
     }
+  }
+
+  /** Stops reading: TCP flow control then pushes back on the server. */
+  pause(): void {
+    this.#paused = true;
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#socket.resume();
   }
 
   get bufferedAmount(): number {

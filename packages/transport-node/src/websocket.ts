@@ -41,6 +41,15 @@ export class WebSocketConnection extends BaseConnection {
     return this.#ws.bufferedAmount + this.#splitter.pendingBytes;
   }
 
+  /** Stops reading: TCP flow control then pushes back on the server. */
+  pause(): void {
+    this.#ws.pause();
+  }
+
+  resume(): void {
+    this.#ws.resume();
+  }
+
   protected write(bytes: Uint8Array): void {
     this.#splitter.split(bytes, this.#sendFrame);
   }

@@ -51,6 +51,21 @@ async function connected() {
 }
 
 describe('ws://', () => {
+  it('pause() stops onData until resume(); nothing is lost', async () => {
+    const { recorder, connection, peer } = await connected();
+    connection.pause?.();
+    const payload = frame('{"c":"p","t":"x"}paused');
+    for (let i = 0; i < 100; i++) peer.send(payload);
+    await new Promise<void>((resolve) => peer.send(payload, () => resolve()));
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(recorder.length).toBe(0);
+    connection.resume?.();
+    await recorder.waitForBytes(payload.length * 101);
+    expect(recorder.length).toBe(payload.length * 101);
+    connection.close();
+    await recorder.closed;
+  });
+
   it('dials the URI path without credentials or client options, with the configured headers', async () => {
     const server = await wsServer();
     const accepted = server.next();

@@ -24,7 +24,7 @@ export interface FaultProxy {
   readonly connections: number;
   /** Resets every open connection (TCP RST on both sides). New connections still work. */
   reset(): void;
-  /** Stops delivering in both directions; data is held, as TCP retransmits it, and delivered on `heal()`. */
+  /** Stops delivering in both directions, closes included; data is held, as TCP retransmits it, and delivered on `heal()`. */
   blackhole(): void;
   /** Delays every chunk by `ms` in both directions. */
   latency(ms: number): void;
@@ -118,11 +118,20 @@ function resolveTarget(target: FaultProxyOptions['target']): { host: string; por
   return { host: target.host ?? '127.0.0.1', port: target.port };
 }
 
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+  pipes: Pipe[];
+  end: () => void;
+  /** One side closed while the blackhole was on; the other learns of it at heal(). */
+  closedInBlackhole: boolean;
+}
+
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const target = resolveTarget(options.target);
   const host = options.host ?? '127.0.0.1';
   const faults: Faults = { blackhole: false, latencyMs: 0, sliceBytes: 0 };
-  const pairs = new Set<{ client: Socket; upstream: Socket; pipes: Pipe[] }>();
+  const pairs = new Set<Pair>();
 
   const server: Server = createServer((client) => {
     const upstream = connect({ host: target.host, port: target.port });
@@ -130,21 +139,26 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     upstream.setNoDelay(true);
     const toUpstream = new Pipe(upstream, faults);
     const toClient = new Pipe(client, faults);
-    const pair = { client, upstream, pipes: [toUpstream, toClient] };
+    const pair: Pair = { client, upstream, pipes: [toUpstream, toClient], end: () => {}, closedInBlackhole: false };
     pairs.add(pair);
     client.on('data', (chunk) => toUpstream.push(chunk));
     upstream.on('data', (chunk) => toClient.push(chunk));
-    const end = () => {
+    pair.end = () => {
       if (!pairs.delete(pair)) return;
       toUpstream.stop();
       toClient.stop();
       client.destroy();
       upstream.destroy();
     };
-    client.on('error', end);
-    upstream.on('error', end);
-    client.on('close', end);
-    upstream.on('close', end);
+    // In a blackhole a close is lost like any other packet: the other side keeps waiting until heal().
+    const closed = () => {
+      if (faults.blackhole) pair.closedInBlackhole = true;
+      else pair.end();
+    };
+    client.on('error', closed);
+    upstream.on('error', closed);
+    client.on('close', closed);
+    upstream.on('close', closed);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -191,7 +205,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       faults.blackhole = false;
       faults.latencyMs = 0;
       faults.sliceBytes = 0;
-      for (const pair of pairs) for (const pipe of pair.pipes) pipe.release();
+      for (const pair of [...pairs]) {
+        if (pair.closedInBlackhole) pair.end();
+        else for (const pipe of pair.pipes) pipe.release();
+      }
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -79,6 +79,17 @@ it('blackhole holds everything until heal, like dropped packets that TCP retrans
   await c.take(isDelivery(sub));
 });
 
+it('a close during a blackhole is lost too: the client hears of it only at heal', async () => {
+  const c = await client(proxy.tcpUri(), 'half-open');
+  proxy.blackhole();
+  server.dropConnections();
+  await until(() => server.stats().connections.current === 0, 'the broker dropped the connection');
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  expect(c.isClosed).toBe(false);
+  proxy.heal();
+  await c.closed;
+});
+
 it('reset kills open connections; new ones work', async () => {
   const c = await client(proxy.tcpUri(), 'reset-me');
   proxy.reset();

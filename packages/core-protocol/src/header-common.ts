@@ -1,7 +1,7 @@
 /*
  * What the two header parsers share (`header-fast.ts` for Node.js and servers, `header-compact.ts`
- * for browsers; see `decoder.ts`): the field table, the rules for values and every error message,
- * so the two can differ only in how fast they are.
+ * for browsers; see `decoder.ts`): the key table, the rules for values and their error messages, so
+ * the two differ only in how fast they are.
  */
 import { ProtocolError } from './errors.js';
 import { headerFields } from './fields.js';

@@ -65,8 +65,8 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     i = skipSpace(bytes, i + 1, end);
     if (i >= end) fail('header value is missing');
 
-    const valueStart = bytes[i] === 0x22 ? i + 1 : i;
-    if (valueStart > i) {
+    if (bytes[i] === 0x22) {
+      const valueStart = i + 1;
       i = closingQuote(bytes, valueStart, end);
       // Numbers may be quoted, but only digits count: checked on the bytes, before any unescaping.
       if (field?.type === 'number') fields[field.name] = parseUnsigned(bytes, valueStart, i, field.name);
@@ -75,6 +75,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
       else fields[field.name] = stringAt(bytes, valueStart, i);
       i++;
     } else {
+      const valueStart = i;
       if (bytes[i] === 0x7b || bytes[i] === 0x5b) failNested();
       while (!endsToken(bytes, i, end)) i++;
       if (field?.type === 'number') {

@@ -26,9 +26,9 @@ const BUDGET_BYTES = 12 * 1024;
 /**
  * The bundle is over the issue-5 budget, so the check fails above this ceiling instead: the size
  * reached (20,971 B) plus about 1%, so that the bundle cannot grow unnoticed. Of that size,
- * `Client` and `HAClient` (with their streams, subscriptions and waiters) are about 10.7 KB gzip on
- * their own; the rest is the codec, URIs, errors, the transport, the plugins and the stores, each
- * already lean. Lower the ceiling whenever the bundle shrinks; fail above the budget (delete this)
+ * `Client` and `HAClient` (with their outbox, streams, subscriptions and waiters) are about 11 KB
+ * gzip on their own; the rest is the codec (browser build), URIs, errors, the transport, the
+ * plugins and the stores, each already lean. Lower the ceiling whenever the bundle shrinks; fail above the budget (delete this)
  * once the bundle is under it.
  */
 const CEILING_BYTES = 21_180;

@@ -17,7 +17,8 @@ for (const field of headerFields) {
   }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a header string that starts with U+FEFF keeps it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function fail(message: string): never {
   throw new ProtocolError(message);

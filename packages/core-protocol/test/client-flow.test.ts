@@ -3,7 +3,6 @@
  * buffer is over its high-water mark, so memory stays bounded) and slow async iterators (the
  * connection pauses when the bounded queue fills; nothing is lost). Decided by events.
  */
-import * as net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
@@ -20,67 +19,43 @@ import { Collector, leakCheck, outgoing } from './client-fakes.js';
 
 const schemes = ['tcp', 'ws'] as const;
 
-/**
- * A plain TCP transport that can pause reading (TCP then pushes back on the broker), counting
- * its pauses. transport-node's connections have no pause/resume yet.
- */
+/** transport-node, counting how often the client pauses its connections. */
 function pausableTcp(): Transport & { pauses: number } {
-  const transport = {
+  const inner = nodeTransport();
+  const transport: Transport & { pauses: number } = {
     pauses: 0,
-    schemes: ['tcp'] as const,
-    connect: (uri, handlers) =>
-      new Promise<Connection>((resolve, reject) => {
-        const socket = net.connect({ host: uri.host, port: uri.port });
-        socket.setNoDelay(true);
-        let closed = false;
-        let failure: Error | undefined;
-        const waiters: Array<() => void> = [];
-        const release = () => {
-          for (const wake of waiters.splice(0)) wake();
-        };
-        const finish = (error: Error | undefined) => {
-          if (closed) return;
-          closed = true;
-          release();
-          handlers.onClose(error);
-        };
-        socket.once('error', reject);
-        socket.once('connect', () => {
-          socket.off('error', reject);
-          socket.on('error', (error) => {
-            failure = error;
-          });
-          socket.on('close', () => finish(failure ?? new DisconnectedError('closed by the server')));
-          socket.on('drain', release);
-          socket.on('data', (chunk) => {
-            if (!closed) handlers.onData(chunk);
-          });
-          resolve({
-            description: 'pausable tcp',
-            get bufferedAmount() {
-              return socket.writableLength;
-            },
-            send: (bytes) => {
-              if (!closed) socket.write(bytes);
-            },
-            whenDrained: () =>
-              closed || socket.writableLength === 0
-                ? Promise.resolve()
-                : new Promise<void>((wake) => waiters.push(wake)),
-            close: (error) => {
-              socket.destroy();
-              finish(error);
-            },
-            pause: () => {
-              transport.pauses++;
-              socket.pause();
-            },
-            resume: () => socket.resume(),
-          });
-        });
-      }),
-  } satisfies Transport & { pauses: number };
+    schemes: ['tcp'],
+    connect: async (uri, handlers, options) => {
+      const connection = await inner.connect(uri, handlers, options);
+      const pause = connection.pause?.bind(connection);
+      connection.pause = () => {
+        transport.pauses++;
+        pause?.();
+      };
+      return connection;
+    },
+  };
   return transport;
+}
+
+/** transport-node with flow control taken away: a transport that cannot pause. */
+function unpausable(): Transport {
+  const inner = nodeTransport();
+  return {
+    schemes: inner.schemes,
+    connect: async (uri, handlers, options) => {
+      const connection = await inner.connect(uri, handlers, options);
+      return {
+        description: connection.description,
+        get bufferedAmount() {
+          return connection.bufferedAmount;
+        },
+        send: (bytes) => connection.send(bytes),
+        whenDrained: () => connection.whenDrained(),
+        close: (error) => connection.close(error),
+      } satisfies Connection;
+    },
+  };
 }
 
 describe.each(schemes)('publish backpressure over %s', (scheme) => {
@@ -241,7 +216,7 @@ describe('slow async iterators', () => {
   });
 
   it('without a transport that can pause, a consumer past maxQueue ends with SlowConsumerError and is unsubscribed', async () => {
-    const consumer = await loggedOn('overflowing', { maxQueue: 8 });
+    const consumer = await loggedOn('overflowing', { maxQueue: 8, transport: unpausable() });
     const sub = consumer.subscribe('overflow');
     await sub.ready;
     await publishAll('overflow', 100);

@@ -99,6 +99,12 @@ describe('header fields', () => {
     expect(decodeAll(encoded)[0]?.command).toBe(name);
   });
 
+  it('keeps a leading U+FEFF in header strings (the decoder must not strip it as a BOM)', () => {
+    const [m] = decodeAll(encodeCommand({ command: 'sow', queryId: '\ufeff', topic: '\ufeffx' }));
+    expect(m?.queryId).toBe('\ufeff');
+    expect(m?.topic).toBe('\ufeffx');
+  });
+
   it('reads publish in both spellings, and p only in the command field', () => {
     expect(decodeOne('{"c":"p"}').command).toBe('publish');
     expect(decodeOne('{"c":"publish"}').command).toBe('publish');

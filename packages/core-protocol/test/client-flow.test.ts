@@ -10,7 +10,6 @@ import {
   Client,
   type ClientOptions,
   type Connection,
-  DisconnectedError,
   type Message,
   SlowConsumerError,
   type Transport,

@@ -24,63 +24,64 @@ const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
  * before keeping it past the handler if you need it to survive buffer reuse by your own code.
  */
 export class Message {
-  command: CommandName | undefined = undefined;
-  commandId: string | undefined = undefined;
-  topic: string | undefined = undefined;
-  ackType: string | undefined = undefined;
-  status: AckStatus | undefined = undefined;
-  reason: string | undefined = undefined;
-  subId: string | undefined = undefined;
-  subIds: string | undefined = undefined;
-  queryId: string | undefined = undefined;
-  sequence: number | undefined = undefined;
-  bookmark: string | undefined = undefined;
-  batchSize: number | undefined = undefined;
-  correlationId: string | undefined = undefined;
-  expiration: number | undefined = undefined;
-  sowKey: string | undefined = undefined;
-  sowKeys: string | undefined = undefined;
-  filter: string | undefined = undefined;
-  options: string | undefined = undefined;
-  topN: number | undefined = undefined;
-  orderBy: string | undefined = undefined;
-  clientName: string | undefined = undefined;
-  userId: string | undefined = undefined;
-  password: string | undefined = undefined;
-  version: string | undefined = undefined;
-  messageType: string | undefined = undefined;
-  timestamp: string | undefined = undefined;
-  leasePeriod: string | undefined = undefined;
-  length: number | undefined = undefined;
-  groupSequence: number | undefined = undefined;
-  matches: number | undefined = undefined;
-  topicMatches: number | undefined = undefined;
-  recordsReturned: number | undefined = undefined;
-  recordsInserted: number | undefined = undefined;
-  recordsUpdated: number | undefined = undefined;
-  recordsDeleted: number | undefined = undefined;
+  declare command: CommandName | undefined;
+  declare commandId: string | undefined;
+  declare topic: string | undefined;
+  declare ackType: string | undefined;
+  declare status: AckStatus | undefined;
+  declare reason: string | undefined;
+  declare subId: string | undefined;
+  declare subIds: string | undefined;
+  declare queryId: string | undefined;
+  declare sequence: number | undefined;
+  declare bookmark: string | undefined;
+  declare batchSize: number | undefined;
+  declare correlationId: string | undefined;
+  declare expiration: number | undefined;
+  declare sowKey: string | undefined;
+  declare sowKeys: string | undefined;
+  declare filter: string | undefined;
+  declare options: string | undefined;
+  declare topN: number | undefined;
+  declare orderBy: string | undefined;
+  declare clientName: string | undefined;
+  declare userId: string | undefined;
+  declare password: string | undefined;
+  declare version: string | undefined;
+  declare messageType: string | undefined;
+  declare timestamp: string | undefined;
+  declare leasePeriod: string | undefined;
+  declare length: number | undefined;
+  declare groupSequence: number | undefined;
+  declare matches: number | undefined;
+  declare topicMatches: number | undefined;
+  declare recordsReturned: number | undefined;
+  declare recordsInserted: number | undefined;
+  declare recordsUpdated: number | undefined;
+  declare recordsDeleted: number | undefined;
   /** Header keys the decoder does not model, with their values. */
-  extra: Record<string, ExtraHeaderValue> | undefined = undefined;
+  declare extra: Record<string, ExtraHeaderValue> | undefined;
   /** The body, as a view into the received bytes. */
-  data: Uint8Array = empty;
+  declare data: Uint8Array;
 
-  #text: string | undefined = undefined;
-  #json: unknown = undefined;
-  #parsed = false;
+  /** The decoded body, once asked for: kept off the hot path of constructing a message. */
+  #body: { text: string; json?: unknown; parsed: boolean } | undefined;
 
   /** The body decoded as UTF-8 (decoded once, then cached). */
   text(): string {
-    if (this.#text === undefined) this.#text = utf8.decode(this.data);
-    return this.#text;
+    this.#body ??= { text: utf8.decode(this.data), parsed: false };
+    return this.#body.text;
   }
 
   /** The body parsed as JSON (parsed once, then cached). Throws `SyntaxError` for a body that is not JSON. */
   json<T = unknown>(): T {
-    if (!this.#parsed) {
-      this.#json = JSON.parse(this.text());
-      this.#parsed = true;
+    const body = this.#body ?? { text: this.text(), parsed: false };
+    this.#body = body;
+    if (!body.parsed) {
+      body.json = JSON.parse(body.text);
+      body.parsed = true;
     }
-    return this.#json as T;
+    return body.json as T;
   }
 
   /** The subscription ids this delivery is for: `sids` split, or `sub_id`. */
@@ -91,7 +92,7 @@ export class Message {
 
   /** Copies every header field (not the body) from another message: how SOW records inherit their batch header. */
   inheritHeader(from: Message): void {
-    for (const name of fieldNames) (this as HeaderValues)[name] = from[name] as never;
+    for (const name of fieldNames) if (from[name] !== undefined) (this as HeaderValues)[name] = from[name] as never;
     if (from.extra) this.extra = { ...from.extra };
   }
 
@@ -105,3 +106,10 @@ export class Message {
     return out;
   }
 }
+
+// Absent header fields read as `undefined` from the prototype: a message is built with only the
+// fields its header carries, which keeps decoding cheap.
+for (const name of [...fieldNames, 'extra'] as const) {
+  (Message.prototype as unknown as Record<string, unknown>)[name] = undefined;
+}
+(Message.prototype as unknown as { data: Uint8Array }).data = empty;

@@ -31,5 +31,7 @@ export { AckTypes, CommandNames, headerFields } from './fields.js';
 export type { Command, ExtraHeaderValue } from './message.js';
 export { Message } from './message.js';
 export * from './options.js';
+export type { ServerEntry, ServerRecord } from './server-list.js';
+export { describeError, describeFailures, newServer, serverFor } from './server-list.js';
 export type { AmpsUri, UriOptions, UriScheme } from './uri.js';
 export { parseUri, redactUri } from './uri.js';

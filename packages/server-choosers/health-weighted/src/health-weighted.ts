@@ -2,19 +2,17 @@ import {
   type Authenticator,
   type ConnectionInfo,
   defaultEnvironment,
+  describeError,
+  describeFailures,
   type Environment,
   InvalidOptionsError,
   type Logger,
-  type ServerChooser,
-} from '@amps-ts/core-protocol';
-import {
-  describeError,
-  describeFailures,
   newServer,
+  type ServerChooser,
   type ServerEntry,
   type ServerRecord,
   serverFor,
-} from './servers.js';
+} from '@amps-ts/core-protocol';
 
 export interface HealthWeightedOptions {
   /**

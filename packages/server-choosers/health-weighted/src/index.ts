@@ -1,3 +1,3 @@
+export type { ServerEntry } from '@amps-ts/core-protocol';
 export type { CircuitState, HealthWeightedOptions, ServerHealth } from './health-weighted.js';
 export { HealthWeightedChooser, healthWeighted } from './health-weighted.js';
-export type { ServerEntry } from './servers.js';

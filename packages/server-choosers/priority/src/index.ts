@@ -1,3 +1,3 @@
+export type { ServerEntry } from '@amps-ts/core-protocol';
 export type { PriorityFailbackOptions } from './priority.js';
 export { PriorityFailbackChooser, priorityFailback } from './priority.js';
-export type { ServerEntry } from './servers.js';

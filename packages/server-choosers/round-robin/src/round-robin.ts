@@ -6,7 +6,7 @@ import {
   type ServerEntry,
   type ServerRecord,
   serverFor,
-} from './servers.js';
+} from '@amps-ts/core-protocol';
 
 export interface RoundRobinOptions {
   /**

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   type Authenticator,
   ConnectionError,
@@ -116,11 +114,3 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
   });
 });
 
-describe('the shared server bookkeeping', () => {
-  it('is the same file in every chooser package', () => {
-    const read = (name: string) =>
-      readFileSync(join(import.meta.dirname, '..', '..', name, 'src', 'servers.ts'), 'utf8');
-    const original = read('round-robin');
-    for (const name of ['priority', 'shuffled', 'health-weighted']) expect(read(name), name).toBe(original);
-  });
-});

@@ -2,17 +2,15 @@ import {
   type Authenticator,
   type ConnectionInfo,
   defaultEnvironment,
-  type Environment,
-  type ServerChooser,
-} from '@amps-ts/core-protocol';
-import {
   describeError,
   describeFailures,
+  type Environment,
   newServer,
+  type ServerChooser,
   type ServerEntry,
   type ServerRecord,
   serverFor,
-} from './servers.js';
+} from '@amps-ts/core-protocol';
 
 export interface ShuffledOptions {
   /**

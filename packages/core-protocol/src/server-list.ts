@@ -1,14 +1,10 @@
 /*
- * Server-list bookkeeping shared by the amps-ts server choosers. Plugins never import each other,
- * so each chooser package holds an identical copy of this file (a test keeps the copies equal).
+ * Server-list bookkeeping for ServerChooser plugins: plugins never import each other, so what
+ * they share lives here, beside the contract.
  */
-import {
-  type Authenticator,
-  type ConnectionInfo,
-  InvalidOptionsError,
-  parseUri,
-  redactUri,
-} from '@amps-ts/core-protocol';
+import type { Authenticator, ConnectionInfo } from './contracts.js';
+import { InvalidOptionsError } from './errors.js';
+import { parseUri, redactUri } from './uri.js';
 
 /** A server and, optionally, the authenticator to log on to it with. */
 export interface ServerEntry {

@@ -113,4 +113,3 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
     expect(() => roundRobin([{ uri: a, authenticator: {} as never }])).toThrow(InvalidOptionsError);
   });
 });
-

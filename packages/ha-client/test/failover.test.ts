@@ -7,6 +7,7 @@ import {
   RetryExhaustedError,
   type ServerChooser,
 } from '@amps-ts/core-protocol';
+import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -261,6 +262,34 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(waits.filter((w) => w === -1)).toHaveLength(2); // reset after each success
     await ha.publish('custom', JSON.stringify({ n: 1 }));
     await sub.until(1);
+  });
+
+  it('fails back to the preferred server once it has been healthy for a while, losing nothing', async () => {
+    const c = await cluster(2);
+    const [primary, backup] = c.tcpUris('json') as [string, string];
+    const publisher = client('pub-failback', [backup]);
+    const subscriber = client('sub-failback', [], {
+      servers: undefined,
+      chooser: priorityFailback([primary, backup], { failbackAfterMs: 300 }),
+      failbackCheckMs: 50,
+    });
+    const sub = collector(subscriber, 'orders');
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await sub.subscription.ready;
+    expect(subscriber.uri).toBe(primary);
+
+    const onBackup = stateWhere(subscriber, (e) => e.state === 'Resubscribed' && e.uri === backup);
+    await c.servers[0]?.kill();
+    await onBackup;
+    for (const n of range(1, 100)) publisher.publish('orders', JSON.stringify({ n }));
+    await sub.until(100);
+
+    const backOnPrimary = stateWhere(subscriber, (e) => e.state === 'Resubscribed' && e.uri === primary);
+    await c.servers[0]?.restart();
+    await backOnPrimary;
+    for (const n of range(101, 200)) publisher.publish('orders', JSON.stringify({ n }));
+    await sub.until(200);
+    expect(sub.seen).toEqual(range(1, 200));
   });
 
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {

@@ -31,6 +31,8 @@ export { AckTypes, CommandNames, headerFields } from './fields.js';
 export type { Command, ExtraHeaderValue } from './message.js';
 export { Message } from './message.js';
 export * from './options.js';
+export type { RetryLimits } from './retry-sweeps.js';
+export { RetrySweeps } from './retry-sweeps.js';
 export type { ServerEntry, ServerRecord } from './server-list.js';
 export { describeError, describeFailures, newServer, serverFor } from './server-list.js';
 export type { AmpsUri, UriOptions, UriScheme } from './uri.js';

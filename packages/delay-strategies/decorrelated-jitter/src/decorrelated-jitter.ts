@@ -3,7 +3,7 @@ import {
   type Environment,
   InvalidOptionsError,
   type ReconnectDelayStrategy,
-  RetryExhaustedError,
+  RetrySweeps,
 } from '@amps-ts/core-protocol';
 
 /** The delay math's inputs, resolved. */
@@ -67,10 +67,8 @@ export class DecorrelatedJitter implements ReconnectDelayStrategy {
   /** The resolved options, defaults filled in. */
   readonly options: Readonly<Required<Omit<DecorrelatedJitterOptions, 'environment'>>>;
   readonly #environment: Pick<Environment, 'now' | 'random'>;
-  #startedAt: number | undefined;
-  #attempts = 0;
   #previousMs: number;
-  readonly #triedThisSweep = new Set<string>();
+  readonly #sweeps: RetrySweeps;
 
   constructor(options: DecorrelatedJitterOptions = {}) {
     const resolved = {
@@ -88,39 +86,19 @@ export class DecorrelatedJitter implements ReconnectDelayStrategy {
     }
     this.options = Object.freeze(resolved);
     this.#environment = options.environment ?? defaultEnvironment;
+    this.#sweeps = new RetrySweeps(this.options, this.#environment);
     this.#previousMs = resolved.baseMs;
   }
 
   getConnectWaitDuration(uri: string): number {
-    const now = this.#environment.now();
-    this.#startedAt ??= now;
-    const elapsedMs = now - this.#startedAt;
-    const { maximumRetryTimeMs, maximumAttempts } = this.options;
-    const outOfTime = maximumRetryTimeMs > 0 && elapsedMs >= maximumRetryTimeMs;
-    if (outOfTime || (maximumAttempts > 0 && this.#attempts >= maximumAttempts)) {
-      throw new RetryExhaustedError(
-        `gave up reconnecting after ${(elapsedMs / 1000).toFixed(1)} s and ${this.#attempts} attempts ` +
-          (outOfTime ? `(maximumRetryTimeMs ${maximumRetryTimeMs})` : `(maximumAttempts ${maximumAttempts})`),
-        { elapsedMs, attempts: this.#attempts },
-      );
-    }
-    this.#attempts++;
-    if (!this.#triedThisSweep.has(uri)) {
-      this.#triedThisSweep.add(uri);
-      return 0;
-    }
-    this.#triedThisSweep.clear();
-    this.#triedThisSweep.add(uri);
+    if (this.#sweeps.next(uri) === 0) return 0;
     this.#previousMs = decorrelatedDelay(this.#previousMs, this.#environment.random(), this.options);
-    // Never sleep past the deadline: the last attempt happens on time, and the next call gives up.
-    return maximumRetryTimeMs > 0 ? Math.min(this.#previousMs, maximumRetryTimeMs - elapsedMs) : this.#previousMs;
+    return this.#sweeps.cap(this.#previousMs);
   }
 
   reset(): void {
-    this.#startedAt = undefined;
-    this.#attempts = 0;
+    this.#sweeps.reset();
     this.#previousMs = this.options.baseMs;
-    this.#triedThisSweep.clear();
   }
 }
 

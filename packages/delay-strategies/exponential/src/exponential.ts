@@ -3,7 +3,7 @@ import {
   type Environment,
   InvalidOptionsError,
   type ReconnectDelayStrategy,
-  RetryExhaustedError,
+  RetrySweeps,
 } from '@amps-ts/core-protocol';
 
 /**
@@ -104,10 +104,7 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
   /** The resolved options, AMPS defaults filled in. */
   readonly options: Readonly<Required<Omit<ExponentialBackoffOptions, 'environment'>>>;
   readonly #environment: Pick<Environment, 'now' | 'random'>;
-  #startedAt: number | undefined;
-  #attempts = 0;
-  #sweep = 0;
-  readonly #triedThisSweep = new Set<string>();
+  readonly #sweeps: RetrySweeps;
 
   constructor(options: ExponentialBackoffOptions = {}) {
     const resolved = {
@@ -134,39 +131,16 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
     }
     this.options = Object.freeze(resolved);
     this.#environment = options.environment ?? defaultEnvironment;
+    this.#sweeps = new RetrySweeps(this.options, this.#environment);
   }
 
   getConnectWaitDuration(uri: string): number {
-    const now = this.#environment.now();
-    this.#startedAt ??= now;
-    const elapsedMs = now - this.#startedAt;
-    const { maximumRetryTimeMs, maximumAttempts } = this.options;
-    const outOfTime = maximumRetryTimeMs > 0 && elapsedMs >= maximumRetryTimeMs;
-    if (outOfTime || (maximumAttempts > 0 && this.#attempts >= maximumAttempts)) {
-      throw new RetryExhaustedError(
-        `gave up reconnecting after ${(elapsedMs / 1000).toFixed(1)} s and ${this.#attempts} attempts ` +
-          (outOfTime ? `(maximumRetryTimeMs ${maximumRetryTimeMs})` : `(maximumAttempts ${maximumAttempts})`),
-        { elapsedMs, attempts: this.#attempts },
-      );
-    }
-    this.#attempts++;
-    if (!this.#triedThisSweep.has(uri)) {
-      this.#triedThisSweep.add(uri);
-      return 0;
-    }
-    this.#triedThisSweep.clear();
-    this.#triedThisSweep.add(uri);
-    this.#sweep++;
-    const wait = exponentialDelay(this.#sweep, this.#environment.random(), this.options);
-    // Never sleep past the deadline: the last attempt happens on time, and the next call gives up.
-    return maximumRetryTimeMs > 0 ? Math.min(wait, maximumRetryTimeMs - elapsedMs) : wait;
+    const sweep = this.#sweeps.next(uri);
+    return sweep === 0 ? 0 : this.#sweeps.cap(exponentialDelay(sweep, this.#environment.random(), this.options));
   }
 
   reset(): void {
-    this.#startedAt = undefined;
-    this.#attempts = 0;
-    this.#sweep = 0;
-    this.#triedThisSweep.clear();
+    this.#sweeps.reset();
   }
 }
 

@@ -3,7 +3,7 @@ import {
   type Environment,
   InvalidOptionsError,
   type ReconnectDelayStrategy,
-  RetryExhaustedError,
+  RetrySweeps,
 } from '@amps-ts/core-protocol';
 
 export interface FixedDelayOptions {
@@ -41,10 +41,7 @@ export interface FixedDelayOptions {
 export class FixedDelay implements ReconnectDelayStrategy {
   /** The resolved options, defaults filled in. */
   readonly options: Readonly<Required<Omit<FixedDelayOptions, 'environment'>>>;
-  readonly #environment: Pick<Environment, 'now'>;
-  #startedAt: number | undefined;
-  #attempts = 0;
-  readonly #triedThisSweep = new Set<string>();
+  readonly #sweeps: RetrySweeps;
 
   constructor(options: FixedDelayOptions = {}) {
     const resolved = {
@@ -59,37 +56,15 @@ export class FixedDelay implements ReconnectDelayStrategy {
       invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);
     }
     this.options = Object.freeze(resolved);
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#sweeps = new RetrySweeps(this.options, options.environment ?? defaultEnvironment);
   }
 
   getConnectWaitDuration(uri: string): number {
-    const now = this.#environment.now();
-    this.#startedAt ??= now;
-    const elapsedMs = now - this.#startedAt;
-    const { delayMs, maximumRetryTimeMs, maximumAttempts } = this.options;
-    const outOfTime = maximumRetryTimeMs > 0 && elapsedMs >= maximumRetryTimeMs;
-    if (outOfTime || (maximumAttempts > 0 && this.#attempts >= maximumAttempts)) {
-      throw new RetryExhaustedError(
-        `gave up reconnecting after ${(elapsedMs / 1000).toFixed(1)} s and ${this.#attempts} attempts ` +
-          (outOfTime ? `(maximumRetryTimeMs ${maximumRetryTimeMs})` : `(maximumAttempts ${maximumAttempts})`),
-        { elapsedMs, attempts: this.#attempts },
-      );
-    }
-    this.#attempts++;
-    if (!this.#triedThisSweep.has(uri)) {
-      this.#triedThisSweep.add(uri);
-      return 0;
-    }
-    this.#triedThisSweep.clear();
-    this.#triedThisSweep.add(uri);
-    // Never sleep past the deadline: the last attempt happens on time, and the next call gives up.
-    return maximumRetryTimeMs > 0 ? Math.min(delayMs, maximumRetryTimeMs - elapsedMs) : delayMs;
+    return this.#sweeps.next(uri) === 0 ? 0 : this.#sweeps.cap(this.options.delayMs);
   }
 
   reset(): void {
-    this.#startedAt = undefined;
-    this.#attempts = 0;
-    this.#triedThisSweep.clear();
+    this.#sweeps.reset();
   }
 }
 

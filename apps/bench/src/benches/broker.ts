@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Command, encodeCommand } from '@amps-ts/core-protocol';
 import { startTestServer } from '@amps-ts/test-server';
+import { FrameCounter } from '../frame-counter.js';
 import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
 
 const BROKER_ROLE = 'AMPS_TS_BENCH_BROKER';
@@ -48,35 +49,6 @@ class BrokerProcess {
     const exited = once(this.child, 'exit');
     this.child.send('close');
     await exited;
-  }
-}
-
-/** Counts length-prefixed frames in a byte stream without decoding them. */
-class FrameCounter {
-  frames = 0;
-  #need = 0; // bytes left of the current frame's body
-  #prefix = 0;
-  #prefixBytes = 0;
-
-  push(chunk: Uint8Array): void {
-    let i = 0;
-    const end = chunk.length;
-    while (i < end) {
-      if (this.#need > 0) {
-        const take = Math.min(this.#need, end - i);
-        this.#need -= take;
-        i += take;
-        if (this.#need === 0) this.frames++;
-        continue;
-      }
-      this.#prefix = (this.#prefix << 8) | (chunk[i++] as number);
-      if (++this.#prefixBytes === 4) {
-        this.#need = this.#prefix >>> 0;
-        this.#prefix = 0;
-        this.#prefixBytes = 0;
-        if (this.#need === 0) this.frames++;
-      }
-    }
   }
 }
 

@@ -19,7 +19,7 @@ async function serve(options: TestServerOptions = {}): Promise<TestServer> {
 }
 
 async function connect(server: TestServer, transport: Transport): Promise<TestClient> {
-  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  const c = await TestClient.connectTo(server, transport);
   open.push(c);
   return c;
 }
@@ -43,7 +43,7 @@ describe.each(transports)('fault controls, clients over %s', (transport) => {
     const cid = c.publish('t', { n: 1 }, { ackType: 'processed' });
     // A connection made while frozen: accepted by TCP, never answered.
     let late: TestClient | undefined;
-    const lateConnect = TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri()).then((l) => {
+    const lateConnect = TestClient.connectTo(server, transport).then((l) => {
       late = l;
       open.push(l);
       if (transport === 'tcp') l.command({ command: 'logon', clientName: 'late', ackType: 'processed' });

@@ -2,6 +2,7 @@
 import { connect, type Socket } from 'node:net';
 import { type Command, type Environment, encodeCommand, type Message, MessageDecoder } from '@amps-ts/core-protocol';
 import { WebSocket } from 'ws';
+import type { TestServer } from '../src/index.js';
 
 export type Transport = 'tcp' | 'ws';
 export const transports: Transport[] = ['tcp', 'ws'];
@@ -24,6 +25,11 @@ export class TestClient {
     this.closed = new Promise((resolve) => {
       this.#onClosed = resolve;
     });
+  }
+
+  /** Connects to `server` over `transport`. */
+  static connectTo(server: TestServer, transport: Transport): Promise<TestClient> {
+    return TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
   }
 
   static async connect(uri: string): Promise<TestClient> {

@@ -14,7 +14,7 @@ afterAll(async () => {
 });
 
 async function client(transport: Transport): Promise<TestClient> {
-  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  const c = await TestClient.connectTo(server, transport);
   clients.push(c);
   return c;
 }

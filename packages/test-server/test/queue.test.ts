@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 async function client(transport: Transport, name: string): Promise<TestClient> {
-  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  const c = await TestClient.connectTo(server, transport);
   open.push(c);
   await c.logon(name);
   return c;

@@ -20,7 +20,7 @@ async function cluster(options: Parameters<typeof startTestCluster>[0] = {}): Pr
 }
 
 async function client(server: TestServer, transport: Transport, name: string): Promise<TestClient> {
-  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  const c = await TestClient.connectTo(server, transport);
   open.push(c);
   await c.logon(name);
   return c;

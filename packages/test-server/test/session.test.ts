@@ -21,7 +21,7 @@ async function serve(options: TestServerOptions = {}): Promise<TestServer> {
 }
 
 async function client(server: TestServer, transport: Transport): Promise<TestClient> {
-  const c = await TestClient.connect(transport === 'tcp' ? server.tcpUri() : server.wsUri());
+  const c = await TestClient.connectTo(server, transport);
   open.push(c);
   return c;
 }

@@ -436,7 +436,6 @@ export class HAClient {
     this.#ready.reject(error);
     this.#ready = deferred<void>();
     this.#ready.promise.catch(() => {});
-    this.#rejectWaiters(error);
   }
 
   #exhausted(cause: unknown): Error {
@@ -531,13 +530,6 @@ export class HAClient {
     }
   }
 
-  readonly #waiters = new Set<(error: Error) => void>();
-
-  #rejectWaiters(error: Error): void {
-    for (const reject of this.#waiters) reject(error);
-    this.#waiters.clear();
-  }
-
   /**
    * Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. A command
    * cut off by a disconnect runs again after the recovery (as AMPS's retry-on-disconnect).
@@ -546,7 +538,7 @@ export class HAClient {
     const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
     const giveUpAt = timeoutMs > 0 ? this.#env.now() + timeoutMs : Number.POSITIVE_INFINITY;
     for (;;) {
-      await this.#waitUntilReady(Math.max(1, giveUpAt - this.#env.now()), options.signal);
+      await this.#whenReady(Math.max(1, giveUpAt - this.#env.now()), options.signal);
       try {
         return await fn();
       } catch (error) {
@@ -558,21 +550,6 @@ export class HAClient {
         if (!retry) throw error;
       }
     }
-  }
-
-  async #waitUntilReady(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
-    if (this.isReady) return;
-    await new Promise<void>((resolve, reject) => {
-      const fail = (error: Error) => {
-        this.#waiters.delete(fail);
-        reject(error);
-      };
-      this.#waiters.add(fail);
-      this.#whenReady(timeoutMs, signal).then(() => {
-        this.#waiters.delete(fail);
-        resolve();
-      }, fail);
-    });
   }
 
   /* -------------------------------------------------------------- publish */

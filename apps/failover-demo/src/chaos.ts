@@ -186,19 +186,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
   })();
 
-  const progress = setInterval(() => {
-    emit({
-      type: 'progress',
-      at: now(),
-      published,
-      received,
-      servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
-      on: {
-        publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
-        subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
-      },
-    });
-  }, 1000);
+  const progressEvent = (): ChaosEvent => ({
+    type: 'progress',
+    at: now(),
+    published,
+    received,
+    servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
+    on: {
+      publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
+      subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
+    },
+  });
+  const progress = setInterval(() => emit(progressEvent()), 1000);
 
   const act = async (action: ChaosAction, server: TestServer) => {
     const name = names[servers.indexOf(server)] as string;
@@ -251,17 +250,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   await publisher.publishFlush(30_000).catch(() => {});
   while (received < published && performance.now() < drainEnd) await sleep(50);
   clearInterval(progress);
-  emit({
-    type: 'progress',
-    at: now(),
-    published,
-    received,
-    servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
-    on: {
-      publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
-      subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
-    },
-  });
+  emit(progressEvent());
 
   await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
   await cluster.close();

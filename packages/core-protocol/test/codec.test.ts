@@ -305,6 +305,15 @@ describe('Message', () => {
     expect(text(b?.data as Uint8Array)).toBe('seconD');
   });
 
+  it('makes its body view once, on first read, and takes a body assigned to it', () => {
+    const m = decodeOne('{"c":"p","t":"a"}', 'body');
+    expect(m.data).toBe(m.data);
+    expect('data' in m).toBe(true);
+    m.data = utf8.encode('other');
+    expect(m.text()).toBe('other');
+    expect(m.toJSON()).toEqual({ command: 'publish', topic: 'a', dataLength: 5 });
+  });
+
   it('parses the body as JSON only when asked, once', () => {
     const m = decodeOne('{"c":"p"}', '{"id":7,"tags":["a"]}');
     const first = m.json<{ id: number; tags: string[] }>();

@@ -126,6 +126,61 @@ class RepeatCache {
   }
 }
 
+/**
+ * The leading fields of the last header whose values repeat (command, topic, subscription id,
+ * ...), with their bytes. A subscription's deliveries differ only after them: a header that
+ * starts with the same bytes gets the same values without parsing them again. The parser is
+ * deterministic and each field ends with its `,`, so the result is the same as parsing.
+ */
+class LeadingFields {
+  static readonly #maxBytes = 256;
+  /** From the header's `{` to the `,` after the last field. */
+  readonly #bytes = new Uint8Array(LeadingFields.#maxBytes);
+  /** Per field: where its `,` ends (from the `{`), the field, its value. */
+  readonly #ends: number[] = [];
+  readonly #fields: KnownField[] = [];
+  readonly #values: string[] = [];
+  #count = 0;
+
+  /**
+   * Stores into `message` the fields the header at `bytes[start]` starts with, and forgets the
+   * ones after them. Returns the index just after the last one's `,`, or -1 for none.
+   */
+  resume(bytes: Uint8Array, start: number, end: number, message: Message): number {
+    const count = this.#count;
+    if (count === 0) return -1;
+    const held = this.#bytes;
+    const ends = this.#ends;
+    const limit = Math.min(ends[count - 1] as number, end - start);
+    let same = 0;
+    while (same < limit && held[same] === bytes[start + same]) same++;
+    let matched = 0;
+    while (matched < count && (ends[matched] as number) <= same) {
+      (this.#fields[matched] as KnownField).set(message, this.#values[matched] as string);
+      matched++;
+    }
+    this.#count = matched;
+    return matched === 0 ? -1 : start + (ends[matched - 1] as number);
+  }
+
+  /**
+   * Adds the field that ends at `comma` (the index after its `,`), following those remembered.
+   * Returns false when it cannot be added: then no later field of this header can either.
+   */
+  add(bytes: Uint8Array, start: number, comma: number, field: KnownField, value: string): boolean {
+    const count = this.#count;
+    const from = count === 0 ? 0 : (this.#ends[count - 1] as number);
+    const to = comma - start;
+    if (to > LeadingFields.#maxBytes) return false;
+    this.#bytes.set(bytes.subarray(start + from, comma), from);
+    this.#ends[count] = to;
+    this.#fields[count] = field;
+    this.#values[count] = value;
+    this.#count = count + 1;
+    return true;
+  }
+}
+
 enum Kind {
   String = 0,
   Number = 1,
@@ -176,6 +231,7 @@ const setters: { [K in HeaderFieldName]-?: (message: Message, value: NonNullable
 interface KnownField {
   readonly name: HeaderFieldName;
   readonly kind: Kind;
+  /** Whether its values repeat from message to message (the command does too). */
   readonly repeats: boolean;
   readonly set: (message: Message, value: string | number) => void;
 }
@@ -186,7 +242,7 @@ for (const spec of headerFields) {
   knownByName.set(spec.name, {
     name: spec.name,
     kind: spec.name === 'command' ? Kind.Command : spec.type === 'number' ? Kind.Number : Kind.String,
-    repeats: (spec as { repeats?: boolean }).repeats === true,
+    repeats: spec.name === 'command' || (spec as { repeats?: boolean }).repeats === true,
     set: setters[spec.name] as Setter as KnownField['set'],
   });
 }
@@ -210,6 +266,7 @@ for (const [key, known] of knownByKey) {
 const commandTable = new ByteTable<string>([...CommandNames.map((name) => [name, name] as const), ['p', 'publish']]);
 
 const repeatCache = new RepeatCache();
+const leadingFields = new LeadingFields();
 
 /* ---------- header parsing ---------- */
 
@@ -255,7 +312,8 @@ function scanString(bytes: Uint8Array, i: number, end: number): number {
       failControlCharacter();
     }
     high |= b;
-    hash = (Math.imul(hash, 31) + b) | 0;
+    // `hashBytes`, with a shorter chain of dependent instructions than `Math.imul(hash, 31) + b`.
+    hash = ((hash << 5) - (hash - b)) | 0;
   }
   return fail('header is not terminated');
 }
@@ -266,8 +324,15 @@ function scanString(bytes: Uint8Array, i: number, end: number): number {
  */
 export function parseHeader(bytes: Uint8Array, start: number, end: number, message: Message): number {
   if (start >= end || bytes[start] !== 0x7b) fail('frame does not start with a JSON header');
-  let i = skipSpace(bytes, start + 1, end);
-  if (i < end && bytes[i] === 0x7d) return i + 1;
+  let i = leadingFields.resume(bytes, start, end, message);
+  if (i < 0) {
+    i = skipSpace(bytes, start + 1, end);
+    if (i < end && bytes[i] === 0x7d) return i + 1;
+  } else {
+    i = skipSpace(bytes, i, end);
+  }
+  // Whether every field so far is a repeating one, remembered in `leadingFields`.
+  let leading = true;
   for (;;) {
     // Key.
     if (i >= end) fail('header is not terminated');
@@ -294,6 +359,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     if (i >= end) fail('header value is missing');
 
     // Value.
+    let repeated: string | undefined;
     if (bytes[i] === 0x22) {
       const valueStart = i + 1;
       const valueEnd = scanString(bytes, valueStart, end);
@@ -302,18 +368,10 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
         setExtra(message, key as string, stringAt(bytes, valueStart, valueEnd, scanned.escaped, scanned.ascii));
       } else if (known.kind === Kind.Number) {
         known.set(message, parseUnsigned(bytes, valueStart, valueEnd, known.name));
-      } else if (scanned.escaped) {
-        const value = stringAt(bytes, valueStart, valueEnd, true, scanned.ascii);
-        known.set(message, known.kind === Kind.Command ? commandName(value) : value);
-      } else if (known.kind === Kind.Command) {
-        const name = commandTable.get(bytes, valueStart, valueEnd, scanned.hash);
-        known.set(message, name ?? stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
-      } else if (known.repeats) {
-        const hash = scanned.hash;
-        const cached = repeatCache.get(bytes, valueStart, valueEnd, hash);
-        known.set(message, cached ?? repeatCache.add(bytes, valueStart, valueEnd, hash, scanned.ascii));
       } else {
-        known.set(message, stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+        const value = knownString(bytes, valueStart, valueEnd, known);
+        known.set(message, value);
+        if (known.repeats) repeated = value;
       }
     } else if (known !== undefined && known.kind === Kind.Number) {
       // The usual case for numbers (`"s":42`): read the digits as they are scanned.
@@ -346,8 +404,27 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     const b = bytes[i];
     if (b === 0x7d) return i + 1;
     if (b !== 0x2c) fail(`expected ',' or '}' in header at byte ${i - start}`);
+    if (leading) {
+      leading = repeated !== undefined && leadingFields.add(bytes, start, i + 1, known as KnownField, repeated);
+    }
     i = skipSpace(bytes, i + 1, end);
   }
+}
+
+/** The value of a known string field (quoted, scanned by `scanString`). */
+function knownString(bytes: Uint8Array, start: number, end: number, known: KnownField): string {
+  if (scanned.escaped) {
+    const value = stringAt(bytes, start, end, true, scanned.ascii);
+    return known.kind === Kind.Command ? commandName(value) : value;
+  }
+  if (known.kind === Kind.Command) {
+    return commandTable.get(bytes, start, end, scanned.hash) ?? stringAt(bytes, start, end, false, scanned.ascii);
+  }
+  if (known.repeats) {
+    const hash = scanned.hash;
+    return repeatCache.get(bytes, start, end, hash) ?? repeatCache.add(bytes, start, end, hash, scanned.ascii);
+  }
+  return stringAt(bytes, start, end, false, scanned.ascii);
 }
 
 /** The known field of a one- or two-letter key starting at `i`, if it is one. */

@@ -156,7 +156,7 @@ class LeadingFields {
     while (same < limit && held[same] === bytes[start + same]) same++;
     let matched = 0;
     while (matched < count && (ends[matched] as number) <= same) {
-      (this.#fields[matched] as KnownField).set(message, this.#values[matched] as string);
+      store(message, (this.#fields[matched] as KnownField).field, this.#values[matched] as string);
       matched++;
     }
     this.#count = matched;
@@ -187,53 +187,98 @@ enum Kind {
   Command = 2,
 }
 
-type Setter = (message: Message, value: never) => void;
+/** The header fields, numbered for `store`. */
+enum Field {
+  command,
+  commandId,
+  topic,
+  ackType,
+  status,
+  reason,
+  subId,
+  subIds,
+  queryId,
+  sequence,
+  bookmark,
+  batchSize,
+  correlationId,
+  expiration,
+  sowKey,
+  sowKeys,
+  filter,
+  options,
+  topN,
+  orderBy,
+  clientName,
+  userId,
+  password,
+  version,
+  messageType,
+  timestamp,
+  leasePeriod,
+  length,
+  groupSequence,
+  matches,
+  topicMatches,
+  recordsReturned,
+  recordsInserted,
+  recordsUpdated,
+  recordsDeleted,
+}
 
-/** One direct store per field: much faster than `message[name] = value` with varying names. */
-const setters: { [K in HeaderFieldName]-?: (message: Message, value: NonNullable<Message[K]>) => void } = {
-  command: (m, v) => (m.command = v),
-  commandId: (m, v) => (m.commandId = v),
-  topic: (m, v) => (m.topic = v),
-  ackType: (m, v) => (m.ackType = v),
-  status: (m, v) => (m.status = v),
-  reason: (m, v) => (m.reason = v),
-  subId: (m, v) => (m.subId = v),
-  subIds: (m, v) => (m.subIds = v),
-  queryId: (m, v) => (m.queryId = v),
-  sequence: (m, v) => (m.sequence = v),
-  bookmark: (m, v) => (m.bookmark = v),
-  batchSize: (m, v) => (m.batchSize = v),
-  correlationId: (m, v) => (m.correlationId = v),
-  expiration: (m, v) => (m.expiration = v),
-  sowKey: (m, v) => (m.sowKey = v),
-  sowKeys: (m, v) => (m.sowKeys = v),
-  filter: (m, v) => (m.filter = v),
-  options: (m, v) => (m.options = v),
-  topN: (m, v) => (m.topN = v),
-  orderBy: (m, v) => (m.orderBy = v),
-  clientName: (m, v) => (m.clientName = v),
-  userId: (m, v) => (m.userId = v),
-  password: (m, v) => (m.password = v),
-  version: (m, v) => (m.version = v),
-  messageType: (m, v) => (m.messageType = v),
-  timestamp: (m, v) => (m.timestamp = v),
-  leasePeriod: (m, v) => (m.leasePeriod = v),
-  length: (m, v) => (m.length = v),
-  groupSequence: (m, v) => (m.groupSequence = v),
-  matches: (m, v) => (m.matches = v),
-  topicMatches: (m, v) => (m.topicMatches = v),
-  recordsReturned: (m, v) => (m.recordsReturned = v),
-  recordsInserted: (m, v) => (m.recordsInserted = v),
-  recordsUpdated: (m, v) => (m.recordsUpdated = v),
-  recordsDeleted: (m, v) => (m.recordsDeleted = v),
-};
+/**
+ * Stores a field's value: one direct store per field, in a `switch` V8 makes a jump table:
+ * cheaper than `message[name] = value` with varying names, or a call through a table of one
+ * function per field (a call site that sees them all inlines none).
+ */
+function store(message: Message, field: Field, value: string | number): void {
+  const fields = message as unknown as Record<HeaderFieldName, string | number>;
+  // biome-ignore format: one line per field
+  switch (field) {
+    case Field.command: fields.command = value; return;
+    case Field.commandId: fields.commandId = value; return;
+    case Field.topic: fields.topic = value; return;
+    case Field.ackType: fields.ackType = value; return;
+    case Field.status: fields.status = value; return;
+    case Field.reason: fields.reason = value; return;
+    case Field.subId: fields.subId = value; return;
+    case Field.subIds: fields.subIds = value; return;
+    case Field.queryId: fields.queryId = value; return;
+    case Field.sequence: fields.sequence = value; return;
+    case Field.bookmark: fields.bookmark = value; return;
+    case Field.batchSize: fields.batchSize = value; return;
+    case Field.correlationId: fields.correlationId = value; return;
+    case Field.expiration: fields.expiration = value; return;
+    case Field.sowKey: fields.sowKey = value; return;
+    case Field.sowKeys: fields.sowKeys = value; return;
+    case Field.filter: fields.filter = value; return;
+    case Field.options: fields.options = value; return;
+    case Field.topN: fields.topN = value; return;
+    case Field.orderBy: fields.orderBy = value; return;
+    case Field.clientName: fields.clientName = value; return;
+    case Field.userId: fields.userId = value; return;
+    case Field.password: fields.password = value; return;
+    case Field.version: fields.version = value; return;
+    case Field.messageType: fields.messageType = value; return;
+    case Field.timestamp: fields.timestamp = value; return;
+    case Field.leasePeriod: fields.leasePeriod = value; return;
+    case Field.length: fields.length = value; return;
+    case Field.groupSequence: fields.groupSequence = value; return;
+    case Field.matches: fields.matches = value; return;
+    case Field.topicMatches: fields.topicMatches = value; return;
+    case Field.recordsReturned: fields.recordsReturned = value; return;
+    case Field.recordsInserted: fields.recordsInserted = value; return;
+    case Field.recordsUpdated: fields.recordsUpdated = value; return;
+    case Field.recordsDeleted: fields.recordsDeleted = value; return;
+  }
+}
 
 interface KnownField {
   readonly name: HeaderFieldName;
   readonly kind: Kind;
   /** Whether its values repeat from message to message (the command does too). */
   readonly repeats: boolean;
-  readonly set: (message: Message, value: string | number) => void;
+  readonly field: Field;
 }
 
 /** Every key and alias to its field. */
@@ -243,7 +288,7 @@ for (const spec of headerFields) {
     name: spec.name,
     kind: spec.name === 'command' ? Kind.Command : spec.type === 'number' ? Kind.Number : Kind.String,
     repeats: spec.name === 'command' || (spec as { repeats?: boolean }).repeats === true,
-    set: setters[spec.name] as Setter as KnownField['set'],
+    field: Field[spec.name],
   });
 }
 const knownByKey = new Map([...fieldByKey].map(([key, spec]) => [key, knownByName.get(spec.name) as KnownField]));
@@ -367,10 +412,10 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
       if (known === undefined) {
         setExtra(message, key as string, stringAt(bytes, valueStart, valueEnd, scanned.escaped, scanned.ascii));
       } else if (known.kind === Kind.Number) {
-        known.set(message, parseUnsigned(bytes, valueStart, valueEnd, known.name));
+        store(message, known.field, parseUnsigned(bytes, valueStart, valueEnd, known.name));
       } else {
         const value = knownString(bytes, valueStart, valueEnd, known);
-        known.set(message, value);
+        store(message, known.field, value);
         if (known.repeats) repeated = value;
       }
     } else if (known !== undefined && known.kind === Kind.Number) {
@@ -383,7 +428,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
         n = n * 10 + d;
       }
       if (i > valueStart && i - valueStart <= 16 && n <= Number.MAX_SAFE_INTEGER && endsToken(bytes, i, end)) {
-        known.set(message, n);
+        store(message, known.field, n);
       } else {
         i = tokenEnd(bytes, valueStart, end);
         // A field sent as null is absent.
@@ -396,7 +441,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
       const value = parseToken(token);
       if (known === undefined) setExtra(message, key as string, value);
       // A known field sent as null is absent; a string field written bare keeps its text.
-      else if (value !== null) known.set(message, token);
+      else if (value !== null) store(message, known.field, token);
     }
 
     i = skipSpace(bytes, i, end);

@@ -502,34 +502,49 @@ function stringAt(bytes: Uint8Array, start: number, end: number, escaped: boolea
   return ascii ? asciiString(bytes, start, end) : decodeUtf8(bytes, start, end);
 }
 
+/** `String.fromCharCode`, taking the bytes `Uint8Array` indexing types as possibly undefined. */
+const chars = String.fromCharCode as (...codes: Array<number | undefined>) => string;
+
 /**
  * ASCII bytes as a string. `String.fromCharCode` with a fixed argument list is several times
- * cheaper than a `TextDecoder` call for the short values headers carry (it reads a few bytes
- * past `end`, which `slice` drops; past the array they read as `\0`, also dropped).
+ * cheaper than a `TextDecoder` call for the short values headers carry. Up to 16 bytes, one
+ * argument per byte: cutting a longer string down to length costs as much again. Up to 32, it
+ * reads a few bytes past `end`, which `slice` drops (past the array they read as `\0`, also dropped).
  */
 function asciiString(b: Uint8Array, start: number, end: number): string {
   const n = end - start;
   const s = start;
-  if (n <= 16) {
-    // biome-ignore format: one argument per byte
-    return String.fromCharCode(
-      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
-      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
-      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
-      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
-    ).slice(0, n);
+  // biome-ignore format: one line per length
+  switch (n) {
+    case 0: return '';
+    case 1: return chars(b[s]);
+    case 2: return chars(b[s], b[s + 1]);
+    case 3: return chars(b[s], b[s + 1], b[s + 2]);
+    case 4: return chars(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
+    case 10: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9]);
+    case 11: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10]);
+    case 12: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11]);
+    case 13: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12]);
+    case 14: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13]);
+    case 15: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14]);
+    case 16: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]);
   }
   if (n <= 32) {
     // biome-ignore format: one argument per byte
-    return String.fromCharCode(
-      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
-      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
-      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
-      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
-      b[s + 16] as number, b[s + 17] as number, b[s + 18] as number, b[s + 19] as number,
-      b[s + 20] as number, b[s + 21] as number, b[s + 22] as number, b[s + 23] as number,
-      b[s + 24] as number, b[s + 25] as number, b[s + 26] as number, b[s + 27] as number,
-      b[s + 28] as number, b[s + 29] as number, b[s + 30] as number, b[s + 31] as number,
+    return chars(
+      b[s], b[s + 1], b[s + 2], b[s + 3],
+      b[s + 4], b[s + 5], b[s + 6], b[s + 7],
+      b[s + 8], b[s + 9], b[s + 10], b[s + 11],
+      b[s + 12], b[s + 13], b[s + 14], b[s + 15],
+      b[s + 16], b[s + 17], b[s + 18], b[s + 19],
+      b[s + 20], b[s + 21], b[s + 22], b[s + 23],
+      b[s + 24], b[s + 25], b[s + 26], b[s + 27],
+      b[s + 28], b[s + 29], b[s + 30], b[s + 31],
     ).slice(0, n);
   }
   return decodeUtf8(b, start, end);

@@ -242,6 +242,15 @@ describe('header values', () => {
     expect(decodeOne('{"t":"a","topic":"b"}').topic).toBe('b');
   });
 
+  it('decodes ASCII values of every length, also where the frame ends right after them', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+    for (let n = 0; n <= 40; n++) {
+      const value = alphabet.slice(0, n);
+      expect(decodeOne(`{"k":"${value}","bm":"${value}"}`, 'body')).toMatchObject({ sowKey: value, bookmark: value });
+      expect(decodeOne(`{"k":"${value}"}`).sowKey).toBe(value);
+    }
+  });
+
   it('returns the same string for a value that repeats, and the right one after many others', () => {
     const a = decodeOne('{"t":"orders","sub_id":"s1"}');
     const b = decodeOne('{"t":"orders","sub_id":"s1"}');

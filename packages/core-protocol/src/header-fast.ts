@@ -127,13 +127,18 @@ class RepeatCache {
 }
 
 /**
- * The leading fields of the last header whose values repeat (command, topic, subscription id,
+ * The leading fields of a recent header whose values repeat (command, topic, subscription id,
  * ...), with their bytes. A subscription's deliveries differ only after them: a header that
  * starts with the same bytes gets the same values without parsing them again. The parser is
  * deterministic and each field ends with its `,`, so the result is the same as parsing.
  */
 class LeadingFields {
   static readonly #maxBytes = 256;
+  /**
+   * Headers in a row that do not start with all the remembered fields before those are replaced:
+   * deliveries for several subscriptions, interleaved, then cost a compare, not a copy each.
+   */
+  static readonly #missesBeforeReplacing = 4;
   /** From the header's `{` to the `,` after the last field. */
   readonly #bytes = new Uint8Array(LeadingFields.#maxBytes);
   /** Per field: where its `,` ends (from the `{`), the field, its value. */
@@ -141,17 +146,23 @@ class LeadingFields {
   readonly #fields: KnownField[] = [];
   readonly #values: string[] = [];
   #count = 0;
+  #misses = 0;
+  #recording = true;
+
+  /** Whether the header `resume` started is to have its next repeating fields remembered (`add`). */
+  get recording(): boolean {
+    return this.#recording;
+  }
 
   /**
-   * Stores into `message` the fields the header at `bytes[start]` starts with, and forgets the
-   * ones after them. Returns the index just after the last one's `,`, or -1 for none.
+   * Stores into `message` the remembered fields the header at `bytes[start]` starts with. Returns
+   * the index just after the last one's `,`, or -1 for none.
    */
   resume(bytes: Uint8Array, start: number, end: number, message: Message): number {
     const count = this.#count;
-    if (count === 0) return -1;
     const held = this.#bytes;
     const ends = this.#ends;
-    const limit = Math.min(ends[count - 1] as number, end - start);
+    const limit = count === 0 ? 0 : Math.min(ends[count - 1] as number, end - start);
     let same = 0;
     while (same < limit && held[same] === bytes[start + same]) same++;
     let matched = 0;
@@ -159,7 +170,16 @@ class LeadingFields {
       store(message, (this.#fields[matched] as KnownField).field, this.#values[matched] as string);
       matched++;
     }
-    this.#count = matched;
+    if (matched === count) {
+      this.#misses = 0;
+      this.#recording = true;
+    } else if (++this.#misses === LeadingFields.#missesBeforeReplacing) {
+      this.#count = matched;
+      this.#misses = 0;
+      this.#recording = true;
+    } else {
+      this.#recording = false;
+    }
     return matched === 0 ? -1 : start + (ends[matched - 1] as number);
   }
 
@@ -172,7 +192,9 @@ class LeadingFields {
     const from = count === 0 ? 0 : (this.#ends[count - 1] as number);
     const to = comma - start;
     if (to > LeadingFields.#maxBytes) return false;
-    this.#bytes.set(bytes.subarray(start + from, comma), from);
+    // Copied byte by byte: a few bytes, where `subarray` would make a view.
+    const held = this.#bytes;
+    for (let k = from; k < to; k++) held[k] = bytes[start + k] as number;
     this.#ends[count] = to;
     this.#fields[count] = field;
     this.#values[count] = value;
@@ -377,7 +399,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     i = skipSpace(bytes, i, end);
   }
   // Whether every field so far is a repeating one, remembered in `leadingFields`.
-  let leading = true;
+  let leading = leadingFields.recording;
   for (;;) {
     // Key.
     if (i >= end) fail('header is not terminated');

@@ -208,7 +208,7 @@ describe('codec properties', () => {
       }
     };
     fc.assert(
-      fc.property(fc.array(header, { minLength: 1, maxLength: 8 }), (headers) => {
+      fc.property(fc.array(header, { minLength: 1, maxLength: 16 }), (headers) => {
         for (const { fields, cut } of headers) {
           const bytes = new TextEncoder().encode(`{${fields.join(',')}}body`);
           const end = cut === undefined ? bytes.length : cut % (bytes.length + 1);

@@ -379,8 +379,7 @@ function scanString(bytes: Uint8Array, i: number, end: number): number {
       failControlCharacter();
     }
     high |= b;
-    // `hashBytes`, with a shorter chain of dependent instructions than `Math.imul(hash, 31) + b`.
-    hash = ((hash << 5) - (hash - b)) | 0;
+    hash = (Math.imul(hash, 31) + b) | 0;
   }
   return fail('header is not terminated');
 }
@@ -524,7 +523,7 @@ function stringAt(bytes: Uint8Array, start: number, end: number, escaped: boolea
   return ascii ? asciiString(bytes, start, end) : decodeUtf8(bytes, start, end);
 }
 
-/** `String.fromCharCode`, taking the bytes `Uint8Array` indexing types as possibly undefined. */
+/** `String.fromCharCode`, typed to take `Uint8Array` reads (`number | undefined` here). */
 const chars = String.fromCharCode as (...codes: Array<number | undefined>) => string;
 
 /**

@@ -14,13 +14,13 @@ export interface Command extends HeaderValues {
 
 const utf8 = new TextDecoder();
 const empty = new Uint8Array(0);
+const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
 
 /**
  * Points a message's `data` at `bytes[start, end)`: for the decoder, which so makes no view for a
  * body nobody reads (a typed array costs more to create than the rest of a small message).
  */
 export let setBody: (message: Message, bytes: Uint8Array, start: number, end: number) => void;
-const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
 
 /**
  * A frame (or one record of a SOW batch) received from the server.

@@ -1,7 +1,7 @@
 import { parseHeader } from '#header';
 import { InvalidOptionsError, ProtocolError } from './errors.js';
 import { fail, view } from './header-common.js';
-import { Message } from './message.js';
+import { Message, setBody } from './message.js';
 
 // The header parser comes in two builds with one behaviour, chosen by package.json `imports`:
 // `header-fast.ts` by default, `header-compact.ts` (less code, slower) under the `browser` condition.
@@ -29,7 +29,7 @@ function decodeFrameAt(bytes: Uint8Array, start: number, end: number, onMessage:
   if (message.command === 'sow' && headerEnd < end && bytes[headerEnd] === 0x7b) {
     if (decodeBatch(message, bytes, headerEnd, end, onMessage)) return;
   }
-  message.data = view(bytes, headerEnd, end);
+  setBody(message, bytes, headerEnd, end);
   onMessage(message);
 }
 
@@ -62,7 +62,7 @@ function decodeBatch(
     }
     const bodyEnd = bodyStart + record.length;
     if (bodyEnd > end) fail('SOW batch record runs past the end of the frame');
-    record.data = view(bytes, bodyStart, bodyEnd);
+    setBody(record, bytes, bodyStart, bodyEnd);
     onMessage(record);
     pos = bodyEnd;
   }

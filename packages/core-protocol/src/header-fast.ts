@@ -126,58 +126,181 @@ class RepeatCache {
   }
 }
 
+/**
+ * The leading fields of a recent header whose values repeat (command, topic, subscription id,
+ * ...), with their bytes. A subscription's deliveries differ only after them: a header that
+ * starts with the same bytes gets the same values without parsing them again. The parser is
+ * deterministic and each field ends with its `,`, so the result is the same as parsing.
+ */
+class LeadingFields {
+  static readonly #maxBytes = 256;
+  /**
+   * Headers in a row that do not start with all the remembered fields before those are replaced:
+   * deliveries for several subscriptions, interleaved, then cost a compare, not a copy each.
+   */
+  static readonly #missesBeforeReplacing = 4;
+  /** From the header's `{` to the `,` after the last field. */
+  readonly #bytes = new Uint8Array(LeadingFields.#maxBytes);
+  /** Per field: where its `,` ends (from the `{`), the field, its value. */
+  readonly #ends: number[] = [];
+  readonly #fields: KnownField[] = [];
+  readonly #values: string[] = [];
+  #count = 0;
+  #misses = 0;
+  #recording = true;
+
+  /** Whether the header `resume` started is to have its next repeating fields remembered (`add`). */
+  get recording(): boolean {
+    return this.#recording;
+  }
+
+  /**
+   * Stores into `message` the remembered fields the header at `bytes[start]` starts with. Returns
+   * the index just after the last one's `,`, or -1 for none.
+   */
+  resume(bytes: Uint8Array, start: number, end: number, message: Message): number {
+    const count = this.#count;
+    const held = this.#bytes;
+    const ends = this.#ends;
+    const limit = count === 0 ? 0 : Math.min(ends[count - 1] as number, end - start);
+    let same = 0;
+    while (same < limit && held[same] === bytes[start + same]) same++;
+    let matched = 0;
+    while (matched < count && (ends[matched] as number) <= same) {
+      store(message, (this.#fields[matched] as KnownField).field, this.#values[matched] as string);
+      matched++;
+    }
+    if (matched === count) {
+      this.#misses = 0;
+      this.#recording = true;
+    } else if (++this.#misses === LeadingFields.#missesBeforeReplacing) {
+      this.#count = matched;
+      this.#misses = 0;
+      this.#recording = true;
+    } else {
+      this.#recording = false;
+    }
+    return matched === 0 ? -1 : start + (ends[matched - 1] as number);
+  }
+
+  /**
+   * Adds the field that ends at `comma` (the index after its `,`), following those remembered.
+   * Returns false when it cannot be added: then no later field of this header can either.
+   */
+  add(bytes: Uint8Array, start: number, comma: number, field: KnownField, value: string): boolean {
+    const count = this.#count;
+    const from = count === 0 ? 0 : (this.#ends[count - 1] as number);
+    const to = comma - start;
+    if (to > LeadingFields.#maxBytes) return false;
+    // Copied byte by byte: a few bytes, where `subarray` would make a view.
+    const held = this.#bytes;
+    for (let k = from; k < to; k++) held[k] = bytes[start + k] as number;
+    this.#ends[count] = to;
+    this.#fields[count] = field;
+    this.#values[count] = value;
+    this.#count = count + 1;
+    return true;
+  }
+}
+
 enum Kind {
   String = 0,
   Number = 1,
   Command = 2,
 }
 
-type Setter = (message: Message, value: never) => void;
+/** The header fields, numbered for `store`. */
+enum Field {
+  command,
+  commandId,
+  topic,
+  ackType,
+  status,
+  reason,
+  subId,
+  subIds,
+  queryId,
+  sequence,
+  bookmark,
+  batchSize,
+  correlationId,
+  expiration,
+  sowKey,
+  sowKeys,
+  filter,
+  options,
+  topN,
+  orderBy,
+  clientName,
+  userId,
+  password,
+  version,
+  messageType,
+  timestamp,
+  leasePeriod,
+  length,
+  groupSequence,
+  matches,
+  topicMatches,
+  recordsReturned,
+  recordsInserted,
+  recordsUpdated,
+  recordsDeleted,
+}
 
-/** One direct store per field: much faster than `message[name] = value` with varying names. */
-const setters: { [K in HeaderFieldName]-?: (message: Message, value: NonNullable<Message[K]>) => void } = {
-  command: (m, v) => (m.command = v),
-  commandId: (m, v) => (m.commandId = v),
-  topic: (m, v) => (m.topic = v),
-  ackType: (m, v) => (m.ackType = v),
-  status: (m, v) => (m.status = v),
-  reason: (m, v) => (m.reason = v),
-  subId: (m, v) => (m.subId = v),
-  subIds: (m, v) => (m.subIds = v),
-  queryId: (m, v) => (m.queryId = v),
-  sequence: (m, v) => (m.sequence = v),
-  bookmark: (m, v) => (m.bookmark = v),
-  batchSize: (m, v) => (m.batchSize = v),
-  correlationId: (m, v) => (m.correlationId = v),
-  expiration: (m, v) => (m.expiration = v),
-  sowKey: (m, v) => (m.sowKey = v),
-  sowKeys: (m, v) => (m.sowKeys = v),
-  filter: (m, v) => (m.filter = v),
-  options: (m, v) => (m.options = v),
-  topN: (m, v) => (m.topN = v),
-  orderBy: (m, v) => (m.orderBy = v),
-  clientName: (m, v) => (m.clientName = v),
-  userId: (m, v) => (m.userId = v),
-  password: (m, v) => (m.password = v),
-  version: (m, v) => (m.version = v),
-  messageType: (m, v) => (m.messageType = v),
-  timestamp: (m, v) => (m.timestamp = v),
-  leasePeriod: (m, v) => (m.leasePeriod = v),
-  length: (m, v) => (m.length = v),
-  groupSequence: (m, v) => (m.groupSequence = v),
-  matches: (m, v) => (m.matches = v),
-  topicMatches: (m, v) => (m.topicMatches = v),
-  recordsReturned: (m, v) => (m.recordsReturned = v),
-  recordsInserted: (m, v) => (m.recordsInserted = v),
-  recordsUpdated: (m, v) => (m.recordsUpdated = v),
-  recordsDeleted: (m, v) => (m.recordsDeleted = v),
-};
+/**
+ * Stores a field's value: one direct store per field, in a `switch` V8 makes a jump table:
+ * cheaper than `message[name] = value` with varying names, or a call through a table of one
+ * function per field (a call site that sees them all inlines none).
+ */
+function store(message: Message, field: Field, value: string | number): void {
+  const fields = message as unknown as Record<HeaderFieldName, string | number>;
+  // biome-ignore format: one line per field
+  switch (field) {
+    case Field.command: fields.command = value; return;
+    case Field.commandId: fields.commandId = value; return;
+    case Field.topic: fields.topic = value; return;
+    case Field.ackType: fields.ackType = value; return;
+    case Field.status: fields.status = value; return;
+    case Field.reason: fields.reason = value; return;
+    case Field.subId: fields.subId = value; return;
+    case Field.subIds: fields.subIds = value; return;
+    case Field.queryId: fields.queryId = value; return;
+    case Field.sequence: fields.sequence = value; return;
+    case Field.bookmark: fields.bookmark = value; return;
+    case Field.batchSize: fields.batchSize = value; return;
+    case Field.correlationId: fields.correlationId = value; return;
+    case Field.expiration: fields.expiration = value; return;
+    case Field.sowKey: fields.sowKey = value; return;
+    case Field.sowKeys: fields.sowKeys = value; return;
+    case Field.filter: fields.filter = value; return;
+    case Field.options: fields.options = value; return;
+    case Field.topN: fields.topN = value; return;
+    case Field.orderBy: fields.orderBy = value; return;
+    case Field.clientName: fields.clientName = value; return;
+    case Field.userId: fields.userId = value; return;
+    case Field.password: fields.password = value; return;
+    case Field.version: fields.version = value; return;
+    case Field.messageType: fields.messageType = value; return;
+    case Field.timestamp: fields.timestamp = value; return;
+    case Field.leasePeriod: fields.leasePeriod = value; return;
+    case Field.length: fields.length = value; return;
+    case Field.groupSequence: fields.groupSequence = value; return;
+    case Field.matches: fields.matches = value; return;
+    case Field.topicMatches: fields.topicMatches = value; return;
+    case Field.recordsReturned: fields.recordsReturned = value; return;
+    case Field.recordsInserted: fields.recordsInserted = value; return;
+    case Field.recordsUpdated: fields.recordsUpdated = value; return;
+    case Field.recordsDeleted: fields.recordsDeleted = value; return;
+  }
+}
 
 interface KnownField {
   readonly name: HeaderFieldName;
   readonly kind: Kind;
+  /** Whether its values repeat from message to message (the command does too). */
   readonly repeats: boolean;
-  readonly set: (message: Message, value: string | number) => void;
+  readonly field: Field;
 }
 
 /** Every key and alias to its field. */
@@ -186,8 +309,8 @@ for (const spec of headerFields) {
   knownByName.set(spec.name, {
     name: spec.name,
     kind: spec.name === 'command' ? Kind.Command : spec.type === 'number' ? Kind.Number : Kind.String,
-    repeats: (spec as { repeats?: boolean }).repeats === true,
-    set: setters[spec.name] as Setter as KnownField['set'],
+    repeats: spec.name === 'command' || (spec as { repeats?: boolean }).repeats === true,
+    field: Field[spec.name],
   });
 }
 const knownByKey = new Map([...fieldByKey].map(([key, spec]) => [key, knownByName.get(spec.name) as KnownField]));
@@ -210,6 +333,7 @@ for (const [key, known] of knownByKey) {
 const commandTable = new ByteTable<string>([...CommandNames.map((name) => [name, name] as const), ['p', 'publish']]);
 
 const repeatCache = new RepeatCache();
+const leadingFields = new LeadingFields();
 
 /* ---------- header parsing ---------- */
 
@@ -266,8 +390,15 @@ function scanString(bytes: Uint8Array, i: number, end: number): number {
  */
 export function parseHeader(bytes: Uint8Array, start: number, end: number, message: Message): number {
   if (start >= end || bytes[start] !== 0x7b) fail('frame does not start with a JSON header');
-  let i = skipSpace(bytes, start + 1, end);
-  if (i < end && bytes[i] === 0x7d) return i + 1;
+  let i = leadingFields.resume(bytes, start, end, message);
+  if (i < 0) {
+    i = skipSpace(bytes, start + 1, end);
+    if (i < end && bytes[i] === 0x7d) return i + 1;
+  } else {
+    i = skipSpace(bytes, i, end);
+  }
+  // Whether every field so far is a repeating one, remembered in `leadingFields`.
+  let leading = leadingFields.recording;
   for (;;) {
     // Key.
     if (i >= end) fail('header is not terminated');
@@ -294,6 +425,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     if (i >= end) fail('header value is missing');
 
     // Value.
+    let repeated: string | undefined;
     if (bytes[i] === 0x22) {
       const valueStart = i + 1;
       const valueEnd = scanString(bytes, valueStart, end);
@@ -301,19 +433,11 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
       if (known === undefined) {
         setExtra(message, key as string, stringAt(bytes, valueStart, valueEnd, scanned.escaped, scanned.ascii));
       } else if (known.kind === Kind.Number) {
-        known.set(message, parseUnsigned(bytes, valueStart, valueEnd, known.name));
-      } else if (scanned.escaped) {
-        const value = stringAt(bytes, valueStart, valueEnd, true, scanned.ascii);
-        known.set(message, known.kind === Kind.Command ? commandName(value) : value);
-      } else if (known.kind === Kind.Command) {
-        const name = commandTable.get(bytes, valueStart, valueEnd, scanned.hash);
-        known.set(message, name ?? stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
-      } else if (known.repeats) {
-        const hash = scanned.hash;
-        const cached = repeatCache.get(bytes, valueStart, valueEnd, hash);
-        known.set(message, cached ?? repeatCache.add(bytes, valueStart, valueEnd, hash, scanned.ascii));
+        store(message, known.field, parseUnsigned(bytes, valueStart, valueEnd, known.name));
       } else {
-        known.set(message, stringAt(bytes, valueStart, valueEnd, false, scanned.ascii));
+        const value = knownString(bytes, valueStart, valueEnd, known);
+        store(message, known.field, value);
+        if (known.repeats) repeated = value;
       }
     } else if (known !== undefined && known.kind === Kind.Number) {
       // The usual case for numbers (`"s":42`): read the digits as they are scanned.
@@ -325,7 +449,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
         n = n * 10 + d;
       }
       if (i > valueStart && i - valueStart <= 16 && n <= Number.MAX_SAFE_INTEGER && endsToken(bytes, i, end)) {
-        known.set(message, n);
+        store(message, known.field, n);
       } else {
         i = tokenEnd(bytes, valueStart, end);
         // A field sent as null is absent.
@@ -338,7 +462,7 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
       const value = parseToken(token);
       if (known === undefined) setExtra(message, key as string, value);
       // A known field sent as null is absent; a string field written bare keeps its text.
-      else if (value !== null) known.set(message, token);
+      else if (value !== null) store(message, known.field, token);
     }
 
     i = skipSpace(bytes, i, end);
@@ -346,8 +470,27 @@ export function parseHeader(bytes: Uint8Array, start: number, end: number, messa
     const b = bytes[i];
     if (b === 0x7d) return i + 1;
     if (b !== 0x2c) fail(`expected ',' or '}' in header at byte ${i - start}`);
+    if (leading) {
+      leading = repeated !== undefined && leadingFields.add(bytes, start, i + 1, known as KnownField, repeated);
+    }
     i = skipSpace(bytes, i + 1, end);
   }
+}
+
+/** The value of a known string field (quoted, scanned by `scanString`). */
+function knownString(bytes: Uint8Array, start: number, end: number, known: KnownField): string {
+  if (scanned.escaped) {
+    const value = stringAt(bytes, start, end, true, scanned.ascii);
+    return known.kind === Kind.Command ? commandName(value) : value;
+  }
+  if (known.kind === Kind.Command) {
+    return commandTable.get(bytes, start, end, scanned.hash) ?? stringAt(bytes, start, end, false, scanned.ascii);
+  }
+  if (known.repeats) {
+    const hash = scanned.hash;
+    return repeatCache.get(bytes, start, end, hash) ?? repeatCache.add(bytes, start, end, hash, scanned.ascii);
+  }
+  return stringAt(bytes, start, end, false, scanned.ascii);
 }
 
 /** The known field of a one- or two-letter key starting at `i`, if it is one. */
@@ -380,34 +523,49 @@ function stringAt(bytes: Uint8Array, start: number, end: number, escaped: boolea
   return ascii ? asciiString(bytes, start, end) : decodeUtf8(bytes, start, end);
 }
 
+/** `String.fromCharCode`, typed to take `Uint8Array` reads (`number | undefined` here). */
+const chars = String.fromCharCode as (...codes: Array<number | undefined>) => string;
+
 /**
  * ASCII bytes as a string. `String.fromCharCode` with a fixed argument list is several times
- * cheaper than a `TextDecoder` call for the short values headers carry (it reads a few bytes
- * past `end`, which `slice` drops; past the array they read as `\0`, also dropped).
+ * cheaper than a `TextDecoder` call for the short values headers carry. Up to 16 bytes, one
+ * argument per byte: cutting a longer string down to length costs as much again. Up to 32, it
+ * reads a few bytes past `end`, which `slice` drops (past the array they read as `\0`, also dropped).
  */
 function asciiString(b: Uint8Array, start: number, end: number): string {
   const n = end - start;
   const s = start;
-  if (n <= 16) {
-    // biome-ignore format: one argument per byte
-    return String.fromCharCode(
-      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
-      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
-      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
-      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
-    ).slice(0, n);
+  // biome-ignore format: one line per length
+  switch (n) {
+    case 0: return '';
+    case 1: return chars(b[s]);
+    case 2: return chars(b[s], b[s + 1]);
+    case 3: return chars(b[s], b[s + 1], b[s + 2]);
+    case 4: return chars(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
+    case 10: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9]);
+    case 11: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10]);
+    case 12: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11]);
+    case 13: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12]);
+    case 14: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13]);
+    case 15: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14]);
+    case 16: return chars(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]);
   }
   if (n <= 32) {
     // biome-ignore format: one argument per byte
-    return String.fromCharCode(
-      b[s] as number, b[s + 1] as number, b[s + 2] as number, b[s + 3] as number,
-      b[s + 4] as number, b[s + 5] as number, b[s + 6] as number, b[s + 7] as number,
-      b[s + 8] as number, b[s + 9] as number, b[s + 10] as number, b[s + 11] as number,
-      b[s + 12] as number, b[s + 13] as number, b[s + 14] as number, b[s + 15] as number,
-      b[s + 16] as number, b[s + 17] as number, b[s + 18] as number, b[s + 19] as number,
-      b[s + 20] as number, b[s + 21] as number, b[s + 22] as number, b[s + 23] as number,
-      b[s + 24] as number, b[s + 25] as number, b[s + 26] as number, b[s + 27] as number,
-      b[s + 28] as number, b[s + 29] as number, b[s + 30] as number, b[s + 31] as number,
+    return chars(
+      b[s], b[s + 1], b[s + 2], b[s + 3],
+      b[s + 4], b[s + 5], b[s + 6], b[s + 7],
+      b[s + 8], b[s + 9], b[s + 10], b[s + 11],
+      b[s + 12], b[s + 13], b[s + 14], b[s + 15],
+      b[s + 16], b[s + 17], b[s + 18], b[s + 19],
+      b[s + 20], b[s + 21], b[s + 22], b[s + 23],
+      b[s + 24], b[s + 25], b[s + 26], b[s + 27],
+      b[s + 28], b[s + 29], b[s + 30], b[s + 31],
     ).slice(0, n);
   }
   return decodeUtf8(b, start, end);

@@ -17,11 +17,19 @@ const empty = new Uint8Array(0);
 const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
 
 /**
+ * Points a message's `data` at `bytes[start, end)`: for the decoder, which so makes no view for a
+ * body nobody reads (a typed array costs more to create than the rest of a small message).
+ */
+export let setBody: (message: Message, bytes: Uint8Array, start: number, end: number) => void;
+
+/**
  * A frame (or one record of a SOW batch) received from the server.
  *
  * Every known header field is a property (`undefined` when absent); header keys this library
  * does not know are in `extra`. `data` is a view into the received bytes, not a copy: copy it
  * before keeping it past the handler if you need it to survive buffer reuse by your own code.
+ * It is made on first read, by an accessor: spreading a message or `Object.entries` does not
+ * copy the body.
  */
 export class Message {
   declare command: CommandName | undefined;
@@ -61,8 +69,30 @@ export class Message {
   declare recordsDeleted: number | undefined;
   /** Header keys the decoder does not model, with their values. */
   declare extra: Record<string, ExtraHeaderValue> | undefined;
-  /** The body, as a view into the received bytes. */
-  declare data: Uint8Array;
+
+  /** Where the body is, until `data` is first read. */
+  #source: Uint8Array = empty;
+  #start = 0;
+  #end = 0;
+  #data: Uint8Array | undefined = undefined;
+
+  static {
+    setBody = (message, bytes, start, end) => {
+      message.#source = bytes;
+      message.#start = start;
+      message.#end = end;
+    };
+  }
+
+  /** The body, as a view into the received bytes (made on first read). */
+  get data(): Uint8Array {
+    this.#data ??= new Uint8Array(this.#source.buffer, this.#source.byteOffset + this.#start, this.#end - this.#start);
+    return this.#data;
+  }
+
+  set data(value: Uint8Array) {
+    this.#data = value;
+  }
 
   /** The decoded body, once asked for: kept off the hot path of constructing a message. */
   #body: { text: string; json?: unknown; parsed: boolean } | undefined;
@@ -112,4 +142,3 @@ export class Message {
 for (const name of [...fieldNames, 'extra'] as const) {
   (Message.prototype as unknown as Record<string, unknown>)[name] = undefined;
 }
-(Message.prototype as unknown as { data: Uint8Array }).data = empty;

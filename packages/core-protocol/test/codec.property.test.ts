@@ -1,5 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import * as compactHeader from '../src/header-compact.js';
+import * as fastHeader from '../src/header-fast.js';
 import {
   type Command,
   CommandNames,
@@ -10,6 +12,7 @@ import {
   type HeaderFieldName,
   headerFields,
   type Message,
+  Message as MessageClass,
   MessageDecoder,
   ProtocolError,
 } from '../src/index.js';
@@ -168,6 +171,53 @@ describe('codec properties', () => {
         return out;
       }),
   );
+
+  it('parses headers that share leading fields with the one before as each is parsed alone', () => {
+    // Fields that repeat (the fast parser reuses them from the header before), with spacing,
+    // escapes and duplicates, and fields that end the run of repeating ones.
+    const field = fc.constantFrom(
+      '"c":"p"',
+      '"c":"ack"',
+      '"c" : "p" ',
+      '"t":"orders"',
+      '"t":"or\\"ders"',
+      '"topic":"orders"',
+      '"sub_id":"1"',
+      '"sub_id":"12"',
+      '"a":"processed"',
+      '"status":"success"',
+      '"s":5',
+      '"k":"42"',
+      '"other":"x"',
+      '"t":null',
+      '"t":orders',
+      '"c":"\\u0070"',
+    );
+    const header = fc.record({
+      fields: fc.array(field, { maxLength: 6 }),
+      cut: fc.option(fc.nat(), { nil: undefined }),
+    });
+    const parse = (parser: typeof fastHeader.parseHeader, bytes: Uint8Array, end: number) => {
+      const message = new MessageClass();
+      try {
+        const bodyStart = parser(bytes, 0, end, message);
+        return { bodyStart, fields: Object.entries(message), extra: message.extra };
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        return { error: error.message };
+      }
+    };
+    fc.assert(
+      fc.property(fc.array(header, { minLength: 1, maxLength: 16 }), (headers) => {
+        for (const { fields, cut } of headers) {
+          const bytes = new TextEncoder().encode(`{${fields.join(',')}}body`);
+          const end = cut === undefined ? bytes.length : cut % (bytes.length + 1);
+          expect(parse(fastHeader.parseHeader, bytes, end)).toEqual(parse(compactHeader.parseHeader, bytes, end));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
 
   it('turns any garbage into ProtocolErrors only, and finishes', () => {
     const garbage = fc.array(frameLike, { minLength: 1, maxLength: 5 }).chain((parts) => {

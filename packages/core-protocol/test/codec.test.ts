@@ -242,6 +242,15 @@ describe('header values', () => {
     expect(decodeOne('{"t":"a","topic":"b"}').topic).toBe('b');
   });
 
+  it('decodes ASCII values of every length, also where the frame ends right after them', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+    for (let n = 0; n <= 40; n++) {
+      const value = alphabet.slice(0, n);
+      expect(decodeOne(`{"k":"${value}","bm":"${value}"}`, 'body')).toMatchObject({ sowKey: value, bookmark: value });
+      expect(decodeOne(`{"k":"${value}"}`).sowKey).toBe(value);
+    }
+  });
+
   it('returns the same string for a value that repeats, and the right one after many others', () => {
     const a = decodeOne('{"t":"orders","sub_id":"s1"}');
     const b = decodeOne('{"t":"orders","sub_id":"s1"}');
@@ -303,6 +312,15 @@ describe('Message', () => {
     expect(b?.text()).toBe('second');
     chunk[chunk.length - 1] = 'D'.charCodeAt(0);
     expect(text(b?.data as Uint8Array)).toBe('seconD');
+  });
+
+  it('makes its body view once, on first read, and takes a body assigned to it', () => {
+    const m = decodeOne('{"c":"p","t":"a"}', 'body');
+    expect(m.data).toBe(m.data);
+    expect('data' in m).toBe(true);
+    m.data = utf8.encode('other');
+    expect(m.text()).toBe('other');
+    expect(m.toJSON()).toEqual({ command: 'publish', topic: 'a', dataLength: 5 });
   });
 
   it('parses the body as JSON only when asked, once', () => {

@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  */
-const CEILING_BYTES = 21_180;
+const CEILING_BYTES = 21_160;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -37,3 +37,4 @@ export type { ServerEntry, ServerRecord } from './server-list.js';
 export { describeError, describeFailures, newServer, serverFor } from './server-list.js';
 export type { AmpsUri, UriOptions, UriScheme } from './uri.js';
 export { parseUri, redactUri } from './uri.js';
+export { WebSocketFrameSplitter } from './websocket-frames.js';

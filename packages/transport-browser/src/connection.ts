@@ -4,6 +4,7 @@ import {
   ConnectionError,
   type ConnectionHandlers,
   DisconnectedError,
+  WebSocketFrameSplitter,
 } from '@amps-ts/core-protocol';
 import type { ResolvedOptions } from './options.js';
 
@@ -39,8 +40,7 @@ export class WebSocketConnection implements BrowserConnection {
   readonly #handlers: ConnectionHandlers;
   readonly #uri: AmpsUri;
   readonly #options: ResolvedOptions;
-  /** The start of a frame whose end has not been sent yet. */
-  #partial: Uint8Array | undefined;
+  readonly #splitter = new WebSocketFrameSplitter();
   #closing = false;
   #finished = false;
   #closeError: Error | undefined;
@@ -81,34 +81,14 @@ export class WebSocketConnection implements BrowserConnection {
   }
 
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount + (this.#partial?.length ?? 0);
+    return this.#ws.bufferedAmount + this.#splitter.pendingBytes;
   }
 
   /** Sends each whole frame as one message; holds back a frame cut off at the end until the rest comes. */
   send(bytes: Uint8Array): void {
     if (this.#closing || bytes.length === 0) return;
-    let input = bytes;
-    if (this.#partial) {
-      // Rare: the sender split a frame across sends.
-      input = new Uint8Array(this.#partial.length + bytes.length);
-      input.set(this.#partial);
-      input.set(bytes, this.#partial.length);
-      this.#partial = undefined;
-    }
     try {
-      let offset = 0;
-      while (input.length - offset >= 4) {
-        const length =
-          (input[offset] as number) * 0x1000000 +
-          (((input[offset + 1] as number) << 16) |
-            ((input[offset + 2] as number) << 8) |
-            (input[offset + 3] as number));
-        const end = offset + 4 + length;
-        if (end > input.length) break;
-        this.#ws.send(input.subarray(offset, end));
-        offset = end;
-      }
-      if (offset < input.length) this.#partial = input.slice(offset);
+      this.#splitter.split(bytes, this.#sendFrame);
     } catch (error) {
       this.close(
         new ConnectionError(`connection to ${this.#uri.redacted} lost: ${toError(error).message}`, {
@@ -117,6 +97,8 @@ export class WebSocketConnection implements BrowserConnection {
       );
     }
   }
+
+  readonly #sendFrame = (frame: Uint8Array): void => this.#ws.send(frame);
 
   whenDrained(): Promise<void> {
     if (this.#closing || this.bufferedAmount <= this.lowWaterMark) return Promise.resolve();

@@ -6,12 +6,12 @@ import {
   type ConnectionHandlers,
   DEFAULT_MAX_FRAME_SIZE,
   DisconnectedError,
+  WebSocketFrameSplitter,
 } from '@amps-ts/core-protocol';
 import { type ClientOptions, WebSocket } from 'ws';
 import { runAttempt } from './attempt.js';
 import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
 import { cannotConnect, connectionLost } from './errors.js';
-import { FrameSplitter } from './frame-splitter.js';
 import type { ResolvedOptions } from './options.js';
 import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
 
@@ -20,7 +20,7 @@ const binary = { binary: true };
 /** A WebSocket carrying AMPS frames: one frame per binary message out; messages joined into one stream in. */
 export class WebSocketConnection extends BaseConnection {
   readonly #ws: WebSocket;
-  readonly #splitter = new FrameSplitter();
+  readonly #splitter = new WebSocketFrameSplitter();
   #error: Error | undefined;
 
   constructor(ws: WebSocket, handlers: ConnectionHandlers, settings: ConnectionSettings) {

@@ -4,7 +4,7 @@
  * frame. Whole frames are views of the input (no copy); a frame split across `split` calls is
  * held until it is complete.
  */
-export class FrameSplitter {
+export class WebSocketFrameSplitter {
   #partial: Uint8Array | undefined;
 
   /** Bytes held back because their frame is not complete yet. */

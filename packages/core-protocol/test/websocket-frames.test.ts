@@ -1,25 +1,25 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FrameSplitter } from '../src/frame-splitter.js';
+import { WebSocketFrameSplitter } from '../src/index.js';
 import { concat, frame } from './helpers.js';
 
-function splitAll(splitter: FrameSplitter, parts: Uint8Array[]): Buffer[] {
+function splitAll(splitter: WebSocketFrameSplitter, parts: Uint8Array[]): Buffer[] {
   const out: Buffer[] = [];
   for (const part of parts) splitter.split(part, (f) => out.push(Buffer.from(f)));
   return out;
 }
 
-describe('FrameSplitter', () => {
+describe('WebSocketFrameSplitter', () => {
   it('emits whole frames as views of the input, without copying', () => {
     const input = concat(frame('{"c":"p"}a'), frame(''), frame('{"c":"p"}bcd'));
     const views: Uint8Array[] = [];
-    new FrameSplitter().split(input, (f) => views.push(f));
+    new WebSocketFrameSplitter().split(input, (f) => views.push(f));
     expect(views.map((v) => v.length)).toEqual([14, 4, 16]);
     for (const view of views) expect(view.buffer).toBe(input.buffer);
   });
 
   it('holds a partial frame until the rest arrives, counting it as pending', () => {
-    const splitter = new FrameSplitter();
+    const splitter = new WebSocketFrameSplitter();
     const f = frame('{"c":"p"}body');
     expect(splitAll(splitter, [f.subarray(0, 3)])).toEqual([]);
     expect(splitter.pendingBytes).toBe(3);
@@ -30,7 +30,7 @@ describe('FrameSplitter', () => {
   });
 
   it('reads lengths above 2^31 as unsigned', () => {
-    const splitter = new FrameSplitter();
+    const splitter = new WebSocketFrameSplitter();
     splitter.split(Uint8Array.of(0x80, 0, 0, 0, 1, 2), () => expect.fail('not a whole frame'));
     expect(splitter.pendingBytes).toBe(6);
     splitter.reset();
@@ -52,7 +52,7 @@ describe('FrameSplitter', () => {
             parts.push(stream.subarray(from, p));
             from = p;
           }
-          const splitter = new FrameSplitter();
+          const splitter = new WebSocketFrameSplitter();
           expect(splitAll(splitter, parts)).toEqual(frames);
           expect(splitter.pendingBytes).toBe(0);
         },

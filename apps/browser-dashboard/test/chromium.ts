@@ -2,23 +2,11 @@
  * Headless Chromium for the dashboard test (Debian's `/usr/bin/chromium`, or `CHROMIUM_PATH`),
  * driven by playwright-core, with a fresh profile directory per launch.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromiumArgs, chromiumPath } from '@amps-ts/config/chromium';
 import { type BrowserContext, chromium } from 'playwright-core';
-
-export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-/**
- * Whether the browser test runs. Without Chromium it is skipped, and says why in its title;
- * under CI (`CI` set) it runs anyway, and fails.
- */
-export function chromiumStatus(): { run: boolean; title(name: string): string } {
-  const run = existsSync(chromiumPath) || Boolean(process.env.CI);
-  const reason = `SKIPPED: no Chromium at ${chromiumPath} (apt-get install -y chromium, or set CHROMIUM_PATH; with CI set this test runs and fails)`;
-  if (!run) console.warn(`[browser-dashboard] ${reason}`);
-  return { run, title: (name) => (run ? name : `${name} (${reason})`) };
-}
 
 export interface Browser {
   context: BrowserContext;
@@ -32,16 +20,7 @@ export async function launchChromium(): Promise<Browser> {
       executablePath: chromiumPath,
       headless: true,
       viewport: { width: 1100, height: 720 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: chromiumArgs,
     });
     return {
       context,

@@ -7,16 +7,17 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromiumStatus } from '@amps-ts/config/chromium';
 import { startTestCluster, type TestCluster } from '@amps-ts/test-server';
 import type { Page } from 'playwright-core';
 import { build, type InlineConfig, type PreviewServer, preview } from 'vite';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { startTicker, type Ticker } from '../server/ticker.js';
-import { type Browser, chromiumStatus, launchChromium } from './chromium.js';
+import { type Browser, launchChromium } from './chromium.js';
 
 const root = join(import.meta.dirname, '..');
 const screenshots = join(root, 'screenshots');
-const chromium = chromiumStatus();
+const chromium = chromiumStatus('browser-dashboard');
 
 /** Everything the page shows, from its data attributes. */
 function readPage(page: Page) {

@@ -7,7 +7,7 @@
  * Reusable by any package's browser tests:
  *
  * ```ts
- * const chromium = chromiumStatus();
+ * const chromium = chromiumStatus('my-package'); // from @amps-ts/config/chromium
  * describe.skipIf(!chromium.run)(chromium.title('my page'), () => {
  *   let browser: BrowserPage;
  *   beforeAll(async () => { browser = await openBrowserPage({ entry: join(import.meta.dirname, 'my-page.ts') }); });
@@ -16,40 +16,14 @@
  * });
  * ```
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromiumArgs, chromiumPath } from '@amps-ts/config/chromium';
 import { build } from 'esbuild';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-
-/** Where Chromium is: `CHROMIUM_PATH`, else Debian's `/usr/bin/chromium`. */
-export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-export interface ChromiumStatus {
-  /** Whether browser tests should run. */
-  run: boolean;
-  /** Why they are skipped, when they are. */
-  reason: string | undefined;
-  /** A describe title that says when (and why) the tests are skipped. */
-  title(name: string): string;
-}
-
-/**
- * Whether Chromium is there. Without it the browser tests are skipped with a visible reason,
- * except under CI (`CI` set), where a missing browser fails instead.
- */
-export function chromiumStatus(): ChromiumStatus {
-  const present = existsSync(chromiumPath);
-  const required = Boolean(process.env.CI);
-  const run = present || required;
-  const reason = run
-    ? undefined
-    : `SKIPPED: no Chromium at ${chromiumPath} (apt-get install -y chromium, or set CHROMIUM_PATH; with CI set these tests run and fail)`;
-  if (reason) console.warn(`[browser tests] ${reason}`);
-  return { run, reason, title: (name) => (reason ? `${name} (${reason})` : name) };
-}
 
 export interface BrowserPageOptions {
   /** Absolute path of the page's TypeScript entry; bundled with the `@amps-ts/source` condition. */
@@ -115,16 +89,7 @@ export async function openBrowserPage(options: BrowserPageOptions): Promise<Brow
     context = await chromium.launchPersistentContext(profile, {
       executablePath: chromiumPath,
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: chromiumArgs,
     });
   } catch (error) {
     await closeServer();

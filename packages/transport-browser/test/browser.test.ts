@@ -2,12 +2,13 @@ import { once } from 'node:events';
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import { join } from 'node:path';
+import { chromiumStatus } from '@amps-ts/config/chromium';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { type BrowserPage, chromiumStatus, openBrowserPage } from './browser-harness.js';
+import { type BrowserPage, openBrowserPage } from './browser-harness.js';
 import type { PageApi } from './pages/transport-page.js';
 
-const chromium = chromiumStatus();
+const chromium = chromiumStatus('transport-browser');
 
 function frame(payload: string | Buffer): Buffer {
   const body = typeof payload === 'string' ? Buffer.from(payload) : payload;

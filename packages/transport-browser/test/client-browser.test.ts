@@ -4,12 +4,13 @@
  * catches a frozen broker) and disconnect. Skipped without Chromium, like the other browser tests.
  */
 import { join } from 'node:path';
+import { chromiumStatus } from '@amps-ts/config/chromium';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BrowserPage, chromiumStatus, openBrowserPage } from './browser-harness.js';
+import { type BrowserPage, openBrowserPage } from './browser-harness.js';
 import type { ClientPageApi } from './pages/client-page.js';
 
-const chromium = chromiumStatus();
+const chromium = chromiumStatus('transport-browser');
 
 describe.skipIf(!chromium.run)(chromium.title('Client on browserTransport in Chromium'), () => {
   let browser: BrowserPage;

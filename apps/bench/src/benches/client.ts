@@ -20,32 +20,14 @@
  * `BENCH_DEBUG=1` prints every run.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client, encodeCommand, FrameDecoder, type Message, MessageDecoder } from '@amps-ts/core-protocol';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { FrameCounter } from '../frame-counter.js';
 import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
-
-// apps/bench has `ws` but not `@types/ws`: the little of it used here, typed by hand.
-interface WebSocket extends EventEmitter {
-  readonly bufferedAmount: number;
-  binaryType: string;
-  send(data: Uint8Array, callback?: (error?: Error) => void): void;
-  close(): void;
-  terminate(): void;
-}
-interface WebSocketServer extends EventEmitter {
-  address(): net.AddressInfo | string | null;
-  close(callback?: () => void): void;
-}
-const ws = createRequire(import.meta.url)('ws') as {
-  WebSocket: new (url: string, options?: { perMessageDeflate?: boolean }) => WebSocket;
-  WebSocketServer: new (options: { host: string; port: number; perMessageDeflate?: boolean }) => WebSocketServer;
-};
+import { type WebSocket, ws } from '../ws.js';
 
 const ROLE = 'AMPS_TS_BENCH_CLIENT_PEER';
 const TOPIC = 'orders';

@@ -5,27 +5,11 @@
  * message on both sides. Report only.
  */
 
-import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import { nodeTransport } from '@amps-ts/transport-node';
 import type { BenchGroup, BenchResult } from '../runner.js';
-
-// apps/bench has `ws` but not `@types/ws`: the little of it used here, typed by hand.
-interface WebSocket extends EventEmitter {
-  readonly bufferedAmount: number;
-  send(data: Uint8Array, callback?: (error?: Error) => void): void;
-  terminate(): void;
-}
-interface WebSocketServer extends EventEmitter {
-  address(): net.AddressInfo | string | null;
-  close(callback?: () => void): void;
-}
-const ws = createRequire(import.meta.url)('ws') as {
-  WebSocket: new (url: string, options?: { perMessageDeflate?: boolean }) => WebSocket;
-  WebSocketServer: new (options: { host: string; port: number }) => WebSocketServer;
-};
+import { type WebSocket, ws } from '../ws.js';
 
 const FRAME_BODY = 200;
 const BATCH = 64;

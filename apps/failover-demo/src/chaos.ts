@@ -3,7 +3,7 @@
  * bookmark subscriber on HAClient, and a seeded schedule that kills, freezes and restarts brokers
  * while messages flow. The verdict counts what the subscriber lost or saw twice.
  */
-import { Bookmarks, type ConnectionState } from '@amps-ts/core-protocol';
+import { Bookmarks, type ConnectionState, seededRandom } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
 import { startTestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
@@ -69,18 +69,6 @@ export interface ChaosReport {
   failoverMaxMs: number;
   actions: Record<ChaosAction, number>;
   ok: boolean;
-}
-
-/** mulberry32: a small, good-enough seeded generator. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function percentile(values: number[], p: number): number {

@@ -38,6 +38,21 @@ export const defaultEnvironment: Environment = {
   random: () => Math.random(),
 };
 
+/**
+ * A seeded generator of numbers in [0, 1) (mulberry32): small, fast and good enough for an
+ * `Environment.random` that makes tests and simulations repeat exactly. Not for cryptography.
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /* ---------------- logging ---------------- */
 
 /** Packages never write to the console; pass a logger to see what they do. Fields never hold passwords. */

@@ -6,7 +6,7 @@
  * time is simulated, so the whole run takes a few seconds.
  */
 import type { Environment, ReconnectDelayStrategy } from '@amps-ts/core-protocol';
-import { ConnectionError } from '@amps-ts/core-protocol';
+import { ConnectionError, seededRandom } from '@amps-ts/core-protocol';
 import { decorrelatedJitter } from '@amps-ts/delay-decorrelated-jitter';
 import { exponentialBackoff, recommendedBackoff } from '@amps-ts/delay-exponential';
 import { fixedDelay } from '@amps-ts/delay-fixed';
@@ -50,18 +50,6 @@ const presets: Preset[] = [
     create: (environment) => decorrelatedJitter({ environment, capMs: 3_000 }),
   },
 ];
-
-/** A seeded generator of numbers in [0, 1) (mulberry32), so every run draws the same storm. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface VirtualEnvironment extends Environment {
   time: number;

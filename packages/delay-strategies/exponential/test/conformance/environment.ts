@@ -2,7 +2,7 @@
  * A fake clock and seeded randomness for strategy tests, shared by every chooser and delay package.
  * It counts what it is asked, so tests can prove a plugin draws nothing until an attempt.
  */
-import type { Environment, TimerHandle } from '@amps-ts/core-protocol';
+import { type Environment, seededRandom, type TimerHandle } from '@amps-ts/core-protocol';
 import { vi } from 'vitest';
 
 export interface FakeEnvironment extends Environment {
@@ -12,18 +12,6 @@ export interface FakeEnvironment extends Environment {
   reseed(seed: number): void;
   /** How often each method was called. */
   readonly calls: { now: number; random: number; setTimeout: number };
-}
-
-/** A seeded generator of numbers in [0, 1) (mulberry32): small, fast, good enough for tests and simulations. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function fakeEnvironment(seed = 1, startMs = 1_000_000): FakeEnvironment {

@@ -141,7 +141,6 @@ class LeadingFields {
   static readonly #missesBeforeReplacing = 4;
   /** Chunks up to this size keep their view from header to header (see `#words`). */
   static readonly #maxKeptInput = 1024 * 1024;
-  static readonly #noInput: DataView = new DataView(new ArrayBuffer(0));
   /** From the header's `{` to the `,` after the last field. */
   readonly #bytes = new Uint8Array(LeadingFields.#maxBytes);
   /**
@@ -151,7 +150,7 @@ class LeadingFields {
    */
   readonly #words = new DataView(this.#bytes.buffer);
   #input: Uint8Array | undefined;
-  #inputWords = LeadingFields.#noInput;
+  #inputWords: DataView | undefined;
   /** Per field: where its `,` ends (from the `{`), the field, its value. */
   readonly #ends: number[] = [];
   readonly #fields: KnownField[] = [];
@@ -174,22 +173,16 @@ class LeadingFields {
     const held = this.#bytes;
     const ends = this.#ends;
     const limit = count === 0 ? 0 : Math.min(ends[count - 1] as number, end - start);
-    let input = this.#inputWords;
-    if (bytes !== this.#input) {
-      input = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const keep = bytes.buffer.byteLength <= LeadingFields.#maxKeptInput;
-      this.#input = keep ? bytes : undefined;
-      this.#inputWords = keep ? input : LeadingFields.#noInput;
-    }
-    const words = this.#words;
     let same = 0;
-    while (same + 4 <= limit && words.getInt32(same) === input.getInt32(start + same)) same += 4;
-    if (same < limit) {
-      // The last 1-3 bytes: the word ending at `limit` (overlapping) when they all match.
+    if (limit >= 4) {
+      const words = this.#words;
+      const input = this.#wordsOf(bytes);
+      while (same + 4 <= limit && words.getInt32(same) === input.getInt32(start + same)) same += 4;
+      // The last 1-3 bytes at once: the word that ends at `limit`, overlapping the one before.
       const last = limit - 4;
-      if (last >= 0 && same > last && words.getInt32(last) === input.getInt32(start + last)) same = limit;
-      else while (same < limit && held[same] === bytes[start + same]) same++;
+      if (same < limit && same > last && words.getInt32(last) === input.getInt32(start + last)) same = limit;
     }
+    while (same < limit && held[same] === bytes[start + same]) same++;
     let matched = 0;
     while (matched < count && (ends[matched] as number) <= same) {
       store(message, (this.#fields[matched] as KnownField).field, this.#values[matched] as string);
@@ -206,6 +199,17 @@ class LeadingFields {
       this.#recording = false;
     }
     return matched === 0 ? -1 : start + (ends[matched - 1] as number);
+  }
+
+  /** `bytes` as a `DataView`: the one made for the chunk before when it is the same chunk. */
+  #wordsOf(bytes: Uint8Array): DataView {
+    if (bytes === this.#input && this.#inputWords) return this.#inputWords;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (bytes.buffer.byteLength <= LeadingFields.#maxKeptInput) {
+      this.#input = bytes;
+      this.#inputWords = view;
+    }
+    return view;
   }
 
   /**

@@ -232,6 +232,31 @@ describe('codec properties', () => {
     );
   });
 
+  it('sees a header differ from the remembered one in any byte of its leading fields, at any alignment', () => {
+    // The fast parser compares the remembered leading bytes four at a time, then the last one to
+    // three: a difference in any byte, wherever the header sits in its chunk, must be seen.
+    const encoder = new TextEncoder();
+    for (let idLength = 1; idLength <= 8; idLength++) {
+      for (let changed = 0; changed < idLength; changed++) {
+        for (let offset = 0; offset < 4; offset++) {
+          const id = 'a'.repeat(idLength);
+          const other = `${id.slice(0, changed)}b${id.slice(changed + 1)}`;
+          const first = `{"c":"p","t":"orders","sub_id":"${id}","k":"1"}`;
+          const second = `{"c":"p","t":"orders","sub_id":"${other}","k":"2"}`;
+          const chunk = encoder.encode(`${' '.repeat(offset)}${first}${second}`);
+          const parse = (start: number) => {
+            const message = new MessageClass();
+            fastHeader.parseHeader(chunk, start, chunk.length, message);
+            return message;
+          };
+          // Parsed a few times, the first header's leading fields are the remembered ones.
+          for (let i = 0; i < 5; i++) expect(parse(offset).subId).toBe(id);
+          expect(parse(offset + first.length).subId).toBe(other);
+        }
+      }
+    }
+  });
+
   it('turns any garbage into ProtocolErrors only, and finishes', () => {
     const garbage = fc.array(frameLike, { minLength: 1, maxLength: 5 }).chain((parts) => {
       const bytes = concat(...parts);

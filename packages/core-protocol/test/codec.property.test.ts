@@ -213,11 +213,13 @@ describe('codec properties', () => {
       fc.property(fc.array(header, { minLength: 1, maxLength: 16 }), fc.boolean(), (headers, oneChunk) => {
         // All in one chunk (a view at an offset into a larger buffer), as a socket delivers them,
         // or each in its own.
-        const texts = headers.map(({ fields, pad }) => `${' '.repeat(pad)}{${fields.join(',')}}body`);
-        const chunk = new TextEncoder().encode(`#${texts.join('')}`).subarray(1);
+        const frames = headers.map(({ fields, pad }) =>
+          new TextEncoder().encode(`${' '.repeat(pad)}{${fields.join(',')}}body`),
+        );
+        const chunk = concat(new Uint8Array(1), ...frames).subarray(1);
         let at = 0;
         for (const [i, { cut, pad }] of headers.entries()) {
-          const length = (texts[i] as string).length;
+          const length = (frames[i] as Uint8Array).length;
           const bytes = oneChunk ? chunk : chunk.slice(at, at + length);
           const start = (oneChunk ? at : 0) + pad;
           const frameEnd = start - pad + length;

@@ -111,12 +111,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   // Failover timing: from the chaos action that hit a client's server (or its disconnect) to recovery.
   const failovers: number[] = [];
   const hitAt: Record<ClientRole, number | undefined> = { publisher: undefined, subscriber: undefined };
+  /** Whether the client has disconnected since it last recovered: a freeze thawed before that was ridden out. */
+  const down: Record<ClientRole, boolean> = { publisher: false, subscriber: false };
   const lastServer: Record<ClientRole, string | undefined> = { publisher: undefined, subscriber: undefined };
   for (const role of ['publisher', 'subscriber'] as const) {
     clients[role].onStateChange((e: HAStateEvent) => {
       const server = e.uri === undefined ? undefined : (uriOf.get(e.uri) ?? e.uri);
       emit({ type: 'state', at: now(), client: role, state: e.state, server, reason: e.reason });
-      if (e.state === 'Disconnected' && hitAt[role] === undefined) hitAt[role] = now();
+      if (e.state === 'Disconnected') {
+        down[role] = true;
+        hitAt[role] ??= now();
+      }
       if (e.state === 'Resubscribed') {
         const start = hitAt[role];
         if (start !== undefined) {
@@ -125,6 +130,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           emit({ type: 'failover', at: now(), client: role, from: lastServer[role], to: server, durationMs });
         }
         hitAt[role] = undefined;
+        down[role] = false;
         lastServer[role] = server;
       }
     });
@@ -205,6 +211,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     } else {
       server.thaw();
       status.set(server, 'up');
+      // Thawed before the heartbeat timeout: the clients on it stayed, there was no failover to time.
+      for (const r of hits) if (!down[r]) hitAt[r] = undefined;
     }
   };
 

@@ -13,6 +13,7 @@ const MAX_CACHED_TOPICS = 4096;
  * each frame's offset costs half as much again as encoding a 100-character body.
  */
 const SCRATCH_CHARS = 1024;
+/** UTF-8 takes at most 3 bytes for each UTF-16 code unit. */
 const SCRATCH_BYTES = 3 * SCRATCH_CHARS;
 
 /**

@@ -15,6 +15,7 @@ export type AmpsErrorCode =
   | 'bad_filter'
   | 'bad_regex_topic'
   | 'bookmark_not_found'
+  | 'certificate'
   | 'command_failed'
   | 'connection'
   | 'disconnected'
@@ -61,7 +62,14 @@ export class AmpsError extends Error {
   }
 }
 
-const retryableCodes = new Set<AmpsErrorCode>(['connection', 'disconnected', 'timed_out', 'name_in_use']);
+// A refused certificate is retryable: another server may present a good one.
+const retryableCodes = new Set<AmpsErrorCode>([
+  'connection',
+  'certificate',
+  'disconnected',
+  'timed_out',
+  'name_in_use',
+]);
 
 type AmpsErrorClass = new (message: string, options?: AmpsErrorOptions) => AmpsError;
 const classByCode = new Map<AmpsErrorCode, AmpsErrorClass>();
@@ -85,6 +93,12 @@ function define<C extends AmpsErrorCode>(code: C, name: string) {
 /** The transport could not connect, or failed while connected. */
 export const ConnectionError = define('connection', 'ConnectionError');
 export type ConnectionError = InstanceType<typeof ConnectionError>;
+/**
+ * The server's TLS certificate was refused: not signed by a trusted CA, expired or not yet
+ * valid, or not for the host name connected to. The message says which and what to do.
+ */
+export const CertificateError = define('certificate', 'CertificateError');
+export type CertificateError = InstanceType<typeof CertificateError>;
 /** The connection closed before the operation finished, or there is no connection. */
 export const DisconnectedError = define('disconnected', 'DisconnectedError');
 export type DisconnectedError = InstanceType<typeof DisconnectedError>;

@@ -14,6 +14,7 @@ import {
 const classes: ReadonlyArray<[string, new (message: string, options?: errors.AmpsErrorOptions) => AmpsError, string]> =
   [
     ['ConnectionError', errors.ConnectionError, 'connection'],
+    ['CertificateError', errors.CertificateError, 'certificate'],
     ['DisconnectedError', errors.DisconnectedError, 'disconnected'],
     ['TimedOutError', errors.TimedOutError, 'timed_out'],
     ['AbortError', errors.AbortError, 'aborted'],
@@ -36,7 +37,7 @@ const classes: ReadonlyArray<[string, new (message: string, options?: errors.Amp
     ['CommandError', errors.CommandError, 'command_failed'],
   ];
 
-const retryable = new Set(['connection', 'disconnected', 'timed_out', 'name_in_use']);
+const retryable = new Set(['connection', 'certificate', 'disconnected', 'timed_out', 'name_in_use']);
 
 describe('errors', () => {
   it.each(classes)('%s has a stable code, a name and identity', (name, Class, code) => {

@@ -751,7 +751,7 @@ export class HAClient {
   /** A server refusal that no reconnect can fix (bad filter, not entitled, ...). */
   #isPermanent(error: unknown): boolean {
     const code = (error as { code?: string })?.code;
-    return code !== undefined && !['disconnected', 'timed_out', 'connection', 'aborted'].includes(code);
+    return code !== undefined && !['disconnected', 'timed_out', 'connection', 'certificate', 'aborted'].includes(code);
   }
 
   #endSubscription(sub: HASubscription, error: Error | undefined): void {

@@ -1,4 +1,4 @@
-import { type AmpsUri, ConnectionError } from '@amps-ts/core-protocol';
+import { type AmpsUri, CertificateError, ConnectionError } from '@amps-ts/core-protocol';
 
 // OpenSSL verification codes that mean "no trusted CA signed this certificate".
 const untrusted = new Set([
@@ -34,14 +34,22 @@ export function describeError(error: unknown): string {
   return message;
 }
 
+/** A refused server certificate gets its own class, so that operators can alert on it. */
+function failure(message: string, error: unknown): ConnectionError | CertificateError {
+  const code = codeOf(error);
+  const refused =
+    code !== undefined && (untrusted.has(code) || outOfDate.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID');
+  return refused ? new CertificateError(message, { cause: error }) : new ConnectionError(message, { cause: error });
+}
+
 /** The attempt to connect failed. */
-export function cannotConnect(uri: AmpsUri, error: unknown): ConnectionError {
-  return new ConnectionError(`cannot connect to ${uri.redacted}: ${describeError(error)}`, { cause: error });
+export function cannotConnect(uri: AmpsUri, error: unknown): ConnectionError | CertificateError {
+  return failure(`cannot connect to ${uri.redacted}: ${describeError(error)}`, error);
 }
 
 /** An open connection failed. */
-export function connectionLost(uri: AmpsUri, error: unknown): ConnectionError {
-  return new ConnectionError(`connection to ${uri.redacted} lost: ${describeError(error)}`, { cause: error });
+export function connectionLost(uri: AmpsUri, error: unknown): ConnectionError | CertificateError {
+  return failure(`connection to ${uri.redacted} lost: ${describeError(error)}`, error);
 }
 
 export function toError(value: unknown): Error {

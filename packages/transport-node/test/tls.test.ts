@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import * as https from 'node:https';
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
-import { AbortError, ConnectionError, TimedOutError } from '@amps-ts/core-protocol';
+import { AbortError, CertificateError, TimedOutError } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { nodeTransport } from '../src/index.js';
@@ -81,7 +81,10 @@ describe('tcps://', () => {
     const error = await failure(
       nodeTransport().connect(`tcps://alice:s3cret@127.0.0.1:${port}/amps/json`, new Recorder()),
     );
-    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(CertificateError.isInstance(error) && { code: error.code, retryable: error.isRetryable }).toEqual({
+      code: 'certificate',
+      retryable: true,
+    });
     expect(error.message).toContain(`cannot connect to tcps://alice:***@127.0.0.1:${port}/amps/json`);
     expect(error.message).toContain("the server's TLS certificate is not trusted");
     expect(error.message).not.toContain('s3cret');
@@ -102,7 +105,7 @@ describe('tcps://', () => {
     const error = await failure(
       nodeTransport({ tls: { ca: certs.ca } }).connect(`tcps://127.0.0.1:${port}/amps/json`, new Recorder()),
     );
-    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(CertificateError.isInstance(error)).toBe(true);
     expect(error.message).toContain("the server's TLS certificate does not match the host name");
   });
 
@@ -179,7 +182,7 @@ describe('wss://', () => {
   it('refuses an untrusted certificate, saying so', async () => {
     const { port } = await wssServer();
     const error = await failure(nodeTransport().connect(`wss://127.0.0.1:${port}/amps/json`, new Recorder()));
-    expect(ConnectionError.isInstance(error)).toBe(true);
+    expect(CertificateError.isInstance(error)).toBe(true);
     expect(error.message).toContain("the server's TLS certificate is not trusted");
   });
 

@@ -1,5 +1,6 @@
 import {
   type AckOptions,
+  AmpsError,
   type BookmarkStore,
   Bookmarks,
   Client,
@@ -748,10 +749,12 @@ export class HAClient {
     }
   }
 
-  /** A server refusal that no reconnect can fix (bad filter, not entitled, ...). */
+  /**
+   * A server refusal that no reconnect can fix (bad filter, not entitled, ...). A retryable error
+   * or an abort means the connection went: recovery re-enters the subscription.
+   */
   #isPermanent(error: unknown): boolean {
-    const code = (error as { code?: string })?.code;
-    return code !== undefined && !['disconnected', 'timed_out', 'connection', 'certificate', 'aborted'].includes(code);
+    return AmpsError.isInstance(error) && !error.isRetryable && error.code !== 'aborted';
   }
 
   #endSubscription(sub: HASubscription, error: Error | undefined): void {

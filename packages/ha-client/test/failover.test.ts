@@ -1,5 +1,6 @@
 import {
   type Authenticator,
+  BadFilterError,
   Bookmarks,
   type ConnectionInfo,
   type Message,
@@ -171,6 +172,30 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await publisher.connectAndLogon();
     await sub.until(20);
     expect(sub.seen).toEqual(range(1, 20));
+  });
+
+  it('fails a subscription the server refuses with its typed error, and does not enter it again after a failover', async () => {
+    const c = await cluster(2);
+    const filter = "/n = 'unterminated";
+    let sent = 0;
+    const ha = client('refused', c.tcpUris('json'), {
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'out' && Buffer.from(bytes).includes(filter)) sent++;
+          return bytes;
+        },
+      },
+    });
+    await ha.connectAndLogon();
+    const refused = ha.subscribe('orders', { filter, onMessage: () => {} });
+    const error = await refused.ready.catch((e: unknown) => e);
+    expect(BadFilterError.isInstance(error)).toBe(true);
+    expect(sent).toBe(1);
+
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await serverOf(c, ha).kill();
+    await recovered;
+    expect(sent).toBe(1);
   });
 
   it('makes commands issued while reconnecting wait for recovery', async () => {

@@ -18,38 +18,44 @@ function codeOf(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** A readable reason, with advice for the TLS failures people hit most. Never holds the URI's password. */
-export function describeError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const code = codeOf(error);
-  if (code && untrusted.has(code)) {
+/**
+ * What is wrong with the server's certificate, with advice for the TLS failures people hit most,
+ * or undefined when `error` is not about the certificate.
+ */
+function certificateProblem(code: string | undefined, message: string): string | undefined {
+  if (code === undefined) return undefined;
+  if (untrusted.has(code)) {
     return `the server's TLS certificate is not trusted (${code}: ${message}); pass tls.ca with the certificate of the CA that signed it`;
   }
-  if (code && outOfDate.has(code)) {
+  if (outOfDate.has(code)) {
     return `the server's TLS certificate is expired or not yet valid (${code}: ${message})`;
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return `the server's TLS certificate does not match the host name (${message}); connect with a host name the certificate names, or set tls.servername`;
   }
-  return message;
+  return undefined;
 }
 
-/** A refused server certificate gets its own class, so that operators can alert on it. */
-function failure(message: string, error: unknown): ConnectionError | CertificateError {
-  const code = codeOf(error);
-  const refused =
-    code !== undefined && (untrusted.has(code) || outOfDate.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID');
-  return refused ? new CertificateError(message, { cause: error }) : new ConnectionError(message, { cause: error });
+/**
+ * `what` and a readable reason; a refused server certificate gets its own class, so that
+ * operators can alert on it. Never holds the URI's password.
+ */
+function failure(what: string, error: unknown): ConnectionError | CertificateError {
+  const message = error instanceof Error ? error.message : String(error);
+  const problem = certificateProblem(codeOf(error), message);
+  return problem === undefined
+    ? new ConnectionError(`${what}: ${message}`, { cause: error })
+    : new CertificateError(`${what}: ${problem}`, { cause: error });
 }
 
 /** The attempt to connect failed. */
 export function cannotConnect(uri: AmpsUri, error: unknown): ConnectionError | CertificateError {
-  return failure(`cannot connect to ${uri.redacted}: ${describeError(error)}`, error);
+  return failure(`cannot connect to ${uri.redacted}`, error);
 }
 
 /** An open connection failed. */
 export function connectionLost(uri: AmpsUri, error: unknown): ConnectionError | CertificateError {
-  return failure(`connection to ${uri.redacted} lost: ${describeError(error)}`, error);
+  return failure(`connection to ${uri.redacted} lost`, error);
 }
 
 export function toError(value: unknown): Error {

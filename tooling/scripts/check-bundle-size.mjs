@@ -29,8 +29,12 @@ const BUDGET_BYTES = 12 * 1024;
  * shrinks. Trimming features does not reach the budget: with every optional member of `Client` and
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
+ *
+ * Raised once, on purpose, from 21,160 B: the Client's pending text for short string publishes
+ * (core-protocol's outbox) added 208 B and halves what such a publish costs, in Chromium as in
+ * Node.js (measured: 543 to 272 ns a message in Chromium 156).
  */
-const CEILING_BYTES = 21_160;
+const CEILING_BYTES = 21_530;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

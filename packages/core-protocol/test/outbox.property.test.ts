@@ -15,7 +15,7 @@ type Op =
 
 const text = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 1200 }),
-  // Around the size below which strings are encoded through the scratch area, and past a slab.
+  // Around the size below which frames are short (pending text, or the scratch area), and past a slab.
   fc
     .record({ unit: fc.constantFrom('x', 'é', '€', '😀'), count: fc.nat({ max: 120_000 }) })
     .map(({ unit, count }) => unit.repeat(count)),
@@ -72,5 +72,22 @@ describe('Outbox', () => {
       }),
       { numRuns: 150 },
     );
+  });
+
+  it('moves pending frames to a new slab with the bytes not yet taken, ASCII or not', () => {
+    for (const unit of ['x', 'é']) {
+      const outbox = new Outbox();
+      outbox.writePublish('publish', 'big', new Uint8Array(220_000).fill(0x41));
+      const first = outbox.take();
+      outbox.write({ command: 'heartbeat', options: 'beat' }); // written, not yet taken
+      const bodies = Array.from({ length: 60 }, (_, i) => `${i}:${unit.repeat(900)}`); // short: pending
+      for (const body of bodies) outbox.writePublish('publish', 'small', body);
+      const second = outbox.take();
+      expect(second.buffer).not.toBe(first.buffer);
+      const got: Message[] = [];
+      new MessageDecoder((m) => got.push(m)).push(second);
+      expect(got.map((m) => m.command)).toEqual(['heartbeat', ...bodies.map(() => 'publish')]);
+      expect(got.slice(1).map((m) => m.text())).toEqual(bodies);
+    }
   });
 });

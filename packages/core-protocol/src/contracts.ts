@@ -223,6 +223,17 @@ export interface PublishStore {
   lastPersisted(): number;
   /** Resolves once every stored command is persisted; rejects with a `TimedOutError` after `timeoutMs`. */
   flush(timeoutMs?: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * The server refused this one publish (a failure ack): it will never be persisted, so forget it
+   * and keep every other. Without this method the HA client keeps it until a later persisted ack
+   * covers it.
+   */
+  discard?(sequence: number): void;
+  /**
+   * Rejects, with `error`, every `store` waiting for room and every `flush`: the HA client gave up
+   * reconnecting or was disconnected. Stored commands are kept.
+   */
+  cancelWaits?(error: Error): void;
 }
 
 /**

@@ -154,6 +154,8 @@ export class HAClient {
   #looping = false;
   #shutdown = false;
   #publishLive = false;
+  /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
+  readonly #unsent: Command[] = [];
   #wake: (() => void) | undefined;
   #failbackTimer: TimerHandle | undefined;
   #stopHints: (() => void) | undefined;
@@ -201,8 +203,8 @@ export class HAClient {
     this.#client.onDisconnect((error) => this.#onDisconnected(error));
     this.#client.onPersisted((sequence) => this.#publishStore?.discardUpTo(sequence));
     this.#client.onFailedWrite((failure) => {
-      // A failed publish is settled too: the server will not persist it, ever.
-      if (failure.sequence !== undefined) this.#publishStore?.discardUpTo(failure.sequence);
+      // The server will never persist a refused publish: not replayed, the others kept.
+      if (failure.sequence !== undefined) this.#publishStore?.discard?.(failure.sequence);
       for (const listener of this.#failedWriteListeners) listener(failure);
     });
   }
@@ -273,7 +275,6 @@ export class HAClient {
     this.#stopHints ??= this.#transport.onHint?.((hint) => {
       if (hint === 'online' || hint === 'visible') this.#wake?.();
     });
-    this.#start();
     await this.#whenReady(undefined, options.signal);
   }
 
@@ -287,6 +288,7 @@ export class HAClient {
     this.#publishLive = false;
     const error = new DisconnectedError('the client was disconnected by the application');
     this.#ready.reject(error);
+    this.#publishStore?.cancelWaits?.(error);
     await this.#client.disconnect();
     await this.#running?.catch(() => {});
     for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined);
@@ -386,6 +388,8 @@ export class HAClient {
     this.#generation++;
     if (this.#publishStore) {
       this.#publishStore.syncWithServer(logon.sequence);
+      // The replay sends every stored publish, those not sent yet included.
+      while (this.#unsent[0]?.sequence !== undefined) this.#unsent.shift();
       // Synchronous on purpose: no new publish can slip in ahead of the replay.
       this.#publishStore.replay((command) => void client.send(command));
       this.#publishLive = true;
@@ -432,7 +436,10 @@ export class HAClient {
 
   #giveUp(error: Error): void {
     this.#logger?.error?.('giving up reconnecting', { error: error.message });
+    // The next connectAndLogon() starts a new budget rather than giving up again at once.
+    this.#delay.reset();
     this.#publishLive = false;
+    this.#publishStore?.cancelWaits?.(error);
     this.#emit(ConnectionState.Disconnected, error.message);
     this.#ready.reject(error);
     this.#ready = deferred<void>();
@@ -517,8 +524,9 @@ export class HAClient {
   async #whenReady(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
     if (this.isReady) return;
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected; call connectAndLogon() first');
-    this.#start();
+    // Taken before starting: a loop that gives up at once replaces #ready with a new one.
     const ready = this.#ready.promise;
+    this.#start();
     let expire: ((error: Error) => void) | undefined;
     const expired = new Promise<never>((_, reject) => {
       expire = reject;
@@ -587,19 +595,35 @@ export class HAClient {
       return this.#client.send(c);
     }
     const stored = store.store(c);
-    if (typeof stored === 'number') return this.#sendStored(c);
-    return stored.then(() => this.#sendStored(c));
+    this.#unsent.push(c);
+    if (typeof stored === 'number') return this.#sendStored();
+    return stored.then(
+      () => this.#sendStored(),
+      (error: unknown) => {
+        this.#unsent.splice(this.#unsent.indexOf(c), 1);
+        throw error;
+      },
+    );
   }
 
-  #sendStored(command: Command): Promise<void> | undefined {
-    if (!this.#publishLive) return undefined;
-    try {
-      return this.#client.send(command);
-    } catch (error) {
-      // Stored already: it goes out with the replay after the reconnect.
-      if (!DisconnectedError.isInstance(error)) throw error;
-      return undefined;
+  /**
+   * Sends the stored publishes not yet sent, in sequence order: a publish let into a full store
+   * goes out before any stored after it, or the server would drop it as a duplicate.
+   */
+  #sendStored(): Promise<void> | undefined {
+    let wait: Promise<void> | undefined;
+    const unsent = this.#unsent;
+    while (unsent.length > 0 && (unsent[0] as Command).sequence !== undefined) {
+      const command = unsent.shift() as Command;
+      // While disconnected it waits in the store and goes out with the replay after the reconnect.
+      if (!this.#publishLive) continue;
+      try {
+        wait = this.#client.send(command) ?? wait;
+      } catch (error) {
+        if (!DisconnectedError.isInstance(error)) throw error;
+      }
     }
+    return wait;
   }
 
   /** Resolves once the server has persisted every stored publish. */

@@ -25,6 +25,13 @@ export interface MemoryPublishStoreOptions {
 interface Waiter {
   command: Command;
   resolve(sequence: number): void;
+  reject(error: Error): void;
+}
+
+interface FlushWaiter {
+  /** Settles the flush if nothing is left unpersisted. */
+  check(): void;
+  fail(error: Error): void;
 }
 
 /**
@@ -40,11 +47,13 @@ export class MemoryPublishStore implements PublishStore {
   /** Unpersisted commands in sequence order, from `#head`. */
   #entries: Command[] = [];
   #head = 0;
+  /** Sequences among the entries that the server refused: kept in place, never replayed. */
+  readonly #refused = new Set<number>();
   #lastSequence = 0;
   #lastPersisted = 0;
   #synced = false;
   readonly #waiters: Waiter[] = [];
-  readonly #flushWaiters = new Set<() => void>();
+  readonly #flushWaiters = new Set<FlushWaiter>();
 
   constructor(options: MemoryPublishStoreOptions = {}) {
     const capacity = options.capacity ?? 100_000;
@@ -65,7 +74,7 @@ export class MemoryPublishStore implements PublishStore {
     if (this.#policy === 'reject') {
       throw new StoreFullError(`the publish store holds ${this.#capacity} unpersisted messages (policy: reject)`);
     }
-    return new Promise((resolve) => this.#waiters.push({ command, resolve }));
+    return new Promise((resolve, reject) => this.#waiters.push({ command, resolve, reject }));
   }
 
   #add(command: Command): number {
@@ -89,8 +98,23 @@ export class MemoryPublishStore implements PublishStore {
   discardUpTo(sequence: number): void {
     if (sequence <= this.#lastPersisted) return;
     this.#lastPersisted = Math.min(sequence, this.#lastSequence);
+    this.#trim(sequence);
+  }
+
+  discard(sequence: number): void {
+    const entry = this.get(sequence);
+    if (entry === undefined || entry.sequence !== sequence || this.#refused.has(sequence)) return;
+    this.#refused.add(sequence);
+    this.#trim(this.#lastPersisted);
+  }
+
+  /** Drops the entries up to `sequence`, and refused ones at the head; then lets waiters in. */
+  #trim(sequence: number): void {
     const entries = this.#entries;
-    while (this.#head < entries.length && (entries[this.#head]?.sequence as number) <= sequence) {
+    for (;;) {
+      const first = entries[this.#head]?.sequence;
+      if (first === undefined || (first > sequence && !this.#refused.has(first))) break;
+      this.#refused.delete(first);
       entries[this.#head++] = undefined as unknown as Command;
     }
     if (this.#head > 4096 && this.#head * 2 > entries.length) {
@@ -101,9 +125,12 @@ export class MemoryPublishStore implements PublishStore {
       const waiter = this.#waiters.shift() as Waiter;
       waiter.resolve(this.#add(waiter.command));
     }
-    if (this.unpersistedCount() === 0) {
-      for (const wake of [...this.#flushWaiters]) wake();
-    }
+    for (const waiter of [...this.#flushWaiters]) waiter.check();
+  }
+
+  cancelWaits(error: Error): void {
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const waiter of [...this.#flushWaiters]) waiter.fail(error);
   }
 
   syncWithServer(sequence: number): void {
@@ -132,11 +159,14 @@ export class MemoryPublishStore implements PublishStore {
 
   replay(send: (command: Command) => void): void {
     const entries = this.#entries;
-    for (let i = this.#head; i < entries.length; i++) send(entries[i] as Command);
+    for (let i = this.#head; i < entries.length; i++) {
+      const command = entries[i] as Command;
+      if (!this.#refused.has(command.sequence as number)) send(command);
+    }
   }
 
   unpersistedCount(): number {
-    return this.#entries.length - this.#head;
+    return this.#entries.length - this.#head - this.#refused.size;
   }
 
   lastPersisted(): number {
@@ -151,23 +181,27 @@ export class MemoryPublishStore implements PublishStore {
   flush(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     if (this.unpersistedCount() === 0 && this.#waiters.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const wake = () => {
-        if (this.unpersistedCount() > 0 || this.#waiters.length > 0) return;
-        timer.clear();
-        this.#flushWaiters.delete(wake);
-        resolve();
+      const waiter: FlushWaiter = {
+        check: () => {
+          if (this.unpersistedCount() > 0 || this.#waiters.length > 0) return;
+          timer.clear();
+          this.#flushWaiters.delete(waiter);
+          resolve();
+        },
+        fail: (error) => {
+          timer.clear();
+          this.#flushWaiters.delete(waiter);
+          reject(error);
+        },
       };
       const timer = deadline(
         this.#env,
         `publish flush (${this.unpersistedCount()} unpersisted)`,
         timeoutMs,
         signal,
-        (error) => {
-          this.#flushWaiters.delete(wake);
-          reject(error);
-        },
+        waiter.fail,
       );
-      this.#flushWaiters.add(wake);
+      this.#flushWaiters.add(waiter);
     });
   }
 }

@@ -12,7 +12,7 @@ import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HAClient, type HAStateEvent } from '../src/index.js';
+import { HAClient, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -174,6 +174,51 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(sub.seen).toEqual(range(1, 20));
   });
 
+  it('sends a publish let into a full store before one stored after it (else the server drops it)', async () => {
+    const server = await startTestServer({ ackConflationMs: 50 });
+    cleanups.push(() => server.close());
+    const uri = server.tcpUri('json');
+    const publisher = client('pub-block', [uri], { publishStore: new MemoryPublishStore({ capacity: 3 }) });
+    const subscriber = client('sub-block', [uri]);
+    const sub = collector(subscriber, 'block');
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon(), sub.subscription.ready]);
+    // An application publishing as an ack arrives (as a handler in the same socket chunk would):
+    // 4 and 5 were let in by that ack, so 6 must follow them on the wire.
+    let published = false;
+    publisher.client.onPersisted(() => {
+      if (published) return;
+      published = true;
+      void publisher.publish('block', JSON.stringify({ n: 6 }));
+    });
+    for (const n of range(1, 5)) void publisher.publish('block', JSON.stringify({ n })); // 4 and 5 wait for room
+    await sub.until(6);
+    expect(sub.seen).toEqual(range(1, 6));
+    expect(server.stats().duplicatesDropped).toBe(0);
+  });
+
+  it('keeps every other unpersisted publish when the server refuses one, and republishes them after a failover', async () => {
+    const c = await cluster(2);
+    const [a, b] = c.servers as [TestServer, TestServer];
+    const publisher = client('pub-refused', [a.tcpUri('json'), b.tcpUri('json')]);
+    await publisher.connectAndLogon();
+    await b.kill(); // sync replication: A holds its persisted acks while its peer is down
+    for (const n of range(1, 5)) publisher.publish('orders', JSON.stringify({ n }));
+    const refused = new Promise((resolve) => publisher.onFailedWrite(resolve));
+    publisher.publish('/AMPS/bad', JSON.stringify({ n: 6 }));
+    await refused;
+    expect(publisher.publishStore?.unpersistedCount()).toBe(5);
+
+    const onB = stateWhere(publisher, (e) => e.state === 'Resubscribed' && e.uri === b.tcpUri('json'));
+    await b.restart();
+    await a.kill();
+    await onB;
+    const subscriber = client('sub-refused', [b.tcpUri('json')]);
+    const sub = collector(subscriber, 'orders');
+    await subscriber.connectAndLogon();
+    await sub.until(5);
+    expect(sub.seen).toEqual(range(1, 5));
+  });
+
   it('fails a subscription the server refuses with its typed error, and does not enter it again after a failover', async () => {
     const c = await cluster(2);
     const filter = "/n = 'unterminated";
@@ -228,13 +273,16 @@ describe('HAClient failover (real brokers, real sockets)', () => {
 
     // Every server refuses: a bounded budget, then one clear error.
     const attempts: string[] = [];
+    let resets = 0;
     const giveUpAfter: ReconnectDelayStrategy = {
       getConnectWaitDuration: () => {
         if (attempts.length >= 6) throw new RetryExhaustedError('budget spent', { elapsedMs: 0, attempts: 6 });
         attempts.push('wait');
         return 5;
       },
-      reset: () => {},
+      reset: () => {
+        resets++;
+      },
     };
     const bothWrong = client('auth-2', [withPassword(wrong), withPassword(right).replace('s3cret', 'nope')], {
       delay: giveUpAfter,
@@ -248,6 +296,10 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(attempts).toHaveLength(6); // the strategy, not a hot loop, decided every attempt
     expect((error as RetryExhaustedError).attempts).toBe(6);
     expect(message).toMatch(/after 6 attempts/);
+    expect(resets).toBe(1); // the next connectAndLogon() gets a new budget
+
+    // This strategy gives up again at once (it ignores reset): the call still settles.
+    await expect(bothWrong.connectAndLogon()).rejects.toThrow(RetryExhaustedError);
   });
 
   it('runs on a custom chooser and a custom delay strategy written in a few lines', async () => {

@@ -1,4 +1,10 @@
-import { type Command, PublishStoreGapError, StoreFullError, TimedOutError } from '@amps-ts/core-protocol';
+import {
+  type Command,
+  DisconnectedError,
+  PublishStoreGapError,
+  StoreFullError,
+  TimedOutError,
+} from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { MemoryBookmarkStore } from '../src/memory-bookmark-store.js';
 import { MemoryPublishStore } from '../src/memory-publish-store.js';
@@ -90,6 +96,37 @@ describe('MemoryPublishStore', () => {
     await expect(flushed).resolves.toBeUndefined();
     store.store(publish(2));
     await expect(store.flush(5)).rejects.toBeInstanceOf(TimedOutError);
+  });
+
+  it('forgets a refused publish alone: the ones before it stay, and it is never replayed', async () => {
+    const store = new MemoryPublishStore({ capacity: 3 });
+    for (const n of [1, 2, 3]) store.store(publish(n));
+    const fourth = store.store(publish(4));
+    store.discard(2);
+    expect(await fourth).toBe(4); // the refused one made room
+    expect(store.unpersistedCount()).toBe(3);
+    expect(store.lastPersisted()).toBe(0);
+    expect(replayed(store)).toEqual([1, 3, 4]);
+    const flushed = store.flush(10_000);
+    store.discard(1); // the head: 1 and 2 leave, 3 is next
+    expect(replayed(store)).toEqual([3, 4]);
+    store.discardUpTo(4);
+    await expect(flushed).resolves.toBeUndefined();
+    expect(store.unpersistedCount()).toBe(0);
+  });
+
+  it('rejects what waits for room and every flush when told to, keeping what is stored', async () => {
+    const store = new MemoryPublishStore({ capacity: 1 });
+    store.store(publish(1));
+    const blocked = store.store(publish(2));
+    const flushed = store.flush();
+    const error = new DisconnectedError('gone');
+    store.cancelWaits(error);
+    await expect(blocked).rejects.toBe(error);
+    await expect(flushed).rejects.toBe(error);
+    expect(replayed(store)).toEqual([1]);
+    store.discardUpTo(1);
+    expect(store.store(publish(3))).toBe(2); // the rejected one never took a sequence
   });
 });
 

@@ -260,6 +260,27 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(empty.stats.recordsReturned).toBe(0);
   });
 
+  it('leaving a sow iterator early drops the rest of its records: the connection keeps reading and stats resolve', async () => {
+    // A short command timeout: before the fix the full queue held the socket paused for good.
+    const c = await loggedOn({ commandTimeoutMs: 3000 });
+    const count = 2000; // well over one socket read, so the queue fills and the connection pauses
+    for (let id = 1; id <= count; id++) c.publish('orders', JSON.stringify({ id, pad: 'x'.repeat(200) }));
+    await c.flush();
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    const query = c.sow('orders', { maxQueue: 4, batchSize: 1 });
+    const ids: number[] = [];
+    for await (const record of query) {
+      ids.push(record.json<{ id: number }>().id);
+      break;
+    }
+    expect(ids).toEqual([1]);
+    await c.flush();
+    expect(await query.stats).toMatchObject({ recordsReturned: count, matches: count });
+    expect(unhandled.items).toEqual([]);
+    expect(c.isConnected).toBe(true);
+  });
+
   it('sow on a filter the broker rejects fails the stats and ends the iterator with the error', async () => {
     const c = await loggedOn();
     const query = c.sow('orders', { filter: 'id ==' });

@@ -687,6 +687,8 @@ export class Client {
     const opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     if (opts) command.options = opts;
     command.ackType = 'processed,completed';
+    // The route stays until the query completes, even if the iterator is left early: the records
+    // still coming are then dropped by the ended stream rather than reported as unhandled.
     const route: Route = {
       onMessage: (m) => {
         if (m.command === 'sow') stream.push(m);

@@ -156,10 +156,12 @@ export class MessageStream<T> implements AsyncIterable<T> {
     return {
       next: () => this.#next(),
       return: async () => {
+        // Nobody will read again: drop what is queued and end the stream, so later items are
+        // dropped too instead of refilling the queue and pausing the connection for good.
         this.#lastYielded = undefined;
-        this.#options.onFlowControl && this.#resumeIfPaused();
         this.#queue = [];
         this.#head = 0;
+        this.end();
         this.#onReturn?.();
         return { value: undefined, done: true };
       },

@@ -79,7 +79,11 @@ export function statsOf(ack: Message | undefined): QueryStats {
 /** A SOW query: the records as an async iterable (or callback), then `stats` from its completion. */
 export class SowQuery implements AsyncIterable<Message> {
   readonly queryId: string;
-  /** Resolves with the query's counts once it has completed; rejects if it failed. */
+  /**
+   * Resolves with the query's counts once it has completed; rejects if it failed. Leaving the
+   * iterator early does not cancel the query (AMPS cannot): the rest of its records are dropped
+   * as they arrive, and `stats` still resolves when the server completes it.
+   */
   readonly stats: Promise<QueryStats>;
   readonly #stream: MessageStream<Message>;
 

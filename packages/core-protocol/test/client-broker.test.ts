@@ -16,6 +16,7 @@ import {
   type FailedWrite,
   type Message,
   TimedOutError,
+  type Transport,
 } from '../src/index.js';
 import { Collector, leakCheck, outgoing } from './client-fakes.js';
 
@@ -107,6 +108,26 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     await d.disconnect();
     await d.connectAndLogon(uri);
     expect(d.state).toBe(ConnectionState.LoggedOn);
+  });
+
+  it('commandTimeoutMs 0 (wait forever) connects: the connect timeout is left to the transport', async () => {
+    const inner = nodeTransport();
+    const connectTimeouts: Array<number | undefined> = [];
+    const transport: Transport = {
+      schemes: inner.schemes,
+      connect: (target, handlers, options) => {
+        connectTimeouts.push(options?.timeoutMs);
+        return inner.connect(target, handlers, options);
+      },
+    };
+    const c = client({ transport, commandTimeoutMs: 0 });
+    await c.connectAndLogon(uri);
+    await c.flush();
+    expect(c.state).toBe(ConnectionState.LoggedOn);
+    await c.disconnect();
+    await c.connect(uri, { timeoutMs: 0 });
+    expect(c.isConnected).toBe(true);
+    expect(connectTimeouts).toEqual([undefined, undefined]);
   });
 
   it('a second logon with the same client name drops the first connection', async () => {

@@ -45,7 +45,10 @@ export interface ClientOptions {
   logger?: Logger;
   /** Largest frame accepted from the server, in bytes. @default 256 MiB */
   maxFrameSize?: number;
-  /** How long a command waits for its ack; 0 waits forever. @default 10_000 */
+  /**
+   * How long a command waits for its ack; 0 waits forever (and leaves `connect` to the
+   * transport's own connect timeout). @default 10_000
+   */
   commandTimeoutMs?: number;
   /** Bytes buffered for sending above which `publish` returns a promise to await. @default 1 MiB */
   sendHighWaterMark?: number;
@@ -63,7 +66,7 @@ export interface ClientOptions {
 
 export interface ConnectOptions {
   signal?: AbortSignal;
-  /** @default the client's commandTimeoutMs */
+  /** @default the client's commandTimeoutMs; 0 means the transport's own connect timeout */
   timeoutMs?: number;
 }
 
@@ -388,6 +391,8 @@ export class Client {
     };
     this.#session = session;
     this.#outbox.clear();
+    // 0 means "no timeout of the client's": transports take no 0, so their own connect timeout applies.
+    const timeoutMs = (options.timeoutMs ?? this.#commandTimeoutMs) || undefined;
     try {
       session.connection = await this.#transport.connect(
         parsed,
@@ -395,7 +400,7 @@ export class Client {
           onData: (chunk) => this.#onData(session, chunk),
           onClose: (error) => this.#onClose(session, error),
         },
-        { signal: options.signal, timeoutMs: options.timeoutMs ?? this.#commandTimeoutMs },
+        { signal: options.signal, timeoutMs },
       );
     } catch (error) {
       if (this.#session === session) this.#session = undefined;

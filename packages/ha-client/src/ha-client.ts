@@ -1,6 +1,5 @@
 import {
   type AckOptions,
-  AmpsError,
   type BookmarkStore,
   Bookmarks,
   Client,
@@ -44,6 +43,7 @@ import { recommendedBackoff } from '@amps-ts/delay-exponential';
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { MemoryBookmarkStore } from './memory-bookmark-store.js';
 import { MemoryPublishStore } from './memory-publish-store.js';
+import { isRefusal } from './refusal.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
 
 export interface HeartbeatOptions {
@@ -92,6 +92,14 @@ export interface HAClientOptions {
     'maxFrameSize' | 'sendHighWaterMark' | 'maxQueue' | 'ackBatchSize' | 'ackTimeoutMs' | 'transportFilter'
   >;
 }
+
+/**
+ * A connection that held at least this long resets the delay strategy when it drops, so the next
+ * attempt starts a new sweep at once. One dropped sooner (a server that accepts the logon, then
+ * drops the client: a name in use by another process, say) keeps the backoff going instead of
+ * reconnecting at once, over and over.
+ */
+const HELD_CONNECTION_MS = 100;
 
 /** A connection state change, as listeners and `states()` see it. Never contains a password. */
 export interface HAStateEvent {
@@ -154,6 +162,8 @@ export class HAClient {
   #looping = false;
   #shutdown = false;
   #publishLive = false;
+  /** When the last recovery finished (see HELD_CONNECTION_MS). */
+  #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
   readonly #unsent: Command[] = [];
   #wake: (() => void) | undefined;
@@ -341,7 +351,7 @@ export class HAClient {
         if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
         const at = this.#env.now();
         this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
-        this.#delay.reset();
+        this.#recoveredAt = at;
         this.#lastErrors.clear();
         this.#firstFailureAt = undefined;
         // Synchronously, so a disconnect right after this can start a new loop.
@@ -426,6 +436,7 @@ export class HAClient {
     this.#ready.promise.catch(() => {});
     const reason = error?.message ?? 'the connection closed';
     this.#attempt = 0; // attempts count from the last recovery
+    if (this.#env.now() - this.#recoveredAt >= HELD_CONNECTION_MS) this.#delay.reset();
     this.#emit(ConnectionState.Disconnected, reason);
     // The server we were on failed us: let the chooser move on before the next attempt.
     const uri = this.#uri ?? '';
@@ -488,6 +499,7 @@ export class HAClient {
         this.#publishLive = false;
         this.#emit(ConnectionState.Disconnected, 'failing back to a preferred server');
         this.#client.abort(new DisconnectedError('failing back to a preferred server'));
+        this.#delay.reset(); // a planned move goes at once
         this.#start();
       } else {
         this.#armFailback();
@@ -543,7 +555,11 @@ export class HAClient {
    * Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. A command
    * cut off by a disconnect runs again after the recovery (as AMPS's retry-on-disconnect).
    */
-  async #whenReadyThen<T>(options: CommandWaitOptions, fn: () => Promise<T>): Promise<T> {
+  async #whenReadyThen<T>(
+    options: CommandWaitOptions,
+    fn: () => Promise<T>,
+    canRunAgain: () => boolean = () => true,
+  ): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
     const giveUpAt = timeoutMs > 0 ? this.#env.now() + timeoutMs : Number.POSITIVE_INFINITY;
     for (;;) {
@@ -553,6 +569,7 @@ export class HAClient {
       } catch (error) {
         const retry =
           DisconnectedError.isInstance(error) &&
+          canRunAgain() &&
           !this.#shutdown &&
           !options.signal?.aborted &&
           this.#env.now() < giveUpAt;
@@ -729,6 +746,7 @@ export class HAClient {
       timeoutMs: this.#resubscriptionTimeoutMs,
       waitFor: 'processed',
       onMessage: (m) => {
+        if (sub.closed.settled) return; // unsubscribed; the server has not heard yet
         if (bookmarked && m.bookmark && !store.log(sub.subId, m.bookmark)) {
           onDuplicate?.(m, sub.subId);
           return;
@@ -754,7 +772,7 @@ export class HAClient {
       sub.ready.resolve();
     } catch (error) {
       sub.generation = -1;
-      if (!sub.ready.settled && this.#isPermanent(error)) {
+      if (!sub.ready.settled && isRefusal(error)) {
         this.#endSubscription(sub, error as Error);
         return;
       }
@@ -768,19 +786,12 @@ export class HAClient {
       if (sub.generation === this.#generation || !this.#subs.has(sub.subId)) return;
       await this.#enter(sub.command, this.#generation);
     } catch (error) {
-      if (this.#isPermanent(error)) this.#endSubscription(sub, error as Error);
+      if (isRefusal(error)) this.#endSubscription(sub, error as Error);
       // Otherwise the connection went: recovery re-enters it.
     }
   }
 
-  /**
-   * A server refusal that no reconnect can fix (bad filter, not entitled, ...). A retryable error
-   * or an abort means the connection went: recovery re-enters the subscription.
-   */
-  #isPermanent(error: unknown): boolean {
-    return AmpsError.isInstance(error) && !error.isRetryable && error.code !== 'aborted';
-  }
-
+  /** Ends a subscription for good (it is not entered again): its stream ends, `ready` and `closed` settle. */
   #endSubscription(sub: HASubscription, error: Error | undefined): void {
     this.#subs.delete(sub.subId);
     this.#manager.remove(sub.subId);
@@ -797,12 +808,23 @@ export class HAClient {
       this.#endSubscription(sub, undefined);
       this.#bookmarkStore?.purge(sub.subId);
     }
-    if (this.isReady) await this.#client.unsubscribe(subId, options);
+    // During a recovery too: the subscription may be entered on the new connection already.
+    if (!this.#client.isConnected) return;
+    try {
+      await this.#client.unsubscribe(subId, options);
+    } catch (error) {
+      // The connection went: the server forgot the subscription with it.
+      if (!DisconnectedError.isInstance(error)) throw error;
+    }
   }
 
   /* -------------------------------------------------------------- queries */
 
-  /** A SOW query, run once connected. Not resumed across a failover: it fails with a `DisconnectedError`. */
+  /**
+   * A SOW query, run once connected. Cut off by a disconnect before its first record, it runs
+   * again after the recovery; after that it fails with a `DisconnectedError` (running it again
+   * would deliver the same records twice).
+   */
   sow(topic: string, options: SowOptions = {}): SowQuery {
     const stream = new MessageStream<Message>({
       onMessage: options.onMessage,
@@ -811,10 +833,16 @@ export class HAClient {
       onFlowControl: () => false,
     });
     const queryId = options.queryId ?? `ha-q-${this.#nextSubId++}`;
-    const stats = this.#whenReadyThen(options, async (): Promise<QueryStats> => {
-      const query = this.#client.sow(topic, { ...options, queryId, onMessage: (m) => stream.push(m) });
-      return query.stats;
-    }).then(
+    let delivered = false;
+    const onMessage = (m: Message) => {
+      delivered = true;
+      stream.push(m);
+    };
+    const stats = this.#whenReadyThen(
+      options,
+      async (): Promise<QueryStats> => this.#client.sow(topic, { ...options, queryId, onMessage }).stats,
+      () => !delivered,
+    ).then(
       (result) => {
         stream.end();
         return result;

@@ -1,9 +1,11 @@
 import type { Command, ManagedSubscription, SubscriptionManager } from '@amps-ts/core-protocol';
+import { isRefusal } from './refusal.js';
 
 export interface MemorySubscriptionManagerOptions {
   /**
-   * A subscription failed to resubscribe. Return `true` to drop it and carry on with the rest;
-   * `false` (the default) makes the whole recovery fail, so the client tries another server.
+   * The server refused to resubscribe a subscription. Return `true` to drop it and carry on with
+   * the rest; `false` (the default) makes the whole recovery fail, so the client tries another
+   * server. A lost connection or a timeout is not asked about: the recovery fails and is retried.
    */
   onFailedResubscribe?: (subscription: ManagedSubscription, error: Error) => boolean;
 }
@@ -43,7 +45,7 @@ export class MemorySubscriptionManager implements SubscriptionManager {
         await execute(subscription.command);
       } catch (error) {
         const err = error instanceof Error ? error : new Error(String(error));
-        if (this.#onFailed?.(subscription, err)) {
+        if (isRefusal(err) && this.#onFailed?.(subscription, err)) {
           this.remove(subscription.subId);
           continue;
         }

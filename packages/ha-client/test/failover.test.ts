@@ -3,6 +3,8 @@ import {
   BadFilterError,
   Bookmarks,
   type ConnectionInfo,
+  DisconnectedError,
+  defaultEnvironment,
   type Message,
   type ReconnectDelayStrategy,
   RetryExhaustedError,
@@ -219,6 +221,64 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(sub.seen).toEqual(range(1, 5));
   });
 
+  it('fails a SOW query cut off after its first records rather than deliver them twice', async () => {
+    const server = await startTestServer({ sowTopics: [{ topic: 'orders', key: '/id' }] });
+    cleanups.push(() => server.close());
+    const ha = client('sow-cut', [server.tcpUri('json')]);
+    await ha.connectAndLogon();
+    for (const id of range(1, 100)) ha.publish('orders', JSON.stringify({ id }));
+    await ha.publishFlush(5000);
+    const ids: number[] = [];
+    const query = ha.sow('orders', {
+      batchSize: 1,
+      onMessage: (m) => {
+        ids.push(m.json<{ id: number }>().id);
+        if (ids.length === 10) ha.client.abort(new DisconnectedError('socket reset'));
+      },
+    });
+    const error = await query.stats.catch((e: unknown) => e);
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('takes back on the server a subscription unsubscribed while recovery is still running', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    let framesForA = 0;
+    const ha = client('unsub-recovering', [server.tcpUri('json')], {
+      client: {
+        transportFilter: (bytes, direction) => {
+          // Deliveries (not acks) for A: a header is a flat JSON object.
+          if (direction === 'in')
+            framesForA +=
+              Buffer.from(bytes)
+                .toString()
+                .match(/"c":"p"[^}]*"sub_id":"A"/g)?.length ?? 0;
+          return bytes;
+        },
+      },
+    });
+    let unsubscribed: Promise<void> | undefined;
+    const a = ha.subscribe('recovering', {
+      subId: 'A',
+      onMessage: () => {},
+      // Entered by the first recovery, and dropped before that recovery has finished.
+      onAck: () => {
+        expect(ha.isReady).toBe(false);
+        unsubscribed ??= a.unsubscribe();
+      },
+    });
+    const sentinel = collector(ha, 'recovering');
+    await ha.connectAndLogon();
+    await unsubscribed;
+    await sentinel.subscription.ready;
+    const publisher = client('unsub-recovering-pub', [server.tcpUri('json')]);
+    await publisher.connectAndLogon();
+    for (const n of range(1, 10)) publisher.publish('recovering', JSON.stringify({ n }));
+    await sentinel.until(10); // delivered after any message for A would have been
+    expect(framesForA).toBe(0);
+  });
+
   it('fails a subscription the server refuses with its typed error, and does not enter it again after a failover', async () => {
     const c = await cluster(2);
     const filter = "/n = 'unterminated";
@@ -336,9 +396,33 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await recovered;
     expect(ha.uri).toBe(second);
     expect(reports).toEqual([`ok ${first}`, `fail ${first}`, `ok ${second}`]);
-    expect(waits.filter((w) => w === -1)).toHaveLength(2); // reset after each success
+    expect(waits.filter((w) => w === -1).length).toBeLessThanOrEqual(1); // only when a held connection drops
     await ha.publish('custom', JSON.stringify({ n: 1 }));
     await sub.until(1);
+  });
+
+  it('starts a new backoff sweep only when a connection that held drops (no hot loop on a server that drops at once)', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    let now = 0; // the clock the client judges "held" by; timers stay real
+    let resets = 0;
+    const delay: ReconnectDelayStrategy = { getConnectWaitDuration: () => 0, reset: () => resets++ };
+    const ha = client('held', [server.tcpUri('json')], {
+      delay,
+      heartbeat: false,
+      environment: { ...defaultEnvironment, now: () => now },
+    });
+    await ha.connectAndLogon();
+    const dropAndRecover = async () => {
+      const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+      ha.client.abort(new DisconnectedError('dropped by the server'));
+      await recovered;
+    };
+    await dropAndRecover(); // dropped 0 ms after it was up
+    expect(resets).toBe(0);
+    now += 100;
+    await dropAndRecover(); // held 100 ms
+    expect(resets).toBe(1);
   });
 
   it('fails back to the preferred server once it has been healthy for a while, losing nothing', async () => {

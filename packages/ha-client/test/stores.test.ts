@@ -1,4 +1,5 @@
 import {
+  BadFilterError,
   type Command,
   DisconnectedError,
   PublishStoreGapError,
@@ -202,8 +203,17 @@ describe('MemorySubscriptionManager', () => {
     lenient.add({ subId: 'a', command: { command: 'subscribe', topic: 'x', subId: 'a' } });
     lenient.add({ subId: 'b', command: { command: 'subscribe', topic: 'y', subId: 'b' } });
     await lenient.resubscribe(async (c) => {
-      if (c.subId === 'a') throw new Error('bad filter');
+      if (c.subId === 'a') throw new BadFilterError('bad filter');
     });
+    expect(dropped).toEqual(['a']);
+    expect(lenient.list().map((s) => s.subId)).toEqual(['b']);
+    // A connection lost during recovery is not a refusal: the recovery fails, nothing is dropped.
+    const lost = new DisconnectedError('connection lost');
+    await expect(
+      lenient.resubscribe(async () => {
+        throw lost;
+      }),
+    ).rejects.toBe(lost);
     expect(dropped).toEqual(['a']);
     expect(lenient.list().map((s) => s.subId)).toEqual(['b']);
 

@@ -36,6 +36,7 @@ import {
   type SubscribeOptions,
   Subscription,
   type SubscriptionManager,
+  TimedOutError,
   type TimerHandle,
   type Transport,
 } from '@amps-ts/core-protocol';
@@ -701,6 +702,8 @@ export class HAClient {
         }
       },
       onFlowControl: () => false,
+      // Fallen too far behind: the subscription ends (with the stream's SlowConsumerError) for good.
+      onOverflow: (error) => void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e)),
     });
     let startBookmark: string | undefined;
     if (bookmarked) {
@@ -786,8 +789,13 @@ export class HAClient {
       if (sub.generation === this.#generation || !this.#subs.has(sub.subId)) return;
       await this.#enter(sub.command, this.#generation);
     } catch (error) {
-      if (isRefusal(error)) this.#endSubscription(sub, error as Error);
-      // Otherwise the connection went: recovery re-enters it.
+      if (isRefusal(error)) {
+        this.#endSubscription(sub, error);
+      } else if (TimedOutError.isInstance(error) && this.#client.isConnected) {
+        // The server did not answer in time: fail over as from any unresponsive server.
+        this.#client.abort(error);
+      }
+      // Either way the connection goes or went: recovery re-enters the subscription.
     }
   }
 
@@ -802,10 +810,15 @@ export class HAClient {
   }
 
   /** Stops a subscription (or all, with no id) for good: it is not resubscribed after a failover. */
-  async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+  unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+    return this.#drop(subId, undefined, options);
+  }
+
+  /** Ends subscriptions for good (`all` for every one), with `error` if any, and takes them back on the server. */
+  async #drop(subId: string, error: Error | undefined, options: CommandWaitOptions): Promise<void> {
     const subs = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
     for (const sub of subs) {
-      this.#endSubscription(sub, undefined);
+      this.#endSubscription(sub, error);
       this.#bookmarkStore?.purge(sub.subId);
     }
     // During a recovery too: the subscription may be entered on the new connection already.

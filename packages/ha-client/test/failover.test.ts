@@ -9,6 +9,7 @@ import {
   type ReconnectDelayStrategy,
   RetryExhaustedError,
   type ServerChooser,
+  SlowConsumerError,
 } from '@amps-ts/core-protocol';
 import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
@@ -277,6 +278,60 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     for (const n of range(1, 10)) publisher.publish('recovering', JSON.stringify({ n }));
     await sentinel.until(10); // delivered after any message for A would have been
     expect(framesForA).toBe(0);
+  });
+
+  it('fails over when a new subscription times out on a server that stopped answering (before heartbeats would tell)', async () => {
+    const c = await cluster(2);
+    const uris = c.tcpUris('json');
+    const publisher = client('pub-sub-timeout', uris);
+    const subscriber = client('sub-sub-timeout', uris, {
+      heartbeat: { intervalS: 30 },
+      resubscriptionTimeoutMs: 300,
+    });
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    const frozen = serverOf(c, subscriber);
+    const disconnected = stateWhere(subscriber, (e) => e.state === 'Disconnected');
+    frozen.freeze();
+    const sub = collector(subscriber, 'late'); // times out on the frozen server
+    expect((await disconnected).reason).toMatch(/timed out/);
+    await sub.subscription.ready; // entered again on the other server
+    expect(subscriber.uri).not.toBe(frozen.tcpUri('json'));
+    frozen.thaw();
+    for (const n of range(1, 10)) publisher.publish('late', JSON.stringify({ n }));
+    await sub.until(10);
+    expect(sub.seen).toEqual(range(1, 10));
+  });
+
+  it('ends a subscription whose consumer fell too far behind, and takes it back on the server', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    let framesForSlow = 0;
+    const ha = client('slow-consumer', [server.tcpUri('json')], {
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'in')
+            framesForSlow +=
+              Buffer.from(bytes)
+                .toString()
+                .match(/"c":"p"[^}]*"sub_id":"slow"/g)?.length ?? 0;
+          return bytes;
+        },
+      },
+    });
+    const slow = ha.subscribe('slow', { subId: 'slow', maxQueue: 4 }); // an iterator nobody reads
+    const sentinel = collector(ha, 'slow');
+    await ha.connectAndLogon();
+    await Promise.all([slow.ready, sentinel.subscription.ready]);
+    const publisher = client('slow-consumer-pub', [server.tcpUri('json')]);
+    await publisher.connectAndLogon();
+    for (const n of range(1, 10)) publisher.publish('slow', JSON.stringify({ n }));
+    const closedWith = await slow.closed;
+    expect(SlowConsumerError.isInstance(closedWith)).toBe(true);
+    await sentinel.until(10);
+    const before = framesForSlow;
+    for (const n of range(11, 20)) publisher.publish('slow', JSON.stringify({ n }));
+    await sentinel.until(20); // delivered after any message for the dropped subscription would have been
+    expect(framesForSlow).toBe(before);
   });
 
   it('fails a subscription the server refuses with its typed error, and does not enter it again after a failover', async () => {

@@ -1,4 +1,4 @@
-import type { BookmarkStore } from '@amps-ts/core-protocol';
+import { type BookmarkStore, Bookmarks } from '@amps-ts/core-protocol';
 
 /** Orders unsigned decimal strings (no leading zeros) without converting them to numbers. */
 function compareDecimal(a: string, b: string): number {
@@ -66,6 +66,9 @@ export class MemoryBookmarkStore implements BookmarkStore {
     progress.highest = id[1];
     progress.outstanding.push(id[1]);
     sub.outstanding++;
+    // NOW is no position in a log: a failover would resume at the end of the next server's log
+    // and skip what was published in between. The first message is one (it is here already).
+    if (sub.base === Bookmarks.NOW) sub.base = bookmark;
     return true;
   }
 

@@ -334,6 +334,42 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(framesForSlow).toBe(before);
   });
 
+  it("resumes a NOW subscription that started on an empty log from its first message, not from the next server's end", async () => {
+    const c = await cluster(2);
+    const [a, b] = c.servers as [TestServer, TestServer];
+    const publisher = client('pub-now', [b.tcpUri('json')]);
+    const subscriber = client('sub-now', [a.tcpUri('json'), b.tcpUri('json')]);
+    let release!: () => void;
+    const handling = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const seen: number[] = [];
+    const arrived = new Map<number, () => void>();
+    const seenCount = (count: number) => new Promise<void>((resolve) => arrived.set(count, resolve));
+    const firstArrived = seenCount(1);
+    const allFour = seenCount(4);
+    const sub = subscriber.subscribe('now', {
+      bookmark: Bookmarks.NOW,
+      onMessage: async (m: Message) => {
+        seen.push(m.json<{ n: number }>().n);
+        arrived.get(seen.length)?.();
+        await handling; // message 1 is still being handled when its broker dies
+      },
+    });
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon(), sub.ready]);
+    publisher.publish('now', JSON.stringify({ n: 1 }));
+    await firstArrived;
+    const onB = stateWhere(subscriber, (e) => e.state === 'Resubscribed' && e.uri === b.tcpUri('json'));
+    await a.kill();
+    // On B's log long before the subscriber, which has to reconnect and log on first, subscribes there.
+    for (const n of [2, 3]) publisher.publish('now', JSON.stringify({ n }));
+    await onB;
+    publisher.publish('now', JSON.stringify({ n: 4 }));
+    release();
+    await allFour;
+    expect(seen).toEqual([1, 2, 3, 4]);
+  });
+
   it('fails a subscription the server refuses with its typed error, and does not enter it again after a failover', async () => {
     const c = await cluster(2);
     const filter = "/n = 'unterminated";

@@ -1,5 +1,6 @@
 import {
   BadFilterError,
+  Bookmarks,
   type Command,
   DisconnectedError,
   PublishStoreGapError,
@@ -176,6 +177,17 @@ describe('MemoryBookmarkStore', () => {
     expect(store.getMostRecent('s')).toBe('33|9|,11|1|');
     store.purge('s');
     expect(store.getMostRecent('s')).toBeUndefined();
+  });
+});
+
+describe('MemoryBookmarkStore from NOW', () => {
+  it('takes the first message as the recovery position when the subscription started at NOW', () => {
+    const store = new MemoryBookmarkStore();
+    store.persisted('s', Bookmarks.NOW); // the log was empty: no ack carried a position
+    store.log('s', '11|1|'); // delivered, still being handled
+    expect(store.getMostRecent('s')).toBe('11|1|');
+    store.log('s', '11|2|');
+    expect(store.getMostRecent('s')).toBe('11|1|');
   });
 });
 

@@ -679,6 +679,66 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(errors.items.map((e) => (e as Error).message).sort()).toEqual(['async failure', 'sync failure']);
   });
 
+  it('a throwing onAck or logger is reported, not taken for bad data: the connection stays up', async () => {
+    const logged: string[] = [];
+    const throwing = (message: string) => {
+      logged.push(message);
+      throw new Error('logger bug');
+    };
+    const c = await loggedOn({ logger: { debug: throwing, info: throwing, warn: throwing, error: throwing } });
+    const disconnects = new Collector<Error | undefined>();
+    c.onDisconnect(disconnects.push);
+    const errors = new Collector<unknown>();
+    const stopListening = c.onException(errors.push);
+    c.publish('acked', '1');
+    const acks = new Collector<string | undefined>();
+    // The completed ack comes after the processed ack execute waits for: it reaches the route's onAck.
+    const subscribeWith = (subId: string) =>
+      c.execute(
+        { command: 'subscribe', topic: 'acked', subId, bookmark: Bookmarks.EPOCH, ackType: 'completed' },
+        {
+          onMessage: () => {},
+          onAck: (ack) => {
+            acks.push(ack.ackType);
+            if (ack.ackType === 'completed') throw new Error('onAck bug');
+          },
+        },
+      );
+    await subscribeWith('first');
+    await errors.atLeast(1);
+    expect((errors.items[0] as Error).message).toBe('onAck bug');
+    await c.flush();
+    expect(c.isConnected).toBe(true);
+
+    // With no exception listener the error goes to the logger, which throws too.
+    stopListening();
+    await subscribeWith('second');
+    await acks.atLeast(4);
+    await c.flush();
+    expect(logged).toContain('uncaught error in a handler or listener');
+    expect(c.isConnected).toBe(true);
+    expect(disconnects.items).toEqual([]);
+  });
+
+  it('a transport filter that throws on the way out closes the connection with its error', async () => {
+    let failing = false;
+    const c = await loggedOn({
+      transportFilter: (_bytes, direction) => {
+        if (failing && direction === 'out') throw new Error('filter bug');
+        return undefined;
+      },
+    });
+    const disconnects = new Collector<Error | undefined>();
+    c.onDisconnect(disconnects.push);
+    failing = true;
+    // Sent at the end of the tick, with no caller to throw to (it used to be an uncaught exception).
+    c.publish('filtered', 'lost');
+    const [error] = await disconnects.atLeast(1);
+    expect(error?.message).toBe('filter bug');
+    expect(c.isConnected).toBe(false);
+    await expect(c.flush()).rejects.toMatchObject({ code: 'disconnected' });
+  });
+
   it('messages no route claims go to unhandled listeners, else to the last-chance handler', async () => {
     const lastChance = new Collector<Message>();
     const c = await loggedOn({ lastChanceMessageHandler: lastChance.push });

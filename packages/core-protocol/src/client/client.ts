@@ -20,6 +20,7 @@ import {
   errorFromReason,
   InvalidOptionsError,
   InvalidUriError,
+  ProtocolError,
   TimedOutError,
 } from '../errors.js';
 import type { AckType, CommandName } from '../fields.js';
@@ -411,7 +412,7 @@ export class Client {
       throw new DisconnectedError(`connection to ${parsed.redacted} closed while connecting`);
     }
     session.open = true;
-    this.#logger?.info?.('connected', { uri: parsed.redacted, connection: session.connection.description });
+    this.#log('info', 'connected', { uri: parsed.redacted, connection: session.connection.description });
     this.#setState(ConnectionState.Connected);
   }
 
@@ -655,7 +656,7 @@ export class Client {
         const route: Route = {
           subId,
           onMessage: (m) => stream.push(m),
-          onAck: (ack) => this.#safely(() => options.onAck?.(ack)),
+          onAck: options.onAck,
           onDisconnect: (error) => {
             stream.end(error);
             closed.resolve(error);
@@ -952,7 +953,7 @@ export class Client {
     try {
       this.#write(command);
     } catch (error) {
-      this.#logger?.debug?.('write skipped', { command: command.command, error: String(error) });
+      this.#log('debug', 'write skipped', { command: command.command, error: String(error) });
     }
   }
 
@@ -965,7 +966,16 @@ export class Client {
     const session = this.#session;
     if (this.#outbox.byteLength === 0 || !session?.connection || !session.open) return;
     let bytes = this.#outbox.take();
-    if (this.#filter) bytes = this.#filter(bytes, 'out') ?? bytes;
+    if (this.#filter) {
+      try {
+        bytes = this.#filter(bytes, 'out') ?? bytes;
+      } catch (error) {
+        // The batch is lost with it, so its commands would wait forever: end the connection.
+        this.#log('error', 'closing the connection: the transport filter threw', { error: String(error) });
+        this.#closeSession(toError(error));
+        return;
+      }
+    }
     session.lastSentAt = this.#env.now();
     session.connection.send(bytes);
   }
@@ -979,13 +989,15 @@ export class Client {
   #onData(session: Session, chunk: Uint8Array): void {
     if (this.#session !== session || session.closed.settled) return;
     session.lastReceivedAt = this.#env.now();
-    const bytes = this.#filter ? (this.#filter(chunk, 'in') ?? chunk) : chunk;
     try {
+      const bytes = this.#filter ? (this.#filter(chunk, 'in') ?? chunk) : chunk;
       session.decoder.push(bytes);
     } catch (error) {
-      // A protocol error: the stream cannot be trusted any more.
-      this.#logger?.error?.('closing the connection: bad data from the server', { error: String(error) });
-      this.#closeSession(error as Error);
+      // Bad data, or a transport filter that failed: the stream cannot be trusted any more.
+      // (User callbacks never get here: each is guarded where it is called.)
+      const why = ProtocolError.isInstance(error) ? 'bad data from the server' : 'reading failed';
+      this.#log('error', `closing the connection: ${why}`, { error: String(error) });
+      this.#closeSession(toError(error));
       return;
     }
     // The server counts a client silent for 2 intervals as gone, even while it is busy sending to us.
@@ -1081,7 +1093,7 @@ export class Client {
     if (routeKey !== undefined) {
       const route = this.#routes.get(routeKey);
       if (route?.onAck) {
-        route.onAck(ack);
+        this.#safely(() => route.onAck?.(ack));
         handled = true;
       }
     }
@@ -1105,7 +1117,7 @@ export class Client {
     } else if (this.#lastChance) {
       this.#safely(() => this.#lastChance?.(message));
     } else {
-      this.#logger?.debug?.('unhandled message', message.toJSON());
+      this.#log('debug', 'unhandled message', message.toJSON());
     }
   }
 
@@ -1182,13 +1194,13 @@ export class Client {
     this.#endHooks.clear();
     for (const batch of this.#pendingAcks.values()) if (batch.timer !== undefined) this.#env.clearTimeout(batch.timer);
     if (this.#pendingAcks.size > 0) {
-      this.#logger?.warn?.('queue acks not sent before the disconnect; the server will redeliver those messages', {
+      this.#log('warn', 'queue acks not sent before the disconnect; the server will redeliver those messages', {
         count: [...this.#pendingAcks.values()].reduce((n, b) => n + b.bookmarks.length, 0),
       });
     }
     this.#pendingAcks.clear();
     if (wasOpen) {
-      this.#logger?.info?.('disconnected', { uri: session.uri.redacted, error: error?.message });
+      this.#log('info', 'disconnected', { uri: session.uri.redacted, error: error?.message });
       this.#setState(ConnectionState.Disconnected, error);
       this.#disconnectListeners.emit((e) => this.#emitException(e), error);
     }
@@ -1207,15 +1219,21 @@ export class Client {
     }
   }
 
+  /** Logs, ignoring a logger that throws: it runs inside the decoder and the close path, and has nowhere to report to. */
+  #log(level: keyof Logger, message: string, fields?: Record<string, unknown>): void {
+    try {
+      this.#logger?.[level]?.(message, fields);
+    } catch {
+      // Nothing to do: reporting it would go through the same logger.
+    }
+  }
+
   #emitException(error: unknown): void {
     if (this.#exceptionListeners.size === 0) {
-      this.#logger?.error?.('uncaught error in a handler or listener', { error: String(error) });
+      this.#log('error', 'uncaught error in a handler or listener', { error: String(error) });
       return;
     }
-    this.#exceptionListeners.emit(
-      (e) => this.#logger?.error?.('exception listener threw', { error: String(e) }),
-      error,
-    );
+    this.#exceptionListeners.emit((e) => this.#log('error', 'exception listener threw', { error: String(e) }), error);
   }
 }
 
@@ -1223,6 +1241,10 @@ export class Client {
 function logonFailure(ack: Message): Error {
   if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 function positive(value: number | undefined, name: string): number | undefined {

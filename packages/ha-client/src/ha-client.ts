@@ -163,6 +163,8 @@ export class HAClient {
   #looping = false;
   #shutdown = false;
   #publishLive = false;
+  /** Aborts the connection attempt under way (see #connectOnce). */
+  #attemptAbort: AbortController | undefined;
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
@@ -292,6 +294,7 @@ export class HAClient {
   /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
   async disconnect(): Promise<void> {
     this.#shutdown = true;
+    this.#attemptAbort?.abort(new DisconnectedError('the client was disconnected by the application'));
     this.#wake?.();
     this.#stopFailback();
     this.#stopHints?.();
@@ -379,7 +382,10 @@ export class HAClient {
   /** One attempt: connect, log on, heartbeat, republish, resubscribe. */
   async #connectOnce(uri: string): Promise<void> {
     const client = this.#client;
-    const signal = undefined;
+    // disconnect() aborts it: an attempt under way then stops, and its connection is closed.
+    const attempt = new AbortController();
+    this.#attemptAbort = attempt;
+    const signal = attempt.signal;
     this.#uri = redactUri(uri);
     await client.connect(uri, { timeoutMs: this.#connectTimeoutMs, signal });
     this.#emit(ConnectionState.Connected, undefined);
@@ -388,11 +394,13 @@ export class HAClient {
       options: this.#options.logon?.options,
       correlationId: this.#options.logon?.correlationId,
       timeoutMs: this.#connectTimeoutMs,
+      signal,
     });
     this.#emit(ConnectionState.LoggedOn, undefined);
     if (this.#heartbeat) {
       await client.heartbeat(this.#heartbeat.intervalS, this.#heartbeat.timeoutS ?? this.#heartbeat.intervalS * 2, {
         timeoutMs: this.#connectTimeoutMs,
+        signal,
       });
       this.#emit(ConnectionState.HeartbeatInitiated, undefined);
     }
@@ -409,7 +417,8 @@ export class HAClient {
       this.#publishLive = true;
     }
     const generation = this.#generation;
-    await this.#manager.resubscribe((command) => this.#enter(command, generation));
+    await this.#manager.resubscribe((command) => this.#enter(command, generation), { signal });
+    signal.throwIfAborted();
     for (const sub of this.#subs.values()) {
       if (!this.#manager.list().some((m) => m.subId === sub.subId)) {
         this.#endSubscription(sub, new DisconnectedError(`subscription ${sub.subId} could not be resubscribed`));

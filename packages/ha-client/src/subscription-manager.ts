@@ -38,8 +38,12 @@ export class MemorySubscriptionManager implements SubscriptionManager {
     return [...this.#subscriptions.values()];
   }
 
-  async resubscribe(execute: (command: Command) => Promise<void>): Promise<void> {
+  async resubscribe(
+    execute: (command: Command) => Promise<void>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
     for (const subscription of this.list()) {
+      options.signal?.throwIfAborted();
       if (!this.#subscriptions.has(subscription.subId)) continue;
       try {
         await execute(subscription.command);

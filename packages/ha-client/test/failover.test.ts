@@ -10,6 +10,7 @@ import {
   RetryExhaustedError,
   type ServerChooser,
   SlowConsumerError,
+  type Transport,
 } from '@amps-ts/core-protocol';
 import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
@@ -542,6 +543,41 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     for (const n of range(101, 200)) publisher.publish('orders', JSON.stringify({ n }));
     await sub.until(200);
     expect(sub.seen).toEqual(range(1, 200));
+  });
+
+  it('stops an attempt under way when disconnect() is called, leaving no connection behind', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const base = nodeTransport();
+    let letConnect!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      letConnect = resolve;
+    });
+    let connecting!: () => void;
+    const connectStarted = new Promise<void>((resolve) => {
+      connecting = resolve;
+    });
+    // A transport whose connect is slow (a TLS handshake over a WAN, say), held until told.
+    const slow: Transport = {
+      schemes: base.schemes,
+      connect: async (uri, handlers, options) => {
+        connecting();
+        await gate;
+        return base.connect(uri, handlers, options);
+      },
+    };
+    const ha = client('stop-attempt', [server.tcpUri('json')], { transport: slow });
+    const states: string[] = [];
+    ha.onStateChange((e) => states.push(e.state));
+    const attempt = ha.connectAndLogon().catch((e: unknown) => e);
+    await connectStarted;
+    const stopped = ha.disconnect();
+    letConnect();
+    await stopped;
+    expect(DisconnectedError.isInstance(await attempt)).toBe(true);
+    expect(ha.client.isConnected).toBe(false);
+    expect(states).not.toContain('LoggedOn');
+    expect(states.at(-1)).toBe('Shutdown');
   });
 
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {

@@ -605,6 +605,28 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
   });
 
+  it('a subscribe aborted with a reason of any kind is taken back from the server', async () => {
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ transportFilter: filter });
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    server.freeze();
+    const controller = new AbortController();
+    const reason = new Error('user gave up');
+    const aborted = c.subscribe('given-up', { signal: controller.signal });
+    const timedOut = c.subscribe('given-up', { signal: AbortSignal.timeout(20) });
+    controller.abort(reason);
+    await expect(aborted.ready).rejects.toBe(reason);
+    await expect(timedOut.ready).rejects.toMatchObject({ name: 'TimeoutError' });
+    server.thaw();
+    await c.flush(); // written after the unsubscribes, so they have been sent
+    const unsubscribed = sent.items.filter((m) => m.command === 'unsubscribe').map((m) => m.subId);
+    expect(unsubscribed.sort()).toEqual([aborted.subId, timedOut.subId].sort());
+    c.publish('given-up', 'x');
+    await c.flush();
+    expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
+  });
+
   it('aborts a waiting command and an already-aborted call', async () => {
     const c = await loggedOn();
     server.freeze();

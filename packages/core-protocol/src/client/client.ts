@@ -795,9 +795,11 @@ export class Client {
       return await this.#request(c, waitFor, options, options.onAck);
     } catch (error) {
       if (routeKey !== undefined) this.#routes.delete(routeKey);
-      if (isSubscribe && c.subId !== undefined && AmpsError.isInstance(error) && error.code !== 'disconnected') {
-        // A subscribe that timed out may still be registered on the server: take it back.
-        if (this.#session?.open) this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
+      // A subscribe that timed out or was aborted (with any reason) may still be registered on
+      // the server: take it back, unless the connection, and the subscription with it, is gone.
+      const gone = AmpsError.isInstance(error) && error.code === 'disconnected';
+      if (isSubscribe && c.subId !== undefined && !gone && this.#session?.open) {
+        this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
       }
       throw error;
     }

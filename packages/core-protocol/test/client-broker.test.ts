@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   ConnectionState,
   type FailedWrite,
+  InvalidOptionsError,
   type Message,
+  SubscriptionAlreadyExistsError,
   TimedOutError,
   type Transport,
 } from '../src/index.js';
@@ -229,6 +231,85 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     await expect(c.subscribe('b', { subId: 'same' }).ready).rejects.toMatchObject({
       code: 'subscription_already_exists',
     });
+  });
+
+  it('a sub id in use is refused locally, and the subscription holding it keeps running', async () => {
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ transportFilter: filter });
+    const got = new Collector<Message>();
+    const first = c.subscribe('dup', { subId: 'x', onMessage: got.push });
+    await first.ready;
+    let firstClosed = false;
+    void first.closed.then(() => {
+      firstClosed = true;
+    });
+    const second = c.subscribe('dup', { subId: 'x' });
+    await expect(second.ready).rejects.toSatisfy(SubscriptionAlreadyExistsError.isInstance);
+    await expect(second.ready).rejects.toThrow(/sub_id 'x' is in use/);
+    expect(await second.closed).toBeInstanceOf(SubscriptionAlreadyExistsError);
+    for (const call of [
+      () => c.execute({ command: 'subscribe', topic: 'dup', subId: 'x' }, { onMessage: () => {} }),
+      () => c.execute({ command: 'subscribe', topic: 'dup', subId: 'x' }),
+      () => c.execute({ command: 'sow_and_subscribe', topic: 'orders', subId: 'x' }, { onMessage: () => {} }),
+    ]) {
+      await expect(call()).rejects.toSatisfy(SubscriptionAlreadyExistsError.isInstance);
+    }
+    // A query may not take a live subscription's id either.
+    await expect(c.sow('orders', { queryId: 'x' }).stats).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    c.publish('dup', '1');
+    await got.atLeast(1);
+    await c.flush();
+    expect(got.items.map((m) => m.text())).toEqual(['1']);
+    expect(firstClosed).toBe(false);
+    // Nothing reached the server: one subscribe, no unsubscribe.
+    expect(sent.items.filter((m) => m.command === 'subscribe' || m.command === 'unsubscribe').length).toBe(1);
+  });
+
+  it("the 'replace' option takes a sub id over: the replaced subscription ends, a failed replace keeps it", async () => {
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ transportFilter: filter });
+    const before = new Collector<Message>();
+    const first = c.subscribe('repl', { subId: 'r', onMessage: before.push });
+    await first.ready;
+    const after = new Collector<Message>();
+    const second = c.subscribe('repl', {
+      subId: 'r',
+      filter: '/n > 5',
+      options: { replace: true },
+      onMessage: after.push,
+    });
+    await second.ready;
+    expect(await first.closed).toBeUndefined();
+    // A replace the server refuses leaves the current subscription as it was, and not unsubscribed.
+    const bad = c.subscribe('repl', { subId: 'r', filter: '/n >', options: 'replace' });
+    await expect(bad.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    // The replaced subscription no longer owns the id: unsubscribing it leaves the new one alone.
+    await first.unsubscribe();
+    c.publish('repl', JSON.stringify({ n: 3 }));
+    c.publish('repl', JSON.stringify({ n: 7 }));
+    await after.atLeast(1);
+    await c.flush();
+    expect(before.items).toEqual([]);
+    expect(after.items.map((m) => m.json())).toEqual([{ n: 7 }]);
+    expect(sent.items.filter((m) => m.command === 'unsubscribe')).toEqual([]);
+    await second.unsubscribe();
+    expect(await second.closed).toBeUndefined();
+  });
+
+  it('a subscribe the server refuses as a duplicate does not unsubscribe the subscription it collided with', async () => {
+    const { sent, filter } = outgoing();
+    const unhandled = new Collector<Message>();
+    const c = await loggedOn({ transportFilter: filter });
+    c.onUnhandledMessage(unhandled.push);
+    // Registered on the server without the client knowing (no route): only the server can refuse.
+    c.send({ command: 'subscribe', topic: 'raw', subId: 'raw-1' });
+    await expect(c.execute({ command: 'subscribe', topic: 'raw', subId: 'raw-1' })).rejects.toMatchObject({
+      code: 'subscription_already_exists',
+    });
+    c.publish('raw', 'still here');
+    await unhandled.atLeast(1);
+    expect(unhandled.items[0]?.text()).toBe('still here');
+    expect(sent.items.filter((m) => m.command === 'unsubscribe')).toEqual([]);
   });
 
   it('delta publish merges into the SOW; a delta subscription sees only changed fields', async () => {

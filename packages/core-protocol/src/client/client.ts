@@ -21,11 +21,12 @@ import {
   InvalidOptionsError,
   InvalidUriError,
   ProtocolError,
+  SubscriptionAlreadyExistsError,
   TimedOutError,
 } from '../errors.js';
 import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
-import { type CommandOptions, formatOptions, mergeOptions } from '../options.js';
+import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
@@ -636,40 +637,50 @@ export class Client {
     const stream = this.#stream(options, options.autoAck === true, (error) => {
       // A consumer that fell behind on a connection that cannot pause: stop the subscription
       // rather than keep receiving what nobody reads.
-      this.#routes.delete(subId);
-      this.#endHooks.delete(subId);
+      if (this.#routes.get(subId) === route) this.#routes.delete(subId);
+      if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
       closed.resolve(error);
       if (this.#session?.open) this.#tryWrite({ command: 'unsubscribe', subId });
     });
-    this.#endHooks.set(subId, () => {
+    const end = () => {
       stream.end();
       closed.resolve(undefined);
-    });
+    };
+    const route: Route = {
+      subId,
+      onMessage: (m) => stream.push(m),
+      onAck: options.onAck,
+      onDisconnect: (error) => {
+        stream.end(error);
+        closed.resolve(error);
+      },
+    };
+    // The subscription this one replaces, when the command asks AMPS to `replace` it.
+    const replaced = this.#endHooks.get(subId);
     const subscription = new Subscription(
       subId,
       stream,
-      { unsubscribe: (id) => this.unsubscribe(id) },
+      // Once another subscription holds the id (a replace), this one has nothing left to stop.
+      { unsubscribe: (id) => (this.#endHooks.get(id) === end ? this.unsubscribe(id) : Promise.resolve()) },
       (async () => {
         const c = this.subscribeCommand(command, topic, options, subId);
         const extra = (options.ackTypes ?? []).filter((a) => a !== 'processed');
         c.ackType = ['processed', ...extra].join(',');
-        const route: Route = {
-          subId,
-          onMessage: (m) => stream.push(m),
-          onAck: options.onAck,
-          onDisconnect: (error) => {
-            stream.end(error);
-            closed.resolve(error);
-          },
-        };
+        this.#endHooks.set(subId, end);
         try {
           await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
         } catch (error) {
-          this.#endHooks.delete(subId);
+          // Refused or lost: whatever held the id before (a live subscription) keeps it.
+          if (this.#endHooks.get(subId) === end) {
+            if (replaced) this.#endHooks.set(subId, replaced);
+            else this.#endHooks.delete(subId);
+          }
           stream.end(error as Error);
           closed.resolve(error as Error);
           throw error;
         }
+        // Its deliveries now come here: the replaced subscription has ended.
+        replaced?.();
       })(),
       closed.promise,
     );
@@ -714,7 +725,7 @@ export class Client {
         stream.end(error as Error);
         throw error;
       } finally {
-        this.#routes.delete(queryId);
+        if (this.#routes.get(queryId) === route) this.#routes.delete(queryId);
       }
     })();
     return new SowQuery(queryId, stream, stats);
@@ -769,6 +780,7 @@ export class Client {
       c.ackType = mergeOptions(c.ackType, waitFor);
     }
     const isSubscribe = subscribeCommands.has(c.command);
+    const replacing = isSubscribe && parseOptions(c.options).has('replace');
     let routeKey: string | undefined;
     if (internal || options.onMessage) {
       if (isSubscribe) c.subId ??= c.commandId ?? this.#commandId();
@@ -776,29 +788,53 @@ export class Client {
       routeKey = c.queryId ?? c.subId ?? c.commandId;
       if (routeKey === undefined)
         throw new InvalidOptionsError('a routed command needs a sub_id, query_id or command id');
-      const onMessage = options.onMessage;
-      this.#routes.set(
-        routeKey,
-        internal ?? {
-          subId: isSubscribe ? c.subId : undefined,
-          onMessage: (m) => this.#safely(() => onMessage?.(m)),
-          onAck: options.onAck,
-          onDisconnect: () => {},
-        },
+    }
+    // An id in use belongs to a live subscription or query: taking it would steal its deliveries,
+    // and a failure would then remove it. Only an AMPS `replace` may take a subscription's id.
+    const key = routeKey ?? (isSubscribe ? c.subId : undefined);
+    const previous = key === undefined ? undefined : this.#routes.get(key);
+    if (previous && !(replacing && previous.subId !== undefined)) {
+      if (isSubscribe) {
+        throw new SubscriptionAlreadyExistsError(
+          `${c.command}: sub_id '${key}' is in use by another subscription of this client; unsubscribe it first, or replace it with the 'replace' option`,
+        );
+      }
+      throw new InvalidOptionsError(
+        `${c.command}: id '${key}' is in use by a subscription or query still running on this client`,
       );
+    }
+    let route: Route | undefined;
+    if (routeKey !== undefined) {
+      const onMessage = options.onMessage;
+      route = internal ?? {
+        subId: isSubscribe ? c.subId : undefined,
+        onMessage: (m) => this.#safely(() => onMessage?.(m)),
+        onAck: options.onAck,
+        onDisconnect: () => {},
+      };
+      this.#routes.set(routeKey, route);
     }
     if (waitFor === 'none') {
       await this.send(c);
       return undefined;
     }
+    let refused = false;
     try {
-      return await this.#request(c, waitFor, options, options.onAck);
+      return await this.#request(c, waitFor, options, options.onAck, (ack) => {
+        refused = true;
+        return errorFromReason(c.command, ack.reason);
+      });
     } catch (error) {
-      if (routeKey !== undefined) this.#routes.delete(routeKey);
+      if (routeKey !== undefined && this.#routes.get(routeKey) === route) {
+        // A replace that failed leaves the server's subscription in place, and so its route.
+        if (previous) this.#routes.set(routeKey, previous);
+        else this.#routes.delete(routeKey);
+      }
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
-      // the server: take it back, unless the connection, and the subscription with it, is gone.
+      // the server: take it back, unless the connection is gone, the server refused it (so did
+      // not register it), or it was to replace a subscription that must stay.
       const gone = AmpsError.isInstance(error) && error.code === 'disconnected';
-      if (isSubscribe && c.subId !== undefined && !gone && this.#session?.open) {
+      if (isSubscribe && c.subId !== undefined && !gone && !refused && !previous && this.#session?.open) {
         this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
       }
       throw error;

@@ -12,7 +12,9 @@ import {
   Bookmarks,
   Client,
   type ClientOptions,
+  ConnectionError,
   ConnectionState,
+  DisconnectedError,
   type FailedWrite,
   InvalidOptionsError,
   type Message,
@@ -130,6 +132,70 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     await c.connect(uri, { timeoutMs: 0 });
     expect(c.isConnected).toBe(true);
     expect(connectTimeouts).toEqual([undefined, undefined]);
+  });
+
+  it('a connect while another is in flight is refused; the first connects and nothing is left open', async () => {
+    const c = client();
+    const states: string[] = [];
+    c.onStateChange((e) => states.push(e.state));
+    const first = c.connect(uri);
+    const second = c.connect(uri);
+    await expect(second).rejects.toSatisfy(ConnectionError.isInstance);
+    await expect(second).rejects.toThrow(`already connecting to ${uri}`);
+    await first;
+    await expect(c.connect(uri)).rejects.toThrow(`already connected to ${uri}`);
+    await c.logon();
+    await c.disconnect();
+    expect(states).toEqual([
+      ConnectionState.Connected,
+      ConnectionState.LoggedOn,
+      ConnectionState.Disconnected,
+      ConnectionState.Shutdown,
+    ]);
+  });
+
+  it('disconnect() or abort() during connect cancels it: connect rejects, closes what it opened, never Connected', async () => {
+    // A transport that ignores the abort signal: the connection opens anyway and must be closed.
+    const inner = nodeTransport();
+    let opened = 0;
+    const closed = new Collector<Error | undefined>();
+    const deaf: Transport = {
+      schemes: inner.schemes,
+      connect: async (target, handlers, options) => {
+        const onClose = (error: Error | undefined) => {
+          closed.push(error);
+          handlers.onClose(error);
+        };
+        const connection = await inner.connect(target, { ...handlers, onClose }, { timeoutMs: options?.timeoutMs });
+        opened++;
+        return connection;
+      },
+    };
+    for (const transport of [nodeTransport(), deaf]) {
+      const c = client({ transport });
+      const states: string[] = [];
+      c.onStateChange((e) => states.push(e.state));
+      const connecting = c.connect(uri);
+      await c.disconnect();
+      await expect(connecting).rejects.toSatisfy(DisconnectedError.isInstance);
+      await expect(connecting).rejects.toThrow(`connection to ${uri} closed while connecting: disconnect() was called`);
+      expect(c.isConnected).toBe(false);
+      expect(c.state).toBe(ConnectionState.Shutdown);
+      expect(states).toEqual([ConnectionState.Shutdown]);
+
+      const aborting = c.connect(uri);
+      c.abort(new Error('given up'));
+      await expect(aborting).rejects.toThrow(`connection to ${uri} closed while connecting: given up`);
+      expect(c.isConnected).toBe(false);
+      expect(states).toEqual([ConnectionState.Shutdown]);
+
+      // The client is usable afterwards.
+      await c.connectAndLogon(uri);
+      await c.flush();
+    }
+    // The deaf transport opened both cancelled connections; connect() closed them again.
+    expect(opened).toBe(3);
+    await closed.atLeast(2);
   });
 
   it('a second logon with the same client name drops the first connection', async () => {

@@ -215,6 +215,8 @@ interface Session {
   heartbeat: { intervalMs: number; timeoutMs: number; timer: TimerHandle | undefined } | undefined;
   loggedOn: boolean;
   paused: number;
+  /** Set while `connect` waits for the transport: `disconnect()` and `abort()` cancel it. */
+  connecting: { cancel(reason: Error): void; settled: Promise<void> } | undefined;
 }
 
 type Listener<A extends unknown[]> = (...args: A) => void;
@@ -369,9 +371,18 @@ export class Client {
 
   /* ------------------------------------------------------------ connection */
 
-  /** Opens the transport to `uri` (`tcp://host:port/amps/json`, ...). */
+  /**
+   * Opens the transport to `uri` (`tcp://host:port/amps/json`, ...). One at a time: a second
+   * `connect` while one is in flight, or while connected, rejects with a `ConnectionError`.
+   */
   async connect(uri: string, options: ConnectOptions = {}): Promise<void> {
-    if (this.#session?.open) throw new ConnectionError(`already connected to ${this.#session.uri.redacted}`);
+    const current = this.#session;
+    if (current?.open) throw new ConnectionError(`already connected to ${current.uri.redacted}`);
+    if (current?.connecting) {
+      throw new ConnectionError(
+        `already connecting to ${current.uri.redacted}: wait for that connect() to settle, or disconnect() first`,
+      );
+    }
     const parsed = parseUri(uri);
     if (!this.#transport.schemes.includes(parsed.scheme)) {
       throw new InvalidUriError(
@@ -390,27 +401,57 @@ export class Client {
       heartbeat: undefined,
       loggedOn: false,
       paused: 0,
+      connecting: undefined,
     };
+    // The transport gets one signal, aborted by the caller's or by disconnect()/abort().
+    const controller = new AbortController();
+    const settled = deferred<void>();
+    let cancelled: Error | undefined;
+    session.connecting = {
+      cancel: (reason) => {
+        cancelled ??= reason;
+        controller.abort(reason);
+      },
+      settled: settled.promise,
+    };
+    const signal = options.signal;
+    const forwardAbort = () => controller.abort(signal?.reason);
+    if (signal?.aborted) forwardAbort();
+    else signal?.addEventListener('abort', forwardAbort, { once: true });
     this.#session = session;
     this.#outbox.clear();
     // 0 means "no timeout of the client's": transports take no 0, so their own connect timeout applies.
     const timeoutMs = (options.timeoutMs ?? this.#commandTimeoutMs) || undefined;
+    const closedWhileConnecting = (cause: Error | undefined) =>
+      new DisconnectedError(
+        `connection to ${parsed.redacted} closed while connecting${cause ? `: ${cause.message}` : ''}`,
+        { cause },
+      );
+    let connection: Connection;
     try {
-      session.connection = await this.#transport.connect(
+      connection = await this.#transport.connect(
         parsed,
         {
           onData: (chunk) => this.#onData(session, chunk),
           onClose: (error) => this.#onClose(session, error),
         },
-        { signal: options.signal, timeoutMs },
+        { signal: controller.signal, timeoutMs },
       );
     } catch (error) {
       if (this.#session === session) this.#session = undefined;
-      throw error;
+      // Cancelled by disconnect() or abort(): say so, whatever the transport made of the abort.
+      throw cancelled ? closedWhileConnecting(cancelled) : error;
+    } finally {
+      session.connecting = undefined;
+      signal?.removeEventListener('abort', forwardAbort);
+      settled.resolve();
     }
-    if (session.closed.settled) {
-      // Closed while connecting (onClose already ran).
-      throw new DisconnectedError(`connection to ${parsed.redacted} closed while connecting`);
+    session.connection = connection;
+    if (cancelled || session.closed.settled) {
+      // Cancelled, or closed by the server, while connecting: close what was opened, so no
+      // socket is left behind.
+      connection.close(cancelled);
+      throw closedWhileConnecting(cancelled ?? (await session.closed.promise));
     }
     session.open = true;
     this.#log('info', 'connected', { uri: parsed.redacted, connection: session.connection.description });
@@ -499,14 +540,22 @@ export class Client {
     this.#setState(ConnectionState.HeartbeatInitiated);
   }
 
-  /** Flushes pending queue acks, stops heartbeats and closes the connection; ends in `Shutdown`. */
+  /**
+   * Flushes pending queue acks, stops heartbeats and closes the connection; ends in `Shutdown`.
+   * A `connect` in flight is cancelled: it closes what it opened and rejects with a `DisconnectedError`.
+   */
   async disconnect(): Promise<void> {
     const session = this.#session;
     if (!session) {
       this.#setState(ConnectionState.Shutdown);
       return;
     }
-    if (session.open) {
+    const connecting = session.connecting;
+    if (connecting) {
+      // A connect in flight is cancelled: it closes whatever it opened and rejects.
+      this.#closeSession(new DisconnectedError('disconnect() was called'));
+      await connecting.settled;
+    } else if (session.open) {
       try {
         this.flushAcks();
         if (session.heartbeat) this.#write({ command: 'heartbeat', options: 'stop' });
@@ -527,6 +576,7 @@ export class Client {
   /**
    * Drops the connection at once, without the graceful steps of `disconnect()` (and without the
    * `Shutdown` state): disconnect listeners see `reason`. For abandoning a failed or stuck session.
+   * A `connect` in flight is cancelled: it closes what it opened and rejects with a `DisconnectedError`.
    */
   abort(reason: Error = new DisconnectedError('connection aborted')): void {
     this.#closeSession(reason);
@@ -1205,6 +1255,7 @@ export class Client {
   #closeSession(error: Error): void {
     const session = this.#session;
     if (!session) return;
+    session.connecting?.cancel(error);
     session.connection?.close(error);
     // Tear down now rather than when the transport confirms: a dead peer may never let it.
     this.#onClose(session, error);

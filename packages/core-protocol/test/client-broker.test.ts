@@ -12,6 +12,7 @@ import {
   Bookmarks,
   Client,
   type ClientOptions,
+  type Command,
   ConnectionError,
   ConnectionState,
   DisconnectedError,
@@ -22,7 +23,7 @@ import {
   TimedOutError,
   type Transport,
 } from '../src/index.js';
-import { Collector, leakCheck, outgoing } from './client-fakes.js';
+import { Collector, leakCheck, ManualEnvironment, outgoing } from './client-fakes.js';
 
 const schemes = ['tcp', 'ws'] as const;
 
@@ -391,6 +392,26 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(records.map((r) => r.json())).toEqual([{ id: 1, qty: 7, px: 10 }]);
   });
 
+  it("execute with waitFor 'none': a command that cannot be sent leaves no route behind", async () => {
+    const c = await loggedOn();
+    // A header value the encoder refuses: nothing is written.
+    const bad: Command = { command: 'subscribe', topic: 'nw', subId: 'nw-1', headers: { bad: {} as never } };
+    await expect(c.execute(bad, { waitFor: 'none', onMessage: () => {} })).rejects.toSatisfy(
+      InvalidOptionsError.isInstance,
+    );
+    await c.disconnect();
+    await expect(
+      c.execute({ command: 'subscribe', topic: 'nw', subId: 'nw-2' }, { waitFor: 'none', onMessage: () => {} }),
+    ).rejects.toSatisfy(DisconnectedError.isInstance);
+    // Both ids are free: left-behind routes would refuse them as in use.
+    await c.connectAndLogon(uri);
+    const got = new Collector<Message>();
+    await c.subscribe('nw', { subId: 'nw-1', onMessage: got.push }).ready;
+    await c.subscribe('nw', { subId: 'nw-2', onMessage: got.push }).ready;
+    c.publish('nw', 'x');
+    await got.atLeast(2);
+  });
+
   /* ----------------------------------------------------------------- SOW */
 
   it('sow: records across batches as an async iterable, then the completion stats', async () => {
@@ -612,6 +633,20 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(deletes()).toHaveLength(2);
     expect(deletes()[1]?.bookmark?.split(',')).toHaveLength(2);
     expect(server.stats().queues.jobs).toMatchObject({ depth: 0, leased: 0 });
+  });
+
+  it('queue: an ack after a disconnect is dropped: no batch timer left armed, nothing sent on the next connection', async () => {
+    const environment = new ManualEnvironment();
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ environment, ackBatchSize: 10, transportFilter: filter });
+    await c.disconnect();
+    expect(environment.pendingTimers).toBe(0);
+    c.ack({ topic: 'jobs', bookmark: '1|1|' });
+    expect(environment.pendingTimers).toBe(0);
+    await c.connectAndLogon(uri);
+    c.flushAcks();
+    await c.flush();
+    expect(sent.items.filter((m) => m.command === 'sow_delete')).toEqual([]);
   });
 
   it('queue: cancel returns the message for redelivery, expire removes it', async () => {

@@ -865,7 +865,15 @@ export class Client {
       this.#routes.set(routeKey, route);
     }
     if (waitFor === 'none') {
-      await this.send(c);
+      let written: Promise<void> | undefined;
+      try {
+        written = this.send(c);
+      } catch (error) {
+        // Nothing was sent (not connected, bad input): nothing will be delivered to the route.
+        this.#releaseRoute(routeKey, route, previous);
+        throw error;
+      }
+      await written;
       return undefined;
     }
     let refused = false;
@@ -875,11 +883,7 @@ export class Client {
         return errorFromReason(c.command, ack.reason);
       });
     } catch (error) {
-      if (routeKey !== undefined && this.#routes.get(routeKey) === route) {
-        // A replace that failed leaves the server's subscription in place, and so its route.
-        if (previous) this.#routes.set(routeKey, previous);
-        else this.#routes.delete(routeKey);
-      }
+      this.#releaseRoute(routeKey, route, previous);
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
       // the server: take it back, unless the connection is gone, the server refused it (so did
       // not register it), or it was to replace a subscription that must stay.
@@ -891,17 +895,33 @@ export class Client {
     }
   }
 
+  /**
+   * Takes back the route a failed command installed, if it is still there. A replace that failed
+   * leaves the server's subscription in place, and so the route it had before.
+   */
+  #releaseRoute(key: string | undefined, route: Route | undefined, previous: Route | undefined): void {
+    if (key === undefined || this.#routes.get(key) !== route) return;
+    if (previous) this.#routes.set(key, previous);
+    else this.#routes.delete(key);
+  }
+
   /* ------------------------------------------------------------ queue acks */
 
   /**
    * Acknowledges a queue message (`sow_delete` with its bookmark), batched per topic up to
-   * `ackBatchSize` or `ackTimeoutMs`. Unsent acks are lost if the connection drops: the server
-   * then redelivers those messages when their leases end (at-least-once).
+   * `ackBatchSize` or `ackTimeoutMs`. Unsent acks are lost if the connection drops, and an ack
+   * while not connected is dropped: the server redelivers those messages (at-least-once).
    */
   ack(message: Message | { topic: string; bookmark: string }, options: AckOptions = {}): void {
     const topic = message.topic;
     const bookmark = message.bookmark;
     if (!topic || !bookmark) throw new InvalidOptionsError('ack needs a message with a topic and a bookmark');
+    if (!this.#session?.open) {
+      // Its lease died with the connection: the server redelivers the message. A batch kept now
+      // would arm a timer nothing clears, or be sent on a later connection.
+      this.#log('debug', 'queue ack dropped: not connected', { topic, bookmark });
+      return;
+    }
     const opts = options.cancel ? 'cancel' : options.expire ? 'expire' : '';
     const key = `${opts}\u0000${topic}`;
     let batch = this.#pendingAcks.get(key);

@@ -114,6 +114,12 @@ describe('bad URIs and options', () => {
     );
     await expect(client.subscribe('').ready).rejects.toSatisfy(InvalidOptionsError.isInstance);
     await expect(client.connect(server.tcpUri())).rejects.toSatisfy(ConnectionError.isInstance);
+    // Only 0 means "the transport's own connect timeout"; other bad values still reach the transport's check.
+    for (const timeoutMs of [Number.NaN, -1]) {
+      await expect(newClient('bad-connect-timeout').connect(server.tcpUri(), { timeoutMs })).rejects.toSatisfy(
+        InvalidOptionsError.isInstance,
+      );
+    }
     // None of that hurt the connection.
     await client.flush();
   });

@@ -421,7 +421,8 @@ export class Client {
     this.#session = session;
     this.#outbox.clear();
     // 0 means "no timeout of the client's": transports take no 0, so their own connect timeout applies.
-    const timeoutMs = (options.timeoutMs ?? this.#commandTimeoutMs) || undefined;
+    const requestedMs = options.timeoutMs ?? this.#commandTimeoutMs;
+    const timeoutMs = requestedMs === 0 ? undefined : requestedMs;
     const closedWhileConnecting = (cause: Error | undefined) =>
       new DisconnectedError(
         `connection to ${parsed.redacted} closed while connecting${cause ? `: ${cause.message}` : ''}`,

@@ -30,11 +30,15 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised once, on purpose, from 21,160 B: the Client's pending text for short string publishes
- * (core-protocol's outbox) added 208 B and halves what such a publish costs, in Chromium as in
- * Node.js (measured: 543 to 272 ns a message in Chromium 156).
+ * Raised on purpose, twice on 2026-11-26, from 21,160 B:
+ * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
+ *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
+ *   272 ns a message in Chromium 156);
+ * - to 22,600 B: fixes for lost and duplicated messages, hangs and leaked connections found by a
+ *   review of Client and HAClient (connect races, duplicate sub ids, publish order with a full
+ *   store, refused publishes, disconnect during a connection attempt...) added about 1,050 B.
  */
-const CEILING_BYTES = 21_530;
+const CEILING_BYTES = 22_600;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -95,10 +95,10 @@ export interface HAClientOptions {
 }
 
 /**
- * A connection that held at least this long resets the delay strategy when it drops, so the next
- * attempt starts a new sweep at once. One dropped sooner (a server that accepts the logon, then
- * drops the client: a name in use by another process, say) keeps the backoff going instead of
- * reconnecting at once, over and over.
+ * A connection that held at least this long starts a new sweep when it drops (#newSweep), so the
+ * first attempt goes at once. One dropped sooner (a server that accepts the logon, then drops the
+ * client: a name in use by another process, say) keeps the backoff going instead of reconnecting
+ * at once, over and over.
  */
 const HELD_CONNECTION_MS = 100;
 
@@ -328,7 +328,6 @@ export class HAClient {
   }
 
   async #reconnect(): Promise<void> {
-    this.#attempt = 0;
     while (!this.#shutdown) {
       const uri = this.#chooser.getCurrentURI();
       if (!uri) {
@@ -356,8 +355,6 @@ export class HAClient {
         const at = this.#env.now();
         this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
         this.#recoveredAt = at;
-        this.#lastErrors.clear();
-        this.#firstFailureAt = undefined;
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#looping = false;
         this.#armFailback();
@@ -445,8 +442,7 @@ export class HAClient {
     this.#ready = deferred<void>();
     this.#ready.promise.catch(() => {});
     const reason = error?.message ?? 'the connection closed';
-    this.#attempt = 0; // attempts count from the last recovery
-    if (this.#env.now() - this.#recoveredAt >= HELD_CONNECTION_MS) this.#delay.reset();
+    if (this.#env.now() - this.#recoveredAt >= HELD_CONNECTION_MS) this.#newSweep();
     this.#emit(ConnectionState.Disconnected, reason);
     // The server we were on failed us: let the chooser move on before the next attempt.
     const uri = this.#uri ?? '';
@@ -455,10 +451,22 @@ export class HAClient {
     this.#start();
   }
 
+  /**
+   * Starts over: the delay strategy, the attempt count and the errors a give-up would name. After
+   * a connection that held, a give-up, or a planned move; a connection dropped at once does not
+   * (see HELD_CONNECTION_MS).
+   */
+  #newSweep(): void {
+    this.#delay.reset();
+    this.#attempt = 0;
+    this.#firstFailureAt = undefined;
+    this.#lastErrors.clear();
+  }
+
   #giveUp(error: Error): void {
     this.#logger?.error?.('giving up reconnecting', { error: error.message });
     // The next connectAndLogon() starts a new budget rather than giving up again at once.
-    this.#delay.reset();
+    this.#newSweep();
     this.#publishLive = false;
     this.#publishStore?.cancelWaits?.(error);
     this.#emit(ConnectionState.Disconnected, error.message);
@@ -509,7 +517,7 @@ export class HAClient {
         this.#publishLive = false;
         this.#emit(ConnectionState.Disconnected, 'failing back to a preferred server');
         this.#client.abort(new DisconnectedError('failing back to a preferred server'));
-        this.#delay.reset(); // a planned move goes at once
+        this.#newSweep(); // a planned move goes at once
         this.#start();
       } else {
         this.#armFailback();

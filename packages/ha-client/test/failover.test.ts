@@ -85,6 +85,19 @@ function serverOf(c: TestCluster, ha: HAClient): TestServer {
   return server;
 }
 
+/** A transport filter that counts the deliveries (not acks) the client receives for `subId`. */
+function deliveriesTo(subId: string) {
+  const pattern = new RegExp(`"c":"p"[^}]*"sub_id":"${subId}"`, 'g'); // a header is a flat JSON object
+  const counter = {
+    count: 0,
+    transportFilter: (bytes: Uint8Array, direction: 'in' | 'out') => {
+      if (direction === 'in') counter.count += Buffer.from(bytes).toString().match(pattern)?.length ?? 0;
+      return bytes;
+    },
+  };
+  return counter;
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('HAClient failover (real brokers, real sockets)', () => {
@@ -246,19 +259,9 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('takes back on the server a subscription unsubscribed while recovery is still running', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    let framesForA = 0;
+    const forA = deliveriesTo('A');
     const ha = client('unsub-recovering', [server.tcpUri('json')], {
-      client: {
-        transportFilter: (bytes, direction) => {
-          // Deliveries (not acks) for A: a header is a flat JSON object.
-          if (direction === 'in')
-            framesForA +=
-              Buffer.from(bytes)
-                .toString()
-                .match(/"c":"p"[^}]*"sub_id":"A"/g)?.length ?? 0;
-          return bytes;
-        },
-      },
+      client: { transportFilter: forA.transportFilter },
     });
     let unsubscribed: Promise<void> | undefined;
     const a = ha.subscribe('recovering', {
@@ -278,7 +281,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await publisher.connectAndLogon();
     for (const n of range(1, 10)) publisher.publish('recovering', JSON.stringify({ n }));
     await sentinel.until(10); // delivered after any message for A would have been
-    expect(framesForA).toBe(0);
+    expect(forA.count).toBe(0);
   });
 
   it('fails over when a new subscription times out on a server that stopped answering (before heartbeats would tell)', async () => {
@@ -306,18 +309,9 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('ends a subscription whose consumer fell too far behind, and takes it back on the server', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    let framesForSlow = 0;
+    const forSlow = deliveriesTo('slow');
     const ha = client('slow-consumer', [server.tcpUri('json')], {
-      client: {
-        transportFilter: (bytes, direction) => {
-          if (direction === 'in')
-            framesForSlow +=
-              Buffer.from(bytes)
-                .toString()
-                .match(/"c":"p"[^}]*"sub_id":"slow"/g)?.length ?? 0;
-          return bytes;
-        },
-      },
+      client: { transportFilter: forSlow.transportFilter },
     });
     const slow = ha.subscribe('slow', { subId: 'slow', maxQueue: 4 }); // an iterator nobody reads
     const sentinel = collector(ha, 'slow');
@@ -329,10 +323,10 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     const closedWith = await slow.closed;
     expect(SlowConsumerError.isInstance(closedWith)).toBe(true);
     await sentinel.until(10);
-    const before = framesForSlow;
+    const before = forSlow.count;
     for (const n of range(11, 20)) publisher.publish('slow', JSON.stringify({ n }));
     await sentinel.until(20); // delivered after any message for the dropped subscription would have been
-    expect(framesForSlow).toBe(before);
+    expect(forSlow.count).toBe(before);
   });
 
   it("resumes a NOW subscription that started on an empty log from its first message, not from the next server's end", async () => {

@@ -294,13 +294,13 @@ export class HAClient {
   /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
   async disconnect(): Promise<void> {
     this.#shutdown = true;
-    this.#attemptAbort?.abort(new DisconnectedError('the client was disconnected by the application'));
+    const error = new DisconnectedError('the client was disconnected by the application');
+    this.#attemptAbort?.abort(error);
     this.#wake?.();
     this.#stopFailback();
     this.#stopHints?.();
     this.#stopHints = undefined;
     this.#publishLive = false;
-    const error = new DisconnectedError('the client was disconnected by the application');
     this.#ready.reject(error);
     this.#publishStore?.cancelWaits?.(error);
     await this.#client.disconnect();
@@ -793,7 +793,7 @@ export class HAClient {
     } catch (error) {
       sub.generation = -1;
       if (!sub.ready.settled && isRefusal(error)) {
-        this.#endSubscription(sub, error as Error);
+        this.#endSubscription(sub, error);
         return;
       }
       throw error;
@@ -812,7 +812,7 @@ export class HAClient {
         // The server did not answer in time: fail over as from any unresponsive server.
         this.#client.abort(error);
       }
-      // Either way the connection goes or went: recovery re-enters the subscription.
+      // Otherwise, or now, the connection goes: recovery re-enters the subscription.
     }
   }
 

@@ -125,7 +125,9 @@ export class MemoryPublishStore implements PublishStore {
       const waiter = this.#waiters.shift() as Waiter;
       waiter.resolve(this.#add(waiter.command));
     }
-    for (const waiter of [...this.#flushWaiters]) waiter.check();
+    if (this.unpersistedCount() === 0) {
+      for (const waiter of [...this.#flushWaiters]) waiter.check();
+    }
   }
 
   cancelWaits(error: Error): void {

@@ -206,3 +206,8 @@ export function errorFromReason(command: string, reason: string | undefined): Am
   const Class = classByCode.get(codeForReason(reason)) ?? CommandError;
   return new Class(`${command} failed${reason ? `: ${reason}` : ''}`, { reason });
 }
+
+/** `value` if it is an `Error`, else an `Error` with its text: for whatever a `catch` caught. */
+export function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

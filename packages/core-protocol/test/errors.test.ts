@@ -8,6 +8,7 @@ import {
   InvalidUriError,
   parseUri,
   RetryExhaustedError,
+  toError,
 } from '../src/index.js';
 
 /** Every error class with the code it stands for. */
@@ -152,6 +153,15 @@ describe('server reasons', () => {
     expect(plain).toBeInstanceOf(errors.CommandError);
     expect(plain.message).toBe('flush failed');
     expect(errorFromReason('logon', 'auth failure').code).toBe('authentication');
+  });
+
+  it('toError keeps an Error as it is and wraps anything else', () => {
+    const error = new RetryExhaustedError('gave up', { elapsedMs: 1, attempts: 1 });
+    expect(toError(error)).toBe(error);
+    const wrapped = toError('socket hang up');
+    expect(wrapped).toBeInstanceOf(Error);
+    expect(wrapped.message).toBe('socket hang up');
+    expect(toError(undefined).message).toBe('undefined');
   });
 
   it('never puts a URI password in an error message', () => {

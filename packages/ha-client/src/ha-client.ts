@@ -39,6 +39,7 @@ import {
   TimedOutError,
   type TimerHandle,
   type Transport,
+  toError,
 } from '@amps-ts/core-protocol';
 import { recommendedBackoff } from '@amps-ts/delay-exponential';
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
@@ -361,7 +362,7 @@ export class HAClient {
         this.#recovered();
         return;
       } catch (error) {
-        const err = error instanceof Error ? error : new Error(String(error));
+        const err = toError(error);
         if (this.#client.isConnected) this.#client.abort(err);
         if (this.#shutdown) return;
         this.#publishLive = false;

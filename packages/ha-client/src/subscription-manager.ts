@@ -1,4 +1,4 @@
-import type { Command, ManagedSubscription, SubscriptionManager } from '@amps-ts/core-protocol';
+import { type Command, type ManagedSubscription, type SubscriptionManager, toError } from '@amps-ts/core-protocol';
 import { isRefusal } from './refusal.js';
 
 export interface MemorySubscriptionManagerOptions {
@@ -48,7 +48,7 @@ export class MemorySubscriptionManager implements SubscriptionManager {
       try {
         await execute(subscription.command);
       } catch (error) {
-        const err = error instanceof Error ? error : new Error(String(error));
+        const err = toError(error);
         if (isRefusal(err) && this.#onFailed?.(subscription, err)) {
           this.remove(subscription.subId);
           continue;

@@ -4,6 +4,7 @@ import {
   ConnectionError,
   type ConnectionHandlers,
   DisconnectedError,
+  toError,
   WebSocketFrameSplitter,
 } from '@amps-ts/core-protocol';
 import type { ResolvedOptions } from './options.js';
@@ -17,10 +18,6 @@ export interface BrowserConnection extends Connection {
 }
 
 const utf8 = new TextEncoder();
-
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}
 
 /** `host:port`, with brackets around IPv6 addresses. */
 export function endpoint(uri: AmpsUri): string {

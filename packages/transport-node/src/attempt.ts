@@ -1,5 +1,4 @@
-import { AbortError, type AmpsUri, TimedOutError } from '@amps-ts/core-protocol';
-import { toError } from './errors.js';
+import { AbortError, type AmpsUri, TimedOutError, toError } from '@amps-ts/core-protocol';
 
 /** What a dialer uses to end its attempt. */
 export interface Attempt<T> {

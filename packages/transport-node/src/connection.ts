@@ -1,5 +1,11 @@
-import { type AmpsUri, type Connection, type ConnectionHandlers, DisconnectedError } from '@amps-ts/core-protocol';
-import { connectionLost, toError } from './errors.js';
+import {
+  type AmpsUri,
+  type Connection,
+  type ConnectionHandlers,
+  DisconnectedError,
+  toError,
+} from '@amps-ts/core-protocol';
+import { connectionLost } from './errors.js';
 
 /** A Node connection: a `Connection` that also tells callers its water marks. */
 export interface NodeConnection extends Connection {

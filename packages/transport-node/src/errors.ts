@@ -57,7 +57,3 @@ export function cannotConnect(uri: AmpsUri, error: unknown): ConnectionError | C
 export function connectionLost(uri: AmpsUri, error: unknown): ConnectionError | CertificateError {
   return failure(`connection to ${uri.redacted} lost`, error);
 }
-
-export function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}

@@ -23,6 +23,7 @@ import {
   ProtocolError,
   SubscriptionAlreadyExistsError,
   TimedOutError,
+  toError,
 } from '../errors.js';
 import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
@@ -1351,10 +1352,6 @@ export class Client {
 function logonFailure(ack: Message): Error {
   if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }
 
 function positive(value: number | undefined, name: string): number | undefined {

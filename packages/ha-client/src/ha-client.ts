@@ -1,4 +1,5 @@
 import {
+  AbortError,
   type AckOptions,
   type BookmarkStore,
   Bookmarks,
@@ -306,7 +307,7 @@ export class HAClient {
     this.#publishStore?.cancelWaits?.(error);
     await this.#client.disconnect();
     await this.#running?.catch(() => {});
-    for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined);
+    for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined, error);
     this.#subs.clear();
     this.#manager.clear();
     this.#emit(ConnectionState.Shutdown, undefined);
@@ -817,12 +818,17 @@ export class HAClient {
     }
   }
 
-  /** Ends a subscription for good (it is not entered again): its stream ends, `ready` and `closed` settle. */
-  #endSubscription(sub: HASubscription, error: Error | undefined): void {
+  /**
+   * Ends a subscription for good (it is not entered again): its stream ends and `closed` resolves
+   * with `error`. If the server has not accepted it yet, `ready` rejects with `error`, or else with
+   * `notAccepted`: it never claims a subscription the server did not take.
+   */
+  #endSubscription(sub: HASubscription, error: Error | undefined, notAccepted?: Error): void {
     this.#subs.delete(sub.subId);
     this.#manager.remove(sub.subId);
-    if (error) sub.ready.reject(error);
-    else sub.ready.resolve();
+    sub.ready.reject(
+      error ?? notAccepted ?? new DisconnectedError(`subscription ${sub.subId} ended before the server accepted it`),
+    );
     sub.stream.end(error);
     sub.closed.resolve(error);
   }
@@ -836,7 +842,9 @@ export class HAClient {
   async #drop(subId: string, error: Error | undefined, options: CommandWaitOptions): Promise<void> {
     const subs = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
     for (const sub of subs) {
-      this.#endSubscription(sub, error);
+      // The application called it off, as with a Client subscribe aborted by its signal.
+      const notAccepted = new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`);
+      this.#endSubscription(sub, error, notAccepted);
       this.#bookmarkStore?.purge(sub.subId);
     }
     // During a recovery too: the subscription may be entered on the new connection already.

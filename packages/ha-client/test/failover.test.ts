@@ -1,4 +1,5 @@
 import {
+  AbortError,
   type Authenticator,
   BadFilterError,
   Bookmarks,
@@ -282,6 +283,59 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     for (const n of range(1, 10)) publisher.publish('recovering', JSON.stringify({ n }));
     await sentinel.until(10); // delivered after any message for A would have been
     expect(forA.count).toBe(0);
+  });
+
+  it('rejects ready with an AbortError for a subscription unsubscribed before the server accepted it', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    let subscribeSent!: () => void;
+    const sent = new Promise<void>((resolve) => {
+      subscribeSent = resolve;
+    });
+    const ha = client('unsub-unaccepted', [server.tcpUri('json')], {
+      heartbeat: false,
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'out' && Buffer.from(bytes).includes('"sub_id":"in-flight"')) subscribeSent();
+          return bytes;
+        },
+      },
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+
+    // Never connected: the server has never heard of it.
+    const offline = ha.subscribe('t', { onMessage: () => {} });
+    await offline.unsubscribe();
+    const offlineError = await offline.ready.catch((e: unknown) => e);
+    expect(AbortError.isInstance(offlineError)).toBe(true);
+    expect((offlineError as Error).message).toMatch(/unsubscribed before the server accepted it/);
+    expect(await offline.closed).toBeUndefined();
+    const neverAwaited = ha.subscribe('t', { onMessage: () => {} }); // nobody looks at its ready
+    await neverAwaited.unsubscribe();
+
+    // Sent, and the server has not answered yet.
+    await ha.connectAndLogon();
+    server.freeze();
+    cleanups.push(async () => server.thaw());
+    const inFlight = ha.subscribe('t', { subId: 'in-flight', onMessage: () => {} });
+    await sent;
+    void inFlight.unsubscribe();
+    expect(AbortError.isInstance(await inFlight.ready.catch((e: unknown) => e))).toBe(true);
+
+    await new Promise((resolve) => setImmediate(resolve)); // unhandled rejections are reported by now
+    expect(unhandled).toEqual([]);
+  });
+
+  it('rejects ready with a DisconnectedError for a subscription the server had not accepted when disconnect() was called', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const ha = client('disconnect-unaccepted', [server.tcpUri('json')]);
+    const pending = ha.subscribe('t', { onMessage: () => {} });
+    await ha.disconnect();
+    expect(DisconnectedError.isInstance(await pending.ready.catch((e: unknown) => e))).toBe(true);
   });
 
   it('fails over when a new subscription times out on a server that stopped answering (before heartbeats would tell)', async () => {

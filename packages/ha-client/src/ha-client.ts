@@ -47,6 +47,7 @@ import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { MemoryBookmarkStore } from './memory-bookmark-store.js';
 import { MemoryPublishStore } from './memory-publish-store.js';
 import { isRefusal } from './refusal.js';
+import { StateStream } from './state-stream.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
 
 export interface HeartbeatOptions {
@@ -104,6 +105,9 @@ export interface HAClientOptions {
  */
 const HELD_CONNECTION_MS = 100;
 
+/** How many state events a `states()` iterator keeps for a consumer that is behind. */
+const DEFAULT_STATES_MAX_QUEUE = 1000;
+
 /** A connection state change, as listeners and `states()` see it. Never contains a password. */
 export interface HAStateEvent {
   state: ConnectionState;
@@ -117,6 +121,11 @@ export interface HAStateEvent {
   at: number;
   /** Wall-clock time when it happened, ISO 8601. */
   timestamp: string;
+  /**
+   * `states()` only: how many events just before this one the iterator dropped because its
+   * consumer was `maxQueue` events behind. Absent when none were.
+   */
+  dropped?: number;
 }
 
 interface HASubscription {
@@ -178,7 +187,7 @@ export class HAClient {
   #firstFailureAt: number | undefined;
   readonly #subs = new Map<string, HASubscription>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
-  readonly #stateStreams = new Set<MessageStream<HAStateEvent>>();
+  readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
   #nextSubId = 0;
 
@@ -258,13 +267,17 @@ export class HAClient {
     return () => this.#stateListeners.delete(listener);
   }
 
-  /** State changes as an async iterator; it ends after `Shutdown`. */
-  states(): AsyncIterable<HAStateEvent> {
-    const stream: MessageStream<HAStateEvent> = new MessageStream<HAStateEvent>({
-      maxQueue: 10_000,
-      onFlowControl: () => true,
-    });
-    stream.onReturn(() => this.#stateStreams.delete(stream));
+  /**
+   * State changes as an async iterator; it ends after `Shutdown`. A consumer `maxQueue` events
+   * behind (or one that never iterates) loses the oldest: the next event it reads carries
+   * `dropped`, how many it missed.
+   */
+  states(options: { maxQueue?: number } = {}): AsyncIterable<HAStateEvent> {
+    const maxQueue = options.maxQueue ?? DEFAULT_STATES_MAX_QUEUE;
+    if (!Number.isInteger(maxQueue) || maxQueue < 1) {
+      throw new InvalidOptionsError(`states({ maxQueue }) must be a whole number of at least 1, not ${maxQueue}`);
+    }
+    const stream = new StateStream(maxQueue, () => this.#stateStreams.delete(stream));
     this.#stateStreams.add(stream);
     return stream;
   }

@@ -628,6 +628,31 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(states.at(-1)).toBe('Shutdown');
   });
 
+  it('keeps only the newest maxQueue events for a states() consumer that is behind, and says how many it dropped', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const ha = client('states-bounded', [server.tcpUri('json')], { heartbeat: false });
+    const all: HAStateEvent[] = [];
+    ha.onStateChange((e) => all.push(e));
+    const behind = ha.states({ maxQueue: 4 }); // not iterated until the end
+    await ha.connectAndLogon();
+    for (let i = 0; i < 2; i++) {
+      const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+      ha.client.abort(new DisconnectedError('dropped by the server'));
+      await recovered;
+    }
+    await ha.disconnect();
+
+    const read: HAStateEvent[] = [];
+    for await (const e of behind) read.push(e);
+    expect(all.length).toBeGreaterThan(4);
+    expect(read.map((e) => e.state)).toEqual(all.slice(-4).map((e) => e.state));
+    expect(read.map((e) => e.dropped)).toEqual([all.length - 4, undefined, undefined, undefined]);
+    expect(read.at(-1)?.state).toBe('Shutdown');
+    expect(all.some((e) => e.dropped !== undefined)).toBe(false); // listeners see every event
+    expect(() => ha.states({ maxQueue: 0 })).toThrow(/maxQueue/);
+  });
+
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {
     const c = await cluster(2);
     const ha = client('shutdown-1', c.tcpUris('json'));

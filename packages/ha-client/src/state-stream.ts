@@ -1,0 +1,76 @@
+import type { HAStateEvent } from './ha-client.js';
+
+/**
+ * The queue behind one `states()` iterator, bounded by `maxQueue`. A monitor wants the client's
+ * current state more than its full history, so a consumer that falls behind (or never iterates)
+ * loses the oldest events, not the stream, as a message stream would with a `SlowConsumerError`:
+ * it keeps seeing the newest states, and the first event it reads after a gap says in `dropped`
+ * how many it missed.
+ */
+export class StateStream implements AsyncIterable<HAStateEvent> {
+  readonly #maxQueue: number;
+  readonly #onReturn: () => void;
+  #queue: HAStateEvent[] = [];
+  /** Events dropped just before the oldest one queued. */
+  #dropped = 0;
+  #ended = false;
+  #iterating = false;
+  #waiter: ((result: IteratorResult<HAStateEvent>) => void) | undefined;
+
+  /** `onReturn` runs when the consumer stops early (`break`, `return`, a thrown error). */
+  constructor(maxQueue: number, onReturn: () => void) {
+    this.#maxQueue = maxQueue;
+    this.#onReturn = onReturn;
+  }
+
+  push(event: HAStateEvent): void {
+    if (this.#ended) return;
+    const waiter = this.#waiter;
+    if (waiter) {
+      this.#waiter = undefined;
+      waiter({ value: event, done: false });
+      return;
+    }
+    if (this.#queue.length >= this.#maxQueue) {
+      this.#queue.shift();
+      this.#dropped++;
+    }
+    this.#queue.push(event);
+  }
+
+  /** Ends iteration once the queued events have been read. */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.({ value: undefined, done: true });
+  }
+
+  #next(): Promise<IteratorResult<HAStateEvent>> {
+    const event = this.#queue.shift();
+    if (event) {
+      const dropped = this.#dropped;
+      this.#dropped = 0;
+      return Promise.resolve({ value: dropped > 0 ? { ...event, dropped } : event, done: false });
+    }
+    if (this.#ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => {
+      this.#waiter = resolve;
+    });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<HAStateEvent> {
+    if (this.#iterating) throw new TypeError('this states() stream is already being iterated; call states() again');
+    this.#iterating = true;
+    return {
+      next: () => this.#next(),
+      return: async () => {
+        this.#queue = [];
+        this.end();
+        this.#onReturn();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+}

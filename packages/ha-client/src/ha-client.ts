@@ -170,12 +170,15 @@ export class HAClient {
   #generation = 0;
   /** Resolves when the current connection has fully recovered; replaced on each disconnect. */
   #ready: Deferred<void> = deferred<void>();
+  /** The reconnect loop, until it ends (a later loop waits for it: see #start). */
   #running: Promise<void> | undefined;
-  #looping = false;
+  /**
+   * Stops the reconnect loop under way (disconnect(), a give-up, an aborted connectAndLogon()):
+   * its wait ends, and its attempt is abandoned. Cleared once the loop has recovered.
+   */
+  #loop: AbortController | undefined;
   #shutdown = false;
   #publishLive = false;
-  /** Aborts the connection attempt under way (see #connectOnce). */
-  #attemptAbort: AbortController | undefined;
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
@@ -293,6 +296,10 @@ export class HAClient {
   /**
    * Connects (trying servers as the chooser and delay strategy say), logs on and recovers.
    * Resolves once ready; rejects when the delay strategy gives up, naming every server tried.
+   *
+   * Aborting `signal` before then stops connecting: the attempt under way is closed, the client
+   * stays `Disconnected`, and commands waiting for the connection fail with the abort reason.
+   * Call `connectAndLogon()` again to start over. Once it has resolved, the signal does nothing.
    */
   async connectAndLogon(options: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.#shutdown) {
@@ -303,15 +310,26 @@ export class HAClient {
     this.#stopHints ??= this.#transport.onHint?.((hint) => {
       if (hint === 'online' || hint === 'visible') this.#wake?.();
     });
-    await this.#whenReady(undefined, options.signal);
+    try {
+      await this.#whenReady(undefined, options.signal, 'connectAndLogon()');
+    } catch (error) {
+      // The application gave up waiting: stop trying, rather than connect behind its back.
+      if (options.signal?.aborted && this.#connecting) {
+        const err = toError(error);
+        this.#logger?.info?.('connectAndLogon() aborted: no longer connecting', { reason: err.message });
+        // The attempt under way closes now, not when the loop next looks at its signal.
+        this.#client.abort(err);
+        this.#stopReconnecting(err);
+      }
+      throw error;
+    }
   }
 
   /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
   async disconnect(): Promise<void> {
     this.#shutdown = true;
     const error = new DisconnectedError('the client was disconnected by the application');
-    this.#attemptAbort?.abort(error);
-    this.#wake?.();
+    this.#loop?.abort(error);
     this.#stopFailback();
     this.#stopHints?.();
     this.#stopHints = undefined;
@@ -328,22 +346,30 @@ export class HAClient {
     this.#stateStreams.clear();
   }
 
-  #start(): void {
-    if (this.#looping || this.#shutdown) return;
-    this.#looping = true;
-    this.#running = this.#reconnectLoop();
+  /** Whether a reconnect loop is under way (and not told to stop). */
+  get #connecting(): boolean {
+    return this.#loop !== undefined && !this.#loop.signal.aborted;
   }
 
-  async #reconnectLoop(): Promise<void> {
+  #start(): void {
+    if (this.#shutdown || this.#connecting) return;
+    const loop = new AbortController();
+    this.#loop = loop;
+    this.#running = this.#runLoop(loop, this.#running);
+  }
+
+  async #runLoop(loop: AbortController, previous: Promise<void> | undefined): Promise<void> {
+    // A loop just stopped may still be closing its attempt: the client connects once at a time.
+    await previous?.catch(() => {});
     try {
-      await this.#reconnect();
+      await this.#reconnect(loop.signal);
     } finally {
-      this.#looping = false;
+      if (this.#loop === loop) this.#loop = undefined;
     }
   }
 
-  async #reconnect(): Promise<void> {
-    while (!this.#shutdown) {
+  async #reconnect(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
       const uri = this.#chooser.getCurrentURI();
       if (!uri) {
         this.#giveUp(
@@ -360,25 +386,28 @@ export class HAClient {
         return;
       }
       this.#attempt++;
-      if (wait > 0) await this.#sleep(wait);
-      if (this.#shutdown) return;
+      if (wait > 0) await this.#sleep(wait, signal);
+      if (signal.aborted) return;
       const started = this.#env.now();
       try {
-        await this.#connectOnce(uri);
-        // The connection may have dropped in the last await; everything below is synchronous.
+        await this.#connectOnce(uri, signal);
+        // The connection may have dropped, or the loop been stopped, in the last await; everything
+        // below is synchronous.
+        signal.throwIfAborted();
         if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
         const at = this.#env.now();
         this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
         this.#recoveredAt = at;
         // Synchronously, so a disconnect right after this can start a new loop.
-        this.#looping = false;
+        this.#loop = undefined;
         this.#armFailback();
         this.#recovered();
         return;
       } catch (error) {
         const err = toError(error);
         if (this.#client.isConnected) this.#client.abort(err);
-        if (this.#shutdown) return;
+        // Stopped: whoever stopped the loop has said so.
+        if (signal.aborted) return;
         this.#publishLive = false;
         this.#firstFailureAt ??= started;
         this.#lastErrors.set(shown, err.message);
@@ -392,12 +421,8 @@ export class HAClient {
   }
 
   /** One attempt: connect, log on, heartbeat, republish, resubscribe. */
-  async #connectOnce(uri: string): Promise<void> {
+  async #connectOnce(uri: string, signal: AbortSignal): Promise<void> {
     const client = this.#client;
-    // disconnect() aborts it: an attempt under way then stops, and its connection is closed.
-    const attempt = new AbortController();
-    this.#attemptAbort = attempt;
-    const signal = attempt.signal;
     this.#uri = redactUri(uri);
     await client.connect(uri, { timeoutMs: this.#connectTimeoutMs, signal });
     this.#emit(ConnectionState.Connected, undefined);
@@ -480,6 +505,12 @@ export class HAClient {
 
   #giveUp(error: Error): void {
     this.#logger?.error?.('giving up reconnecting', { error: error.message });
+    this.#stopReconnecting(error);
+  }
+
+  /** Stops the reconnect loop; what waits for a connection fails with `error`. */
+  #stopReconnecting(error: Error): void {
+    this.#loop?.abort(error);
     // The next connectAndLogon() starts a new budget rather than giving up again at once.
     this.#newSweep();
     this.#publishLive = false;
@@ -502,17 +533,18 @@ export class HAClient {
     );
   }
 
-  #sleep(ms: number): Promise<void> {
+  /** Waits `ms`, less if a hint wakes it (#wake) or the loop is stopped. */
+  #sleep(ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      const timer = this.#env.setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
+      const done = () => {
         this.#env.clearTimeout(timer);
+        signal.removeEventListener('abort', done);
         this.#wake = undefined;
         resolve();
       };
+      const timer = this.#env.setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.#wake = done;
     });
   }
 
@@ -565,8 +597,12 @@ export class HAClient {
     for (const stream of this.#stateStreams) stream.push(event);
   }
 
-  /** Waits until the client is ready, bounded by `timeoutMs` and `signal`. */
-  async #whenReady(timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+  /** Waits until the client is ready, bounded by `timeoutMs` and `signal` (errors name `what`). */
+  async #whenReady(
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    what = 'waiting for a connection',
+  ): Promise<void> {
     if (this.isReady) return;
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected; call connectAndLogon() first');
     // Taken before starting: a loop that gives up at once replaces #ready with a new one.
@@ -576,7 +612,7 @@ export class HAClient {
     const expired = new Promise<never>((_, reject) => {
       expire = reject;
     });
-    const timer = deadline(this.#env, 'waiting for a connection', timeoutMs, signal, (error) => expire?.(error));
+    const timer = deadline(this.#env, what, timeoutMs, signal, (error) => expire?.(error));
     try {
       await Promise.race([ready, expired]);
     } finally {

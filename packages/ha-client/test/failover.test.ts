@@ -3,6 +3,7 @@ import {
   type Authenticator,
   BadFilterError,
   Bookmarks,
+  ConnectionError,
   type ConnectionInfo,
   DisconnectedError,
   defaultEnvironment,
@@ -11,6 +12,7 @@ import {
   RetryExhaustedError,
   type ServerChooser,
   SlowConsumerError,
+  type TimerHandle,
   type Transport,
 } from '@amps-ts/core-protocol';
 import { priorityFailback } from '@amps-ts/server-chooser-priority';
@@ -651,6 +653,113 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(read.at(-1)?.state).toBe('Shutdown');
     expect(all.some((e) => e.dropped !== undefined)).toBe(false); // listeners see every event
     expect(() => ha.states({ maxQueue: 0 })).toThrow(/maxQueue/);
+  });
+
+  it('stops reconnecting when the signal of connectAndLogon() aborts between attempts, and can connect again', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const base = nodeTransport();
+    let refuse = true;
+    const transport: Transport = {
+      schemes: base.schemes,
+      connect: async (uri, handlers, options) => {
+        if (refuse) throw new ConnectionError('connection refused');
+        return base.connect(uri, handlers, options);
+      },
+    };
+    // The wait between attempts runs on timers the test can see.
+    const BETWEEN_ATTEMPTS_MS = 60_000;
+    const waits = new Set<unknown>();
+    const environment = {
+      ...defaultEnvironment,
+      setTimeout: (fn: () => void, ms: number) => {
+        const handle = defaultEnvironment.setTimeout(() => {
+          waits.delete(handle);
+          fn();
+        }, ms);
+        if (ms === BETWEEN_ATTEMPTS_MS) waits.add(handle);
+        return handle;
+      },
+      clearTimeout: (handle: TimerHandle) => {
+        waits.delete(handle);
+        defaultEnvironment.clearTimeout(handle);
+      },
+    };
+    let askedToWait!: () => void;
+    const waiting = new Promise<void>((resolve) => {
+      askedToWait = resolve;
+    });
+    let attempts = 0;
+    const delay: ReconnectDelayStrategy = {
+      getConnectWaitDuration: () => {
+        if (++attempts !== 2) return 0;
+        askedToWait();
+        return BETWEEN_ATTEMPTS_MS;
+      },
+      reset: () => {},
+    };
+    const ha = client('abort-connect-wait', [server.tcpUri('json')], { transport, delay, environment });
+    const events: HAStateEvent[] = [];
+    ha.onStateChange((e) => events.push(e));
+    const controller = new AbortController();
+    const connecting = ha.connectAndLogon({ signal: controller.signal }).catch((e: unknown) => e);
+    await waiting; // the first attempt failed; the loop now waits a minute
+    controller.abort();
+    const error = await connecting;
+    expect(AbortError.isInstance(error)).toBe(true);
+    expect(waits.size).toBe(0); // the wait was cleared, not left to start another attempt
+    expect(events.at(-1)?.state).toBe('Disconnected');
+    expect(events.at(-1)?.reason).toMatch(/connectAndLogon\(\) aborted/);
+    expect(ha.state).toBe('Disconnected');
+
+    refuse = false;
+    await ha.connectAndLogon();
+    expect(ha.isReady).toBe(true);
+    expect(attempts).toBe(3); // one more attempt, made by the second connectAndLogon()
+  });
+
+  it('closes the connection attempt under way when the signal of connectAndLogon() aborts; after success it does nothing', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const base = nodeTransport();
+    let letConnect!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      letConnect = resolve;
+    });
+    let connecting!: () => void;
+    const connectStarted = new Promise<void>((resolve) => {
+      connecting = resolve;
+    });
+    let connects = 0;
+    const slow: Transport = {
+      schemes: base.schemes,
+      connect: async (uri, handlers, options) => {
+        connects++;
+        connecting();
+        await gate;
+        return base.connect(uri, handlers, options);
+      },
+    };
+    const ha = client('abort-connect-attempt', [server.tcpUri('json')], { transport: slow });
+    cleanups.push(async () => letConnect());
+    const events: HAStateEvent[] = [];
+    ha.onStateChange((e) => events.push(e));
+    const controller = new AbortController();
+    const attempt = ha.connectAndLogon({ signal: controller.signal }).catch((e: unknown) => e);
+    await connectStarted;
+    controller.abort();
+    expect(AbortError.isInstance(await attempt)).toBe(true);
+    expect(events.map((e) => e.state)).toEqual(['Disconnected']);
+    letConnect(); // the aborted attempt's connect returns now, and is closed
+
+    const again = new AbortController();
+    await ha.connectAndLogon({ signal: again.signal });
+    expect(connects).toBe(2); // the aborted attempt did not go on to log on
+    expect(events.map((e) => e.state).filter((s) => s === 'LoggedOn')).toHaveLength(1);
+    again.abort(); // too late: the client is connected and stays so
+    await ha.flush();
+    expect(ha.isReady).toBe(true);
+    expect(events.at(-1)?.state).toBe('Resubscribed');
   });
 
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {

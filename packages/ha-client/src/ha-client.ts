@@ -351,17 +351,23 @@ export class HAClient {
     return this.#loop !== undefined && !this.#loop.signal.aborted;
   }
 
-  #start(): void {
+  /** Starts the reconnect loop; for a planned move, `leaving` says why the current connection goes first. */
+  #start(leaving?: string): void {
     if (this.#shutdown || this.#connecting) return;
     const loop = new AbortController();
     this.#loop = loop;
-    this.#running = this.#runLoop(loop, this.#running);
+    this.#running = this.#runLoop(loop, this.#running, leaving);
   }
 
-  async #runLoop(loop: AbortController, previous: Promise<void> | undefined): Promise<void> {
+  async #runLoop(
+    loop: AbortController,
+    previous: Promise<void> | undefined,
+    leaving: string | undefined,
+  ): Promise<void> {
     // A loop just stopped may still be closing its attempt: the client connects once at a time.
     await previous?.catch(() => {});
     try {
+      if (leaving !== undefined) await this.#leave(leaving, loop.signal);
       await this.#reconnect(loop.signal);
     } finally {
       if (this.#loop === loop) this.#loop = undefined;
@@ -418,6 +424,28 @@ export class HAClient {
         this.#emit(ConnectionState.Disconnected, err.message);
       }
     }
+  }
+
+  /**
+   * Closes a healthy connection for a planned move. The server first processes what was sent on
+   * it, the queue acks batched so far included (it would redeliver those messages otherwise),
+   * for up to commandTimeoutMs, so a stuck server cannot hold up the move.
+   */
+  async #leave(reason: string, signal: AbortSignal): Promise<void> {
+    try {
+      this.#client.flushAcks();
+      await this.#client.flush('processed', { timeoutMs: this.#commandTimeoutMs, signal });
+    } catch (error) {
+      if (signal.aborted) return;
+      // Leave anyway: those messages are redelivered (at-least-once), as after a failure.
+      this.#logger?.warn?.('left a server before it confirmed the queue acks sent to it', {
+        uri: this.#uri,
+        error: toError(error).message,
+      });
+    }
+    if (signal.aborted) return;
+    this.#emit(ConnectionState.Disconnected, reason);
+    this.#client.abort(new DisconnectedError(reason));
   }
 
   /** One attempt: connect, log on, heartbeat, republish, resubscribe. */
@@ -558,14 +586,13 @@ export class HAClient {
       if (this.#shutdown || !this.isReady || uri === undefined) return;
       if (shouldSwitch(uri)) {
         this.#logger?.info?.('failing back to a preferred server', { from: uri });
-        // A planned move: not the server's fault, so no reportFailure.
+        // A planned move: not the server's fault, so no reportFailure. Commands and publishes
+        // wait for the new server from now on, while the old connection is closed (#leave).
         this.#ready = deferred<void>();
         this.#ready.promise.catch(() => {});
         this.#publishLive = false;
-        this.#emit(ConnectionState.Disconnected, 'failing back to a preferred server');
-        this.#client.abort(new DisconnectedError('failing back to a preferred server'));
         this.#newSweep(); // a planned move goes at once
-        this.#start();
+        this.#start('failing back to a preferred server');
       } else {
         this.#armFailback();
       }

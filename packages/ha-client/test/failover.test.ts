@@ -595,6 +595,88 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(sub.seen).toEqual(range(1, 200));
   });
 
+  it('has the old server process the batched queue acks before a fail-back closes its connection', async () => {
+    const old = await startTestServer({ queues: ['jobs'] });
+    const preferred = await startTestServer({});
+    cleanups.push(
+      () => old.close(),
+      () => preferred.close(),
+    );
+    let target = old.tcpUri('json');
+    const chooser: ServerChooser = {
+      getCurrentURI: () => target,
+      getCurrentAuthenticator: () => undefined,
+      reportFailure: () => {},
+      reportSuccess: () => {},
+      getError: () => '',
+      shouldSwitch: (uri) => uri !== target,
+    };
+    const consumer = client('failback-acks', [], {
+      servers: undefined,
+      chooser,
+      failbackCheckMs: 20,
+      client: { ackBatchSize: 10, ackTimeoutMs: 600_000 }, // the batch is sent by nothing but the move
+    });
+    const acked: string[] = [];
+    let allAcked!: () => void;
+    const three = new Promise<void>((resolve) => {
+      allAcked = resolve;
+    });
+    consumer.subscribe('jobs', {
+      maxBacklog: 10,
+      onMessage: (m: Message) => {
+        consumer.ack(m);
+        acked.push(m.bookmark as string);
+        if (acked.length === 3) allAcked();
+      },
+    });
+    await consumer.connectAndLogon();
+    const publisher = client('failback-acks-pub', [old.tcpUri('json')]);
+    await publisher.connectAndLogon();
+    for (const n of range(1, 3)) publisher.publish('jobs', JSON.stringify({ n }));
+    await three;
+    expect(old.stats().queues.jobs).toEqual({ depth: 3, leased: 3 }); // acked, but batched
+    const moved = stateWhere(consumer, (e) => e.state === 'Resubscribed' && e.uri === preferred.tcpUri('json'));
+    target = preferred.tcpUri('json');
+    await moved;
+    expect(old.stats().queues.jobs).toEqual({ depth: 0, leased: 0 });
+  });
+
+  it('does not let a server that stopped answering hold up a fail-back for longer than commandTimeoutMs', async () => {
+    const old = await startTestServer({});
+    const preferred = await startTestServer({});
+    cleanups.push(
+      () => old.close(),
+      () => preferred.close(),
+    );
+    let target = old.tcpUri('json');
+    const chooser: ServerChooser = {
+      getCurrentURI: () => target,
+      getCurrentAuthenticator: () => undefined,
+      reportFailure: () => {},
+      reportSuccess: () => {},
+      getError: () => '',
+      shouldSwitch: (uri) => uri !== target,
+    };
+    const ha = client('failback-stuck', [], {
+      servers: undefined,
+      chooser,
+      failbackCheckMs: 20,
+      heartbeat: false, // nothing but the bound ends the wait for the frozen server
+      commandTimeoutMs: 200,
+    });
+    await ha.connectAndLogon();
+    old.freeze();
+    cleanups.push(async () => old.thaw());
+    const events: HAStateEvent[] = [];
+    ha.onStateChange((e) => events.push(e));
+    const moved = stateWhere(ha, (e) => e.state === 'Resubscribed' && e.uri === preferred.tcpUri('json'));
+    target = preferred.tcpUri('json');
+    await moved;
+    expect(events[0]).toMatchObject({ state: 'Disconnected', reason: 'failing back to a preferred server' });
+    expect(events[0]?.uri).toBe(old.tcpUri('json'));
+  });
+
   it('stops an attempt under way when disconnect() is called, leaving no connection behind', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());

@@ -278,7 +278,7 @@ export class HAClient {
   states(options: { maxQueue?: number } = {}): AsyncIterable<HAStateEvent> {
     const maxQueue = options.maxQueue ?? DEFAULT_STATES_MAX_QUEUE;
     if (!Number.isInteger(maxQueue) || maxQueue < 1) {
-      throw new InvalidOptionsError(`states({ maxQueue }) must be a whole number of at least 1, not ${maxQueue}`);
+      throw new InvalidOptionsError(`states() needs a whole maxQueue of 1 or more, not ${maxQueue}`);
     }
     const stream = new StateStream(maxQueue, () => this.#stateStreams.delete(stream));
     this.#stateStreams.add(stream);
@@ -316,7 +316,7 @@ export class HAClient {
       // The application gave up waiting: stop trying, rather than connect behind its back.
       if (options.signal?.aborted && this.#connecting) {
         const err = toError(error);
-        this.#logger?.info?.('connectAndLogon() aborted: no longer connecting', { reason: err.message });
+        this.#logger?.info?.('connectAndLogon() aborted', { reason: err.message });
         // The attempt under way closes now, not when the loop next looks at its signal.
         this.#client.abort(err);
         this.#stopReconnecting(err);

@@ -61,7 +61,8 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<HAStateEvent> {
-    if (this.#iterating) throw new TypeError('this states() stream is already being iterated; call states() again');
+    // As a message stream: each states() call gives one iterator.
+    if (this.#iterating) throw new TypeError('this stream is already being iterated');
     this.#iterating = true;
     return {
       next: () => this.#next(),

@@ -1,6 +1,6 @@
 import * as dns from 'node:dns';
-import type * as net from 'node:net';
-import type { AmpsUri, Logger } from '@amps-ts/core-protocol';
+import * as net from 'node:net';
+import { type AmpsUri, InvalidUriError, type Logger } from '@amps-ts/core-protocol';
 
 /** `host:port`, with brackets around IPv6 addresses. */
 export function endpoint(address: string | undefined, port: number | undefined): string {
@@ -22,6 +22,7 @@ export interface DialOptions {
   lookup?: net.LookupFunction;
 }
 
+/** Throws an `InvalidUriError` for a `bind` Node cannot use, which would otherwise fail as a retryable connection error. */
 export function dialOptions(uri: AmpsUri): DialOptions {
   const out: DialOptions = {};
   const bind = uri.options.bind;
@@ -34,6 +35,11 @@ export function dialOptions(uri: AmpsUri): DialOptions {
       : v4WithPort
         ? [v4WithPort[1], v4WithPort[2]]
         : [bind, undefined];
+    if (net.isIP(address ?? '') === 0 || Number(port ?? 0) > 65535) {
+      throw new InvalidUriError(
+        `cannot connect to ${uri.redacted}: bind must be an IP address, optionally with :port ([address]:port for IPv6), got '${bind}'`,
+      );
+    }
     out.localAddress = address;
     if (port !== undefined) out.localPort = Number(port);
   }

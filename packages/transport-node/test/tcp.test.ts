@@ -525,4 +525,21 @@ describe('bad input', () => {
     expect(dial).not.toHaveBeenCalled();
     expect(transport.schemes).toEqual(['tcp', 'tcps', 'ws', 'wss', 'unix']);
   });
+
+  it('a bind that is not an IP address (or has a port above 65535) is an InvalidUriError, before dialing', async () => {
+    const dial = vi.fn((options: net.NetConnectOpts) => net.connect(options));
+    const transport = nodeTransport({ netConnect: dial });
+    for (const scheme of ['tcp', 'ws']) {
+      for (const bind of ['1.2.3', '...', '127.0.0.1:70000', '[::1]:65536']) {
+        const error = await failure(
+          transport.connect(`${scheme}://u:s3cret@127.0.0.1:1/amps?bind=${bind}`, new Recorder()),
+        );
+        expect(InvalidUriError.isInstance(error), `${scheme} bind=${bind}: ${error}`).toBe(true);
+        expect(error.message).toBe(
+          `cannot connect to ${scheme}://u:***@127.0.0.1:1/amps?bind=${bind}: bind must be an IP address, optionally with :port ([address]:port for IPv6), got '${bind}'`,
+        );
+      }
+    }
+    expect(dial).not.toHaveBeenCalled();
+  });
 });

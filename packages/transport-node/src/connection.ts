@@ -84,10 +84,17 @@ export abstract class BaseConnection implements NodeConnection {
     if (error) {
       this.destroy();
     } else {
+      // A paused socket would never read the peer's answer to the close; what arrives is dropped.
+      this.resume();
       this.end();
-      // A peer that never answers the close must not hold the socket open.
-      if (!this.#finished) this.#closeTimer = setTimeout(() => this.destroy(), this.#closeTimeoutMs);
+      this.closeStarted();
     }
+  }
+
+  /** A close is under way, begun by either side: a peer that never finishes it must not hold the socket open. */
+  protected closeStarted(): void {
+    if (this.#finished || this.#closeTimer !== undefined) return;
+    this.#closeTimer = setTimeout(() => this.destroy(), this.#closeTimeoutMs);
   }
 
   /** Hands bytes from the peer to `onData`, unless the connection is closing. */

@@ -23,9 +23,18 @@ export class WebSocketConnection extends BaseConnection {
   readonly #splitter = new WebSocketFrameSplitter();
   #error: Error | undefined;
 
-  constructor(ws: WebSocket, handlers: ConnectionHandlers, settings: ConnectionSettings) {
+  /** `socket`: the WebSocket's own socket, when known. */
+  constructor(
+    ws: WebSocket,
+    socket: net.Socket | undefined,
+    handlers: ConnectionHandlers,
+    settings: ConnectionSettings,
+  ) {
     super(handlers, settings);
     this.#ws = ws;
+    // ws ends its socket when the server closes the WebSocket or breaks the protocol, then waits
+    // 30 s for the server to close TCP: a server that never does gets closeTimeoutMs, as for close().
+    socket?.once('finish', () => this.closeStarted());
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       if (Array.isArray(data)) for (const part of data) this.received(part);
@@ -133,7 +142,7 @@ export function connectWebSocket(
       if (attempt.settled) return;
       // After ws's own setNoDelay(), so the URI's choice wins.
       if (socket) applyTcpOptions(socket, uri);
-      const connection = new WebSocketConnection(ws, handlers, {
+      const connection = new WebSocketConnection(ws, socket, handlers, {
         uri,
         description: socket ? describeSocket(uri.scheme, socket, uri, uri.path) : `${uri.scheme} ${webSocketUrl(uri)}`,
         highWaterMark: options.highWaterMark,

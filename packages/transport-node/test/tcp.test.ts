@@ -212,6 +212,23 @@ describe('tcp://', () => {
     expect(recorder.closes).toHaveLength(1);
   });
 
+  it('close() of a paused connection still reads the peer closing: onClose without waiting out the timeout', async () => {
+    const { tcp, port } = await server();
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ closeTimeoutMs: 60_000 }).connect(
+      `tcp://127.0.0.1:${port}/amps`,
+      recorder,
+    );
+    const peer = await tcp.accepted();
+    peer.resume(); // so that it sees the client's end, and ends too
+    connection.pause?.();
+    // More than a paused socket reads ahead: the peer's end of stream sits behind it.
+    peer.write(Buffer.alloc(4 * 1024 * 1024));
+    connection.close();
+    expect(await recorder.closed).toBeUndefined();
+    expect(recorder.length).toBe(0);
+  });
+
   it('the server closing is a DisconnectedError; no data after onClose', async () => {
     const { tcp, port } = await server();
     const recorder = new Recorder();

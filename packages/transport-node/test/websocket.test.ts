@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as http from 'node:http';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import { AbortError, ConnectionError, DisconnectedError, TimedOutError } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -36,6 +37,41 @@ async function wsServer() {
   const port = (wss.address() as net.AddressInfo).port;
   const next = () => once(wss, 'connection') as Promise<[WebSocket, http.IncomingMessage]>;
   return { port, messages, next, uri: `ws://127.0.0.1:${port}/amps/json` };
+}
+
+/**
+ * A raw TCP server that completes the WebSocket handshake and then hands the socket to the test,
+ * to play a broken or hostile server. It never closes TCP on its own (the half-open case).
+ */
+async function rawWebSocketServer() {
+  const tcp = new TcpServer(net.createServer({ allowHalfOpen: true }));
+  const port = await tcp.listen();
+  cleanups.push(() => tcp.close());
+  const upgraded = async (index = 0): Promise<net.Socket> => {
+    const socket = await tcp.accepted(index);
+    let request = '';
+    while (!request.includes('\r\n\r\n')) request += ((await once(socket, 'data')) as [Buffer])[0].toString('latin1');
+    const key = /sec-websocket-key: *(\S+)/i.exec(request)?.[1];
+    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    return socket;
+  };
+  return { port, upgraded, uri: `ws://127.0.0.1:${port}/amps/json` };
+}
+
+/** An unmasked server-to-client WebSocket frame. */
+function wsFrame(firstByte: number, payload: Buffer, { masked = false } = {}): Buffer {
+  const mask = masked ? Buffer.alloc(4) : Buffer.alloc(0);
+  return Buffer.concat([Buffer.from([firstByte, (masked ? 0x80 : 0) | payload.length]), mask, payload]);
+}
+
+function closePayload(code: number, reason = ''): Buffer {
+  const out = Buffer.alloc(2 + Buffer.byteLength(reason));
+  out.writeUInt16BE(code, 0);
+  out.write(reason, 2);
+  return out;
 }
 
 async function connected() {
@@ -264,4 +300,74 @@ describe('ws://', () => {
     connection.close();
     await recorder.closed;
   });
+
+  it('close() of a paused connection still reads the close handshake: onClose without waiting out the timeout', async () => {
+    const server = await wsServer();
+    const accepted = server.next();
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ closeTimeoutMs: 60_000 }).connect(server.uri, recorder);
+    const [peer] = await accepted;
+    connection.pause?.();
+    await new Promise<void>((resolve) => peer.send(frame('{"c":"p"}unread'), () => resolve()));
+    connection.close();
+    expect(await recorder.closed).toBeUndefined();
+    expect(recorder.length).toBe(0);
+  });
+});
+
+describe('ws:// against a broken or hostile server', () => {
+  it('a server that sends a close frame but never closes TCP is cut off after closeTimeoutMs', async () => {
+    const server = await rawWebSocketServer();
+    const recorder = new Recorder();
+    const connecting = nodeTransport({ closeTimeoutMs: 100 }).connect(server.uri, recorder);
+    const peer = await server.upgraded();
+    await connecting;
+    peer.write(wsFrame(0x88, closePayload(1001, 'going away')));
+    const error = await recorder.closed;
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(error?.message).toContain('WebSocket code 1001, going away');
+  });
+
+  it.each([
+    [
+      'a masked frame',
+      wsFrame(0x82, Buffer.from('abcd'), { masked: true }),
+      'Invalid WebSocket frame: MASK must be clear',
+    ],
+    ['a reserved bit', wsFrame(0xc2, Buffer.from('x')), 'Invalid WebSocket frame: RSV1 must be clear'],
+    ['a reserved opcode', wsFrame(0x83, Buffer.from('x')), 'Invalid WebSocket frame: invalid opcode 3'],
+    [
+      'a continuation with nothing to continue',
+      wsFrame(0x80, Buffer.from('x')),
+      'Invalid WebSocket frame: invalid opcode 0',
+    ],
+    ['a fragmented ping', wsFrame(0x09, Buffer.from('x')), 'Invalid WebSocket frame: FIN must be set'],
+    [
+      'text that is not UTF-8',
+      wsFrame(0x81, Buffer.from([0xff, 0xfe])),
+      'Invalid WebSocket frame: invalid UTF-8 sequence',
+    ],
+    [
+      'a close code that is not allowed',
+      wsFrame(0x88, closePayload(999)),
+      'Invalid WebSocket frame: invalid status code 999',
+    ],
+    ['a length above maxPayload', Buffer.from([0x82, 0x7f, 0, 0, 0, 0x20, 0, 0, 0, 0]), 'Max payload size exceeded'],
+  ])(
+    '%s, from a server that then keeps TCP open: ConnectionError saying so, cut off after closeTimeoutMs',
+    async (_name, bytes, why) => {
+      const server = await rawWebSocketServer();
+      const recorder = new Recorder();
+      const connecting = nodeTransport({ closeTimeoutMs: 100 }).connect(
+        `ws://u:s3cret@127.0.0.1:${server.port}/amps/json`,
+        recorder,
+      );
+      const peer = await server.upgraded();
+      await connecting;
+      peer.write(bytes);
+      const error = await recorder.closed;
+      expect(ConnectionError.isInstance(error)).toBe(true);
+      expect(error?.message).toBe(`connection to ws://u:***@127.0.0.1:${server.port}/amps/json lost: ${why}`);
+    },
+  );
 });

@@ -170,7 +170,7 @@ export class HAClient {
   #generation = 0;
   /** Resolves when the current connection has fully recovered; replaced on each disconnect. */
   #ready: Deferred<void> = deferred<void>();
-  /** The reconnect loop, until it ends (a later loop waits for it: see #start). */
+  /** The reconnect loop, until it ends (the next loop waits for it: see #runLoop). */
   #running: Promise<void> | undefined;
   /**
    * Stops the reconnect loop under way (disconnect(), a give-up, an aborted connectAndLogon()):

@@ -69,6 +69,8 @@ export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 export const DEFAULT_DRAIN_POLL_MS = 10;
+/** The longest delay `setTimeout` takes: browsers fire a longer one at once. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function bad(why: string): never {
   throw new InvalidOptionsError(`browserTransport: ${why}`);
@@ -80,6 +82,12 @@ function integer(name: string, value: unknown, fallback: number, min: number): n
     bad(`${name} must be an integer of at least ${min}, got ${String(value)}`);
   }
   return value as number;
+}
+
+function milliseconds(name: string, value: unknown, fallback: number, min: number): number {
+  const ms = integer(name, value, fallback, min);
+  if (ms > MAX_TIMEOUT_MS) bad(`${name} must be at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), got ${ms}`);
+  return ms;
 }
 
 /** Validates user options once, at `browserTransport()` time. */
@@ -107,8 +115,8 @@ export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedO
     ...options,
     highWaterMark,
     lowWaterMark,
-    drainPollMs: integer('drainPollMs', options.drainPollMs, DEFAULT_DRAIN_POLL_MS, 1),
-    connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
-    closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0),
+    drainPollMs: milliseconds('drainPollMs', options.drainPollMs, DEFAULT_DRAIN_POLL_MS, 1),
+    connectTimeoutMs: milliseconds('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
+    closeTimeoutMs: milliseconds('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, 0),
   };
 }

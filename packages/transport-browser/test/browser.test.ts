@@ -212,6 +212,21 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
     });
   });
 
+  it('a connect timeout longer than setTimeout can wait is an InvalidOptionsError, not an instant TimedOutError', async () => {
+    const accepted: net.Socket[] = [];
+    const silent = net.createServer((socket) => accepted.push(socket.on('error', () => {})));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    cleanups.push(async () => {
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    });
+    const uri = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/amps/json`;
+    expect(await inPage((api, u) => api.connect(u, { timeoutMs: 2 ** 31 }), uri)).toMatchObject({
+      error: { name: 'InvalidOptionsError', code: 'invalid_options', message: expect.stringContaining('2147483647') },
+    });
+  });
+
   it('rejects schemes a browser cannot open with InvalidUriError', async () => {
     expect(await inPage((api) => api.connect('tcp://127.0.0.1:9007/amps/json'), undefined)).toMatchObject({
       error: { name: 'InvalidUriError', code: 'invalid_uri', message: expect.stringContaining('ws:// and wss://') },

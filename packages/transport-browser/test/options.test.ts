@@ -12,6 +12,10 @@ describe('browserTransport options', () => {
       { drainPollMs: 0 },
       { connectTimeoutMs: 1.5 },
       { closeTimeoutMs: -1 },
+      // setTimeout would fire these at once.
+      { connectTimeoutMs: 2 ** 31 },
+      { closeTimeoutMs: 2 ** 31 },
+      { drainPollMs: 2 ** 31 },
       { WebSocket: 'ws' },
       { protocols: [1] },
     ];

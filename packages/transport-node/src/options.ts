@@ -107,6 +107,8 @@ export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
+/** The longest delay `setTimeout` takes: a longer one fires at once, with a warning on the console. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function bad(why: string): never {
   throw new InvalidOptionsError(`nodeTransport: ${why}`);
@@ -118,6 +120,12 @@ function positiveInteger(name: string, value: unknown, fallback: number, allowZe
     bad(`${name} must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${String(value)}`);
   }
   return value;
+}
+
+function milliseconds(name: string, value: unknown, fallback: number, allowZero = false): number {
+  const ms = positiveInteger(name, value, fallback, allowZero);
+  if (ms > MAX_TIMEOUT_MS) bad(`${name} must be at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), got ${ms}`);
+  return ms;
 }
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -134,8 +142,8 @@ export function resolveOptions(options: NodeTransportOptions = {}): ResolvedOpti
   );
   if (lowWaterMark > highWaterMark)
     bad(`lowWaterMark (${lowWaterMark}) must not exceed highWaterMark (${highWaterMark})`);
-  const connectTimeoutMs = positiveInteger('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
-  const closeTimeoutMs = positiveInteger('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, true);
+  const connectTimeoutMs = milliseconds('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
+  const closeTimeoutMs = milliseconds('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, true);
 
   const preflightHeaders: Record<string, string> = {};
   for (const [name, value] of Object.entries(options.preflightHeaders ?? {})) {

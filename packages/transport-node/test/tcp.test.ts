@@ -512,6 +512,9 @@ describe('bad input', () => {
       { highWaterMark: 1000, lowWaterMark: 2000 },
       { connectTimeoutMs: 0 },
       { closeTimeoutMs: -1 },
+      // setTimeout would fire these at once.
+      { connectTimeoutMs: 2 ** 31 },
+      { closeTimeoutMs: 2 ** 31 },
       { preflightHeaders: { 'Bad Name': 'x' } },
       { preflightHeaders: { Cookie: 'a=1\r\nX-Injected: 1' } },
       { tls: { servername: 42 } },
@@ -537,6 +540,9 @@ describe('bad input', () => {
     await expect(transport.connect('http://h:80/amps', recorder)).rejects.toBeInstanceOf(InvalidUriError);
     await expect(transport.connect('tcp://h:9007/amps', {} as never)).rejects.toBeInstanceOf(InvalidOptionsError);
     await expect(transport.connect(parseUri('tcp://h:9007/amps'), recorder, { timeoutMs: 0 })).rejects.toBeInstanceOf(
+      InvalidOptionsError,
+    );
+    await expect(transport.connect('tcp://h:9007/amps', recorder, { timeoutMs: 2 ** 31 })).rejects.toBeInstanceOf(
       InvalidOptionsError,
     );
     expect(dial).not.toHaveBeenCalled();

@@ -30,15 +30,19 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, twice on 2026-11-26, from 21,160 B:
+ * Raised on purpose, three times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
  * - to 22,600 B: fixes for lost and duplicated messages, hangs and leaked connections found by a
  *   review of Client and HAClient (connect races, duplicate sub ids, publish order with a full
- *   store, refused publishes, disconnect during a connection attempt...) added about 1,050 B.
+ *   store, refused publishes, disconnect during a connection attempt...) added about 1,050 B;
+ * - to 23,050 B: fixes for the four problems that review left (queue acks confirmed before a
+ *   planned fail-back, an aborted connectAndLogon() stops reconnecting, `ready` no longer resolves
+ *   for a subscription the server never accepted, a bounded `states()` queue) added about 400 B,
+ *   and transport-browser's option checks about 70 B.
  */
-const CEILING_BYTES = 22_600;
+const CEILING_BYTES = 23_050;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -97,8 +97,10 @@ export class WebSocketConnection implements BrowserConnection {
 
   readonly #sendFrame = (frame: Uint8Array): void => this.#ws.send(frame);
 
+  // Waits on the WebSocket's own buffer only: a frame held back leaves once the caller sends the
+  // rest of it, so waiting for it would never end.
   whenDrained(): Promise<void> {
-    if (this.#closing || this.bufferedAmount <= this.lowWaterMark) return Promise.resolve();
+    if (this.#closing || this.#ws.bufferedAmount <= this.lowWaterMark) return Promise.resolve();
     const waiting = new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
     // Browsers have no drain event: look again until the buffer is low enough.
     if (this.#drainWaiters.length === 1) this.#drainTimer = setTimeout(this.#pollDrain, this.#options.drainPollMs);
@@ -124,7 +126,7 @@ export class WebSocketConnection implements BrowserConnection {
   }
 
   readonly #pollDrain = (): void => {
-    if (this.bufferedAmount <= this.lowWaterMark) this.#releaseDrainWaiters();
+    if (this.#ws.bufferedAmount <= this.lowWaterMark) this.#releaseDrainWaiters();
     else this.#drainTimer = setTimeout(this.#pollDrain, this.#options.drainPollMs);
   };
 

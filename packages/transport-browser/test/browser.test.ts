@@ -142,6 +142,19 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
     await inPage((api, i) => api.close(i), id);
   });
 
+  it('whenDrained() does not wait for a frame held back until the rest of it is sent', async () => {
+    await inPage((api) => api.useTransport({ highWaterMark: 256 * 1024, lowWaterMark: 64 * 1024 }), undefined);
+    const { id } = await connect();
+    const big = frame(Buffer.alloc(1024 * 1024, 7));
+    const cut = 300 * 1024;
+    await inPage((api, [i, part]) => api.send(i, part), [id, hex(big.subarray(0, cut))] as const);
+    expect(await inPage((api, i) => api.whenDrained(i), id)).toBe(cut);
+    await inPage((api, [i, part]) => api.send(i, part), [id, hex(big.subarray(cut))] as const);
+    await vi.waitFor(() => expect(messages).toHaveLength(1));
+    expect(messages[0]?.equals(big)).toBe(true);
+    await inPage((api, i) => api.close(i), id);
+  });
+
   it('close() sends a normal close; onClose comes once, without an error', async () => {
     const { id, peer } = await connect();
     const closed = once(peer, 'close');

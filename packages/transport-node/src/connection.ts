@@ -55,6 +55,10 @@ export abstract class BaseConnection implements NodeConnection {
   }
 
   abstract get bufferedAmount(): number;
+  /** The part of `bufferedAmount` that drains without more sends: what `whenDrained()` waits for. */
+  protected get drainingAmount(): number {
+    return this.bufferedAmount;
+  }
   /** Queues bytes on the socket. May throw; the connection then closes with that error. */
   protected abstract write(bytes: Uint8Array): void;
   /** Starts a graceful close: flush, then tell the peer. */
@@ -72,7 +76,7 @@ export abstract class BaseConnection implements NodeConnection {
   }
 
   whenDrained(): Promise<void> {
-    if (this.#closing || this.bufferedAmount <= this.lowWaterMark) return Promise.resolve();
+    if (this.#closing || this.drainingAmount <= this.lowWaterMark) return Promise.resolve();
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
@@ -109,7 +113,7 @@ export abstract class BaseConnection implements NodeConnection {
 
   /** Some buffered bytes reached the kernel. */
   protected flushed(): void {
-    if (this.#drainWaiters.length > 0 && this.bufferedAmount <= this.lowWaterMark) this.#releaseDrainWaiters();
+    if (this.#drainWaiters.length > 0 && this.drainingAmount <= this.lowWaterMark) this.#releaseDrainWaiters();
   }
 
   /**

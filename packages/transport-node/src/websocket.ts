@@ -50,6 +50,11 @@ export class WebSocketConnection extends BaseConnection {
     return this.#ws.bufferedAmount + this.#splitter.pendingBytes;
   }
 
+  // A frame held back leaves only once the caller sends the rest of it: waiting for it would never end.
+  protected override get drainingAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
   /** Stops reading: TCP flow control then pushes back on the server. */
   pause(): void {
     this.#ws.pause();

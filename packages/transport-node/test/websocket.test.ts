@@ -210,6 +210,20 @@ describe('ws://', () => {
     await recorder.closed;
   });
 
+  it('whenDrained() does not wait for a frame held back until the rest of it is sent', async () => {
+    const { connection, messages, recorder } = await connected();
+    const big = frame(Buffer.alloc(1024 * 1024, 7));
+    const cut = 300 * 1024;
+    connection.send(big.subarray(0, cut));
+    expect(connection.bufferedAmount).toBeGreaterThan(connection.highWaterMark);
+    await connection.whenDrained();
+    connection.send(big.subarray(cut));
+    await vi.waitFor(() => expect(messages).toHaveLength(1));
+    expect(messages[0]?.equals(big)).toBe(true);
+    connection.close();
+    await recorder.closed;
+  });
+
   it('close() sends a normal close and calls onClose once without an error', async () => {
     const { connection, peer, recorder } = await connected();
     const closing = once(peer, 'close');

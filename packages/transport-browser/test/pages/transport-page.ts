@@ -163,6 +163,13 @@ export const api = {
     return { drained: api.drainState.get(id), buffered: session(id).connection.bufferedAmount };
   },
 
+  /** Resolves once `whenDrained()` does, with `bufferedAmount` then. */
+  async whenDrained(id: number): Promise<number> {
+    const c = session(id).connection;
+    await c.whenDrained();
+    return c.bufferedAmount;
+  },
+
   bufferedAmount(id: number): number {
     return session(id).connection.bufferedAmount;
   },

@@ -24,6 +24,9 @@ export class StreamConnection extends BaseConnection {
     socket.on('error', (error) => {
       this.#error ??= error;
     });
+    // The server has finished sending, and Node ends our side once what is buffered is written:
+    // a server that never reads it must not hold the socket open.
+    socket.on('end', () => this.closeStarted());
     socket.on('close', () => {
       clearImmediate(this.#pendingData);
       this.finished(this.#error && connectionLost(this.uri, this.#error));

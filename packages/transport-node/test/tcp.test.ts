@@ -229,6 +229,20 @@ describe('tcp://', () => {
     expect(recorder.length).toBe(0);
   });
 
+  it('a server that ends its side but never reads what is left to send is cut off after closeTimeoutMs', async () => {
+    const tcp = new TcpServer(net.createServer({ allowHalfOpen: true }));
+    const port = await tcp.listen();
+    cleanups.push(() => tcp.close());
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ closeTimeoutMs: 100 }).connect(`tcp://127.0.0.1:${port}/amps`, recorder);
+    const peer = await tcp.accepted();
+    connection.send(frame(Buffer.alloc(32 * 1024 * 1024))); // more than the kernel buffers take
+    peer.end();
+    const error = await recorder.closed;
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(recorder.closes).toHaveLength(1);
+  });
+
   it('the server closing is a DisconnectedError; no data after onClose', async () => {
     const { tcp, port } = await server();
     const recorder = new Recorder();

@@ -97,19 +97,17 @@ const secretQueryKey = /pass|pw|secret|token|key/i;
 
 /**
  * Redacts the password of an AMPS URI string without parsing the rest (safe on malformed input):
- * the userinfo password (up to the last `@`, as URL parsers read it) and the value of any query
- * option whose name looks like a secret.
+ * the userinfo password and the value of any query option whose name looks like a secret.
  */
 export function redactUri(uri: string): string {
   let out = String(uri);
-  const userAndColon = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:/i.exec(out);
-  if (userAndColon) {
-    const rest = out.slice(userAndColon[0].length);
-    // Up to the last `@`, wherever it is: a password may hold `/`, `?`, `#` or `@`. Without
-    // any `@`, what follows the colon is a port.
-    const at = rest.lastIndexOf('@');
-    if (at >= 0) out = `${userAndColon[0]}***${rest.slice(at)}`;
-  }
+  // The userinfo ends at the last `@`, wherever it is: a password may hold `/`, `?`, `#` or `@`,
+  // and a user name `@` or `/`. The password starts at its first `:`. The userinfo starts after
+  // `://`, or at the start when that is missing (`tcp:/u:pw@h`, `u:pw@h`): hiding too much is safe.
+  const at = out.lastIndexOf('@');
+  const slashes = out.indexOf('://');
+  const colon = out.indexOf(':', slashes >= 0 && slashes < at ? slashes + 3 : 0);
+  if (colon >= 0 && colon < at) out = `${out.slice(0, colon + 1)}***${out.slice(at)}`;
   return out.replace(/([?&][^=&#]*)=([^&#]*)/g, (match, key: string) =>
     secretQueryKey.test(key) ? `${key}=***` : match,
   );
@@ -141,19 +139,27 @@ function invalid(uri: string, why: string): never {
  * Unknown query options and bad values are rejected with an `InvalidUriError`.
  */
 export function parseUri(uri: string): AmpsUri {
-  if (typeof uri !== 'string' || uri.length === 0) invalid(String(uri), 'expected a non-empty string');
+  if (typeof uri !== 'string' || uri.length === 0) {
+    throw new InvalidUriError(`invalid AMPS URI: expected a non-empty string, got ${typeof uri}`);
+  }
   const schemeMatch = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
   if (!schemeMatch) invalid(uri, 'expected scheme://host:port/amps/<message type>');
   const scheme = (schemeMatch[1] as string).toLowerCase();
   if (!schemes.includes(scheme as UriScheme)) {
     invalid(uri, `unsupported scheme '${scheme}' (expected one of ${schemes.join(', ')})`);
   }
+  const rest = uri.slice(schemeMatch[0].length);
+  // An `@` past the host means a user name or password holding `/`, `?` or `#`: parsed, part of
+  // it would be read as the path or the query, and quoted in the errors below.
+  if (rest.lastIndexOf('@') > rest.search(/[/?#]|$/)) {
+    invalid(uri, "'@' after the host: percent-encode @ / ? # (%40 %2F %3F %23)");
+  }
   let parsed: URL;
   try {
     // A non-special scheme: no default ports to elide, no host rewriting.
-    parsed = new URL(`amps://${uri.slice(schemeMatch[0].length)}`);
+    parsed = new URL(`amps://${rest}`);
   } catch {
-    invalid(uri, 'malformed authority or path');
+    invalid(uri, 'malformed host or port (expected host:port, port 1-65535)');
   }
   const isUnix = scheme === 'unix';
   const host = parsed.hostname.replace(/^\[|\]$/g, '');

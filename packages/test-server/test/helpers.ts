@@ -187,12 +187,15 @@ export class ManualEnvironment implements Environment {
   #now = 1_700_000_000_000;
   #timers: Array<{ at: number; callback: () => void; id: number }> = [];
   #ids = 0;
+  /** The longest delay asked for: `setTimeout` cannot wait beyond 2^31-1 ms. */
+  longestDelayMs = 0;
 
   now(): number {
     return this.#now;
   }
 
   setTimeout(callback: () => void, ms: number): unknown {
+    this.longestDelayMs = Math.max(this.longestDelayMs, ms);
     const id = ++this.#ids;
     this.#timers.push({ at: this.#now + ms, callback, id });
     return id;

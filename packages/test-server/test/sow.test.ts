@@ -226,3 +226,26 @@ describe('SOW keys', () => {
     expect(new Set(regex.records.map((r) => r.topic))).toEqual(new Set(['orders', 'userkeys']));
   });
 });
+
+it('an expiration longer than a timer can wait (30 days) expires on time, waited in steps', async () => {
+  const clock = new ManualEnvironment();
+  const own = await startTestServer({ environment: clock, wsPort: false, sowTopics: [{ topic: 'long', key: '/id' }] });
+  try {
+    const c = await TestClient.connect(own.tcpUri());
+    await c.logon('long-expiry');
+    await c.subscribe('long', { subId: 'long', options: 'oof' });
+    const days30 = 30 * 86_400;
+    c.publish('long', { id: 1 }, { expiration: days30 });
+    await c.take(isDelivery('long'));
+    // setTimeout fires at once (after 1 ms) for anything longer than 2^31-1 ms.
+    expect(clock.longestDelayMs).toBeLessThanOrEqual(2 ** 31 - 1);
+    clock.advance(days30 * 1000 - 1);
+    await c.sync();
+    expect(c.unread.filter((m) => m.command === 'oof')).toEqual([]);
+    clock.advance(1);
+    expect((await c.take((m) => m.command === 'oof', 'oof expired')).reason).toBe('expired');
+    await c.close();
+  } finally {
+    await own.close();
+  }
+});

@@ -148,6 +148,8 @@ export class Broker implements LinkHost {
   readonly #topicStats = new Map<string, TopicStats>();
   readonly #maxFrameBytes: number;
   readonly #maxClientBuffer: number;
+  /** A bookmark replay waits for the socket above this much unsent output: well below the slow-consumer limit. */
+  readonly #replayHighWater: number;
   readonly #heartbeat: { min: number; max: number; factor: number };
   #persistedPrefix = 0;
   #persistenceChanged = false;
@@ -179,6 +181,7 @@ export class Broker implements LinkHost {
     this.downgradeMs = options.syncDowngradeMs ?? 0;
     this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
     this.#maxClientBuffer = options.maxClientBufferBytes ?? 256 * 1024 * 1024;
+    this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, this.#maxClientBuffer / 2);
     const hb = options.heartbeat ?? {};
     this.#heartbeat = { min: hb.minIntervalS ?? 0.01, max: hb.maxIntervalS ?? 3600, factor: hb.timeoutFactor ?? 2 };
     for (const sow of options.sowTopics ?? []) {
@@ -1060,38 +1063,52 @@ export class Broker implements LinkHost {
     return this.log.length;
   }
 
-  /** Delivers replayed log entries to a bookmark subscription, as far as its connection can take. */
+  /**
+   * Delivers replayed log entries to a bookmark subscription, as far as its connection can take.
+   * Returns true to go on next tick; false when done, or when the socket's 'drain' will.
+   */
   #pumpReplay(sub: Subscription): boolean {
     const s = sub.session;
     const entries = this.log.entries;
     const limit = sub.fullyDurable ? this.#persistedPrefix : entries.length;
     let budget = REPLAY_ENTRIES_PER_TICK;
-    while (sub.cursor < limit && budget-- > 0) {
-      if (s.out.byteLength + s.wire.buffered > REPLAY_HIGH_WATER) break;
+    let paused = false;
+    while (sub.cursor < limit) {
+      if (budget-- <= 0 || s.out.byteLength + s.wire.buffered > this.#replayHighWater) {
+        paused = true;
+        break;
+      }
+      // Before what was published after the subscribe, which a paced replay reaches too.
+      this.#replayCompleted(sub);
       const entry = entries[sub.cursor++] as LogEntry;
       if (entry.deletes || !sub.matchesTopic(entry.topic)) continue;
       if (sub.filter && !sub.filter(parseJson(entry.data))) continue;
       this.#deliver(sub, entry, entry.data);
     }
-    if (sub.completedPending && sub.cursor >= sub.replayEnd) {
-      sub.completedPending = false;
-      const last = sub.replayEnd > 0 ? entries[sub.replayEnd - 1] : undefined;
-      s.send({
-        command: 'ack',
-        commandId: sub.completedCid,
-        ackType: 'completed',
-        status: 'success',
-        subId: sub.id,
-        bookmark: last?.bookmark,
-      });
-      this.#markDirty(s);
-    }
+    this.#replayCompleted(sub);
     if (!sub.fullyDurable && sub.cursor >= entries.length) {
       sub.caughtUp = true;
       this.#replaying.delete(sub);
       return false;
     }
-    return sub.cursor < limit && budget < 0;
+    // This tick's output may go out in one write that emits no 'drain'.
+    return paused && !s.wire.awaitingDrain;
+  }
+
+  /** The `completed` ack of a bookmark subscription, once replay reaches the log position at subscribe time. */
+  #replayCompleted(sub: Subscription): void {
+    if (!sub.completedPending || sub.cursor < sub.replayEnd) return;
+    sub.completedPending = false;
+    const last = sub.replayEnd > 0 ? this.log.entries[sub.replayEnd - 1] : undefined;
+    sub.session.send({
+      command: 'ack',
+      commandId: sub.completedCid,
+      ackType: 'completed',
+      status: 'success',
+      subId: sub.id,
+      bookmark: last?.bookmark,
+    });
+    this.#markDirty(sub.session);
   }
 
   #armPersistedAcks(): void {

@@ -13,6 +13,8 @@ export interface Wire {
   readonly remote: string;
   /** Bytes accepted but not yet handed to the OS. */
   readonly buffered: number;
+  /** Whether a 'drain' (`onDrain`) is coming: a write found the socket's buffer full. */
+  readonly awaitingDrain: boolean;
   /** Writes one or more whole frames. */
   write(frames: Uint8Array): void;
   pause(): void;
@@ -33,6 +35,9 @@ export function tcpWire(socket: Socket, events: WireEvents): Wire {
     remote: `${socket.remoteAddress}:${socket.remotePort}`,
     get buffered() {
       return socket.writableLength;
+    },
+    get awaitingDrain() {
+      return socket.writableNeedDrain;
     },
     write: (frames) => {
       socket.write(frames);
@@ -63,6 +68,9 @@ export function wsWire(ws: WebSocket, remote: string, batch: boolean, events: Wi
     remote,
     get buffered() {
       return ws.bufferedAmount;
+    },
+    get awaitingDrain() {
+      return socket?.writableNeedDrain ?? false;
     },
     write: (frames) => {
       if (ws.readyState !== ws.OPEN) return;

@@ -1,4 +1,4 @@
-import type { Message } from '@amps-ts/core-protocol';
+import { encodeCommand, type Message } from '@amps-ts/core-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clientNameHash, startTestServer, type TestServer } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
@@ -119,5 +119,63 @@ describe.each(transports)('bookmark subscriptions over %s', (transport) => {
   it('timestamp bookmarks start at the first message at or after that time', async () => {
     const { cid } = await bookmarkSubscribe('20000101T000000Z');
     expect((await sub.takeN(5, isDelivery(cid))).map(n).slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe('replays longer than one write', () => {
+  let own: TestServer | undefined;
+  afterEach(async () => {
+    await own?.close();
+    own = undefined;
+  });
+
+  /** Publishes `count` messages in one write, so the publisher needs no round trip per message. */
+  async function fill(target: TestServer, count: number, body: (i: number) => string): Promise<void> {
+    const pub = await TestClient.connect(target.tcpUri());
+    await pub.logon('replay-fill');
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < count; i++) frames.push(encodeCommand({ command: 'publish', topic: 'long', data: body(i) }));
+    pub.writeRaw(Buffer.concat(frames));
+    await pub.sync();
+    await pub.close();
+  }
+
+  it.each(transports)(
+    'a replay is paced below maxClientBufferBytes: a reading client is no slow consumer (%s)',
+    async (transport) => {
+      own = await startTestServer({ maxClientBufferBytes: 1024 * 1024 });
+      const padding = 'x'.repeat(16 * 1024);
+      await fill(own, 400, (i) => JSON.stringify({ n: i, padding }));
+      const c = await TestClient.connectTo(own, transport);
+      open.push(c);
+      await c.logon('replay-reader');
+      const cid = c.command({ command: 'subscribe', topic: 'long', bookmark: '0', ackType: 'processed,completed' });
+      await c.ack(cid, 'completed');
+      expect(c.takeAll(isDelivery(cid)).map(n)).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    },
+  );
+
+  it('the completed ack comes before what was published after the subscribe, also when the replay spans ticks', async () => {
+    own = await startTestServer({ wsPort: false });
+    // More entries than one tick replays (20,000), so the replay goes on after the publish below.
+    const logged = 20_005;
+    await fill(own, logged, (i) => `{"n":${i}}`);
+    const c = await TestClient.connect(own.tcpUri());
+    open.push(c);
+    await c.logon('replay-completed');
+    // The subscribe and a publish in one write: the publish is logged while the replay is under way.
+    const subscribe = encodeCommand({
+      command: 'subscribe',
+      topic: 'long',
+      bookmark: '0',
+      commandId: 'replay',
+      ackType: 'completed',
+    });
+    const publish = encodeCommand({ command: 'publish', topic: 'long', data: '{"n":-1}' });
+    c.writeRaw(Buffer.concat([subscribe, publish]));
+    await c.ack('replay', 'completed');
+    await c.take((m) => isDelivery('replay')(m) && n(m) === -1, 'the live message');
+    const order = c.received.filter((m) => m.commandId === 'replay' || m.subId === 'replay');
+    expect(order.slice(-3).map((m) => (m.command === 'ack' ? m.ackType : n(m)))).toEqual([logged - 1, 'completed', -1]);
   });
 });

@@ -152,14 +152,14 @@ export function parseUri(uri: string): AmpsUri {
   // An `@` past the host means a user name or password holding `/`, `?` or `#`: parsed, part of
   // it would be read as the path or the query, and quoted in the errors below.
   if (rest.lastIndexOf('@') > rest.search(/[/?#]|$/)) {
-    invalid(uri, "'@' after the host: percent-encode @ / ? # (%40 %2F %3F %23)");
+    invalid(uri, "'@' after the host: percent-encode @ / ? # in a user name or password");
   }
   let parsed: URL;
   try {
     // A non-special scheme: no default ports to elide, no host rewriting.
     parsed = new URL(`amps://${rest}`);
   } catch {
-    invalid(uri, 'malformed host or port (expected host:port, port 1-65535)');
+    invalid(uri, 'malformed host:port (port must be 1-65535)');
   }
   const isUnix = scheme === 'unix';
   const host = parsed.hostname.replace(/^\[|\]$/g, '');

@@ -94,6 +94,12 @@ describe('bad URIs and options', () => {
       ['sendHighWaterMark NaN', () => new Client('x', { transport, sendHighWaterMark: Number.NaN })],
       ['maxQueue Infinity', () => new Client('x', { transport, maxQueue: Number.POSITIVE_INFINITY })],
       ['ackBatchSize 0', () => new Client('x', { transport, ackBatchSize: 0 })],
+      // Longer than setTimeout can wait: such a timer fires at once.
+      ['commandTimeoutMs 2^31', () => new Client('x', { transport, commandTimeoutMs: 2 ** 31 })],
+      ['ackTimeoutMs 2^31', () => new Client('x', { transport, ackTimeoutMs: 2 ** 31 })],
+      ['commandTimeoutMs a string', () => new Client('x', { transport, commandTimeoutMs: '5000' as never })],
+      ['ackTimeoutMs NaN', () => new Client('x', { transport, ackTimeoutMs: Number.NaN })],
+      ['environment without timers', () => new Client('x', { transport, environment: { now: () => 0 } as never })],
     ];
     for (const [what, make] of bad) expect(make, what).toThrow(expect.objectContaining({ code: 'invalid_options' }));
 
@@ -103,6 +109,15 @@ describe('bad URIs and options', () => {
     await client.connectAndLogon(server.tcpUri());
     await expect(client.heartbeat(0)).rejects.toSatisfy(InvalidOptionsError.isInstance);
     await expect(client.heartbeat(2, 1)).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    await expect(client.heartbeat(1, 2 ** 31 / 1000)).rejects.toThrow(/must be from the interval \(1s\) to 2147483s/);
+    // A per-call timeout that is not a number of ms setTimeout can wait: refused, not ignored
+    // (NaN and negatives waited forever) nor fired at once (above 2^31-1 ms).
+    for (const timeoutMs of [Number.NaN, -1, 2 ** 31, '100' as unknown as number]) {
+      await expect(client.flush('processed', { timeoutMs }), String(timeoutMs)).rejects.toThrow(
+        /timeoutMs must be 0 to 2147483647 ms/,
+      );
+      await expect(client.subscribe('t', { timeoutMs }).ready).rejects.toSatisfy(InvalidOptionsError.isInstance);
+    }
     await expect(client.sowDelete('t', { filter: '/a = 1', keys: ['1'] } as never)).rejects.toSatisfy(
       InvalidOptionsError.isInstance,
     );

@@ -78,7 +78,7 @@ describe('parseUri', () => {
     'tcp://h:1/amps/json?logon_options=a@b',
   ])('rejects an @ after the host, asking to percent-encode: %s', (uri) => {
     const error = uriError(uri);
-    expect(error.message).toMatch(/'@' after the host: percent-encode @ \/ \? # \(%40 %2F %3F %23\)/);
+    expect(error.message).toMatch(/'@' after the host: percent-encode @ \/ \? # in a user name or password/);
     expect(error.message).not.toContain('ter2');
   });
 
@@ -175,7 +175,7 @@ describe('parseUri', () => {
       'tcp://:1/amps',
       'tcp://h x:1/amps',
     ]) {
-      expect(uriError(uri).message, uri).toMatch(/malformed host or port \(expected host:port, port 1-65535\)/);
+      expect(uriError(uri).message, uri).toMatch(/malformed host:port \(port must be 1-65535\)/);
     }
   });
 

@@ -296,16 +296,24 @@ export class Client {
     if (!options || typeof options.transport?.connect !== 'function') {
       throw new InvalidOptionsError('options.transport is required (nodeTransport(), browserTransport(), ...)');
     }
+    const environment = options.environment;
+    // Else a TypeError from connect(), or from a timer in the middle of I/O.
+    if (
+      environment &&
+      ['now', 'setTimeout', 'clearTimeout'].some((f) => typeof environment[f as 'now'] !== 'function')
+    ) {
+      throw new InvalidOptionsError('environment needs now(), setTimeout() and clearTimeout()');
+    }
     this.name = name;
     this.#transport = options.transport;
-    this.#env = options.environment ?? defaultEnvironment;
+    this.#env = environment ?? defaultEnvironment;
     this.#logger = options.logger;
     this.#maxFrameSize = positive(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
-    this.#commandTimeoutMs = nonNegative(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
+    this.#commandTimeoutMs = milliseconds(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
     this.#highWaterMark = positive(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
     this.#maxQueue = positive(options.maxQueue, 'maxQueue') ?? 1024;
     this.#ackBatchSize = positive(options.ackBatchSize, 'ackBatchSize') ?? 1;
-    this.#ackTimeoutMs = positive(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
+    this.#ackTimeoutMs = milliseconds(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
     this.#filter = options.transportFilter;
     this.#lastChance = options.lastChanceMessageHandler;
   }
@@ -465,7 +473,10 @@ export class Client {
     const session = this.#requireSession();
     const authenticator = options.authenticator ?? defaultAuthenticator;
     const user = session.uri.user;
-    let password = await authenticator.authenticate(user, session.uri.password);
+    let password = await passwordFrom(
+      () => authenticator.authenticate(user, session.uri.password),
+      [session.uri.password],
+    );
     const cid = this.#commandId();
     const logonOptions = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     for (let attempt = 0; ; attempt++) {
@@ -489,7 +500,11 @@ export class Client {
             reason: ack.reason,
           });
         }
-        password = await authenticator.retry(ack.userId ?? user, ack.password ?? password);
+        const token = ack.password ?? password;
+        password = await passwordFrom(
+          () => authenticator.retry(ack.userId ?? user, token),
+          [session.uri.password, token],
+        );
         continue;
       }
       session.loggedOn = true;
@@ -525,8 +540,10 @@ export class Client {
     if (!Number.isFinite(intervalS) || intervalS <= 0) {
       throw new InvalidOptionsError(`heartbeat interval must be a positive number of seconds, got ${intervalS}`);
     }
-    if (!Number.isFinite(timeoutS) || timeoutS < intervalS) {
-      throw new InvalidOptionsError(`heartbeat timeout (${timeoutS}s) must be at least the interval (${intervalS}s)`);
+    if (!(timeoutS >= intervalS && timeoutS * 1000 <= MAX_TIMEOUT_MS)) {
+      throw new InvalidOptionsError(
+        `heartbeat timeout (${timeoutS}s) must be from the interval (${intervalS}s) to 2147483s`,
+      );
     }
     const session = this.#requireSession();
     await this.#request(
@@ -1012,7 +1029,7 @@ export class Client {
     this.#requireSession();
     const cid = command.commandId ?? this.#commandId();
     const result = deferred<Message>();
-    const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
+    const timeoutMs = milliseconds(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
     const timer = deadline(this.#env, `${command.command} (cid ${cid})`, timeoutMs, options.signal, (error) => {
       this.#pending.delete(cid);
       result.reject(error);
@@ -1348,11 +1365,27 @@ export class Client {
   }
 }
 
+/**
+ * Asks the authenticator for the password. Its failure becomes an `AuthenticationError` whose
+ * message hides the secrets it was given: that message is copied into logs and events.
+ */
+async function passwordFrom(ask: () => string | Promise<string>, secrets: Array<string | undefined>): Promise<string> {
+  try {
+    return await ask();
+  } catch (error) {
+    let text = toError(error).message;
+    for (const secret of secrets) if (secret) text = text.split(secret).join('***');
+    throw new AuthenticationError(`logon failed: the authenticator threw: ${text}`);
+  }
+}
+
 /** A failed logon is an authentication failure unless the reason names something more specific. */
 function logonFailure(ack: Message): Error {
   if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
 }
+
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function positive(value: number | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -1361,9 +1394,10 @@ function positive(value: number | undefined, name: string): number | undefined {
   return value;
 }
 
-function nonNegative(value: number | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isFinite(value) || value < 0)
-    throw new InvalidOptionsError(`${name} must be zero or a positive number, got ${value}`);
-  return value;
+/** A timeout in ms, 0 for none: at most what `setTimeout` can wait, since a longer one fires at once. */
+function milliseconds(value: unknown, name: string): number | undefined {
+  if (value !== undefined && !(typeof value === 'number' && value >= 0 && value <= MAX_TIMEOUT_MS)) {
+    throw new InvalidOptionsError(`${name} must be 0 to ${MAX_TIMEOUT_MS} ms, got ${String(value)}`);
+  }
+  return value as number | undefined;
 }

@@ -26,7 +26,7 @@ export interface FaultProxy {
   reset(): void;
   /** Stops delivering in both directions, closes included; data is held, as TCP retransmits it, and delivered on `heal()`. */
   blackhole(): void;
-  /** Delays every chunk by `ms` in both directions. */
+  /** Delays every chunk by `ms` in both directions; a close comes after the data sent before it. */
   latency(ms: number): void;
   /** Delivers data in chunks of at most `bytes` bytes, one per event-loop turn. */
   slice(bytes: number): void;
@@ -41,9 +41,12 @@ interface Faults {
   sliceBytes: number;
 }
 
-/** One direction of a connection: chunks queued with the time they may go out. */
+/**
+ * One direction of a connection: chunks queued with the time they may go out. The sender's close
+ * is queued too (a chunk `undefined`), so it reaches the receiver after the data sent before it.
+ */
 class Pipe {
-  readonly #queue: Array<{ chunk: Uint8Array; at: number }> = [];
+  readonly #queue: Array<{ chunk: Uint8Array | undefined; at: number }> = [];
   #timer: NodeJS.Timeout | undefined = undefined;
   #immediate: NodeJS.Immediate | undefined = undefined;
 
@@ -52,7 +55,7 @@ class Pipe {
     readonly faults: Faults,
   ) {}
 
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array | undefined): void {
     this.#queue.push({ chunk, at: Date.now() + this.faults.latencyMs });
     this.pump();
   }
@@ -60,13 +63,19 @@ class Pipe {
   pump(): void {
     if (this.#timer || this.#immediate || this.faults.blackhole || this.to.destroyed) return;
     while (this.#queue.length > 0) {
-      const head = this.#queue[0] as { chunk: Uint8Array; at: number };
+      const head = this.#queue[0] as { chunk: Uint8Array | undefined; at: number };
       const wait = head.at - Date.now();
       if (wait > 0) {
         this.#timer = setTimeout(() => {
           this.#timer = undefined;
           this.pump();
         }, wait);
+        return;
+      }
+      if (head.chunk === undefined) {
+        // What was written goes out first, then the close.
+        this.#queue.length = 0;
+        this.to.destroySoon();
         return;
       }
       const slice = this.faults.sliceBytes;
@@ -122,9 +131,6 @@ interface Pair {
   client: Socket;
   upstream: Socket;
   pipes: Pipe[];
-  end: () => void;
-  /** One side closed while the blackhole was on; the other learns of it at heal(). */
-  closedInBlackhole: boolean;
 }
 
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
@@ -139,26 +145,24 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     upstream.setNoDelay(true);
     const toUpstream = new Pipe(upstream, faults);
     const toClient = new Pipe(client, faults);
-    const pair: Pair = { client, upstream, pipes: [toUpstream, toClient], end: () => {}, closedInBlackhole: false };
+    const pair: Pair = { client, upstream, pipes: [toUpstream, toClient] };
     pairs.add(pair);
     client.on('data', (chunk) => toUpstream.push(chunk));
     upstream.on('data', (chunk) => toClient.push(chunk));
-    pair.end = () => {
-      if (!pairs.delete(pair)) return;
-      toUpstream.stop();
-      toClient.stop();
-      client.destroy();
-      upstream.destroy();
+    // A close travels like data: delayed by latency, held by a blackhole until heal().
+    const closed = (pipe: Pipe) => () => {
+      if (client.destroyed && upstream.destroyed) {
+        pairs.delete(pair);
+        toUpstream.stop();
+        toClient.stop();
+      } else {
+        pipe.push(undefined);
+      }
     };
-    // In a blackhole a close is lost like any other packet: the other side keeps waiting until heal().
-    const closed = () => {
-      if (faults.blackhole) pair.closedInBlackhole = true;
-      else pair.end();
-    };
-    client.on('error', closed);
-    upstream.on('error', closed);
-    client.on('close', closed);
-    upstream.on('close', closed);
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+    client.on('close', closed(toUpstream));
+    upstream.on('close', closed(toClient));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -205,10 +209,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       faults.blackhole = false;
       faults.latencyMs = 0;
       faults.sliceBytes = 0;
-      for (const pair of [...pairs]) {
-        if (pair.closedInBlackhole) pair.end();
-        else for (const pipe of pair.pipes) pipe.release();
-      }
+      for (const pair of pairs) for (const pipe of pair.pipes) pipe.release();
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

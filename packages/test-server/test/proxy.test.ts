@@ -90,6 +90,21 @@ it('a close during a blackhole is lost too: the client hears of it only at heal'
   await c.closed;
 });
 
+it.each(['latency', 'slice'] as const)(
+  'a close reaches the client after the data sent before it (%s)',
+  async (fault) => {
+    const c = await TestClient.connect(proxy.tcpUri());
+    open.push(c);
+    if (fault === 'latency') proxy.latency(30);
+    else proxy.slice(1);
+    // Before logon: the broker answers with a failure ack and closes at once.
+    const cid = c.command({ command: 'publish', topic: 't', data: '{}', ackType: 'processed' });
+    expect((await c.ack(cid)).reason).toBe('logon required');
+    await c.closed;
+    await until(() => proxy.connections === 0, 'the proxy dropped the pair');
+  },
+);
+
 it('reset kills open connections; new ones work', async () => {
   const c = await client(proxy.tcpUri(), 'reset-me');
   proxy.reset();

@@ -148,7 +148,10 @@ export class Broker implements LinkHost {
   readonly #topicStats = new Map<string, TopicStats>();
   readonly #maxFrameBytes: number;
   readonly #maxClientBuffer: number;
-  /** A bookmark replay waits for the socket above this much unsent output: well below the slow-consumer limit. */
+  /**
+   * A bookmark replay waits for the socket above this much unsent output: below the slow-consumer
+   * limit, and above the socket's own high-water mark, so that waiting always ends in a 'drain'.
+   */
   readonly #replayHighWater: number;
   readonly #heartbeat: { min: number; max: number; factor: number };
   #persistedPrefix = 0;
@@ -181,7 +184,7 @@ export class Broker implements LinkHost {
     this.downgradeMs = options.syncDowngradeMs ?? 0;
     this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
     this.#maxClientBuffer = options.maxClientBufferBytes ?? 256 * 1024 * 1024;
-    this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, this.#maxClientBuffer / 2);
+    this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, Math.max(64 * 1024, this.#maxClientBuffer / 2));
     const hb = options.heartbeat ?? {};
     this.#heartbeat = { min: hb.minIntervalS ?? 0.01, max: hb.maxIntervalS ?? 3600, factor: hb.timeoutFactor ?? 2 };
     for (const sow of options.sowTopics ?? []) {

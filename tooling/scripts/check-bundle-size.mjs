@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, three times on 2026-11-26, from 21,160 B:
+ * Raised on purpose, four times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
@@ -40,9 +40,12 @@ const BUDGET_BYTES = 12 * 1024;
  * - to 23,050 B: fixes for the four problems that review left (queue acks confirmed before a
  *   planned fail-back, an aborted connectAndLogon() stops reconnecting, `ready` no longer resolves
  *   for a subscription the server never accepted, a bounded `states()` queue) added about 400 B,
- *   and transport-browser's option checks about 70 B.
+ *   and transport-browser's option checks about 70 B;
+ * - to 23,300 B: passwords kept out of URIs with an `@` in the user name and out of authenticator
+ *   errors, and timeouts past what `setTimeout` can wait refused by the Client and HAClient
+ *   (instead of firing at once), about 170 B.
  */
-const CEILING_BYTES = 23_050;
+const CEILING_BYTES = 23_300;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -40,6 +40,7 @@ import {
   TimedOutError,
   type TimerHandle,
   type Transport,
+  timeoutOption,
   toError,
 } from '@amps-ts/core-protocol';
 import { recommendedBackoff } from '@amps-ts/delay-exponential';
@@ -163,6 +164,7 @@ export class HAClient {
   readonly #connectTimeoutMs: number;
   readonly #commandTimeoutMs: number;
   readonly #resubscriptionTimeoutMs: number;
+  readonly #failbackCheckMs: number;
 
   #state: ConnectionState = ConnectionState.Disconnected;
   #uri: string | undefined;
@@ -216,9 +218,12 @@ export class HAClient {
     this.#bookmarkStore =
       options.bookmarkStore === false ? undefined : (options.bookmarkStore ?? new MemoryBookmarkStore());
     this.#manager = options.subscriptionManager ?? new MemorySubscriptionManager();
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    // Checked here: a bad value would otherwise fail every connection attempt, which is retried.
+    this.#connectTimeoutMs = timeoutOption(options.connectTimeoutMs, 'connectTimeoutMs', 1) ?? 5000;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
-    this.#resubscriptionTimeoutMs = options.resubscriptionTimeoutMs ?? this.#commandTimeoutMs;
+    this.#resubscriptionTimeoutMs =
+      timeoutOption(options.resubscriptionTimeoutMs, 'resubscriptionTimeoutMs') ?? this.#commandTimeoutMs;
+    this.#failbackCheckMs = timeoutOption(options.failbackCheckMs, 'failbackCheckMs', 1) ?? 1000;
     this.#client = new Client(name, {
       ...options.client,
       transport: options.transport,
@@ -579,7 +584,6 @@ export class HAClient {
   #armFailback(): void {
     const shouldSwitch = this.#chooser.shouldSwitch?.bind(this.#chooser);
     if (!shouldSwitch) return;
-    const every = this.#options.failbackCheckMs ?? 1000;
     const uri = this.#uri;
     this.#failbackTimer = this.#env.setTimeout(() => {
       this.#failbackTimer = undefined;
@@ -596,7 +600,7 @@ export class HAClient {
       } else {
         this.#armFailback();
       }
-    }, every);
+    }, this.#failbackCheckMs);
   }
 
   #stopFailback(): void {

@@ -7,6 +7,7 @@ import {
   type ConnectionInfo,
   DisconnectedError,
   defaultEnvironment,
+  InvalidOptionsError,
   type Message,
   type ReconnectDelayStrategy,
   RetryExhaustedError,
@@ -19,7 +20,7 @@ import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HAClient, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
+import { HAClient, type HAClientOptions, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -842,6 +843,29 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await ha.flush();
     expect(ha.isReady).toBe(true);
     expect(events.at(-1)?.state).toBe('Resubscribed');
+  });
+
+  it('refuses timeouts setTimeout cannot wait, and a zero fail-back interval, when it is built (not on every attempt)', () => {
+    const build = (options: Partial<HAClientOptions>) =>
+      new HAClient('bad-timeouts', {
+        transport: nodeTransport(),
+        servers: ['tcp://127.0.0.1:9/amps/json'],
+        ...options,
+      });
+    for (const options of [
+      { connectTimeoutMs: 0 },
+      { connectTimeoutMs: 2 ** 31 },
+      { resubscriptionTimeoutMs: Number.NaN },
+      { resubscriptionTimeoutMs: -1 },
+      { failbackCheckMs: 0 },
+      { failbackCheckMs: '1000' as unknown as number },
+      { commandTimeoutMs: 2 ** 31 },
+    ]) {
+      expect(() => build(options), JSON.stringify(options)).toThrow(InvalidOptionsError);
+    }
+    expect(() =>
+      build({ connectTimeoutMs: 1, resubscriptionTimeoutMs: 0, failbackCheckMs: 2 ** 31 - 1 }),
+    ).not.toThrow();
   });
 
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {

@@ -1,4 +1,4 @@
-import { InvalidOptionsError, type Logger } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, type Logger, MAX_TIMEOUT_MS } from '@amps-ts/core-protocol';
 
 /** What page-lifecycle hints are read from. */
 export interface PageEventSource {
@@ -69,8 +69,6 @@ export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 export const DEFAULT_DRAIN_POLL_MS = 10;
-/** The longest delay `setTimeout` takes: browsers fire a longer one at once. */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function bad(why: string): never {
   throw new InvalidOptionsError(`browserTransport: ${why}`);

@@ -10,11 +10,12 @@ import {
   TimedOutError,
   type Transport,
   type TransportHint,
+  timeoutOption,
   type UriScheme,
 } from '@amps-ts/core-protocol';
 import { type BrowserConnection, endpoint, WebSocketConnection } from './connection.js';
 import { pageHints } from './hints.js';
-import { type BrowserTransportOptions, MAX_TIMEOUT_MS, type ResolvedOptions, resolveOptions } from './options.js';
+import { type BrowserTransportOptions, type ResolvedOptions, resolveOptions } from './options.js';
 
 /** The browser transport: `connect` hands back a {@link BrowserConnection}. */
 export interface BrowserTransport extends Transport {
@@ -42,11 +43,7 @@ export function browserTransport(options?: BrowserTransportOptions): BrowserTran
     if (typeof handlers?.onData !== 'function' || typeof handlers.onClose !== 'function') {
       throw new InvalidOptionsError('connect: handlers must have onData and onClose functions');
     }
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new InvalidOptionsError(
-        `connect: timeoutMs must be a positive number of at most ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`,
-      );
-    }
+    timeoutOption(timeoutMs, 'connect: timeoutMs', 1);
     if (!schemes.includes(uri.scheme)) {
       throw new InvalidUriError(
         `cannot connect to ${uri.redacted}: a browser can only open ws:// and wss://, not ${uri.scheme}://`,

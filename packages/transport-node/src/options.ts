@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { InvalidOptionsError, type Logger } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, type Logger, MAX_TIMEOUT_MS } from '@amps-ts/core-protocol';
 import type { ClientOptions, WebSocket } from 'ws';
 
 /** TLS settings for `tcps://` and `wss://`. Certificates are verified unless `rejectUnauthorized` is false. */
@@ -107,8 +107,6 @@ export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 export const DEFAULT_LOW_WATER_MARK = 256 * 1024;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
-/** The longest delay `setTimeout` takes: a longer one fires at once, with a warning on the console. */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function bad(why: string): never {
   throw new InvalidOptionsError(`nodeTransport: ${why}`);

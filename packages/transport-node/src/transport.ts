@@ -6,10 +6,11 @@ import {
   InvalidUriError,
   parseUri,
   type Transport,
+  timeoutOption,
   type UriScheme,
 } from '@amps-ts/core-protocol';
 import type { NodeConnection } from './connection.js';
-import { MAX_TIMEOUT_MS, type NodeTransportOptions, resolveOptions } from './options.js';
+import { type NodeTransportOptions, resolveOptions } from './options.js';
 import { warnUnsupported } from './socket-options.js';
 import { connectStream } from './stream.js';
 import { connectWebSocket } from './websocket.js';
@@ -39,11 +40,7 @@ export function nodeTransport(options?: NodeTransportOptions): NodeTransport {
       throw new InvalidOptionsError('connect: handlers must have onData and onClose functions');
     }
     const timeoutMs = connectOptions.timeoutMs ?? resolved.connectTimeoutMs;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new InvalidOptionsError(
-        `connect: timeoutMs must be a positive number of at most ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`,
-      );
-    }
+    timeoutOption(timeoutMs, 'connect: timeoutMs', 1);
     if (!schemes.includes(uri.scheme)) {
       throw new InvalidUriError(`cannot connect to ${uri.redacted}: unsupported scheme '${uri.scheme}'`);
     }

@@ -32,7 +32,7 @@ import { type AmpsUri, parseUri } from '../uri.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
-import { deadline, deferred } from './waiters.js';
+import { deadline, deferred, MAX_TIMEOUT_MS, timeoutOption } from './waiters.js';
 
 /** The library version sent at logon. */
 export const CLIENT_VERSION = '0.1.0:amps-ts';
@@ -309,11 +309,11 @@ export class Client {
     this.#env = environment ?? defaultEnvironment;
     this.#logger = options.logger;
     this.#maxFrameSize = positive(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
-    this.#commandTimeoutMs = milliseconds(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
+    this.#commandTimeoutMs = timeoutOption(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
     this.#highWaterMark = positive(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
     this.#maxQueue = positive(options.maxQueue, 'maxQueue') ?? 1024;
     this.#ackBatchSize = positive(options.ackBatchSize, 'ackBatchSize') ?? 1;
-    this.#ackTimeoutMs = milliseconds(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
+    this.#ackTimeoutMs = timeoutOption(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
     this.#filter = options.transportFilter;
     this.#lastChance = options.lastChanceMessageHandler;
   }
@@ -1029,7 +1029,7 @@ export class Client {
     this.#requireSession();
     const cid = command.commandId ?? this.#commandId();
     const result = deferred<Message>();
-    const timeoutMs = milliseconds(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
+    const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
     const timer = deadline(this.#env, `${command.command} (cid ${cid})`, timeoutMs, options.signal, (error) => {
       this.#pending.delete(cid);
       result.reject(error);
@@ -1385,19 +1385,9 @@ function logonFailure(ack: Message): Error {
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
 }
 
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
-
 function positive(value: number | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isFinite(value) || value <= 0)
     throw new InvalidOptionsError(`${name} must be a positive number, got ${value}`);
   return value;
-}
-
-/** A timeout in ms, 0 for none: at most what `setTimeout` can wait, since a longer one fires at once. */
-function milliseconds(value: unknown, name: string): number | undefined {
-  if (value !== undefined && !(typeof value === 'number' && value >= 0 && value <= MAX_TIMEOUT_MS)) {
-    throw new InvalidOptionsError(`${name} must be 0 to ${MAX_TIMEOUT_MS} ms, got ${String(value)}`);
-  }
-  return value as number | undefined;
 }

@@ -21,6 +21,7 @@ import {
   parseBookmark,
   parseOptions,
   splitOptions,
+  timeoutOption,
 } from '@amps-ts/core-protocol';
 import { compileFilter, type Filter } from './filter.js';
 import {
@@ -148,6 +149,7 @@ export class Broker implements LinkHost {
   readonly #topicStats = new Map<string, TopicStats>();
   readonly #maxFrameBytes: number;
   readonly #maxClientBuffer: number;
+  readonly #closeTimeoutMs: number;
   /**
    * A bookmark replay waits for the socket above this much unsent output: below the slow-consumer
    * limit, and above the socket's own high-water mark, so that waiting always ends in a 'drain'.
@@ -184,6 +186,7 @@ export class Broker implements LinkHost {
     this.downgradeMs = options.syncDowngradeMs ?? 0;
     this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
     this.#maxClientBuffer = options.maxClientBufferBytes ?? 256 * 1024 * 1024;
+    this.#closeTimeoutMs = timeoutOption(options.closeTimeoutMs, 'closeTimeoutMs') ?? 2000;
     this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, Math.max(64 * 1024, this.#maxClientBuffer / 2));
     const hb = options.heartbeat ?? {};
     this.#heartbeat = { min: hb.minIntervalS ?? 0.01, max: hb.maxIntervalS ?? 3600, factor: hb.timeoutFactor ?? 2 };
@@ -1726,7 +1729,11 @@ export class Broker implements LinkHost {
         return;
       }
     }
-    if (s.state === 'closing') s.wire.end();
+    if (s.state === 'closing' && s.closeTimer === undefined) {
+      s.wire.end();
+      // A client that never closes its side would hold the socket until the broker's close().
+      s.closeTimer = this.timers.set(() => this.#close(s, 'close timeout'), this.#closeTimeoutMs);
+    }
   }
 
   /* ---------------- closing ---------------- */
@@ -1748,8 +1755,10 @@ export class Broker implements LinkHost {
     }
     this.timers.clear(s.heartbeatTimer);
     this.timers.clear(s.conflationTimer);
+    this.timers.clear(s.closeTimer);
     s.heartbeatTimer = undefined;
     s.conflationTimer = undefined;
+    s.closeTimer = undefined;
     s.pending = [];
     this.#dirty.delete(s);
     this.#ackWaiters.delete(s);

@@ -93,6 +93,13 @@ export interface TestServerOptions {
   maxFrameBytes?: number;
   /** A client whose unsent output exceeds this many bytes is disconnected (slow consumer). @default 256 MiB */
   maxClientBufferBytes?: number;
+  /**
+   * After the broker ends a connection (a refused logon, a command before logon), how long it waits
+   * for the client to close its side before destroying the socket, in ms. A client that never closes
+   * would otherwise hold the socket, and a place in `stats().connections.current`, until `close()`.
+   * @default 2000
+   */
+  closeTimeoutMs?: number;
   /** Delay between attempts to connect a replication link to a peer that is down, in ms. @default 50 */
   peerReconnectMs?: number;
   /**

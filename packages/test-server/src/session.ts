@@ -44,6 +44,8 @@ export class Session {
   lastWriteAt: number;
   heartbeatMs = 0;
   heartbeatTimer: TimerHandle | undefined = undefined;
+  /** Set once the broker has ended its side: destroys the connection if the client never closes. */
+  closeTimer: TimerHandle | undefined = undefined;
   wire!: Wire;
 
   constructor(now: number) {

@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
-import { encodeCommand } from '@amps-ts/core-protocol';
+import { encodeCommand, InvalidOptionsError } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
+import { startTestServer, TestServer, type TestServerOptions } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
 
 let servers: TestServer[] = [];
@@ -188,4 +188,25 @@ it('accepts a stream split anywhere and many frames in one write (TCP)', async (
   const got = await c.takeN(20, isDelivery(sub));
   expect(got.map((m) => (m.json() as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   raw.destroy();
+});
+
+it('destroys a refused connection whose client never closes its side, after closeTimeoutMs', async () => {
+  expect(() => new TestServer({ closeTimeoutMs: -1 })).toThrow(InvalidOptionsError);
+  const env = new ManualEnvironment();
+  const server = await serve({ environment: env, closeTimeoutMs: 500 });
+  // allowHalfOpen: the client does not answer the broker's end with its own.
+  const raw = connect({ host: '127.0.0.1', port: server.tcpPort, allowHalfOpen: true });
+  raw.on('error', () => {});
+  raw.resume();
+  const ended = new Promise((resolve) => raw.once('end', resolve));
+  raw.write(encodeCommand({ command: 'publish', topic: 't', data: '{}' })); // before logon: refused
+  await ended;
+  env.advance(499);
+  expect(server.stats().connections.current).toBe(1);
+  env.advance(1);
+  expect(server.stats().connections.current).toBe(0);
+  // The broker's socket is gone: what the client writes is answered with a reset, and a write after
+  // that fails (having seen the broker's end, the client no longer reads, so only a write notices).
+  const frame = encodeCommand({ command: 'heartbeat', options: 'beat' });
+  while (!raw.destroyed) await new Promise((resolve) => raw.write(frame, resolve));
 });

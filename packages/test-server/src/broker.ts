@@ -902,6 +902,12 @@ export class Broker implements LinkHost {
       return;
     }
     const queue = m.bookmark === undefined ? this.#queues.get(topic) : undefined;
+    // Replace changes topic, filter and options, not how a subscription is served: moved onto a queue
+    // it would get every message unleased, moved off one it would go on consuming the old queue.
+    if (existing && replace && existing.queue !== queue) {
+      this.#fail(s, m, 'invalid replace: cannot move a subscription to, from or between queues', PROCESSED, { subId });
+      return;
+    }
 
     if (existing && replace) {
       const oldFilter = existing.filter;

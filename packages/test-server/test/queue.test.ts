@@ -13,6 +13,8 @@ beforeAll(async () => {
     queues: [
       { topic: 'jobs-tcp', leaseMs: 5000, maxBacklog: 3 },
       { topic: 'jobs-ws', leaseMs: 5000, maxBacklog: 3 },
+      'other-jobs-tcp',
+      'other-jobs-ws',
     ],
   });
 });
@@ -117,5 +119,46 @@ describe.each(transports)('queues over %s', (transport) => {
     b.send({ command: 'ack', topic, bookmark: m2.bookmark });
     await b.sync();
     expect(server.stats().queues[topic]?.depth).toBe(0);
+  });
+
+  it('refuses a replace that moves a subscription to, from or between queues, and keeps it as it was', async () => {
+    const producer = await client(transport, `q3-prod-${transport}`);
+    const c = await client(transport, `q3-cons-${transport}`);
+    const plainTopic = `not-a-queue-${transport}`;
+    const otherQueue = `other-jobs-${transport}`;
+    const replace = async (subId: string, to: string, filter?: string) => {
+      const cid = c.command({
+        command: 'subscribe',
+        topic: to,
+        subId,
+        filter,
+        options: 'replace',
+        ackType: 'processed',
+      });
+      return c.ack(cid);
+    };
+    const refused = {
+      status: 'failure',
+      reason: 'invalid replace: cannot move a subscription to, from or between queues',
+    };
+    const plain = await c.subscribe(plainTopic, { subId: 'plain' });
+    const consumer = await c.subscribe(otherQueue, { subId: 'consumer' });
+    expect(await replace(plain, otherQueue)).toMatchObject(refused);
+    expect(await replace(consumer, plainTopic)).toMatchObject(refused);
+    expect(await replace(consumer, topic)).toMatchObject(refused);
+    // Same queue, another filter: allowed.
+    expect(await replace(consumer, otherQueue, '/n > 0')).toMatchObject({ status: 'success' });
+
+    // Unchanged: the plain subscription gets only its topic, the consumer leases the queue's messages.
+    producer.publish(otherQueue, { n: 1 });
+    producer.publish(plainTopic, { n: 2 });
+    const leased = await c.take(isDelivery(consumer));
+    expect(json(leased)).toEqual({ n: 1 });
+    expect(leased.leasePeriod).toBeDefined();
+    expect(json(await c.take(isDelivery(plain)))).toEqual({ n: 2 });
+    await producer.sync();
+    await c.sync();
+    expect(c.unread.filter(isDelivery())).toHaveLength(0);
+    expect(server.stats().queues[otherQueue]).toEqual({ depth: 1, leased: 1 });
   });
 });

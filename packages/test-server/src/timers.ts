@@ -1,7 +1,4 @@
-import type { Environment, TimerHandle } from '@amps-ts/core-protocol';
-
-/** The longest delay `setTimeout` takes; a longer one fires after 1 ms. */
-const MAX_DELAY_MS = 2 ** 31 - 1;
+import { type Environment, MAX_TIMEOUT_MS, type TimerHandle } from '@amps-ts/core-protocol';
 
 /** One timer: the environment's current handle, and the delay still to wait after it fires. */
 class Timer {
@@ -33,7 +30,7 @@ export class Timers {
   }
 
   #arm(timer: Timer): void {
-    const step = Math.min(timer.remainingMs, MAX_DELAY_MS);
+    const step = Math.min(timer.remainingMs, MAX_TIMEOUT_MS);
     timer.remainingMs -= step;
     timer.handle = this.env.setTimeout(() => {
       if (timer.remainingMs > 0) {

@@ -135,6 +135,18 @@ export class Message {
     out.dataLength = this.data.length;
     return out;
   }
+
+  /**
+   * What `console.log` and `util.inspect` show in Node.js: the `toJSON()` view, so the password
+   * of an echoed logon stays hidden. Keyed by the symbol Node.js looks up, so nothing is imported.
+   */
+  [Symbol.for('nodejs.util.inspect.custom')](
+    _depth: number,
+    options: unknown,
+    inspect: (value: unknown, options: unknown) => string,
+  ): string {
+    return `Message ${inspect(this.toJSON(), options)}`;
+  }
 }
 
 // Absent header fields read as `undefined` from the prototype: a message is built with only the

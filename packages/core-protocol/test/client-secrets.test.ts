@@ -45,9 +45,9 @@ function watched(name: string): { client: Client; seen: unknown[] } {
   client.onStateChange((event) => seen.push(event));
   client.onDisconnect((error) => seen.push(error));
   client.onException((error) => seen.push(error));
-  // A Message is the server's: `toJSON()` (what loggers use) leaves the password out, but its
-  // properties hold what the server sent, for the application to read.
-  client.onUnhandledMessage((message) => seen.push(message.toJSON()));
+  // Kept as it is: `inspect` and `toJSON()` leave the password out. Only reading the property
+  // gives it (what the server sent, for the application to read).
+  client.onUnhandledMessage((message) => seen.push(message));
   client.onFailedWrite((failure) => seen.push(failure));
   cleanups.push(() => client.disconnect());
   return { client, seen };

@@ -1,3 +1,4 @@
+import { format, inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   AckTypes,
@@ -352,6 +353,19 @@ describe('Message', () => {
       userId: 'u',
       dataLength: 3,
     });
+  });
+
+  it('never shows the password when inspected (console.log), also inside other values', () => {
+    const m = decodeOne('{"c":"logon","cid":"1","client_name":"c","user_id":"u","pw":"hunter2"}');
+    const views = [
+      inspect(m),
+      inspect({ nested: [m] }, { depth: 5, showHidden: true, getters: true }),
+      format('%o %O %s %j', m, m, m, m),
+    ];
+    for (const view of views) expect(view).not.toContain('hunter2');
+    expect(inspect(m, { breakLength: Number.POSITIVE_INFINITY })).toBe(
+      "Message { command: 'logon', commandId: '1', clientName: 'c', userId: 'u', dataLength: 0 }",
+    );
   });
 
   it('inherits every header field and a copy of extra, but not the body', () => {

@@ -102,6 +102,25 @@ function deliveriesTo(subId: string) {
   return counter;
 }
 
+/** A chooser on one server at a time; `moveTo` makes it ask for a planned move there (fail-back). */
+function movableChooser(first: string): { chooser: ServerChooser; moveTo: (uri: string) => void } {
+  let target = first;
+  const chooser: ServerChooser = {
+    getCurrentURI: () => target,
+    getCurrentAuthenticator: () => undefined,
+    reportFailure: () => {},
+    reportSuccess: () => {},
+    getError: () => '',
+    shouldSwitch: (uri) => uri !== target,
+  };
+  return {
+    chooser,
+    moveTo: (uri) => {
+      target = uri;
+    },
+  };
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('HAClient failover (real brokers, real sockets)', () => {
@@ -603,15 +622,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
       () => old.close(),
       () => preferred.close(),
     );
-    let target = old.tcpUri('json');
-    const chooser: ServerChooser = {
-      getCurrentURI: () => target,
-      getCurrentAuthenticator: () => undefined,
-      reportFailure: () => {},
-      reportSuccess: () => {},
-      getError: () => '',
-      shouldSwitch: (uri) => uri !== target,
-    };
+    const { chooser, moveTo } = movableChooser(old.tcpUri('json'));
     const consumer = client('failback-acks', [], {
       servers: undefined,
       chooser,
@@ -638,7 +649,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await three;
     expect(old.stats().queues.jobs).toEqual({ depth: 3, leased: 3 }); // acked, but batched
     const moved = stateWhere(consumer, (e) => e.state === 'Resubscribed' && e.uri === preferred.tcpUri('json'));
-    target = preferred.tcpUri('json');
+    moveTo(preferred.tcpUri('json'));
     await moved;
     expect(old.stats().queues.jobs).toEqual({ depth: 0, leased: 0 });
   });
@@ -650,15 +661,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
       () => old.close(),
       () => preferred.close(),
     );
-    let target = old.tcpUri('json');
-    const chooser: ServerChooser = {
-      getCurrentURI: () => target,
-      getCurrentAuthenticator: () => undefined,
-      reportFailure: () => {},
-      reportSuccess: () => {},
-      getError: () => '',
-      shouldSwitch: (uri) => uri !== target,
-    };
+    const { chooser, moveTo } = movableChooser(old.tcpUri('json'));
     const ha = client('failback-stuck', [], {
       servers: undefined,
       chooser,
@@ -672,7 +675,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     const events: HAStateEvent[] = [];
     ha.onStateChange((e) => events.push(e));
     const moved = stateWhere(ha, (e) => e.state === 'Resubscribed' && e.uri === preferred.tcpUri('json'));
-    target = preferred.tcpUri('json');
+    moveTo(preferred.tcpUri('json'));
     await moved;
     expect(events[0]).toMatchObject({ state: 'Disconnected', reason: 'failing back to a preferred server' });
     expect(events[0]?.uri).toBe(old.tcpUri('json'));

@@ -139,6 +139,40 @@ describe('bad URIs and options', () => {
     await client.flush();
   });
 
+  it('refuses a subId, queryId or commandId that is not a string, sending nothing', async () => {
+    const server = await startTestServer({ wsPort: false });
+    cleanups.push(() => server.close());
+    const sent: string[] = [];
+    const client = newClient('number-ids', {
+      transportFilter: (bytes, direction) => {
+        if (direction === 'out') sent.push(Buffer.from(bytes).toString());
+        return undefined;
+      },
+    });
+    await client.connectAndLogon(server.tcpUri());
+    // The server echoes ids as strings: an id given as a number would never be routed.
+    const refused: Array<[string, () => Promise<unknown>]> = [
+      ['subId', () => client.subscribe('t', { subId: 5 as never }).ready],
+      ['subId', () => client.sowAndSubscribe('t', { subId: 6 as never }).ready],
+      ['queryId', () => client.sow('t', { queryId: 7 as never }).stats],
+      ['subId', () => client.execute({ command: 'subscribe', topic: 't', subId: 8 as never }, { onMessage: () => {} })],
+      ['commandId', () => client.execute({ command: 'flush', commandId: 9 as never })],
+      ['subId', () => client.unsubscribe(5 as never)],
+    ];
+    for (const [name, call] of refused) {
+      await expect(call(), name).rejects.toThrow(expect.objectContaining({ code: 'invalid_options' }));
+      await expect(call(), name).rejects.toThrow(`${name} must be a string, got number`);
+    }
+    await client.flush();
+    expect(sent.join('')).not.toMatch(/"c":"(subscribe|sow|sow_and_subscribe|unsubscribe)"/);
+    // Nothing of the refused subscriptions is left: the same ids as strings work.
+    const messages = new Collector<Message>();
+    const sub = client.subscribe('t', { subId: '5', onMessage: messages.push });
+    await sub.ready;
+    await client.publish('t', 'x');
+    expect((await messages.atLeast(1))[0]?.subId).toBe('5');
+  });
+
   it('a refused connection is a ConnectionError naming the URI without its password', async () => {
     const port = await closedPort();
     const client = newClient('refused');

@@ -844,6 +844,13 @@ export class Client {
   async #execute(command: Command, options: ExecuteOptions, internal: Route | undefined): Promise<Message | undefined> {
     const waitFor = options.waitFor ?? 'processed';
     const c: Command = { ...command };
+    // They key routes and pending acks, matched against the strings the server echoes: a number
+    // would be sent as text and never match.
+    for (const id of ['commandId', 'subId', 'queryId'] as const) {
+      if (c[id] !== undefined && typeof c[id] !== 'string') {
+        throw new InvalidOptionsError(`${id} must be a string, got ${typeof c[id]}`);
+      }
+    }
     if (waitFor !== 'none') {
       c.commandId ??= this.#commandId();
       c.ackType = mergeOptions(c.ackType, waitFor);

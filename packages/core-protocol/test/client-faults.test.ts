@@ -173,6 +173,47 @@ describe('bad URIs and options', () => {
     expect((await messages.atLeast(1))[0]?.subId).toBe('5');
   });
 
+  it('refuses a signal that is not an AbortSignal with an InvalidOptionsError, sending nothing', async () => {
+    const server = await startTestServer({ wsPort: false });
+    cleanups.push(() => server.close());
+    const sent: string[] = [];
+    const client = newClient('bad-signal', {
+      transportFilter: (bytes, direction) => {
+        if (direction === 'out') sent.push(Buffer.from(bytes).toString());
+        return undefined;
+      },
+    });
+    const notSignals = ['abort', {}, { aborted: false }, true, null] as unknown as AbortSignal[];
+    for (const signal of notSignals) {
+      await expect(client.connectAndLogon(server.tcpUri(), { signal }), String(signal)).rejects.toThrow(
+        expect.objectContaining({ code: 'invalid_options', message: 'signal must be an AbortSignal' }),
+      );
+    }
+    expect(client.isConnected).toBe(false);
+    await client.connect(server.tcpUri());
+    for (const signal of notSignals) {
+      const calls: Array<() => Promise<unknown>> = [
+        () => client.logon({ signal }),
+        () => client.subscribe('t', { signal }).ready,
+        () => client.sow('t', { signal }).stats,
+        () => client.execute({ command: 'sow_delete', topic: 't', filter: '1=1' }, { signal }),
+        () => client.flush('processed', { signal }),
+        () => client.heartbeat(5, 10, { signal }),
+      ];
+      for (const call of calls) {
+        await expect(call(), String(signal)).rejects.toThrow(expect.objectContaining({ code: 'invalid_options' }));
+      }
+    }
+    // Nothing was sent, not even an unsubscribe for the refused subscribe.
+    expect(sent).toEqual([]);
+    // A signal from another realm (or a polyfill) is taken by its shape.
+    const foreign = new AbortController().signal;
+    Object.setPrototypeOf(foreign, Object.create(EventTarget.prototype, { aborted: { get: () => false } }));
+    expect(foreign).not.toBeInstanceOf(AbortSignal);
+    await client.logon({ signal: foreign });
+    await client.flush('processed', { signal: foreign });
+  });
+
   it('a refused connection is a ConnectionError naming the URI without its password', async () => {
     const port = await closedPort();
     const client = newClient('refused');

@@ -32,7 +32,7 @@ import { type AmpsUri, parseUri } from '../uri.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
-import { deadline, deferred, MAX_TIMEOUT_MS, timeoutOption } from './waiters.js';
+import { deadline, deferred, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './waiters.js';
 
 /** The library version sent at logon. */
 export const CLIENT_VERSION = '0.1.0:amps-ts';
@@ -385,6 +385,7 @@ export class Client {
    * `connect` while one is in flight, or while connected, rejects with a `ConnectionError`.
    */
   async connect(uri: string, options: ConnectOptions = {}): Promise<void> {
+    const signal = signalOption(options.signal);
     const current = this.#session;
     if (current?.open) throw new ConnectionError(`already connected to ${current.uri.redacted}`);
     if (current?.connecting) {
@@ -423,7 +424,6 @@ export class Client {
       },
       settled: settled.promise,
     };
-    const signal = options.signal;
     const forwardAbort = () => controller.abort(signal?.reason);
     if (signal?.aborted) forwardAbort();
     else signal?.addEventListener('abort', forwardAbort, { once: true });
@@ -911,10 +911,12 @@ export class Client {
     } catch (error) {
       this.#releaseRoute(routeKey, route, previous);
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
-      // the server: take it back, unless the connection is gone, the server refused it (so did
-      // not register it), or it was to replace a subscription that must stay.
-      const gone = AmpsError.isInstance(error) && error.code === 'disconnected';
-      if (isSubscribe && c.subId !== undefined && !gone && !refused && !previous && this.#session?.open) {
+      // the server: take it back, unless the connection is gone, it was never sent (bad options),
+      // the server refused it (so did not register it), or it was to replace a subscription that
+      // must stay.
+      const code = AmpsError.isInstance(error) ? error.code : undefined;
+      const unsent = code === 'disconnected' || code === 'invalid_options';
+      if (isSubscribe && c.subId !== undefined && !unsent && !refused && !previous && this.#session?.open) {
         this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
       }
       throw error;

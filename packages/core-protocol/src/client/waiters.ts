@@ -22,6 +22,19 @@ export function timeoutOption(value: unknown, name: string, min = 0): number | u
   return value as number | undefined;
 }
 
+/**
+ * Checks a `signal` option: undefined, or something that listens like an `AbortSignal` (one from
+ * another realm or a polyfill is not `instanceof` this one). Else an `InvalidOptionsError`, rather
+ * than a `TypeError` from deep inside when the listener is added.
+ */
+export function signalOption(value: unknown): AbortSignal | undefined {
+  const signal = value as AbortSignal | undefined;
+  if (signal !== undefined && typeof signal?.addEventListener !== 'function') {
+    throw new InvalidOptionsError('signal must be an AbortSignal');
+  }
+  return signal;
+}
+
 export interface Deadline {
   /** Stops the timer and removes the abort listener. Idempotent. */
   clear(): void;
@@ -38,6 +51,7 @@ export function deadline(
   signal: AbortSignal | undefined,
   onExpire: (error: Error) => void,
 ): Deadline {
+  signalOption(signal);
   let timer: TimerHandle | undefined;
   let done = false;
   const clear = () => {

@@ -94,6 +94,7 @@ describe('bad URIs and options', () => {
       ['sendHighWaterMark NaN', () => new Client('x', { transport, sendHighWaterMark: Number.NaN })],
       ['maxQueue Infinity', () => new Client('x', { transport, maxQueue: Number.POSITIVE_INFINITY })],
       ['ackBatchSize 0', () => new Client('x', { transport, ackBatchSize: 0 })],
+      ['maxQueue 1.5', () => new Client('x', { transport, maxQueue: 1.5 })],
       // Longer than setTimeout can wait: such a timer fires at once.
       ['commandTimeoutMs 2^31', () => new Client('x', { transport, commandTimeoutMs: 2 ** 31 })],
       ['ackTimeoutMs 2^31', () => new Client('x', { transport, ackTimeoutMs: 2 ** 31 })],
@@ -212,6 +213,19 @@ describe('bad URIs and options', () => {
     expect(foreign).not.toBeInstanceOf(AbortSignal);
     await client.logon({ signal: foreign });
     await client.flush('processed', { signal: foreign });
+  });
+
+  it('refuses a maxBacklog that is not a positive integer, for the Client and for HAClient (subscribeCommand)', async () => {
+    const client = newClient('bad-backlog');
+    for (const maxBacklog of [0, -1, 1.5, Number.NaN, '10' as unknown as number]) {
+      const message = `maxBacklog must be a positive integer, got ${maxBacklog}`;
+      expect(() => client.subscribeCommand('subscribe', 'q', { maxBacklog }, 's')).toThrow(message);
+      await expect(client.subscribe('q', { maxBacklog }).ready).rejects.toThrow(
+        expect.objectContaining({ code: 'invalid_options', message }),
+      );
+    }
+    const command = client.subscribeCommand('subscribe', 'q', { maxBacklog: 2, options: 'oof' }, 's');
+    expect(command.options).toBe('oof,max_backlog=2');
   });
 
   it('a refused connection is a ConnectionError naming the URI without its password', async () => {

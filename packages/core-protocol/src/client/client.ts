@@ -308,11 +308,11 @@ export class Client {
     this.#transport = options.transport;
     this.#env = environment ?? defaultEnvironment;
     this.#logger = options.logger;
-    this.#maxFrameSize = positive(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
+    this.#maxFrameSize = positiveInteger(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
     this.#commandTimeoutMs = timeoutOption(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
-    this.#highWaterMark = positive(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
-    this.#maxQueue = positive(options.maxQueue, 'maxQueue') ?? 1024;
-    this.#ackBatchSize = positive(options.ackBatchSize, 'ackBatchSize') ?? 1;
+    this.#highWaterMark = positiveInteger(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
+    this.#maxQueue = positiveInteger(options.maxQueue, 'maxQueue') ?? 1024;
+    this.#ackBatchSize = positiveInteger(options.ackBatchSize, 'ackBatchSize') ?? 1;
     this.#ackTimeoutMs = timeoutOption(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
     this.#filter = options.transportFilter;
     this.#lastChance = options.lastChanceMessageHandler;
@@ -685,7 +685,9 @@ export class Client {
     const c: Command = { command, topic, subId };
     if (options.filter !== undefined) c.filter = options.filter;
     let opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
-    if (options.maxBacklog !== undefined) opts = mergeOptions(opts, `max_backlog=${options.maxBacklog}`);
+    if (options.maxBacklog !== undefined) {
+      opts = mergeOptions(opts, `max_backlog=${positiveInteger(options.maxBacklog, 'maxBacklog')}`);
+    }
     if (opts) c.options = opts;
     if (options.bookmark !== undefined) {
       // MOST_RECENT is resolved by a bookmark store; a plain client has none, so it means EPOCH.
@@ -1394,9 +1396,10 @@ function logonFailure(ack: Message): Error {
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
 }
 
-function positive(value: number | undefined, name: string): number | undefined {
+/** Checks a count option (bytes or messages). */
+function positiveInteger(value: number | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!Number.isFinite(value) || value <= 0)
-    throw new InvalidOptionsError(`${name} must be a positive number, got ${value}`);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new InvalidOptionsError(`${name} must be a positive integer, got ${value}`);
   return value;
 }

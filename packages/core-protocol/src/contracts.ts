@@ -126,7 +126,10 @@ export interface Authenticator {
   authenticate(user: string | undefined, password: string | undefined): string | Promise<string>;
   /** The server answered `retry`: the value to send next. `password` is what the server returned. */
   retry(user: string | undefined, password: string | undefined): string | Promise<string>;
-  /** Logon succeeded. */
+  /**
+   * The server accepted the logon. Throwing here (or returning a promise that rejects) fails the
+   * logon with an `AuthenticationError` and closes the connection.
+   */
   completed(user: string | undefined, password: string | undefined, reason: string | undefined): void;
 }
 

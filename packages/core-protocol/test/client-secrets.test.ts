@@ -13,6 +13,7 @@ import {
   AuthenticationError,
   type Authenticator,
   Client,
+  ConnectionState,
   encodeCommand,
   type Logger,
   MessageDecoder,
@@ -199,6 +200,44 @@ describe('the password stays hidden', () => {
     expect(shown([error, ...seen])).not.toContain(token);
     expect(shown([error, ...seen])).not.toContain(SECRET);
   });
+
+  it.each([
+    [
+      'throws',
+      (message: string) => {
+        throw new Error(message);
+      },
+    ],
+    ['returns a rejected promise', (message: string) => Promise.reject(new Error(message))],
+  ])(
+    'when the authenticator completed() %s: the logon fails and the connection closes, nothing half set up',
+    async (_, fail) => {
+      const server = await startTestServer({ wsPort: false, auth: { users: { alice: SECRET } } });
+      cleanups.push(() => server.close());
+      const authenticator: Authenticator = {
+        authenticate: (_user, password) => password ?? '',
+        retry: () => '',
+        completed: (user, password) => fail(`completed for ${user} with ${password}`),
+      };
+      const { client, seen } = watched('bad-completed');
+      const states: string[] = [];
+      client.onStateChange((event) => states.push(event.state));
+      const uri = server.tcpUri().replace('tcp://', `tcp://alice:${SECRET}@`);
+      await client.connect(uri);
+      // logon() on its own: the server accepted it, so the connection must not stay open half logged on.
+      const error = await client.logon({ authenticator }).catch((e) => e);
+      expect(AuthenticationError.isInstance(error)).toBe(true);
+      expect(error.message).toBe('logon failed: the authenticator threw: completed for alice with ***');
+      expect(states).toEqual([ConnectionState.Connected, ConnectionState.Disconnected]);
+      expect(client.isConnected).toBe(false);
+      expect(client.serverVersion).toBeUndefined();
+      expect(client.nameHash).toBeUndefined();
+      expect(shown([error, ...seen])).not.toContain(SECRET);
+      // Nothing is left behind: the same client connects and logs on again.
+      await client.connectAndLogon(uri);
+      expect(client.state).toBe(ConnectionState.LoggedOn);
+    },
+  );
 
   it('when the authenticator throws an error that quotes the password', async () => {
     const server = await startTestServer({ wsPort: false });

@@ -473,7 +473,7 @@ export class Client {
     const session = this.#requireSession();
     const authenticator = options.authenticator ?? defaultAuthenticator;
     const user = session.uri.user;
-    let password = await passwordFrom(
+    let password = await fromAuthenticator(
       () => authenticator.authenticate(user, session.uri.password),
       [session.uri.password],
     );
@@ -501,16 +501,25 @@ export class Client {
           });
         }
         const token = ack.password ?? password;
-        password = await passwordFrom(
+        password = await fromAuthenticator(
           () => authenticator.retry(ack.userId ?? user, token),
           [session.uri.password, token],
         );
         continue;
       }
+      try {
+        await fromAuthenticator(
+          () => authenticator.completed(ack.userId ?? user, password, ack.reason),
+          [session.uri.password, password],
+        );
+      } catch (error) {
+        // The server has logged this connection on: close it, rather than leave it half set up.
+        if (this.#session === session) this.#closeSession(error as Error);
+        throw error;
+      }
       session.loggedOn = true;
       this.#serverVersion = ack.version;
       this.#nameHash = ack.bookmark?.split('|')[0] || undefined;
-      authenticator.completed(ack.userId ?? user, password, ack.reason);
       this.#setState(ConnectionState.LoggedOn);
       return {
         sequence: ack.sequence ?? 0,
@@ -1377,10 +1386,10 @@ export class Client {
 }
 
 /**
- * Asks the authenticator for the password. Its failure becomes an `AuthenticationError` whose
- * message hides the secrets it was given: that message is copied into logs and events.
+ * Calls the authenticator. Its failure becomes an `AuthenticationError` whose message hides the
+ * secrets it was given: that message is copied into logs and events.
  */
-async function passwordFrom(ask: () => string | Promise<string>, secrets: Array<string | undefined>): Promise<string> {
+async function fromAuthenticator<T>(ask: () => T | Promise<T>, secrets: Array<string | undefined>): Promise<T> {
   try {
     return await ask();
   } catch (error) {

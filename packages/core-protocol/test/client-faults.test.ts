@@ -3,8 +3,7 @@
  * with garbage, refused connections, authentication (with the retry challenge), and conflated
  * persisted acks. Nothing may be left hanging: no unhandled rejection, socket or timer.
  */
-import { once } from 'node:events';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
@@ -26,6 +25,7 @@ import {
   type Transport,
 } from '../src/index.js';
 import { Collector, leakCheck } from './client-fakes.js';
+import { closedPort, rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
 
@@ -53,14 +53,6 @@ function newClient(name: string, options: Partial<ClientOptions> = {}): Client {
   const client = new Client(name, { transport: nodeTransport(), ...options });
   cleanups.push(() => client.disconnect());
   return client;
-}
-
-async function closedPort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 describe('bad URIs and options', () => {
@@ -240,24 +232,6 @@ describe('bad URIs and options', () => {
   });
 });
 
-/** A raw TCP server that answers whatever arrives first with `reply` (or a function of the bytes). */
-async function rawServer(reply: (first: Buffer, socket: net.Socket) => void): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-    socket.once('data', (first) => reply(first, socket));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return (server.address() as net.AddressInfo).port;
-}
-
 function lengthPrefixed(body: string | Uint8Array): Buffer {
   const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
   const out = Buffer.alloc(4 + bytes.length);
@@ -276,7 +250,7 @@ describe('a broker that sends garbage', () => {
   ];
 
   it.each(garbage)('%s in answer to the logon: ProtocolError, disconnected, nothing left open', async (_, junk) => {
-    const port = await rawServer((_first, socket) => socket.write(junk));
+    const port = await rawServer(cleanups, (_chunk, socket) => socket.write(junk));
     const client = newClient('victim', { maxFrameSize: 1024 * 1024 });
     const disconnects = new Collector<Error | undefined>();
     client.onDisconnect(disconnects.push);
@@ -293,12 +267,13 @@ describe('a broker that sends garbage', () => {
 
   it('garbage after a good logon fails pending commands and ends subscriptions with the ProtocolError as cause', async () => {
     let socket!: net.Socket;
-    const port = await rawServer((first, s) => {
+    const port = await rawServer(cleanups, (chunk, s) => {
+      if (socket) return; // only the logon is answered
       socket = s;
       let logon: Message | undefined;
       new MessageDecoder((m) => {
         logon ??= m;
-      }).push(first);
+      }).push(chunk);
       s.write(
         encodeCommand({ command: 'ack', ackType: 'processed', status: 'success', commandId: logon?.commandId ?? '' }),
       );
@@ -316,12 +291,12 @@ describe('a broker that sends garbage', () => {
   });
 
   it('a server that closes during logon: DisconnectedError; one that never answers: TimedOutError', async () => {
-    const closing = await rawServer((_first, socket) => socket.destroy());
+    const closing = await rawServer(cleanups, (_chunk, socket) => socket.destroy());
     const a = newClient('closed-on');
     await expect(a.connectAndLogon(`tcp://127.0.0.1:${closing}/amps/json`)).rejects.toSatisfy(
       DisconnectedError.isInstance,
     );
-    const silent = await rawServer(() => {});
+    const silent = await rawServer(cleanups, () => {});
     const b = newClient('ignored');
     await expect(b.connectAndLogon(`tcp://127.0.0.1:${silent}/amps/json`, { timeoutMs: 50 })).rejects.toMatchObject({
       code: 'timed_out',
@@ -438,15 +413,17 @@ describe('routing what the test broker never sends', () => {
     const socket = new Promise<net.Socket>((resolve) => {
       accepted = resolve;
     });
-    const port = await rawServer((first, s) => {
-      const decoder = new MessageDecoder((m) => {
-        for (const ackType of m.ackType?.split(',') ?? []) {
-          s.write(encodeCommand({ command: 'ack', ackType, status: 'success', commandId: m.commandId ?? '' }));
-        }
-      });
-      decoder.push(first);
-      s.on('data', (chunk) => decoder.push(chunk));
-      accepted(s);
+    let decoder: MessageDecoder | undefined;
+    const port = await rawServer(cleanups, (chunk, s) => {
+      if (!decoder) {
+        decoder = new MessageDecoder((m) => {
+          for (const ackType of m.ackType?.split(',') ?? []) {
+            s.write(encodeCommand({ command: 'ack', ackType, status: 'success', commandId: m.commandId ?? '' }));
+          }
+        });
+        accepted(s);
+      }
+      decoder.push(chunk);
     });
     return { port, socket };
   }

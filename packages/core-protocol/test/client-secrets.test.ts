@@ -3,8 +3,6 @@
  * observable: errors (message, stack, cause chain, properties), log calls, state, disconnect and
  * exception events, JSON and util.inspect of all of them. Real sockets, real broker.
  */
-import { once } from 'node:events';
-import * as net from 'node:net';
 import { inspect } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer } from '../../test-server/src/index.js';
@@ -19,6 +17,7 @@ import {
   MessageDecoder,
 } from '../src/index.js';
 import { leakCheck } from './client-fakes.js';
+import { closedPort, rawServer } from './raw-server.js';
 
 const SECRET = 'Zq7xSECRETpw';
 
@@ -75,32 +74,6 @@ function shown(values: unknown[]): string {
   return out.join('\n');
 }
 
-async function closedPort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** A raw TCP peer: `onFrame` sees each decoded frame with the socket to answer on. */
-async function rawPeer(onFrame: (frame: Uint8Array, socket: net.Socket) => void): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('data', (chunk) => onFrame(chunk, socket));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return (server.address() as net.AddressInfo).port;
-}
-
 describe('the password stays hidden', () => {
   it.each([
     ['a plain password', `alice:${SECRET}`],
@@ -132,7 +105,7 @@ describe('the password stays hidden', () => {
     const refusal = await refused.client.connectAndLogon(uri).catch((e) => e);
     expect(refusal.code).toBe('authentication');
 
-    const silent = await rawPeer(() => {});
+    const silent = await rawServer(cleanups, () => {});
     const timing = watched('silent');
     const timeout = await timing.client
       .connectAndLogon(`tcp://alice:${SECRET}@127.0.0.1:${silent}/amps/json`, { timeoutMs: 50 })
@@ -140,7 +113,7 @@ describe('the password stays hidden', () => {
     expect(timeout.code).toBe('timed_out');
 
     // Echoes every frame back: the client sees its own logon, with `pw`, as an unhandled message.
-    const echo = await rawPeer((chunk, socket) => socket.write(chunk));
+    const echo = await rawServer(cleanups, (chunk, socket) => socket.write(chunk));
     const echoed = watched('echoed');
     const unhandled = new Promise((resolve) => echoed.client.onUnhandledMessage(resolve));
     const echoFailure = echoed.client
@@ -157,7 +130,7 @@ describe('the password stays hidden', () => {
 
   it('in a logon answered with retry, and in the token a hostile server sends back', async () => {
     let decoderFor: MessageDecoder | undefined;
-    const port = await rawPeer((chunk, socket) => {
+    const port = await rawServer(cleanups, (chunk, socket) => {
       decoderFor ??= new MessageDecoder((m) => {
         // Answers every logon with `retry`, quoting the password it got as the next one.
         socket.write(

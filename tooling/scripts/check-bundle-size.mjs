@@ -41,9 +41,11 @@ const BUDGET_BYTES = 12 * 1024;
  *   planned fail-back, an aborted connectAndLogon() stops reconnecting, `ready` no longer resolves
  *   for a subscription the server never accepted, a bounded `states()` queue) added about 400 B,
  *   and transport-browser's option checks about 70 B;
- * - to 23,300 B: passwords kept out of URIs with an `@` in the user name and out of authenticator
- *   errors, and timeouts past what `setTimeout` can wait refused by the Client and HAClient
- *   (instead of firing at once), about 170 B.
+ * - to 23,300 B: a review of bad input and passwords in core-protocol added about 340 B: passwords
+ *   kept out of URIs with an `@` in the user name, out of authenticator errors and out of
+ *   `util.inspect` of a message; timeouts past what `setTimeout` can wait refused by the Client and
+ *   HAClient (they fired at once); ids that are not strings, signals that are not AbortSignals, and
+ *   a throwing `authenticator.completed()` handled with typed errors.
  */
 const CEILING_BYTES = 23_300;
 

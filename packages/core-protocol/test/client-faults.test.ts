@@ -220,6 +220,15 @@ describe('bad URIs and options', () => {
     expect(command.options).toBe('oof,max_backlog=2');
   });
 
+  it('refuses a per-call maxQueue that is not a positive integer (NaN left the queue unbounded)', () => {
+    const client = newClient('bad-queue');
+    for (const maxQueue of [0, 1.5, Number.NaN, '8' as unknown as number]) {
+      const message = `maxQueue must be a positive integer, got ${maxQueue}`;
+      expect(() => client.subscribe('q', { maxQueue }), message).toThrow(InvalidOptionsError);
+      expect(() => client.sow('q', { maxQueue }), message).toThrow(message);
+    }
+  });
+
   it('a refused connection is a ConnectionError naming the URI without its password', async () => {
     const port = await closedPort();
     const client = newClient('refused');

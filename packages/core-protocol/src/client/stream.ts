@@ -1,4 +1,4 @@
-import { SlowConsumerError } from '../errors.js';
+import { InvalidOptionsError, SlowConsumerError } from '../errors.js';
 
 export type MessageHandler<T> = (item: T) => void | Promise<void>;
 
@@ -44,7 +44,12 @@ export class MessageStream<T> implements AsyncIterable<T> {
   constructor(options: StreamOptions<T> = {}) {
     this.#options = options;
     this.#handler = options.onMessage;
-    this.#maxQueue = Math.max(1, options.maxQueue ?? 1024);
+    const maxQueue = options.maxQueue ?? 1024;
+    // NaN or a fraction would leave the queue without a bound.
+    if (!Number.isSafeInteger(maxQueue) || maxQueue < 1) {
+      throw new InvalidOptionsError(`maxQueue must be a positive integer, got ${maxQueue}`);
+    }
+    this.#maxQueue = maxQueue;
   }
 
   /** Items received so far. */

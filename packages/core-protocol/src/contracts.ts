@@ -121,6 +121,7 @@ export interface Transport {
 /* ---------------- authentication ---------------- */
 
 /** Supplies the logon password (or token); AMPS's Authenticator. */
+/** Each call is bounded by the logon's `timeoutMs` and `signal`, as the logon command is. */
 export interface Authenticator {
   /** The value to send as the logon password. */
   authenticate(user: string | undefined, password: string | undefined): string | Promise<string>;

@@ -366,6 +366,24 @@ describe.each(schemes)('authentication and conflated acks over %s', (scheme) => 
     expect(states).toEqual([ConnectionState.Connected, ConnectionState.Disconnected]);
   });
 
+  it.each([
+    ['authenticate()', { authenticate: () => new Promise<string>(() => {}), completed: () => {} }],
+    ['completed()', { authenticate: () => 's3cret', completed: () => new Promise<void>(() => {}) }],
+  ])(
+    'an authenticator whose %s never answers times out with the logon, and the connection closes',
+    async (_, calls) => {
+      const client = newClient(`${scheme}-stuck-authenticator`);
+      // The server answers s3cret with a retry and a token, which it then accepts.
+      const authenticator: Authenticator = { retry: (_user, token) => token ?? '', ...calls };
+      const error = await client
+        .connectAndLogon(uriFor(server, 'alice@'), { authenticator, timeoutMs: 100 })
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'timed_out', message: expect.stringContaining('the authenticator') });
+      expect(client.isConnected).toBe(false);
+      expect(client.state).toBe(ConnectionState.Disconnected);
+    },
+  );
+
   it('a retry answered with a bad token is an AuthenticationError', async () => {
     const client = newClient(`${scheme}-bad-token`);
     const authenticator: Authenticator = {

@@ -473,9 +473,10 @@ export class Client {
     const session = this.#requireSession();
     const authenticator = options.authenticator ?? defaultAuthenticator;
     const user = session.uri.user;
-    let password = await fromAuthenticator(
+    let password = await this.#fromAuthenticator(
       () => authenticator.authenticate(user, session.uri.password),
       [session.uri.password],
+      options,
     );
     const cid = this.#commandId();
     const logonOptions = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
@@ -501,16 +502,18 @@ export class Client {
           });
         }
         const token = ack.password ?? password;
-        password = await fromAuthenticator(
+        password = await this.#fromAuthenticator(
           () => authenticator.retry(ack.userId ?? user, token),
           [session.uri.password, token],
+          options,
         );
         continue;
       }
       try {
-        await fromAuthenticator(
+        await this.#fromAuthenticator(
           () => authenticator.completed(ack.userId ?? user, password, ack.reason),
           [session.uri.password, password],
+          options,
         );
       } catch (error) {
         // The server has logged this connection on: close it, rather than leave it half set up.
@@ -528,6 +531,31 @@ export class Client {
         nameHash: this.#nameHash,
       };
     }
+  }
+
+  /**
+   * Asks the authenticator, bounded like the logon command by the logon's timeout and signal: a
+   * token service that never answers must not hold the connection (and a reconnect) forever.
+   */
+  #fromAuthenticator<T>(
+    ask: () => T | Promise<T>,
+    secrets: Array<string | undefined>,
+    options: LogonOptions,
+  ): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
+      const timer = deadline(this.#env, 'logon: the authenticator', timeoutMs, options.signal, reject);
+      fromAuthenticator(ask, secrets).then(
+        (value) => {
+          timer.clear();
+          resolve(value);
+        },
+        (error: unknown) => {
+          timer.clear();
+          reject(error);
+        },
+      );
+    });
   }
 
   /** `connect` then `logon`; closes the connection if the logon fails. */

@@ -37,6 +37,7 @@ import {
   type SubscribeOptions,
   Subscription,
   type SubscriptionManager,
+  signalOption,
   TimedOutError,
   type TimerHandle,
   type Transport,
@@ -307,6 +308,8 @@ export class HAClient {
    * Call `connectAndLogon()` again to start over. Once it has resolved, the signal does nothing.
    */
   async connectAndLogon(options: { signal?: AbortSignal } = {}): Promise<void> {
+    // Before anything starts: a bad signal would otherwise fail the wait, not the loop.
+    signalOption(options.signal);
     if (this.#shutdown) {
       this.#shutdown = false;
       this.#ready = deferred<void>();

@@ -871,6 +871,24 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     ).not.toThrow();
   });
 
+  it('refuses a connectAndLogon() signal that is not an AbortSignal before it starts connecting', async () => {
+    let attempts = 0;
+    const base = nodeTransport();
+    const transport: Transport = {
+      schemes: base.schemes,
+      connect: (uri, handlers, options) => {
+        attempts++;
+        return base.connect(uri, handlers, options);
+      },
+    };
+    const ha = client('bad-signal', ['tcp://127.0.0.1:9/amps/json'], { transport });
+    const events: HAStateEvent[] = [];
+    ha.onStateChange((e) => events.push(e));
+    await expect(ha.connectAndLogon({ signal: {} as AbortSignal })).rejects.toThrow(InvalidOptionsError);
+    expect(attempts).toBe(0);
+    expect(events).toEqual([]);
+  });
+
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {
     const c = await cluster(2);
     const ha = client('shutdown-1', c.tcpUris('json'));

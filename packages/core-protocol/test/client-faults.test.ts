@@ -384,6 +384,21 @@ describe.each(schemes)('authentication and conflated acks over %s', (scheme) => 
     },
   );
 
+  it('a connection that closes while completed() runs is not reported LoggedOn', async () => {
+    const client = newClient(`${scheme}-closed-in-completed`);
+    const states: string[] = [];
+    client.onStateChange((e) => states.push(e.state));
+    const authenticator: Authenticator = {
+      authenticate: () => 's3cret',
+      retry: (_user, token) => token ?? '',
+      completed: async () => client.abort(),
+    };
+    const error = await client.connectAndLogon(uriFor(server, 'alice@'), { authenticator }).catch((e: unknown) => e);
+    expect(DisconnectedError.isInstance(error)).toBe(true);
+    expect(states).toEqual([ConnectionState.Connected, ConnectionState.Disconnected]);
+    expect(client.isConnected).toBe(false);
+  });
+
   it('a retry answered with a bad token is an AuthenticationError', async () => {
     const client = newClient(`${scheme}-bad-token`);
     const authenticator: Authenticator = {

@@ -520,6 +520,8 @@ export class Client {
         if (this.#session === session) this.#closeSession(error as Error);
         throw error;
       }
+      // The connection may have closed while the authenticator finished: not logged on, then.
+      if (!session.open) throw new DisconnectedError(`disconnected from ${session.uri.redacted} during logon`);
       session.loggedOn = true;
       this.#serverVersion = ack.version;
       this.#nameHash = ack.bookmark?.split('|')[0] || undefined;

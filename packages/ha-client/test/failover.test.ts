@@ -102,6 +102,33 @@ function deliveriesTo(subId: string) {
   return counter;
 }
 
+/**
+ * A TCP transport whose connects wait until `letConnect()` (a slow TLS handshake over a WAN, say);
+ * `connectStarted` resolves at the first, `connects` counts them.
+ */
+function gatedTransport() {
+  const base = nodeTransport();
+  let letConnect!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    letConnect = resolve;
+  });
+  let connecting!: () => void;
+  const connectStarted = new Promise<void>((resolve) => {
+    connecting = resolve;
+  });
+  const transport: Transport = {
+    schemes: base.schemes,
+    connect: async (uri, handlers, options) => {
+      gated.connects++;
+      connecting();
+      await gate;
+      return base.connect(uri, handlers, options);
+    },
+  };
+  const gated = { connects: 0, connectStarted, letConnect, transport };
+  return gated;
+}
+
 /** A chooser on one server at a time; `moveTo` makes it ask for a planned move there (fail-back). */
 function movableChooser(first: string): { chooser: ServerChooser; moveTo: (uri: string) => void } {
   let target = first;
@@ -684,24 +711,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('stops an attempt under way when disconnect() is called, leaving no connection behind', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    const base = nodeTransport();
-    let letConnect!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      letConnect = resolve;
-    });
-    let connecting!: () => void;
-    const connectStarted = new Promise<void>((resolve) => {
-      connecting = resolve;
-    });
-    // A transport whose connect is slow (a TLS handshake over a WAN, say), held until told.
-    const slow: Transport = {
-      schemes: base.schemes,
-      connect: async (uri, handlers, options) => {
-        connecting();
-        await gate;
-        return base.connect(uri, handlers, options);
-      },
-    };
+    const { transport: slow, connectStarted, letConnect } = gatedTransport();
     const ha = client('stop-attempt', [server.tcpUri('json')], { transport: slow });
     const states: string[] = [];
     ha.onStateChange((e) => states.push(e.state));
@@ -807,26 +817,9 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('closes the connection attempt under way when the signal of connectAndLogon() aborts; after success it does nothing', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    const base = nodeTransport();
-    let letConnect!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      letConnect = resolve;
-    });
-    let connecting!: () => void;
-    const connectStarted = new Promise<void>((resolve) => {
-      connecting = resolve;
-    });
-    let connects = 0;
-    const slow: Transport = {
-      schemes: base.schemes,
-      connect: async (uri, handlers, options) => {
-        connects++;
-        connecting();
-        await gate;
-        return base.connect(uri, handlers, options);
-      },
-    };
-    const ha = client('abort-connect-attempt', [server.tcpUri('json')], { transport: slow });
+    const gated = gatedTransport();
+    const { connectStarted, letConnect } = gated;
+    const ha = client('abort-connect-attempt', [server.tcpUri('json')], { transport: gated.transport });
     cleanups.push(async () => letConnect());
     const events: HAStateEvent[] = [];
     ha.onStateChange((e) => events.push(e));
@@ -840,7 +833,7 @@ describe('HAClient failover (real brokers, real sockets)', () => {
 
     const again = new AbortController();
     await ha.connectAndLogon({ signal: again.signal });
-    expect(connects).toBe(2); // the aborted attempt did not go on to log on
+    expect(gated.connects).toBe(2); // the aborted attempt did not go on to log on
     expect(events.map((e) => e.state).filter((s) => s === 'LoggedOn')).toHaveLength(1);
     again.abort(); // too late: the client is connected and stays so
     await ha.flush();
@@ -872,20 +865,13 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   });
 
   it('refuses a connectAndLogon() signal that is not an AbortSignal before it starts connecting', async () => {
-    let attempts = 0;
-    const base = nodeTransport();
-    const transport: Transport = {
-      schemes: base.schemes,
-      connect: (uri, handlers, options) => {
-        attempts++;
-        return base.connect(uri, handlers, options);
-      },
-    };
-    const ha = client('bad-signal', ['tcp://127.0.0.1:9/amps/json'], { transport });
+    const gated = gatedTransport();
+    const ha = client('bad-signal', ['tcp://127.0.0.1:9/amps/json'], { transport: gated.transport });
+    cleanups.push(async () => gated.letConnect());
     const events: HAStateEvent[] = [];
     ha.onStateChange((e) => events.push(e));
     await expect(ha.connectAndLogon({ signal: {} as AbortSignal })).rejects.toThrow(InvalidOptionsError);
-    expect(attempts).toBe(0);
+    expect(gated.connects).toBe(0);
     expect(events).toEqual([]);
   });
 

@@ -1,4 +1,5 @@
 export * from './bookmarks.js';
+export { countOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './client/checks.js';
 export type {
   AckOptions,
   ClientOptions,
@@ -20,7 +21,7 @@ export { MessageStream } from './client/stream.js';
 export type { QueryStats, SubscriptionOwner } from './client/subscription.js';
 export { SowQuery, Subscription } from './client/subscription.js';
 export type { Deadline, Deferred } from './client/waiters.js';
-export { deadline, deferred, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './client/waiters.js';
+export { deadline, deferred } from './client/waiters.js';
 export * from './contracts.js';
 export type { FrameDecoderOptions, MessageDecoderOptions } from './decoder.js';
 export { DEFAULT_MAX_FRAME_SIZE, decodeFrame, FrameDecoder, MessageDecoder, parseHeader } from './decoder.js';

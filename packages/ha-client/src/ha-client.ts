@@ -11,6 +11,7 @@ import {
   type CommandWaitOptions,
   ConnectionError,
   ConnectionState,
+  countOption,
   type Deferred,
   DisconnectedError,
   deadline,
@@ -282,10 +283,7 @@ export class HAClient {
    * `dropped`, how many it missed.
    */
   states(options: { maxQueue?: number } = {}): AsyncIterable<HAStateEvent> {
-    const maxQueue = options.maxQueue ?? DEFAULT_STATES_MAX_QUEUE;
-    if (!Number.isInteger(maxQueue) || maxQueue < 1) {
-      throw new InvalidOptionsError(`states() needs a whole maxQueue of 1 or more, not ${maxQueue}`);
-    }
+    const maxQueue = countOption(options.maxQueue, 'maxQueue') ?? DEFAULT_STATES_MAX_QUEUE;
     const stream = new StateStream(maxQueue, () => this.#stateStreams.delete(stream));
     this.#stateStreams.add(stream);
     return stream;

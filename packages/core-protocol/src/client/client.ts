@@ -29,10 +29,11 @@ import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
+import { countOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './checks.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
-import { deadline, deferred, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './waiters.js';
+import { deadline, deferred } from './waiters.js';
 
 /** The library version sent at logon. */
 export const CLIENT_VERSION = '0.1.0:amps-ts';
@@ -308,11 +309,11 @@ export class Client {
     this.#transport = options.transport;
     this.#env = environment ?? defaultEnvironment;
     this.#logger = options.logger;
-    this.#maxFrameSize = positiveInteger(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
+    this.#maxFrameSize = countOption(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
     this.#commandTimeoutMs = timeoutOption(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;
-    this.#highWaterMark = positiveInteger(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
-    this.#maxQueue = positiveInteger(options.maxQueue, 'maxQueue') ?? 1024;
-    this.#ackBatchSize = positiveInteger(options.ackBatchSize, 'ackBatchSize') ?? 1;
+    this.#highWaterMark = countOption(options.sendHighWaterMark, 'sendHighWaterMark') ?? 1024 * 1024;
+    this.#maxQueue = countOption(options.maxQueue, 'maxQueue') ?? 1024;
+    this.#ackBatchSize = countOption(options.ackBatchSize, 'ackBatchSize') ?? 1;
     this.#ackTimeoutMs = timeoutOption(options.ackTimeoutMs, 'ackTimeoutMs') ?? 1000;
     this.#filter = options.transportFilter;
     this.#lastChance = options.lastChanceMessageHandler;
@@ -537,7 +538,9 @@ export class Client {
 
   /**
    * Asks the authenticator, bounded like the logon command by the logon's timeout and signal: a
-   * token service that never answers must not hold the connection (and a reconnect) forever.
+   * token service that never answers must not hold the connection (and a reconnect) forever. Its
+   * failure becomes an `AuthenticationError` whose message hides `secrets`: that message is copied
+   * into logs and events.
    */
   #fromAuthenticator<T>(
     ask: () => T | Promise<T>,
@@ -547,14 +550,16 @@ export class Client {
     return new Promise((resolve, reject) => {
       const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
       const timer = deadline(this.#env, 'logon: the authenticator', timeoutMs, options.signal, reject);
-      fromAuthenticator(ask, secrets).then(
+      new Promise<T>((answer) => answer(ask())).then(
         (value) => {
           timer.clear();
           resolve(value);
         },
         (error: unknown) => {
           timer.clear();
-          reject(error);
+          let text = toError(error).message;
+          for (const secret of secrets) if (secret) text = text.split(secret).join('***');
+          reject(new AuthenticationError(`logon failed: the authenticator threw: ${text}`));
         },
       );
     });
@@ -581,7 +586,7 @@ export class Client {
     }
     if (!(timeoutS >= intervalS && timeoutS * 1000 <= MAX_TIMEOUT_MS)) {
       throw new InvalidOptionsError(
-        `heartbeat timeout (${timeoutS}s) must be from the interval (${intervalS}s) to 2147483s`,
+        `heartbeat timeout (${timeoutS}s) must be from the interval (${intervalS}s) to ${Math.floor(MAX_TIMEOUT_MS / 1000)}s`,
       );
     }
     const session = this.#requireSession();
@@ -725,7 +730,7 @@ export class Client {
     if (options.filter !== undefined) c.filter = options.filter;
     let opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     if (options.maxBacklog !== undefined) {
-      opts = mergeOptions(opts, `max_backlog=${positiveInteger(options.maxBacklog, 'maxBacklog')}`);
+      opts = mergeOptions(opts, `max_backlog=${countOption(options.maxBacklog, 'maxBacklog')}`);
     }
     if (opts) c.options = opts;
     if (options.bookmark !== undefined) {
@@ -1415,30 +1420,8 @@ export class Client {
   }
 }
 
-/**
- * Calls the authenticator. Its failure becomes an `AuthenticationError` whose message hides the
- * secrets it was given: that message is copied into logs and events.
- */
-async function fromAuthenticator<T>(ask: () => T | Promise<T>, secrets: Array<string | undefined>): Promise<T> {
-  try {
-    return await ask();
-  } catch (error) {
-    let text = toError(error).message;
-    for (const secret of secrets) if (secret) text = text.split(secret).join('***');
-    throw new AuthenticationError(`logon failed: the authenticator threw: ${text}`);
-  }
-}
-
 /** A failed logon is an authentication failure unless the reason names something more specific. */
 function logonFailure(ack: Message): Error {
   if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
   return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
-}
-
-/** Checks a count option (bytes or messages). */
-function positiveInteger(value: number | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isSafeInteger(value) || value <= 0)
-    throw new InvalidOptionsError(`${name} must be a positive integer, got ${value}`);
-  return value;
 }

@@ -1,4 +1,5 @@
-import { InvalidOptionsError, SlowConsumerError } from '../errors.js';
+import { SlowConsumerError } from '../errors.js';
+import { countOption } from './checks.js';
 
 export type MessageHandler<T> = (item: T) => void | Promise<void>;
 
@@ -44,12 +45,8 @@ export class MessageStream<T> implements AsyncIterable<T> {
   constructor(options: StreamOptions<T> = {}) {
     this.#options = options;
     this.#handler = options.onMessage;
-    const maxQueue = options.maxQueue ?? 1024;
     // NaN or a fraction would leave the queue without a bound.
-    if (!Number.isSafeInteger(maxQueue) || maxQueue < 1) {
-      throw new InvalidOptionsError(`maxQueue must be a positive integer, got ${maxQueue}`);
-    }
-    this.#maxQueue = maxQueue;
+    this.#maxQueue = countOption(options.maxQueue, 'maxQueue') ?? 1024;
   }
 
   /** Items received so far. */

@@ -1,38 +1,12 @@
 import type { Environment, TimerHandle } from '../contracts.js';
-import { AbortError, InvalidOptionsError, TimedOutError } from '../errors.js';
+import { AbortError, TimedOutError } from '../errors.js';
+import { signalOption } from './checks.js';
 
 /** The error an aborted signal stands for: its reason if that is an Error, else an `AbortError`. */
 export function abortReason(signal: AbortSignal, what: string): Error {
   const reason = signal.reason;
   if (reason instanceof Error && reason.name !== 'AbortError') return reason;
   return new AbortError(`${what} aborted`, { cause: reason });
-}
-
-/** The longest delay `setTimeout` can wait (about 24.8 days): a longer one fires at once. */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
-
-/**
- * Checks a timeout option: a number of milliseconds from `min` (0 means none, where allowed) to
- * {@link MAX_TIMEOUT_MS}, or undefined. Anything else is an `InvalidOptionsError` naming `name`.
- */
-export function timeoutOption(value: unknown, name: string, min = 0): number | undefined {
-  if (value !== undefined && !(typeof value === 'number' && value >= min && value <= MAX_TIMEOUT_MS)) {
-    throw new InvalidOptionsError(`${name} must be ${min} to ${MAX_TIMEOUT_MS} ms, got ${String(value)}`);
-  }
-  return value as number | undefined;
-}
-
-/**
- * Checks a `signal` option: undefined, or something that listens like an `AbortSignal` (one from
- * another realm or a polyfill is not `instanceof` this one). Else an `InvalidOptionsError`, rather
- * than a `TypeError` from deep inside when the listener is added.
- */
-export function signalOption(value: unknown): AbortSignal | undefined {
-  const signal = value as AbortSignal | undefined;
-  if (signal !== undefined && typeof signal?.addEventListener !== 'function') {
-    throw new InvalidOptionsError('signal must be an AbortSignal');
-  }
-  return signal;
 }
 
 export interface Deadline {

@@ -914,6 +914,14 @@ export class Broker implements LinkHost {
       this.#unindex(existing);
       this.#configure(existing, topic, regex, filter, m.filter, delta, options);
       this.#index(existing);
+      if (queue) {
+        // A consumer may ask for another backlog; what it already leases stays leased.
+        existing.maxBacklog = grantedBacklog(queue, options);
+        if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId, options: `max_backlog=${existing.maxBacklog}` });
+        this.#dirtyQueues.add(queue);
+        this.scheduleFlush();
+        return;
+      }
       if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId });
       if (withSow && !existing.queue) this.#requery(s, m, existing, oldFilter, mask);
       return;
@@ -932,9 +940,8 @@ export class Broker implements LinkHost {
     const sub = new Subscription(s, subId);
     this.#configure(sub, topic, regex, filter, m.filter, delta, options);
     if (queue) {
-      const requested = Number(options.get('max_backlog') ?? 1);
       sub.queue = queue;
-      sub.maxBacklog = Math.max(1, Math.min(queue.config.maxBacklog, Number.isFinite(requested) ? requested : 1));
+      sub.maxBacklog = grantedBacklog(queue, options);
       if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId, options: `max_backlog=${sub.maxBacklog}` });
       queue.consumers.push(sub);
       this.#dirtyQueues.add(queue);
@@ -1810,4 +1817,10 @@ class Offer {
 function topicRegex(topic: string, literal: boolean): RegExp | undefined {
   if (literal || !/[.*+?^$[\](){}|\\]/.test(topic)) return undefined;
   return new RegExp(topic);
+}
+
+/** The backlog a queue consumer gets: what it asks for (`max_backlog`, default 1), at most the queue's. */
+function grantedBacklog(queue: QueueTopic, options: Map<string, string | true>): number {
+  const requested = Number(options.get('max_backlog') ?? 1);
+  return Math.max(1, Math.min(queue.config.maxBacklog, Number.isFinite(requested) ? requested : 1));
 }

@@ -36,6 +36,7 @@ An AMPS-protocol test broker. Prints its URIs, runs until interrupted.
   --heartbeat-max <s>           largest heartbeat interval accepted (default 3600)
   --max-frame-bytes <n>         largest frame accepted (default 16 MiB)
   --sync-downgrade <ms>         downgrade a sync peer down for this long (default 0: never)
+  --close-timeout <ms>          destroy a refused connection the client keeps open after this (default 2000)
   --ws-frames <one|batch>       frames per WebSocket message sent (default one)
   --log-level <level>           debug, info, warn, error or silent (default info)
   -h, --help                    this text
@@ -99,6 +100,7 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
       'heartbeat-max': { type: 'string' },
       'max-frame-bytes': { type: 'string' },
       'sync-downgrade': { type: 'string' },
+      'close-timeout': { type: 'string' },
       'ws-frames': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -144,6 +146,7 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
     ...(Object.keys(heartbeat).length > 0 ? { heartbeat } : {}),
     ...(values['max-frame-bytes'] ? { maxFrameBytes: number('max-frame-bytes', values['max-frame-bytes'], 1) } : {}),
     ...(values['sync-downgrade'] ? { syncDowngradeMs: number('sync-downgrade', values['sync-downgrade']) } : {}),
+    ...(values['close-timeout'] ? { closeTimeoutMs: number('close-timeout', values['close-timeout'], 1) } : {}),
     ...(wsFrames ? { wsFrames } : {}),
   };
   if (values.challenge && !server.auth) throw new InvalidOptionsError('--challenge needs at least one --user');

@@ -25,6 +25,7 @@ describe('CLI flags', () => {
       '--heartbeat-min=0.5',
       '--max-frame-bytes=1024',
       '--sync-downgrade=200',
+      '--close-timeout=500',
       '--ws-frames=batch',
       '--log-level=debug',
     ]);
@@ -46,6 +47,7 @@ describe('CLI flags', () => {
       heartbeat: { minIntervalS: 0.5 },
       maxFrameBytes: 1024,
       syncDowngradeMs: 200,
+      closeTimeoutMs: 500,
       wsFrames: 'batch',
     });
   });
@@ -56,6 +58,7 @@ describe('CLI flags', () => {
     [['--challenge']],
     [['--cluster=2', '--tcp-port=9000']],
     [['--log-level=loud']],
+    [['--close-timeout=0']],
   ])('rejects %j', (argv) => {
     expect(() => parseCliOptions(argv)).toThrow(InvalidOptionsError);
   });

@@ -121,6 +121,41 @@ describe.each(transports)('queues over %s', (transport) => {
     expect(server.stats().queues[topic]?.depth).toBe(0);
   });
 
+  it('a replace on the same queue grants the new max_backlog, and the consumer keeps what it leases', async () => {
+    const queue = `other-jobs-${transport}`; // maxBacklog 10, and empty
+    const producer = await client(transport, `q4-prod-${transport}`);
+    const c = await client(transport, `q4-cons-${transport}`);
+    const consumer = await c.subscribe(queue, { subId: 'consumer' });
+    for (let n = 1; n <= 3; n++) producer.publish(queue, { n });
+    const first = await c.take(isDelivery(consumer));
+    expect(json(first)).toEqual({ n: 1 });
+    await producer.sync();
+    await c.sync();
+    expect(c.unread.filter(isDelivery())).toHaveLength(0); // a backlog of 1: the rest waits
+
+    const cid = c.command({
+      command: 'subscribe',
+      topic: queue,
+      subId: consumer,
+      options: 'replace,max_backlog=3',
+      ackType: 'processed',
+    });
+    expect(await c.ack(cid)).toMatchObject({ status: 'success', options: 'max_backlog=3' });
+    const second = await c.take(isDelivery(consumer));
+    const third = await c.take(isDelivery(consumer));
+    expect([json(second), json(third)]).toEqual([{ n: 2 }, { n: 3 }]);
+    expect(server.stats().queues[queue]).toEqual({ depth: 3, leased: 3 });
+    await c.ack(
+      c.command({
+        command: 'sow_delete',
+        topic: queue,
+        bookmark: `${first.bookmark},${second.bookmark},${third.bookmark}`,
+        ackType: 'processed',
+      }),
+    );
+    expect(server.stats().queues[queue]).toEqual({ depth: 0, leased: 0 });
+  });
+
   it('refuses a replace that moves a subscription to, from or between queues, and keeps it as it was', async () => {
     const producer = await client(transport, `q3-prod-${transport}`);
     const c = await client(transport, `q3-cons-${transport}`);
@@ -147,7 +182,10 @@ describe.each(transports)('queues over %s', (transport) => {
     expect(await replace(consumer, plainTopic)).toMatchObject(refused);
     expect(await replace(consumer, topic)).toMatchObject(refused);
     // Same queue, another filter: allowed.
-    expect(await replace(consumer, otherQueue, '/n > 0')).toMatchObject({ status: 'success' });
+    expect(await replace(consumer, otherQueue, '/n > 0')).toMatchObject({
+      status: 'success',
+      options: 'max_backlog=1',
+    });
 
     // Unchanged: the plain subscription gets only its topic, the consumer leases the queue's messages.
     producer.publish(otherQueue, { n: 1 });

@@ -80,8 +80,18 @@ function open(
       // WebSocket URL), nor the client-side query options.
       ws = new WebSocketClass(`${uri.scheme}://${endpoint(uri)}${uri.path}`, options.protocols);
     } catch (error) {
-      // A malformed URL, a blocked port, or ws:// from an https:// page.
-      return reject(failure((error as Error)?.message ?? String(error), error));
+      // The browser refuses the URL itself (ws:// from an https:// page is a SecurityError, a URL
+      // it cannot parse a SyntaxError): trying again cannot help, so it is not a ConnectionError.
+      const name = (error as Error | undefined)?.name;
+      const why = (error as Error | undefined)?.message ?? String(error);
+      if (name === 'SecurityError' || name === 'SyntaxError') {
+        return reject(
+          new InvalidUriError(`cannot connect to ${uri.redacted}: the browser refuses it (${name}: ${why})`, {
+            cause: error,
+          }),
+        );
+      }
+      return reject(failure(why, error));
     }
     ws.binaryType = 'arraybuffer';
 

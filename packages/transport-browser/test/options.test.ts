@@ -45,4 +45,41 @@ describe('browserTransport options', () => {
     });
     expect(constructed).toBe(0);
   });
+
+  it('a URL the browser refuses to open (ws:// from an https:// page) is an InvalidUriError, not retryable', async () => {
+    const refusing = (name: string) =>
+      browserTransport({
+        WebSocket: class {
+          constructor() {
+            throw new DOMException(
+              'An insecure WebSocket connection may not be initiated from a page loaded over HTTPS.',
+              name,
+            );
+          }
+        } as unknown as typeof WebSocket,
+      });
+    const handlers = { onData() {}, onClose() {} };
+    for (const name of ['SecurityError', 'SyntaxError']) {
+      const error = await refusing(name)
+        .connect('ws://u:secret@h:9007/amps/json', handlers)
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        name: 'InvalidUriError',
+        isRetryable: false,
+        message: `cannot connect to ws://u:***@h:9007/amps/json: the browser refuses it (${name}: An insecure WebSocket connection may not be initiated from a page loaded over HTTPS.)`,
+      });
+    }
+    // Anything else the constructor throws stays a ConnectionError: another attempt may work.
+    const odd = browserTransport({
+      WebSocket: class {
+        constructor() {
+          throw new Error('out of sockets');
+        }
+      } as unknown as typeof WebSocket,
+    });
+    await expect(odd.connect('ws://h:9007/amps/json', handlers)).rejects.toMatchObject({
+      name: 'ConnectionError',
+      isRetryable: true,
+    });
+  });
 });

@@ -4,6 +4,7 @@ import {
   InvalidOptionsError,
   type ReconnectDelayStrategy,
   RetrySweeps,
+  timeoutOption,
 } from '@amps-ts/core-protocol';
 
 /** The delay math's inputs, resolved. */
@@ -21,7 +22,7 @@ export interface DecorrelatedJitterOptions {
    */
   baseMs?: number;
   /**
-   * The longest wait.
+   * The longest wait, at most 2147483647 (`MAX_TIMEOUT_MS`, the longest `setTimeout` can wait).
    * @default 10000
    */
   capMs?: number;
@@ -77,7 +78,9 @@ export class DecorrelatedJitter implements ReconnectDelayStrategy {
       maximumRetryTimeMs: options.maximumRetryTimeMs ?? 0,
       maximumAttempts: options.maximumAttempts ?? 0,
     };
-    for (const key of ['baseMs', 'capMs', 'maximumRetryTimeMs'] as const) {
+    // A wait longer than setTimeout can take fires at once: the client would retry in a busy loop.
+    timeoutOption(resolved.capMs, 'decorrelatedJitter: capMs');
+    for (const key of ['baseMs', 'maximumRetryTimeMs'] as const) {
       if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
     }
     if (resolved.capMs < resolved.baseMs) invalid('capMs', `at least baseMs (${resolved.baseMs})`, resolved.capMs);

@@ -1,4 +1,4 @@
-import { InvalidOptionsError, RetryExhaustedError } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, MAX_TIMEOUT_MS, RetryExhaustedError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { describeDelayStrategyConformance } from '../../exponential/test/conformance/delay-strategy.js';
 import { fakeEnvironment } from '../../exponential/test/conformance/environment.js';
@@ -99,6 +99,13 @@ describe('decorrelatedJitter', () => {
     }
     expect(() => decorrelatedJitter({ baseMs: 500, capMs: 100 })).toThrow(
       'decorrelatedJitter: capMs must be at least baseMs (500), got 100',
+    );
+  });
+
+  it('refuses a capMs longer than setTimeout can wait (it would fire at once: a busy reconnect loop)', () => {
+    expect(decorrelatedJitter({ capMs: MAX_TIMEOUT_MS }).options.capMs).toBe(MAX_TIMEOUT_MS);
+    expect(() => decorrelatedJitter({ capMs: MAX_TIMEOUT_MS + 1 })).toThrow(
+      'decorrelatedJitter: capMs must be 0 to 2147483647 ms, got 2147483648',
     );
   });
 });

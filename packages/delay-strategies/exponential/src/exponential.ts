@@ -2,8 +2,10 @@ import {
   defaultEnvironment,
   type Environment,
   InvalidOptionsError,
+  MAX_TIMEOUT_MS,
   type ReconnectDelayStrategy,
   RetrySweeps,
+  timeoutOption,
 } from '@amps-ts/core-protocol';
 
 /**
@@ -40,6 +42,7 @@ export interface ExponentialBackoffOptions {
   backoffExponent?: number;
   /**
    * Cap on the delay before jitter. Jitter is applied after the cap so waits do not all pile up at it.
+   * The cap plus its jitter must be at most 2147483647 ms (`MAX_TIMEOUT_MS`, the longest `setTimeout` can wait).
    * @default 20000
    */
   maximumDelayMs?: number;
@@ -82,6 +85,10 @@ const jitterModes: readonly JitterMode[] = ['additive', 'full', 'proportional'];
  */
 export function exponentialDelay(attempt: number, random: number, settings: ExponentialDelaySettings): number {
   const delay = Math.min(settings.maximumDelayMs, settings.initialDelayMs * settings.backoffExponent ** (attempt - 1));
+  return withJitter(delay, random, settings);
+}
+
+function withJitter(delay: number, random: number, settings: ExponentialDelaySettings): number {
   if (delay <= 0) return 0;
   switch (settings.jitterMode) {
     case 'additive':
@@ -116,7 +123,9 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
       maximumRetryTimeMs: options.maximumRetryTimeMs ?? 0,
       maximumAttempts: options.maximumAttempts ?? 0,
     };
-    for (const key of ['initialDelayMs', 'maximumDelayMs', 'jitter', 'maximumRetryTimeMs'] as const) {
+    timeoutOption(resolved.initialDelayMs, 'exponentialBackoff: initialDelayMs');
+    timeoutOption(resolved.maximumDelayMs, 'exponentialBackoff: maximumDelayMs');
+    for (const key of ['jitter', 'maximumRetryTimeMs'] as const) {
       if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
     }
     if (!(Number.isFinite(resolved.backoffExponent) && resolved.backoffExponent >= 1)) {
@@ -128,6 +137,15 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
     if (!jitterModes.includes(resolved.jitterMode)) invalid('jitterMode', jitterModes.join(', '), resolved.jitterMode);
     if (resolved.jitterMode === 'proportional' && resolved.jitter > 1) {
       invalid('jitter', 'at most 1 with jitterMode proportional', resolved.jitter);
+    }
+    // A wait longer than setTimeout can take fires at once: the client would retry in a busy loop.
+    // Jitter is added after the cap, so the longest wait is the cap with the most jitter (random -> 1).
+    const longestMs = withJitter(resolved.maximumDelayMs, 1, resolved);
+    if (longestMs > MAX_TIMEOUT_MS) {
+      throw new InvalidOptionsError(
+        `exponentialBackoff: the longest wait, maximumDelayMs ${resolved.maximumDelayMs} with ${resolved.jitterMode} ` +
+          `jitter ${resolved.jitter}, would be ${longestMs} ms; it must be at most ${MAX_TIMEOUT_MS} ms`,
+      );
     }
     this.options = Object.freeze(resolved);
     this.#environment = options.environment ?? defaultEnvironment;

@@ -1,4 +1,4 @@
-import { InvalidOptionsError, RetryExhaustedError } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, MAX_TIMEOUT_MS, RetryExhaustedError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import {
   type ExponentialDelaySettings,
@@ -169,6 +169,28 @@ describe('exponentialBackoff', () => {
     expect(() => exponentialBackoff({ backoffExponent: 0.5 })).toThrow(
       'exponentialBackoff: backoffExponent must be a finite number >= 1, got 0.5',
     );
+  });
+
+  it('refuses waits longer than setTimeout can wait (it would fire at once: a busy reconnect loop)', () => {
+    expect(() => exponentialBackoff({ initialDelayMs: MAX_TIMEOUT_MS + 1 })).toThrow(
+      'exponentialBackoff: initialDelayMs must be 0 to 2147483647 ms, got 2147483648',
+    );
+    expect(() => exponentialBackoff({ maximumDelayMs: 2 ** 32 })).toThrow(InvalidOptionsError);
+    // The cap applies before jitter, so the jitter must fit under the limit too.
+    expect(() => exponentialBackoff({ maximumDelayMs: MAX_TIMEOUT_MS })).toThrow(
+      'exponentialBackoff: the longest wait, maximumDelayMs 2147483647 with additive jitter 1, ' +
+        'would be 2147483847 ms; it must be at most 2147483647 ms',
+    );
+    expect(() =>
+      exponentialBackoff({ maximumDelayMs: 2_000_000_000, jitterMode: 'proportional', jitter: 0.5 }),
+    ).toThrow(InvalidOptionsError);
+    const longest = exponentialBackoff({
+      maximumDelayMs: MAX_TIMEOUT_MS,
+      jitterMode: 'full',
+      environment: fixedRandom(0.999_999_999),
+    });
+    const waits = Array.from({ length: 40 }, () => longest.getConnectWaitDuration(a));
+    expect(Math.max(...waits)).toBeLessThanOrEqual(MAX_TIMEOUT_MS);
   });
 });
 

@@ -4,11 +4,13 @@ import {
   InvalidOptionsError,
   type ReconnectDelayStrategy,
   RetrySweeps,
+  timeoutOption,
 } from '@amps-ts/core-protocol';
 
 export interface FixedDelayOptions {
   /**
-   * Wait before each retry of a server already tried in the current sweep of the list.
+   * Wait before each retry of a server already tried in the current sweep of the list, at most
+   * 2147483647 (`MAX_TIMEOUT_MS`, the longest `setTimeout` can wait).
    * @default 200
    */
   delayMs?: number;
@@ -49,8 +51,10 @@ export class FixedDelay implements ReconnectDelayStrategy {
       maximumRetryTimeMs: options.maximumRetryTimeMs ?? 0,
       maximumAttempts: options.maximumAttempts ?? 0,
     };
-    for (const key of ['delayMs', 'maximumRetryTimeMs'] as const) {
-      if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
+    // A wait longer than setTimeout can take fires at once: the client would retry in a busy loop.
+    timeoutOption(resolved.delayMs, 'fixedDelay: delayMs');
+    if (!(Number.isFinite(resolved.maximumRetryTimeMs) && resolved.maximumRetryTimeMs >= 0)) {
+      invalid('maximumRetryTimeMs', 'a finite number >= 0', resolved.maximumRetryTimeMs);
     }
     if (!(Number.isInteger(resolved.maximumAttempts) && resolved.maximumAttempts >= 0)) {
       invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);

@@ -1,4 +1,4 @@
-import { InvalidOptionsError, RetryExhaustedError } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, MAX_TIMEOUT_MS, RetryExhaustedError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { describeDelayStrategyConformance } from '../../exponential/test/conformance/delay-strategy.js';
 import { fakeEnvironment } from '../../exponential/test/conformance/environment.js';
@@ -58,11 +58,19 @@ describe('fixedDelay', () => {
     for (const options of [
       { delayMs: -1 },
       { delayMs: Number.NaN },
+      { delayMs: MAX_TIMEOUT_MS + 1 },
       { maximumRetryTimeMs: -1 },
       { maximumAttempts: -1 },
     ]) {
       expect(() => fixedDelay(options), JSON.stringify(options)).toThrow(InvalidOptionsError);
     }
-    expect(() => fixedDelay({ delayMs: -1 })).toThrow('fixedDelay: delayMs must be a finite number >= 0, got -1');
+    expect(() => fixedDelay({ delayMs: -1 })).toThrow('fixedDelay: delayMs must be 0 to 2147483647 ms, got -1');
+  });
+
+  it('refuses a delayMs longer than setTimeout can wait (it would fire at once: a busy reconnect loop)', () => {
+    expect(fixedDelay({ delayMs: MAX_TIMEOUT_MS }).options.delayMs).toBe(MAX_TIMEOUT_MS);
+    expect(() => fixedDelay({ delayMs: 30 * 24 * 3600_000 })).toThrow(
+      'fixedDelay: delayMs must be 0 to 2147483647 ms, got 2592000000',
+    );
   });
 });

@@ -17,7 +17,7 @@ export interface DecorrelatedJitterSettings {
 
 export interface DecorrelatedJitterOptions {
   /**
-   * The shortest wait; the first retry waits between `baseMs` and `3 × baseMs`.
+   * The shortest wait, at least 1 ms; the first retry waits between `baseMs` and `3 × baseMs`.
    * @default 100
    */
   baseMs?: number;
@@ -80,8 +80,10 @@ export class DecorrelatedJitter implements ReconnectDelayStrategy {
     };
     // A wait longer than setTimeout can take fires at once: the client would retry in a busy loop.
     timeoutOption(resolved.capMs, 'decorrelatedJitter: capMs');
-    for (const key of ['baseMs', 'maximumRetryTimeMs'] as const) {
-      if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
+    // Each wait grows from the one before: from 0 they would all be 0, a busy loop.
+    timeoutOption(resolved.baseMs, 'decorrelatedJitter: baseMs', 1);
+    if (!(Number.isFinite(resolved.maximumRetryTimeMs) && resolved.maximumRetryTimeMs >= 0)) {
+      invalid('maximumRetryTimeMs', 'a finite number >= 0', resolved.maximumRetryTimeMs);
     }
     if (resolved.capMs < resolved.baseMs) invalid('capMs', `at least baseMs (${resolved.baseMs})`, resolved.capMs);
     if (!(Number.isInteger(resolved.maximumAttempts) && resolved.maximumAttempts >= 0)) {

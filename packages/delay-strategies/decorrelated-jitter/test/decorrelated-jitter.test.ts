@@ -102,6 +102,15 @@ describe('decorrelatedJitter', () => {
     );
   });
 
+  it('refuses a baseMs of 0: every wait would be 0, retrying in a busy loop however large capMs is', () => {
+    expect(() => decorrelatedJitter({ baseMs: 0 })).toThrow(
+      'decorrelatedJitter: baseMs must be 1 to 2147483647 ms, got 0',
+    );
+    const strategy = decorrelatedJitter({ baseMs: 1, environment: scriptedRandom(0.5) });
+    const waits = Array.from({ length: 12 }, () => strategy.getConnectWaitDuration(a));
+    expect(waits.at(-1)).toBeGreaterThan(100);
+  });
+
   it('refuses a capMs longer than setTimeout can wait (it would fire at once: a busy reconnect loop)', () => {
     expect(decorrelatedJitter({ capMs: MAX_TIMEOUT_MS }).options.capMs).toBe(MAX_TIMEOUT_MS);
     expect(() => decorrelatedJitter({ capMs: MAX_TIMEOUT_MS + 1 })).toThrow(

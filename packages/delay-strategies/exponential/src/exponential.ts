@@ -84,6 +84,8 @@ const jitterModes: readonly JitterMode[] = ['additive', 'full', 'proportional'];
  * in [0, 1). Pure: the same inputs always give the same wait.
  */
 export function exponentialDelay(attempt: number, random: number, settings: ExponentialDelaySettings): number {
+  // After about 1000 sweeps the growth is Infinity, and 0 × Infinity is NaN: a zero delay stays 0.
+  if (settings.initialDelayMs === 0) return 0;
   const delay = Math.min(settings.maximumDelayMs, settings.initialDelayMs * settings.backoffExponent ** (attempt - 1));
   return withJitter(delay, random, settings);
 }

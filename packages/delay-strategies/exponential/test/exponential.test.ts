@@ -74,6 +74,13 @@ describe('exponentialDelay (the pure math)', () => {
   it('adds no jitter to a zero delay', () => {
     expect(exponentialDelay(4, 0.9, { ...amps, initialDelayMs: 0 })).toBe(0);
   });
+
+  it('stays 0 with a zero initial delay once the growth overflows to Infinity (0 x Infinity is NaN)', () => {
+    expect(exponentialDelay(1_100, 0.9, { ...amps, initialDelayMs: 0 })).toBe(0);
+    const strategy = exponentialBackoff({ initialDelayMs: 0, environment: fixedRandom(0.5) });
+    const waits = Array.from({ length: 1_100 }, () => strategy.getConnectWaitDuration(a));
+    expect(waits.filter((wait) => wait !== 0)).toEqual([]);
+  });
 });
 
 describe('exponentialBackoff', () => {

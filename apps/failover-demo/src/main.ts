@@ -3,49 +3,26 @@
  * and a seeded chaos schedule. Shows what happens as it happens, then a verdict; exits non-zero
  * when anything was lost or duplicated.
  */
-import { parseArgs } from 'node:util';
+import { type DemoOptions, parseDemoArgs, UsageError, usage } from './args.js';
 import { type ChaosEvent, type ChaosReport, runChaos } from './chaos.js';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '20' },
-    rate: { type: 'string', default: '2500' },
-    seed: { type: 'string', default: '1' },
-    servers: { type: 'string', default: '3' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-
-if (values.help) {
-  console.log(`usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--json]
-
-  --duration  seconds of chaos (default 20)
-  --rate      messages published per second (default 2500)
-  --seed      seeds the chaos schedule (default 1)
-  --servers   replicated brokers, at least 2 (default 3)
-  --json      print a machine-readable summary on stdout (the live view goes to stderr)`);
-  process.exit(0);
-}
-
-function number(name: string, text: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < min) {
-    console.error(`--${name} must be a number >= ${min}, got '${text}'`);
+function parseOrExit(): DemoOptions {
+  try {
+    const args = parseDemoArgs(process.argv.slice(2));
+    if (!args.help) return args.options;
+    console.log(usage);
+    process.exit(0);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`failover demo: ${error.message} (see --help)`);
     process.exit(2);
   }
-  return n;
 }
 
-const options = {
-  durationMs: number('duration', values.duration, 1) * 1000,
-  rate: number('rate', values.rate, 1),
-  seed: Math.floor(number('seed', values.seed, 0)),
-  servers: Math.floor(number('servers', values.servers, 2)),
-};
+const { json, ...options } = parseOrExit();
 
 // With --json, stdout carries only the summary.
-const out = values.json ? process.stderr : process.stdout;
+const out = json ? process.stderr : process.stdout;
 const color = out.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
 const dim = (t: string) => paint(2, t);
@@ -145,5 +122,5 @@ line(
 );
 const report = await runChaos({ ...options, onEvent: show });
 verdict(report);
-if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 process.exitCode = report.ok ? 0 : 1;

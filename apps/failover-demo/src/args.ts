@@ -1,0 +1,86 @@
+/** The demo's command line: flags, their limits, and the usage text. */
+import { parseArgs } from 'node:util';
+
+export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--json]
+
+  --duration  seconds of chaos, 1 to 3600 (default 20)
+  --rate      messages published per second, 1 to 100000 (default 2500)
+  --seed      seeds the chaos schedule, an integer 0 to 4294967295 (default 1)
+  --servers   replicated brokers, 2 to 10 (default 3)
+  --json      print a machine-readable summary on stdout (the live view goes to stderr)`;
+
+export type DemoArgs = { help: true } | { help: false; options: DemoOptions };
+
+export interface DemoOptions {
+  json: boolean;
+  durationMs: number;
+  rate: number;
+  seed: number;
+  servers: number;
+}
+
+/** A command line the demo cannot run: the message is one line, for the operator. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/**
+ * The limits keep a typo from starting something that never ends: every broker replicates to
+ * every other one synchronously, so 26 brokers already take half a minute to drain.
+ */
+const limits = {
+  duration: { min: 1, max: 3600, integer: false },
+  rate: { min: 1, max: 100_000, integer: false },
+  seed: { min: 0, max: 2 ** 32 - 1, integer: true },
+  servers: { min: 2, max: 10, integer: true },
+} as const;
+
+function number(name: keyof typeof limits, text: string): number {
+  const { min, max, integer } = limits[name];
+  // Number('') is 0 and Number('0x10') is 16: only plain decimals are accepted.
+  const n = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : Number.NaN;
+  if (Number.isNaN(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+    throw new UsageError(
+      `--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got '${text}'`,
+    );
+  }
+  return n;
+}
+
+/** Parses the demo's arguments (without node and the script); throws a `UsageError`. */
+export function parseDemoArgs(argv: readonly string[]): DemoArgs {
+  // `pnpm demo -- --duration 10` passes the `--` on to the script.
+  const args = argv[0] === '--' ? argv.slice(1) : [...argv];
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    values = parse(args).values;
+  } catch (error) {
+    // parseArgs's messages are right but span lines, and its errors print a stack trace.
+    throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, ' '));
+  }
+  if (values.help) return { help: true };
+  return {
+    help: false,
+    options: {
+      json: values.json,
+      durationMs: number('duration', values.duration) * 1000,
+      rate: number('rate', values.rate),
+      seed: number('seed', values.seed),
+      servers: number('servers', values.servers),
+    },
+  };
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      duration: { type: 'string', default: '20' },
+      rate: { type: 'string', default: '2500' },
+      seed: { type: 'string', default: '1' },
+      servers: { type: 'string', default: '3' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+}

@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseDemoArgs, UsageError } from '../src/args.js';
+
+const options = (argv: string[]) => {
+  const args = parseDemoArgs(argv);
+  if (args.help) throw new Error('expected options, got help');
+  return args.options;
+};
+
+describe('demo arguments', () => {
+  it('has defaults, and takes the `--` pnpm passes on', () => {
+    expect(options([])).toEqual({ json: false, durationMs: 20_000, rate: 2500, seed: 1, servers: 3 });
+    expect(options(['--', '--duration', '10', '--json'])).toMatchObject({ durationMs: 10_000, json: true });
+    expect(parseDemoArgs(['-h'])).toEqual({ help: true });
+  });
+
+  it.each([
+    [['--duration', 'abc'], "--duration must be a number from 1 to 3600, got 'abc'"],
+    [['--duration', ''], "--duration must be a number from 1 to 3600, got ''"],
+    [['--duration=-5'], "--duration must be a number from 1 to 3600, got '-5'"],
+    [['--duration', '0'], "--duration must be a number from 1 to 3600, got '0'"],
+    [['--duration', '1e12'], "--duration must be a number from 1 to 3600, got '1e12'"],
+    [['--duration', 'Infinity'], "--duration must be a number from 1 to 3600, got 'Infinity'"],
+    [['--rate', '0x10'], "--rate must be a number from 1 to 100000, got '0x10'"],
+    [['--rate', '1e9'], "--rate must be a number from 1 to 100000, got '1e9'"],
+    [['--seed', '1.5'], "--seed must be an integer from 0 to 4294967295, got '1.5'"],
+    [['--servers', '1'], "--servers must be an integer from 2 to 10, got '1'"],
+    [['--servers', '100'], "--servers must be an integer from 2 to 10, got '100'"],
+    [['--servers', '2.5'], "--servers must be an integer from 2 to 10, got '2.5'"],
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['extra'], "Unexpected argument 'extra'"],
+    [['--duration'], "Option '--duration <value>' argument missing"],
+    [['--seed', '-1'], "Option '--seed' argument is ambiguous"],
+  ])('refuses %j in one line', (argv, message) => {
+    const refuse = () => parseDemoArgs(argv);
+    expect(refuse).toThrow(UsageError);
+    expect(refuse).toThrow(message);
+    try {
+      refuse();
+    } catch (error) {
+      expect((error as Error).message).not.toContain('\n');
+    }
+  });
+
+  it('the demo exits 2 with one line on stderr, before starting anything', async () => {
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--conditions=@amps-ts/source', '--import', 'tsx', 'src/main.ts', '--', '--servers', '100'],
+        { cwd: join(import.meta.dirname, '..'), timeout: 15_000 },
+        (error, stdout, stderr) => resolve({ code: error ? (error.code as number | null) : 0, stdout, stderr }),
+      );
+    });
+    expect(result).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: "failover demo: --servers must be an integer from 2 to 10, got '100' (see --help)\n",
+    });
+  });
+});

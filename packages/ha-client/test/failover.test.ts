@@ -148,6 +148,47 @@ function movableChooser(first: string): { chooser: ServerChooser; moveTo: (uri: 
   };
 }
 
+/** A transport and an environment that count what a client holds open: connections and pending timers. */
+function holdings() {
+  const base = nodeTransport();
+  const timers = new Set<TimerHandle>();
+  const held = { connections: 0, timers: () => timers.size };
+  const transport: Transport = {
+    schemes: base.schemes,
+    connect: async (uri, handlers, options) => {
+      const connection = await base.connect(
+        uri,
+        {
+          onData: (chunk) => handlers.onData(chunk),
+          onClose: (error) => {
+            held.connections--;
+            handlers.onClose(error);
+          },
+        },
+        options,
+      );
+      held.connections++;
+      return connection;
+    },
+  };
+  const environment = {
+    ...defaultEnvironment,
+    setTimeout: (callback: () => void, ms: number) => {
+      const handle = defaultEnvironment.setTimeout(() => {
+        timers.delete(handle);
+        callback();
+      }, ms);
+      timers.add(handle);
+      return handle;
+    },
+    clearTimeout: (handle: TimerHandle) => {
+      timers.delete(handle);
+      defaultEnvironment.clearTimeout(handle);
+    },
+  };
+  return { held, transport, environment };
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('HAClient failover (real brokers, real sockets)', () => {
@@ -873,6 +914,35 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await expect(ha.connectAndLogon({ signal: {} as AbortSignal })).rejects.toThrow(InvalidOptionsError);
     expect(gated.connects).toBe(0);
     expect(events).toEqual([]);
+  });
+
+  it('holds one connection and no more timers after 12 failovers than after one; disconnect() leaves none', async () => {
+    const c = await cluster(2);
+    const { held, transport, environment } = holdings();
+    const ha = client('leaks-1', c.tcpUris('json'), { transport, environment });
+    const sub = collector(ha, 'leaks');
+    await ha.connectAndLogon();
+    await sub.subscription.ready;
+    let timersAfterFirst = 0;
+    for (const round of range(1, 12)) {
+      const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+      const killed = serverOf(c, ha);
+      await killed.kill();
+      await recovered;
+      await killed.restart();
+      await c.linked();
+      ha.publish('leaks', JSON.stringify({ n: round }));
+      await sub.until(round);
+      await ha.publishFlush(5000);
+      expect(held.connections, `connections after failover ${round}`).toBe(1);
+      if (round === 1) timersAfterFirst = held.timers();
+      // A timer left behind by each failover would show here as one more per round.
+      else expect(held.timers(), `timers after failover ${round}`).toBeLessThanOrEqual(timersAfterFirst + 1);
+    }
+    expect(sub.seen).toEqual(range(1, 12));
+    await ha.disconnect();
+    expect(held.connections).toBe(0);
+    expect(held.timers()).toBe(0);
   });
 
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {

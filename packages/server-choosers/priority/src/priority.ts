@@ -160,7 +160,9 @@ export class PriorityFailbackChooser implements ServerChooser {
   #isEligible(server: Server, now: number): boolean {
     if (server.lastFailureAt === undefined) return true;
     const { failbackAfterMs, maximumFailbackAfterMs } = this.options;
-    const waitMs = Math.min(maximumFailbackAfterMs, failbackAfterMs * 2 ** server.failedFailbacks);
+    // After about 1000 failed fail-backs the doubling is Infinity, and 0 × Infinity is NaN: 0 stays 0.
+    const waitMs =
+      failbackAfterMs === 0 ? 0 : Math.min(maximumFailbackAfterMs, failbackAfterMs * 2 ** server.failedFailbacks);
     return now - server.lastFailureAt >= waitMs;
   }
 

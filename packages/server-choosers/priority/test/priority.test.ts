@@ -89,6 +89,20 @@ describe('priorityFailback', () => {
     expect(chooser.shouldSwitch(b)).toBe(true);
   });
 
+  it('with failbackAfterMs 0, still fails back after a thousand failed fail-backs (0 x Infinity is NaN)', () => {
+    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 0 });
+    fail(); // a
+    succeed(); // b
+    for (let round = 0; round < 1_100; round++) {
+      environment.advance(1_000);
+      expect(chooser.shouldSwitch(b), `round ${round}`).toBe(true);
+      fail(); // a is still down: straight back to b
+      succeed();
+    }
+    environment.advance(1_000);
+    expect(chooser.shouldSwitch(b)).toBe(true);
+  });
+
   it('after losing a server, goes straight to the most preferred one not known to be down', () => {
     const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 5_000 });
     fail(); // a

@@ -1,12 +1,13 @@
 /**
  * The chaos run behind `pnpm demo` and the CI chaos test: replicated brokers, a publisher and a
  * bookmark subscriber on HAClient, and a seeded schedule that kills, freezes and restarts brokers
- * while messages flow. The verdict counts what the subscriber lost or saw twice.
+ * while messages flow. The verdict counts what the subscriber lost, saw twice or saw out of order.
  */
 import { Bookmarks, type ConnectionState, seededRandom } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
 import { startTestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
+import { DeliveryTally } from './tally.js';
 
 export interface ChaosOptions {
   /** Seeds the chaos schedule (and nothing else): the same seed, the same schedule. */
@@ -137,24 +138,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
 
   // The subscriber: every message exactly once, in order.
-  let received = 0;
-  let duplicated = 0;
-  let outOfOrder = 0;
-  let last = 0;
-  const seen = new Set<number>();
+  const tally = new DeliveryTally();
   const subscription = subscriber.subscribe('orders', {
     bookmark: Bookmarks.EPOCH,
-    onMessage: (m) => {
-      const n = m.json<{ n: number }>().n;
-      if (seen.has(n)) {
-        duplicated++;
-        return;
-      }
-      seen.add(n);
-      received++;
-      if (n !== last + 1) outOfOrder++;
-      last = n;
-    },
+    onMessage: (m) => tally.record(m.json<{ n: number }>().n),
   });
 
   await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
@@ -184,7 +171,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     type: 'progress',
     at: now(),
     published,
-    received,
+    received: tally.received,
     servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
     on: {
       publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
@@ -241,30 +228,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     if (status.get(server) === 'down') await act('restart', server);
     else if (status.get(server) === 'frozen') await act('thaw', server);
   }
-  emit({ type: 'draining', at: now(), published, received });
+  emit({ type: 'draining', at: now(), published, received: tally.received });
   const drainEnd = performance.now() + 30_000;
   await publisher.publishFlush(30_000).catch(() => {});
-  while (received < published && performance.now() < drainEnd) await sleep(50);
+  while (tally.received < published && performance.now() < drainEnd) await sleep(50);
   clearInterval(progress);
   emit(progressEvent());
 
   await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
   await cluster.close();
 
-  const lost = published - received;
+  const { ok, ...counts } = tally.verdict(published);
   return {
     seed,
     durationMs,
     servers: servers.length,
     published,
-    received,
-    lost,
-    duplicated,
-    outOfOrder,
+    ...counts,
     failovers: failovers.length,
     failoverP50Ms: Math.round(percentile(failovers, 50)),
     failoverMaxMs: Math.round(Math.max(0, ...failovers)),
     actions,
-    ok: lost === 0 && duplicated === 0 && outOfOrder === 0,
+    ok,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * `pnpm demo`: three replicated test brokers, a publisher and a bookmark subscriber on HAClient,
  * and a seeded chaos schedule. Shows what happens as it happens, then a verdict; exits non-zero
- * when anything was lost or duplicated.
+ * when anything was lost, duplicated or reordered.
  */
 import { type DemoOptions, parseDemoArgs, UsageError, usage } from './args.js';
 import { type ChaosEvent, type ChaosReport, runChaos } from './chaos.js';

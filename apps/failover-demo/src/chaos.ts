@@ -204,8 +204,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   };
 
   const chaosEnd = performance.now() + durationMs;
-  while (performance.now() < chaosEnd) {
-    await sleep(300 + random() * 1200);
+  for (;;) {
+    const wait = 300 + random() * 1200;
+    const left = chaosEnd - performance.now();
+    // The chaos ends on time: no action after the last full wait.
+    if (wait >= left) {
+      await sleep(Math.max(0, left));
+      break;
+    }
+    await sleep(wait);
     const up = servers.filter((s) => status.get(s) === 'up');
     const disrupted = servers.filter((s) => status.get(s) !== 'up');
     const heal = disrupted.length > 0 && (up.length <= 1 || random() < 0.5);

@@ -20,3 +20,10 @@ describe('chaos: HAClient loses nothing and duplicates nothing', () => {
     90_000,
   );
 });
+
+// Seed 4's first wait is 1.4 s, longer than the whole run: nothing may happen to the brokers.
+it('takes no chaos action after the duration is over', async () => {
+  const report = await runChaos({ seed: 4, durationMs: 1000, rate: 100, servers: 2 });
+  expect(report.actions).toEqual({ kill: 0, freeze: 0, restart: 0, thaw: 0 });
+  expect(report.ok).toBe(true);
+});

@@ -8,6 +8,7 @@ import {
   InvalidOptionsError,
   type Logger,
   newServer,
+  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
@@ -97,6 +98,15 @@ export class HealthWeightedChooser implements ServerChooser {
   #current: Server | undefined;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: HealthWeightedOptions = {}) {
+    // A string is iterable too: each character would be taken for a server.
+    if (typeof servers === 'string') {
+      throw new InvalidOptionsError(
+        `healthWeighted: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
+      );
+    }
+    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
+      throw new InvalidOptionsError('healthWeighted: the authenticator option has no authenticate() method');
+    }
     const resolved = {
       failureThreshold: options.failureThreshold ?? 3,
       coolDownMs: options.coolDownMs ?? 30_000,

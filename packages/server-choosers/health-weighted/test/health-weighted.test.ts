@@ -141,4 +141,18 @@ describe('healthWeighted', () => {
       expect(() => healthWeighted([a], options), JSON.stringify(options)).toThrow(InvalidOptionsError);
     }
   });
+  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+    const getToken = () => 'token';
+    expect(() => healthWeighted([b], { authenticator: getToken as never })).toThrow(
+      'healthWeighted: the authenticator option has no authenticate() method',
+    );
+    expect(() => healthWeighted([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+  });
+
+  it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {
+    expect(() => healthWeighted('tcp://svc:hunter2@a:9007/amps/json')).toThrow(
+      "healthWeighted: servers must be a list; got the string 'tcp://svc:***@a:9007/amps/json' (wrap it in [ ])",
+    );
+    expect(() => healthWeighted('tcp://a:9007/amps/json')).toThrow(InvalidOptionsError);
+  });
 });

@@ -8,6 +8,7 @@ import {
   InvalidOptionsError,
   type Logger,
   newServer,
+  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
@@ -67,6 +68,15 @@ export class PriorityFailbackChooser implements ServerChooser {
   #failingBackTo: Server | undefined;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: PriorityFailbackOptions = {}) {
+    // A string is iterable too: each character would be taken for a server.
+    if (typeof servers === 'string') {
+      throw new InvalidOptionsError(
+        `priorityFailback: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
+      );
+    }
+    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
+      throw new InvalidOptionsError('priorityFailback: the authenticator option has no authenticate() method');
+    }
     const failbackAfterMs = options.failbackAfterMs ?? 30_000;
     const maximumFailbackAfterMs = options.maximumFailbackAfterMs ?? Math.max(300_000, failbackAfterMs);
     if (!(Number.isFinite(failbackAfterMs) && failbackAfterMs >= 0)) {

@@ -139,4 +139,18 @@ describe('priorityFailback', () => {
       expect(() => priorityFailback([a], options), JSON.stringify(options)).toThrow(InvalidOptionsError);
     }
   });
+  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+    const getToken = () => 'token';
+    expect(() => priorityFailback([b], { authenticator: getToken as never })).toThrow(
+      'priorityFailback: the authenticator option has no authenticate() method',
+    );
+    expect(() => priorityFailback([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+  });
+
+  it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {
+    expect(() => priorityFailback('tcp://svc:hunter2@a:9007/amps/json')).toThrow(
+      "priorityFailback: servers must be a list; got the string 'tcp://svc:***@a:9007/amps/json' (wrap it in [ ])",
+    );
+    expect(() => priorityFailback('tcp://a:9007/amps/json')).toThrow(InvalidOptionsError);
+  });
 });

@@ -2,7 +2,9 @@ import type { Authenticator, ConnectionInfo, ServerChooser } from '@amps-ts/core
 import {
   describeError,
   describeFailures,
+  InvalidOptionsError,
   newServer,
+  redactUri,
   type ServerEntry,
   type ServerRecord,
   serverFor,
@@ -26,6 +28,15 @@ export class RoundRobinChooser implements ServerChooser {
   #index = 0;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: RoundRobinOptions = {}) {
+    // A string is iterable too: each character would be taken for a server.
+    if (typeof servers === 'string') {
+      throw new InvalidOptionsError(
+        `roundRobin: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
+      );
+    }
+    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
+      throw new InvalidOptionsError('roundRobin: the authenticator option has no authenticate() method');
+    }
     this.#defaultAuthenticator = options.authenticator;
     this.addAll(...servers);
   }

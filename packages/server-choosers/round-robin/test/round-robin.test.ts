@@ -112,4 +112,18 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
     expect(() => roundRobin([42 as never])).toThrow(InvalidOptionsError);
     expect(() => roundRobin([{ uri: a, authenticator: {} as never }])).toThrow(InvalidOptionsError);
   });
+  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+    const getToken = () => 'token';
+    expect(() => roundRobin([a], { authenticator: getToken as never })).toThrow(
+      'roundRobin: the authenticator option has no authenticate() method',
+    );
+    expect(() => roundRobin([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+  });
+
+  it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {
+    expect(() => roundRobin('tcp://svc:hunter2@a:9007/amps/json')).toThrow(
+      "roundRobin: servers must be a list; got the string 'tcp://svc:***@a:9007/amps/json' (wrap it in [ ])",
+    );
+    expect(() => roundRobin('tcp://a:9007/amps/json')).toThrow(InvalidOptionsError);
+  });
 });

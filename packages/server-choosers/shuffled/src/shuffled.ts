@@ -5,7 +5,9 @@ import {
   describeError,
   describeFailures,
   type Environment,
+  InvalidOptionsError,
   newServer,
+  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
@@ -39,6 +41,15 @@ export class ShuffledChooser implements ServerChooser {
   #shuffled = false;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: ShuffledOptions = {}) {
+    // A string is iterable too: each character would be taken for a server.
+    if (typeof servers === 'string') {
+      throw new InvalidOptionsError(
+        `shuffled: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
+      );
+    }
+    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
+      throw new InvalidOptionsError('shuffled: the authenticator option has no authenticate() method');
+    }
     this.#defaultAuthenticator = options.authenticator;
     this.#environment = options.environment ?? defaultEnvironment;
     this.addAll(...servers);

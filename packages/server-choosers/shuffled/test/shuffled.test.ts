@@ -1,4 +1,4 @@
-import { redactUri } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, redactUri } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { fakeEnvironment } from '../../../delay-strategies/exponential/test/conformance/environment.js';
 import { describeServerChooserConformance } from '../../round-robin/test/conformance/server-chooser.js';
@@ -86,5 +86,19 @@ describe('shuffled', () => {
     expect(environment.calls.random).toBe(3);
     chooser.getCurrentURI();
     expect(environment.calls.random).toBe(3);
+  });
+  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+    const getToken = () => 'token';
+    expect(() => shuffled([servers[1] as string], { authenticator: getToken as never })).toThrow(
+      'shuffled: the authenticator option has no authenticate() method',
+    );
+    expect(() => shuffled([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+  });
+
+  it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {
+    expect(() => shuffled('tcp://svc:hunter2@a:9007/amps/json')).toThrow(
+      "shuffled: servers must be a list; got the string 'tcp://svc:***@a:9007/amps/json' (wrap it in [ ])",
+    );
+    expect(() => shuffled('tcp://a:9007/amps/json')).toThrow(InvalidOptionsError);
   });
 });

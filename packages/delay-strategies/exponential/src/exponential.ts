@@ -187,7 +187,11 @@ export const recommendedBackoffOptions: Readonly<ExponentialBackoffOptions> = Ob
   maximumRetryTimeMs: 0,
 });
 
-/** Exponential backoff with {@link recommendedBackoffOptions}, the HAClient default; `overrides` win. */
-export function recommendedBackoff(overrides?: ExponentialBackoffOptions): ExponentialBackoff {
-  return new ExponentialBackoff({ ...recommendedBackoffOptions, ...overrides });
+/**
+ * Exponential backoff with {@link recommendedBackoffOptions}, the HAClient default; `overrides` win,
+ * except those left undefined, which keep the preset (a spread would turn them into AMPS's defaults).
+ */
+export function recommendedBackoff(overrides: ExponentialBackoffOptions = {}): ExponentialBackoff {
+  const given = Object.entries(overrides).filter(([, value]) => value !== undefined);
+  return new ExponentialBackoff({ ...recommendedBackoffOptions, ...Object.fromEntries(given) });
 }

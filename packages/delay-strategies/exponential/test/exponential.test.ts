@@ -214,6 +214,15 @@ describe('recommendedBackoff', () => {
     expect(Object.isFrozen(recommendedBackoffOptions)).toBe(true);
   });
 
+  it('an override left undefined keeps the preset, as an option left out does', () => {
+    const fromConfig: { jitterMode?: 'full' | 'additive'; maximumDelayMs?: number } = {};
+    const strategy = recommendedBackoff({
+      jitterMode: fromConfig.jitterMode,
+      maximumDelayMs: fromConfig.maximumDelayMs,
+    });
+    expect(strategy.options).toEqual(recommendedBackoff().options);
+  });
+
   it('never sleeps more than 3 s, so a client notices a recovered server within 3 s', () => {
     const environment = fakeEnvironment(17);
     const strategy = recommendedBackoff({ environment });

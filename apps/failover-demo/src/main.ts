@@ -22,6 +22,13 @@ function parseOrExit(): DemoOptions {
 
 const { json, ...options } = parseOrExit();
 
+// A reader that goes away (`pnpm demo | head`) ends the output, not the run: the exit code still tells.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 // With --json, stdout carries only the summary.
 const out = json ? process.stderr : process.stdout;
 const color = out.isTTY && !process.env.NO_COLOR;

@@ -1,5 +1,3 @@
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseDemoArgs, UsageError } from '../src/args.js';
 
@@ -42,21 +40,5 @@ describe('demo arguments', () => {
     } catch (error) {
       expect((error as Error).message).not.toContain('\n');
     }
-  });
-
-  it('the demo exits 2 with one line on stderr, before starting anything', async () => {
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--conditions=@amps-ts/source', '--import', 'tsx', 'src/main.ts', '--', '--servers', '100'],
-        { cwd: join(import.meta.dirname, '..'), timeout: 15_000 },
-        (error, stdout, stderr) => resolve({ code: error ? (error.code as number | null) : 0, stdout, stderr }),
-      );
-    });
-    expect(result).toEqual({
-      code: 2,
-      stdout: '',
-      stderr: "failover demo: --servers must be an integer from 2 to 10, got '100' (see --help)\n",
-    });
   });
 });

@@ -36,7 +36,8 @@ class ScheduledDelay implements ReconnectDelayStrategy {
   }
 
   reset(): void {
-    // Connected: the next outage starts from the top of the schedule.
+    // HAClient calls this when a connection that held (100 ms) drops, and after giving up: the
+    // next outage starts from the top of the schedule. A connection dropped at once does not reset it.
     this.#attempts = 0;
     this.#since = undefined;
   }

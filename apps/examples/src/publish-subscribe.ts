@@ -27,7 +27,7 @@ try {
     [3, 120],
     [4, 10],
   ]) {
-    publisher.publish('orders', JSON.stringify({ id, qty }));
+    await publisher.publish('orders', JSON.stringify({ id, qty })); // a promise only when the send buffer is full
   }
 
   const received: number[] = [];

@@ -17,7 +17,7 @@ const worker = new Client('example-worker', { transport: nodeTransport() });
 try {
   await producer.connectAndLogon(server.tcpUri());
   await worker.connectAndLogon(server.tcpUri());
-  for (let id = 1; id <= 5; id++) producer.publish('jobs', JSON.stringify({ id }));
+  for (let id = 1; id <= 5; id++) await producer.publish('jobs', JSON.stringify({ id }));
 
   // Up to two leased messages at once. (`autoAck: true` would acknowledge each once handled.)
   const jobs = worker.subscribe('jobs', { maxBacklog: 2 });

@@ -25,7 +25,7 @@ try {
     { symbol: 'INIT', price: 52 },
     { symbol: 'ACME', price: 11 }, // replaces ACME's record
   ]) {
-    client.publish('prices', JSON.stringify(tick));
+    await client.publish('prices', JSON.stringify(tick));
   }
   await client.flush(); // the server has processed all three
 
@@ -41,7 +41,9 @@ try {
   for await (const message of client.sowAndSubscribe('prices')) {
     if (message.command === 'group_begin' || message.command === 'group_end') {
       console.log(`${message.command}: ${JSON.stringify(Object.fromEntries(prices))}`);
-      if (message.command === 'group_end') client.publish('prices', JSON.stringify({ symbol: 'INIT', price: 53 }));
+      if (message.command === 'group_end') {
+        await client.publish('prices', JSON.stringify({ symbol: 'INIT', price: 53 }));
+      }
       continue;
     }
     const { symbol, price } = message.json<Price>(); // a `sow` record, then a live `publish`

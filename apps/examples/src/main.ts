@@ -9,9 +9,13 @@ const examples = readdirSync(import.meta.dirname)
   .map((file) => file.slice(0, -'.ts'.length))
   .sort();
 
-const name = process.argv[2];
-if (name === undefined || !examples.includes(name)) {
-  if (name !== undefined) console.error(`no example named '${name}'\n`);
+// `pnpm ... start -- <name>` passes the `--` on.
+const args = process.argv.slice(2);
+if (args[0] === '--') args.shift();
+const name = args[0];
+if (name === undefined || !examples.includes(name) || args.length > 1) {
+  if (args.length > 1) console.error(`one example at a time, got ${args.join(' ')}\n`);
+  else if (name !== undefined) console.error(`no example named '${name}'\n`);
   console.log(`usage: pnpm --filter @amps-ts/examples start <name>\n\n${examples.map((e) => `  ${e}`).join('\n')}`);
   process.exit(name === undefined ? 0 : 2);
 }

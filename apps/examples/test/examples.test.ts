@@ -55,5 +55,13 @@ describe('examples', () => {
     const unknown = await run('no-such-example');
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("no example named 'no-such-example'");
+    const two = await run('publish-subscribe', 'queue-consumer');
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain('one example at a time');
+  });
+
+  it('takes the `--` pnpm passes on (`start -- <name>`)', async () => {
+    const result = await run('--', 'sow-and-subscribe');
+    expect(result, result.stderr).toMatchObject({ code: 0, stderr: '' });
   });
 });

@@ -93,12 +93,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const names = servers.map((_, i) => String.fromCharCode(65 + i));
   const status = new Map<TestServer, ServerStatus>(servers.map((s) => [s, 'up']));
   const uriOf = new Map<string, string>(servers.map((s, i) => [s.tcpUri('json'), names[i] as string]));
-  emit({
-    type: 'started',
-    at: now(),
-    servers: servers.map((s, i) => ({ name: names[i] as string, uri: s.tcpUri('json') })),
-  });
-
   const common = {
     transport: nodeTransport(),
     heartbeat: { intervalS: 0.5, timeoutS: 1 },
@@ -108,154 +102,167 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const publisher = new HAClient('chaos-publisher', { ...common, servers: uris });
   const subscriber = new HAClient('chaos-subscriber', { ...common, servers: [...uris].reverse() });
   const clients: Record<ClientRole, HAClient> = { publisher, subscriber };
-
-  // Failover timing: from the chaos action that hit a client's server (or its disconnect) to recovery.
-  const failovers: number[] = [];
-  const hitAt: Record<ClientRole, number | undefined> = { publisher: undefined, subscriber: undefined };
-  /** Whether the client has disconnected since it last recovered: a freeze thawed before that was ridden out. */
-  const down: Record<ClientRole, boolean> = { publisher: false, subscriber: false };
-  const lastServer: Record<ClientRole, string | undefined> = { publisher: undefined, subscriber: undefined };
-  for (const role of ['publisher', 'subscriber'] as const) {
-    clients[role].onStateChange((e: HAStateEvent) => {
-      const server = e.uri === undefined ? undefined : (uriOf.get(e.uri) ?? e.uri);
-      emit({ type: 'state', at: now(), client: role, state: e.state, server, reason: e.reason });
-      if (e.state === 'Disconnected') {
-        down[role] = true;
-        hitAt[role] ??= now();
-      }
-      if (e.state === 'Resubscribed') {
-        const start = hitAt[role];
-        if (start !== undefined) {
-          const durationMs = now() - start;
-          failovers.push(durationMs);
-          emit({ type: 'failover', at: now(), client: role, from: lastServer[role], to: server, durationMs });
-        }
-        hitAt[role] = undefined;
-        down[role] = false;
-        lastServer[role] = server;
-      }
-    });
-  }
-
-  // The subscriber: every message exactly once, in order.
-  const tally = new DeliveryTally();
-  const subscription = subscriber.subscribe('orders', {
-    bookmark: Bookmarks.EPOCH,
-    onMessage: (m) => tally.record(m.json<{ n: number }>().n),
-  });
-
-  await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
-  await subscription.ready;
-
-  const actions: Record<ChaosAction, number> = { kill: 0, freeze: 0, restart: 0, thaw: 0 };
-  let published = 0;
   let running = true;
+  let progress: ReturnType<typeof setInterval> | undefined;
 
-  const publishing = (async () => {
-    const tickMs = 10;
-    let due = 0;
-    const start = performance.now();
-    while (running) {
-      const target = Math.floor(((performance.now() - start) / 1000) * rate);
-      due = target - published;
-      for (; due > 0 && running; due--) {
-        published++;
-        const wait = publisher.publish('orders', `{"n":${published}}`);
-        if (wait) await wait;
+  // A run that fails (an onEvent that throws, a broker that cannot restart) still closes the
+  // brokers and clients and stops publishing: the caller is a test runner, or the demo's process.
+  try {
+    emit({
+      type: 'started',
+      at: now(),
+      servers: servers.map((s, i) => ({ name: names[i] as string, uri: s.tcpUri('json') })),
+    });
+
+    // Failover timing: from the chaos action that hit a client's server (or its disconnect) to recovery.
+    const failovers: number[] = [];
+    const hitAt: Record<ClientRole, number | undefined> = { publisher: undefined, subscriber: undefined };
+    /** Whether the client has disconnected since it last recovered: a freeze thawed before that was ridden out. */
+    const down: Record<ClientRole, boolean> = { publisher: false, subscriber: false };
+    const lastServer: Record<ClientRole, string | undefined> = { publisher: undefined, subscriber: undefined };
+    for (const role of ['publisher', 'subscriber'] as const) {
+      clients[role].onStateChange((e: HAStateEvent) => {
+        const server = e.uri === undefined ? undefined : (uriOf.get(e.uri) ?? e.uri);
+        emit({ type: 'state', at: now(), client: role, state: e.state, server, reason: e.reason });
+        if (e.state === 'Disconnected') {
+          down[role] = true;
+          hitAt[role] ??= now();
+        }
+        if (e.state === 'Resubscribed') {
+          const start = hitAt[role];
+          if (start !== undefined) {
+            const durationMs = now() - start;
+            failovers.push(durationMs);
+            emit({ type: 'failover', at: now(), client: role, from: lastServer[role], to: server, durationMs });
+          }
+          hitAt[role] = undefined;
+          down[role] = false;
+          lastServer[role] = server;
+        }
+      });
+    }
+
+    // The subscriber: every message exactly once, in order.
+    const tally = new DeliveryTally();
+    const subscription = subscriber.subscribe('orders', {
+      bookmark: Bookmarks.EPOCH,
+      onMessage: (m) => tally.record(m.json<{ n: number }>().n),
+    });
+
+    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await subscription.ready;
+
+    const actions: Record<ChaosAction, number> = { kill: 0, freeze: 0, restart: 0, thaw: 0 };
+    let published = 0;
+
+    const publishing = (async () => {
+      const tickMs = 10;
+      let due = 0;
+      const start = performance.now();
+      while (running) {
+        const target = Math.floor(((performance.now() - start) / 1000) * rate);
+        due = target - published;
+        for (; due > 0 && running; due--) {
+          published++;
+          const wait = publisher.publish('orders', `{"n":${published}}`);
+          if (wait) await wait;
+        }
+        await sleep(tickMs);
       }
-      await sleep(tickMs);
-    }
-  })();
+    })();
 
-  const progressEvent = (): ChaosEvent => ({
-    type: 'progress',
-    at: now(),
-    published,
-    received: tally.received,
-    servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
-    on: {
-      publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
-      subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
-    },
-  });
-  const progress = setInterval(() => emit(progressEvent()), 1000);
+    const progressEvent = (): ChaosEvent => ({
+      type: 'progress',
+      at: now(),
+      published,
+      received: tally.received,
+      servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
+      on: {
+        publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
+        subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
+      },
+    });
+    progress = setInterval(() => emit(progressEvent()), 1000);
 
-  const act = async (action: ChaosAction, server: TestServer) => {
-    const name = names[servers.indexOf(server)] as string;
-    const hits = (['publisher', 'subscriber'] as const).filter((r) => clients[r].uri === server.tcpUri('json'));
-    if (action === 'kill' || action === 'freeze') for (const r of hits) hitAt[r] ??= now();
-    emit({ type: 'chaos', at: now(), action, server: name, hits: [...hits] });
-    actions[action]++;
-    if (action === 'kill') {
-      status.set(server, 'down');
-      await server.kill();
-    } else if (action === 'freeze') {
-      status.set(server, 'frozen');
-      server.freeze();
-    } else if (action === 'restart') {
-      await server.restart();
-      status.set(server, 'up');
-    } else {
-      server.thaw();
-      status.set(server, 'up');
-      // Thawed before the heartbeat timeout: the clients on it stayed, there was no failover to time.
-      for (const r of hits) if (!down[r]) hitAt[r] = undefined;
-    }
-  };
+    const act = async (action: ChaosAction, server: TestServer) => {
+      const name = names[servers.indexOf(server)] as string;
+      const hits = (['publisher', 'subscriber'] as const).filter((r) => clients[r].uri === server.tcpUri('json'));
+      if (action === 'kill' || action === 'freeze') for (const r of hits) hitAt[r] ??= now();
+      emit({ type: 'chaos', at: now(), action, server: name, hits: [...hits] });
+      actions[action]++;
+      if (action === 'kill') {
+        status.set(server, 'down');
+        await server.kill();
+      } else if (action === 'freeze') {
+        status.set(server, 'frozen');
+        server.freeze();
+      } else if (action === 'restart') {
+        await server.restart();
+        status.set(server, 'up');
+      } else {
+        server.thaw();
+        status.set(server, 'up');
+        // Thawed before the heartbeat timeout: the clients on it stayed, there was no failover to time.
+        for (const r of hits) if (!down[r]) hitAt[r] = undefined;
+      }
+    };
 
-  const chaosEnd = performance.now() + durationMs;
-  for (;;) {
-    const wait = 300 + random() * 1200;
-    const left = chaosEnd - performance.now();
-    // The chaos ends on time: no action after the last full wait.
-    if (wait >= left) {
-      await sleep(Math.max(0, left));
-      break;
+    const chaosEnd = performance.now() + durationMs;
+    for (;;) {
+      const wait = 300 + random() * 1200;
+      const left = chaosEnd - performance.now();
+      // The chaos ends on time: no action after the last full wait.
+      if (wait >= left) {
+        await sleep(Math.max(0, left));
+        break;
+      }
+      await sleep(wait);
+      const up = servers.filter((s) => status.get(s) === 'up');
+      const disrupted = servers.filter((s) => status.get(s) !== 'up');
+      const heal = disrupted.length > 0 && (up.length <= 1 || random() < 0.5);
+      if (heal) {
+        const server = disrupted[Math.floor(random() * disrupted.length)] as TestServer;
+        await act(status.get(server) === 'down' ? 'restart' : 'thaw', server);
+      } else if (up.length > 1) {
+        // Prefer the brokers the clients are on: that is where failover happens.
+        const active = up.filter((s) => Object.values(clients).some((c) => c.uri === s.tcpUri('json')));
+        const pool = active.length > 0 && random() < 0.7 ? active : up;
+        const server = pool[Math.floor(random() * pool.length)] as TestServer;
+        await act(random() < 0.65 ? 'kill' : 'freeze', server);
+      }
     }
-    await sleep(wait);
-    const up = servers.filter((s) => status.get(s) === 'up');
-    const disrupted = servers.filter((s) => status.get(s) !== 'up');
-    const heal = disrupted.length > 0 && (up.length <= 1 || random() < 0.5);
-    if (heal) {
-      const server = disrupted[Math.floor(random() * disrupted.length)] as TestServer;
-      await act(status.get(server) === 'down' ? 'restart' : 'thaw', server);
-    } else if (up.length > 1) {
-      // Prefer the brokers the clients are on: that is where failover happens.
-      const active = up.filter((s) => Object.values(clients).some((c) => c.uri === s.tcpUri('json')));
-      const pool = active.length > 0 && random() < 0.7 ? active : up;
-      const server = pool[Math.floor(random() * pool.length)] as TestServer;
-      await act(random() < 0.65 ? 'kill' : 'freeze', server);
+
+    // Heal everything, stop publishing, and let every message arrive.
+    running = false;
+    await publishing;
+    for (const server of servers) {
+      if (status.get(server) === 'down') await act('restart', server);
+      else if (status.get(server) === 'frozen') await act('thaw', server);
     }
+    emit({ type: 'draining', at: now(), published, received: tally.received });
+    const drainEnd = performance.now() + 30_000;
+    await publisher.publishFlush(30_000).catch(() => {});
+    while (tally.received < published && performance.now() < drainEnd) await sleep(50);
+    clearInterval(progress);
+    emit(progressEvent());
+
+    const { ok, ...counts } = tally.verdict(published);
+    return {
+      seed,
+      durationMs,
+      servers: servers.length,
+      published,
+      ...counts,
+      failovers: failovers.length,
+      failoverP50Ms: Math.round(percentile(failovers, 50)),
+      failoverMaxMs: Math.round(Math.max(0, ...failovers)),
+      actions,
+      ok,
+    };
+  } finally {
+    running = false;
+    clearInterval(progress);
+    await Promise.allSettled([publisher.disconnect(), subscriber.disconnect()]);
+    await cluster.close();
   }
-
-  // Heal everything, stop publishing, and let every message arrive.
-  running = false;
-  await publishing;
-  for (const server of servers) {
-    if (status.get(server) === 'down') await act('restart', server);
-    else if (status.get(server) === 'frozen') await act('thaw', server);
-  }
-  emit({ type: 'draining', at: now(), published, received: tally.received });
-  const drainEnd = performance.now() + 30_000;
-  await publisher.publishFlush(30_000).catch(() => {});
-  while (tally.received < published && performance.now() < drainEnd) await sleep(50);
-  clearInterval(progress);
-  emit(progressEvent());
-
-  await Promise.all([publisher.disconnect(), subscriber.disconnect()]);
-  await cluster.close();
-
-  const { ok, ...counts } = tally.verdict(published);
-  return {
-    seed,
-    durationMs,
-    servers: servers.length,
-    published,
-    ...counts,
-    failovers: failovers.length,
-    failoverP50Ms: Math.round(percentile(failovers, 50)),
-    failoverMaxMs: Math.round(Math.max(0, ...failovers)),
-    actions,
-    ok,
-  };
 }

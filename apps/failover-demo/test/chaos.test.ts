@@ -27,3 +27,19 @@ it('takes no chaos action after the duration is over', async () => {
   expect(report.actions).toEqual({ kill: 0, freeze: 0, restart: 0, thaw: 0 });
   expect(report.ok).toBe(true);
 });
+
+it('a run that fails closes its brokers and clients', async () => {
+  const openHandles = () => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+  const before = openHandles();
+  const failing = runChaos({
+    seed: 7, // acts after 0.3 s
+    durationMs: 5000,
+    rate: 100,
+    servers: 2,
+    onEvent: (event) => {
+      if (event.type === 'chaos') throw new Error('the display failed');
+    },
+  });
+  await expect(failing).rejects.toThrow('the display failed');
+  expect(openHandles()).toBe(before);
+});

@@ -35,7 +35,14 @@ export * from './options.js';
 export type { RetryLimits } from './retry-sweeps.js';
 export { RetrySweeps } from './retry-sweeps.js';
 export type { ServerEntry, ServerRecord } from './server-list.js';
-export { describeError, describeFailures, newServer, serverFor } from './server-list.js';
+export {
+  authenticatorOption,
+  describeError,
+  describeFailures,
+  newServer,
+  serverFor,
+  serverListOption,
+} from './server-list.js';
 export type { AmpsUri, UriOptions, UriScheme } from './uri.js';
 export { parseUri, redactUri } from './uri.js';
 export { WebSocketFrameSplitter } from './websocket-frames.js';

@@ -23,6 +23,34 @@ export interface ServerRecord {
   lastError: string | undefined;
 }
 
+/**
+ * A chooser's server list, refused when it is one URI string: a string is iterable too, and each
+ * character would be taken for a server.
+ */
+export function serverListOption<T>(chooser: string, servers: Iterable<T>): Iterable<T> {
+  if (typeof servers === 'string') {
+    throw new InvalidOptionsError(
+      `${chooser}: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
+    );
+  }
+  return servers;
+}
+
+/**
+ * An authenticator, refused unless it has the three methods a logon may call: one without them
+ * (a bare token function, say) would fail every logon, and a reconnect loop would retry forever.
+ */
+export function authenticatorOption(value: Authenticator | undefined, what: string): Authenticator | undefined {
+  const methods = ['authenticate', 'retry', 'completed'] as const;
+  if (
+    value !== undefined &&
+    !methods.every((m) => typeof (value as Partial<Authenticator> | null)?.[m] === 'function')
+  ) {
+    throw new InvalidOptionsError(`${what} must have authenticate(), retry() and completed() methods`);
+  }
+  return value;
+}
+
 /** Validates a new server for `servers`: a well-formed AMPS URI (`InvalidUriError`), not listed twice. */
 export function newServer(
   chooser: string,
@@ -37,10 +65,7 @@ export function newServer(
     );
   }
   const parsed = parseUri(entry.uri);
-  const auth = entry.authenticator;
-  if (auth !== undefined && typeof auth?.authenticate !== 'function') {
-    throw new InvalidOptionsError(`${chooser}: the authenticator for ${parsed.redacted} has no authenticate() method`);
-  }
+  const auth = authenticatorOption(entry.authenticator, `${chooser}: the authenticator for ${parsed.redacted}`);
   if (servers.some((s) => s.redacted === parsed.redacted)) {
     throw new InvalidOptionsError(`${chooser}: ${parsed.redacted} is already in the list`);
   }

@@ -1,5 +1,6 @@
 import {
   type Authenticator,
+  authenticatorOption,
   type ConnectionInfo,
   defaultEnvironment,
   describeError,
@@ -8,11 +9,11 @@ import {
   InvalidOptionsError,
   type Logger,
   newServer,
-  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
   serverFor,
+  serverListOption,
 } from '@amps-ts/core-protocol';
 
 export interface HealthWeightedOptions {
@@ -98,15 +99,6 @@ export class HealthWeightedChooser implements ServerChooser {
   #current: Server | undefined;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: HealthWeightedOptions = {}) {
-    // A string is iterable too: each character would be taken for a server.
-    if (typeof servers === 'string') {
-      throw new InvalidOptionsError(
-        `healthWeighted: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
-      );
-    }
-    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
-      throw new InvalidOptionsError('healthWeighted: the authenticator option has no authenticate() method');
-    }
     const resolved = {
       failureThreshold: options.failureThreshold ?? 3,
       coolDownMs: options.coolDownMs ?? 30_000,
@@ -123,10 +115,10 @@ export class HealthWeightedChooser implements ServerChooser {
       invalid('latencyAlpha', 'a number in (0, 1]', resolved.latencyAlpha);
     }
     this.options = Object.freeze(resolved);
-    this.#defaultAuthenticator = options.authenticator;
+    this.#defaultAuthenticator = authenticatorOption(options.authenticator, 'healthWeighted: the authenticator option');
     this.#environment = options.environment ?? defaultEnvironment;
     this.#logger = options.logger;
-    this.addAll(...servers);
+    this.addAll(...serverListOption('healthWeighted', servers));
   }
 
   /** Adds a server; among equally healthy servers, the earlier one is chosen. */

@@ -1,5 +1,6 @@
 import {
   type Authenticator,
+  authenticatorOption,
   type ConnectionInfo,
   defaultEnvironment,
   describeError,
@@ -8,11 +9,11 @@ import {
   InvalidOptionsError,
   type Logger,
   newServer,
-  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
   serverFor,
+  serverListOption,
 } from '@amps-ts/core-protocol';
 
 export interface PriorityFailbackOptions {
@@ -68,15 +69,6 @@ export class PriorityFailbackChooser implements ServerChooser {
   #failingBackTo: Server | undefined;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: PriorityFailbackOptions = {}) {
-    // A string is iterable too: each character would be taken for a server.
-    if (typeof servers === 'string') {
-      throw new InvalidOptionsError(
-        `priorityFailback: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
-      );
-    }
-    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
-      throw new InvalidOptionsError('priorityFailback: the authenticator option has no authenticate() method');
-    }
     const failbackAfterMs = options.failbackAfterMs ?? 30_000;
     const maximumFailbackAfterMs = options.maximumFailbackAfterMs ?? Math.max(300_000, failbackAfterMs);
     if (!(Number.isFinite(failbackAfterMs) && failbackAfterMs >= 0)) {
@@ -90,10 +82,13 @@ export class PriorityFailbackChooser implements ServerChooser {
       );
     }
     this.options = Object.freeze({ failbackAfterMs, maximumFailbackAfterMs });
-    this.#defaultAuthenticator = options.authenticator;
+    this.#defaultAuthenticator = authenticatorOption(
+      options.authenticator,
+      'priorityFailback: the authenticator option',
+    );
     this.#environment = options.environment ?? defaultEnvironment;
     this.#logger = options.logger;
-    this.addAll(...servers);
+    this.addAll(...serverListOption('priorityFailback', servers));
   }
 
   /** Adds a server at the end of the list: the least preferred. */

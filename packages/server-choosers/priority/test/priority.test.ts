@@ -139,12 +139,18 @@ describe('priorityFailback', () => {
       expect(() => priorityFailback([a], options), JSON.stringify(options)).toThrow(InvalidOptionsError);
     }
   });
-  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+  it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => priorityFailback([b], { authenticator: getToken as never })).toThrow(
-      'priorityFailback: the authenticator option has no authenticate() method',
+      'priorityFailback: the authenticator option must have authenticate(), retry() and completed() methods',
     );
     expect(() => priorityFailback([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+    // authenticate() alone: a server answering `retry` or accepting the logon would find the rest missing.
+    const partial = { authenticate: () => 'token' } as never;
+    expect(() => priorityFailback([], { authenticator: partial })).toThrow(InvalidOptionsError);
+    expect(() => priorityFailback([{ uri: 'tcp://a:9007/amps/json', authenticator: partial }])).toThrow(
+      'the authenticator for tcp://a:9007/amps/json must have authenticate(), retry() and completed() methods',
+    );
   });
 
   it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {

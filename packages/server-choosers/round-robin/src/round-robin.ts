@@ -1,13 +1,13 @@
 import type { Authenticator, ConnectionInfo, ServerChooser } from '@amps-ts/core-protocol';
 import {
+  authenticatorOption,
   describeError,
   describeFailures,
-  InvalidOptionsError,
   newServer,
-  redactUri,
   type ServerEntry,
   type ServerRecord,
   serverFor,
+  serverListOption,
 } from '@amps-ts/core-protocol';
 
 export interface RoundRobinOptions {
@@ -28,17 +28,8 @@ export class RoundRobinChooser implements ServerChooser {
   #index = 0;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: RoundRobinOptions = {}) {
-    // A string is iterable too: each character would be taken for a server.
-    if (typeof servers === 'string') {
-      throw new InvalidOptionsError(
-        `roundRobin: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
-      );
-    }
-    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
-      throw new InvalidOptionsError('roundRobin: the authenticator option has no authenticate() method');
-    }
-    this.#defaultAuthenticator = options.authenticator;
-    this.addAll(...servers);
+    this.#defaultAuthenticator = authenticatorOption(options.authenticator, 'roundRobin: the authenticator option');
+    this.addAll(...serverListOption('roundRobin', servers));
   }
 
   /** Adds a server at the end of the list. Throws an `InvalidUriError` for a malformed URI. */

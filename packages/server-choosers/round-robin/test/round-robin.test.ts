@@ -112,12 +112,18 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
     expect(() => roundRobin([42 as never])).toThrow(InvalidOptionsError);
     expect(() => roundRobin([{ uri: a, authenticator: {} as never }])).toThrow(InvalidOptionsError);
   });
-  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+  it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => roundRobin([a], { authenticator: getToken as never })).toThrow(
-      'roundRobin: the authenticator option has no authenticate() method',
+      'roundRobin: the authenticator option must have authenticate(), retry() and completed() methods',
     );
     expect(() => roundRobin([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+    // authenticate() alone: a server answering `retry` or accepting the logon would find the rest missing.
+    const partial = { authenticate: () => 'token' } as never;
+    expect(() => roundRobin([], { authenticator: partial })).toThrow(InvalidOptionsError);
+    expect(() => roundRobin([{ uri: 'tcp://a:9007/amps/json', authenticator: partial }])).toThrow(
+      'the authenticator for tcp://a:9007/amps/json must have authenticate(), retry() and completed() methods',
+    );
   });
 
   it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {

@@ -1,17 +1,17 @@
 import {
   type Authenticator,
+  authenticatorOption,
   type ConnectionInfo,
   defaultEnvironment,
   describeError,
   describeFailures,
   type Environment,
-  InvalidOptionsError,
   newServer,
-  redactUri,
   type ServerChooser,
   type ServerEntry,
   type ServerRecord,
   serverFor,
+  serverListOption,
 } from '@amps-ts/core-protocol';
 
 export interface ShuffledOptions {
@@ -41,18 +41,9 @@ export class ShuffledChooser implements ServerChooser {
   #shuffled = false;
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: ShuffledOptions = {}) {
-    // A string is iterable too: each character would be taken for a server.
-    if (typeof servers === 'string') {
-      throw new InvalidOptionsError(
-        `shuffled: servers must be a list; got the string '${redactUri(servers)}' (wrap it in [ ])`,
-      );
-    }
-    if (options.authenticator !== undefined && typeof options.authenticator?.authenticate !== 'function') {
-      throw new InvalidOptionsError('shuffled: the authenticator option has no authenticate() method');
-    }
-    this.#defaultAuthenticator = options.authenticator;
+    this.#defaultAuthenticator = authenticatorOption(options.authenticator, 'shuffled: the authenticator option');
     this.#environment = options.environment ?? defaultEnvironment;
-    this.addAll(...servers);
+    this.addAll(...serverListOption('shuffled', servers));
   }
 
   /** Adds a server; once the order is drawn, at a random place in it (never moving the current server). */

@@ -87,12 +87,18 @@ describe('shuffled', () => {
     chooser.getCurrentURI();
     expect(environment.calls.random).toBe(3);
   });
-  it('refuses a default authenticator without authenticate(), instead of failing every logon', () => {
+  it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => shuffled([servers[1] as string], { authenticator: getToken as never })).toThrow(
-      'shuffled: the authenticator option has no authenticate() method',
+      'shuffled: the authenticator option must have authenticate(), retry() and completed() methods',
     );
     expect(() => shuffled([], { authenticator: {} as never })).toThrow(InvalidOptionsError);
+    // authenticate() alone: a server answering `retry` or accepting the logon would find the rest missing.
+    const partial = { authenticate: () => 'token' } as never;
+    expect(() => shuffled([], { authenticator: partial })).toThrow(InvalidOptionsError);
+    expect(() => shuffled([{ uri: 'tcp://a:9007/amps/json', authenticator: partial }])).toThrow(
+      'the authenticator for tcp://a:9007/amps/json must have authenticate(), retry() and completed() methods',
+    );
   });
 
   it('refuses one URI string given for the list of servers (a string is iterable, one character per server)', () => {

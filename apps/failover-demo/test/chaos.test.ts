@@ -7,7 +7,9 @@ describe('chaos: HAClient loses nothing and duplicates nothing', () => {
   it.each([1, 2, 3])(
     'seed %i',
     async (seed) => {
-      const report = await runChaos({ seed, durationMs: 20_000, rate: 2600, servers: 3 });
+      // 55,000 due: the publisher may be stalled in a failover when the chaos ends, so 2,600/s
+      // (52,000, and the chaos now ends on time) left too little room over 50,000.
+      const report = await runChaos({ seed, durationMs: 20_000, rate: 2750, servers: 3 });
       expect(report.published).toBeGreaterThanOrEqual(50_000);
       expect(report.actions.kill + report.actions.freeze).toBeGreaterThan(5);
       expect(report.failovers).toBeGreaterThan(0);

@@ -195,7 +195,11 @@ export interface ReconnectDelayStrategy {
    * (when its maximum retry time has passed).
    */
   getConnectWaitDuration(uri: string): number;
-  /** A connection succeeded: start over. */
+  /**
+   * Start over: the waits and the retry budget begin again. HAClient calls it when a connection
+   * that held drops, after giving up, and before a planned move; not on every success, so a server
+   * that accepts the logon and then drops at once is still backed off from.
+   */
   reset(): void;
 }
 

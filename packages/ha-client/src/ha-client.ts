@@ -22,6 +22,7 @@ import {
   type FailedWrite,
   InvalidOptionsError,
   type Logger,
+  MAX_TIMEOUT_MS,
   type Message,
   MessageStream,
   type PublishOptions,
@@ -397,18 +398,27 @@ export class HAClient {
         this.#giveUp(this.#exhausted(error));
         return;
       }
+      if (!(wait >= 0 && wait <= MAX_TIMEOUT_MS)) {
+        // NaN or a negative wait would not wait at all, and a longer one fires at once: a hot loop.
+        this.#giveUp(
+          new InvalidOptionsError(
+            `the delay strategy returned a wait of ${wait} ms; it must be 0 to ${MAX_TIMEOUT_MS}`,
+          ),
+        );
+        return;
+      }
       this.#attempt++;
       if (wait > 0) await this.#sleep(wait, signal);
       if (signal.aborted) return;
       const started = this.#env.now();
       try {
-        await this.#connectOnce(uri, signal);
+        const loggedOnAt = await this.#connectOnce(uri, signal);
         // The connection may have dropped, or the loop been stopped, in the last await; everything
         // below is synchronous.
         signal.throwIfAborted();
         if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
         const at = this.#env.now();
-        this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: at - started, at });
+        this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: loggedOnAt - started, at });
         this.#recoveredAt = at;
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#loop = undefined;
@@ -454,8 +464,8 @@ export class HAClient {
     this.#client.abort(new DisconnectedError(reason));
   }
 
-  /** One attempt: connect, log on, heartbeat, republish, resubscribe. */
-  async #connectOnce(uri: string, signal: AbortSignal): Promise<void> {
+  /** One attempt: connect, log on, heartbeat, republish, resubscribe. Returns when it was logged on. */
+  async #connectOnce(uri: string, signal: AbortSignal): Promise<number> {
     const client = this.#client;
     this.#uri = redactUri(uri);
     await client.connect(uri, { timeoutMs: this.#connectTimeoutMs, signal });
@@ -467,6 +477,7 @@ export class HAClient {
       timeoutMs: this.#connectTimeoutMs,
       signal,
     });
+    const loggedOnAt = this.#env.now();
     this.#emit(ConnectionState.LoggedOn, undefined);
     if (this.#heartbeat) {
       await client.heartbeat(this.#heartbeat.intervalS, this.#heartbeat.timeoutS ?? this.#heartbeat.intervalS * 2, {
@@ -495,6 +506,7 @@ export class HAClient {
         this.#endSubscription(sub, new DisconnectedError(`subscription ${sub.subId} could not be resubscribed`));
       }
     }
+    return loggedOnAt;
   }
 
   /** Recovery is complete: tell the application and run what waited for it. */

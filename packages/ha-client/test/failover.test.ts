@@ -631,6 +631,66 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await sub.until(1);
   });
 
+  it('gives up with an InvalidOptionsError when a delay strategy returns a wait it cannot wait (no hot loop)', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    for (const bad of [Number.NaN, -1, 2 ** 31, undefined]) {
+      let calls = 0;
+      const delay: ReconnectDelayStrategy = {
+        // The bad wait, then giving up: without the check the first would be a connect attempt, which succeeds.
+        getConnectWaitDuration: () => {
+          if (++calls > 1) throw new RetryExhaustedError('second call', { elapsedMs: 0, attempts: 1, servers: [] });
+          return bad as number;
+        },
+        reset: () => {},
+      };
+      const ha = client(`bad-wait-${String(bad)}`, [server.tcpUri('json')], { delay });
+      await expect(ha.connectAndLogon()).rejects.toMatchObject({
+        name: 'InvalidOptionsError',
+        message: `the delay strategy returned a wait of ${bad} ms; it must be 0 to 2147483647`,
+      });
+      expect(calls).toBe(1);
+    }
+  });
+
+  it("reports connect plus logon as the chooser's latencyMs, not the whole recovery", async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const uri = server.tcpUri('json');
+    // Everything the server sends after the logon ack arrives 300 ms late: heartbeat and subscribe acks.
+    const base = nodeTransport();
+    const transport: Transport = {
+      schemes: base.schemes,
+      connect: (target, handlers, options) => {
+        let chunks = 0;
+        let late = Promise.resolve();
+        return base.connect(
+          target,
+          {
+            onData: (chunk) => {
+              if (chunks++ === 0) return handlers.onData(chunk);
+              late = late
+                .then(() => new Promise((resolve) => setTimeout(resolve, 300)))
+                .then(() => handlers.onData(chunk));
+            },
+            onClose: (error) => void late.then(() => handlers.onClose(error)),
+          },
+          options,
+        );
+      },
+    };
+    const successes: ConnectionInfo[] = [];
+    const { chooser } = movableChooser(uri);
+    chooser.reportSuccess = (info) => successes.push(info);
+    const ha = client('latency-1', [], { chooser, servers: undefined, transport });
+    ha.subscribe('latency', { onMessage: () => {} });
+    const started = performance.now();
+    await ha.connectAndLogon();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(300);
+    expect(successes).toHaveLength(1);
+    expect(successes[0]?.latencyMs).toBeLessThan(300);
+  });
+
   it('starts a new backoff sweep only when a connection that held drops (no hot loop on a server that drops at once)', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());

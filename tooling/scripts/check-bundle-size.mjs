@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, four times on 2026-11-26, from 21,160 B:
+ * Raised on purpose, five times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
@@ -47,8 +47,14 @@ const BUDGET_BYTES = 12 * 1024;
  *   HAClient (they fired at once); ids that are not strings, signals that are not AbortSignals, and
  *   a throwing `authenticator.completed()` handled with typed errors; authenticator calls bounded
  *   by the logon's timeout (a hung token service held a reconnect forever).
+ * - to 23,880 B on 2026-11-26 (a new session): a review of the strategy plugins and more HA
+ *   checks added about 345 B: delay strategies refuse waits past what `setTimeout` can wait (the
+ *   exponential's cap plus jitter included) and keep a zero delay from turning into NaN; choosers
+ *   refuse an authenticator without its three methods and one URI string as the server list;
+ *   HAClient stops on a delay strategy's bad wait (a busy loop before) and reports connect plus
+ *   logon latency; transport-browser types a URL the browser refuses as an InvalidUriError.
  */
-const CEILING_BYTES = 23_520;
+const CEILING_BYTES = 23_880;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

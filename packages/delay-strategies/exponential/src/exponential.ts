@@ -145,8 +145,7 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
     const longestMs = withJitter(resolved.maximumDelayMs, 1, resolved);
     if (longestMs > MAX_TIMEOUT_MS) {
       throw new InvalidOptionsError(
-        `exponentialBackoff: the longest wait, maximumDelayMs ${resolved.maximumDelayMs} with ${resolved.jitterMode} ` +
-          `jitter ${resolved.jitter}, would be ${longestMs} ms; it must be at most ${MAX_TIMEOUT_MS} ms`,
+        `exponentialBackoff: maximumDelayMs with its jitter can wait ${longestMs} ms, past ${MAX_TIMEOUT_MS} ms`,
       );
     }
     this.options = Object.freeze(resolved);

@@ -97,7 +97,10 @@ export class MemoryPublishStore implements PublishStore {
 
   discardUpTo(sequence: number): void {
     if (sequence <= this.#lastPersisted) return;
-    this.#lastPersisted = Math.min(sequence, this.#lastSequence);
+    this.#lastPersisted = sequence;
+    // The server holds this name's stream up to here: a sequence at or below it, given to a
+    // publish let in by this trim or any later one, would be dropped there as a duplicate.
+    if (sequence > this.#lastSequence) this.#lastSequence = sequence;
     this.#trim(sequence);
   }
 
@@ -148,7 +151,6 @@ export class MemoryPublishStore implements PublishStore {
       );
     }
     this.discardUpTo(sequence);
-    if (sequence > this.#lastSequence) this.#lastSequence = sequence;
   }
 
   #renumberFrom(first: number): void {

@@ -117,6 +117,26 @@ describe('MemoryPublishStore', () => {
     expect(store.unpersistedCount()).toBe(0);
   });
 
+  it('continues above a persisted ack for sequences it never assigned, so new publishes are not dropped as duplicates', () => {
+    const store = new MemoryPublishStore();
+    store.store(publish(1));
+    store.store(publish(2));
+    store.discardUpTo(10); // a conflated ack far ahead: the server holds up to 10 for this name
+    expect(store.unpersistedCount()).toBe(0);
+    expect(store.lastPersisted()).toBe(10);
+    expect(store.store(publish(3))).toBe(11);
+  });
+
+  it('gives a publish let in by a logon sync a sequence above what that server holds', async () => {
+    const store = new MemoryPublishStore({ capacity: 1 });
+    store.store(publish(1));
+    store.syncWithServer(0);
+    const waiting = store.store(publish(2));
+    store.syncWithServer(7); // the next server holds 1-7 for this name: 1 is persisted, room for 2
+    expect(await waiting).toBe(8);
+    expect(replayed(store)).toEqual([8]);
+  });
+
   it('rejects what waits for room and every flush when told to, keeping what is stored', async () => {
     const store = new MemoryPublishStore({ capacity: 1 });
     store.store(publish(1));

@@ -3,6 +3,7 @@ import {
   Bookmarks,
   type Command,
   DisconnectedError,
+  InvalidOptionsError,
   PublishStoreGapError,
   StoreFullError,
   TimedOutError,
@@ -98,6 +99,14 @@ describe('MemoryPublishStore', () => {
     await expect(flushed).resolves.toBeUndefined();
     store.store(publish(2));
     await expect(store.flush(5)).rejects.toBeInstanceOf(TimedOutError);
+  });
+
+  it('refuses a flush timeout it cannot wait (NaN, negative, past setTimeout) instead of waiting forever', () => {
+    const store = new MemoryPublishStore();
+    store.store(publish(1));
+    for (const timeoutMs of [Number.NaN, -1, 2 ** 31, Number.POSITIVE_INFINITY]) {
+      expect(() => store.flush(timeoutMs)).toThrow(InvalidOptionsError);
+    }
   });
 
   it('forgets a refused publish alone: the ones before it stay, and it is never replayed', async () => {

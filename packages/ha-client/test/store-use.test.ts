@@ -1,0 +1,65 @@
+import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { startTestServer, type TestServer } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HAClient, type HAClientOptions, type HAStateEvent } from '../src/index.js';
+
+/* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+
+async function server(): Promise<TestServer> {
+  const s = await startTestServer({ sowTopics: [] });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+function client(name: string, uri: string, extra: Partial<HAClientOptions> = {}): HAClient {
+  const ha = new HAClient(name, {
+    transport: nodeTransport(),
+    servers: [uri],
+    heartbeat: false,
+    connectTimeoutMs: 1000,
+    ...extra,
+  });
+  cleanups.push(() => ha.disconnect());
+  return ha;
+}
+
+function stateWhere(ha: HAClient, predicate: (e: HAStateEvent) => boolean): Promise<HAStateEvent> {
+  return new Promise((resolve) => {
+    const stop = ha.onStateChange((e) => {
+      if (predicate(e)) {
+        stop();
+        resolve(e);
+      }
+    });
+  });
+}
+
+describe('HAClient publishes and its publish store', () => {
+  it('refuses a publish the wire cannot carry before storing it, so no reconnect replays it and fails', async () => {
+    const s = await server();
+    const publisher = client('pub-unsendable', s.tcpUri('json'));
+    // Not connected yet: it would be stored, and every logon's replay would fail on it.
+    expect(() => publisher.publish('t', 'x', { expiration: 1.5 })).toThrow(InvalidOptionsError);
+    expect(() => publisher.publish('t', 42 as unknown as string)).toThrow(InvalidOptionsError);
+    expect(publisher.publishStore?.unpersistedCount()).toBe(0);
+    const attempt = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
+    void publisher.connectAndLogon().catch(() => {});
+    expect((await attempt).state).toBe('Resubscribed');
+
+    // Connected: the send fails at once, and the store must not keep it for the next failover.
+    expect(() => publisher.publish('t', 'x', { expiration: -1 })).toThrow(InvalidOptionsError);
+    expect(publisher.publishStore?.unpersistedCount()).toBe(0);
+    const dropped = stateWhere(publisher, (e) => e.state === 'Disconnected');
+    s.dropConnections();
+    await dropped;
+    // The attempt after the drop: it recovers, or its replay fails and it is Disconnected again.
+    const outcome = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
+    expect((await outcome).state).toBe('Resubscribed');
+  });
+});

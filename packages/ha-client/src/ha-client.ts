@@ -86,7 +86,7 @@ export interface HAClientOptions {
   commandTimeoutMs?: number;
   /** How long each resubscribe may take during recovery. @default commandTimeoutMs */
   resubscriptionTimeoutMs?: number;
-  /** Discard a bookmark message once its handler returns (or its promise resolves). @default true */
+  /** Discard a bookmark message once its handler returns or throws (or its promise settles). @default true */
   autoDiscard?: boolean;
   /** A message the bookmark store recognised as a duplicate (it is not delivered). */
   onDuplicate?: (message: Message, subId: string) => void;
@@ -806,12 +806,20 @@ export class HAClient {
     command.ackType = [...ackTypes].join(',');
     const store = this.#bookmarkStore;
     const autoDiscard = this.#options.autoDiscard ?? true;
+    const discard = (m: Message) => {
+      if (bookmarked && autoDiscard && m.bookmark) store?.discard(subId, m.bookmark);
+    };
     const stream = new MessageStream<Message>({
       onMessage: options.onMessage,
       maxQueue: options.maxQueue ?? this.#options.client?.maxQueue,
-      onHandlerError: (error) => this.#reportException(error),
+      onHandlerError: (error, m) => {
+        // Done with, though it failed: a replay drops it as a duplicate anyway, and left
+        // outstanding it would pin the recovery point and keep every later message in the store.
+        discard(m);
+        this.#reportException(error);
+      },
       onHandled: (m) => {
-        if (bookmarked && autoDiscard && m.bookmark) store?.discard(subId, m.bookmark);
+        discard(m);
         if (options.autoAck && m.leasePeriod !== undefined && m.bookmark && m.topic) {
           try {
             this.#client.ack(m);

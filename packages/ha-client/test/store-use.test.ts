@@ -1,8 +1,8 @@
-import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { Bookmarks, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HAClient, type HAClientOptions, type HAStateEvent } from '../src/index.js';
+import { HAClient, type HAClientOptions, type HAStateEvent, MemoryBookmarkStore } from '../src/index.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
 
@@ -62,4 +62,42 @@ describe('HAClient publishes and its publish store', () => {
     const outcome = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
     expect((await outcome).state).toBe('Resubscribed');
   });
+});
+
+describe('HAClient bookmark subscriptions and their bookmark store', () => {
+  for (const failure of ['throws', 'rejects'] as const) {
+    it(`discards a message whose handler ${failure}, so the recovery point moves on and nothing piles up`, async () => {
+      const s = await server();
+      const bookmarkStore = new MemoryBookmarkStore();
+      const subscriber = client(`sub-handler-${failure}`, s.tcpUri('json'), { bookmarkStore });
+      const publisher = client(`pub-handler-${failure}`, s.tcpUri('json'));
+      const errors: unknown[] = [];
+      let lastHandled!: () => void;
+      const allHandled = new Promise<void>((resolve) => {
+        lastHandled = resolve;
+      });
+      subscriber.onException((error) => {
+        errors.push(error);
+      });
+      const sub = subscriber.subscribe('orders', {
+        subId: 'orders',
+        bookmark: Bookmarks.EPOCH,
+        onMessage: (m: Message) => {
+          const n = m.json<{ n: number }>().n;
+          if (n === 5) queueMicrotask(lastHandled); // after the handler returns, and its discard
+          if (n !== 2) return;
+          if (failure === 'throws') throw new Error('handler failed on 2');
+          return Promise.reject(new Error('handler failed on 2'));
+        },
+      });
+      await Promise.all([subscriber.connectAndLogon(), publisher.connectAndLogon(), sub.ready]);
+      for (const n of [1, 2, 3, 4, 5]) publisher.publish('orders', JSON.stringify({ n }));
+      await allHandled;
+      expect(errors).toHaveLength(1);
+      // Left outstanding, message 2 would hold the recovery point before it for good (every
+      // failover replaying everything since) and keep every later message's progress in memory.
+      expect(bookmarkStore.outstandingCount('orders')).toBe(0);
+      expect(bookmarkStore.getMostRecent('orders')).toMatch(/\|5\|$/);
+    });
+  }
 });

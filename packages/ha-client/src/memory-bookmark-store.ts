@@ -1,18 +1,25 @@
-import { type BookmarkStore, Bookmarks } from '@amps-ts/core-protocol';
+import { type BookmarkStore, Bookmarks, InvalidOptionsError } from '@amps-ts/core-protocol';
 
 /** Orders unsigned decimal strings (no leading zeros) without converting them to numbers. */
 function compareDecimal(a: string, b: string): number {
   return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** As core-protocol's parseBookmarkId reads one (trailing bar optional); the sequence without leading zeros. */
+const idPattern = /^(\d+)\|0*(\d+)\|?$/;
+
 /** `publisher|sequence|` split, or undefined for anything else. */
 function split(bookmark: string): [publisher: string, sequence: string] | undefined {
-  const bar = bookmark.indexOf('|');
-  if (bar <= 0) return undefined;
-  const end = bookmark.indexOf('|', bar + 1);
-  const sequence = bookmark.slice(bar + 1, end < 0 ? undefined : end);
-  if (sequence === '' || end < bookmark.length - 1) return undefined;
-  return [bookmark.slice(0, bar), sequence];
+  if (typeof bookmark !== 'string') {
+    throw new InvalidOptionsError(`a bookmark must be a string, got ${bookmark === null ? 'null' : typeof bookmark}`);
+  }
+  const match = idPattern.exec(bookmark);
+  return match ? [match[1] as string, match[2] as string] : undefined;
+}
+
+/** NOW, as parseBookmark reads it: no position in a log. */
+function isNow(bookmark: string | undefined): boolean {
+  return bookmark === Bookmarks.NOW || bookmark === '0|1';
 }
 
 interface PublisherProgress {
@@ -68,7 +75,7 @@ export class MemoryBookmarkStore implements BookmarkStore {
     sub.outstanding++;
     // NOW is no position in a log: a failover would resume at the end of the next server's log
     // and skip what was published in between. The first message is one (it is here already).
-    if (sub.base === Bookmarks.NOW) sub.base = bookmark;
+    if (isNow(sub.base)) sub.base = bookmark;
     return true;
   }
 

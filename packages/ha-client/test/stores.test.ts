@@ -209,6 +209,41 @@ describe('MemoryBookmarkStore', () => {
   });
 });
 
+describe('MemoryBookmarkStore bookmark forms', () => {
+  it('reads every publisher|sequence| form the protocol allows: leading zeros, no trailing bar', () => {
+    const store = new MemoryBookmarkStore();
+    expect(store.log('s', '11|7|')).toBe(true);
+    expect(store.log('s', '11|06|')).toBe(false); // 6 is before 7: a duplicate
+    expect(store.log('s', '11|8')).toBe(true);
+    expect(store.log('s', '11|8|')).toBe(false); // the same message
+    expect(store.isDuplicate('s', '11|0008|')).toBe(true);
+    store.discard('s', '11|7|');
+    store.discard('s', '11|08|');
+    expect(store.outstandingCount('s')).toBe(0);
+    expect(store.getMostRecent('s')).toBe('11|8|');
+    expect(store.log('s', 'not|a|bookmark')).toBe(true); // not tracked, never taken for a duplicate
+    expect(store.log('s', 'x1|9|')).toBe(true);
+    expect(store.getMostRecent('s')).toBe('11|8|');
+  });
+
+  it('refuses a bookmark that is not a string with an InvalidOptionsError', () => {
+    const store = new MemoryBookmarkStore();
+    for (const bad of [undefined, null, 5]) {
+      const bookmark = bad as unknown as string;
+      expect(() => store.log('s', bookmark)).toThrow(InvalidOptionsError);
+      expect(() => store.discard('s', bookmark)).toThrow(InvalidOptionsError);
+      expect(() => store.isDuplicate('s', bookmark)).toThrow(InvalidOptionsError);
+    }
+  });
+
+  it('takes NOW written without its trailing bar (0|1) for NOW, not for a position', () => {
+    const store = new MemoryBookmarkStore();
+    store.persisted('s', '0|1');
+    store.log('s', '11|1|');
+    expect(store.getMostRecent('s')).toBe('11|1|');
+  });
+});
+
 describe('MemoryBookmarkStore from NOW', () => {
   it('takes the first message as the recovery position when the subscription started at NOW', () => {
     const store = new MemoryBookmarkStore();

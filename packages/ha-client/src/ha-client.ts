@@ -794,6 +794,12 @@ export class HAClient {
 
   #subscribe(commandName: CommandName, topic: string, options: SubscribeOptions): Subscription {
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
+    const given = options.bookmark as unknown;
+    // It becomes the recovery point's base: null or '' would resume from an empty bookmark.
+    if (given !== undefined && (typeof given !== 'string' || given.trim() === '')) {
+      const shown = typeof given === 'string' ? `'${given}'` : given === null ? 'null' : typeof given;
+      throw new InvalidOptionsError(`bookmark must be a non-empty string, got ${shown}`);
+    }
     const subId = options.subId ?? `ha-${this.#nextSubId++}`;
     if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);
     const bookmarked = options.bookmark !== undefined && this.#bookmarkStore !== undefined;
@@ -834,8 +840,7 @@ export class HAClient {
     });
     let startBookmark: string | undefined;
     if (bookmarked) {
-      const given = options.bookmark as string;
-      startBookmark = given === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : given;
+      startBookmark = given === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (given as string);
       if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
     }
     const sub: HASubscription = {

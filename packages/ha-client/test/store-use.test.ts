@@ -65,6 +65,16 @@ describe('HAClient publishes and its publish store', () => {
 });
 
 describe('HAClient bookmark subscriptions and their bookmark store', () => {
+  it('refuses a starting bookmark that is not a non-empty string with an InvalidOptionsError', async () => {
+    const s = await server();
+    const subscriber = client('sub-bad-bookmark', s.tcpUri('json'));
+    for (const bookmark of [5, null, '', ' ']) {
+      expect(() => subscriber.subscribe('orders', { bookmark: bookmark as unknown as string })).toThrow(
+        InvalidOptionsError,
+      );
+    }
+  });
+
   for (const failure of ['throws', 'rejects'] as const) {
     it(`discards a message whose handler ${failure}, so the recovery point moves on and nothing piles up`, async () => {
       const s = await server();

@@ -1,5 +1,5 @@
 export * from './bookmarks.js';
-export { countOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './client/checks.js';
+export { countOption, environmentOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './client/checks.js';
 export type {
   AckOptions,
   ClientOptions,

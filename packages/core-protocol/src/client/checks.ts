@@ -2,6 +2,7 @@
  * The option checks the Client, its streams, the transports, the HA client and the test broker
  * share: a bad value is an `InvalidOptionsError` naming the option, when it is given.
  */
+import { defaultEnvironment, type Environment } from '../contracts.js';
 import { InvalidOptionsError } from '../errors.js';
 
 /** The longest delay `setTimeout` can wait (about 24.8 days): a longer one fires at once. */
@@ -37,4 +38,23 @@ export function countOption(value: unknown, name: string): number | undefined {
     throw new InvalidOptionsError(`${name} must be a positive integer, got ${String(value)}`);
   }
   return value as number | undefined;
+}
+
+/**
+ * Checks an `environment` option: undefined (the real clock, timers and `Math.random`), or an
+ * object with the functions the caller uses. Else an `InvalidOptionsError`, rather than a
+ * `TypeError` later, from a timer in the middle of I/O or a reconnect.
+ */
+export function environmentOption<K extends keyof Environment>(
+  value: Pick<Environment, K> | undefined,
+  needs: readonly K[],
+  name: string,
+): Pick<Environment, K> {
+  if (value !== undefined && !needs.every((f) => typeof (value as Partial<Environment> | null)?.[f] === 'function')) {
+    const list = needs.map((f) => `${f}()`);
+    throw new InvalidOptionsError(
+      `${name} needs ${list.slice(0, -1).join(', ')}${list.length > 1 ? ' and ' : ''}${list.at(-1)}`,
+    );
+  }
+  return value ?? defaultEnvironment;
 }

@@ -4,7 +4,6 @@ import {
   type Connection,
   ConnectionState,
   defaultAuthenticator,
-  defaultEnvironment,
   type Environment,
   type Logger,
   type TimerHandle,
@@ -29,7 +28,7 @@ import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
-import { countOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './checks.js';
+import { countOption, environmentOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './checks.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
@@ -260,7 +259,7 @@ export class Client {
   /** The client name: the session and publisher identity. Keep it unique and stable. */
   readonly name: string;
   readonly #transport: Transport;
-  readonly #env: Environment;
+  readonly #env: Pick<Environment, 'now' | 'setTimeout' | 'clearTimeout'>;
   readonly #logger: Logger | undefined;
   readonly #maxFrameSize: number;
   readonly #commandTimeoutMs: number;
@@ -297,17 +296,9 @@ export class Client {
     if (!options || typeof options.transport?.connect !== 'function') {
       throw new InvalidOptionsError('options.transport is required (nodeTransport(), browserTransport(), ...)');
     }
-    const environment = options.environment;
-    // Else a TypeError from connect(), or from a timer in the middle of I/O.
-    if (
-      environment &&
-      ['now', 'setTimeout', 'clearTimeout'].some((f) => typeof environment[f as 'now'] !== 'function')
-    ) {
-      throw new InvalidOptionsError('environment needs now(), setTimeout() and clearTimeout()');
-    }
     this.name = name;
     this.#transport = options.transport;
-    this.#env = environment ?? defaultEnvironment;
+    this.#env = environmentOption(options.environment, ['now', 'setTimeout', 'clearTimeout'], 'environment');
     this.#logger = options.logger;
     this.#maxFrameSize = countOption(options.maxFrameSize, 'maxFrameSize') ?? DEFAULT_MAX_FRAME_SIZE;
     this.#commandTimeoutMs = timeoutOption(options.commandTimeoutMs, 'commandTimeoutMs') ?? 10_000;

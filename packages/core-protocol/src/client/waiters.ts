@@ -19,7 +19,7 @@ export interface Deadline {
  * `TimedOutError` or the abort reason. Every path clears both, so nothing stays scheduled.
  */
 export function deadline(
-  environment: Environment,
+  environment: Pick<Environment, 'setTimeout' | 'clearTimeout'>,
   what: string,
   timeoutMs: number | undefined,
   signal: AbortSignal | undefined,

@@ -1,6 +1,6 @@
 import {
-  defaultEnvironment,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   type ReconnectDelayStrategy,
   RetrySweeps,
@@ -90,7 +90,7 @@ export class DecorrelatedJitter implements ReconnectDelayStrategy {
       invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);
     }
     this.options = Object.freeze(resolved);
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#environment = environmentOption(options.environment, ['now', 'random'], 'decorrelatedJitter: environment');
     this.#sweeps = new RetrySweeps(this.options, this.#environment);
     this.#previousMs = resolved.baseMs;
   }

@@ -23,6 +23,12 @@ function scriptedRandom(...values: number[]) {
 }
 
 describe('decorrelatedDelay (the pure math)', () => {
+  it('refuses an environment without the functions it uses (a TypeError on a later reconnect otherwise)', () => {
+    expect(() => decorrelatedJitter({ environment: { now: () => 0 } as never })).toThrow(
+      'decorrelatedJitter: environment needs now() and random()',
+    );
+  });
+
   const settings = { baseMs: 100, capMs: 10_000 };
 
   it('draws between base and three times the previous wait', () => {

@@ -1,6 +1,6 @@
 import {
-  defaultEnvironment,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   MAX_TIMEOUT_MS,
   type ReconnectDelayStrategy,
@@ -149,7 +149,7 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
       );
     }
     this.options = Object.freeze(resolved);
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#environment = environmentOption(options.environment, ['now', 'random'], 'exponentialBackoff: environment');
     this.#sweeps = new RetrySweeps(this.options, this.#environment);
   }
 

@@ -37,6 +37,12 @@ describeDelayStrategyConformance({
 });
 
 describe('exponentialDelay (the pure math)', () => {
+  it('refuses an environment without the functions it uses (a TypeError on a later reconnect otherwise)', () => {
+    expect(() => exponentialBackoff({ environment: { now: () => 0 } as never })).toThrow(
+      'exponentialBackoff: environment needs now() and random()',
+    );
+  });
+
   const amps: ExponentialDelaySettings = {
     initialDelayMs: 200,
     backoffExponent: 2,

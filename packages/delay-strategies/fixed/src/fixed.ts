@@ -1,6 +1,6 @@
 import {
-  defaultEnvironment,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   type ReconnectDelayStrategy,
   RetrySweeps,
@@ -60,7 +60,10 @@ export class FixedDelay implements ReconnectDelayStrategy {
       invalid('maximumAttempts', 'an integer >= 0', resolved.maximumAttempts);
     }
     this.options = Object.freeze(resolved);
-    this.#sweeps = new RetrySweeps(this.options, options.environment ?? defaultEnvironment);
+    this.#sweeps = new RetrySweeps(
+      this.options,
+      environmentOption(options.environment, ['now'], 'fixedDelay: environment'),
+    );
   }
 
   getConnectWaitDuration(uri: string): number {

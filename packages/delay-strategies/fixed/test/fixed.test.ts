@@ -15,6 +15,10 @@ describeDelayStrategyConformance({
 });
 
 describe('fixedDelay', () => {
+  it('refuses an environment without the functions it uses (a TypeError on a later reconnect otherwise)', () => {
+    expect(() => fixedDelay({ environment: {} as never })).toThrow('fixedDelay: environment needs now()');
+  });
+
   it('defaults to AMPS: 200 ms, never gives up', () => {
     expect(fixedDelay().options).toEqual({ delayMs: 200, maximumRetryTimeMs: 0, maximumAttempts: 0 });
   });

@@ -2,10 +2,10 @@ import {
   type Authenticator,
   authenticatorOption,
   type ConnectionInfo,
-  defaultEnvironment,
   describeError,
   describeFailures,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   type Logger,
   newServer,
@@ -116,7 +116,7 @@ export class HealthWeightedChooser implements ServerChooser {
     }
     this.options = Object.freeze(resolved);
     this.#defaultAuthenticator = authenticatorOption(options.authenticator, 'healthWeighted: the authenticator option');
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#environment = environmentOption(options.environment, ['now'], 'healthWeighted: environment');
     this.#logger = options.logger;
     this.addAll(...serverListOption('healthWeighted', servers));
   }

@@ -33,6 +33,12 @@ function setup(options: HealthWeightedOptions = {}) {
 }
 
 describe('healthWeighted', () => {
+  it('refuses an environment without the functions it uses (a TypeError on a later reconnect otherwise)', () => {
+    expect(() => healthWeighted([], { environment: { random: () => 0 } as never })).toThrow(
+      'healthWeighted: environment needs now()',
+    );
+  });
+
   it('after a failure, prefers the server with the lowest average connect-plus-logon latency', () => {
     const { chooser, fail, succeed } = setup();
     succeed(b, 50);

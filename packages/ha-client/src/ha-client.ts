@@ -769,6 +769,10 @@ export class HAClient {
       await this.flush('persisted', { timeoutMs, signal });
       return;
     }
+    // disconnect() rejected the flushes waiting then; a later one would wait for a connection too.
+    if (this.#shutdown && this.#publishStore.unpersistedCount() > 0) {
+      throw new DisconnectedError('the client is disconnected; call connectAndLogon() to send the stored publishes');
+    }
     await this.#publishStore.flush(timeoutMs, signal);
   }
 

@@ -1,4 +1,4 @@
-import { Bookmarks, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
+import { Bookmarks, DisconnectedError, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -61,6 +61,17 @@ describe('HAClient publishes and its publish store', () => {
     // The attempt after the drop: it recovers, or its replay fails and it is Disconnected again.
     const outcome = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
     expect((await outcome).state).toBe('Resubscribed');
+  });
+});
+
+describe('HAClient publishFlush', () => {
+  it('rejects with a DisconnectedError after disconnect() while publishes are unpersisted, instead of waiting for a connection that will not come', async () => {
+    const s = await server();
+    const publisher = client('pub-flush-after-disconnect', s.tcpUri('json'));
+    publisher.publish('orders', JSON.stringify({ n: 1 })); // stored: not connected
+    await publisher.disconnect();
+    await expect(publisher.publishFlush(1)).rejects.toBeInstanceOf(DisconnectedError);
+    expect(publisher.publishStore?.unpersistedCount()).toBe(1); // kept for a later connectAndLogon()
   });
 });
 

@@ -724,7 +724,7 @@ export class HAClient {
       throw new InvalidOptionsError('publish data must be a string or a Uint8Array');
     }
     if (c.expiration !== undefined && !(Number.isSafeInteger(c.expiration) && c.expiration >= 0)) {
-      throw new InvalidOptionsError(`publish expiration must be a whole number of seconds, got ${c.expiration}`);
+      throw new InvalidOptionsError(`publish expiration must be whole seconds, got ${c.expiration}`);
     }
     if (!store) {
       if (!this.#publishLive)
@@ -771,7 +771,7 @@ export class HAClient {
     }
     // disconnect() rejected the flushes waiting then; a later one would wait for a connection too.
     if (this.#shutdown && this.#publishStore.unpersistedCount() > 0) {
-      throw new DisconnectedError('the client is disconnected; call connectAndLogon() to send the stored publishes');
+      throw new DisconnectedError('the client is disconnected');
     }
     await this.#publishStore.flush(timeoutMs, signal);
   }
@@ -801,8 +801,7 @@ export class HAClient {
     const given = options.bookmark as unknown;
     // It becomes the recovery point's base: null or '' would resume from an empty bookmark.
     if (given !== undefined && (typeof given !== 'string' || given.trim() === '')) {
-      const shown = typeof given === 'string' ? `'${given}'` : given === null ? 'null' : typeof given;
-      throw new InvalidOptionsError(`bookmark must be a non-empty string, got ${shown}`);
+      throw new InvalidOptionsError(`bookmark must be a non-empty string, got '${String(given)}'`);
     }
     const subId = options.subId ?? `ha-${this.#nextSubId++}`;
     if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);

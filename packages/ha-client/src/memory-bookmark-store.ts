@@ -11,15 +11,10 @@ const idPattern = /^(\d+)\|0*(\d+)\|?$/;
 /** `publisher|sequence|` split, or undefined for anything else. */
 function split(bookmark: string): [publisher: string, sequence: string] | undefined {
   if (typeof bookmark !== 'string') {
-    throw new InvalidOptionsError(`a bookmark must be a string, got ${bookmark === null ? 'null' : typeof bookmark}`);
+    throw new InvalidOptionsError(`bookmark must be a string, got ${String(bookmark)}`);
   }
   const match = idPattern.exec(bookmark);
   return match ? [match[1] as string, match[2] as string] : undefined;
-}
-
-/** NOW, as parseBookmark reads it: no position in a log. */
-function isNow(bookmark: string | undefined): boolean {
-  return bookmark === Bookmarks.NOW || bookmark === '0|1';
 }
 
 interface PublisherProgress {
@@ -75,7 +70,7 @@ export class MemoryBookmarkStore implements BookmarkStore {
     sub.outstanding++;
     // NOW is no position in a log: a failover would resume at the end of the next server's log
     // and skip what was published in between. The first message is one (it is here already).
-    if (isNow(sub.base)) sub.base = bookmark;
+    if (sub.base === Bookmarks.NOW || sub.base === '0|1') sub.base = bookmark;
     return true;
   }
 

@@ -185,7 +185,7 @@ export class MemoryPublishStore implements PublishStore {
 
   flush(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     // NaN or a negative timeout would never fire, and one past setTimeout's limit fires at once.
-    timeoutOption(timeoutMs, 'publish flush timeoutMs');
+    timeoutOption(timeoutMs, 'timeoutMs');
     if (this.unpersistedCount() === 0 && this.#waiters.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const waiter: FlushWaiter = {

@@ -1,5 +1,12 @@
 export * from './bookmarks.js';
-export { countOption, environmentOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './client/checks.js';
+export {
+  bookmarkOption,
+  countOption,
+  environmentOption,
+  MAX_TIMEOUT_MS,
+  signalOption,
+  timeoutOption,
+} from './client/checks.js';
 export type {
   AckOptions,
   ClientOptions,

@@ -100,6 +100,14 @@ describe('bad URIs and options', () => {
     cleanups.push(() => server.close());
     const client = newClient('bad-args');
     await client.connectAndLogon(server.tcpUri());
+    // A bookmark is sent as given: null, '' or a number would subscribe from a bookmark the server cannot read.
+    for (const bookmark of [null, '', ' ', 5]) {
+      const refused = /^bookmark must be a non-empty string, got /;
+      await expect(client.subscribe('orders', { bookmark: bookmark as never }).ready, String(bookmark)).rejects.toThrow(
+        refused,
+      );
+      expect(() => client.sow('orders', { bookmark: bookmark as never }), String(bookmark)).toThrow(refused);
+    }
     await expect(client.heartbeat(0)).rejects.toSatisfy(InvalidOptionsError.isInstance);
     await expect(client.heartbeat(2, 1)).rejects.toSatisfy(InvalidOptionsError.isInstance);
     await expect(client.heartbeat(1, 2 ** 31 / 1000)).rejects.toThrow(/must be from the interval \(1s\) to 2147483s/);

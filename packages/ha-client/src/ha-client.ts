@@ -3,6 +3,7 @@ import {
   type AckOptions,
   type BookmarkStore,
   Bookmarks,
+  bookmarkOption,
   Client,
   type ClientOptions,
   type Command,
@@ -798,11 +799,7 @@ export class HAClient {
 
   #subscribe(commandName: CommandName, topic: string, options: SubscribeOptions): Subscription {
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
-    const given = options.bookmark as unknown;
-    // It becomes the recovery point's base: null or '' would resume from an empty bookmark.
-    if (given !== undefined && (typeof given !== 'string' || given.trim() === '')) {
-      throw new InvalidOptionsError(`bookmark must be a non-empty string, got '${String(given)}'`);
-    }
+    const given = bookmarkOption(options.bookmark);
     const subId = options.subId ?? `ha-${this.#nextSubId++}`;
     if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);
     const bookmarked = options.bookmark !== undefined && this.#bookmarkStore !== undefined;

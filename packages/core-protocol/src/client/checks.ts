@@ -58,3 +58,16 @@ export function environmentOption<K extends keyof Environment>(
   }
   return value ?? defaultEnvironment;
 }
+
+/**
+ * Checks a subscription's `bookmark` option: undefined or a non-empty string. A bookmark store
+ * takes it as the recovery point's base, so null or '' would resume from an empty bookmark.
+ */
+export function bookmarkOption(value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) {
+    throw new InvalidOptionsError(
+      `bookmark must be a non-empty string, got ${typeof value === 'string' ? `'${value}'` : String(value)}`,
+    );
+  }
+  return value;
+}

@@ -28,7 +28,14 @@ import type { AckType, CommandName } from '../fields.js';
 import type { Command, Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
-import { countOption, environmentOption, MAX_TIMEOUT_MS, signalOption, timeoutOption } from './checks.js';
+import {
+  bookmarkOption,
+  countOption,
+  environmentOption,
+  MAX_TIMEOUT_MS,
+  signalOption,
+  timeoutOption,
+} from './checks.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
@@ -724,7 +731,7 @@ export class Client {
       opts = mergeOptions(opts, `max_backlog=${countOption(options.maxBacklog, 'maxBacklog')}`);
     }
     if (opts) c.options = opts;
-    if (options.bookmark !== undefined) {
+    if (bookmarkOption(options.bookmark) !== undefined) {
       // MOST_RECENT is resolved by a bookmark store; a plain client has none, so it means EPOCH.
       c.bookmark = options.bookmark === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : options.bookmark;
     }
@@ -806,7 +813,7 @@ export class Client {
     if (options.topN !== undefined) command.topN = options.topN;
     if (options.orderBy !== undefined) command.orderBy = options.orderBy;
     if (options.sowKeys !== undefined) command.sowKeys = options.sowKeys.join(',');
-    if (options.bookmark !== undefined) command.bookmark = options.bookmark;
+    if (bookmarkOption(options.bookmark) !== undefined) command.bookmark = options.bookmark;
     const opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     if (opts) command.options = opts;
     command.ackType = 'processed,completed';

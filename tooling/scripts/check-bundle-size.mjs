@@ -47,14 +47,19 @@ const BUDGET_BYTES = 12 * 1024;
  *   HAClient (they fired at once); ids that are not strings, signals that are not AbortSignals, and
  *   a throwing `authenticator.completed()` handled with typed errors; authenticator calls bounded
  *   by the logon's timeout (a hung token service held a reconnect forever).
- * - to 23,880 B on 2026-11-26 (a new session): a review of the strategy plugins and more HA
- *   checks added about 345 B: delay strategies refuse waits past what `setTimeout` can wait (the
+ * - to 24,110 B on 2026-11-26 (a new session): reviews of the strategy plugins and of HAClient's
+ *   stores added about 580 B: delay strategies refuse waits past what `setTimeout` can wait (the
  *   exponential's cap plus jitter included) and keep a zero delay from turning into NaN; choosers
- *   refuse an authenticator without its three methods and one URI string as the server list;
- *   HAClient stops on a delay strategy's bad wait (a busy loop before) and reports connect plus
- *   logon latency; transport-browser types a URL the browser refuses as an InvalidUriError.
+ *   refuse an authenticator without its three methods, one URI string as the server list, and an
+ *   environment without now(); HAClient stops on a delay strategy's bad wait (a busy loop before)
+ *   and reports connect plus logon latency; the publish store never reuses a sequence the server
+ *   holds (those publishes were lost), refuses a publish the encoder would refuse before storing
+ *   it (it blocked every recovery), and its flush checks its timeout; the bookmark store reads
+ *   every bookmark form as the parser does and discards a message whose handler threw (it pinned
+ *   the recovery point); bookmarks that are not strings are refused; transport-browser types a URL
+ *   the browser refuses as an InvalidUriError.
  */
-const CEILING_BYTES = 23_880;
+const CEILING_BYTES = 24_110;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -25,8 +25,9 @@ export interface PriorityFailbackOptions {
    */
   failbackAfterMs?: number;
   /**
-   * Each failed attempt to fail back to a server doubles that server's wait, up to this much, so a
-   * server that stays down is not retried (and the working connection dropped) every `failbackAfterMs`.
+   * Each failed fail-back to a server (an attempt that fails, or one that drops before it has held
+   * for `failbackAfterMs`) doubles that server's wait, up to this much, so a server that stays down
+   * or keeps dropping is not retried (and the working connection dropped) every `failbackAfterMs`.
    * @default 300000, or `failbackAfterMs` if that is larger
    */
   maximumFailbackAfterMs?: number;
@@ -47,8 +48,10 @@ export interface PriorityFailbackOptions {
 interface Server extends ServerRecord {
   /** When a failure was last reported, on the injected clock. */
   lastFailureAt: number | undefined;
-  /** Failed fail-back attempts since the last success; doubles the wait each time. */
+  /** Failed fail-backs in a row (attempts that failed, or dropped before holding); doubles the wait each time. */
   failedFailbacks: number;
+  /** When a fail-back to it last succeeded: until it has held for failbackAfterMs, a drop counts as a failed fail-back. */
+  failedBackAt: number | undefined;
 }
 
 /**
@@ -119,7 +122,15 @@ export class PriorityFailbackChooser implements ServerChooser {
     const now = this.#environment.now();
     server.lastError = describeError(error, this.#servers);
     server.lastFailureAt = now;
-    if (server === this.#failingBackTo) server.failedFailbacks++;
+    // A primary that accepts the fail-back and drops at once has not recovered: without this it
+    // would be failed back to every failbackAfterMs.
+    const heldSince = server.failedBackAt;
+    if (server === this.#failingBackTo || (heldSince !== undefined && now - heldSince < this.options.failbackAfterMs)) {
+      server.failedFailbacks++;
+    } else if (heldSince !== undefined) {
+      server.failedFailbacks = 0;
+    }
+    server.failedBackAt = undefined;
     this.#failingBackTo = undefined;
     if (server !== current) return;
     const failed = this.#index;
@@ -131,7 +142,8 @@ export class PriorityFailbackChooser implements ServerChooser {
     const server = serverFor(this.#servers, info, this.#servers[this.#index]);
     if (!server) return;
     server.lastError = undefined;
-    server.failedFailbacks = 0;
+    if (server === this.#failingBackTo) server.failedBackAt = this.#environment.now();
+    else server.failedFailbacks = 0;
     this.#failingBackTo = undefined;
     this.#index = this.#servers.indexOf(server);
   }
@@ -176,6 +188,7 @@ export class PriorityFailbackChooser implements ServerChooser {
       ...newServer('priorityFailback', this.#servers, item, authenticator),
       lastFailureAt: undefined,
       failedFailbacks: 0,
+      failedBackAt: undefined,
     };
   }
 }

@@ -80,13 +80,35 @@ describe('priorityFailback', () => {
     }
     expect(waits).toEqual([1_000, 2_000, 3_000, 3_000]);
 
-    // Once it works again, the wait is back to failbackAfterMs.
+    // Once it works again (it holds for failbackAfterMs), the wait is back to failbackAfterMs.
     while (!chooser.shouldSwitch(b)) environment.advance(100);
     succeed(); // a
+    environment.advance(1_000);
     fail(); // a goes down
     succeed(); // b
     environment.advance(1_000);
     expect(chooser.shouldSwitch(b)).toBe(true);
+  });
+
+  it('counts a fail-back that is accepted and then drops at once as failed (a flapping primary is not retried every wait)', () => {
+    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 1_000, maximumFailbackAfterMs: 8_000 });
+    fail(); // a
+    succeed(); // b
+    const waits: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      let waited = 0;
+      while (!chooser.shouldSwitch(b)) {
+        environment.advance(100);
+        waited += 100;
+      }
+      waits.push(waited);
+      succeed(); // a accepts the logon...
+      environment.advance(200);
+      fail(); // ...and drops the client 200 ms later
+      expect(chooser.getCurrentURI()).toBe(b);
+      succeed();
+    }
+    expect(waits).toEqual([1_000, 2_000, 4_000, 8_000]);
   });
 
   it('with failbackAfterMs 0, still fails back after a thousand failed fail-backs (0 x Infinity is NaN)', () => {

@@ -800,7 +800,12 @@ export class HAClient {
   #subscribe(commandName: CommandName, topic: string, options: SubscribeOptions): Subscription {
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
     const given = bookmarkOption(options.bookmark);
-    const subId = options.subId ?? `ha-${this.#nextSubId++}`;
+    let subId = options.subId;
+    if (subId === undefined) {
+      // Past any id the application gave that looks like ours.
+      do subId = `ha-${this.#nextSubId++}`;
+      while (this.#subs.has(subId));
+    }
     if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);
     const bookmarked = options.bookmark !== undefined && this.#bookmarkStore !== undefined;
     const command = this.#client.subscribeCommand(commandName, topic, options, subId);

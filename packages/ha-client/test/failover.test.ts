@@ -419,6 +419,17 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(unhandled).toEqual([]);
   });
 
+  it('never generates a sub_id the application has taken', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const ha = client('auto-ids', [server.tcpUri('json')]);
+    await ha.connectAndLogon();
+    const chosen = ha.subscribe('t', { subId: 'ha-1', onMessage: () => {} }); // the form auto ids take
+    const auto = [ha.subscribe('t', { onMessage: () => {} }), ha.subscribe('t', { onMessage: () => {} })];
+    await Promise.all([chosen.ready, ...auto.map((s) => s.ready)]);
+    expect(new Set([chosen.subId, ...auto.map((s) => s.subId)]).size).toBe(3);
+  });
+
   it('rejects ready with a DisconnectedError for a subscription the server had not accepted when disconnect() was called', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());

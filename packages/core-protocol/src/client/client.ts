@@ -857,15 +857,21 @@ export class Client {
     return statsOf(await this.execute(command, { ...options, waitFor: 'stats' }));
   }
 
-  /** Stops one subscription (by id) or, with no id or `all`, every subscription. */
+  /** Stops one subscription (by id, or a comma-separated list) or, with no id or `all`, every subscription. */
   async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
-    const ids = subId === 'all' ? [...this.#endHooks.keys()] : [subId];
+    const all = subId === 'all';
+    for (const [id, route] of this.#routes) if (all && route.subId !== undefined) this.#routes.delete(id);
+    // (An id that is not a string is refused by execute below.)
+    const ids = all ? [...this.#endHooks.keys()] : typeof subId === 'string' ? subId.split(',') : [];
     for (const id of ids) {
       this.#routes.delete(id);
       this.#endHooks.get(id)?.();
       this.#endHooks.delete(id);
     }
     if (!this.#session?.open) return;
+    // The server returns an unsubscribed queue subscription's leases: acks sent later would find
+    // them given back, and the messages redelivered.
+    this.flushAcks();
     await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed' });
   }
 

@@ -88,4 +88,21 @@ describe('Client command semantics against the test broker', () => {
     c.publish('ex', 'x');
     await got.atLeast(1);
   });
+
+  it('a query run through execute releases its id when it completes (or at group_end, without completed)', async () => {
+    const c = await loggedOn();
+    c.publish('orders', JSON.stringify({ id: 1 }));
+    await c.flush();
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    for (const waitFor of ['completed', 'processed', 'completed'] as const) {
+      const got = new Collector<Message>();
+      await c.execute({ command: 'sow', topic: 'orders', queryId: 'q' }, { onMessage: got.push, waitFor });
+      await got.atLeast(3);
+      expect(got.items.map((m) => m.command)).toEqual(['group_begin', 'sow', 'group_end']);
+    }
+    expect((await c.sow('orders', { queryId: 'q' }).toArray()).records).toHaveLength(1);
+    await c.flush();
+    expect(unhandled.items).toEqual([]);
+  });
 });

@@ -930,12 +930,23 @@ export class Client {
       );
     }
     let route: Route | undefined;
+    const onMessage = options.onMessage;
+    // A query's route (not a subscription's) ends with the query, freeing its id: at the
+    // completed ack when one is asked for, else at group_end.
+    const endsAt = !isSubscribe && (c.ackType?.includes('completed') ? 'completed' : 'group_end');
+    const end = (what?: string) => what === endsAt && this.#releaseRoute(routeKey, route, undefined);
+    const onAck = (ack: Message) => {
+      end(ack.ackType);
+      options.onAck?.(ack);
+    };
     if (routeKey !== undefined) {
-      const onMessage = options.onMessage;
       route = internal ?? {
         subId: isSubscribe ? c.subId : undefined,
-        onMessage: (m) => this.#safely(() => onMessage?.(m)),
-        onAck: options.onAck,
+        onMessage: (m) => {
+          end(m.command);
+          this.#safely(() => onMessage?.(m));
+        },
+        onAck,
         onDisconnect: () => {},
       };
       this.#routes.set(routeKey, route);
@@ -954,7 +965,7 @@ export class Client {
     }
     let refused = false;
     try {
-      return await this.#request(c, waitFor, options, options.onAck, (ack) => {
+      return await this.#request(c, waitFor, options, onAck, (ack) => {
         refused = true;
         return errorFromReason(c.command, ack.reason);
       });

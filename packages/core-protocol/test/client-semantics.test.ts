@@ -6,8 +6,38 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { Client, type ClientOptions, type Message } from '../src/index.js';
+import { Client, type ClientOptions, type Message, type Transport } from '../src/index.js';
 import { Collector, leakCheck } from './client-fakes.js';
+
+/** transport-node whose incoming bytes can be held back, to choose when the client reads them. */
+function gatedTransport(): Transport & { hold(): void; release(): void; held: Collector<Uint8Array> } {
+  const inner = nodeTransport();
+  let holding = false;
+  let deliver: ((chunk: Uint8Array) => void) | undefined;
+  const held = new Collector<Uint8Array>();
+  return {
+    schemes: inner.schemes,
+    held,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      for (const chunk of held.items.splice(0)) deliver?.(chunk);
+    },
+    connect: (uri, handlers, options) => {
+      deliver = handlers.onData;
+      return inner.connect(
+        uri,
+        {
+          onData: (chunk) => (holding ? held.push(chunk.slice()) : handlers.onData(chunk)),
+          onClose: handlers.onClose,
+        },
+        options,
+      );
+    },
+  };
+}
 
 describe('Client command semantics against the test broker', () => {
   let server: TestServer;
@@ -104,5 +134,35 @@ describe('Client command semantics against the test broker', () => {
     expect((await c.sow('orders', { queryId: 'q' }).toArray()).records).toHaveLength(1);
     await c.flush();
     expect(unhandled.items).toEqual([]);
+  });
+
+  it('a replace takes the id once the server accepts it: a delivery before its ack stays with the subscription it replaces', async () => {
+    const gate = gatedTransport();
+    const c = await loggedOn({ transport: gate });
+    const producer = await loggedOn();
+    const before = new Collector<Message>();
+    const first = c.subscribe('repl', { subId: 'r', onMessage: before.push });
+    await first.ready;
+    gate.hold();
+    producer.publish('repl', JSON.stringify({ n: 1 }));
+    await producer.flush();
+    await gate.held.atLeast(1); // the delivery, matched by the first subscription
+    const refused = c.subscribe('repl', { subId: 'r', filter: '/n >', options: 'replace', onMessage: () => {} });
+    gate.release();
+    await expect(refused.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    expect(before.items.map((m) => m.json())).toEqual([{ n: 1 }]);
+
+    gate.hold();
+    producer.publish('repl', JSON.stringify({ n: 2 }));
+    await producer.flush();
+    await gate.held.atLeast(1);
+    const after = new Collector<Message>();
+    const second = c.subscribe('repl', { subId: 'r', filter: '/n > 2', options: 'replace', onMessage: after.push });
+    gate.release();
+    await second.ready;
+    producer.publish('repl', JSON.stringify({ n: 3 }));
+    await after.atLeast(1);
+    expect(before.items.map((m) => m.json())).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(after.items.map((m) => m.json())).toEqual([{ n: 3 }]);
   });
 });

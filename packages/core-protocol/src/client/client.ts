@@ -937,6 +937,14 @@ export class Client {
     const end = (what?: string) => what === endsAt && this.#releaseRoute(routeKey, route, undefined);
     const onAck = (ack: Message) => {
       end(ack.ackType);
+      // A replace takes the id once the server accepts it: what came before was the replaced one's.
+      if (
+        previous &&
+        ack.ackType === waitFor &&
+        ack.status !== 'failure' &&
+        this.#routes.get(key as string) === previous
+      )
+        this.#routes.set(key as string, route as Route);
       options.onAck?.(ack);
     };
     if (routeKey !== undefined) {
@@ -949,7 +957,7 @@ export class Client {
         onAck,
         onDisconnect: () => {},
       };
-      this.#routes.set(routeKey, route);
+      if (!previous || waitFor === 'none') this.#routes.set(routeKey, route);
     }
     if (waitFor === 'none') {
       let written: Promise<void> | undefined;

@@ -199,6 +199,8 @@ export class HAClient {
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
   #nextSubId = 0;
+  /** Queue messages leased on the current connection (a new set on each disconnect). */
+  #leased = new WeakSet<Message>();
 
   constructor(name: string, options: HAClientOptions) {
     if (!options || typeof options.transport?.connect !== 'function') {
@@ -521,6 +523,7 @@ export class HAClient {
   }
 
   #onDisconnected(error: Error | undefined): void {
+    this.#leased = new WeakSet();
     this.#publishLive = false;
     this.#stopFailback();
     if (this.#shutdown) return;
@@ -831,7 +834,8 @@ export class HAClient {
       },
       onHandled: (m) => {
         discard(m);
-        if (options.autoAck && m.leasePeriod !== undefined && m.bookmark && m.topic) {
+        // A lease that went with its connection is given back already: the message comes again.
+        if (options.autoAck && this.#leased.has(m) && m.bookmark && m.topic) {
           try {
             this.#client.ack(m);
           } catch (error) {
@@ -843,6 +847,21 @@ export class HAClient {
       // Fallen too far behind: the subscription ends (with the stream's SlowConsumerError) for good.
       onOverflow: (error) => void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e)),
     });
+    // An iterator skips the queue messages still buffered from a connection that has gone: their
+    // leases went with it, and the server delivers them again.
+    const iterate = stream[Symbol.asyncIterator].bind(stream);
+    stream[Symbol.asyncIterator] = () => {
+      const inner = iterate();
+      return {
+        ...inner,
+        next: async () => {
+          for (;;) {
+            const r = await inner.next();
+            if (r.done || r.value.leasePeriod === undefined || this.#leased.has(r.value)) return r;
+          }
+        },
+      };
+    };
     let startBookmark: string | undefined;
     if (bookmarked) {
       startBookmark = given === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (given as string);
@@ -887,6 +906,7 @@ export class HAClient {
       waitFor: 'processed',
       onMessage: (m) => {
         if (sub.closed.settled) return; // unsubscribed; the server has not heard yet
+        if (m.leasePeriod !== undefined) this.#leased.add(m);
         if (bookmarked && m.bookmark && !store.log(sub.subId, m.bookmark)) {
           onDuplicate?.(m, sub.subId);
           return;

@@ -27,8 +27,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 });
 
-async function cluster(count = 2): Promise<TestCluster> {
-  const c = await startTestCluster({ count, replication: 'sync', persistedAckIntervalMs: 50 });
+async function cluster(count = 2, extra: Parameters<typeof startTestCluster>[0] = {}): Promise<TestCluster> {
+  const c = await startTestCluster({ count, replication: 'sync', persistedAckIntervalMs: 50, ...extra });
   cleanups.push(() => c.close());
   return c;
 }
@@ -791,6 +791,41 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     moveTo(preferred.tcpUri('json'));
     await moved;
     expect(old.stats().queues.jobs).toEqual({ depth: 0, leased: 0 });
+  });
+
+  it('does not hand an iterating queue consumer the messages it still buffered from a lost connection (the server delivers them again)', async () => {
+    const c = await cluster(2, { queues: [{ topic: 'jobs', leaseMs: 600_000, maxBacklog: 10 }] });
+    const uris = c.tcpUris('json');
+    let buffered!: () => void;
+    const fiveArrived = new Promise<void>((resolve) => {
+      buffered = resolve;
+    });
+    const toConsumer = deliveriesTo('jobs-consumer');
+    const consumer = client('queue-buffered', uris, {
+      client: {
+        transportFilter: (bytes, direction) => {
+          toConsumer.transportFilter(bytes, direction);
+          if (toConsumer.count >= 5) buffered();
+          return bytes;
+        },
+      },
+    });
+    const publisher = client('queue-buffered-pub', uris);
+    await Promise.all([consumer.connectAndLogon(), publisher.connectAndLogon()]);
+    const jobs = consumer.subscribe('jobs', { subId: 'jobs-consumer', maxBacklog: 5, autoAck: true });
+    await jobs.ready;
+    for (const n of range(1, 10)) publisher.publish('jobs', JSON.stringify({ n }));
+    const iterator = jobs[Symbol.asyncIterator]();
+    const seen = [(await iterator.next()).value.json().n]; // in hand when the connection drops
+    await fiveArrived; // 2 to 5 wait in the iterator's buffer, leased on this connection
+    const recovered = stateWhere(consumer, (e) => e.state === 'Resubscribed');
+    const lost = serverOf(c, consumer);
+    await lost.kill();
+    await recovered;
+    await lost.restart();
+    // The new server leases 1 to 5 again, then 6 to 10 as they are acknowledged.
+    while (seen.length < 11) seen.push((await iterator.next()).value.json().n);
+    expect(seen).toEqual([1, ...range(1, 10)]);
   });
 
   it('does not let a server that stopped answering hold up a fail-back for longer than commandTimeoutMs', async () => {

@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, five times on 2026-11-26, from 21,160 B:
+ * Raised on purpose, six times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
@@ -58,8 +58,13 @@ const BUDGET_BYTES = 12 * 1024;
  *   every bookmark form as the parser does and discards a message whose handler threw (it pinned
  *   the recovery point); bookmarks that are not strings are refused; transport-browser types a URL
  *   the browser refuses as an InvalidUriError.
+ * - to 24,390 B the same day: reviews of the Client's commands and of HAClient across failovers
+ *   added about 270 B: an iterating queue consumer no longer processes twice the messages
+ *   buffered from a lost connection (the server redelivers them); `unsubscribe()` sends batched
+ *   queue acks first and 'all' releases every subscription; a refused replace no longer loses
+ *   deliveries; a sow run through `execute()` frees its query id; generated sub ids skip ids in use.
  */
-const CEILING_BYTES = 24_110;
+const CEILING_BYTES = 24_390;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -1033,7 +1033,7 @@ export class HAClient {
   }
 
   sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
-    return this.#whenReadyThen(options, () => this.#client.sowDelete(topic, target, options));
+    return this.#onceSent(options, () => this.#client.sowDelete(topic, target, options));
   }
 
   flush(
@@ -1045,7 +1045,30 @@ export class HAClient {
 
   /** Any command, once connected (waiting through a reconnect, bounded by its timeout). */
   execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
-    return this.#whenReadyThen(options, () => this.#client.execute(command, options));
+    return this.#onceSent(options, () => this.#client.execute(command, options));
+  }
+
+  /**
+   * Like #whenReadyThen, for a command that is not safe to run twice (a sow_delete by filter would
+   * also delete what was published since): once sent, a disconnect fails it rather than run it
+   * again, since the server may have applied it.
+   */
+  #onceSent<T>(options: CommandWaitOptions, fn: () => Promise<T>): Promise<T> {
+    let sent = false;
+    return this.#whenReadyThen(
+      options,
+      () => {
+        sent = this.#client.isConnected;
+        return fn();
+      },
+      () => !sent,
+    ).catch((error) => {
+      throw sent && DisconnectedError.isInstance(error)
+        ? new DisconnectedError(`${error.message}: the command was sent, and the server may have applied it`, {
+            cause: error,
+          })
+        : error;
+    });
   }
 
   /** Acknowledges a queue message (see `Client.ack`). */

@@ -555,6 +555,36 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await expect(flushed).resolves.toBeUndefined();
   });
 
+  it('fails a sowDelete cut off after it was sent instead of running it again (the server may have applied it)', async () => {
+    const c = await cluster(2, { sowTopics: [{ topic: 'orders', key: '/n' }] });
+    const ha = client('sowdelete-cut', c.tcpUris('json'));
+    await ha.connectAndLogon();
+    await ha.publish('orders', JSON.stringify({ n: 1 }));
+    await ha.publishFlush(5000);
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    const active = serverOf(c, ha);
+    active.freeze(); // it reads nothing more and answers nothing
+    const deleted = ha.sowDelete('orders', { filter: '/n > 0' }, { timeoutMs: 10_000 });
+    deleted.catch(() => {});
+    await active.kill();
+    await recovered;
+    await expect(deleted).rejects.toMatchObject({
+      name: 'DisconnectedError',
+      message: expect.stringMatching(/the command was sent, and the server may have applied it$/),
+    });
+    // One issued while disconnected was never sent: it waits for the recovery and runs.
+    await active.restart();
+    await c.linked();
+    const disconnected = stateWhere(ha, (e) => e.state === 'Disconnected');
+    const recoveredAgain = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await serverOf(c, ha).kill();
+    await disconnected;
+    const later = ha.sowDelete('orders', { filter: '/n > 0' }, { timeoutMs: 10_000 });
+    await recoveredAgain;
+    // The record is still there: the cut-off sowDelete did not run again on the second server.
+    await expect(later).resolves.toMatchObject({ recordsDeleted: 1 });
+  });
+
   it('moves on from a broker that refuses the credentials, and gives up with every server named when all do', async () => {
     const wrong = await startTestServer({ auth: { users: { alice: 'other-password' } } });
     const right = await startTestServer({ auth: { users: { alice: 's3cret' } } });

@@ -1213,7 +1213,8 @@ export class Broker implements LinkHost {
     if (topN !== undefined && Number.isInteger(topN) && topN >= 0) records = records.slice(0, topN);
     this.#sendGroup(s, m, ids, records, batchSize, regex !== undefined, options.has('timestamp'));
     const counts = { ...ids, recordsReturned: records.length, topicMatches: topics.length, matches };
-    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    // As AMPS: the counts come on the stats ack only.
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
     if (mask & STATS) this.#ack(s, m, 'stats', counts);
   }
 
@@ -1221,7 +1222,8 @@ export class Broker implements LinkHost {
     const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
     this.#sendGroup(s, m, ids, [], 1, false, false);
     const counts = { ...ids, recordsReturned: 0, topicMatches: 0, matches: 0 };
-    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    // As AMPS: the counts come on the stats ack only.
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
     if (mask & STATS) this.#ack(s, m, 'stats', counts);
   }
 
@@ -1282,7 +1284,8 @@ export class Broker implements LinkHost {
     }
     this.#sendGroup(s, m, ids, entering, m.batchSize ?? 1, sub.regex !== undefined, sub.timestamp);
     const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches: entering.length };
-    if (mask & COMPLETED) this.#ack(s, m, 'completed', counts);
+    // As AMPS: the counts come on the stats ack only.
+    if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
     if (mask & STATS) this.#ack(s, m, 'stats', counts);
   }
 

@@ -67,8 +67,9 @@ describe.each(transports)('SOW over %s', (transport) => {
     ]);
     // 5 records in batches of 2: 3 sow frames, the records of a frame share its batch header.
     expect(new Set(all.records.map((r) => r.batchSize))).toEqual(new Set([2, 1]));
-    expect(all.completed).toMatchObject({ recordsReturned: 5, matches: 5, topicMatches: 1 });
-    expect(all.stats).toMatchObject({ recordsReturned: 5, matches: 5 });
+    // As AMPS: the counts come on the stats ack, not on completed.
+    expect(all.stats).toMatchObject({ recordsReturned: 5, matches: 5, topicMatches: 1 });
+    expect(all.completed?.recordsReturned).toBeUndefined();
     for (const r of all.records) expect(r.sowKey).toMatch(/^\d+$/);
 
     const top = await query(c, { command: 'sow', topic, orderBy: '/px DESC', topN: 2, filter: '/px < 45' });
@@ -76,7 +77,7 @@ describe.each(transports)('SOW over %s', (transport) => {
       { id: 4, px: 40 },
       { id: 3, px: 33 },
     ]);
-    expect(top.completed).toMatchObject({ recordsReturned: 2, matches: 4 });
+    expect(top.stats).toMatchObject({ recordsReturned: 2, matches: 4 });
 
     const key = all.records[1]?.sowKey as string;
     const byKey = await query(c, { command: 'sow', topic, sowKeys: key });
@@ -88,7 +89,7 @@ describe.each(transports)('SOW over %s', (transport) => {
     const empty = await query(c, { command: 'sow', topic, filter: '/px > 1000000' });
     expect(empty.records).toEqual([]);
     expect(empty.begin).toBeDefined();
-    expect(empty.completed).toMatchObject({ recordsReturned: 0 });
+    expect(empty.stats).toMatchObject({ recordsReturned: 0 });
     const bad = await query(c, { command: 'sow', topic: 'not-a-sow-topic' });
     expect(bad.processed).toMatchObject({ status: 'failure', reason: 'invalid topic' });
   });
@@ -222,7 +223,7 @@ describe('SOW keys', () => {
     const user = await query(c, { command: 'sow', topic: 'userkeys' });
     expect(user.records.map((r) => [r.sowKey, r.json()])).toEqual([['K1', { a: 2 }]]);
     const regex = await query(c, { command: 'sow', topic: '^(orders|userkeys)$', batchSize: 10 });
-    expect(regex.completed).toMatchObject({ topicMatches: 2, recordsReturned: 3 });
+    expect(regex.stats).toMatchObject({ topicMatches: 2, recordsReturned: 3 });
     expect(new Set(regex.records.map((r) => r.topic))).toEqual(new Set(['orders', 'userkeys']));
   });
 });

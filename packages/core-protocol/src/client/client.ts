@@ -803,7 +803,7 @@ export class Client {
   /** Called when a subscription is removed locally (unsubscribe). */
   readonly #endHooks = new Map<string, () => void>();
 
-  /** Runs a SOW query: records as an async iterable (or callback), then `stats`. */
+  /** Runs a SOW query: records as an async iterable (or callback), then `stats` (from the server's stats ack). */
   sow(topic: string, options: SowOptions = {}): SowQuery {
     if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('sow needs a topic');
     const queryId = options.queryId ?? this.#commandId();
@@ -816,7 +816,8 @@ export class Client {
     if (bookmarkOption(options.bookmark) !== undefined) command.bookmark = options.bookmark;
     const opts = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     if (opts) command.options = opts;
-    command.ackType = 'processed,completed';
+    // AMPS gives the counts only on the stats ack, after group_end and the completed ack.
+    command.ackType = 'processed,completed,stats';
     // The route stays until the query completes, even if the iterator is left early: the records
     // still coming are then dropped by the ended stream rather than reported as unhandled.
     const route: Route = {
@@ -829,7 +830,7 @@ export class Client {
       try {
         const ack = await this.#execute(
           command,
-          { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'completed' },
+          { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'stats' },
           route,
         );
         stream.end();

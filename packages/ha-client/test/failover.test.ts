@@ -19,13 +19,9 @@ import {
 import { priorityFailback } from '@amps-ts/server-chooser-priority';
 import { startTestCluster, startTestServer, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HAClient, type HAClientOptions, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
-
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-});
+import { cleanups, stateWhere } from './helpers.js';
 
 async function cluster(count = 2, extra: Parameters<typeof startTestCluster>[0] = {}): Promise<TestCluster> {
   const c = await startTestCluster({ count, replication: 'sync', persistedAckIntervalMs: 50, ...extra });
@@ -47,18 +43,6 @@ function client(
   });
   cleanups.push(() => ha.disconnect());
   return ha;
-}
-
-/** Resolves when `predicate` holds for a state event (checked as events arrive, no polling). */
-function stateWhere(ha: HAClient, predicate: (e: HAStateEvent) => boolean): Promise<HAStateEvent> {
-  return new Promise((resolve) => {
-    const stop = ha.onStateChange((e) => {
-      if (predicate(e)) {
-        stop();
-        resolve(e);
-      }
-    });
-  });
 }
 
 /** A bookmark subscriber that records every `n` it gets and resolves `until(n)` promises. */

@@ -1,15 +1,11 @@
 import { Bookmarks, DisconnectedError, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
-import { afterEach, describe, expect, it } from 'vitest';
-import { HAClient, type HAClientOptions, type HAStateEvent, MemoryBookmarkStore } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { HAClient, type HAClientOptions, MemoryBookmarkStore } from '../src/index.js';
+import { cleanups, stateWhere } from './helpers.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
-
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-});
 
 async function server(): Promise<TestServer> {
   const s = await startTestServer({ sowTopics: [] });
@@ -27,17 +23,6 @@ function client(name: string, uri: string, extra: Partial<HAClientOptions> = {})
   });
   cleanups.push(() => ha.disconnect());
   return ha;
-}
-
-function stateWhere(ha: HAClient, predicate: (e: HAStateEvent) => boolean): Promise<HAStateEvent> {
-  return new Promise((resolve) => {
-    const stop = ha.onStateChange((e) => {
-      if (predicate(e)) {
-        stop();
-        resolve(e);
-      }
-    });
-  });
 }
 
 describe('HAClient publishes and its publish store', () => {

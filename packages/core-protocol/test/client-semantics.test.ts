@@ -165,4 +165,39 @@ describe('Client command semantics against the test broker', () => {
     expect(before.items.map((m) => m.json())).toEqual([{ n: 1 }, { n: 2 }]);
     expect(after.items.map((m) => m.json())).toEqual([{ n: 3 }]);
   });
+
+  it('a sow that timed out drops the records and acks that come after, instead of reporting them unhandled', async () => {
+    const gate = gatedTransport();
+    const unhandled = new Collector<Message>();
+    const c = await loggedOn({ transport: gate, lastChanceMessageHandler: unhandled.push });
+    c.onUnhandledMessage(unhandled.push);
+    const producer = await loggedOn();
+    for (let id = 1; id <= 3; id++) producer.publish('orders', JSON.stringify({ id }));
+    await producer.flush();
+    gate.hold(); // the answer is held back: the query times out, then all of it arrives
+    const query = c.sow('orders', { timeoutMs: 50 });
+    await expect(query.stats).rejects.toMatchObject({ code: 'timed_out' });
+    gate.release();
+    await c.flush(); // answered after everything the query sent
+    expect(unhandled.items.map((m) => `${m.command} ${m.ackType ?? ''}`.trim())).toEqual([]);
+    // Its last ack ended it: the id is free again.
+    await expect(c.sow('orders', { queryId: query.queryId }).stats).resolves.toMatchObject({ recordsReturned: 3 });
+
+    // The same through execute: the caller's handlers hear nothing more after its TimedOutError.
+    const late = new Collector<Message>();
+    gate.hold();
+    const executed = c.execute(
+      { command: 'sow', topic: 'orders', queryId: 'q-late', ackType: 'completed' },
+      { onMessage: late.push, onAck: late.push, waitFor: 'completed', timeoutMs: 50 },
+    );
+    await expect(executed).rejects.toMatchObject({ code: 'timed_out' });
+    gate.release();
+    await c.flush();
+    expect(late.items).toEqual([]);
+    expect(unhandled.items).toEqual([]);
+    await c.execute(
+      { command: 'sow', topic: 'orders', queryId: 'q-late' },
+      { onMessage: () => {}, waitFor: 'completed' },
+    );
+  });
 });

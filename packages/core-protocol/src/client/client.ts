@@ -820,10 +820,13 @@ export class Client {
     command.ackType = 'processed,completed,stats';
     // The route stays until the query completes, even if the iterator is left early: the records
     // still coming are then dropped by the ended stream rather than reported as unhandled.
+    const release = () => this.#routes.get(queryId) === route && this.#routes.delete(queryId);
     const route: Route = {
       onMessage: (m) => {
         if (m.command === 'sow') stream.push(m);
       },
+      // Acks reach the route only once the caller stopped waiting (see #execute): the last ends it.
+      onAck: (ack) => (ack.ackType === 'stats' || ack.status === 'failure') && release(),
       onDisconnect: (error) => stream.end(error),
     };
     const stats = (async (): Promise<QueryStats> => {
@@ -833,13 +836,12 @@ export class Client {
           { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'stats' },
           route,
         );
+        release();
         stream.end();
         return statsOf(ack);
       } catch (error) {
         stream.end(error as Error);
         throw error;
-      } finally {
-        if (this.#routes.get(queryId) === route) this.#routes.delete(queryId);
       }
     })();
     return new SowQuery(queryId, stream, stats);
@@ -936,6 +938,8 @@ export class Client {
     // completed ack when one is asked for, else at group_end.
     const endsAt = !isSubscribe && (c.ackType?.includes('completed') ? 'completed' : 'group_end');
     const end = (what?: string) => what === endsAt && this.#releaseRoute(routeKey, route, undefined);
+    /** The caller has stopped waiting (a timeout, an abort): what the query still sends is dropped. */
+    let gaveUp = false;
     const onAck = (ack: Message) => {
       end(ack.ackType);
       // A replace takes the id once the server accepts it: what came before was the replaced one's.
@@ -946,14 +950,14 @@ export class Client {
         this.#routes.get(key as string) === previous
       )
         this.#routes.set(key as string, route as Route);
-      options.onAck?.(ack);
+      if (!gaveUp) options.onAck?.(ack);
     };
     if (routeKey !== undefined) {
       route = internal ?? {
         subId: isSubscribe ? c.subId : undefined,
         onMessage: (m) => {
           end(m.command);
-          this.#safely(() => onMessage?.(m));
+          if (!gaveUp) this.#safely(() => onMessage?.(m));
         },
         onAck,
         onDisconnect: () => {},
@@ -979,12 +983,15 @@ export class Client {
         return errorFromReason(c.command, ack.reason);
       });
     } catch (error) {
-      this.#releaseRoute(routeKey, route, previous);
+      const code = AmpsError.isInstance(error) ? error.code : undefined;
+      // A query that timed out or was aborted still runs on the server: its route stays until the
+      // query ends, so what it still sends is dropped rather than reported as unhandled.
+      gaveUp = !isSubscribe && (code === 'timed_out' || code === 'aborted') && this.#session?.open === true;
+      if (!gaveUp) this.#releaseRoute(routeKey, route, previous);
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
       // the server: take it back, unless the connection is gone, it was never sent (bad options),
       // the server refused it (so did not register it), or it was to replace a subscription that
       // must stay.
-      const code = AmpsError.isInstance(error) ? error.code : undefined;
       const unsent = code === 'disconnected' || code === 'invalid_options';
       if (isSubscribe && c.subId !== undefined && !unsent && !refused && !previous && this.#session?.open) {
         this.#tryWrite({ command: 'unsubscribe', subId: c.subId });

@@ -863,7 +863,7 @@ export class Client {
   /** Stops one subscription (by id, or a comma-separated list) or, with no id or `all`, every subscription. */
   async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
     const all = subId === 'all';
-    for (const [id, route] of this.#routes) if (all && route.subId !== undefined) this.#routes.delete(id);
+    if (all) for (const [id, route] of this.#routes) if (route.subId !== undefined) this.#routes.delete(id);
     // (An id that is not a string is refused by execute below.)
     const ids = all ? [...this.#endHooks.keys()] : typeof subId === 'string' ? subId.split(',') : [];
     for (const id of ids) {

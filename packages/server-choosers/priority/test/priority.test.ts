@@ -26,7 +26,16 @@ function setup(options: { failbackAfterMs?: number; maximumFailbackAfterMs?: num
   const fail = (uri = chooser.getCurrentURI() as string) =>
     chooser.reportFailure(new ConnectionError('refused'), info(uri));
   const succeed = (uri = chooser.getCurrentURI() as string) => chooser.reportSuccess({ ...info(uri), latencyMs: 4 });
-  return { chooser, environment, logged, fail, succeed };
+  /** Advances the clock in 100 ms steps until the chooser asks to leave `from`; returns how long that took. */
+  const untilFailback = (from: string) => {
+    let waited = 0;
+    while (!chooser.shouldSwitch(from)) {
+      environment.advance(100);
+      waited += 100;
+    }
+    return waited;
+  };
+  return { chooser, environment, logged, fail, succeed, untilFailback };
 }
 
 describe('priorityFailback', () => {
@@ -62,17 +71,15 @@ describe('priorityFailback', () => {
   });
 
   it('does not flap: each failed fail-back doubles the wait for that server, up to the maximum', () => {
-    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 1_000, maximumFailbackAfterMs: 3_000 });
+    const { chooser, environment, fail, succeed, untilFailback } = setup({
+      failbackAfterMs: 1_000,
+      maximumFailbackAfterMs: 3_000,
+    });
     fail(); // a
     succeed(); // b
     const waits: number[] = [];
     for (let round = 0; round < 4; round++) {
-      let waited = 0;
-      while (!chooser.shouldSwitch(b)) {
-        environment.advance(100);
-        waited += 100;
-      }
-      waits.push(waited);
+      waits.push(untilFailback(b));
       expect(chooser.getCurrentURI()).toBe(a);
       fail(); // a is still down: straight back to b
       expect(chooser.getCurrentURI()).toBe(b);
@@ -81,7 +88,7 @@ describe('priorityFailback', () => {
     expect(waits).toEqual([1_000, 2_000, 3_000, 3_000]);
 
     // Once it works again (it holds for failbackAfterMs), the wait is back to failbackAfterMs.
-    while (!chooser.shouldSwitch(b)) environment.advance(100);
+    untilFailback(b);
     succeed(); // a
     environment.advance(1_000);
     fail(); // a goes down
@@ -91,17 +98,15 @@ describe('priorityFailback', () => {
   });
 
   it('counts a fail-back that is accepted and then drops at once as failed (a flapping primary is not retried every wait)', () => {
-    const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 1_000, maximumFailbackAfterMs: 8_000 });
+    const { chooser, environment, fail, succeed, untilFailback } = setup({
+      failbackAfterMs: 1_000,
+      maximumFailbackAfterMs: 8_000,
+    });
     fail(); // a
     succeed(); // b
     const waits: number[] = [];
     for (let round = 0; round < 4; round++) {
-      let waited = 0;
-      while (!chooser.shouldSwitch(b)) {
-        environment.advance(100);
-        waited += 100;
-      }
-      waits.push(waited);
+      waits.push(untilFailback(b));
       succeed(); // a accepts the logon...
       environment.advance(200);
       fail(); // ...and drops the client 200 ms later

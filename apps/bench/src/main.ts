@@ -32,6 +32,16 @@ for (const group of groups) {
   }
 }
 
+/** Two decimals, or as many more as it takes not to round a miss up to its target (0.4996x, not 0.50x). */
+function ratioText(ratio: number, minRatio: number | undefined): string {
+  let digits = 2;
+  let text = ratio.toFixed(digits);
+  while (minRatio !== undefined && ratio < minRatio && Number(text) >= minRatio && digits < 6) {
+    text = ratio.toFixed(++digits);
+  }
+  return text;
+}
+
 const rows = all.map((r) => {
   const t = r.target;
   const target = t
@@ -48,7 +58,7 @@ const rows = all.map((r) => {
     r.name,
     `${format(r.value)} ${r.unit}`,
     r.baseline ? `${format(r.baseline.value)} (${r.baseline.name})` : '',
-    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
+    r.ratio === undefined ? '' : `${ratioText(r.ratio, t?.minRatio)}x`,
     target,
     r.target ? (r.pass ? 'ok' : 'MISS') : '',
   ];

@@ -142,7 +142,7 @@ describe('slow async iterators', () => {
   beforeEach(async () => {
     leaks = leakCheck();
     clients = [];
-    server = await startTestServer({ wsPort: false });
+    server = await startTestServer({ wsPort: false, sowTopics: [{ topic: 'orders', key: '/id' }] });
   });
   afterEach(async () => {
     for (const c of clients) await c.disconnect();
@@ -234,5 +234,17 @@ describe('slow async iterators', () => {
     await publishAll('overflow', 10);
     await consumer.flush();
     expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
+  });
+
+  it('toArray collects a result larger than maxQueue from a transport that cannot pause', async () => {
+    const consumer = await loggedOn('collector', { maxQueue: 8, transport: unpausable() });
+    const count = 500;
+    const publisher = await loggedOn('orders-publisher');
+    for (let id = 1; id <= count; id++) publisher.publish('orders', JSON.stringify({ id }));
+    await publisher.flush();
+    // Several records reach the client in one read: more than maxQueue before toArray can take them.
+    const { records, stats } = await consumer.sow('orders', { batchSize: 100 }).toArray();
+    expect(records.map((r) => r.json<{ id: number }>().id)).toEqual([...Array(count).keys()].map((i) => i + 1));
+    expect(stats).toMatchObject({ recordsReturned: count });
   });
 });

@@ -29,7 +29,7 @@ export interface StreamOptions<T> {
  */
 export class MessageStream<T> implements AsyncIterable<T> {
   readonly #handler: MessageHandler<T> | undefined;
-  readonly #maxQueue: number;
+  #maxQueue: number;
   readonly #options: StreamOptions<T>;
   #queue: T[] = [];
   #head = 0;
@@ -99,6 +99,11 @@ export class MessageStream<T> implements AsyncIterable<T> {
         this.#options.onOverflow?.(error);
       }
     }
+  }
+
+  /** For a consumer that keeps every item anyway (`toArray`): a bound would only fail it. */
+  unbound(): void {
+    this.#maxQueue = Number.POSITIVE_INFINITY;
   }
 
   /** Ends the stream: iterators finish (with `error`, if given) once the queue is drained. */

@@ -98,8 +98,9 @@ export class SowQuery implements AsyncIterable<Message> {
     return this.#stream[Symbol.asyncIterator]();
   }
 
-  /** Collects every record, then returns them with the stats. */
+  /** Collects every record, then returns them with the stats. Not bounded by `maxQueue`. */
   async toArray(): Promise<{ records: Message[]; stats: QueryStats }> {
+    this.#stream.unbound();
     const records: Message[] = [];
     for await (const record of this) records.push(record);
     return { records, stats: await this.stats };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Client, ConnectionState, TimedOutError } from '../src/index.js';
+import { Client, ConnectionState, SlowConsumerError, TimedOutError } from '../src/index.js';
 import { ManualEnvironment, ScriptedServer } from './client-fakes.js';
 
 describe('Client heartbeat watchdog (manual clock)', () => {
@@ -71,5 +71,44 @@ describe('Client heartbeat watchdog (manual clock)', () => {
     controller.abort();
     await expect(flushed).rejects.toMatchObject({ code: 'aborted' });
     expect(env.pendingTimers).toBe(0);
+  });
+});
+
+describe('Client slow consumer (scripted server; the transport cannot pause)', () => {
+  it('sends the batched autoAck acks before it unsubscribes a consumer that overflowed', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const answer = server.onCommand;
+    server.onCommand = (m, s) => {
+      answer(m, s);
+      if (m.command === 'subscribe') {
+        queueMicrotask(() =>
+          s.reply({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+        );
+      }
+    };
+    const client = new Client('slow-1', {
+      transport: server.transport,
+      environment: env,
+      maxQueue: 2,
+      ackBatchSize: 10,
+    });
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    const sub = client.subscribe('jobs', { autoAck: true });
+    await sub.ready;
+    const job = (n: number) =>
+      server.reply({ command: 'publish', topic: 'jobs', subId: sub.subId, bookmark: `1|${n}|`, leasePeriod: '60000' });
+    const iterator = sub[Symbol.asyncIterator]();
+    job(1);
+    expect((await iterator.next()).value?.bookmark).toBe('1|1|');
+    const second = iterator.next(); // job 1 is handled: its ack waits in the batch
+    job(2);
+    await second;
+    for (let n = 3; n <= 5; n++) job(n); // one read, more than maxQueue: the subscription ends
+    expect(SlowConsumerError.isInstance(await sub.closed)).toBe(true);
+    await Promise.resolve(); // writes are flushed at the end of the tick
+    const sent = server.received.map((m) => `${m.command} ${m.bookmark ?? m.subId ?? ''}`);
+    // An ack sent after the unsubscribe would come too late: the lease is given back, the job redone.
+    expect(sent.slice(sent.indexOf('sow_delete 1|1|'))).toEqual(['sow_delete 1|1|', `unsubscribe ${sub.subId}`]);
   });
 });

@@ -753,7 +753,10 @@ export class Client {
       if (this.#routes.get(subId) === route) this.#routes.delete(subId);
       if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
       closed.resolve(error);
-      if (this.#session?.open) this.#tryWrite({ command: 'unsubscribe', subId });
+      if (!this.#session?.open) return;
+      // Acks after the unsubscribe come too late: the leases are given back (see unsubscribe).
+      this.flushAcks();
+      this.#tryWrite({ command: 'unsubscribe', subId });
     });
     const end = () => {
       stream.end();

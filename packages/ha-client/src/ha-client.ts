@@ -190,6 +190,8 @@ export class HAClient {
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
   readonly #unsent: Command[] = [];
   #wake: (() => void) | undefined;
+  /** The page said `offline` and not `online` since (see #reconnect). */
+  #offline = false;
   #failbackTimer: TimerHandle | undefined;
   #stopHints: (() => void) | undefined;
   readonly #lastErrors = new Map<string, string>();
@@ -318,6 +320,7 @@ export class HAClient {
       this.#ready.promise.catch(() => {});
     }
     this.#stopHints ??= this.#transport.onHint?.((hint) => {
+      this.#offline = hint === 'offline' || (this.#offline && hint !== 'online');
       if (hint === 'online' || hint === 'visible') this.#wake?.();
     });
     try {
@@ -343,6 +346,7 @@ export class HAClient {
     this.#stopFailback();
     this.#stopHints?.();
     this.#stopHints = undefined;
+    this.#offline = false; // unheard from now on
     this.#publishLive = false;
     this.#ready.reject(error);
     this.#publishStore?.cancelWaits?.(error);
@@ -386,6 +390,13 @@ export class HAClient {
 
   async #reconnect(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      if (this.#offline) {
+        // Every attempt would fail at once and use up the delay strategy's budget: wait for
+        // 'online', then start a new sweep, its first attempt at once.
+        await this.#sleep(MAX_TIMEOUT_MS, signal);
+        if (!this.#offline) this.#newSweep();
+        continue;
+      }
       const uri = this.#chooser.getCurrentURI();
       if (!uri) {
         this.#giveUp(

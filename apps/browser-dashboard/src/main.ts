@@ -171,5 +171,7 @@ if (servers.length === 0) {
   });
   subscription.closed.then((error) => error && showError(`subscription ended: ${error.message}`));
   client.connectAndLogon().catch((error: Error) => showError(`cannot connect: ${error.message}`));
-  addEventListener('pagehide', () => void client.disconnect());
+  // Only when the page is going for good: one kept in the back/forward cache (persisted) comes
+  // back later, and HAClient reconnects it then (the browser closes its WebSocket meanwhile).
+  addEventListener('pagehide', (event) => event.persisted || void client.disconnect());
 }

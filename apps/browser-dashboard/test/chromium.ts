@@ -21,6 +21,8 @@ export async function launchChromium(): Promise<Browser> {
       headless: true,
       viewport: { width: 1100, height: 720 },
       args: chromiumArgs,
+      // Playwright turns the back/forward cache off; the dashboard must survive it, so keep it on.
+      ignoreDefaultArgs: ['--disable-back-forward-cache'],
     });
     return {
       context,

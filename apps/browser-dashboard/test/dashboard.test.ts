@@ -119,6 +119,7 @@ describe.skipIf(!chromium.run)(chromium.title('the dashboard in Chromium'), () =
     // The timeline: Resubscribed on the first broker, Disconnected from it, Resubscribed on the other.
     const timeline = shown.timeline.map((e) => ({ state: e.state, broker: e.broker }));
     const lost = timeline.findIndex((e) => e.state === 'Disconnected' && e.broker === before);
+    expect(lost, 'the timeline shows the disconnect').toBeGreaterThan(0);
     expect(timeline.slice(0, lost)).toContainEqual({ state: 'Resubscribed', broker: before });
     const recovered = shown.timeline.slice(lost).find((e) => e.state === 'Resubscribed');
     expect(recovered).toMatchObject({ broker: other, failoverMs: expect.stringMatching(/^\d+$/) });
@@ -127,5 +128,36 @@ describe.skipIf(!chromium.run)(chromium.title('the dashboard in Chromium'), () =
     expect(shown.rows).toHaveLength(5);
     for (const row of shown.rows) expect(Number(row.seq), `${row.symbol} updated`).toBeGreaterThan(killedAt);
     expect(pageErrors).toEqual([]);
+  });
+
+  it('comes back after a trip through the back/forward cache, resuming the ticks with no gap', async () => {
+    const page = await browser.context.newPage();
+    const pageErrors: Error[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error));
+    const port = (site.httpServer.address() as AddressInfo).port;
+    await page.goto(`http://127.0.0.1:${port}/?servers=${cluster.wsUris().join(',')}&name=dashboard-bfcache`);
+    await expect
+      .poll(async () => Number((await readPage(page)).sequence?.received), { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(10);
+
+    // Away and back: the browser freezes the page in its cache (closing its WebSocket) and restores it.
+    await page.evaluate(() => {
+      (globalThis as { beforeTrip?: boolean }).beforeTrip = true;
+    });
+    await page.goto(`http://127.0.0.1:${port}/elsewhere`);
+    await page.goBack({ waitUntil: 'commit' });
+    const restored = await page.evaluate(() => (globalThis as { beforeTrip?: boolean }).beforeTrip === true);
+    expect(restored, 'restored from the back/forward cache, not loaded again').toBe(true);
+    const back = ticker.published;
+
+    await expect
+      .poll(async () => Number((await readPage(page)).sequence?.lastSeq), { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(back + 20);
+    const shown = await readPage(page);
+    expect(shown.connection?.state).toBe('Resubscribed');
+    expect(shown.sequence?.ranges, 'one unbroken run').toMatch(/^\d+-\d+$/);
+    expect(shown.sequence?.duplicates).toBe('0');
+    expect(pageErrors).toEqual([]);
+    await page.close();
   });
 });

@@ -319,10 +319,6 @@ export class HAClient {
       this.#ready = deferred<void>();
       this.#ready.promise.catch(() => {});
     }
-    this.#stopHints ??= this.#transport.onHint?.((hint) => {
-      this.#offline = hint === 'offline' || (this.#offline && hint !== 'online');
-      if (hint === 'online' || hint === 'visible') this.#wake?.();
-    });
     try {
       await this.#whenReady(undefined, options.signal, 'connectAndLogon()');
     } catch (error) {
@@ -368,6 +364,11 @@ export class HAClient {
   /** Starts the reconnect loop; for a planned move, `leaving` says why the current connection goes first. */
   #start(leaving?: string): void {
     if (this.#shutdown || this.#connecting) return;
+    // Here, not in connectAndLogon(): a command or a subscribe also starts connecting.
+    this.#stopHints ??= this.#transport.onHint?.((hint) => {
+      this.#offline = hint === 'offline' || (this.#offline && hint !== 'online');
+      if (hint === 'online' || hint === 'visible') this.#wake?.();
+    });
     const loop = new AbortController();
     this.#loop = loop;
     this.#running = this.#runLoop(loop, this.#running, leaving);

@@ -172,6 +172,21 @@ describe('HAClient and page hints', () => {
     }
   });
 
+  it('listens from the first attempt, also when a subscribe (not connectAndLogon) starts connecting', async () => {
+    const clock = fakeClock();
+    const { transport, hint, state } = hintedTransport();
+    const ha = client('hints-subscribe-first', transport, budgetedDelay(10, 60_000).delay, clock.environment);
+    state.refuse = true;
+    const waiting = clock.armed((ms) => ms === 60_000);
+    const subscription = ha.subscribe('ticks', { onMessage: () => {} });
+    await waiting; // the first attempt failed; the loop waits a minute
+    expect(state.listeners()).toBe(1);
+    state.refuse = false;
+    hint('visible');
+    await subscription.ready;
+    expect(state.connects).toBe(2);
+  });
+
   it('stops listening on disconnect(), whatever state it is in, and ignores hints afterwards', async () => {
     const clock = fakeClock();
     const { transport, hint, state } = hintedTransport();

@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, six times on 2026-11-26, from 21,160 B:
+ * Raised on purpose, seven times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
@@ -63,8 +63,13 @@ const BUDGET_BYTES = 12 * 1024;
  *   buffered from a lost connection (the server redelivers them); `unsubscribe()` sends batched
  *   queue acks first and 'all' releases every subscription; a refused replace no longer loses
  *   deliveries; a sow run through `execute()` frees its query id; generated sub ids skip ids in use.
+ * - to 24,650 B the same day (24,400 B plus 1%): the last reviews added about 250 B: a SOW query's
+ *   counts read from the stats ack (AMPS sends them nowhere else); a timed-out query's late records
+ *   dropped; `toArray()` that no longer fails as a slow consumer; a `sowDelete` cut off after it
+ *   was sent not run twice; HAClient not spending its retry budget while the browser is offline,
+ *   and listening to page hints however it was started; a throwing custom bookmark store reported.
  */
-const CEILING_BYTES = 24_390;
+const CEILING_BYTES = 24_650;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

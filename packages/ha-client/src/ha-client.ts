@@ -315,7 +315,9 @@ export class HAClient {
     // Before anything starts: a bad signal would otherwise fail the wait, not the loop.
     signalOption(options.signal);
     if (this.#shutdown) {
+      // Starting again after disconnect(): the first attempt goes at once, with a fresh budget.
       this.#shutdown = false;
+      this.#newSweep();
       this.#ready = deferred<void>();
       this.#ready.promise.catch(() => {});
     }
@@ -833,7 +835,13 @@ export class HAClient {
     const store = this.#bookmarkStore;
     const autoDiscard = this.#options.autoDiscard ?? true;
     const discard = (m: Message) => {
-      if (bookmarked && autoDiscard && m.bookmark) store?.discard(subId, m.bookmark);
+      if (!bookmarked || !autoDiscard || !m.bookmark) return;
+      // A custom store that throws must not end the stream, nor reject where nobody listens.
+      try {
+        store?.discard(subId, m.bookmark);
+      } catch (error) {
+        this.#reportException(error);
+      }
     };
     const stream = new MessageStream<Message>({
       onMessage: options.onMessage,

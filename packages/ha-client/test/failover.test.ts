@@ -1065,6 +1065,28 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(held.timers()).toBe(0);
   });
 
+  it('starts a fresh backoff sweep when connectAndLogon() follows disconnect(): the first attempt goes at once', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    const calls: string[] = [];
+    let sweep = 0;
+    const delay: ReconnectDelayStrategy = {
+      getConnectWaitDuration: () => {
+        calls.push(`wait ${sweep}`);
+        return sweep++ === 0 ? 0 : 60_000; // anything but the first of a sweep would hold the test up
+      },
+      reset: () => {
+        calls.push('reset');
+        sweep = 0;
+      },
+    };
+    const ha = client('fresh-sweep', [server.tcpUri('json')], { delay });
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    await ha.connectAndLogon();
+    expect(calls.slice(-2)).toEqual(['reset', 'wait 0']);
+  });
+
   it('ends in Shutdown and stops reconnecting after disconnect()', async () => {
     const c = await cluster(2);
     const ha = client('shutdown-1', c.tcpUris('json'));

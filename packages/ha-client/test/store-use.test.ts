@@ -71,6 +71,38 @@ describe('HAClient bookmark subscriptions and their bookmark store', () => {
     }
   });
 
+  it('reports a bookmark store whose discard throws as an exception, with no unhandled rejection', async () => {
+    const s = await server();
+    const failing = new (class extends MemoryBookmarkStore {
+      override discard(): void {
+        throw new Error('store unavailable');
+      }
+    })();
+    const subscriber = client('sub-store-throws', s.tcpUri('json'), { bookmarkStore: failing });
+    const publisher = client('pub-store-throws', s.tcpUri('json'));
+    const errors: unknown[] = [];
+    let bothReported!: () => void;
+    const reported = new Promise<void>((resolve) => {
+      bothReported = resolve;
+    });
+    subscriber.onException((error) => {
+      if (errors.push(error) === 2) bothReported();
+    });
+    const handled: number[] = [];
+    const sub = subscriber.subscribe('orders', {
+      bookmark: Bookmarks.EPOCH,
+      // Async: its discard runs once the promise settles, where a throw had nobody to catch it.
+      onMessage: async (m: Message) => {
+        handled.push(m.json<{ n: number }>().n);
+      },
+    });
+    await Promise.all([subscriber.connectAndLogon(), publisher.connectAndLogon(), sub.ready]);
+    for (const n of [1, 2]) publisher.publish('orders', JSON.stringify({ n }));
+    await reported;
+    expect(handled).toEqual([1, 2]);
+    expect(errors.map((e) => (e as Error).message)).toEqual(['store unavailable', 'store unavailable']);
+  });
+
   for (const failure of ['throws', 'rejects'] as const) {
     it(`discards a message whose handler ${failure}, so the recovery point moves on and nothing piles up`, async () => {
       const s = await server();

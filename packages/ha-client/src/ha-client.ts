@@ -110,6 +110,13 @@ export interface HAClientOptions {
  */
 const HELD_CONNECTION_MS = 100;
 
+/**
+ * While the page says it is offline, how often the client tries anyway, each time on a fresh
+ * budget: browsers are known to report offline wrongly (some VPNs and network managers), and a
+ * client waiting only for an `online` that never comes would never reconnect.
+ */
+const OFFLINE_PROBE_MS = 10_000;
+
 /** How many state events a `states()` iterator keeps for a consumer that is behind. */
 const DEFAULT_STATES_MAX_QUEUE = 1000;
 
@@ -395,10 +402,10 @@ export class HAClient {
     while (!signal.aborted) {
       if (this.#offline) {
         // Every attempt would fail at once and use up the delay strategy's budget: wait for
-        // 'online', then start a new sweep, its first attempt at once.
-        await this.#sleep(MAX_TIMEOUT_MS, signal);
-        if (!this.#offline) this.#newSweep();
-        continue;
+        // 'online' (or OFFLINE_PROBE_MS), then try on a new sweep, its first attempt at once.
+        await this.#sleep(OFFLINE_PROBE_MS, signal);
+        if (signal.aborted) return;
+        this.#newSweep();
       }
       const uri = this.#chooser.getCurrentURI();
       if (!uri) {

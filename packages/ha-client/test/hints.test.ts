@@ -138,9 +138,6 @@ describe('HAClient and page hints', () => {
     expect(outcome).toBe('waiting');
     expect(state.connects).toBe(2);
     expect(counts.waits).toBe(2);
-    hint('visible'); // not the network: still offline, still waiting
-    await Promise.resolve();
-    expect(state.connects).toBe(2);
 
     state.refuse = false;
     hint('online'); // no timer fires: the hint alone starts the next attempt
@@ -148,6 +145,32 @@ describe('HAClient and page hints', () => {
     expect(state.connects).toBe(3);
     expect(counts.resets).toBe(1);
     expect(counts.waits).toBe(1); // a new budget: the first wait of a sweep
+  });
+
+  it('while offline with no online to come, tries again every 10 s on a fresh budget, and never gives up', async () => {
+    const clock = fakeClock();
+    const { transport, hint, state } = hintedTransport();
+    const { delay, counts } = budgetedDelay(2, 60_000);
+    const ha = client('hints-offline-probe', transport, delay, clock.environment);
+    state.refuse = true;
+    const connecting = ha.connectAndLogon();
+    connecting.catch(() => {});
+    await clock.armed((ms) => ms === 60_000);
+    hint('offline'); // and the browser never says online again (a VPN it misreads, say)
+    let probe = clock.armed((ms) => ms === 10_000);
+    clock.fire(60_000); // the attempt due fails: offline, the client waits to probe
+    for (let round = 1; round <= 3; round++) {
+      await probe; // waiting to probe
+      const attempts = state.connects;
+      probe = clock.armed((ms) => ms === 10_000);
+      clock.fire(10_000); // a probe: a new sweep, its first attempt at once; it fails
+      await probe;
+      expect(state.connects).toBe(attempts + 1);
+      expect(counts.waits).toBe(1); // each probe on a fresh budget: it never runs out
+    }
+    state.refuse = false;
+    clock.fire(10_000); // the next probe finds the network there
+    await connecting;
   });
 
   it('wakes a backoff wait on online and on visible', async () => {

@@ -67,10 +67,11 @@ export class MessageStream<T> implements AsyncIterable<T> {
       try {
         const result = handler(item);
         if (result && typeof (result as Promise<void>).then === 'function') {
-          (result as Promise<void>).then(
-            () => this.#options.onHandled?.(item),
-            (error: unknown) => this.#options.onHandlerError?.(error, item),
-          );
+          // As on the synchronous path, a throwing onHandled goes to onHandlerError too, rather
+          // than reject where nobody listens.
+          (result as Promise<void>)
+            .then(() => this.#options.onHandled?.(item))
+            .catch((error: unknown) => this.#options.onHandlerError?.(error, item));
         } else {
           this.#options.onHandled?.(item);
         }

@@ -25,4 +25,14 @@ describe('MessageStream with an onMessage handler', () => {
       expect(errors.map(([error, item]) => [(error as Error).message, item])).toEqual([['store unavailable', 7]]);
     }
   });
+
+  it('can be iterated once: after a break, iterating again says so', async () => {
+    const stream = new MessageStream<number>({});
+    stream.push(1);
+    stream.push(2);
+    for await (const n of stream) if (n === 1) break;
+    expect(() => stream[Symbol.asyncIterator]()).toThrow(
+      'a stream can be iterated only once (it is being, or has been)',
+    );
+  });
 });

@@ -62,7 +62,7 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
 
   [Symbol.asyncIterator](): AsyncIterator<HAStateEvent> {
     // As a message stream: each states() call gives one iterator.
-    if (this.#iterating) throw new TypeError('this stream is already being iterated');
+    if (this.#iterating) throw new TypeError('a stream can be iterated only once (it is being, or has been)');
     this.#iterating = true;
     return {
       next: () => this.#next(),

@@ -159,7 +159,7 @@ export class MessageStream<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     if (this.#handler)
       throw new TypeError('this stream delivers to its onMessage callback; it cannot also be iterated');
-    if (this.#iterating) throw new TypeError('this stream is already being iterated');
+    if (this.#iterating) throw new TypeError('a stream can be iterated only once (it is being, or has been)');
     this.#iterating = true;
     return {
       next: () => this.#next(),

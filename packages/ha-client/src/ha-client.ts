@@ -525,8 +525,9 @@ export class HAClient {
     const generation = this.#generation;
     await this.#manager.resubscribe((command) => this.#enter(command, generation), { signal });
     signal.throwIfAborted();
+    const kept = new Set(this.#manager.list().map((m) => m.subId));
     for (const sub of this.#subs.values()) {
-      if (!this.#manager.list().some((m) => m.subId === sub.subId)) {
+      if (!kept.has(sub.subId)) {
         this.#endSubscription(sub, new DisconnectedError(`subscription ${sub.subId} could not be resubscribed`));
       }
     }

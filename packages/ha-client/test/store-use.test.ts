@@ -2,7 +2,7 @@ import { Bookmarks, DisconnectedError, InvalidOptionsError, type Message } from 
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
-import { HAClient, type HAClientOptions, MemoryBookmarkStore } from '../src/index.js';
+import { HAClient, type HAClientOptions, MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, stateWhere } from './helpers.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
@@ -138,4 +138,28 @@ describe('HAClient bookmark subscriptions and their bookmark store', () => {
       expect(bookmarkStore.getMostRecent('orders')).toMatch(/\|5\|$/);
     });
   }
+});
+
+describe('HAClient subscriptions and its subscription manager', () => {
+  it('reads the subscription list a fixed number of times per recovery, not once per subscription', async () => {
+    const s = await server();
+    const manager = new MemorySubscriptionManager();
+    let listCalls = 0;
+    const list = manager.list.bind(manager);
+    manager.list = () => {
+      listCalls++;
+      return list();
+    };
+    const subscriber = client('sub-many', s.tcpUri('json'), { subscriptionManager: manager });
+    await subscriber.connectAndLogon();
+    const subs = Array.from({ length: 50 }, (_, i) => subscriber.subscribe(`t${i}`, { onMessage: () => {} }));
+    await Promise.all(subs.map((sub) => sub.ready));
+    listCalls = 0;
+    const resubscribed = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await resubscribed;
+    // Once to resubscribe, once to find those it dropped: with one read per subscription, a
+    // failover with thousands of subscriptions copied the list thousands of times.
+    expect(listCalls).toBeLessThanOrEqual(2);
+  });
 });

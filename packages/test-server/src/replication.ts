@@ -44,7 +44,7 @@ export function parseMarks(list: string | undefined, into: Map<string, number>, 
 }
 
 export class PeerLink {
-  /** What the peer is known to hold: its high-water mark per publisher. */
+  /** What the peer holds: its high-water mark per publisher, from its last logon ack and the acks since. */
   readonly acked = new Map<string, number>();
   /** What has been sent on the current connection, per publisher. */
   readonly #sent = new Map<string, number>();
@@ -187,9 +187,12 @@ export class PeerLink {
         this.#socket?.destroy();
         return;
       }
+      // The logon ack lists everything the peer holds now: a peer that came back without its data
+      // holds less than it acked before, and counting the old marks would hide its lag.
       this.#sent.clear();
       parseMarks(message.bookmark, this.#sent, false);
-      parseMarks(message.bookmark, this.acked, true);
+      this.acked.clear();
+      parseMarks(message.bookmark, this.acked, false);
       this.#cursor = this.host.log.firstPositionAbove(this.#sent);
       this.#state = 'streaming';
       this.connects++;

@@ -1,6 +1,6 @@
 import type { Message } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clientNameHash, startTestCluster, type TestCluster, type TestServer } from '../src/index.js';
+import { clientNameHash, startTestCluster, startTestServer, type TestCluster, type TestServer } from '../src/index.js';
 import { isDelivery, TestClient, type Transport, transports, until } from './helpers.js';
 
 let clusters: TestCluster[] = [];
@@ -208,6 +208,43 @@ describe('replication', () => {
     const job = await consumer.take(isDelivery(sub));
     consumer.command({ command: 'sow_delete', topic: 'jobs', bookmark: job.bookmark });
     await until(() => b.stats().queues.jobs?.depth === 0, 'the ack reached B');
+  });
+});
+
+describe('a peer that comes back without its data', () => {
+  it('counts as lagging until it holds the entries again (what it held before does not count)', async () => {
+    // Freezes the replacement at the moment A's link to it is up, before A sends it anything.
+    let freezeOnLinkUp: TestServer | undefined;
+    let a: TestServer | undefined;
+    const logger = {
+      info(message: string, fields?: Record<string, unknown>) {
+        if (message === 'replication link up' && fields?.server === a?.name) freezeOnLinkUp?.freeze();
+      },
+    };
+    const { servers } = await cluster({ name: 'r11', count: 2, noWebSocket: true, logger, syncDowngradeMs: 20 });
+    a = servers[0] as TestServer;
+    const b = servers[1] as TestServer;
+    const pub = await client(a, 'tcp', 'fresh-pub');
+    for (let i = 1; i <= 3; i++) pub.publish('t', { n: i }, { sequence: i });
+    await pub.sync();
+    await until(() => a.stats().peers[0]?.lag === 0, 'B holds everything');
+    // Same name and port, no data: a process restarted without a data directory.
+    await b.close();
+    await until(() => a.stats().peers[0]?.downgraded === true, 'B down long enough to be downgraded');
+    const fresh = await startTestServer({ name: b.name, tcpPort: b.tcpPort, wsPort: false, logger });
+    freezeOnLinkUp = fresh;
+    try {
+      await until(() => a.stats().peers[0]?.connected === true, 'A linked to the replacement');
+      expect(fresh.stats().txlogLength).toBe(0);
+      expect(a.stats().peers[0]).toMatchObject({ lag: 3, downgraded: true });
+      freezeOnLinkUp = undefined;
+      fresh.thaw();
+      await until(() => a.stats().peers[0]?.lag === 0, 'the replacement caught up');
+      expect(fresh.stats().txlogLength).toBe(3);
+      expect(a.stats().peers[0]?.downgraded).toBe(false);
+    } finally {
+      await fresh.close();
+    }
   });
 });
 

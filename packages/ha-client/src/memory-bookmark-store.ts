@@ -5,6 +5,19 @@ function compareDecimal(a: string, b: string): number {
   return a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Whether `sorted` holds `sequence` at `from` or after (it is in increasing order). */
+function isOutstanding(sorted: string[], from: number, sequence: string): boolean {
+  let hi = sorted.length;
+  while (from < hi) {
+    const mid = (from + hi) >>> 1;
+    const order = compareDecimal(sorted[mid] as string, sequence);
+    if (order === 0) return true;
+    if (order < 0) from = mid + 1;
+    else hi = mid;
+  }
+  return false;
+}
+
 /** As core-protocol's parseBookmarkId reads one (trailing bar optional); the sequence without leading zeros. */
 const idPattern = /^(\d+)\|0*(\d+)\|?$/;
 
@@ -20,8 +33,9 @@ function split(bookmark: string): [publisher: string, sequence: string] | undefi
 interface PublisherProgress {
   /** Highest sequence delivered (logged): anything at or below it again is a duplicate. */
   highest: string;
-  /** Delivered sequences not yet discarded, in delivery order (which is sequence order). */
+  /** Delivered sequences, in delivery order (which is sequence order); those before `head` are discarded. */
   outstanding: string[];
+  head: number;
   discarded: Set<string>;
   /** Last sequence such that it and everything before it from this publisher is discarded. */
   recovery: string | undefined;
@@ -60,7 +74,7 @@ export class MemoryBookmarkStore implements BookmarkStore {
     const sub = this.#sub(subId);
     let progress = sub.publishers.get(id[0]);
     if (!progress) {
-      progress = { highest: '0', outstanding: [], discarded: new Set(), recovery: undefined };
+      progress = { highest: '0', outstanding: [], head: 0, discarded: new Set(), recovery: undefined };
       sub.publishers.set(id[0], progress);
     } else if (compareDecimal(id[1], progress.highest) <= 0) {
       return false;
@@ -87,20 +101,30 @@ export class MemoryBookmarkStore implements BookmarkStore {
     const sub = this.#subs.get(subId);
     const progress = sub?.publishers.get(id[0]);
     if (!sub || !progress) return;
+    // A head index and a binary search, not shift() and includes(): a consumer thousands of
+    // messages behind would make each discard copy or scan all of them.
     const outstanding = progress.outstanding;
-    if (outstanding[0] === id[1]) {
+    let head = progress.head;
+    if (outstanding[head] === id[1]) {
       // The usual case: messages are processed in order.
-      outstanding.shift();
+      head++;
       progress.recovery = id[1];
-    } else if (outstanding.includes(id[1]) && !progress.discarded.has(id[1])) {
+    } else if (!progress.discarded.has(id[1]) && isOutstanding(outstanding, head, id[1])) {
       progress.discarded.add(id[1]);
     } else {
       return;
     }
     sub.outstanding--;
-    while (outstanding.length > 0 && progress.discarded.delete(outstanding[0] as string)) {
-      progress.recovery = outstanding.shift();
+    while (head < outstanding.length && progress.discarded.delete(outstanding[head] as string)) {
+      progress.recovery = outstanding[head++];
     }
+    if (head === outstanding.length) {
+      outstanding.length = head = 0;
+    } else if (head > 1024 && head * 2 > outstanding.length) {
+      progress.outstanding = outstanding.slice(head);
+      head = 0;
+    }
+    progress.head = head;
   }
 
   getMostRecent(subId: string): string | undefined {

@@ -193,6 +193,26 @@ describe('MemoryBookmarkStore', () => {
     expect(store.getMostRecent('s')).toBe('11|3|,22|1|');
   });
 
+  it('keeps its recovery point right for a consumer thousands of messages behind, discarding in and out of order', () => {
+    const store = new MemoryBookmarkStore();
+    // Sequences with gaps (a filtered subscription), so a discard of one never logged is ignored.
+    for (let n = 1; n <= 3000; n++) store.log('s', `11|${n * 2}|`);
+    store.discard('s', '11|3|'); // never delivered
+    for (let n = 1; n <= 2000; n++) store.discard('s', `11|${n * 2}|`);
+    expect(store.getMostRecent('s')).toBe('11|4000|');
+    for (let n = 3000; n > 2001; n--) store.discard('s', `11|${n * 2}|`); // newest first
+    store.discard('s', '11|5000|'); // twice
+    expect(store.outstandingCount('s')).toBe(1);
+    expect(store.getMostRecent('s')).toBe('11|4000|');
+    store.discard('s', '11|4002|');
+    expect(store.outstandingCount('s')).toBe(0);
+    expect(store.getMostRecent('s')).toBe('11|6000|');
+    store.log('s', '11|6002|');
+    store.discard('s', '11|6002|');
+    expect(store.getMostRecent('s')).toBe('11|6002|');
+    expect(store.isDuplicate('s', '11|6002|')).toBe(true);
+  });
+
   it('keeps the starting point until a persisted ack arrives with nothing outstanding', () => {
     const store = new MemoryBookmarkStore();
     store.persisted('s', '0');

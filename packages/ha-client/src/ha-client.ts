@@ -49,6 +49,7 @@ import {
 } from '@amps-ts/core-protocol';
 import { recommendedBackoff } from '@amps-ts/delay-exponential';
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
+import { Fifo } from './fifo.js';
 import { MemoryBookmarkStore } from './memory-bookmark-store.js';
 import { MemoryPublishStore } from './memory-publish-store.js';
 import { isRefusal } from './refusal.js';
@@ -195,7 +196,7 @@ export class HAClient {
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
-  readonly #unsent: Command[] = [];
+  readonly #unsent = new Fifo<Command>();
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
@@ -514,7 +515,7 @@ export class HAClient {
     if (this.#publishStore) {
       this.#publishStore.syncWithServer(logon.sequence);
       // The replay sends every stored publish, those not sent yet included.
-      while (this.#unsent[0]?.sequence !== undefined) this.#unsent.shift();
+      while (this.#unsent.peek()?.sequence !== undefined) this.#unsent.shift();
       // Synchronous on purpose: no new publish can slip in ahead of the replay.
       this.#publishStore.replay((command) => void client.send(command));
       this.#publishLive = true;
@@ -763,7 +764,7 @@ export class HAClient {
     return stored.then(
       () => this.#sendStored(),
       (error: unknown) => {
-        this.#unsent.splice(this.#unsent.indexOf(c), 1);
+        this.#unsent.delete(c);
         throw error;
       },
     );
@@ -776,7 +777,7 @@ export class HAClient {
   #sendStored(): Promise<void> | undefined {
     let wait: Promise<void> | undefined;
     const unsent = this.#unsent;
-    while (unsent.length > 0 && (unsent[0] as Command).sequence !== undefined) {
+    while (unsent.peek()?.sequence !== undefined) {
       const command = unsent.shift() as Command;
       // While disconnected it waits in the store and goes out with the replay after the reconnect.
       if (!this.#publishLive) continue;

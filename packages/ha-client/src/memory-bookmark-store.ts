@@ -118,9 +118,8 @@ export class MemoryBookmarkStore implements BookmarkStore {
     while (head < outstanding.length && progress.discarded.delete(outstanding[head] as string)) {
       progress.recovery = outstanding[head++];
     }
-    if (head === outstanding.length) {
-      outstanding.length = head = 0;
-    } else if (head > 1024 && head * 2 > outstanding.length) {
+    // Compacted when empty (the usual case), or once the spent slots outnumber the rest.
+    if (head === outstanding.length || (head > 1023 && head * 2 > outstanding.length)) {
       progress.outstanding = outstanding.slice(head);
       head = 0;
     }

@@ -9,6 +9,7 @@ import {
   StoreFullError,
   timeoutOption,
 } from '@amps-ts/core-protocol';
+import { Fifo } from './fifo.js';
 
 export interface MemoryPublishStoreOptions {
   /** Most unpersisted messages held. @default 100_000 */
@@ -53,7 +54,7 @@ export class MemoryPublishStore implements PublishStore {
   #lastSequence = 0;
   #lastPersisted = 0;
   #synced = false;
-  readonly #waiters: Waiter[] = [];
+  readonly #waiters = new Fifo<Waiter>();
   readonly #flushWaiters = new Set<FlushWaiter>();
 
   constructor(options: MemoryPublishStoreOptions = {}) {
@@ -71,7 +72,7 @@ export class MemoryPublishStore implements PublishStore {
   }
 
   store(command: Command): number | Promise<number> {
-    if (this.unpersistedCount() < this.#capacity && this.#waiters.length === 0) return this.#add(command);
+    if (this.unpersistedCount() < this.#capacity && !this.#waiters.peek()) return this.#add(command);
     if (this.#policy === 'reject') {
       throw new StoreFullError(`the publish store holds ${this.#capacity} unpersisted messages (policy: reject)`);
     }
@@ -125,7 +126,7 @@ export class MemoryPublishStore implements PublishStore {
       this.#entries = entries.slice(this.#head);
       this.#head = 0;
     }
-    while (this.#waiters.length > 0 && this.unpersistedCount() < this.#capacity) {
+    while (this.#waiters.peek() && this.unpersistedCount() < this.#capacity) {
       const waiter = this.#waiters.shift() as Waiter;
       waiter.resolve(this.#add(waiter.command));
     }
@@ -135,7 +136,7 @@ export class MemoryPublishStore implements PublishStore {
   }
 
   cancelWaits(error: Error): void {
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    while (this.#waiters.peek()) this.#waiters.shift()?.reject(error);
     for (const waiter of [...this.#flushWaiters]) waiter.fail(error);
   }
 
@@ -186,11 +187,11 @@ export class MemoryPublishStore implements PublishStore {
   flush(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     // NaN or a negative timeout would never fire, and one past setTimeout's limit fires at once.
     timeoutOption(timeoutMs, 'timeoutMs');
-    if (this.unpersistedCount() === 0 && this.#waiters.length === 0) return Promise.resolve();
+    if (this.unpersistedCount() === 0 && !this.#waiters.peek()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const waiter: FlushWaiter = {
         check: () => {
-          if (this.unpersistedCount() > 0 || this.#waiters.length > 0) return;
+          if (this.unpersistedCount() > 0 || this.#waiters.peek()) return;
           timer.clear();
           this.#flushWaiters.delete(waiter);
           resolve();

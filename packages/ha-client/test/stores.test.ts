@@ -9,6 +9,7 @@ import {
   TimedOutError,
 } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
+import { Fifo } from '../src/fifo.js';
 import { MemoryBookmarkStore } from '../src/memory-bookmark-store.js';
 import { MemoryPublishStore } from '../src/memory-publish-store.js';
 import { MemorySubscriptionManager } from '../src/subscription-manager.js';
@@ -320,5 +321,23 @@ describe('MemorySubscriptionManager', () => {
         throw new Error('nope');
       }),
     ).rejects.toThrow('nope');
+  });
+});
+
+describe('Fifo (publishes waiting for room, and those not sent yet)', () => {
+  it('keeps order across compactions, and deletes at the head or in the middle', () => {
+    const fifo = new Fifo<number>();
+    for (let n = 0; n < 3000; n++) fifo.push(n);
+    for (let n = 0; n < 2000; n++) expect(fifo.shift()).toBe(n);
+    fifo.delete(2000);
+    fifo.delete(2500);
+    fifo.delete(1); // shifted already: nothing to delete
+    expect(fifo.peek()).toBe(2001);
+    const rest: number[] = [];
+    while (fifo.peek() !== undefined) rest.push(fifo.shift() as number);
+    expect(rest).toEqual(Array.from({ length: 999 }, (_, i) => 2001 + i).filter((n) => n !== 2500));
+    expect(fifo.peek()).toBeUndefined();
+    fifo.push(7);
+    expect(fifo.peek()).toBe(7);
   });
 });

@@ -30,7 +30,7 @@ const BUDGET_BYTES = 12 * 1024;
  * `HAClient` and both memory stores stripped before bundling, it measured 19.3 KB (see "Bundle size
  * in browsers" in packages/ha-client/README.md). Fail above the budget (delete this) once under it.
  *
- * Raised on purpose, seven times on 2026-11-26, from 21,160 B:
+ * Raised on purpose, eight times on 2026-11-26, from 21,160 B:
  * - to 21,530 B: the Client's pending text for short string publishes (core-protocol's outbox)
  *   added 208 B and halves what such a publish costs, in Chromium as in Node.js (measured: 543 to
  *   272 ns a message in Chromium 156);
@@ -68,8 +68,11 @@ const BUDGET_BYTES = 12 * 1024;
  *   dropped; `toArray()` that no longer fails as a slow consumer; a `sowDelete` cut off after it
  *   was sent not run twice; HAClient not spending its retry budget while the browser is offline,
  *   and listening to page hints however it was started; a throwing custom bookmark store reported.
+ * - to 24,890 B the same day (24,642 B plus 1%): a scale review added about 240 B: linear
+ *   resubscribe, a bookmark store that discards in O(1) however far behind its consumer is, and a
+ *   FIFO for publishes waiting for room in a full store (draining 100,000 took 13 s, now 1 s).
  */
-const CEILING_BYTES = 24_650;
+const CEILING_BYTES = 24_890;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

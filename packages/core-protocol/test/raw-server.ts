@@ -26,11 +26,5 @@ export async function rawServer(
   return (server.address() as net.AddressInfo).port;
 }
 
-/** A port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
-export async function closedPort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
+/** A port on 127.0.0.1 that nothing listens on: transport-node's test helper (these tests reach it by path too). */
+export { closedPort } from '../../transport-node/test/helpers.js';

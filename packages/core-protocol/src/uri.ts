@@ -103,10 +103,12 @@ export function redactUri(uri: string): string {
   let out = String(uri);
   // The userinfo ends at the last `@`, wherever it is: a password may hold `/`, `?`, `#` or `@`,
   // and a user name `@` or `/`. The password starts at its first `:`. The userinfo starts after
-  // `://`, or at the start when that is missing (`tcp:/u:pw@h`, `u:pw@h`): hiding too much is safe.
+  // `://` that ends a scheme, or at the start when there is none (`tcp:/u:pw@h`, `u:pw@h`, and
+  // `tcp:/://pw@h`, a password starting with `//`): hiding too much is safe.
   const at = out.lastIndexOf('@');
   const slashes = out.indexOf('://');
-  const colon = out.indexOf(':', slashes >= 0 && slashes < at ? slashes + 3 : 0);
+  const afterScheme = slashes >= 0 && slashes < at && /^[a-z][a-z\d+.-]*$/i.test(out.slice(0, slashes));
+  const colon = out.indexOf(':', afterScheme ? slashes + 3 : 0);
   if (colon >= 0 && colon < at) out = `${out.slice(0, colon + 1)}***${out.slice(at)}`;
   return out.replace(/([?&][^=&#]*)=([^&#]*)/g, (match, key: string) =>
     secretQueryKey.test(key) ? `${key}=***` : match,

@@ -220,6 +220,8 @@ describe('redactUri', () => {
     ['u:secret@h:1/amps', 'u:***@h:1/amps'],
     ['tcp:/u:secret@h:1/amps', 'tcp:***@h:1/amps'],
     ['tcp:u:secret@h:1/amps', 'tcp:***@h:1/amps'],
+    // `tcp:/` + `:` + a password starting `//`: the `://` ends no scheme (found by the property below).
+    ['tcp:/://secret@h:1/amps', 'tcp:***@h:1/amps'],
     ['u:secret@h:1/amps?x=tcp://y', 'u:***@h:1/amps?x=tcp://y'],
     ['tcp://h:9007/amps/json', 'tcp://h:9007/amps/json'],
     ['tcp://h:1/amps?tcp_nodelay=true&password=abc&pw=z', 'tcp://h:1/amps?tcp_nodelay=true&password=***&pw=***'],

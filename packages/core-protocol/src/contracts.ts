@@ -283,8 +283,9 @@ export interface SubscriptionManager {
   clear(): void;
   list(): readonly ManagedSubscription[];
   /**
-   * Re-enters every subscription through `execute`, in the order they were added. A subscription
-   * whose resubscribe fails is handed to the manager's failed-resubscribe policy.
+   * Re-enters every subscription through `execute`, sent in the order they were added (several
+   * may wait for their ack at once). A subscription whose resubscribe fails is handed to the
+   * manager's failed-resubscribe policy.
    */
   resubscribe(execute: (command: Command) => Promise<void>, options?: { signal?: AbortSignal }): Promise<void>;
 }

@@ -1,5 +1,14 @@
-import { type Command, type ManagedSubscription, type SubscriptionManager, toError } from '@amps-ts/core-protocol';
+import {
+  type Command,
+  countOption,
+  type ManagedSubscription,
+  type SubscriptionManager,
+  toError,
+} from '@amps-ts/core-protocol';
 import { isRefusal } from './refusal.js';
+
+/** Resubscribes waiting for their ack at once, by default. */
+const DEFAULT_MAX_IN_FLIGHT = 64;
 
 export interface MemorySubscriptionManagerOptions {
   /**
@@ -8,6 +17,12 @@ export interface MemorySubscriptionManagerOptions {
    * server. A lost connection or a timeout is not asked about: the recovery fails and is retried.
    */
   onFailedResubscribe?: (subscription: ManagedSubscription, error: Error) => boolean;
+  /**
+   * How many resubscribes may wait for their ack at once. Recovery takes about one round trip to
+   * the server per this many subscriptions (one at a time, 300 subscriptions 20 ms away took 6 s);
+   * the bound keeps thousands from reaching the server at once. @default 64
+   */
+  maxInFlight?: number;
 }
 
 /**
@@ -17,9 +32,11 @@ export interface MemorySubscriptionManagerOptions {
 export class MemorySubscriptionManager implements SubscriptionManager {
   readonly #subscriptions = new Map<string, ManagedSubscription>();
   readonly #onFailed: MemorySubscriptionManagerOptions['onFailedResubscribe'];
+  readonly #maxInFlight: number;
 
   constructor(options: MemorySubscriptionManagerOptions = {}) {
     this.#onFailed = options.onFailedResubscribe;
+    this.#maxInFlight = countOption(options.maxInFlight, 'maxInFlight') ?? DEFAULT_MAX_IN_FLIGHT;
   }
 
   add(subscription: ManagedSubscription): void {
@@ -38,23 +55,37 @@ export class MemorySubscriptionManager implements SubscriptionManager {
     return [...this.#subscriptions.values()];
   }
 
+  /**
+   * Sends the resubscribes in the order they were added, up to `maxInFlight` at a time, each
+   * sent as soon as an earlier one is acked. The first failure that is not dropped stops sending
+   * and fails the recovery.
+   */
   async resubscribe(
     execute: (command: Command) => Promise<void>,
     options: { signal?: AbortSignal } = {},
   ): Promise<void> {
-    for (const subscription of this.list()) {
-      options.signal?.throwIfAborted();
-      if (!this.#subscriptions.has(subscription.subId)) continue;
-      try {
-        await execute(subscription.command);
-      } catch (error) {
-        const err = toError(error);
-        if (isRefusal(err) && this.#onFailed?.(subscription, err)) {
-          this.remove(subscription.subId);
-          continue;
+    const queue = this.list();
+    let next = 0;
+    let failed = false;
+    const lane = async (): Promise<void> => {
+      while (!failed && next < queue.length) {
+        const subscription = queue[next++] as ManagedSubscription;
+        if (!this.#subscriptions.has(subscription.subId)) continue;
+        try {
+          options.signal?.throwIfAborted();
+          await execute(subscription.command);
+        } catch (error) {
+          const err = toError(error);
+          if (!failed && isRefusal(err) && this.#onFailed?.(subscription, err)) {
+            this.remove(subscription.subId);
+            continue;
+          }
+          failed = true;
+          throw err;
         }
-        throw err;
       }
-    }
+    };
+    const lanes = Array.from({ length: Math.min(this.#maxInFlight, queue.length) }, lane);
+    await Promise.all(lanes);
   }
 }

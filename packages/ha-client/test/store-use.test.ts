@@ -1,4 +1,10 @@
-import { Bookmarks, DisconnectedError, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
+import {
+  Bookmarks,
+  DisconnectedError,
+  InvalidOptionsError,
+  type Message,
+  MessageDecoder,
+} from '@amps-ts/core-protocol';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
@@ -161,5 +167,55 @@ describe('HAClient subscriptions and its subscription manager', () => {
     // Once to resubscribe, once to find those it dropped: with one read per subscription, a
     // failover with thousands of subscriptions copied the list thousands of times.
     expect(listCalls).toBeLessThanOrEqual(2);
+  });
+
+  it('resubscribes maxInFlight at a time, not one round trip each, and every subscription resumes once', async () => {
+    const s = await server();
+    // What the client sends and gets, decoded: resubscribes waiting for their processed ack.
+    const subscribeIds = new Set<string>();
+    let waiting = 0;
+    let mostWaiting = 0;
+    const out = new MessageDecoder((m) => {
+      if (m.command !== 'subscribe' || m.commandId === undefined) return;
+      subscribeIds.add(m.commandId);
+      mostWaiting = Math.max(mostWaiting, ++waiting);
+    });
+    const inbound = new MessageDecoder((m) => {
+      if (m.command === 'ack' && m.ackType === 'processed' && subscribeIds.delete(m.commandId ?? '')) waiting--;
+    });
+    const subscriber = client('sub-window', s.tcpUri('json'), {
+      subscriptionManager: new MemorySubscriptionManager({ maxInFlight: 16 }),
+      client: {
+        transportFilter: (bytes, direction) => {
+          (direction === 'out' ? out : inbound).push(bytes);
+          return bytes;
+        },
+      },
+    });
+    await subscriber.connectAndLogon();
+    const count = 100;
+    const received = Array.from({ length: count }, () => [] as string[]);
+    const subs = Array.from({ length: count }, (_, i) =>
+      subscriber.subscribe(`w${i}`, {
+        onMessage: (m) => {
+          received[i]?.push(m.text());
+        },
+      }),
+    );
+    await Promise.all(subs.map((sub) => sub.ready));
+
+    mostWaiting = 0;
+    const resubscribed = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await resubscribed;
+    expect(waiting).toBe(0);
+    expect(mostWaiting).toBe(16);
+
+    const publisher = client('pub-window', s.tcpUri('json'));
+    await publisher.connectAndLogon();
+    for (let i = 0; i < count; i++) publisher.publish(`w${i}`, `m${i}`);
+    await publisher.publishFlush();
+    await subscriber.flush();
+    expect(received).toEqual(Array.from({ length: count }, (_, i) => [`m${i}`]));
   });
 });

@@ -14,6 +14,9 @@ import { MemoryBookmarkStore } from '../src/memory-bookmark-store.js';
 import { MemoryPublishStore } from '../src/memory-publish-store.js';
 import { MemorySubscriptionManager } from '../src/subscription-manager.js';
 
+/** One event-loop turn: every promise callback queued before it has run. */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
 const publish = (n: number): Command => ({ command: 'publish', topic: 't', data: `m${n}` });
 
 function replayed(store: MemoryPublishStore): number[] {
@@ -321,6 +324,58 @@ describe('MemorySubscriptionManager', () => {
         throw new Error('nope');
       }),
     ).rejects.toThrow('nope');
+  });
+
+  it('keeps maxInFlight resubscribes waiting for their ack at once, sent in order', async () => {
+    const manager = new MemorySubscriptionManager({ maxInFlight: 3 });
+    for (let i = 0; i < 7; i++)
+      manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
+    const sent: string[] = [];
+    const acks: Array<() => void> = [];
+    const done = manager.resubscribe(
+      (c) =>
+        new Promise<void>((resolve) => {
+          sent.push(c.subId as string);
+          acks.push(resolve);
+        }),
+    );
+    expect(sent).toEqual(['s0', 's1', 's2']);
+    acks[1]?.(); // acks may come in any order: each frees a place for the next
+    await turn();
+    expect(sent).toEqual(['s0', 's1', 's2', 's3']);
+    for (let i = 0; i < 7; i++) {
+      acks[i]?.();
+      await turn();
+    }
+    await done;
+    expect(sent).toEqual(['s0', 's1', 's2', 's3', 's4', 's5', 's6']);
+  });
+
+  it('sends no more resubscribes after a failure that is not dropped, and rejects with it', async () => {
+    const manager = new MemorySubscriptionManager({ maxInFlight: 2 });
+    for (let i = 0; i < 5; i++)
+      manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
+    const sent: string[] = [];
+    const settle: Array<(error?: Error) => void> = [];
+    const done = manager.resubscribe(
+      (c) =>
+        new Promise<void>((resolve, reject) => {
+          sent.push(c.subId as string);
+          settle.push((error) => (error ? reject(error) : resolve()));
+        }),
+    );
+    const lost = new DisconnectedError('connection lost');
+    settle[0]?.(lost);
+    await expect(done).rejects.toBe(lost);
+    settle[1]?.(new DisconnectedError('connection lost')); // the other one in flight fails too: handled
+    await turn();
+    expect(sent).toEqual(['s0', 's1']);
+  });
+
+  it('refuses a maxInFlight that is not a positive integer', () => {
+    for (const maxInFlight of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new MemorySubscriptionManager({ maxInFlight })).toThrow(InvalidOptionsError);
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { leakCheck as transportLeakCheck } from '../../transport-node/test/helpers.js';
 import {
   type Command,
   type Connection,
@@ -108,71 +108,12 @@ export class ScriptedServer {
 
 /* ---------------- integration helpers: real sockets, real broker ---------------- */
 
-// Sockets are counted from Node's active resources. Timers are tracked by wrapping the globals,
-// keeping only those armed from the client's or the transport's source (the broker and the test
-// runner have timers of their own that come and go).
-const watchedResources = ['TCPSocketWrap', 'TCPServerWrap', 'TLSWrap'];
-const clientSources = /packages\/(core-protocol|transport-node|transport-browser)\/src\//;
-
-function resourceCounts(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const name of process.getActiveResourcesInfo()) {
-    if (watchedResources.includes(name)) counts[name] = (counts[name] ?? 0) + 1;
-  }
-  return counts;
-}
-
-let timerSerial = 0;
-const liveTimers = new Map<unknown, { serial: number; stack: string }>();
-
-function trackTimers(): void {
-  const g = globalThis as { __ampsClientTimersTracked?: boolean };
-  if (g.__ampsClientTimersTracked) return;
-  g.__ampsClientTimersTracked = true;
-  const { setTimeout: st, clearTimeout: ct } = globalThis;
-  globalThis.setTimeout = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-    const handle: unknown = st(
-      (...a: unknown[]) => {
-        liveTimers.delete(handle);
-        callback(...a);
-      },
-      ms,
-      ...args,
-    );
-    const stack = new Error().stack ?? '';
-    if (clientSources.test(stack)) liveTimers.set(handle, { serial: ++timerSerial, stack });
-    return handle;
-  }) as typeof setTimeout;
-  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
-    liveTimers.delete(handle);
-    ct(handle);
-  }) as typeof clearTimeout;
-}
-
 /**
- * Snapshots open sockets and the client's timers; `check()` waits (boundedly, by event-loop turns)
- * for them to be back to the snapshot, then asserts. Start it before the first socket of the test.
+ * transport-node's leak check (open sockets, and timers armed and never cleared), counting only
+ * the client's and the transports' timers: the in-process broker has timers of its own.
  */
-export function leakCheck(): { check(): Promise<void> } {
-  trackTimers();
-  const before = resourceCounts();
-  const since = timerSerial;
-  const newTimers = () => [...liveTimers.values()].filter((t) => t.serial > since).map((t) => t.stack);
-  return {
-    async check() {
-      const deadline = Date.now() + 5000;
-      const settled = () =>
-        newTimers().length === 0 &&
-        watchedResources.every((name) => (resourceCounts()[name] ?? 0) <= (before[name] ?? 0));
-      while (!settled() && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
-      const after = resourceCounts();
-      for (const name of watchedResources) {
-        expect(after[name] ?? 0, `open ${name} handles after the test`).toBeLessThanOrEqual(before[name] ?? 0);
-      }
-      expect(newTimers(), 'client timers left pending after the test').toEqual([]);
-    },
-  };
-}
+export const leakCheck = (): { check(): Promise<void> } =>
+  transportLeakCheck({ timersFrom: /packages\/(core-protocol|transport-node|transport-browser)\/src\// });
 
 /** Collects values pushed by a callback and lets a test wait for the n-th one. */
 export class Collector<T> {

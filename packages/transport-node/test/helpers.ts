@@ -187,15 +187,23 @@ function trackTimers(): void {
   }) as typeof clearImmediate;
 }
 
-/** Snapshots open sockets and timers; `check()` waits (boundedly) for them to be back to the snapshot, then asserts. */
-export function leakCheck(): { check(): Promise<void> } {
+/**
+ * Snapshots open sockets and timers; `check()` waits (boundedly, by event-loop turns) for them to
+ * be back to the snapshot, then asserts. Start it before the first socket of the test.
+ * `timersFrom` counts only the timers armed from source files it matches: with a broker in the
+ * same process, whose timers come and go, the client's own.
+ */
+export function leakCheck(options: { timersFrom?: RegExp } = {}): { check(): Promise<void> } {
   trackTimers();
   const before = resourceCounts();
   const since = timerSerial;
-  const newTimers = () => [...pendingTimers.values()].filter((t) => t.serial > since);
+  const newTimers = () =>
+    [...pendingTimers.values()]
+      .filter((t) => t.serial > since && (!options.timersFrom || options.timersFrom.test(t.stack ?? '')))
+      .map((t) => `${t.kind} ${t.stack}`);
   return {
     async check() {
-      const deadline = Date.now() + 3000;
+      const deadline = Date.now() + 5000;
       const settled = () =>
         newTimers().length === 0 && watched.every((name) => (resourceCounts()[name] ?? 0) <= (before[name] ?? 0));
       while (!settled() && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));

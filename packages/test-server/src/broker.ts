@@ -1537,7 +1537,8 @@ export class Broker implements LinkHost {
         if (sub) this.#removeSub(sub);
       }
     }
-    if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId: m.subId });
+    // AMPS: the unsubscribe ack carries no fields beyond the common ones (amps-protocol.md §4.7, §5.3).
+    if (mask & PROCESSED) this.#ack(s, m, 'processed');
   }
 
   #flushCommand(s: Session, m: Message): void {

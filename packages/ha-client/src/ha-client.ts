@@ -972,7 +972,8 @@ export class HAClient {
   async #enterLater(sub: HASubscription): Promise<void> {
     try {
       await this.#whenReady(undefined, undefined);
-      if (sub.generation === this.#generation || !this.#subs.has(sub.subId)) return;
+      // Ended, maybe with its id taken by a new subscription since, which is entered on its own.
+      if (sub.generation === this.#generation || this.#subs.get(sub.subId) !== sub) return;
       await this.#enter(sub.command, this.#generation);
     } catch (error) {
       if (isRefusal(error)) {

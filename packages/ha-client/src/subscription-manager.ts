@@ -70,7 +70,9 @@ export class MemorySubscriptionManager implements SubscriptionManager {
     const lane = async (): Promise<void> => {
       while (!failed && next < queue.length) {
         const subscription = queue[next++] as ManagedSubscription;
-        if (!this.#subscriptions.has(subscription.subId)) continue;
+        // Removed since the list was taken, or replaced by a new subscription with the id (added
+        // after, so entered after the recovery): the old command must not go out for it.
+        if (this.#subscriptions.get(subscription.subId) !== subscription) continue;
         try {
           options.signal?.throwIfAborted();
           await execute(subscription.command);

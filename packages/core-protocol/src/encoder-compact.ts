@@ -4,7 +4,7 @@
  * header as a string and gives each frame its own buffer, where the fast one writes bytes into
  * shared blocks.
  */
-import { InvalidOptionsError } from './errors.js';
+import { isHeaderNumber, isHeaderValue, refusals } from './encodable.js';
 import { headerFields } from './fields.js';
 import { fieldByKey, type HeaderField } from './header-common.js';
 import type { Command } from './message.js';
@@ -19,7 +19,7 @@ const fieldByName = new Map<string, HeaderField>(headerFields.map((f) => [f.name
 function headerOf(command: Command): string {
   const name = command.command;
   if (typeof name !== 'string' || (name as string) === '') {
-    throw new InvalidOptionsError(`command must be a command name, got ${String(name)}`);
+    throw refusals.commandName(name);
   }
   let json = `{"c":${JSON.stringify(name === 'publish' ? 'p' : name)}`;
   for (const property in command) {
@@ -27,23 +27,15 @@ function headerOf(command: Command): string {
     // Not a header field (`command` is written already; `data`, `headers`, a Message's `extra`, ...).
     const field = property === 'command' ? undefined : fieldByName.get(property);
     if (field === undefined || value === undefined || value === null) continue;
-    if (field.type === 'number' && !(typeof value === 'number' && Number.isSafeInteger(value) && value >= 0)) {
-      throw new InvalidOptionsError(
-        `header field ${property} must be a non-negative safe integer, got ${String(value)}`,
-      );
-    }
+    if (field.type === 'number' && !isHeaderNumber(value)) throw refusals.number(property, value);
     json += `,"${field.key}":${field.type === 'number' ? value : JSON.stringify(String(value))}`;
   }
   const headers = command.headers ?? {};
   for (const key in headers) {
     const value = headers[key];
     if (value === undefined) continue;
-    if (fieldByKey.has(key)) {
-      throw new InvalidOptionsError(`header '${key}' is a known field: set it as a property of the command`);
-    }
-    if (typeof value !== 'string' && typeof value !== 'boolean' && !Number.isFinite(value)) {
-      throw new InvalidOptionsError(`header '${key}' must be a string, a finite number or a boolean`);
-    }
+    if (fieldByKey.has(key)) throw refusals.knownHeader(key);
+    if (!isHeaderValue(value)) throw refusals.headerValue(key);
     json += `,${JSON.stringify(key)}:${JSON.stringify(value)}`;
   }
   return `${json}}`;
@@ -57,7 +49,7 @@ export function encodeCommand(command: Command): Uint8Array {
   const header = utf8.encode(headerOf(command));
   const data = command.data === undefined ? empty : command.data;
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
-    throw new InvalidOptionsError('command data must be a Uint8Array or a string');
+    throw refusals.data();
   }
   const body = typeof data === 'string' ? utf8.encode(data) : data;
   const frame = new Uint8Array(4 + header.length + body.length);

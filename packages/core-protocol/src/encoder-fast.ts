@@ -2,8 +2,9 @@
  * The encoder for Node.js and servers (the `default` of the `#encoder` import; browsers get
  * `encoder-compact.ts`, with the same behaviour in less code).
  */
-import { InvalidOptionsError } from './errors.js';
+import { isHeaderNumber, refusals } from './encodable.js';
 import { CommandNames, headerFields } from './fields.js';
+import { fieldByKey } from './header-common.js';
 import type { Command } from './message.js';
 
 const utf8 = new TextEncoder();
@@ -30,11 +31,6 @@ for (const name of CommandNames) commandPrefixes.set(name, utf8.encode(`{"c":${J
 function wireName(command: string): string {
   return command === 'publish' ? 'p' : command;
 }
-
-/** Every key the decoder reads as a known field: `headers` must not repeat one. */
-const knownKeys = new Set(
-  headerFields.flatMap((f) => [f.key, ...((f as { aliases?: readonly string[] }).aliases ?? [])]),
-);
 
 /** Property names of `Command` that are not header fields written from `fieldsByName`. */
 const notFields = new Set(['command', 'data', 'headers']);
@@ -78,7 +74,7 @@ export class FrameEncoder {
       if (data !== undefined) {
         if (typeof data === 'string') this.#writeUtf8(data);
         else if (data instanceof Uint8Array) this.#writeBytes(data);
-        else throw new InvalidOptionsError('command data must be a Uint8Array or a string');
+        else throw refusals.data();
       }
     } catch (error) {
       this.#pos = this.#frameStart;
@@ -122,7 +118,7 @@ export class FrameEncoder {
       this.#writeRaw(prefix);
     } else {
       if (typeof command.command !== 'string' || (command.command as string) === '') {
-        throw new InvalidOptionsError(`command must be a command name, got ${String(command.command)}`);
+        throw refusals.commandName(command.command);
       }
       this.#writeAscii('{"c":');
       this.#writeString(command.command);
@@ -142,9 +138,7 @@ export class FrameEncoder {
       for (const key in headers) {
         const value = headers[key];
         if (value === undefined) continue;
-        if (knownKeys.has(key)) {
-          throw new InvalidOptionsError(`header '${key}' is a known field: set it as a property of the command`);
-        }
+        if (fieldByKey.has(key)) throw refusals.knownHeader(key);
         this.#writeAscii(',');
         this.#writeString(key);
         this.#writeAscii(':');
@@ -152,7 +146,7 @@ export class FrameEncoder {
         else if (typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) {
           this.#writeAscii(String(value));
         } else {
-          throw new InvalidOptionsError(`header '${key}' must be a string, a finite number or a boolean`);
+          throw refusals.headerValue(key);
         }
       }
     }
@@ -169,9 +163,7 @@ export class FrameEncoder {
   }
 
   #writeNumber(value: unknown, name: string): void {
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new InvalidOptionsError(`header field ${name} must be a non-negative safe integer, got ${String(value)}`);
-    }
+    if (!isHeaderNumber(value)) throw refusals.number(name, value);
     if (value > 0x7fffffff) {
       this.#writeAscii(String(value));
       return;

@@ -32,6 +32,7 @@ export { deadline, deferred } from './client/waiters.js';
 export * from './contracts.js';
 export type { FrameDecoderOptions, MessageDecoderOptions } from './decoder.js';
 export { DEFAULT_MAX_FRAME_SIZE, decodeFrame, FrameDecoder, MessageDecoder, parseHeader } from './decoder.js';
+export { checkEncodable } from './encodable.js';
 export { encodeCommand, FrameEncoder } from './encoder.js';
 export * from './errors.js';
 export type { AckStatus, AckType, CommandName, HeaderFieldName, HeaderValues } from './fields.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Command, encodeCommand, FrameEncoder, InvalidOptionsError } from '../src/index.js';
+import { type Command, checkEncodable, encodeCommand, FrameEncoder, InvalidOptionsError } from '../src/index.js';
 import { decodeAll, decodeOne, headerOf, text } from './helpers.js';
 
 describe('encodeCommand', () => {
@@ -83,6 +83,39 @@ describe('encodeCommand', () => {
   it('rejects a body that is neither bytes nor a string', () => {
     expect(() => encodeCommand({ command: 'publish', data: 5 as unknown as string })).toThrow(InvalidOptionsError);
     expect(() => encodeCommand({ command: 'publish', data: null as unknown as string })).toThrow(InvalidOptionsError);
+  });
+
+  it('checkEncodable refuses what encodeCommand refuses, with the same error, and nothing else', () => {
+    const commands: Command[] = [
+      { command: 'publish', topic: 't', data: 'x', sequence: 3, expiration: 60, headers: { n: 1, b: true } },
+      { command: 'sow_delete', topic: 't', data: new Uint8Array([1]) },
+      { command: '' as Command['command'] },
+      {} as Command,
+      { command: 'publish', expiration: 1.5 },
+      { command: 'publish', sequence: -1 },
+      { command: 'sow', topN: '5' as unknown as number },
+      { command: 'publish', headers: { sub_id: 'x' } },
+      { command: 'publish', headers: { n: Number.POSITIVE_INFINITY } },
+      { command: 'publish', data: 5 as unknown as string },
+      { command: 'publish', data: null as unknown as string },
+    ];
+    const outcome = (f: () => unknown) => {
+      try {
+        f();
+        return 'ok';
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidOptionsError);
+        return (error as Error).message;
+      }
+    };
+    for (const command of commands) {
+      const expected = outcome(() => encodeCommand(command));
+      expect(
+        outcome(() => checkEncodable(command)),
+        JSON.stringify(command),
+      ).toBe(expected);
+    }
+    expect(commands.map((c) => outcome(() => checkEncodable(c))).filter((o) => o === 'ok')).toHaveLength(2);
   });
 
   it('returns frames that later frames never overwrite', () => {

@@ -12,6 +12,7 @@ import {
   type CommandWaitOptions,
   ConnectionError,
   ConnectionState,
+  checkEncodable,
   countOption,
   type Deferred,
   DisconnectedError,
@@ -747,12 +748,7 @@ export class HAClient {
     if (options?.sowKey !== undefined) c.sowKey = options.sowKey;
     const store = this.#publishStore;
     // What the encoder would refuse, refused before it is stored: kept, it would fail every replay.
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
-      throw new InvalidOptionsError('publish data must be a string or a Uint8Array');
-    }
-    if (c.expiration !== undefined && !(Number.isSafeInteger(c.expiration) && c.expiration >= 0)) {
-      throw new InvalidOptionsError(`publish expiration must be whole seconds, got ${c.expiration}`);
-    }
+    checkEncodable(c);
     if (!store) {
       if (!this.#publishLive)
         throw new DisconnectedError('not connected, and there is no publish store to keep the message');

@@ -1,5 +1,5 @@
+import { refusals } from '../encodable.js';
 import { encodeCommand } from '../encoder.js';
-import { InvalidOptionsError } from '../errors.js';
 import type { Command } from '../message.js';
 
 const utf8 = new TextEncoder();
@@ -79,7 +79,7 @@ export class Outbox {
     const header = this.#header(command, topic);
     const isString = typeof data === 'string';
     if (!isString && !(data instanceof Uint8Array)) {
-      throw new InvalidOptionsError('command data must be a Uint8Array or a string');
+      throw refusals.data();
     }
     const short = isString && header.text.length + data.length <= SHORT_CHARS;
     if (short && this.#onTheirOwn === 0) {

@@ -658,6 +658,7 @@ export class Broker implements LinkHost {
     publisher: PublisherLog,
     seq: number,
     clientSeq: number | undefined,
+    stats?: Partial<Command>,
   ): void {
     if (seq > (s.lastSeqs.get(publisher) ?? 0)) s.lastSeqs.set(publisher, seq);
     if (mask & (PROCESSED | COMPLETED)) {
@@ -665,6 +666,9 @@ export class Broker implements LinkHost {
       if (mask & PROCESSED) this.#ack(s, m, 'processed', fields);
       if (mask & COMPLETED) this.#ack(s, m, 'completed', fields);
     }
+    // A sow_delete's counts follow its processed and completed acks, in the order AMPS lists a
+    // query's acks (amps-protocol.md §4.4): a client that settles on `stats` sees `processed` first.
+    if (stats) this.#ack(s, m, 'stats', stats);
     if (mask & PERSISTED) this.#persistedAck(s, { publisher, seq, cid: m.commandId, clientSeq });
   }
 
@@ -1357,8 +1361,7 @@ export class Broker implements LinkHost {
       deleted = this.#apply(entry, NOT_PARSED, true);
     }
     const counts = { recordsDeleted: deleted, matches: deleted, topicMatches: 1 };
-    if (mask & STATS) this.#ack(s, m, 'stats', counts);
-    this.#publishAcks(s, m, mask, publisher, seq, clientSeq);
+    this.#publishAcks(s, m, mask, publisher, seq, clientSeq, mask & STATS ? counts : undefined);
   }
 
   /** Returns leased messages to the queue (cancel), for leases this connection holds. */

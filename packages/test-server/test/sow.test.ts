@@ -192,6 +192,9 @@ describe.each(transports)('SOW over %s', (transport) => {
       ackType: 'processed,stats',
     });
     expect(await c.ack(byKeys, 'stats')).toMatchObject({ recordsDeleted: 1 });
+    // As AMPS orders a command's acks: processed, then the stats that end it.
+    const acksOfByKeys = c.received.filter((m) => m.command === 'ack' && m.commandId === byKeys);
+    expect(acksOfByKeys.map((m) => m.ackType)).toEqual(['processed', 'stats']);
     const byData = c.command({
       command: 'sow_delete',
       topic,

@@ -884,6 +884,11 @@ export class Broker implements LinkHost {
       this.#fail(s, m, 'invalid topic', PROCESSED, { subId });
       return;
     }
+    if (command === 'delta_subscribe' && m.bookmark !== undefined) {
+      // AMPS does not accept delta bookmark subscriptions (amps-protocol.md §9.6, §11.2).
+      this.#fail(s, m, 'invalid bookmark: a delta_subscribe cannot replay from a bookmark', PROCESSED, { subId });
+      return;
+    }
     const options = parseOptions(m.options);
     const existing = s.subs.get(subId);
     const replace = options.has('replace');

@@ -95,6 +95,15 @@ describe.each(transports)('bookmark subscriptions over %s', (transport) => {
     expect(await sub.ack(bad)).toMatchObject({ status: 'failure', reason: 'invalid bookmark' });
   });
 
+  it('refuses a delta_subscribe with a bookmark, as AMPS does', async () => {
+    sub = await client(transport, `bm-delta-${transport}`);
+    const cid = sub.command({ command: 'delta_subscribe', topic, bookmark: '0', ackType: 'processed' });
+    expect(await sub.ack(cid)).toMatchObject({ status: 'failure', subId: cid });
+    // Refused, so nothing is replayed and nothing is live.
+    await sub.sync();
+    expect(sub.unread.filter(isDelivery())).toHaveLength(0);
+  });
+
   it('sends periodic persisted acks with the latest persisted bookmark', async () => {
     sub = await client(transport, `bm-persisted-${transport}`);
     const cid = sub.command({ command: 'subscribe', topic, bookmark: '0', ackType: 'processed,persisted' });

@@ -532,6 +532,9 @@ export class Broker implements LinkHost {
         sequence: seq,
         bookmark: bookmarkOf(s.publisher.id, seq),
         version: this.version,
+        // A real AMPS without authentication says so on the successful logon ack (amps-protocol.md
+        // §4.1, the trace): a success can carry a reason.
+        reason: auth ? undefined : 'authentication disabled',
       });
     }
     this.logger?.debug?.('logon', { server: this.name, ...s.describe() });

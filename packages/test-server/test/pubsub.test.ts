@@ -28,6 +28,8 @@ describe.each(transports)('over %s', (transport) => {
     expect(ack.sequence).toBe(0);
     expect(ack.bookmark).toBe(`${clientNameHash(`logon-${transport}`)}|0|`);
     expect(ack.version).toMatch(/^\d+\.\d+\.\d+\.\d+/);
+    // As the real AMPS trace shows: a successful logon without auth still has a reason.
+    expect(ack.reason).toBe('authentication disabled');
   });
 
   it('delivers a publish on one connection to a subscriber on another', async () => {

@@ -77,7 +77,9 @@ describe.each(transports)('sessions over %s', (transport) => {
       reason: 'auth failure',
     });
     expect(await c.logon('auth-1', { userId: 'nobody', password: 'secret' })).toMatchObject({ status: 'failure' });
-    expect(await c.logon('auth-1', { userId: 'alice', password: 'secret' })).toMatchObject({ status: 'success' });
+    const good = await c.logon('auth-1', { userId: 'alice', password: 'secret' });
+    expect(good).toMatchObject({ status: 'success' });
+    expect(good.reason).toBeUndefined();
     // Same name, another user: refused, and the first connection stays.
     const other = await client(server, transport);
     expect(await other.logon('auth-1', { userId: 'bob', password: 'pw' })).toMatchObject({

@@ -939,8 +939,11 @@ export class HAClient {
         sub.stream.push(m);
       },
       onAck: (ack) => {
-        if (bookmarked && ack.bookmark && (ack.ackType === 'persisted' || ack.ackType === 'completed')) {
-          store.persisted(sub.subId, ack.bookmark);
+        if (bookmarked && (ack.ackType === 'persisted' || ack.ackType === 'completed')) {
+          // No bookmark: the log was empty. A NOW subscription placed there is owed everything
+          // since (the epoch); NOW on the next server would skip what was published meanwhile.
+          const at = ack.bookmark ?? (store.getMostRecent(sub.subId) === Bookmarks.NOW ? Bookmarks.EPOCH : '');
+          if (at) store.persisted(sub.subId, at);
         }
         if (sub.options.onAck) {
           try {

@@ -1,12 +1,13 @@
 /** The demo's command line: flags, their limits, and the usage text. */
 import { parseArgs } from 'node:util';
 
-export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--json]
+export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--json]
 
   --duration  seconds of chaos, 1 to 3600 (default 20)
   --rate      messages published per second, 1 to 100000 (default 2500)
   --seed      seeds the chaos schedule, an integer 0 to 4294967295 (default 1)
   --servers   replicated brokers, 2 to 10 (default 3)
+  --topics    topics the messages are spread over, one bookmark subscription each, 1 to 10000 (default 1)
   --json      print a machine-readable summary on stdout (the live view goes to stderr)`;
 
 export type DemoArgs = { help: true } | { help: false; options: DemoOptions };
@@ -17,6 +18,7 @@ export interface DemoOptions {
   rate: number;
   seed: number;
   servers: number;
+  topics: number;
 }
 
 /** A command line the demo cannot run: the message is one line, for the operator. */
@@ -33,6 +35,7 @@ const limits = {
   rate: { min: 1, max: 100_000, integer: false },
   seed: { min: 0, max: 2 ** 32 - 1, integer: true },
   servers: { min: 2, max: 10, integer: true },
+  topics: { min: 1, max: 10_000, integer: true },
 } as const;
 
 function number(name: keyof typeof limits, text: string): number {
@@ -67,6 +70,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
       rate: number('rate', values.rate),
       seed: number('seed', values.seed),
       servers: number('servers', values.servers),
+      topics: number('topics', values.topics),
     },
   };
 }
@@ -79,6 +83,7 @@ function parse(args: string[]) {
       rate: { type: 'string', default: '2500' },
       seed: { type: 'string', default: '1' },
       servers: { type: 'string', default: '3' },
+      topics: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },

@@ -18,6 +18,11 @@ export interface ChaosOptions {
   rate: number;
   /** Replicated brokers. At least 2. */
   servers: number;
+  /**
+   * Topics the messages are spread over (message n goes to topic n mod topics), with one bookmark
+   * subscription each: every failover then resubscribes them all. @default 1
+   */
+  topics?: number;
   /** Live events, for the terminal display. */
   onEvent?: (event: ChaosEvent) => void;
 }
@@ -60,6 +65,7 @@ export interface ChaosReport {
   seed: number;
   durationMs: number;
   servers: number;
+  topics: number;
   published: number;
   received: number;
   lost: number;
@@ -82,7 +88,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { seed, durationMs, rate, onEvent } = options;
+  const topics = options.topics ?? 1;
   if (options.servers < 2) throw new Error('chaos needs at least 2 servers');
+  // No regex characters: a subscription to `orders.1` would also get `orders.10`.
+  const topicOf = (k: number) => (topics === 1 ? 'orders' : `orders-${k}`);
   const random = seededRandom(seed);
   const t0 = performance.now();
   const now = () => performance.now() - t0;
@@ -142,15 +151,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       });
     }
 
-    // The subscriber: every message exactly once, in order.
+    // The subscriber: every message exactly once, in order on each topic.
     const tally = new DeliveryTally();
-    const subscription = subscriber.subscribe('orders', {
-      bookmark: Bookmarks.EPOCH,
-      onMessage: (m) => tally.record(m.json<{ n: number }>().n),
-    });
+    const subscriptions = Array.from({ length: topics }, (_, k) =>
+      subscriber.subscribe(topicOf(k), {
+        bookmark: Bookmarks.EPOCH,
+        onMessage: (m) => tally.record(m.json<{ n: number }>().n, k),
+      }),
+    );
 
     await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
-    await subscription.ready;
+    await Promise.all(subscriptions.map((s) => s.ready));
 
     const actions: Record<ChaosAction, number> = { kill: 0, freeze: 0, restart: 0, thaw: 0 };
     let published = 0;
@@ -164,7 +175,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         due = target - published;
         for (; due > 0 && running; due--) {
           published++;
-          const wait = publisher.publish('orders', `{"n":${published}}`);
+          const wait = publisher.publish(topicOf(published % topics), `{"n":${published}}`);
           if (wait) await wait;
         }
         await sleep(tickMs);
@@ -251,6 +262,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       seed,
       durationMs,
       servers: servers.length,
+      topics,
       published,
       ...counts,
       failovers: failovers.length,

@@ -1,23 +1,25 @@
 /**
  * The verdict's counts: what the subscriber saw of the publisher's sequence 1, 2, 3, ...
  * Each fault is counted once, as what it is: a message that never came is lost (not also out of
- * order), one that came after a later one is out of order, one that came again is duplicated.
+ * order), one that came after a later one on the same topic is out of order, one that came again
+ * is duplicated. Order holds per topic: after a failover, each subscription resumes on its own.
  */
 export class DeliveryTally {
   duplicated = 0;
   outOfOrder = 0;
   readonly #seen = new Set<number>();
-  #highest = 0;
+  /** The highest message seen on each topic. */
+  readonly #highest: number[] = [];
 
-  /** The subscriber got message `n`. */
-  record(n: number): void {
+  /** The subscriber got message `n`, on topic number `topic`. */
+  record(n: number, topic = 0): void {
     if (this.#seen.has(n)) {
       this.duplicated++;
       return;
     }
     this.#seen.add(n);
-    if (n < this.#highest) this.outOfOrder++;
-    else this.#highest = n;
+    if (n < (this.#highest[topic] ?? 0)) this.outOfOrder++;
+    else this.#highest[topic] = n;
   }
 
   /** Distinct messages received. */

@@ -23,6 +23,18 @@ describe('chaos: HAClient loses nothing and duplicates nothing', () => {
   );
 });
 
+// Every failover resubscribes every topic's bookmark subscription, from its own recovery point.
+it('loses and duplicates nothing over 200 topics, one bookmark subscription each', async () => {
+  const report = await runChaos({ seed: 5, durationMs: 10_000, rate: 2000, servers: 3, topics: 200 });
+  expect(report.failovers).toBeGreaterThan(0);
+  expect(report.published).toBeGreaterThanOrEqual(15_000);
+  expect({ lost: report.lost, duplicated: report.duplicated, outOfOrder: report.outOfOrder }).toEqual({
+    lost: 0,
+    duplicated: 0,
+    outOfOrder: 0,
+  });
+}, 60_000);
+
 // Seed 4's first wait is 1.4 s, longer than the whole run: nothing may happen to the brokers.
 it('takes no chaos action after the duration is over', async () => {
   const report = await runChaos({ seed: 4, durationMs: 1000, rate: 100, servers: 2 });

@@ -27,6 +27,22 @@ describe('the verdict', () => {
     expect(tally([1, 3, 4, 5, 2], 5)).toMatchObject({ lost: 0, outOfOrder: 1, ok: false });
   });
 
+  it('holds order per topic: topics may interleave in any order', () => {
+    const t = new DeliveryTally();
+    for (const [n, topic] of [
+      [2, 0],
+      [1, 1],
+      [4, 0],
+      [3, 1],
+    ])
+      t.record(n as number, topic);
+    expect(t.verdict(4)).toMatchObject({ outOfOrder: 0, ok: true });
+    t.record(5, 1);
+    t.record(6, 0);
+    t.record(0.5, 1); // never published, and behind topic 1's latest
+    expect(t.verdict(6)).toMatchObject({ lost: 0, outOfOrder: 1, ok: false });
+  });
+
   it('a number never published does not make up for a lost one', () => {
     expect(tally([1, 2, 4, 5], 4)).toMatchObject({ lost: 1, ok: false });
   });

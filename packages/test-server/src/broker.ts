@@ -164,6 +164,8 @@ export class Broker implements LinkHost {
   #immediate: NodeJS.Immediate | undefined = undefined;
   #running = false;
   #frozen = false;
+  /** While a live publish is fanned out: its deliveries per connection, to be merged. */
+  #merging: Map<Session, Delivery[]> | undefined = undefined;
   #lastTopic = '';
   #lastTopicStats: TopicStats | undefined = undefined;
   readonly #counters = {
@@ -791,8 +793,53 @@ export class Broker implements LinkHost {
     const literal = this.#literalSubs.get(entry.topic);
     if (literal === undefined && this.#regexSubs.size === 0) return;
     const context = new Offer(entry, change, json);
-    if (literal) for (const sub of literal) this.#offer(sub, context);
-    for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(entry.topic)) this.#offer(sub, context);
+    const merged = new Map<Session, Delivery[]>();
+    this.#merging = merged;
+    try {
+      if (literal) for (const sub of literal) this.#offer(sub, context);
+      for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(entry.topic)) this.#offer(sub, context);
+    } finally {
+      this.#merging = undefined;
+    }
+    for (const [session, deliveries] of merged) this.#sendMerged(session, entry, deliveries);
+  }
+
+  /**
+   * One frame per connection for a message that several of its subscriptions match, listing them
+   * in `sids` (amps-protocol.md §2, §4.10: `sids` is the comma list of subscription ids on a delivery
+   * that matches several subscriptions); a single match has `sub_id`. A delta subscription whose
+   * connection also has a plain subscription matching the message gets the full message with it
+   * (§11.2). Deliveries that differ in their headers (`bm`, `k`, `ts` options) go in separate frames.
+   */
+  #sendMerged(s: Session, entry: LogEntry, deliveries: Delivery[]): void {
+    if (deliveries.some((d) => !d.delta)) for (const d of deliveries) d.data = entry.data;
+    const frames: Delivery[] = [];
+    for (const d of deliveries) {
+      const same = frames.find(
+        (f) =>
+          f.data === d.data &&
+          f.withBookmark === d.withBookmark &&
+          f.noSowKey === d.noSowKey &&
+          f.timestamp === d.timestamp,
+      );
+      if (same) same.subIds.push(...d.subIds);
+      else frames.push(d);
+    }
+    for (const f of frames) {
+      const single = f.subIds.length === 1;
+      s.send({
+        command: 'publish',
+        topic: entry.topic,
+        subId: single ? f.subIds[0] : undefined,
+        subIds: single ? undefined : f.subIds.join(','),
+        bookmark: f.withBookmark ? entry.bookmark : undefined,
+        correlationId: entry.correlationId,
+        sowKey: f.noSowKey ? undefined : entry.sowKey,
+        timestamp: f.timestamp ? ampsTimestamp(entry.timestamp) : undefined,
+        data: f.data,
+      });
+    }
+    this.#markDirty(s);
   }
 
   #offer(sub: Subscription, offer: Offer): void {
@@ -813,15 +860,35 @@ export class Broker implements LinkHost {
       const delta = offer.delta(change);
       if (delta) {
         if (delta.changed === 0 && sub.noEmpties) return;
-        this.#deliver(sub, entry, delta.data);
+        this.#deliver(sub, entry, delta.data, true);
         return;
       }
     }
     this.#deliver(sub, entry, entry.data);
   }
 
-  #deliver(sub: Subscription, entry: LogEntry, data: Uint8Array): void {
+  #deliver(sub: Subscription, entry: LogEntry, data: Uint8Array, delta = false): void {
     const s = sub.session;
+    const merging = this.#merging;
+    if (merging) {
+      // A live publish: sent once every subscription has been offered it (#sendMerged).
+      let deliveries = merging.get(s);
+      if (!deliveries) {
+        deliveries = [];
+        merging.set(s, deliveries);
+      }
+      deliveries.push({
+        subIds: [sub.id],
+        data,
+        delta,
+        withBookmark: sub.withBookmark,
+        noSowKey: sub.noSowKey,
+        timestamp: sub.timestamp,
+      });
+      this.#counters.delivered++;
+      this.#stats(entry.topic).delivered++;
+      return;
+    }
     s.send({
       command: 'publish',
       topic: entry.topic,
@@ -1799,6 +1866,16 @@ export class Broker implements LinkHost {
       ...(reason === undefined ? {} : { reason }),
     });
   }
+}
+
+/** A live delivery waiting to be merged with the connection's other deliveries of the same message. */
+interface Delivery {
+  readonly subIds: string[];
+  data: Uint8Array;
+  readonly delta: boolean;
+  readonly withBookmark: boolean;
+  readonly noSowKey: boolean;
+  readonly timestamp: boolean;
 }
 
 /** What one publish offers its subscribers: the body parsed and the delta computed at most once. */

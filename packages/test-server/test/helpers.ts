@@ -169,8 +169,9 @@ export class TestClient {
   }
 }
 
+/** A delivery for `subId` (by `sub_id`, or listed in `sids`), or any delivery. */
 export function isDelivery(subId?: string) {
-  return (m: Message) => m.command === 'publish' && (subId === undefined || m.subId === subId);
+  return (m: Message) => m.command === 'publish' && (subId === undefined || m.subscriptionIds.includes(subId));
 }
 
 /** Polls a condition (server-side state) until it holds; fails after the timeout. */

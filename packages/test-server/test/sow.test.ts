@@ -151,6 +151,36 @@ describe.each(transports)('SOW over %s', (transport) => {
     expect((await c.take(isDelivery(subId))).json()).toEqual({ id: 200, qty: 6 });
   });
 
+  it('merges the deliveries of one message to one connection: one frame, every sub_id in sids', async () => {
+    const c = await client(transport, `sow-m-${transport}`);
+    const deltaSub = `md-${transport}`;
+    const plainSub = `mp-${transport}`;
+    c.publish(topic, { id: 250, px: 1, qty: 5 });
+    await c.sync();
+    const d = c.command({
+      command: 'delta_subscribe',
+      topic,
+      subId: deltaSub,
+      filter: '/id = 250',
+      ackType: 'processed',
+    });
+    await c.ack(d);
+    await c.subscribe(topic, { subId: plainSub, filter: '/id >= 250' });
+    // Both match: one frame, and the delta subscription gets the full message with the plain one (as AMPS).
+    c.publish(topic, { id: 250, px: 2, qty: 5 });
+    await c.sync();
+    const both = c.takeAll(isDelivery());
+    expect(both).toHaveLength(1);
+    expect(both[0]?.subscriptionIds.sort()).toEqual([deltaSub, plainSub].sort());
+    expect(both[0]?.subId).toBeUndefined();
+    expect(both[0]?.json()).toEqual({ id: 250, px: 2, qty: 5 });
+    // Only one matches: sub_id, as before.
+    c.publish(topic, { id: 251, px: 1 });
+    await c.sync();
+    const one = c.takeAll(isDelivery());
+    expect(one.map((m) => [m.subId, m.subIds])).toEqual([[plainSub, undefined]]);
+  });
+
   it('sends oof for match, deleted and expired', async () => {
     const c = await client(transport, `sow-e-${transport}`);
     const subId = `oof-${transport}`;

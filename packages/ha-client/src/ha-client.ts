@@ -538,12 +538,14 @@ export class HAClient {
 
   /** Recovery is complete: tell the application and run what waited for it. */
   #recovered(): void {
-    this.#emit(ConnectionState.Resubscribed, undefined);
     this.#ready.resolve();
     // Subscriptions added while recovery was under way.
     for (const sub of [...this.#subs.values()]) {
       if (sub.generation !== this.#generation) void this.#enterLater(sub);
     }
+    // Last: a listener may send commands now, as AMPS documents; one that found the client not
+    // ready would start a reconnect loop, which drops the connection just recovered.
+    this.#emit(ConnectionState.Resubscribed, undefined);
   }
 
   #onDisconnected(error: Error | undefined): void {

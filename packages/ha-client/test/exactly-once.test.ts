@@ -149,3 +149,28 @@ describe('HAClient: a NOW bookmark subscription', () => {
     expect(seen).toEqual([1, 2]);
   });
 });
+
+describe('HAClient: the Resubscribed state', () => {
+  it('lets a state listener subscribe and send commands on Resubscribed without dropping the connection it just recovered', async () => {
+    const s = await server();
+    // No wait before any attempt: a reconnect loop started by mistake tries at once.
+    const ha = client('resubscribed-listener', s.tcpUri('json'), {
+      delay: { getConnectWaitDuration: () => 0, reset: () => {} },
+    });
+    const disconnects: string[] = [];
+    let late: ReturnType<HAClient['subscribe']> | undefined;
+    let flushed: Promise<void> | undefined;
+    ha.onStateChange((e) => {
+      if (e.state === 'Disconnected') disconnects.push(e.reason ?? '');
+      if (e.state !== 'Resubscribed' || late) return;
+      // "Safe to send commands again", as AMPS documents this state.
+      late = ha.subscribe('late', { onMessage: () => {} });
+      flushed = ha.flush();
+    });
+    await ha.connectAndLogon();
+    await late?.ready;
+    await flushed;
+    expect(disconnects).toEqual([]);
+    expect(s.stats().connections.total).toBe(1);
+  });
+});

@@ -451,6 +451,13 @@ export class Broker implements LinkHost {
   /** Sends a failure on each of `types` the command requested. */
   #fail(s: Session, m: Message, reason: string, types: number, fields?: Partial<Command>): void {
     const mask = ackMask(m.ackType) & types;
+    // AMPS reports a failure on its own, after a conflated success for what came before it
+    // (amps-protocol.md §5.6: seqs 1-5 with 3 failing give success@2, failure@3, success@5).
+    if (mask & PERSISTED && s.conflationTimer !== undefined) {
+      this.timers.clear(s.conflationTimer);
+      s.conflationTimer = undefined;
+      this.#sendConflated(s);
+    }
     for (const type of ['processed', 'persisted'] as const) {
       if (mask & (ackBits[type] as number)) {
         s.send({ command: 'ack', commandId: m.commandId, ackType: type, status: 'failure', reason, ...fields });
@@ -717,17 +724,22 @@ export class Broker implements LinkHost {
     if (s.conflationTimer !== undefined) return;
     s.conflationTimer = this.timers.set(() => {
       s.conflationTimer = undefined;
-      if (!s.live || s.conflatedMax <= s.conflatedSent) return;
-      s.conflatedSent = s.conflatedMax;
-      s.send({
-        command: 'ack',
-        ackType: 'persisted',
-        status: 'success',
-        sequence: s.conflatedMax,
-        bookmark: bookmarkOf((s.publisher as PublisherLog).id, s.conflatedMax),
-      });
-      this.#markDirty(s);
+      this.#sendConflated(s);
     }, s.conflationMs);
+  }
+
+  /** One persisted ack, without `cid`, for every sequence of this client persisted since the last one. */
+  #sendConflated(s: Session): void {
+    if (!s.live || s.conflatedMax <= s.conflatedSent) return;
+    s.conflatedSent = s.conflatedMax;
+    s.send({
+      command: 'ack',
+      ackType: 'persisted',
+      status: 'success',
+      sequence: s.conflatedMax,
+      bookmark: bookmarkOf((s.publisher as PublisherLog).id, s.conflatedMax),
+    });
+    this.#markDirty(s);
   }
 
   #append(

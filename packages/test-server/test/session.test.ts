@@ -122,6 +122,28 @@ describe.each(transports)('sessions over %s', (transport) => {
     expect((await d.ack(cid, 'persisted')).sequence).toBe(1);
   });
 
+  it('conflation reports a failure on its own, after a success for what came before it', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env, ackConflationMs: 50 });
+    const c = await client(server, transport);
+    await c.logon('conflate-failure');
+    c.publish('c', { s: 1 }, { sequence: 1, ackType: 'persisted' });
+    c.publish('c', { s: 2 }, { sequence: 2, ackType: 'persisted' });
+    c.publish('/AMPS/reserved', { s: 3 }, { sequence: 3, ackType: 'persisted' });
+    c.publish('c', { s: 4 }, { sequence: 4, ackType: 'persisted' });
+    c.publish('c', { s: 5 }, { sequence: 5, ackType: 'persisted' });
+    await c.sync();
+    env.advance(50);
+    await c.take((m) => m.ackType === 'persisted' && m.sequence === 5, 'success@5');
+    // As AMPS's example: success@2, failure@3, success@5.
+    const acks = c.received.filter((m) => m.ackType === 'persisted');
+    expect(acks.map((m) => [m.status, m.sequence])).toEqual([
+      ['success', 2],
+      ['failure', 3],
+      ['success', 5],
+    ]);
+  });
+
   it('a malformed frame closes that connection only, with a log line', async () => {
     const warnings: string[] = [];
     const server = await serve({ logger: { warn: (message) => warnings.push(message) } });

@@ -3,6 +3,7 @@ export {
   bookmarkOption,
   countOption,
   environmentOption,
+  heartbeatOption,
   MAX_TIMEOUT_MS,
   signalOption,
   timeoutOption,

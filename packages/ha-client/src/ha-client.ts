@@ -22,6 +22,7 @@ import {
   type Environment,
   type ExecuteOptions,
   type FailedWrite,
+  heartbeatOption,
   InvalidOptionsError,
   type Logger,
   MAX_TIMEOUT_MS,
@@ -167,7 +168,7 @@ export class HAClient {
   readonly #transport: Transport;
   readonly #chooser: ServerChooser;
   readonly #delay: ReconnectDelayStrategy;
-  readonly #heartbeat: HeartbeatOptions | undefined;
+  readonly #heartbeat: Required<HeartbeatOptions> | undefined;
   readonly #publishStore: PublishStore | undefined;
   readonly #bookmarkStore: BookmarkStore | undefined;
   readonly #manager: SubscriptionManager;
@@ -227,7 +228,9 @@ export class HAClient {
     this.#logger = options.logger;
     this.#chooser = options.chooser ?? roundRobin([...(options.servers ?? [])]);
     this.#delay = options.delay ?? recommendedBackoff({ environment: this.#env });
-    this.#heartbeat = options.heartbeat === false ? undefined : (options.heartbeat ?? { intervalS: 5, timeoutS: 10 });
+    // Checked here: a bad one would fail every attempt after its logon, and reconnect for ever.
+    const heartbeat = options.heartbeat ?? { intervalS: 5, timeoutS: 10 };
+    this.#heartbeat = heartbeat === false ? undefined : heartbeatOption(heartbeat.intervalS, heartbeat.timeoutS);
     this.#publishStore =
       options.publishStore === false
         ? undefined
@@ -506,7 +509,7 @@ export class HAClient {
     const loggedOnAt = this.#env.now();
     this.#emit(ConnectionState.LoggedOn, undefined);
     if (this.#heartbeat) {
-      await client.heartbeat(this.#heartbeat.intervalS, this.#heartbeat.timeoutS ?? this.#heartbeat.intervalS * 2, {
+      await client.heartbeat(this.#heartbeat.intervalS, this.#heartbeat.timeoutS, {
         timeoutMs: this.#connectTimeoutMs,
         signal,
       });

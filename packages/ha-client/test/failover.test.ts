@@ -1002,6 +1002,26 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(events.at(-1)?.state).toBe('Resubscribed');
   });
 
+  it('refuses heartbeat settings the Client would refuse when it is built (each attempt failed after its logon, and reconnected for ever)', () => {
+    const build = (heartbeat: HAClientOptions['heartbeat']) =>
+      new HAClient('bad-heartbeat', {
+        transport: nodeTransport(),
+        servers: ['tcp://127.0.0.1:9/amps/json'],
+        heartbeat,
+      });
+    for (const heartbeat of [
+      { intervalS: 5, timeoutS: 2 },
+      { intervalS: 0 },
+      { intervalS: Number.NaN },
+      { intervalS: '5' as unknown as number },
+      { intervalS: 1, timeoutS: 2 ** 31 },
+    ]) {
+      expect(() => build(heartbeat), JSON.stringify(heartbeat)).toThrow(InvalidOptionsError);
+    }
+    expect(() => build({ intervalS: 0.2 })).not.toThrow();
+    expect(() => build(false)).not.toThrow();
+  });
+
   it('refuses timeouts setTimeout cannot wait, and a zero fail-back interval, when it is built (not on every attempt)', () => {
     const build = (options: Partial<HAClientOptions>) =>
       new HAClient('bad-timeouts', {

@@ -20,6 +20,23 @@ export function timeoutOption(value: unknown, name: string, min = 0): number | u
 }
 
 /**
+ * Checks heartbeat settings: an interval over 0 s, and a timeout (by default twice the interval)
+ * from the interval to what `setTimeout` can wait. Returns both, in seconds.
+ */
+export function heartbeatOption(intervalS: unknown, timeoutS?: unknown): { intervalS: number; timeoutS: number } {
+  if (!(typeof intervalS === 'number' && Number.isFinite(intervalS) && intervalS > 0)) {
+    throw new InvalidOptionsError(`heartbeat interval must be a positive number of seconds, got ${String(intervalS)}`);
+  }
+  const timeout = timeoutS ?? intervalS * 2;
+  if (!(typeof timeout === 'number' && timeout >= intervalS && timeout * 1000 <= MAX_TIMEOUT_MS)) {
+    throw new InvalidOptionsError(
+      `heartbeat timeout (${String(timeout)}s) must be from the interval (${intervalS}s) to ${Math.floor(MAX_TIMEOUT_MS / 1000)}s`,
+    );
+  }
+  return { intervalS, timeoutS: timeout };
+}
+
+/**
  * Checks a `signal` option: undefined, or something that listens like an `AbortSignal` (one from
  * another realm or a polyfill is not `instanceof` this one). Else an `InvalidOptionsError`, rather
  * than a `TypeError` from deep inside when the listener is added.

@@ -32,7 +32,7 @@ import {
   bookmarkOption,
   countOption,
   environmentOption,
-  MAX_TIMEOUT_MS,
+  heartbeatOption,
   signalOption,
   timeoutOption,
 } from './checks.js';
@@ -579,14 +579,7 @@ export class Client {
    * a connection silent for `timeoutS` is closed as dead (the half-open TCP case).
    */
   async heartbeat(intervalS: number, timeoutS = intervalS * 2, options: CommandWaitOptions = {}): Promise<void> {
-    if (!Number.isFinite(intervalS) || intervalS <= 0) {
-      throw new InvalidOptionsError(`heartbeat interval must be a positive number of seconds, got ${intervalS}`);
-    }
-    if (!(timeoutS >= intervalS && timeoutS * 1000 <= MAX_TIMEOUT_MS)) {
-      throw new InvalidOptionsError(
-        `heartbeat timeout (${timeoutS}s) must be from the interval (${intervalS}s) to ${Math.floor(MAX_TIMEOUT_MS / 1000)}s`,
-      );
-    }
+    heartbeatOption(intervalS, timeoutS);
     const session = this.#requireSession();
     await this.#request(
       { command: 'heartbeat', commandId: this.#commandId(), ackType: 'processed', options: `start,${intervalS}` },

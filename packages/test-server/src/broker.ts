@@ -824,33 +824,56 @@ export class Broker implements LinkHost {
    * (§11.2). Deliveries that differ in their headers (`bm`, `k`, `ts` options) go in separate frames.
    */
   #sendMerged(s: Session, entry: LogEntry, deliveries: Delivery[]): void {
+    if (deliveries.length === 1) {
+      const d = deliveries[0] as Delivery;
+      this.#sendDelivery(s, entry, d.sub, d.data, d.sub.id, undefined);
+      return;
+    }
     if (deliveries.some((d) => !d.delta)) for (const d of deliveries) d.data = entry.data;
-    const frames: Delivery[] = [];
+    const frames: Array<{ first: Delivery; ids: string[] }> = [];
     for (const d of deliveries) {
       const same = frames.find(
-        (f) =>
+        ({ first: f }) =>
           f.data === d.data &&
-          f.withBookmark === d.withBookmark &&
-          f.noSowKey === d.noSowKey &&
-          f.timestamp === d.timestamp,
+          f.sub.withBookmark === d.sub.withBookmark &&
+          f.sub.noSowKey === d.sub.noSowKey &&
+          f.sub.timestamp === d.sub.timestamp,
       );
-      if (same) same.subIds.push(...d.subIds);
-      else frames.push(d);
+      if (same) same.ids.push(d.sub.id);
+      else frames.push({ first: d, ids: [d.sub.id] });
     }
-    for (const f of frames) {
-      const single = f.subIds.length === 1;
-      s.send({
-        command: 'publish',
-        topic: entry.topic,
-        subId: single ? f.subIds[0] : undefined,
-        subIds: single ? undefined : f.subIds.join(','),
-        bookmark: f.withBookmark ? entry.bookmark : undefined,
-        correlationId: entry.correlationId,
-        sowKey: f.noSowKey ? undefined : entry.sowKey,
-        timestamp: f.timestamp ? ampsTimestamp(entry.timestamp) : undefined,
-        data: f.data,
-      });
+    for (const { first, ids } of frames) {
+      const single = ids.length === 1;
+      this.#sendDelivery(
+        s,
+        entry,
+        first.sub,
+        first.data,
+        single ? ids[0] : undefined,
+        single ? undefined : ids.join(','),
+      );
     }
+  }
+
+  #sendDelivery(
+    s: Session,
+    entry: LogEntry,
+    sub: Subscription,
+    data: Uint8Array,
+    subId: string | undefined,
+    subIds: string | undefined,
+  ): void {
+    s.send({
+      command: 'publish',
+      topic: entry.topic,
+      subId,
+      subIds,
+      bookmark: sub.withBookmark ? entry.bookmark : undefined,
+      correlationId: entry.correlationId,
+      sowKey: sub.noSowKey ? undefined : entry.sowKey,
+      timestamp: sub.timestamp ? ampsTimestamp(entry.timestamp) : undefined,
+      data,
+    });
     this.#markDirty(s);
   }
 
@@ -880,40 +903,18 @@ export class Broker implements LinkHost {
   }
 
   #deliver(sub: Subscription, entry: LogEntry, data: Uint8Array, delta = false): void {
-    const s = sub.session;
-    const merging = this.#merging;
-    if (merging) {
-      // A live publish: sent once every subscription has been offered it (#sendMerged).
-      let deliveries = merging.get(s);
-      if (!deliveries) {
-        deliveries = [];
-        merging.set(s, deliveries);
-      }
-      deliveries.push({
-        subIds: [sub.id],
-        data,
-        delta,
-        withBookmark: sub.withBookmark,
-        noSowKey: sub.noSowKey,
-        timestamp: sub.timestamp,
-      });
-      this.#counters.delivered++;
-      this.#stats(entry.topic).delivered++;
-      return;
-    }
-    s.send({
-      command: 'publish',
-      topic: entry.topic,
-      subId: sub.id,
-      bookmark: sub.withBookmark ? entry.bookmark : undefined,
-      correlationId: entry.correlationId,
-      sowKey: sub.noSowKey ? undefined : entry.sowKey,
-      timestamp: sub.timestamp ? ampsTimestamp(entry.timestamp) : undefined,
-      data,
-    });
     this.#counters.delivered++;
     this.#stats(entry.topic).delivered++;
-    this.#markDirty(s);
+    const s = sub.session;
+    const merging = this.#merging;
+    if (!merging) {
+      this.#sendDelivery(s, entry, sub, data, sub.id, undefined);
+      return;
+    }
+    // A live publish: sent once every subscription has been offered it (#sendMerged).
+    const deliveries = merging.get(s);
+    if (deliveries) deliveries.push({ sub, data, delta });
+    else merging.set(s, [{ sub, data, delta }]);
   }
 
   #sendOof(sub: Subscription, entry: LogEntry, reason: 'match' | 'deleted' | 'expired'): void {
@@ -1882,12 +1883,9 @@ export class Broker implements LinkHost {
 
 /** A live delivery waiting to be merged with the connection's other deliveries of the same message. */
 interface Delivery {
-  readonly subIds: string[];
+  readonly sub: Subscription;
   data: Uint8Array;
   readonly delta: boolean;
-  readonly withBookmark: boolean;
-  readonly noSowKey: boolean;
-  readonly timestamp: boolean;
 }
 
 /** What one publish offers its subscribers: the body parsed and the delta computed at most once. */

@@ -119,6 +119,29 @@ describe('Client command semantics against the test broker', () => {
     await got.atLeast(1);
   });
 
+  it('a subscription that takes an unsubscribed id gets none of the deliveries sent before the unsubscribe was processed', async () => {
+    const gate = gatedTransport();
+    const c = await loggedOn({ transport: gate });
+    const producer = await loggedOn();
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    await c.subscribe('old', { subId: 'x', onMessage: () => {} }).ready;
+    gate.hold();
+    for (let n = 1; n <= 5; n++) producer.publish('old', JSON.stringify({ n }));
+    await producer.flush();
+    await gate.held.atLeast(1); // on their way to the client, for the subscription about to end
+    const unsubscribed = c.unsubscribe('x');
+    const got = new Collector<Message>();
+    const again = c.subscribe('new', { subId: 'x', onMessage: got.push });
+    gate.release();
+    await Promise.all([unsubscribed, again.ready]);
+    producer.publish('new', JSON.stringify({ n: 6 }));
+    await got.atLeast(1);
+    await c.flush();
+    expect(got.items.map((m) => [m.topic, m.json()])).toEqual([['new', { n: 6 }]]);
+    expect(unhandled.items).toEqual([]); // dropped, not reported: the application ended that subscription
+  });
+
   it('a query run through execute releases its id when it completes (or at group_end, without completed)', async () => {
     const c = await loggedOn();
     c.publish('orders', JSON.stringify({ id: 1 }));

@@ -284,6 +284,8 @@ export class Client {
   #nextId = 0;
   readonly #pending = new Map<string, Pending>();
   readonly #routes = new Map<string, Route>();
+  /** Ids unsubscribed whose unsubscribe the server has not acked yet, and how many times. */
+  readonly #unsubscribing = new Map<string, number>();
   #serverVersion: string | undefined;
   #nameHash: string | undefined;
   #pendingAcks = new Map<
@@ -859,9 +861,18 @@ export class Client {
   /** Stops one subscription (by id, or a comma-separated list) or, with no id or `all`, every subscription. */
   async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
     const all = subId === 'all';
-    if (all) for (const [id, route] of this.#routes) if (route.subId !== undefined) this.#routes.delete(id);
-    // (An id that is not a string is refused by execute below.)
-    const ids = all ? [...this.#endHooks.keys()] : typeof subId === 'string' ? subId.split(',') : [];
+    const ids = new Set<string>();
+    if (all) {
+      for (const [id, route] of this.#routes) {
+        if (route.subId === undefined) continue;
+        this.#routes.delete(id);
+        ids.add(id);
+      }
+      for (const id of this.#endHooks.keys()) ids.add(id);
+    } else if (typeof subId === 'string') {
+      // (An id that is not a string is refused by execute below.)
+      for (const id of subId.split(',')) ids.add(id);
+    }
     for (const id of ids) {
       this.#routes.delete(id);
       this.#endHooks.get(id)?.();
@@ -871,7 +882,18 @@ export class Client {
     // The server returns an unsubscribed queue subscription's leases: acks sent later would find
     // them given back, and the messages redelivered.
     this.flushAcks();
-    await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed' });
+    // Deliveries for these ids until the server's ack were sent for the subscriptions ended here,
+    // not for a new one that takes an id again: they are dropped (#route).
+    for (const id of ids) this.#unsubscribing.set(id, (this.#unsubscribing.get(id) ?? 0) + 1);
+    try {
+      await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed' });
+    } finally {
+      for (const id of ids) {
+        const count = this.#unsubscribing.get(id) ?? 1;
+        if (count > 1) this.#unsubscribing.set(id, count - 1);
+        else this.#unsubscribing.delete(id);
+      }
+    }
   }
 
   /** Waits until the server has processed (or persisted, or completed) everything sent before. */
@@ -1235,7 +1257,9 @@ export class Client {
 
   #route(message: Message): void {
     const routes = this.#routes;
+    const ended = this.#unsubscribing;
     if (message.queryId !== undefined) {
+      if (ended.has(message.queryId)) return;
       const route = routes.get(message.queryId);
       if (route) {
         route.onMessage(message);
@@ -1245,14 +1269,13 @@ export class Client {
     if (message.subIds !== undefined) {
       let handled = false;
       for (const id of message.subIds.split(',')) {
-        const route = routes.get(id);
-        if (route) {
-          route.onMessage(message);
-          handled = true;
-        }
+        const route = ended.has(id) ? undefined : routes.get(id);
+        if (route) route.onMessage(message);
+        handled ||= route !== undefined || ended.has(id);
       }
       if (handled) return;
     } else if (message.subId !== undefined) {
+      if (ended.has(message.subId)) return;
       const route = routes.get(message.subId);
       if (route) {
         route.onMessage(message);

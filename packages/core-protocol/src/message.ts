@@ -23,6 +23,12 @@ const fieldNames: readonly HeaderFieldName[] = headerFields.map((f) => f.name);
 export let setBody: (message: Message, bytes: Uint8Array, start: number, end: number) => void;
 
 /**
+ * A copy of a delivery for one of the subscriptions in its `sids`, with that one's `subId`: as
+ * AMPS's clients do, each handler gets its own id, and its own object. The body is shared.
+ */
+export let forSubscription: (message: Message, subId: string) => Message;
+
+/**
  * A frame (or one record of a SOW batch) received from the server.
  *
  * Every known header field is a property (`undefined` when absent); header keys this library
@@ -81,6 +87,16 @@ export class Message {
       message.#source = bytes;
       message.#start = start;
       message.#end = end;
+    };
+    forSubscription = (message, subId) => {
+      const copy = new Message();
+      copy.inheritHeader(message);
+      copy.subId = subId;
+      copy.#source = message.#source;
+      copy.#start = message.#start;
+      copy.#end = message.#end;
+      copy.#data = message.#data;
+      return copy;
     };
   }
 

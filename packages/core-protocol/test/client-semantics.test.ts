@@ -142,6 +142,19 @@ describe('Client command semantics against the test broker', () => {
     expect(unhandled.items).toEqual([]); // dropped, not reported: the application ended that subscription
   });
 
+  it('a delivery for several subscriptions (sids) reaches each handler as its own message with its own subId', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    await c.subscribe('multi', { subId: 'a', onMessage: got.push }).ready;
+    await c.subscribe('^mul', { subId: 'b', onMessage: got.push }).ready; // a regex topic
+    c.publish('multi', JSON.stringify({ n: 1 }));
+    const [first, second] = await got.atLeast(2);
+    expect(first?.subIds).toBe('a,b'); // one frame for both, as AMPS sends it
+    expect([first?.subId, second?.subId]).toEqual(['a', 'b']);
+    expect(first).not.toBe(second);
+    expect([first?.json(), second?.json(), second?.topic]).toEqual([{ n: 1 }, { n: 1 }, 'multi']);
+  });
+
   it('a query run through execute releases its id when it completes (or at group_end, without completed)', async () => {
     const c = await loggedOn();
     c.publish('orders', JSON.stringify({ id: 1 }));

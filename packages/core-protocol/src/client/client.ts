@@ -25,7 +25,7 @@ import {
   toError,
 } from '../errors.js';
 import type { AckType, CommandName } from '../fields.js';
-import type { Command, Message } from '../message.js';
+import { type Command, forSubscription, type Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
 import {
@@ -1270,7 +1270,7 @@ export class Client {
       let handled = false;
       for (const id of message.subIds.split(',')) {
         const route = ended.has(id) ? undefined : routes.get(id);
-        if (route) route.onMessage(message);
+        if (route) route.onMessage(message.subId === id ? message : forSubscription(message, id));
         handled ||= route !== undefined || ended.has(id);
       }
       if (handled) return;

@@ -54,7 +54,7 @@ export class Subscription implements AsyncIterable<Message> {
   }
 }
 
-/** Counts from the `completed` (or `stats`) ack of a SOW query or sow_delete. */
+/** Counts from the `stats` ack of a SOW query or sow_delete (AMPS sends them on no other). */
 export interface QueryStats {
   matches?: number | undefined;
   topicMatches?: number | undefined;

@@ -97,7 +97,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const now = () => performance.now() - t0;
   const emit = (event: ChaosEvent) => onEvent?.(event);
 
-  const cluster = await startTestCluster({ count: options.servers, replication: 'sync', persistedAckIntervalMs: 100 });
+  // Persisted acks conflated every second, as AMPS sends them by default with a transaction log:
+  // the publish store then holds, and after a failover replays, up to a second of publishes.
+  const cluster = await startTestCluster({
+    count: options.servers,
+    replication: 'sync',
+    persistedAckIntervalMs: 100,
+    ackConflationMs: 1000,
+  });
   const servers = cluster.servers;
   const names = servers.map((_, i) => String.fromCharCode(65 + i));
   const status = new Map<TestServer, ServerStatus>(servers.map((s) => [s, 'up']));

@@ -82,11 +82,16 @@ export interface FrameDecoderOptions {
  */
 class FrameSplitter {
   readonly #maxFrameSize: number;
-  /** Copies of the bytes of an incomplete frame, carried over to the next push. */
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
-  /** Length of the frame being assembled, or -1 while its prefix is incomplete. */
-  #frameLength = -1;
+  /**
+   * The frame being assembled over chunks, prefix included: a copy of its bytes so far, in one
+   * buffer that doubles as they come, up to the frame's size. One piece kept per chunk would cost
+   * an object per chunk: some 200 bytes per byte for a frame that comes a byte at a time.
+   */
+  #partial = new Uint8Array(4);
+  /** Bytes of the partial frame received; 0 when there is none. */
+  #filled = 0;
+  /** Prefix plus length of the frame being assembled, or -1 while its prefix is incomplete. */
+  #total = -1;
   #error: ProtocolError | undefined = undefined;
 
   constructor(options: FrameDecoderOptions) {
@@ -98,7 +103,7 @@ class FrameSplitter {
   }
 
   get hasPartialFrame(): boolean {
-    return this.#pendingBytes > 0;
+    return this.#filled > 0;
   }
 
   /** Calls `onFrame(bytes, start, end)` for every complete frame in order (without its prefix). */
@@ -115,9 +120,9 @@ class FrameSplitter {
   #push(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): void {
     let pos = 0;
     const end = chunk.length;
-    if (this.#pendingBytes > 0) {
-      pos = this.#fillPending(chunk, onFrame);
-      if (this.#pendingBytes > 0) return;
+    if (this.#filled > 0) {
+      pos = this.#fill(chunk, onFrame);
+      if (this.#filled > 0) return;
     }
     while (end - pos >= 4) {
       const length = this.#checkLength(readLength(chunk, pos));
@@ -126,12 +131,8 @@ class FrameSplitter {
       onFrame(chunk, pos, pos + length);
       pos += length;
     }
-    if (pos < end) {
-      const rest = chunk.slice(pos); // a copy: the caller may reuse its chunk
-      this.#frameLength = rest.length >= 4 ? this.#checkLength(readLength(rest, 0)) : -1;
-      this.#pending.push(rest);
-      this.#pendingBytes = rest.length;
-    }
+    // The start of a frame: copied, as the caller may reuse its chunk.
+    if (pos < end) this.#fill(chunk.subarray(pos), onFrame);
   }
 
   #checkLength(length: number): number {
@@ -142,29 +143,32 @@ class FrameSplitter {
     return length;
   }
 
-  /** Adds the start of `chunk` to the carried-over frame; returns how much of `chunk` it used. */
-  #fillPending(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): number {
+  /** Adds the start of `chunk` to the partial frame; returns how much of `chunk` it used. */
+  #fill(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): number {
     let pos = 0;
-    if (this.#frameLength < 0) {
-      const take = Math.min(4 - this.#pendingBytes, chunk.length);
-      this.#pending.push(chunk.slice(0, take));
-      this.#pendingBytes += take;
-      pos = take;
-      if (this.#pendingBytes < 4) return pos;
-      this.#pending = [concat(this.#pending, 4)];
-      this.#frameLength = this.#checkLength(readLength(this.#pending[0] as Uint8Array, 0));
+    if (this.#total < 0) {
+      pos = Math.min(4 - this.#filled, chunk.length);
+      this.#partial.set(chunk.subarray(0, pos), this.#filled);
+      this.#filled += pos;
+      if (this.#filled < 4) return pos;
+      this.#total = 4 + this.#checkLength(readLength(this.#partial, 0));
     }
-    const total = 4 + this.#frameLength;
-    const take = Math.min(total - this.#pendingBytes, chunk.length - pos);
-    this.#pending.push(chunk.slice(pos, pos + take));
-    this.#pendingBytes += take;
+    const take = Math.min(this.#total - this.#filled, chunk.length - pos);
+    const needed = this.#filled + take;
+    if (needed > this.#partial.length) {
+      const grown = new Uint8Array(Math.min(this.#total, Math.max(needed, 2 * this.#partial.length)));
+      grown.set(this.#partial.subarray(0, this.#filled));
+      this.#partial = grown;
+    }
+    this.#partial.set(chunk.subarray(pos, pos + take), this.#filled);
+    this.#filled = needed;
     pos += take;
-    if (this.#pendingBytes === total) {
-      const frame = concat(this.#pending, total);
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      this.#frameLength = -1;
-      onFrame(frame, 4, total);
+    if (this.#filled === this.#total) {
+      const frame = this.#partial;
+      this.#partial = new Uint8Array(4);
+      this.#filled = 0;
+      this.#total = -1;
+      onFrame(frame, 4, frame.length);
     }
     return pos;
   }
@@ -177,16 +181,6 @@ function readLength(bytes: Uint8Array, at: number): number {
     ((bytes[at + 2] as number) << 8) +
     (bytes[at + 3] as number)
   );
-}
-
-function concat(parts: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /**

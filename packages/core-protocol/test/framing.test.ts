@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_MAX_FRAME_SIZE,
@@ -68,6 +70,25 @@ describe('FrameDecoder', () => {
     decoder.push(rest, (f) => split.push(f));
     expect(split.map(text)).toEqual(expected);
     expect(split[0]?.buffer).not.toBe(rest.buffer);
+  });
+
+  it('holds a frame arriving a byte at a time in about its own size of memory', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const size = 1024 * 1024;
+    const big = frame('{"c":"p"}', 'q'.repeat(size - 9));
+    const decoder = new FrameDecoder();
+    const out: string[] = [];
+    gc();
+    const before = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < big.length - 1; i++) decoder.push(big.subarray(i, i + 1), (f) => out.push(text(f)));
+    gc();
+    const held = process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers - before;
+    // It took about 230 bytes for each byte received (a 16 MiB message, 3.7 GB) until the frame was complete.
+    expect(held).toBeLessThan(4 * size);
+    decoder.push(big.subarray(big.length - 1), (f) => out.push(text(f)));
+    expect(out).toEqual([`{"c":"p"}${'q'.repeat(size - 9)}`]);
+    expect(decoder.hasPartialFrame).toBe(false);
   });
 
   it('reads the length as 4 bytes, big-endian and unsigned', () => {

@@ -1242,7 +1242,8 @@ export class Client {
   }
 
   #onMessage(session: Session, message: Message): void {
-    if (this.#session !== session) return;
+    // A handler may have closed the session on an earlier frame of the same chunk.
+    if (this.#session !== session || session.closed.settled) return;
     switch (message.command) {
       case 'ack':
         this.#onAck(message);

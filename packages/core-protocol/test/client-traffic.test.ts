@@ -1,0 +1,206 @@
+/**
+ * The Client under large and hostile traffic, against the real broker over TCP and WebSocket:
+ * messages of megabytes each way, traffic cut into 1-byte chunks, and frames around maxFrameSize.
+ * Nothing may be lost or corrupted, and nothing left hanging: no unhandled rejection, socket or timer.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
+import { nodeTransport } from '../../transport-node/src/index.js';
+import { Client, type ClientOptions, type Message } from '../src/index.js';
+import { Collector, leakCheck } from './client-fakes.js';
+
+const schemes = ['tcp', 'ws'] as const;
+const MiB = 1024 * 1024;
+
+let leaks: ReturnType<typeof leakCheck>;
+let unhandledRejections: unknown[];
+const onUnhandledRejection = (reason: unknown) => unhandledRejections.push(reason);
+let cleanups: Array<() => unknown>;
+
+beforeEach(() => {
+  leaks = leakCheck();
+  unhandledRejections = [];
+  cleanups = [];
+  process.on('unhandledRejection', onUnhandledRejection);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('unhandledRejection', onUnhandledRejection);
+  expect(unhandledRejections).toEqual([]);
+  await leaks.check();
+});
+
+function newClient(name: string, options: Partial<ClientOptions> = {}): Client {
+  const client = new Client(name, { transport: nodeTransport(), ...options });
+  cleanups.push(() => client.disconnect());
+  return client;
+}
+
+/** A body of `size` bytes whose content depends on `seed` and the position (so a shifted or mixed-up byte shows). */
+function body(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = seed * 2654435761;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = 0x20 + ((x >>> 16) % 90);
+  }
+  return out;
+}
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b)) === 0;
+}
+
+describe.each(schemes)('large messages over %s', (scheme) => {
+  let server: TestServer;
+  let uri: string;
+  beforeEach(async () => {
+    server = await startTestServer({ maxFrameBytes: 40 * MiB });
+    cleanups.push(() => server.close());
+    uri = scheme === 'tcp' ? server.tcpUri() : server.wsUri();
+  });
+
+  it('publishes and delivers 1 MiB and 16 MiB bodies intact, between small ones, in order', async () => {
+    const publisher = newClient(`${scheme}-big-publisher`);
+    const subscriber = newClient(`${scheme}-big-subscriber`);
+    await publisher.connectAndLogon(uri);
+    await subscriber.connectAndLogon(uri);
+    const got = new Collector<Message>();
+    await subscriber.subscribe('big', { onMessage: (m) => got.push(m) }).ready;
+    const sizes = [10, MiB, 3, 16 * MiB, 7, MiB + 1, 1];
+    const bodies = sizes.map((size, i) => body(size, i + 1));
+    for (const b of bodies) await publisher.publish('big', b);
+    await got.atLeast(bodies.length, 30_000);
+    expect(got.items.map((m) => m.data.length)).toEqual(sizes);
+    expect(got.items.map((m, i) => same(m.data, bodies[i] as Uint8Array))).toEqual(sizes.map(() => true));
+  });
+
+  it('publishes 1 MiB and 16 MiB string bodies, ASCII and not, intact', async () => {
+    const publisher = newClient(`${scheme}-text-publisher`);
+    const subscriber = newClient(`${scheme}-text-subscriber`);
+    await publisher.connectAndLogon(uri);
+    await subscriber.connectAndLogon(uri);
+    const got = new Collector<Message>();
+    await subscriber.subscribe('text', { onMessage: (m) => got.push(m) }).ready;
+    const bodies = ['a'.repeat(MiB), 'é€😀'.repeat(MiB / 3), 'x', 'b'.repeat(16 * MiB), 'ü'.repeat(2 * MiB)];
+    for (const b of bodies) await publisher.publish('text', b);
+    await got.atLeast(bodies.length, 30_000);
+    expect(got.items.map((m, i) => m.text() === bodies[i])).toEqual(bodies.map(() => true));
+  });
+
+  it('a frame of exactly maxFrameSize is delivered; one byte more closes the connection with a ProtocolError', async () => {
+    const maxFrameSize = MiB;
+    const frames: number[] = [];
+    const publisher = newClient(`${scheme}-edge-publisher`);
+    const subscriber = newClient(`${scheme}-edge-subscriber`, {
+      maxFrameSize,
+      transportFilter: (bytes, direction) => {
+        if (direction === 'in') frames.push(bytes.length);
+        return undefined;
+      },
+    });
+    await publisher.connectAndLogon(uri);
+    await subscriber.connectAndLogon(uri);
+    const got = new Collector<Message>();
+    const sub = subscriber.subscribe('edge', { onMessage: (m) => got.push(m) });
+    await sub.ready;
+    await subscriber.flush();
+    // A probe measures the delivery header, which is the same length for the next deliveries.
+    frames.length = 0;
+    publisher.publish('edge', body(1000, 1));
+    await got.atLeast(1);
+    const header = frames.reduce((a, b) => a + b, 0) - 4 - 1000;
+    publisher.publish('edge', body(maxFrameSize - header, 2));
+    await got.atLeast(2, 20_000);
+    expect(got.items[1]?.data.length).toBe(maxFrameSize - header);
+    const disconnected = new Collector<Error | undefined>();
+    subscriber.onDisconnect(disconnected.push);
+    publisher.publish('edge', body(maxFrameSize - header + 1, 3));
+    const [reason] = await disconnected.atLeast(1, 20_000);
+    expect(reason).toMatchObject({ code: 'protocol' });
+    expect(reason?.message).toMatch(/exceeds the maximum frame size/);
+    expect(subscriber.isConnected).toBe(false);
+    expect(await sub.closed).toMatchObject({ code: 'disconnected' });
+    expect(got.items).toHaveLength(2);
+  });
+});
+
+describe.each(schemes)('traffic cut into 1-byte chunks over %s', (scheme) => {
+  let proxy: FaultProxy;
+  beforeEach(async () => {
+    const server = await startTestServer();
+    cleanups.push(() => server.close());
+    proxy = await startFaultProxy({ target: scheme === 'tcp' ? server.tcpPort : (server.wsPort as number) });
+    cleanups.push(() => proxy.close());
+  });
+
+  it('logs on, subscribes and receives every message intact, split at every byte', async () => {
+    proxy.slice(1);
+    const client = newClient(`${scheme}-sliced-1`);
+    await client.connectAndLogon(`${scheme}://127.0.0.1:${proxy.port}/amps/json`);
+    const got = new Collector<Message>();
+    await client.subscribe('s', { onMessage: got.push }).ready;
+    const bodies = Array.from({ length: 12 }, (_, i) => JSON.stringify({ i, pad: 'é'.repeat(i * 5) }));
+    for (const b of bodies) client.publish('s', b);
+    await got.atLeast(bodies.length, 20_000);
+    expect(got.items.map((m) => m.text())).toEqual(bodies);
+    await client.flush();
+    expect(client.isConnected).toBe(true);
+  });
+});
+
+describe.each(schemes)('a flood over %s', (scheme) => {
+  let server: TestServer;
+  let uri: string;
+  beforeEach(async () => {
+    // Every frame of a tick in one WebSocket message, as TCP packs them into one chunk.
+    server = await startTestServer({ wsFrames: 'batch' });
+    cleanups.push(() => server.close());
+    uri = scheme === 'tcp' ? server.tcpUri() : server.wsUri();
+  });
+
+  it('a handler that aborts the connection gets nothing more, and nothing more is reported unhandled', async () => {
+    const publisher = newClient(`${scheme}-flood-publisher`);
+    const subscriber = newClient(`${scheme}-flood-subscriber`);
+    await publisher.connectAndLogon(uri);
+    await subscriber.connectAndLogon(uri);
+    const unhandled: Message[] = [];
+    subscriber.onUnhandledMessage((m) => unhandled.push(m));
+    const disconnected = new Collector<Error | undefined>();
+    subscriber.onDisconnect(disconnected.push);
+    let delivered = 0;
+    await subscriber.subscribe('flood', {
+      onMessage: () => {
+        if (++delivered === 1) subscriber.abort();
+      },
+    }).ready;
+    // Published in one tick, the 50 deliveries reach the subscriber together.
+    for (let i = 0; i < 50; i++) publisher.publish('flood', `{"i":${i}}`);
+    await disconnected.atLeast(1);
+    await publisher.flush();
+    expect(delivered).toBe(1);
+    expect(unhandled.map((m) => m.command)).toEqual([]);
+  });
+
+  it("publish's promise settles when the connection drops while the broker does not read", async () => {
+    const publisher = newClient(`${scheme}-stuck-publisher`, { sendHighWaterMark: 64 * 1024 });
+    await publisher.connectAndLogon(uri);
+    const disconnected = new Collector<Error | undefined>();
+    publisher.onDisconnect(disconnected.push);
+    server.freeze();
+    const pad = 'x'.repeat(1000);
+    let wait: Promise<void> | undefined;
+    while (!wait) wait = publisher.publish('stuck', pad);
+    // Fill the kernel buffers too, so that the promise waits on the transport.
+    for (let i = 0; i < 20_000; i++) wait = publisher.publish('stuck', pad) ?? wait;
+    const settled = wait.then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    await server.kill();
+    await disconnected.atLeast(1);
+    expect(await settled).toBe('resolved');
+    expect(() => publisher.publish('stuck', pad)).toThrow(/not connected/);
+  });
+});

@@ -236,6 +236,22 @@ describe('slow async iterators', () => {
     expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
   });
 
+  it('what was on its way to a subscription ended by SlowConsumerError is dropped, not reported unhandled', async () => {
+    const unhandled: Message[] = [];
+    const consumer = await loggedOn('overflowing-quietly', {
+      maxQueue: 8,
+      transport: unpausable(),
+      lastChanceMessageHandler: (m) => unhandled.push(m),
+    });
+    const sub = consumer.subscribe('overflow-quietly');
+    await sub.ready;
+    await publishAll('overflow-quietly', 200);
+    expect(SlowConsumerError.isInstance(await sub.closed)).toBe(true);
+    // The broker has processed the unsubscribe and everything sent before it.
+    await consumer.flush();
+    expect(unhandled.map((m) => `${m.command} ${m.subId}`)).toEqual([]);
+  });
+
   it('toArray collects a result larger than maxQueue from a transport that cannot pause', async () => {
     const consumer = await loggedOn('collector', { maxQueue: 8, transport: unpausable() });
     const count = 500;

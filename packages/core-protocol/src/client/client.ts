@@ -748,10 +748,10 @@ export class Client {
       if (this.#routes.get(subId) === route) this.#routes.delete(subId);
       if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
       closed.resolve(error);
-      if (!this.#session?.open) return;
-      // Acks after the unsubscribe come too late: the leases are given back (see unsubscribe).
-      this.flushAcks();
-      this.#tryWrite({ command: 'unsubscribe', subId });
+      // What is still on its way to it is dropped, as after unsubscribe().
+      this.#unsubscribeOnServer(subId, [subId], {}).catch((e: unknown) =>
+        this.#log('debug', 'unsubscribe after a slow consumer failed', { subId, error: String(e) }),
+      );
     });
     const end = () => {
       stream.end();
@@ -878,6 +878,11 @@ export class Client {
       this.#endHooks.get(id)?.();
       this.#endHooks.delete(id);
     }
+    await this.#unsubscribeOnServer(subId, ids, options);
+  }
+
+  /** Sends `unsubscribe`; until the server has processed it, deliveries for `ids` are dropped. */
+  async #unsubscribeOnServer(subId: string, ids: Iterable<string>, options: CommandWaitOptions): Promise<void> {
     if (!this.#session?.open) return;
     // The server returns an unsubscribed queue subscription's leases: acks sent later would find
     // them given back, and the messages redelivered.

@@ -3,11 +3,13 @@
  * messages of megabytes each way, traffic cut into 1-byte chunks, and frames around maxFrameSize.
  * Nothing may be lost or corrupted, and nothing left hanging: no unhandled rejection, socket or timer.
  */
+import type * as net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { Client, type ClientOptions, type Message } from '../src/index.js';
+import { Client, type ClientOptions, type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
 import { Collector, leakCheck } from './client-fakes.js';
+import { rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
 const MiB = 1024 * 1024;
@@ -202,5 +204,82 @@ describe.each(schemes)('a flood over %s', (scheme) => {
     await disconnected.atLeast(1);
     expect(await settled).toBe('resolved');
     expect(() => publisher.publish('stuck', pad)).toThrow(/not connected/);
+  });
+});
+
+describe('a hostile server', () => {
+  /** A server that accepts the logon, then answers each later command with `answer`. */
+  async function scripted(answer: (command: Message, socket: net.Socket) => void): Promise<string> {
+    const port = await rawServer(cleanups, (chunk, socket) => {
+      new MessageDecoder((m) => {
+        if (m.command === 'logon') {
+          socket.write(
+            encodeCommand({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+          );
+        } else {
+          answer(m, socket);
+        }
+      }).push(chunk);
+    });
+    return `tcp://127.0.0.1:${port}/amps/json`;
+  }
+
+  const ack = (m: Message, extra: Partial<Command> = {}) =>
+    encodeCommand({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success', ...extra });
+
+  it('an ack for an unknown command id and a delivery for an unknown sub id are reported, and the connection stays up', async () => {
+    const uri = await scripted((m, socket) => {
+      if (m.command !== 'flush') return;
+      socket.write(
+        Buffer.concat([
+          encodeCommand({ command: 'ack', commandId: 'nobody', ackType: 'processed', status: 'success' }),
+          encodeCommand({
+            command: 'ack',
+            commandId: 'nobody-2',
+            ackType: 'processed',
+            status: 'failure',
+            reason: 'bad',
+          }),
+          encodeCommand({ command: 'publish', topic: 't', subId: 'no-such-sub', data: '{}' }),
+          ack(m),
+        ]),
+      );
+    });
+    const client = newClient('hostile-unknown');
+    const unhandled = new Collector<Message>();
+    client.onUnhandledMessage(unhandled.push);
+    const failed: string[] = [];
+    client.onFailedWrite((f) => failed.push(`${f.commandId} ${f.reason}`));
+    await client.connectAndLogon(uri);
+    await client.flush();
+    expect(unhandled.items.map((m) => `${m.command} ${m.commandId ?? m.subId}`)).toEqual([
+      'ack nobody',
+      'publish no-such-sub',
+    ]);
+    expect(failed).toEqual(['nobody-2 bad']);
+    expect(client.isConnected).toBe(true);
+  });
+
+  it('a server that closes in the middle of a frame ends the subscription and fails waiting commands, with DisconnectedError', async () => {
+    const half = encodeCommand({ command: 'publish', topic: 't', subId: 'sub-1', data: 'x'.repeat(1000) }).subarray(
+      0,
+      500,
+    );
+    const uri = await scripted((m, socket) => {
+      if (m.command === 'subscribe') socket.write(ack(m, { subId: m.subId }));
+      if (m.command === 'flush') socket.end(half);
+    });
+    const client = newClient('hostile-half-frame');
+    await client.connectAndLogon(uri);
+    const got: Message[] = [];
+    const sub = client.subscribe('t', { subId: 'sub-1', onMessage: (m) => got.push(m) });
+    await sub.ready;
+    await expect(client.flush()).rejects.toMatchObject({ code: 'disconnected' });
+    expect(await sub.closed).toMatchObject({
+      code: 'disconnected',
+      message: expect.stringMatching(/closed the connection/),
+    });
+    expect(got).toEqual([]);
+    expect(client.isConnected).toBe(false);
   });
 });

@@ -60,6 +60,50 @@ describe.skipIf(!chromium.run)(chromium.title('Client on browserTransport in Chr
     });
   });
 
+  it('publishes and receives 1 MiB and 16 MiB bodies intact, between small ones', async () => {
+    const big = await startTestServer({ maxFrameBytes: 40 * 1024 * 1024 });
+    try {
+      await inPage((api, u) => api.logon('browser-big', u), big.wsUri());
+      const sizes = [10, 1024 * 1024, 3, 16 * 1024 * 1024, 1];
+      const result = await inPage((api, s) => api.bigRoundTrip('big', s), sizes);
+      expect(result).toEqual({ ok: sizes.map((length) => ({ length, intact: true })) });
+    } finally {
+      await inPage((api) => api.disconnect(), undefined);
+      await big.close();
+    }
+  });
+
+  it('a subscription past maxQueue ends with SlowConsumerError (a browser cannot pause); the rest is dropped, the connection stays', async () => {
+    await inPage((api, u) => api.logon('browser-slow', u, { maxQueue: 8 }), server.wsUri());
+    const result = await inPage((api) => api.overflow('flood', 300), undefined);
+    expect(result).toEqual({
+      ok: {
+        seen: [0, 1, 2, 3, 4, 5, 6, 7],
+        error: expect.objectContaining({ code: 'slow_consumer' }),
+        closed: expect.objectContaining({ code: 'slow_consumer' }),
+        unhandled: [],
+        connected: true,
+      },
+    });
+  });
+
+  it('publish hands back a promise while the broker does not read, which resolves once it reads again; nothing is lost', async () => {
+    await inPage((api, u) => api.logon('browser-publisher', u, { sendHighWaterMark: 256 * 1024 }), server.wsUri());
+    expect(await inPage((api) => api.watch('pressed'), undefined)).toEqual({});
+    server.freeze();
+    let filled: Awaited<ReturnType<ClientPageApi['fill']>>;
+    try {
+      filled = await inPage((api) => api.fill('pressed'), undefined);
+    } finally {
+      server.thaw();
+    }
+    if (!('ok' in filled)) throw new Error(JSON.stringify(filled.error));
+    expect(filled.ok.buffered).toBeGreaterThan(256 * 1024);
+    expect(await inPage((api) => api.drained(), undefined)).toEqual({
+      ok: { published: filled.ok.published, received: filled.ok.published, connected: true },
+    });
+  });
+
   it('runs a SOW query across batches with its stats', async () => {
     expect(await inPage((api) => api.sow('orders', 7), undefined)).toEqual({
       ok: { ids: [2, 3, 4, 5, 6, 7], stats: expect.objectContaining({ recordsReturned: 6, matches: 6 }) },

@@ -70,6 +70,12 @@ export interface ConnectionHandlers {
   /** Bytes from the server, in order, in chunks of any size. */
   onData(chunk: Uint8Array): void;
   /**
+   * Optional: bytes arrived that `onData` will deliver only later, once they are whole (a large
+   * WebSocket message still coming in). A heartbeat watchdog then sees a connection busy with one
+   * large message as alive, not silent.
+   */
+  onActivity?(): void;
+  /**
    * The connection is gone. Called exactly once, after the last `onData`.
    * `error` is set unless the close was asked for with `close()` and no error.
    */

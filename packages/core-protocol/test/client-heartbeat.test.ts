@@ -76,10 +76,11 @@ describe.each(schemes)('Client heartbeats over %s', (scheme) => {
 
   describe('through a fault proxy', () => {
     let proxy: FaultProxy;
+    let patient: TestServer;
     beforeEach(async () => {
       // The proxy passes a close through even when blackholed, so the broker must not drop the
       // silent client first: its own watchdog waits 20 intervals here.
-      const patient = await startTestServer({ heartbeat: { timeoutFactor: 20 } });
+      patient = await startTestServer({ heartbeat: { timeoutFactor: 20 } });
       cleanups.push(() => patient.close());
       proxy = await startFaultProxy({ target: scheme === 'tcp' ? patient.tcpPort : (patient.wsPort as number) });
       cleanups.push(() => proxy.close());
@@ -97,6 +98,28 @@ describe.each(schemes)('Client heartbeats over %s', (scheme) => {
       expect(TimedOutError.isInstance(reason)).toBe(true);
       expect(reason?.message).toMatch(/heartbeat timeout/);
       expect(client.state).toBe(ConnectionState.Disconnected);
+    });
+
+    it('a message that takes longer than the heartbeat timeout to arrive is not taken for silence', async () => {
+      const client = newClient('slow-big-message');
+      await client.connectAndLogon(`${scheme}://127.0.0.1:${proxy.port}/amps/json`);
+      const got = new Collector<Message>();
+      await client.subscribe('big', { onMessage: got.push }).ready;
+      await client.heartbeat(0.1, 0.3);
+      const disconnected = new Collector<Error | undefined>();
+      client.onDisconnect(disconnected.push);
+      const publisher = newClient('big-publisher');
+      await publisher.connectAndLogon(scheme === 'tcp' ? patient.tcpUri() : patient.wsUri());
+      // 16 bytes an event-loop turn: the message takes about a second (measured) to reach the client,
+      // and over WebSocket it reaches the client only whole.
+      proxy.slice(16);
+      publisher.publish('big', 'z'.repeat(128 * 1024));
+      const arrived = await Promise.race([got.atLeast(1, 30_000).then(() => 'delivered'), disconnected.atLeast(1)]);
+      expect(arrived).toBe('delivered');
+      expect(got.items[0]?.data.length).toBe(128 * 1024);
+      proxy.heal();
+      await client.flush();
+      expect(disconnected.items).toEqual([]);
     });
 
     it('traffic sliced into 3-byte chunks still decodes, heartbeats included', async () => {

@@ -271,15 +271,15 @@ describe('a hostile server', () => {
     });
     const client = newClient('hostile-half-frame');
     await client.connectAndLogon(uri);
-    const got: Message[] = [];
-    const sub = client.subscribe('t', { subId: 'sub-1', onMessage: (m) => got.push(m) });
+    const got = new Collector<Message>();
+    const sub = client.subscribe('t', { subId: 'sub-1', onMessage: got.push });
     await sub.ready;
     await expect(client.flush()).rejects.toMatchObject({ code: 'disconnected' });
     expect(await sub.closed).toMatchObject({
       code: 'disconnected',
       message: expect.stringMatching(/closed the connection/),
     });
-    expect(got).toEqual([]);
+    expect(got.items).toEqual([]);
     expect(client.isConnected).toBe(false);
   });
 });

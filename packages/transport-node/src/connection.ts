@@ -111,6 +111,16 @@ export abstract class BaseConnection implements NodeConnection {
     }
   }
 
+  /** Bytes arrived that `received` will hand over only once they are whole. */
+  protected active(): void {
+    if (this.#closing) return;
+    try {
+      this.#handlers.onActivity?.();
+    } catch (error) {
+      this.close(toError(error));
+    }
+  }
+
   /** Some buffered bytes reached the kernel. */
   protected flushed(): void {
     if (this.#drainWaiters.length > 0 && this.drainingAmount <= this.lowWaterMark) this.#releaseDrainWaiters();

@@ -35,6 +35,9 @@ export class WebSocketConnection extends BaseConnection {
     // ws ends its socket when the server closes the WebSocket or breaks the protocol, then waits
     // 30 s for the server to close TCP: a server that never does gets closeTimeoutMs, as for close().
     socket?.once('finish', () => this.closeStarted());
+    // ws hands over a message only once it is whole: a large one on a slow link may take longer
+    // than a heartbeat timeout, while bytes keep coming.
+    socket?.on('data', () => this.active());
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       if (Array.isArray(data)) for (const part of data) this.received(part);

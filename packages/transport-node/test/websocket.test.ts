@@ -329,6 +329,38 @@ describe('ws://', () => {
   });
 });
 
+describe('ws:// messages that arrive slowly', () => {
+  it('calls onActivity as the bytes of a message arrive, before onData hands it over whole', async () => {
+    const server = await rawWebSocketServer();
+    const recorder = new Recorder();
+    const activity: number[] = [];
+    let onActivity!: () => void;
+    const active = new Promise<void>((resolve) => {
+      onActivity = () => {
+        activity.push(recorder.length);
+        resolve();
+      };
+    });
+    const connecting = nodeTransport().connect(server.uri, {
+      onData: recorder.onData,
+      onClose: recorder.onClose,
+      onActivity,
+    });
+    const socket = await server.upgraded();
+    const connection = await connecting;
+    const amps = frame('x'.repeat(1000));
+    const header = Buffer.from([0x82, 126, amps.length >> 8, amps.length & 0xff]);
+    socket.write(Buffer.concat([header, amps.subarray(0, 500)]));
+    await active;
+    // The heartbeat watchdog hears from the server, though no data has been handed over yet.
+    expect(activity[0]).toBe(0);
+    socket.write(amps.subarray(500));
+    expect((await recorder.waitForBytes(amps.length)).equals(amps)).toBe(true);
+    connection.close(new Error('done'));
+    await recorder.closed;
+  });
+});
+
 describe('ws:// against a broken or hostile server', () => {
   it('a server that sends a close frame but never closes TCP is cut off after closeTimeoutMs', async () => {
     const server = await rawWebSocketServer();

@@ -444,6 +444,7 @@ export class Client {
         parsed,
         {
           onData: (chunk) => this.#onData(session, chunk),
+          onActivity: () => this.#onActivity(session),
           onClose: (error) => this.#onClose(session, error),
         },
         { signal: controller.signal, timeoutMs },
@@ -1236,7 +1237,18 @@ export class Client {
       this.#closeSession(toError(error));
       return;
     }
-    // The server counts a client silent for 2 intervals as gone, even while it is busy sending to us.
+    this.#beatIfDue(session);
+  }
+
+  /** Part of a message arrived (see `ConnectionHandlers.onActivity`): the server is not silent. */
+  #onActivity(session: Session): void {
+    if (this.#session !== session || session.closed.settled) return;
+    session.lastReceivedAt = this.#env.now();
+    this.#beatIfDue(session);
+  }
+
+  /** The server counts a client silent for 2 intervals as gone, even while it is busy sending to us. */
+  #beatIfDue(session: Session): void {
     const hb = session.heartbeat;
     if (hb && session.lastReceivedAt - session.lastSentAt >= hb.intervalMs) this.#beat(session);
   }

@@ -2,6 +2,7 @@ import { parseHeader } from '#header';
 import { InvalidOptionsError, ProtocolError } from './errors.js';
 import { fail, view } from './header-common.js';
 import { Message, setBody } from './message.js';
+import { PartialFrame, readLength } from './partial-frame.js';
 
 // The header parser comes in two builds with one behaviour, chosen by package.json `imports`:
 // `header-fast.ts` by default, `header-compact.ts` (less code, slower) under the `browser` condition.
@@ -82,16 +83,8 @@ export interface FrameDecoderOptions {
  */
 class FrameSplitter {
   readonly #maxFrameSize: number;
-  /**
-   * The frame being assembled over chunks, prefix included: a copy of its bytes so far, in one
-   * buffer that doubles as they come, up to the frame's size. One piece kept per chunk would cost
-   * an object per chunk: some 200 bytes per byte for a frame that comes a byte at a time.
-   */
-  #partial = new Uint8Array(4);
-  /** Bytes of the partial frame received; 0 when there is none. */
-  #filled = 0;
-  /** Prefix plus length of the frame being assembled, or -1 while its prefix is incomplete. */
-  #total = -1;
+  /** A frame cut off at the end of a chunk, copied: the caller may reuse its chunk. */
+  readonly #partial = new PartialFrame();
   #error: ProtocolError | undefined = undefined;
 
   constructor(options: FrameDecoderOptions) {
@@ -103,7 +96,7 @@ class FrameSplitter {
   }
 
   get hasPartialFrame(): boolean {
-    return this.#filled > 0;
+    return this.#partial.filled > 0;
   }
 
   /** Calls `onFrame(bytes, start, end)` for every complete frame in order (without its prefix). */
@@ -120,67 +113,28 @@ class FrameSplitter {
   #push(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): void {
     let pos = 0;
     const end = chunk.length;
-    if (this.#filled > 0) {
-      pos = this.#fill(chunk, onFrame);
-      if (this.#filled > 0) return;
+    const whole = (frame: Uint8Array) => onFrame(frame, 4, frame.length);
+    if (this.#partial.filled > 0) {
+      pos = this.#partial.add(chunk, whole, this.#checkLength);
+      if (this.#partial.filled > 0) return;
     }
     while (end - pos >= 4) {
-      const length = this.#checkLength(readLength(chunk, pos));
+      const length = readLength(chunk, pos);
+      this.#checkLength(length);
       if (end - pos - 4 < length) break;
       pos += 4;
       onFrame(chunk, pos, pos + length);
       pos += length;
     }
-    // The start of a frame: copied, as the caller may reuse its chunk.
-    if (pos < end) this.#fill(chunk.subarray(pos), onFrame);
+    if (pos < end) this.#partial.add(chunk.subarray(pos), whole, this.#checkLength);
   }
 
-  #checkLength(length: number): number {
+  readonly #checkLength = (length: number): void => {
     if (length === 0) fail('empty frame (length 0)');
     if (length > this.#maxFrameSize) {
       fail(`frame of ${length} bytes exceeds the maximum frame size of ${this.#maxFrameSize} bytes`);
     }
-    return length;
-  }
-
-  /** Adds the start of `chunk` to the partial frame; returns how much of `chunk` it used. */
-  #fill(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): number {
-    let pos = 0;
-    if (this.#total < 0) {
-      pos = Math.min(4 - this.#filled, chunk.length);
-      this.#partial.set(chunk.subarray(0, pos), this.#filled);
-      this.#filled += pos;
-      if (this.#filled < 4) return pos;
-      this.#total = 4 + this.#checkLength(readLength(this.#partial, 0));
-    }
-    const take = Math.min(this.#total - this.#filled, chunk.length - pos);
-    const needed = this.#filled + take;
-    if (needed > this.#partial.length) {
-      const grown = new Uint8Array(Math.min(this.#total, Math.max(needed, 2 * this.#partial.length)));
-      grown.set(this.#partial.subarray(0, this.#filled));
-      this.#partial = grown;
-    }
-    this.#partial.set(chunk.subarray(pos, pos + take), this.#filled);
-    this.#filled = needed;
-    pos += take;
-    if (this.#filled === this.#total) {
-      const frame = this.#partial;
-      this.#partial = new Uint8Array(4);
-      this.#filled = 0;
-      this.#total = -1;
-      onFrame(frame, 4, frame.length);
-    }
-    return pos;
-  }
-}
-
-function readLength(bytes: Uint8Array, at: number): number {
-  return (
-    (((bytes[at] as number) << 24) >>> 0) +
-    ((bytes[at + 1] as number) << 16) +
-    ((bytes[at + 2] as number) << 8) +
-    (bytes[at + 3] as number)
-  );
+  };
 }
 
 /**

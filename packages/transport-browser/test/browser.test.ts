@@ -142,6 +142,25 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
     await inPage((api, i) => api.close(i), id);
   });
 
+  it.each([
+    ['the client closes', 'client'],
+    ['the server drops the socket', 'server'],
+  ] as const)('whenDrained() resolves when %s while the server is not reading; onClose comes once', async (_, who) => {
+    await inPage((api) => api.useTransport({ highWaterMark: 512 * 1024, lowWaterMark: 128 * 1024 }), undefined);
+    const { id, peer } = await connect();
+    peer.pause();
+    const filled = await inPage((api, i) => api.fillPastHighWaterMark(i, 256 * 1024, 2000, 32 * 1024 * 1024), id);
+    expect(filled.buffered).toBeGreaterThan(filled.highWaterMark);
+    const drained = inPage((api, i) => api.whenDrained(i), id);
+    if (who === 'client') await inPage((api, i) => api.close(i, 'giving up'), id);
+    else peer.terminate();
+    // Resolves, with the bytes that will never be sent still counted.
+    expect(await drained).toBeGreaterThan(filled.lowWaterMark);
+    const closed = await inPage((api, i) => api.waitForClose(i), id);
+    expect(closed.closes).toHaveLength(1);
+    expect(closed.closes[0]).toMatchObject(who === 'client' ? { message: 'giving up' } : { code: 'connection' });
+  });
+
   it('whenDrained() does not wait for a frame held back until the rest of it is sent', async () => {
     await inPage((api) => api.useTransport({ highWaterMark: 256 * 1024, lowWaterMark: 64 * 1024 }), undefined);
     const { id } = await connect();

@@ -132,7 +132,9 @@ class FrameSplitter {
   readonly #checkLength = (length: number): void => {
     if (length === 0) fail('empty frame (length 0)');
     if (length > this.#maxFrameSize) {
-      fail(`frame of ${length} bytes exceeds the maximum frame size of ${this.#maxFrameSize} bytes`);
+      fail(
+        `frame of ${length} bytes exceeds the maximum frame size of ${this.#maxFrameSize} bytes (the maxFrameSize option)`,
+      );
     }
   };
 }

@@ -121,7 +121,8 @@ describe.each(schemes)('large messages over %s', (scheme) => {
     publisher.publish('edge', body(maxFrameSize - header + 1, 3));
     const [reason] = await disconnected.atLeast(1, 20_000);
     expect(reason).toMatchObject({ code: 'protocol' });
-    expect(reason?.message).toMatch(/exceeds the maximum frame size/);
+    // Names the setting to raise: this limit is the client's, not the server's.
+    expect(reason?.message).toMatch(/exceeds the maximum frame size of 1048576 bytes \(the maxFrameSize option\)/);
     expect(subscriber.isConnected).toBe(false);
     expect(await sub.closed).toMatchObject({ code: 'disconnected' });
     expect(got.items).toHaveLength(2);

@@ -284,3 +284,49 @@ describe('a hostile server', () => {
     expect(client.isConnected).toBe(false);
   });
 });
+
+describe('a server that reads slowly', () => {
+  it('publish hands back promises that keep what the client holds near sendHighWaterMark; every byte arrives', async () => {
+    const sendHighWaterMark = 512 * 1024;
+    let received = 0;
+    let logonAnswered = false;
+    const target = 24 * MiB;
+    const allReceived = new Collector<number>();
+    const port = await rawServer(cleanups, (chunk, socket) => {
+      if (!logonAnswered) {
+        logonAnswered = true;
+        new MessageDecoder((m) => {
+          socket.write(
+            encodeCommand({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+          );
+        }).push(chunk);
+        return;
+      }
+      received += chunk.length;
+      if (received >= target) allReceived.push(received);
+      // Reads a chunk an event-loop turn: much slower than the client writes.
+      socket.pause();
+      setImmediate(() => socket.resume());
+    });
+    const client = newClient('slow-sink', { sendHighWaterMark });
+    await client.connectAndLogon(`tcp://127.0.0.1:${port}/amps/json`);
+    const body = 'p'.repeat(4096);
+    let peak = 0;
+    let waits = 0;
+    let sent = 0;
+    while (sent < target) {
+      const wait = client.publish('sink', body);
+      sent += body.length + 22; // the frame: prefix, {"c":"p","t":"sink"}, body
+      peak = Math.max(peak, client.bufferedAmount);
+      if (wait) {
+        waits++;
+        await wait;
+      }
+    }
+    expect(waits).toBeGreaterThan(0);
+    // Above it by at most a batch still to flush (64 KiB) and the message written last.
+    expect(peak).toBeLessThanOrEqual(sendHighWaterMark + 64 * 1024 + body.length + 64);
+    await allReceived.atLeast(1, 30_000);
+    expect(received).toBeGreaterThanOrEqual(target);
+  });
+});

@@ -1,5 +1,9 @@
+import { afterEach, beforeEach, expect } from 'vitest';
+import { nodeTransport } from '../../transport-node/src/index.js';
 import { leakCheck as transportLeakCheck } from '../../transport-node/test/helpers.js';
 import {
+  Client,
+  type ClientOptions,
   type Command,
   type Connection,
   type ConnectionHandlers,
@@ -114,6 +118,42 @@ export class ScriptedServer {
  */
 export const leakCheck = (): { check(): Promise<void> } =>
   transportLeakCheck({ timersFrom: /packages\/(core-protocol|transport-node|transport-browser)\/src\// });
+
+/**
+ * Guards every test of the file it is called in: after each test its cleanups run (last added
+ * first), then the test fails on an unhandled rejection, or a socket or client timer left open.
+ * `newClient` makes a transport-node Client that is disconnected after the test.
+ */
+export function guardEachTest(): {
+  cleanups: Array<() => unknown>;
+  newClient(name: string, options?: Partial<ClientOptions>): Client;
+} {
+  const cleanups: Array<() => unknown> = [];
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown) => rejections.push(reason);
+  let leaks: ReturnType<typeof leakCheck>;
+  beforeEach(() => {
+    leaks = leakCheck();
+    rejections.length = 0;
+    process.on('unhandledRejection', onRejection);
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    // Rejections are reported a turn after they happen.
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off('unhandledRejection', onRejection);
+    expect(rejections).toEqual([]);
+    await leaks.check();
+  });
+  return {
+    cleanups,
+    newClient(name, options = {}) {
+      const client = new Client(name, { transport: nodeTransport(), ...options });
+      cleanups.push(() => client.disconnect());
+      return client;
+    },
+  };
+}
 
 /** Collects values pushed by a callback and lets a test wait for the n-th one. */
 export class Collector<T> {

@@ -4,7 +4,7 @@
  * persisted acks. Nothing may be left hanging: no unhandled rejection, socket or timer.
  */
 import type * as net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
 import {
@@ -24,36 +24,12 @@ import {
   ProtocolError,
   type Transport,
 } from '../src/index.js';
-import { Collector, leakCheck } from './client-fakes.js';
+import { Collector, guardEachTest } from './client-fakes.js';
 import { closedPort, rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
 
-let leaks: ReturnType<typeof leakCheck>;
-let unhandledRejections: unknown[];
-const onUnhandledRejection = (reason: unknown) => unhandledRejections.push(reason);
-let cleanups: Array<() => unknown>;
-
-beforeEach(() => {
-  leaks = leakCheck();
-  unhandledRejections = [];
-  cleanups = [];
-  process.on('unhandledRejection', onUnhandledRejection);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  // Rejections are reported a turn after they happen.
-  await new Promise((resolve) => setImmediate(resolve));
-  process.off('unhandledRejection', onUnhandledRejection);
-  expect(unhandledRejections).toEqual([]);
-  await leaks.check();
-});
-
-function newClient(name: string, options: Partial<ClientOptions> = {}): Client {
-  const client = new Client(name, { transport: nodeTransport(), ...options });
-  cleanups.push(() => client.disconnect());
-  return client;
-}
+const { cleanups, newClient } = guardEachTest();
 
 describe('bad URIs and options', () => {
   it('rejects malformed URIs and schemes the transport lacks with InvalidUriError, before any I/O', async () => {

@@ -4,40 +4,16 @@
  * Nothing may be lost or corrupted, and nothing left hanging: no unhandled rejection, socket or timer.
  */
 import type * as net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
-import { nodeTransport } from '../../transport-node/src/index.js';
-import { Client, type ClientOptions, type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
-import { Collector, leakCheck } from './client-fakes.js';
+import { type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
+import { Collector, guardEachTest } from './client-fakes.js';
 import { rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
 const MiB = 1024 * 1024;
 
-let leaks: ReturnType<typeof leakCheck>;
-let unhandledRejections: unknown[];
-const onUnhandledRejection = (reason: unknown) => unhandledRejections.push(reason);
-let cleanups: Array<() => unknown>;
-
-beforeEach(() => {
-  leaks = leakCheck();
-  unhandledRejections = [];
-  cleanups = [];
-  process.on('unhandledRejection', onUnhandledRejection);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  await new Promise((resolve) => setImmediate(resolve));
-  process.off('unhandledRejection', onUnhandledRejection);
-  expect(unhandledRejections).toEqual([]);
-  await leaks.check();
-});
-
-function newClient(name: string, options: Partial<ClientOptions> = {}): Client {
-  const client = new Client(name, { transport: nodeTransport(), ...options });
-  cleanups.push(() => client.disconnect());
-  return client;
-}
+const { cleanups, newClient } = guardEachTest();
 
 /** A body of `size` bytes whose content depends on `seed` and the position (so a shifted or mixed-up byte shows). */
 function body(size: number, seed: number): Uint8Array {

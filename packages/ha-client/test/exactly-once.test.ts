@@ -1,29 +1,11 @@
 import { Bookmarks, type Message, type Transport } from '@amps-ts/core-protocol';
-import { startTestCluster, startTestServer, type TestServer } from '@amps-ts/test-server';
+import { startTestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
-import { HAClient, type HAClientOptions, MemorySubscriptionManager } from '../src/index.js';
-import { cleanups, stateWhere } from './helpers.js';
+import { HAClient, MemorySubscriptionManager } from '../src/index.js';
+import { cleanups, client, server, stateWhere } from './helpers.js';
 
 /* Exactly-once edge cases: a subscription's id taken again, recovery and publishing interleaved. */
-
-async function server(): Promise<TestServer> {
-  const s = await startTestServer({ sowTopics: [] });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function client(name: string, uri: string, extra: Partial<HAClientOptions> = {}): HAClient {
-  const ha = new HAClient(name, {
-    transport: nodeTransport(),
-    servers: [uri],
-    heartbeat: false,
-    connectTimeoutMs: 1000,
-    ...extra,
-  });
-  cleanups.push(() => ha.disconnect());
-  return ha;
-}
 
 /** Topics a handler has seen. */
 function topics() {

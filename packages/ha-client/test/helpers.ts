@@ -1,6 +1,11 @@
-/** What the HAClient test files share: cleanup after each test, and waiting for a state event. */
+/**
+ * What the HAClient test files share: cleanup after each test, a broker and a client cleaned up
+ * with it, and waiting for a state event.
+ */
+import { startTestServer, type TestServer } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
 import { afterEach } from 'vitest';
-import type { HAClient, HAStateEvent } from '../src/index.js';
+import { HAClient, type HAClientOptions, type HAStateEvent } from '../src/index.js';
 
 /** Run after each test, last added first (clients before the brokers they are on). */
 export const cleanups: Array<() => Promise<unknown>> = [];
@@ -18,4 +23,24 @@ export function stateWhere(ha: HAClient, predicate: (e: HAStateEvent) => boolean
       }
     });
   });
+}
+
+/** A broker without SOW topics, closed after the test. */
+export async function server(): Promise<TestServer> {
+  const s = await startTestServer({ sowTopics: [] });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** An HAClient on one server, without heartbeats, disconnected after the test. */
+export function client(name: string, uri: string, extra: Partial<HAClientOptions> = {}): HAClient {
+  const ha = new HAClient(name, {
+    transport: nodeTransport(),
+    servers: [uri],
+    heartbeat: false,
+    connectTimeoutMs: 1000,
+    ...extra,
+  });
+  cleanups.push(() => ha.disconnect());
+  return ha;
 }

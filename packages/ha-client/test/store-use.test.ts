@@ -5,31 +5,11 @@ import {
   type Message,
   MessageDecoder,
 } from '@amps-ts/core-protocol';
-import { startTestServer, type TestServer } from '@amps-ts/test-server';
-import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
-import { HAClient, type HAClientOptions, MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
-import { cleanups, stateWhere } from './helpers.js';
+import { MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
+import { client, server, stateWhere } from './helpers.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
-
-async function server(): Promise<TestServer> {
-  const s = await startTestServer({ sowTopics: [] });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function client(name: string, uri: string, extra: Partial<HAClientOptions> = {}): HAClient {
-  const ha = new HAClient(name, {
-    transport: nodeTransport(),
-    servers: [uri],
-    heartbeat: false,
-    connectTimeoutMs: 1000,
-    ...extra,
-  });
-  cleanups.push(() => ha.disconnect());
-  return ha;
-}
 
 describe('HAClient publishes and its publish store', () => {
   it('refuses a publish the wire cannot carry before storing it, so no reconnect replays it and fails', async () => {

@@ -71,14 +71,16 @@ const BUDGET_BYTES = 12 * 1024;
  * - to 24,890 B the same day (24,642 B plus 1%): a scale review added about 240 B: linear
  *   resubscribe, a bookmark store that discards in O(1) however far behind its consumer is, and a
  *   FIFO for publishes waiting for room in a full store (draining 100,000 took 13 s, now 1 s).
- * - to 25,280 B on 2026-11-26 (another session; 25,029 B plus 1%): about 390 B for resubscribes
- *   sent up to 64 at a time (a failover cost one round trip per subscription: 300 subscriptions
- *   20 ms away took 6.6 s), `checkEncodable` and `heartbeatOption` shared with the Client (a bad
- *   heartbeat setting made HAClient reconnect for ever), and fixes from an exactly-once review:
- *   deliveries for an unsubscribed id dropped until the server's ack (a subscription that took
- *   the id got the old one's), a delivery for several subscriptions (`sids`) copied per handler
- *   with its own `subId`, a reused id entered with its own command, a NOW subscription on an
- *   empty log resuming from the epoch, and commands sent from a `Resubscribed` listener.
+ * - to 25,280 B on 2026-11-26 (another session; the bundle reached 25,104 B, from 24,642 B):
+ *   resubscribes sent up to 64 at a time (a failover cost one round trip per subscription: 300
+ *   subscriptions 20 ms away took 6.6 s); `heartbeatOption` shared with the Client (a bad
+ *   heartbeat setting made HAClient reconnect for ever); fixes from an exactly-once review
+ *   (deliveries for an unsubscribed id dropped until the server's ack, where a subscription that
+ *   took the id got the old one's; a delivery for several subscriptions copied per handler with
+ *   its own `subId`; a reused id entered with its own command; a NOW subscription on an empty log
+ *   resuming from the epoch; commands sent from a `Resubscribed` listener); and from a review of
+ *   large and hostile traffic (a frame arriving in pieces assembled in one buffer, where it held
+ *   about 230 bytes per byte; nothing routed after a handler closed the connection).
  */
 const CEILING_BYTES = 25_280;
 

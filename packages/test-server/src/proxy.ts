@@ -22,6 +22,11 @@ export interface FaultProxy {
   tcpUri(messageType?: string): string;
   /** Open connection pairs. */
   readonly connections: number;
+  /**
+   * Bytes the proxy holds, both ways, for every connection: delayed, blackholed or sliced. Past
+   * about 1 MiB a direction stops reading its sender, which TCP then slows down.
+   */
+  readonly heldBytes: number;
   /** Resets every open connection (TCP RST on both sides). New connections still work. */
   reset(): void;
   /** Stops delivering in both directions, closes included; data is held, as TCP retransmits it, and delivered on `heal()`. */
@@ -42,27 +47,61 @@ interface Faults {
 }
 
 /**
+ * Bytes a pipe holds (queued, and written but not yet taken by the kernel) above which it stops
+ * reading its sender, as a network pushes back once its buffers are full: a blackholed, slow or
+ * sliced pipe then slows the sender down instead of buffering without bound.
+ */
+const PIPE_HIGH_WATER = 1024 * 1024;
+/** Held bytes at or below which a paused sender is read again. */
+const PIPE_LOW_WATER = 256 * 1024;
+
+/**
  * One direction of a connection: chunks queued with the time they may go out. The sender's close
  * is queued too (a chunk `undefined`), so it reaches the receiver after the data sent before it.
  */
 class Pipe {
   readonly #queue: Array<{ chunk: Uint8Array | undefined; at: number }> = [];
+  #queuedBytes = 0;
+  #pausedSender = false;
   #timer: NodeJS.Timeout | undefined = undefined;
   #immediate: NodeJS.Immediate | undefined = undefined;
 
   constructor(
+    readonly from: Socket,
     readonly to: Socket,
     readonly faults: Faults,
-  ) {}
+  ) {
+    to.on('drain', () => this.pump());
+  }
+
+  /** Bytes held: queued here, and written to `to` but not yet taken by the kernel. */
+  get heldBytes(): number {
+    return this.#queuedBytes + this.to.writableLength;
+  }
 
   push(chunk: Uint8Array | undefined): void {
     this.#queue.push({ chunk, at: Date.now() + this.faults.latencyMs });
+    this.#queuedBytes += chunk?.length ?? 0;
+    if (!this.#pausedSender && this.heldBytes > PIPE_HIGH_WATER) {
+      this.#pausedSender = true;
+      this.from.pause();
+    }
     this.pump();
   }
 
   pump(): void {
+    this.#pumpQueue();
+    if (this.#pausedSender && this.heldBytes <= PIPE_LOW_WATER) {
+      this.#pausedSender = false;
+      if (!this.from.destroyed) this.from.resume();
+    }
+  }
+
+  #pumpQueue(): void {
     if (this.#timer || this.#immediate || this.faults.blackhole || this.to.destroyed) return;
     while (this.#queue.length > 0) {
+      // The receiver is slower than the sender: wait for it ('drain').
+      if (this.to.writableLength > PIPE_HIGH_WATER) return;
       const head = this.#queue[0] as { chunk: Uint8Array | undefined; at: number };
       const wait = head.at - Date.now();
       if (wait > 0) {
@@ -80,24 +119,31 @@ class Pipe {
       }
       const slice = this.faults.sliceBytes;
       if (slice > 0 && head.chunk.length > slice) {
-        this.to.write(head.chunk.subarray(0, slice));
+        this.#write(head.chunk.subarray(0, slice));
         head.chunk = head.chunk.subarray(slice);
-        this.#immediate = setImmediate(() => {
-          this.#immediate = undefined;
-          this.pump();
-        });
+        this.#later();
         return;
       }
-      this.to.write(head.chunk);
+      this.#write(head.chunk);
       this.#queue.shift();
       if (slice > 0 && this.#queue.length > 0) {
-        this.#immediate = setImmediate(() => {
-          this.#immediate = undefined;
-          this.pump();
-        });
+        this.#later();
         return;
       }
     }
+  }
+
+  #write(bytes: Uint8Array): void {
+    this.#queuedBytes -= bytes.length;
+    this.to.write(bytes);
+  }
+
+  /** Goes on next turn: one slice per event-loop turn. */
+  #later(): void {
+    this.#immediate = setImmediate(() => {
+      this.#immediate = undefined;
+      this.pump();
+    });
   }
 
   /** Releases held chunks at once (heal). */
@@ -114,6 +160,7 @@ class Pipe {
     this.#timer = undefined;
     this.#immediate = undefined;
     this.#queue.length = 0;
+    this.#queuedBytes = 0;
   }
 }
 
@@ -143,8 +190,8 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     const upstream = connect({ host: target.host, port: target.port });
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    const toUpstream = new Pipe(upstream, faults);
-    const toClient = new Pipe(client, faults);
+    const toUpstream = new Pipe(client, upstream, faults);
+    const toClient = new Pipe(upstream, client, faults);
     const pair: Pair = { client, upstream, pipes: [toUpstream, toClient] };
     pairs.add(pair);
     client.on('data', (chunk) => toUpstream.push(chunk));
@@ -184,6 +231,11 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     tcpUri: (messageType = 'json') => `tcp://${host}:${port}/amps/${messageType}`,
     get connections() {
       return pairs.size;
+    },
+    get heldBytes() {
+      let held = 0;
+      for (const pair of pairs) for (const pipe of pair.pipes) held += pipe.heldBytes;
+      return held;
     },
     reset() {
       for (const pair of [...pairs]) {

@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { encodeCommand, MessageDecoder } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../src/index.js';
@@ -112,4 +112,40 @@ it('reset kills open connections; new ones work', async () => {
   await until(() => server.stats().connections.current === 0, 'the broker saw the reset');
   const again = await client(proxy.tcpUri(), 'reset-me');
   expect(again.isClosed).toBe(false);
+});
+
+it('pushes back on the sender instead of holding without bound: a blackhole fills TCP buffers, then heal delivers every byte', async () => {
+  let received = 0;
+  let done!: () => void;
+  const all = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const sink = createServer((socket) =>
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+      if (received === sent) done();
+    }),
+  );
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const toSink = await startFaultProxy({ target: (sink.address() as AddressInfo).port });
+  const sender: Socket = connect({ host: '127.0.0.1', port: toSink.port });
+  await new Promise((resolve) => sender.once('connect', resolve));
+  toSink.blackhole();
+  // Write until the sender's own buffer holds 8 MiB: the kernel buffers on the way are full, so
+  // nothing more leaves it. A proxy that kept reading would take everything (64 MiB) instead.
+  const chunk = new Uint8Array(1024 * 1024).fill(7);
+  let sent = 0;
+  while (sent < 64 * 1024 * 1024 && sender.writableLength < 8 * 1024 * 1024) {
+    sender.write(chunk);
+    sent += chunk.length;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  expect(sent).toBeLessThan(64 * 1024 * 1024);
+  expect(toSink.heldBytes).toBeLessThanOrEqual(1024 * 1024 + chunk.length);
+  toSink.heal();
+  await all;
+  expect(received).toBe(sent);
+  sender.destroy();
+  await toSink.close();
+  await new Promise((resolve) => sink.close(resolve));
 });

@@ -7,13 +7,17 @@
  *   to be linked again.
  * - half-open: the subscriber's broker is frozen (sockets open, silent); time until the client
  *   declares it dead (`Disconnected`) with heartbeat 1 s / timeout 2 s.
+ * - resubscribe: 500 subscriptions on brokers 10 ms away (fault proxies in this process); time from
+ *   the kill of the client's broker to `Resubscribed` on the next, resubscribing up to 64 at a time
+ *   (the default) against one at a time.
  * - publish throughput: the default memory publish store (persisted acks, every message kept until
  *   acked), with one ack per message and with conflated acks, against fire-and-forget
  *   (`publishStore: false`), on one broker.
  * Brokers run in a child process (see `../ha/cluster-process.ts` for why).
  */
 import { ConnectionState } from '@amps-ts/core-protocol';
-import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
+import { HAClient, type HAStateEvent, MemorySubscriptionManager } from '@amps-ts/ha-client';
+import { startFaultProxy } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { CheckingSubscriber, percentile, SteadyPublisher, tenth } from '../ha/clients.js';
 import { ClusterProcess } from '../ha/cluster-process.js';
@@ -328,10 +332,79 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
   }
 }
 
+/** Subscriptions re-entered in the resubscribe benchmark, and the one-way delay to the brokers. */
+const MANY_SUBSCRIPTIONS = 500;
+const ONE_WAY_MS = 5;
+
+/**
+ * Recovery of many subscriptions over a link with a round trip: from the kill of the broker to
+ * `Resubscribed` on the next one, resubscribing up to 64 at a time (the default) against one at a
+ * time (`maxInFlight: 1`). Fault proxies in this process add the delay.
+ */
+async function resubscribe(context: BenchContext, cluster: ClusterProcess): Promise<BenchResult[]> {
+  const rounds = context.quick ? 1 : 3;
+  const proxies = await Promise.all(cluster.uris.map((uri) => startFaultProxy({ target: uri })));
+  for (const proxy of proxies) proxy.latency(ONE_WAY_MS);
+  const servers = proxies.map((proxy) => proxy.tcpUri());
+  /** ms from the kill to `Resubscribed` (or the round timeout), best of the rounds. */
+  const recover = async (maxInFlight: number): Promise<number> => {
+    const client = new HAClient(`bench-resubscribe-${maxInFlight}`, {
+      transport: nodeTransport(),
+      servers,
+      subscriptionManager: new MemorySubscriptionManager({ maxInFlight }),
+    });
+    let best = ROUND_TIMEOUT_MS;
+    try {
+      await client.connectAndLogon();
+      const subscriptions = Array.from({ length: MANY_SUBSCRIPTIONS }, (_, i) =>
+        client.subscribe(`bench-many-${i}`, { onMessage: () => {} }),
+      );
+      await Promise.all(subscriptions.map((s) => s.ready));
+      for (let round = 1; round <= rounds; round++) {
+        const index = servers.indexOf(client.uri ?? '');
+        const resubscribed = new Promise<number>((resolve) => {
+          const timer = setTimeout(() => resolve(performance.now()), ROUND_TIMEOUT_MS);
+          const stop = client.onStateChange((e) => {
+            if (e.state !== ConnectionState.Resubscribed) return;
+            clearTimeout(timer);
+            stop();
+            resolve(performance.now());
+          });
+        });
+        const killedAt = performance.now();
+        await cluster.kill(index);
+        const ms = (await resubscribed) - killedAt;
+        best = Math.min(best, ms);
+        context.progress(`resubscribe ${MANY_SUBSCRIPTIONS}, maxInFlight ${maxInFlight}: ${Math.round(ms)} ms`);
+        await cluster.restart(index);
+        await cluster.linked();
+      }
+    } finally {
+      await client.disconnect();
+    }
+    return best;
+  };
+  try {
+    const oneAtATime = await recover(1);
+    const windowed = await recover(64);
+    return [
+      {
+        name: `failover with ${MANY_SUBSCRIPTIONS} subscriptions, ${2 * ONE_WAY_MS} ms round trip: kill to Resubscribed`,
+        value: tenth(windowed),
+        unit: 'ms',
+        baseline: { name: 'one resubscribe at a time (maxInFlight 1)', value: tenth(oneAtATime) },
+        details: { rounds, note: 'best of rounds; 64 in flight is the default' },
+      },
+    ];
+  } finally {
+    await Promise.all(proxies.map((proxy) => proxy.close()));
+  }
+}
+
 const group: BenchGroup = {
   name: 'ha',
   description:
-    'HAClient: failover time (3-broker sync cluster), half-open detection, publish store throughput vs fire-and-forget',
+    'HAClient: failover time (3-broker sync cluster), half-open detection, resubscribing many subscriptions, publish store throughput vs fire-and-forget',
   async run(context) {
     const results: BenchResult[] = [];
     const cluster = await ClusterProcess.start({ count: 3, replication: 'sync', name: 'bench-ha', noWebSocket: true });
@@ -340,6 +413,10 @@ const group: BenchGroup = {
       results.push(...(await failover(context, cluster)));
       context.progress('half-open: freeze the subscriber’s broker, time the heartbeat detection');
       results.push(...(await halfOpen(context, cluster)));
+      context.progress(
+        `resubscribe: ${MANY_SUBSCRIPTIONS} subscriptions, ${2 * ONE_WAY_MS} ms away, 64 at a time vs one`,
+      );
+      results.push(...(await resubscribe(context, cluster)));
     } finally {
       await cluster.close();
     }

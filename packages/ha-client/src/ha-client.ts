@@ -947,7 +947,9 @@ export class HAClient {
         if (bookmarked && (ack.ackType === 'persisted' || ack.ackType === 'completed')) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
-          const at = ack.bookmark ?? (store.getMostRecent(sub.subId) === Bookmarks.NOW ? Bookmarks.EPOCH : '');
+          // (NOW is also spelt `0|1`, as the store and the server read it.)
+          const recent = store.getMostRecent(sub.subId)?.trim();
+          const at = ack.bookmark ?? (recent === Bookmarks.NOW || recent === '0|1' ? Bookmarks.EPOCH : '');
           if (at) store.persisted(sub.subId, at);
         }
         if (sub.options.onAck) {

@@ -78,58 +78,62 @@ describe('HAClient: a sub_id taken again by a new subscription', () => {
 });
 
 describe('HAClient: a NOW bookmark subscription', () => {
-  it('placed on an empty log and failing over before its first message, gets what was published on the next server meanwhile', async () => {
-    const cluster = await startTestCluster({ count: 2, replication: 'sync' });
-    cleanups.push(() => cluster.close());
-    const [a, b] = cluster.servers as [TestServer, TestServer];
-    // Connects to B wait until the message below is in B's log.
-    const tcp = nodeTransport();
-    let letIntoB!: () => void;
-    const bHoldsMessage = new Promise<void>((resolve) => {
-      letIntoB = resolve;
-    });
-    const transport: Transport = {
-      schemes: tcp.schemes,
-      connect: async (uri, handlers, options) => {
-        if (uri.port === b.tcpPort) await bHoldsMessage;
-        return tcp.connect(uri, handlers, options);
-      },
-    };
-    const subscriber = new HAClient('sub-now-empty-log', {
-      transport,
-      servers: [a.tcpUri('json'), b.tcpUri('json')],
-      heartbeat: false,
-      connectTimeoutMs: 1000,
-    });
-    cleanups.push(() => subscriber.disconnect());
-    const seen: number[] = [];
-    let secondArrived!: () => void;
-    const second = new Promise<void>((resolve) => {
-      secondArrived = resolve;
-    });
-    const sub = subscriber.subscribe('now-empty', {
-      bookmark: Bookmarks.NOW,
-      onMessage: (m: Message) => {
-        const n = m.json<{ n: number }>().n;
-        seen.push(n);
-        if (n === 2) secondArrived();
-      },
-    });
-    await subscriber.connectAndLogon();
-    await sub.ready;
-    await subscriber.flush(); // the subscription's acks have all arrived
-    const publisher = client('pub-now-empty-log', b.tcpUri('json'));
-    await publisher.connectAndLogon();
-    const onB = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
-    await a.kill();
-    publisher.publish('now-empty', JSON.stringify({ n: 1 })); // after the subscription was placed
-    await publisher.flush(); // in B's log
-    letIntoB();
-    await onB;
-    publisher.publish('now-empty', JSON.stringify({ n: 2 }));
-    await second;
-    expect(seen).toEqual([1, 2]);
-  });
+  // '0|1' is NOW too, as the bookmark store and the server read it.
+  it.each([Bookmarks.NOW, '0|1'])(
+    '(%s) placed on an empty log and failing over before its first message, gets what was published on the next server meanwhile',
+    async (now) => {
+      const cluster = await startTestCluster({ count: 2, replication: 'sync' });
+      cleanups.push(() => cluster.close());
+      const [a, b] = cluster.servers as [TestServer, TestServer];
+      // Connects to B wait until the message below is in B's log.
+      const tcp = nodeTransport();
+      let letIntoB!: () => void;
+      const bHoldsMessage = new Promise<void>((resolve) => {
+        letIntoB = resolve;
+      });
+      const transport: Transport = {
+        schemes: tcp.schemes,
+        connect: async (uri, handlers, options) => {
+          if (uri.port === b.tcpPort) await bHoldsMessage;
+          return tcp.connect(uri, handlers, options);
+        },
+      };
+      const subscriber = new HAClient(`sub-now-empty-log-${now}`, {
+        transport,
+        servers: [a.tcpUri('json'), b.tcpUri('json')],
+        heartbeat: false,
+        connectTimeoutMs: 1000,
+      });
+      cleanups.push(() => subscriber.disconnect());
+      const seen: number[] = [];
+      let secondArrived!: () => void;
+      const second = new Promise<void>((resolve) => {
+        secondArrived = resolve;
+      });
+      const sub = subscriber.subscribe('now-empty', {
+        bookmark: now,
+        onMessage: (m: Message) => {
+          const n = m.json<{ n: number }>().n;
+          seen.push(n);
+          if (n === 2) secondArrived();
+        },
+      });
+      await subscriber.connectAndLogon();
+      await sub.ready;
+      await subscriber.flush(); // the subscription's acks have all arrived
+      const publisher = client(`pub-now-empty-log-${now}`, b.tcpUri('json'));
+      await publisher.connectAndLogon();
+      const onB = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+      await a.kill();
+      publisher.publish('now-empty', JSON.stringify({ n: 1 })); // after the subscription was placed
+      await publisher.flush(); // in B's log
+      letIntoB();
+      await onB;
+      publisher.publish('now-empty', JSON.stringify({ n: 2 }));
+      await second;
+      expect(seen).toEqual([1, 2]);
+    },
+  );
 });
 
 describe('HAClient: the Resubscribed state', () => {

@@ -753,6 +753,8 @@ export class HAClient {
     if (options?.sowKey !== undefined) c.sowKey = options.sowKey;
     const store = this.#publishStore;
     // What the encoder would refuse, refused before it is stored: kept, it would fail every replay.
+    // The encoder takes a command without data as an empty body; a publish without data is a mistake.
+    if (data === undefined) throw new InvalidOptionsError('command data must be a Uint8Array or a string');
     checkEncodable(c);
     if (!store) {
       if (!this.#publishLive)

@@ -18,6 +18,8 @@ describe('HAClient publishes and its publish store', () => {
     // Not connected yet: it would be stored, and every logon's replay would fail on it.
     expect(() => publisher.publish('t', 'x', { expiration: 1.5 })).toThrow(InvalidOptionsError);
     expect(() => publisher.publish('t', 42 as unknown as string)).toThrow(InvalidOptionsError);
+    // No body at all (JSON.stringify(undefined) is undefined): refused, as Client.publish does.
+    expect(() => publisher.publish('t', undefined as unknown as string)).toThrow(InvalidOptionsError);
     expect(publisher.publishStore?.unpersistedCount()).toBe(0);
     const attempt = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
     void publisher.connectAndLogon().catch(() => {});

@@ -237,6 +237,36 @@ describe('a hostile server', () => {
     expect(client.isConnected).toBe(true);
   });
 
+  it('a subscription that takes an unsubscribed id gets its first delivery when it comes in the chunk that acks the unsubscribe', async () => {
+    let unsubscribe: Message | undefined;
+    const uri = await scripted((m, socket) => {
+      if (m.command === 'subscribe' && m.topic === 'old') socket.write(ack(m, { subId: m.subId }));
+      if (m.command === 'unsubscribe') unsubscribe = m;
+      if (m.command === 'subscribe' && m.topic === 'new' && unsubscribe) {
+        // As a server may send them: processed in order, written together.
+        socket.write(
+          Buffer.concat([
+            ack(unsubscribe),
+            ack(m, { subId: m.subId }),
+            encodeCommand({ command: 'publish', topic: 'new', subId: 'x', data: '{"n":1}' }),
+          ]),
+        );
+      }
+    });
+    const client = newClient('reused-id-same-chunk');
+    const unhandled = new Collector<Message>();
+    client.onUnhandledMessage(unhandled.push);
+    await client.connectAndLogon(uri);
+    await client.subscribe('old', { subId: 'x', onMessage: () => {} }).ready;
+    const unsubscribed = client.unsubscribe('x');
+    const got = new Collector<Message>();
+    const again = client.subscribe('new', { subId: 'x', onMessage: got.push });
+    await Promise.all([unsubscribed, again.ready]);
+    await got.atLeast(1);
+    expect(got.items.map((m) => [m.topic, m.json()])).toEqual([['new', { n: 1 }]]);
+    expect(unhandled.items).toEqual([]);
+  });
+
   it('a server that closes in the middle of a frame ends the subscription and fails waiting commands, with DisconnectedError', async () => {
     const half = encodeCommand({ command: 'publish', topic: 't', subId: 'sub-1', data: 'x'.repeat(1000) }).subarray(
       0,

@@ -891,14 +891,22 @@ export class Client {
     // Deliveries for these ids until the server's ack were sent for the subscriptions ended here,
     // not for a new one that takes an id again: they are dropped (#route).
     for (const id of ids) this.#unsubscribing.set(id, (this.#unsubscribing.get(id) ?? 0) + 1);
-    try {
-      await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed' });
-    } finally {
+    let released = false;
+    // At the ack itself, not once the await resumes: what follows it in the same chunk (a new
+    // subscription's first deliveries) is routed before then.
+    const release = () => {
+      if (released) return;
+      released = true;
       for (const id of ids) {
         const count = this.#unsubscribing.get(id) ?? 1;
         if (count > 1) this.#unsubscribing.set(id, count - 1);
         else this.#unsubscribing.delete(id);
       }
+    };
+    try {
+      await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed', onAck: release });
+    } finally {
+      release();
     }
   }
 

@@ -33,6 +33,19 @@ describe('Client heartbeat watchdog (manual clock)', () => {
     expect(env.pendingTimers).toBe(0);
   });
 
+  it('takes a null timeout as the default, twice the interval (as HAClient does), not as 0 s', async () => {
+    const env = new ManualEnvironment();
+    const server = ScriptedServer.acking();
+    const client = new Client('hb-null', { transport: server.transport, environment: env });
+    const disconnected = new Promise<Error | undefined>((resolve) => client.onDisconnect(resolve));
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    await client.heartbeat(1, null as unknown as number);
+    env.advance(1999);
+    expect(client.isConnected).toBe(true);
+    env.advance(1);
+    expect(TimedOutError.isInstance(await disconnected)).toBe(true);
+  });
+
   it('times out a command whose ack never comes, and clears its timer', async () => {
     const env = new ManualEnvironment();
     const server = ScriptedServer.acking();

@@ -579,10 +579,12 @@ export class Client {
 
   /**
    * Starts heartbeats: the server sends one after `intervalS` of silence, the client answers, and
-   * a connection silent for `timeoutS` is closed as dead (the half-open TCP case).
+   * a connection silent for `timeoutS` (by default twice `intervalS`) is closed as dead (the
+   * half-open TCP case).
    */
-  async heartbeat(intervalS: number, timeoutS = intervalS * 2, options: CommandWaitOptions = {}): Promise<void> {
-    heartbeatOption(intervalS, timeoutS);
+  async heartbeat(intervalS: number, timeoutS?: number, options: CommandWaitOptions = {}): Promise<void> {
+    // The checked value: a null timeout is the default (two intervals), as in HAClient, not 0 s.
+    ({ timeoutS } = heartbeatOption(intervalS, timeoutS));
     const session = this.#requireSession();
     await this.#request(
       { command: 'heartbeat', commandId: this.#commandId(), ackType: 'processed', options: `start,${intervalS}` },

@@ -78,11 +78,13 @@ export class MemorySubscriptionManager implements SubscriptionManager {
           await execute(subscription.command);
         } catch (error) {
           const err = toError(error);
-          if (!failed && isRefusal(err) && this.#onFailed?.(subscription, err)) {
+          const ask = !failed && isRefusal(err);
+          failed = true; // unless the hook drops it: a hook that throws fails the recovery too
+          if (ask && this.#onFailed?.(subscription, err)) {
+            failed = false;
             this.remove(subscription.subId);
             continue;
           }
-          failed = true;
           throw err;
         }
       }

@@ -372,6 +372,33 @@ describe('MemorySubscriptionManager', () => {
     expect(sent).toEqual(['s0', 's1']);
   });
 
+  it('sends no more resubscribes once the failed-resubscribe hook throws, and rejects with its error', async () => {
+    const hookError = new Error('hook failed');
+    const manager = new MemorySubscriptionManager({
+      maxInFlight: 2,
+      onFailedResubscribe: () => {
+        throw hookError;
+      },
+    });
+    for (let i = 0; i < 5; i++) {
+      manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
+    }
+    const sent: string[] = [];
+    const settle: Array<(error?: Error) => void> = [];
+    const done = manager.resubscribe(
+      (c) =>
+        new Promise<void>((resolve, reject) => {
+          sent.push(c.subId as string);
+          settle.push((error) => (error ? reject(error) : resolve()));
+        }),
+    );
+    settle[0]?.(new BadFilterError('bad filter'));
+    await expect(done).rejects.toBe(hookError);
+    settle[1]?.(); // the other one in flight succeeds: its lane must not send the next
+    await turn();
+    expect(sent).toEqual(['s0', 's1']);
+  });
+
   it('refuses a maxInFlight that is not a positive integer', () => {
     for (const maxInFlight of [0, -1, 1.5, Number.NaN]) {
       expect(() => new MemorySubscriptionManager({ maxInFlight })).toThrow(InvalidOptionsError);

@@ -100,6 +100,12 @@ describe('bad URIs and options', () => {
     );
     await expect(client.sowDelete('', { filter: '/a = 1' })).rejects.toSatisfy(InvalidOptionsError.isInstance);
     expect(() => client.publish('', 'x')).toThrow(expect.objectContaining({ code: 'invalid_options' }));
+    // No body is refused with options as without: it would go out as an empty message.
+    for (const options of [undefined, { correlationId: 'c' }]) {
+      for (const publish of [client.publish, client.deltaPublish]) {
+        expect(() => publish.call(client, 't', undefined as never, options)).toThrow(/command data must be/);
+      }
+    }
     expect(() => client.sow('')).toThrow(expect.objectContaining({ code: 'invalid_options' }));
     expect(() => client.ack({ topic: 'q', bookmark: '' })).toThrow(
       expect.objectContaining({ code: 'invalid_options' }),

@@ -10,6 +10,7 @@ import {
   type Transport,
 } from '../contracts.js';
 import { DEFAULT_MAX_FRAME_SIZE, MessageDecoder } from '../decoder.js';
+import { refusals } from '../encodable.js';
 import {
   AmpsError,
   AuthenticationError,
@@ -686,6 +687,8 @@ export class Client {
     options: PublishOptions | undefined,
   ): Command {
     if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    // As on the plain path: a publish carries a body (`undefined` is a bug, not an empty message).
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw refusals.data();
     const c: Command = { command, topic, data };
     if (options) {
       if (options.sequence !== undefined) c.sequence = options.sequence;

@@ -1,6 +1,7 @@
 export * from './bookmarks.js';
 export {
   bookmarkOption,
+  checkPublish,
   countOption,
   environmentOption,
   heartbeatOption,

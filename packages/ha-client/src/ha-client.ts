@@ -13,6 +13,7 @@ import {
   ConnectionError,
   ConnectionState,
   checkEncodable,
+  checkPublish,
   countOption,
   type Deferred,
   DisconnectedError,
@@ -745,7 +746,7 @@ export class HAClient {
     data: Uint8Array | string,
     options: PublishOptions | undefined,
   ): Promise<void> | undefined {
-    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    checkPublish(topic, data);
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
     const c: Command = { command, topic, data };
     if (options?.expiration !== undefined) c.expiration = options.expiration;
@@ -753,8 +754,6 @@ export class HAClient {
     if (options?.sowKey !== undefined) c.sowKey = options.sowKey;
     const store = this.#publishStore;
     // What the encoder would refuse, refused before it is stored: kept, it would fail every replay.
-    // The encoder takes a command without data as an empty body; a publish without data is a mistake.
-    if (data === undefined) throw new InvalidOptionsError('command data must be a Uint8Array or a string');
     checkEncodable(c);
     if (!store) {
       if (!this.#publishLive)

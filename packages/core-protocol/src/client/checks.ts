@@ -3,6 +3,7 @@
  * share: a bad value is an `InvalidOptionsError` naming the option, when it is given.
  */
 import { defaultEnvironment, type Environment } from '../contracts.js';
+import { refusals } from '../encodable.js';
 import { InvalidOptionsError } from '../errors.js';
 
 /** The longest delay `setTimeout` can wait (about 24.8 days): a longer one fires at once. */
@@ -17,6 +18,15 @@ export function timeoutOption(value: unknown, name: string, min = 0): number | u
     throw new InvalidOptionsError(`${name} must be ${min} to ${MAX_TIMEOUT_MS} ms, got ${String(value)}`);
   }
   return value as number | undefined;
+}
+
+/**
+ * Checks a publish's topic and body: a non-empty topic, and data that is a string or bytes. The
+ * encoder takes a command without data as an empty body; a publish without one is a mistake.
+ */
+export function checkPublish(topic: unknown, data: unknown): void {
+  if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw refusals.data();
 }
 
 /**

@@ -10,7 +10,6 @@ import {
   type Transport,
 } from '../contracts.js';
 import { DEFAULT_MAX_FRAME_SIZE, MessageDecoder } from '../decoder.js';
-import { refusals } from '../encodable.js';
 import {
   AmpsError,
   AuthenticationError,
@@ -31,6 +30,7 @@ import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '
 import { type AmpsUri, parseUri } from '../uri.js';
 import {
   bookmarkOption,
+  checkPublish,
   countOption,
   environmentOption,
   heartbeatOption,
@@ -671,7 +671,7 @@ export class Client {
     topic: string,
     data: Uint8Array | string,
   ): Promise<void> | undefined {
-    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
+    checkPublish(topic, data);
     const session = this.#session;
     if (!session?.open) throw new DisconnectedError('not connected');
     this.#outbox.writePublish(command, topic, data);
@@ -686,9 +686,7 @@ export class Client {
     data: Uint8Array | string,
     options: PublishOptions | undefined,
   ): Command {
-    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
-    // As on the plain path: a publish carries a body (`undefined` is a bug, not an empty message).
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw refusals.data();
+    checkPublish(topic, data);
     const c: Command = { command, topic, data };
     if (options) {
       if (options.sequence !== undefined) c.sequence = options.sequence;

@@ -1,4 +1,3 @@
-import { refusals } from '../encodable.js';
 import { encodeCommand } from '../encoder.js';
 import type { Command } from '../message.js';
 
@@ -74,13 +73,13 @@ export class Outbox {
     this.#pos += frame.length;
   }
 
-  /** Appends a `publish` or `delta_publish` of `data` to `topic` with no other header field. */
+  /**
+   * Appends a `publish` or `delta_publish` of `data` to `topic` with no other header field. The
+   * caller has checked both (`checkPublish`).
+   */
   writePublish(command: 'publish' | 'delta_publish', topic: string, data: Uint8Array | string): void {
     const header = this.#header(command, topic);
     const isString = typeof data === 'string';
-    if (!isString && !(data instanceof Uint8Array)) {
-      throw refusals.data();
-    }
     const short = isString && header.text.length + data.length <= SHORT_CHARS;
     if (short && this.#onTheirOwn === 0) {
       this.#pendingStarts.push(this.#pending.length);

@@ -326,35 +326,14 @@ describe('MemorySubscriptionManager', () => {
     ).rejects.toThrow('nope');
   });
 
-  it('keeps maxInFlight resubscribes waiting for their ack at once, sent in order', async () => {
-    const manager = new MemorySubscriptionManager({ maxInFlight: 3 });
-    for (let i = 0; i < 7; i++)
+  /**
+   * Starts `manager.resubscribe` over `count` subscriptions s0, s1, ..., each answered when the
+   * test settles it: `sent` lists what went out, `settle[i](error?)` acks or fails the i-th.
+   */
+  function scriptedResubscribe(manager: MemorySubscriptionManager, count: number) {
+    for (let i = 0; i < count; i++) {
       manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
-    const sent: string[] = [];
-    const acks: Array<() => void> = [];
-    const done = manager.resubscribe(
-      (c) =>
-        new Promise<void>((resolve) => {
-          sent.push(c.subId as string);
-          acks.push(resolve);
-        }),
-    );
-    expect(sent).toEqual(['s0', 's1', 's2']);
-    acks[1]?.(); // acks may come in any order: each frees a place for the next
-    await turn();
-    expect(sent).toEqual(['s0', 's1', 's2', 's3']);
-    for (let i = 0; i < 7; i++) {
-      acks[i]?.();
-      await turn();
     }
-    await done;
-    expect(sent).toEqual(['s0', 's1', 's2', 's3', 's4', 's5', 's6']);
-  });
-
-  it('sends no more resubscribes after a failure that is not dropped, and rejects with it', async () => {
-    const manager = new MemorySubscriptionManager({ maxInFlight: 2 });
-    for (let i = 0; i < 5; i++)
-      manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
     const sent: string[] = [];
     const settle: Array<(error?: Error) => void> = [];
     const done = manager.resubscribe(
@@ -364,6 +343,25 @@ describe('MemorySubscriptionManager', () => {
           settle.push((error) => (error ? reject(error) : resolve()));
         }),
     );
+    return { sent, settle, done };
+  }
+
+  it('keeps maxInFlight resubscribes waiting for their ack at once, sent in order', async () => {
+    const { sent, settle, done } = scriptedResubscribe(new MemorySubscriptionManager({ maxInFlight: 3 }), 7);
+    expect(sent).toEqual(['s0', 's1', 's2']);
+    settle[1]?.(); // acks may come in any order: each frees a place for the next
+    await turn();
+    expect(sent).toEqual(['s0', 's1', 's2', 's3']);
+    for (let i = 0; i < 7; i++) {
+      settle[i]?.();
+      await turn();
+    }
+    await done;
+    expect(sent).toEqual(['s0', 's1', 's2', 's3', 's4', 's5', 's6']);
+  });
+
+  it('sends no more resubscribes after a failure that is not dropped, and rejects with it', async () => {
+    const { sent, settle, done } = scriptedResubscribe(new MemorySubscriptionManager({ maxInFlight: 2 }), 5);
     const lost = new DisconnectedError('connection lost');
     settle[0]?.(lost);
     await expect(done).rejects.toBe(lost);
@@ -380,18 +378,7 @@ describe('MemorySubscriptionManager', () => {
         throw hookError;
       },
     });
-    for (let i = 0; i < 5; i++) {
-      manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
-    }
-    const sent: string[] = [];
-    const settle: Array<(error?: Error) => void> = [];
-    const done = manager.resubscribe(
-      (c) =>
-        new Promise<void>((resolve, reject) => {
-          sent.push(c.subId as string);
-          settle.push((error) => (error ? reject(error) : resolve()));
-        }),
-    );
+    const { sent, settle, done } = scriptedResubscribe(manager, 5);
     settle[0]?.(new BadFilterError('bad filter'));
     await expect(done).rejects.toBe(hookError);
     settle[1]?.(); // the other one in flight succeeds: its lane must not send the next

@@ -6,7 +6,7 @@
 import type * as net from 'node:net';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
-import { type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
+import { type ClientOptions, type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
 import { Collector, guardEachTest } from './client-fakes.js';
 import { rawServer } from './raw-server.js';
 
@@ -30,6 +30,15 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b)) === 0;
 }
 
+/** A publisher and a subscriber (with `subscriberOptions`), logged on to `uri` in that order. */
+async function loggedOnPair(name: string, uri: string, subscriberOptions: Partial<ClientOptions> = {}) {
+  const publisher = newClient(`${name}-publisher`);
+  const subscriber = newClient(`${name}-subscriber`, subscriberOptions);
+  await publisher.connectAndLogon(uri);
+  await subscriber.connectAndLogon(uri);
+  return { publisher, subscriber };
+}
+
 describe.each(schemes)('large messages over %s', (scheme) => {
   let server: TestServer;
   let uri: string;
@@ -40,10 +49,7 @@ describe.each(schemes)('large messages over %s', (scheme) => {
   });
 
   it('publishes and delivers 1 MiB and 16 MiB bodies intact, between small ones, in order', async () => {
-    const publisher = newClient(`${scheme}-big-publisher`);
-    const subscriber = newClient(`${scheme}-big-subscriber`);
-    await publisher.connectAndLogon(uri);
-    await subscriber.connectAndLogon(uri);
+    const { publisher, subscriber } = await loggedOnPair(`${scheme}-big`, uri);
     const got = new Collector<Message>();
     await subscriber.subscribe('big', { onMessage: (m) => got.push(m) }).ready;
     const sizes = [10, MiB, 3, 16 * MiB, 7, MiB + 1, 1];
@@ -55,10 +61,7 @@ describe.each(schemes)('large messages over %s', (scheme) => {
   });
 
   it('publishes 1 MiB and 16 MiB string bodies, ASCII and not, intact', async () => {
-    const publisher = newClient(`${scheme}-text-publisher`);
-    const subscriber = newClient(`${scheme}-text-subscriber`);
-    await publisher.connectAndLogon(uri);
-    await subscriber.connectAndLogon(uri);
+    const { publisher, subscriber } = await loggedOnPair(`${scheme}-text`, uri);
     const got = new Collector<Message>();
     await subscriber.subscribe('text', { onMessage: (m) => got.push(m) }).ready;
     const bodies = ['a'.repeat(MiB), 'é€😀'.repeat(MiB / 3), 'x', 'b'.repeat(16 * MiB), 'ü'.repeat(2 * MiB)];
@@ -70,16 +73,13 @@ describe.each(schemes)('large messages over %s', (scheme) => {
   it('a frame of exactly maxFrameSize is delivered; one byte more closes the connection with a ProtocolError', async () => {
     const maxFrameSize = MiB;
     const frames: number[] = [];
-    const publisher = newClient(`${scheme}-edge-publisher`);
-    const subscriber = newClient(`${scheme}-edge-subscriber`, {
+    const { publisher, subscriber } = await loggedOnPair(`${scheme}-edge`, uri, {
       maxFrameSize,
       transportFilter: (bytes, direction) => {
         if (direction === 'in') frames.push(bytes.length);
         return undefined;
       },
     });
-    await publisher.connectAndLogon(uri);
-    await subscriber.connectAndLogon(uri);
     const got = new Collector<Message>();
     const sub = subscriber.subscribe('edge', { onMessage: (m) => got.push(m) });
     await sub.ready;
@@ -140,10 +140,7 @@ describe.each(schemes)('a flood over %s', (scheme) => {
   });
 
   it('a handler that aborts the connection gets nothing more, and nothing more is reported unhandled', async () => {
-    const publisher = newClient(`${scheme}-flood-publisher`);
-    const subscriber = newClient(`${scheme}-flood-subscriber`);
-    await publisher.connectAndLogon(uri);
-    await subscriber.connectAndLogon(uri);
+    const { publisher, subscriber } = await loggedOnPair(`${scheme}-flood`, uri);
     const unhandled: Message[] = [];
     subscriber.onUnhandledMessage((m) => unhandled.push(m));
     const disconnected = new Collector<Error | undefined>();

@@ -114,15 +114,24 @@ describe('HAClient and page hints', () => {
     return ha;
   }
 
-  it('while offline makes no attempt (its budget stays whole), and on online connects at once with a new budget', async () => {
+  /**
+   * A client on a budget of 2 waits of 60 s whose first attempt was refused: the loop waits a
+   * minute before the next.
+   */
+  async function failedFirstAttempt(name: string) {
     const clock = fakeClock();
     const { transport, hint, state } = hintedTransport();
     const { delay, counts } = budgetedDelay(2, 60_000);
-    const ha = client('hints-offline', transport, delay, clock.environment);
+    const ha = client(name, transport, delay, clock.environment);
     state.refuse = true;
     const connecting = ha.connectAndLogon();
     connecting.catch(() => {});
-    await clock.armed((ms) => ms === 60_000); // the first attempt failed; the loop waits a minute
+    await clock.armed((ms) => ms === 60_000);
+    return { clock, hint, state, counts, connecting };
+  }
+
+  it('while offline makes no attempt (its budget stays whole), and on online connects at once with a new budget', async () => {
+    const { clock, hint, state, counts, connecting } = await failedFirstAttempt('hints-offline');
     hint('offline');
     // The minute passes: the attempt due fails, and the next would use up the budget and give up.
     const armed = clock.armed(() => true);
@@ -148,14 +157,7 @@ describe('HAClient and page hints', () => {
   });
 
   it('while offline with no online to come, tries again every 10 s on a fresh budget, and never gives up', async () => {
-    const clock = fakeClock();
-    const { transport, hint, state } = hintedTransport();
-    const { delay, counts } = budgetedDelay(2, 60_000);
-    const ha = client('hints-offline-probe', transport, delay, clock.environment);
-    state.refuse = true;
-    const connecting = ha.connectAndLogon();
-    connecting.catch(() => {});
-    await clock.armed((ms) => ms === 60_000);
+    const { clock, hint, state, counts, connecting } = await failedFirstAttempt('hints-offline-probe');
     hint('offline'); // and the browser never says online again (a VPN it misreads, say)
     let probe = clock.armed((ms) => ms === 10_000);
     clock.fire(60_000); // the attempt due fails: offline, the client waits to probe

@@ -66,7 +66,9 @@ export function newServer(
   }
   const parsed = parseUri(entry.uri);
   const auth = authenticatorOption(entry.authenticator, `${chooser}: the authenticator for ${parsed.redacted}`);
-  if (servers.some((s) => s.redacted === parsed.redacted)) {
+  // Case-insensitive, as host names are: `A:9007` and `a:9007` are one server, tried twice a round.
+  const key = parsed.redacted.toLowerCase();
+  if (servers.some((s) => s.redacted.toLowerCase() === key)) {
     throw new InvalidOptionsError(`${chooser}: ${parsed.redacted} is already in the list`);
   }
   return { uri: entry.uri, redacted: parsed.redacted, authenticator: auth, lastError: undefined };

@@ -112,6 +112,11 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
     expect(() => roundRobin([42 as never])).toThrow(InvalidOptionsError);
     expect(() => roundRobin([{ uri: a, authenticator: {} as never }])).toThrow(InvalidOptionsError);
   });
+  it('refuses a server listed twice however its host name is capitalised, as host names are case-insensitive', () => {
+    expect(() =>
+      roundRobin(['tcp://amps-a.example.com:9007/amps/json', 'tcp://AMPS-A.example.com:9007/amps/json']),
+    ).toThrow('roundRobin: tcp://AMPS-A.example.com:9007/amps/json is already in the list');
+  });
   it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => roundRobin([a], { authenticator: getToken as never })).toThrow(

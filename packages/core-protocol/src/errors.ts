@@ -180,23 +180,25 @@ export class RetryExhaustedError extends AmpsError {
   }
 }
 
+/** Matched against the reason with `_` read as a space: servers write either. */
 const reasonTable: ReadonlyArray<readonly [RegExp, AmpsErrorCode]> = [
-  [/auth(entication)?[ _]fail|not authorized|bad credentials/i, 'authentication'],
-  [/not[ _]entitled|entitlement/i, 'not_entitled'],
-  [/bad[ _]filter/i, 'bad_filter'],
-  [/bad[ _]regex|regex topic/i, 'bad_regex_topic'],
-  [/invalid[ _]topic|topic not found/i, 'invalid_topic'],
-  [/name[ _]in[ _]use/i, 'name_in_use'],
-  [/sub(scription)?[ _]?(id)?[ _]already[ _]exists|sub_id in use|subid in use/i, 'subscription_already_exists'],
-  [/already[ _]exists/i, 'already_exists'],
-  [/bookmark[ _]not[ _]found/i, 'bookmark_not_found'],
-  [/invalid[ _]bookmark|bad[ _]bookmark/i, 'invalid_bookmark'],
+  [/auth(entication)? fail|not authorized|bad credentials/i, 'authentication'],
+  [/not entitled|entitlement/i, 'not_entitled'],
+  [/bad filter/i, 'bad_filter'],
+  [/bad regex|regex topic/i, 'bad_regex_topic'],
+  [/invalid topic|topic not found/i, 'invalid_topic'],
+  [/name in use/i, 'name_in_use'],
+  [/sub(scription)? ?(id)? already exists|sub ?id in use/i, 'subscription_already_exists'],
+  [/already exists/i, 'already_exists'],
+  [/bookmark not found/i, 'bookmark_not_found'],
+  [/invalid bookmark|bad bookmark/i, 'invalid_bookmark'],
 ];
 
 /** Maps a server `reason` string on a failed ack to the matching error code. */
 export function codeForReason(reason: string | undefined): AmpsErrorCode {
   if (reason) {
-    for (const [pattern, code] of reasonTable) if (pattern.test(reason)) return code;
+    const words = reason.replaceAll('_', ' ');
+    for (const [pattern, code] of reasonTable) if (pattern.test(words)) return code;
   }
   return 'command_failed';
 }

@@ -60,7 +60,7 @@ export interface HeartbeatOptions {
 }
 
 export interface TestServerOptions {
-  /** The instance name: in logs, stats and broker-assigned publisher ids. @default 'amps-test-server-<n>' */
+  /** The instance name: in logs, stats and broker-assigned publisher ids. @default 'amps-test-server-<pid>-<n>' */
   name?: string;
   /** The address to listen on. @default '127.0.0.1' */
   host?: string;

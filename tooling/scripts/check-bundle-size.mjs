@@ -81,8 +81,11 @@ const BUDGET_BYTES = 12 * 1024;
  *   resuming from the epoch; commands sent from a `Resubscribed` listener); and from a review of
  *   large and hostile traffic (a frame arriving in pieces assembled in one buffer, where it held
  *   about 230 bytes per byte; nothing routed after a handler closed the connection).
+ * - to 25,880 B on 2026-11-26 (a third session; the bundle reached 25,622 B, from 25,187 B):
+ *   `sowDelete` through the publish store, as AMPS's HA clients send it (about 435 B): one cut off
+ *   by a failover failed, and running it again could delete records published after it.
  */
-const CEILING_BYTES = 25_280;
+const CEILING_BYTES = 25_880;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -24,11 +24,11 @@ export type {
   StateEvent,
   SubscribeOptions,
 } from './client/client.js';
-export { CLIENT_VERSION, Client } from './client/client.js';
+export { CLIENT_VERSION, Client, sowDeleteCommand } from './client/client.js';
 export type { MessageHandler, StreamOptions } from './client/stream.js';
 export { MessageStream } from './client/stream.js';
 export type { QueryStats, SubscriptionOwner } from './client/subscription.js';
-export { SowQuery, Subscription } from './client/subscription.js';
+export { SowQuery, Subscription, statsOf } from './client/subscription.js';
 export type { Deadline, Deferred } from './client/waiters.js';
 export { deadline, deferred } from './client/waiters.js';
 export * from './contracts.js';

@@ -15,6 +15,7 @@ import {
   checkEncodable,
   checkPublish,
   countOption,
+  type Deadline,
   type Deferred,
   DisconnectedError,
   deadline,
@@ -29,6 +30,7 @@ import {
   MAX_TIMEOUT_MS,
   type Message,
   MessageStream,
+  mergeOptions,
   type PublishOptions,
   type PublishStore,
   PublishStoreGapError,
@@ -44,6 +46,8 @@ import {
   Subscription,
   type SubscriptionManager,
   signalOption,
+  sowDeleteCommand,
+  statsOf,
   TimedOutError,
   type TimerHandle,
   type Transport,
@@ -157,6 +161,16 @@ interface HASubscription {
   generation: number;
 }
 
+/** A stored sow_delete whose caller waits for its counts. */
+interface PendingDelete {
+  readonly commandId: string;
+  /** Ends the Client's wait for the counts once the caller's wait has ended. */
+  readonly abort: AbortController;
+  settle(outcome: QueryStats | Error): void;
+}
+
+const STILL_STORED = 'stays in the publish store, which sends it until the server persists it: do not run it again';
+
 /**
  * An AMPS client that stays connected: it reconnects through a `ServerChooser` and a
  * `ReconnectDelayStrategy`, republishes what the server has not persisted, resubscribes (bookmark
@@ -200,6 +214,8 @@ export class HAClient {
   #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
   readonly #unsent = new Fifo<Command>();
+  /** Stored sow_deletes whose callers wait for their counts, by sequence (see #storedDelete). */
+  readonly #deletes = new Map<number, PendingDelete>();
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
@@ -361,6 +377,9 @@ export class HAClient {
     this.#publishLive = false;
     this.#ready.reject(error);
     this.#publishStore?.cancelWaits?.(error);
+    for (const pending of [...this.#deletes.values()]) {
+      pending.settle(new DisconnectedError(`${error.message}; the sow_delete ${STILL_STORED}`, { cause: error }));
+    }
     await this.#client.disconnect();
     await this.#running?.catch(() => {});
     for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined, error);
@@ -522,7 +541,15 @@ export class HAClient {
       // The replay sends every stored publish, those not sent yet included.
       while (this.#unsent.peek()?.sequence !== undefined) this.#unsent.shift();
       // Synchronous on purpose: no new publish can slip in ahead of the replay.
-      this.#publishStore.replay((command) => void client.send(command));
+      const replayed = new Set<PendingDelete>();
+      this.#publishStore.replay((command) => {
+        const pending = command.sequence === undefined ? undefined : this.#deletes.get(command.sequence);
+        if (pending) replayed.add(pending);
+        void this.#sendStoredCommand(command);
+      });
+      // A waited-for sow_delete no longer stored was persisted by a server whose counts never
+      // came: it was applied (once), by how much nobody can tell any more.
+      for (const pending of [...this.#deletes.values()]) if (!replayed.has(pending)) pending.settle({});
       this.#publishLive = true;
       this.#emit(ConnectionState.PublishReplayed, undefined);
     } else {
@@ -784,12 +811,31 @@ export class HAClient {
       // While disconnected it waits in the store and goes out with the replay after the reconnect.
       if (!this.#publishLive) continue;
       try {
-        wait = this.#client.send(command) ?? wait;
+        wait = this.#sendStoredCommand(command) ?? wait;
       } catch (error) {
         if (!DisconnectedError.isInstance(error)) throw error;
       }
     }
     return wait;
+  }
+
+  /** Sends a stored command; a sow_delete whose caller waits for its counts also asks for them. */
+  #sendStoredCommand(command: Command): Promise<void> | undefined {
+    const pending = command.sequence === undefined ? undefined : this.#deletes.get(command.sequence);
+    if (!pending) return this.#client.send(command);
+    this.#client
+      .execute(
+        { ...command, commandId: pending.commandId, ackType: mergeOptions(command.ackType, 'processed') },
+        { waitFor: 'stats', timeoutMs: 0, signal: pending.abort.signal },
+      )
+      .then(
+        (ack) => pending.settle(statsOf(ack)),
+        (error: Error) => {
+          // Cut off by a disconnect: the replay sends it again, or settles it (see #attempt).
+          if (!DisconnectedError.isInstance(error) || this.#shutdown) pending.settle(error);
+        },
+      );
+    return undefined;
   }
 
   /** Resolves once the server has persisted every stored publish. */
@@ -1069,8 +1115,65 @@ export class HAClient {
     return new SowQuery(queryId, stream, stats);
   }
 
+  /**
+   * Deletes SOW records; resolves with the counts. With a publish store (the default) it goes
+   * through the store as AMPS's HA clients send it: in order with the publishes around it, and
+   * replayed after a failover until the server persists it, so it is applied exactly once.
+   */
   sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
-    return this.#onceSent(options, () => this.#client.sowDelete(topic, target, options));
+    const store = this.#publishStore;
+    if (!store) return this.#onceSent(options, () => this.#client.sowDelete(topic, target, options));
+    return this.#storedDelete(store, topic, target, options);
+  }
+
+  async #storedDelete(
+    store: PublishStore,
+    topic: string,
+    target: SowDeleteTarget,
+    options: CommandWaitOptions,
+  ): Promise<QueryStats> {
+    const command = sowDeleteCommand(topic, target);
+    checkEncodable(command);
+    if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
+    const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
+    const result = deferred<QueryStats>();
+    let sequence: number | undefined;
+    const pending: PendingDelete = {
+      commandId: `ha-d-${this.#nextSubId++}`,
+      abort: new AbortController(),
+      settle: (outcome) => {
+        timer.clear();
+        pending.abort.abort(); // ends the Client's wait for the counts, if one is under way
+        if (sequence !== undefined) this.#deletes.delete(sequence);
+        if (outcome instanceof Error) result.reject(outcome);
+        else result.resolve(outcome);
+      },
+    };
+    // A wait that ends does not end the delete: stored, it is sent until persisted.
+    const timer: Deadline = deadline(this.#env, 'sow_delete', timeoutMs, options.signal, (error) =>
+      pending.settle(
+        TimedOutError.isInstance(error)
+          ? new TimedOutError(`${error.message}; it ${STILL_STORED}`, { cause: error })
+          : error,
+      ),
+    );
+    try {
+      const stored = store.store(command);
+      this.#unsent.push(command);
+      try {
+        sequence = typeof stored === 'number' ? stored : await stored;
+      } catch (error) {
+        this.#unsent.delete(command);
+        throw error;
+      }
+    } catch (error) {
+      pending.settle(toError(error));
+      return result.promise;
+    }
+    // A caller that stopped waiting already has its delete sent for the store's sake alone.
+    if (!result.settled) this.#deletes.set(sequence, pending);
+    this.#sendStored();
+    return result.promise;
   }
 
   flush(

@@ -164,6 +164,19 @@ export interface SowOptions extends CommandWaitOptions {
 
 export type SowDeleteTarget = { filter: string } | { keys: string[] } | { data: Uint8Array | string };
 
+/** The `sow_delete` for `target`, no ack asked for; refuses a target with not exactly one form. */
+export function sowDeleteCommand(topic: string, target: SowDeleteTarget): Command {
+  if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('sowDelete needs a topic');
+  const command: Command = { command: 'sow_delete', topic };
+  const t = target as Partial<{ filter: string; keys: string[]; data: Uint8Array | string }>;
+  const forms = [t.filter !== undefined, t.keys !== undefined, t.data !== undefined].filter(Boolean).length;
+  if (forms !== 1) throw new InvalidOptionsError('sowDelete takes exactly one of { filter }, { keys } or { data }');
+  if (t.filter !== undefined) command.filter = t.filter;
+  if (t.keys !== undefined) command.sowKeys = t.keys.join(',');
+  if (t.data !== undefined) command.data = t.data;
+  return command;
+}
+
 export interface AckOptions {
   /** Return the message to the queue instead of removing it. */
   cancel?: boolean;
@@ -851,14 +864,8 @@ export class Client {
 
   /** Deletes SOW records by filter, keys or data; resolves with the counts. */
   async sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
-    if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('sowDelete needs a topic');
-    const command: Command = { command: 'sow_delete', topic, ackType: 'processed,stats' };
-    const t = target as Partial<{ filter: string; keys: string[]; data: Uint8Array | string }>;
-    const forms = [t.filter !== undefined, t.keys !== undefined, t.data !== undefined].filter(Boolean).length;
-    if (forms !== 1) throw new InvalidOptionsError('sowDelete takes exactly one of { filter }, { keys } or { data }');
-    if (t.filter !== undefined) command.filter = t.filter;
-    if (t.keys !== undefined) command.sowKeys = t.keys.join(',');
-    if (t.data !== undefined) command.data = t.data;
+    const command = sowDeleteCommand(topic, target);
+    command.ackType = 'processed,stats';
     return statsOf(await this.execute(command, { ...options, waitFor: 'stats' }));
   }
 

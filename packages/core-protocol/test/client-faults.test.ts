@@ -95,6 +95,15 @@ describe('bad URIs and options', () => {
       );
       await expect(client.subscribe('t', { timeoutMs }).ready).rejects.toSatisfy(InvalidOptionsError.isInstance);
     }
+    // An ack type the server never sends for it would only time out; not a string, it threw a TypeError.
+    for (const ackType of ['bogus', 'stats', { timeoutMs: 5 }]) {
+      await expect(client.flush(ackType as never), String(ackType)).rejects.toThrow(
+        /^flush waits for processed, completed or persisted, got /,
+      );
+    }
+    await expect(client.execute({ command: 'flush' }, { waitFor: 'done' as never })).rejects.toThrow(
+      'waitFor must be one of received, parsed, processed, persisted, completed, stats or none, got done',
+    );
     await expect(client.sowDelete('t', { filter: '/a = 1', keys: ['1'] } as never)).rejects.toSatisfy(
       InvalidOptionsError.isInstance,
     );

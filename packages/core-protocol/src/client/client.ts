@@ -24,7 +24,7 @@ import {
   TimedOutError,
   toError,
 } from '../errors.js';
-import type { AckType, CommandName } from '../fields.js';
+import { type AckType, AckTypes, type CommandName } from '../fields.js';
 import { type Command, forSubscription, type Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
@@ -925,6 +925,9 @@ export class Client {
     ackType: 'processed' | 'completed' | 'persisted' = 'processed',
     options: CommandWaitOptions = {},
   ): Promise<void> {
+    if (!['processed', 'completed', 'persisted'].includes(ackType)) {
+      throw new InvalidOptionsError(`flush waits for processed, completed or persisted, got ${String(ackType)}`);
+    }
     await this.execute({ command: 'flush' }, { ...options, waitFor: ackType });
   }
 
@@ -938,6 +941,10 @@ export class Client {
 
   async #execute(command: Command, options: ExecuteOptions, internal: Route | undefined): Promise<Message | undefined> {
     const waitFor = options.waitFor ?? 'processed';
+    // An ack type the server never sends would only time out.
+    if (waitFor !== 'none' && !AckTypes.includes(waitFor)) {
+      throw new InvalidOptionsError(`waitFor must be one of ${AckTypes.join(', ')} or none, got ${String(waitFor)}`);
+    }
     const c: Command = { ...command };
     // They key routes and pending acks, matched against the strings the server echoes: a number
     // would be sent as text and never match.

@@ -977,13 +977,14 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(failures.items[1]).toMatchObject({ sequence: 1, reason: 'invalid message' });
   });
 
-  it('persisted acks for sequenced publishes reach onPersisted', async () => {
+  it('persisted acks for sequenced publishes reach onPersisted, conflated as AMPS sends them', async () => {
     const c = await loggedOn();
     const persisted = new Collector<number>();
     c.onPersisted(persisted.push);
     for (let s = 1; s <= 5; s++) c.publish('orders', order(s), { sequence: s, ackType: 'persisted' });
-    await persisted.atLeast(5);
-    expect(persisted.items).toEqual([1, 2, 3, 4, 5]);
+    await persisted.atLeast(1);
+    // One ack, about a second later, without a cid: its s covers every earlier sequence.
+    expect(persisted.items).toEqual([5]);
   });
 
   it('the transport filter sees (and may replace) every chunk both ways', async () => {

@@ -533,7 +533,7 @@ export class Broker implements LinkHost {
     this.#byName.set(name, s);
     const conflation = options.get('ack_conflation');
     s.conflationMs =
-      typeof conflation === 'string' ? (parseInterval(conflation) ?? 0) : (this.options.ackConflationMs ?? 0);
+      typeof conflation === 'string' ? (parseInterval(conflation) ?? 0) : (this.options.ackConflationMs ?? 1000);
     if (mask & PROCESSED) {
       const seq = this.#persistedHighWater(s.publisher);
       this.#ack(s, m, 'processed', {

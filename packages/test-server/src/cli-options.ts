@@ -30,7 +30,7 @@ An AMPS-protocol test broker. Prints its URIs, runs until interrupted.
   --peer <[sync|async:]host:port>  replicate to a peer (repeatable; default sync)
   --cluster <n>                 start n instances replicating to each other
   --replication <sync|async>    replication mode for --cluster (default sync)
-  --ack-conflation <ms>         conflate persisted acks (default 0: one per publish)
+  --ack-conflation <ms>         conflate persisted acks (default 1000, as AMPS; 0: one per publish)
   --persisted-ack-interval <ms> bookmark-subscription persisted acks (default 1000)
   --heartbeat-min <s>           smallest heartbeat interval accepted (default 0.01)
   --heartbeat-max <s>           largest heartbeat interval accepted (default 3600)

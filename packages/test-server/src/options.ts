@@ -81,8 +81,10 @@ export interface TestServerOptions {
   /**
    * Conflate persisted acks for sequenced publishes: every interval, one ack without `cid` whose `s`
    * covers every earlier sequence. 0 sends one persisted ack per publish, with its `cid`. A client can
-   * choose its own interval with the logon option `ack_conflation=<interval>`.
-   * @default 0
+   * choose its own interval with the logon option `ack_conflation=<interval>`. The default is AMPS's,
+   * which conflates them whenever there is a transaction log: an application waiting for the ack of
+   * one publish by its `cid` would wait forever against AMPS.
+   * @default 1000
    */
   ackConflationMs?: number;
   /** Interval of the `persisted` acks on bookmark subscriptions that request them, in ms. @default 1000 */

@@ -8,7 +8,13 @@ let server: TestServer;
 let open: TestClient[] = [];
 
 beforeAll(async () => {
-  server = await startTestServer({ name: 'bookmarks', environment: env, persistedAckIntervalMs: 100 });
+  // One persisted ack per publish, with its cid, so that a test can wait for its own.
+  server = await startTestServer({
+    name: 'bookmarks',
+    environment: env,
+    persistedAckIntervalMs: 100,
+    ackConflationMs: 0,
+  });
 });
 afterEach(async () => {
   await Promise.all(open.map((c) => c.close()));

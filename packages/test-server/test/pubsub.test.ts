@@ -6,7 +6,8 @@ let server: TestServer;
 const clients: TestClient[] = [];
 
 beforeAll(async () => {
-  server = await startTestServer({ name: 'pubsub' });
+  // One persisted ack per publish, with its cid, so that a test can wait for its own.
+  server = await startTestServer({ name: 'pubsub', ackConflationMs: 0 });
 });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));

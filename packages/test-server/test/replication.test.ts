@@ -14,7 +14,8 @@ afterEach(async () => {
 });
 
 async function cluster(options: Parameters<typeof startTestCluster>[0] = {}): Promise<TestCluster> {
-  const c = await startTestCluster(options);
+  // One persisted ack per publish, with its cid: these tests follow each message's.
+  const c = await startTestCluster({ ackConflationMs: 0, ...options });
   clusters.push(c);
   return c;
 }

@@ -104,15 +104,17 @@ describe.each(transports)('sessions over %s', (transport) => {
     expect(await c.logon('ch', { userId: 'alice', password: again.password })).toMatchObject({ status: 'success' });
   });
 
-  it('conflates persisted acks: one ack without cid whose s covers the earlier ones', async () => {
+  it('conflates persisted acks by default, every second as AMPS: one ack without cid whose s covers the earlier ones', async () => {
     const env = new ManualEnvironment();
-    const server = await serve({ environment: env, ackConflationMs: 50 });
+    const server = await serve({ environment: env });
     const c = await client(server, transport);
     await c.logon('conflate');
     for (let s = 1; s <= 3; s++) c.publish('c', { s }, { sequence: s, ackType: 'persisted' });
     await c.sync();
+    env.advance(999);
+    await c.sync();
     expect(c.unread.filter((m) => m.ackType === 'persisted')).toHaveLength(0);
-    env.advance(50);
+    env.advance(1);
     const ack = await c.take((m) => m.ackType === 'persisted');
     expect(ack).toMatchObject({ commandId: undefined, sequence: 3, status: 'success' });
     // The logon option ack_conflation=0 turns it off for that client.

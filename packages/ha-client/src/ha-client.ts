@@ -214,8 +214,11 @@ export class HAClient {
   #recoveredAt = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
   readonly #unsent = new Fifo<Command>();
-  /** Stored sow_deletes whose callers wait for their counts, by sequence (see #storedDelete). */
-  readonly #deletes = new Map<number, PendingDelete>();
+  /**
+   * Sow_deletes whose callers wait for their counts, by the command given to the store: its
+   * sequence may come later (a full store) or change (renumbered at the first logon).
+   */
+  readonly #deletes = new Map<Command, PendingDelete>();
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
@@ -377,7 +380,9 @@ export class HAClient {
     this.#publishLive = false;
     this.#ready.reject(error);
     this.#publishStore?.cancelWaits?.(error);
-    for (const pending of [...this.#deletes.values()]) {
+    for (const [command, pending] of [...this.#deletes]) {
+      // One still waiting for room is not stored: cancelWaits rejected it, and it says so.
+      if (command.sequence === undefined) continue;
       pending.settle(new DisconnectedError(`${error.message}; the sow_delete ${STILL_STORED}`, { cause: error }));
     }
     await this.#client.disconnect();
@@ -541,15 +546,20 @@ export class HAClient {
       // The replay sends every stored publish, those not sent yet included.
       while (this.#unsent.peek()?.sequence !== undefined) this.#unsent.shift();
       // Synchronous on purpose: no new publish can slip in ahead of the replay.
+      // By the sequences the store holds them at now (after syncWithServer): replay may send copies.
+      const deletes = new Map<number, PendingDelete>();
+      for (const [command, pending] of this.#deletes) {
+        if (command.sequence !== undefined) deletes.set(command.sequence, pending);
+      }
       const replayed = new Set<PendingDelete>();
       this.#publishStore.replay((command) => {
-        const pending = command.sequence === undefined ? undefined : this.#deletes.get(command.sequence);
+        const pending = command.sequence === undefined ? undefined : deletes.get(command.sequence);
         if (pending) replayed.add(pending);
-        void this.#sendStoredCommand(command);
+        void this.#sendStoredCommand(command, pending);
       });
       // A waited-for sow_delete no longer stored was persisted by a server whose counts never
       // came: it was applied (once), by how much nobody can tell any more.
-      for (const pending of [...this.#deletes.values()]) if (!replayed.has(pending)) pending.settle({});
+      for (const pending of deletes.values()) if (!replayed.has(pending)) pending.settle({});
       this.#publishLive = true;
       this.#emit(ConnectionState.PublishReplayed, undefined);
     } else {
@@ -811,7 +821,7 @@ export class HAClient {
       // While disconnected it waits in the store and goes out with the replay after the reconnect.
       if (!this.#publishLive) continue;
       try {
-        wait = this.#sendStoredCommand(command) ?? wait;
+        wait = this.#sendStoredCommand(command, this.#deletes.get(command)) ?? wait;
       } catch (error) {
         if (!DisconnectedError.isInstance(error)) throw error;
       }
@@ -820,8 +830,7 @@ export class HAClient {
   }
 
   /** Sends a stored command; a sow_delete whose caller waits for its counts also asks for them. */
-  #sendStoredCommand(command: Command): Promise<void> | undefined {
-    const pending = command.sequence === undefined ? undefined : this.#deletes.get(command.sequence);
+  #sendStoredCommand(command: Command, pending: PendingDelete | undefined): Promise<void> | undefined {
     if (!pending) return this.#client.send(command);
     this.#client
       .execute(
@@ -1136,32 +1145,29 @@ export class HAClient {
     checkEncodable(command);
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
     const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
+    const signal = signalOption(options.signal);
+    // Aborted before the call: nothing is stored, nothing sent.
+    if (signal?.aborted) return new Promise((_, reject) => deadline(this.#env, 'sow_delete', 0, signal, reject));
     const result = deferred<QueryStats>();
-    let sequence: number | undefined;
+    let timer: Deadline | undefined;
     const pending: PendingDelete = {
       commandId: `ha-d-${this.#nextSubId++}`,
       abort: new AbortController(),
       settle: (outcome) => {
-        timer.clear();
+        timer?.clear();
         pending.abort.abort(); // ends the Client's wait for the counts, if one is under way
-        if (sequence !== undefined) this.#deletes.delete(sequence);
+        this.#deletes.delete(command);
         if (outcome instanceof Error) result.reject(outcome);
         else result.resolve(outcome);
       },
     };
-    // A wait that ends does not end the delete: stored, it is sent until persisted.
-    const timer: Deadline = deadline(this.#env, 'sow_delete', timeoutMs, options.signal, (error) =>
-      pending.settle(
-        TimedOutError.isInstance(error)
-          ? new TimedOutError(`${error.message}; it ${STILL_STORED}`, { cause: error })
-          : error,
-      ),
-    );
+    // Before it is stored: the store may give it its sequence while a logon replays it.
+    this.#deletes.set(command, pending);
     try {
       const stored = store.store(command);
       this.#unsent.push(command);
       try {
-        sequence = typeof stored === 'number' ? stored : await stored;
+        if (typeof stored !== 'number') await stored;
       } catch (error) {
         this.#unsent.delete(command);
         throw error;
@@ -1170,8 +1176,17 @@ export class HAClient {
       pending.settle(toError(error));
       return result.promise;
     }
-    // A caller that stopped waiting already has its delete sent for the store's sake alone.
-    if (!result.settled) this.#deletes.set(sequence, pending);
+    // Armed once stored (a full store makes it wait for room, as a publish does): a wait that
+    // ends from now on does not end the delete, which is sent until persisted, and says so.
+    if (!result.settled) {
+      timer = deadline(this.#env, 'sow_delete', timeoutMs, signal, (error) =>
+        pending.settle(
+          TimedOutError.isInstance(error)
+            ? new TimedOutError(`${error.message}; it ${STILL_STORED}`, { cause: error })
+            : new AbortError(`${error.message}; it ${STILL_STORED}`, { cause: error }),
+        ),
+      );
+    }
     this.#sendStored();
     return result.promise;
   }

@@ -4,7 +4,7 @@
  */
 import type { Authenticator, ConnectionInfo } from './contracts.js';
 import { InvalidOptionsError } from './errors.js';
-import { parseUri, redactUri } from './uri.js';
+import { type AmpsUri, parseUri, redactUri } from './uri.js';
 
 /** A server and, optionally, the authenticator to log on to it with. */
 export interface ServerEntry {
@@ -66,12 +66,19 @@ export function newServer(
   }
   const parsed = parseUri(entry.uri);
   const auth = authenticatorOption(entry.authenticator, `${chooser}: the authenticator for ${parsed.redacted}`);
-  // Case-insensitive, as host names are: `A:9007` and `a:9007` are one server, tried twice a round.
-  const key = parsed.redacted.toLowerCase();
-  if (servers.some((s) => s.redacted.toLowerCase() === key)) {
+  const key = serverKey(parsed);
+  if (servers.some((s) => serverKey(parseUri(s.uri)) === key)) {
     throw new InvalidOptionsError(`${chooser}: ${parsed.redacted} is already in the list`);
   }
   return { uri: entry.uri, redacted: parsed.redacted, authenticator: auth, lastError: undefined };
+}
+
+/**
+ * Which server a URI names. Its host name is case-insensitive, as host names are (`A:9007` and
+ * `a:9007` are one server, tried twice a round); the rest is not (a user name, a socket path).
+ */
+function serverKey(uri: AmpsUri): string {
+  return JSON.stringify([uri.scheme, uri.user, uri.host.toLowerCase(), uri.port, uri.path, uri.options]);
 }
 
 /** The server an attempt report is about: the one tried (`current`) unless `info.uri` names another. */

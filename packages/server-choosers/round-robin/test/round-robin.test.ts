@@ -117,6 +117,14 @@ describe('roundRobin (AMPS DefaultServerChooser parity)', () => {
       roundRobin(['tcp://amps-a.example.com:9007/amps/json', 'tcp://AMPS-A.example.com:9007/amps/json']),
     ).toThrow('roundRobin: tcp://AMPS-A.example.com:9007/amps/json is already in the list');
   });
+  it('takes servers whose URIs differ in the case of what is not a host name (a socket path, a user name) as two', () => {
+    expect(roundRobin(['unix:///tmp/AMPS.sock/amps/json', 'unix:///tmp/amps.sock/amps/json']).getCurrentURI()).toBe(
+      'unix:///tmp/AMPS.sock/amps/json',
+    );
+    expect(() =>
+      roundRobin(['tcp://Reader@amps-a:9007/amps/json', 'tcp://reader@amps-a:9007/amps/json']),
+    ).not.toThrow();
+  });
   it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => roundRobin([a], { authenticator: getToken as never })).toThrow(

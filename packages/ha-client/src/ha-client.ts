@@ -230,6 +230,8 @@ export class HAClient {
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
+  /** Stored commands whose refusal was told from their processed ack: not told again from the persisted one. */
+  readonly #refused = new Set<number>();
   #nextSubId = 0;
   /** Queue messages leased on the current connection (a new set on each disconnect). */
   #leased = new WeakSet<Message>();
@@ -275,8 +277,14 @@ export class HAClient {
     this.#client.onDisconnect((error) => this.#onDisconnected(error));
     this.#client.onPersisted((sequence) => this.#publishStore?.discardUpTo(sequence));
     this.#client.onFailedWrite((failure) => {
-      // The server will never persist a refused publish: not replayed, the others kept.
-      if (failure.sequence !== undefined) this.#publishStore?.discard?.(failure.sequence);
+      const sequence = failure.sequence;
+      if (sequence !== undefined) {
+        // The server will never persist a refused publish: not replayed, the others kept.
+        this.#publishStore?.discard?.(sequence);
+        // A waited-for sow_delete asks for processed acks too: its refusal comes on both, told once.
+        if (failure.ack?.ackType !== 'persisted') this.#refused.add(sequence);
+        else if (this.#refused.delete(sequence)) return;
+      }
       for (const listener of this.#failedWriteListeners) listener(failure);
     });
   }
@@ -591,6 +599,7 @@ export class HAClient {
 
   #onDisconnected(error: Error | undefined): void {
     this.#leased = new WeakSet();
+    this.#refused.clear(); // their persisted acks went with the connection
     this.#publishLive = false;
     this.#stopFailback();
     if (this.#shutdown) return;

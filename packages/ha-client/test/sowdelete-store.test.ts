@@ -91,6 +91,19 @@ describe('HAClient.sowDelete through the publish store (real broker)', () => {
     expect(ha.publishStore?.unpersistedCount()).toBe(1);
   });
 
+  it('reports one the server refuses to onFailedWrite once, though both its processed and its persisted acks say so', async () => {
+    const s = await broker();
+    const ha = client('sowdelete-refused-once', s.tcpUri('json'));
+    const failures: Array<number | undefined> = [];
+    ha.onFailedWrite((failure) => failures.push(failure.sequence));
+    await ha.connectAndLogon();
+    await expect(ha.sowDelete('orders', { filter: "/n = 'unterminated" })).rejects.toThrow(/bad filter/);
+    ha.publish('orders', record(1));
+    await ha.publishFlush(5000); // the persisted acks: the refused delete's, then the publish's
+    expect(failures).toEqual([1]);
+    expect(ha.publishStore?.unpersistedCount()).toBe(0);
+  });
+
   it('does not claim one still waiting for room in a full store is stored: a disconnect drops it, and says so', async () => {
     const s = await broker();
     const ha = client('sowdelete-no-room', s.tcpUri('json'), {

@@ -4,10 +4,12 @@ export {
   checkPublish,
   countOption,
   environmentOption,
+  flushAckTypeOption,
   heartbeatOption,
   MAX_TIMEOUT_MS,
   signalOption,
   timeoutOption,
+  waitForOption,
 } from './client/checks.js';
 export type {
   AckOptions,

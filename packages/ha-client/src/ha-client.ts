@@ -24,6 +24,7 @@ import {
   type Environment,
   type ExecuteOptions,
   type FailedWrite,
+  flushAckTypeOption,
   heartbeatOption,
   InvalidOptionsError,
   type Logger,
@@ -53,6 +54,7 @@ import {
   type Transport,
   timeoutOption,
   toError,
+  waitForOption,
 } from '@amps-ts/core-protocol';
 import { recommendedBackoff } from '@amps-ts/delay-exponential';
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
@@ -1200,15 +1202,18 @@ export class HAClient {
     return result.promise;
   }
 
-  flush(
+  async flush(
     ackType: 'processed' | 'completed' | 'persisted' = 'processed',
     options: CommandWaitOptions = {},
   ): Promise<void> {
+    // Refused now, not once connected: a bad one would wait for a connection first.
+    flushAckTypeOption(ackType);
     return this.#whenReadyThen(options, () => this.#client.flush(ackType, options));
   }
 
   /** Any command, once connected (waiting through a reconnect, bounded by its timeout). */
-  execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
+  async execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
+    waitForOption(options.waitFor ?? 'processed');
     return this.#onceSent(options, () => this.#client.execute(command, options));
   }
 

@@ -1135,6 +1135,17 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(events).toEqual([]);
   });
 
+  it('refuses a flush or execute ack type the server never sends at once, without starting to connect', async () => {
+    const gated = gatedTransport();
+    const ha = client('bad-ack-type', ['tcp://127.0.0.1:9/amps/json'], { transport: gated.transport });
+    cleanups.push(async () => gated.letConnect());
+    await expect(ha.flush('bogus' as never)).rejects.toThrow(
+      'flush waits for processed, completed or persisted, got bogus',
+    );
+    await expect(ha.execute({ command: 'flush' }, { waitFor: 'done' as never })).rejects.toThrow(InvalidOptionsError);
+    expect(gated.connects).toBe(0);
+  });
+
   it('holds one connection and no more timers after 12 failovers than after one; disconnect() leaves none', async () => {
     const c = await cluster(2);
     const { held, transport, environment } = holdings();

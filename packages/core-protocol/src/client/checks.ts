@@ -5,6 +5,7 @@
 import { defaultEnvironment, type Environment } from '../contracts.js';
 import { refusals } from '../encodable.js';
 import { InvalidOptionsError } from '../errors.js';
+import { type AckType, AckTypes } from '../fields.js';
 
 /** The longest delay `setTimeout` can wait (about 24.8 days): a longer one fires at once. */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
@@ -97,4 +98,20 @@ export function bookmarkOption(value: unknown): string | undefined {
     );
   }
   return value;
+}
+
+/** Checks `flush`'s ack type: one a flush is answered with (any other would only time out). */
+export function flushAckTypeOption(value: unknown): 'processed' | 'completed' | 'persisted' {
+  if (value !== 'processed' && value !== 'completed' && value !== 'persisted') {
+    throw new InvalidOptionsError(`flush waits for processed, completed or persisted, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Checks `execute`'s `waitFor`: an ack type, or `none` (any other would only time out). */
+export function waitForOption(value: unknown): AckType | 'none' {
+  if (value !== 'none' && !AckTypes.includes(value as AckType)) {
+    throw new InvalidOptionsError(`waitFor must be one of ${AckTypes.join(', ')} or none, got ${String(value)}`);
+  }
+  return value as AckType | 'none';
 }

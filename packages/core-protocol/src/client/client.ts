@@ -24,7 +24,7 @@ import {
   TimedOutError,
   toError,
 } from '../errors.js';
-import { type AckType, AckTypes, type CommandName } from '../fields.js';
+import type { AckType, CommandName } from '../fields.js';
 import { type Command, forSubscription, type Message } from '../message.js';
 import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
@@ -33,9 +33,11 @@ import {
   checkPublish,
   countOption,
   environmentOption,
+  flushAckTypeOption,
   heartbeatOption,
   signalOption,
   timeoutOption,
+  waitForOption,
 } from './checks.js';
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
@@ -925,10 +927,7 @@ export class Client {
     ackType: 'processed' | 'completed' | 'persisted' = 'processed',
     options: CommandWaitOptions = {},
   ): Promise<void> {
-    if (!['processed', 'completed', 'persisted'].includes(ackType)) {
-      throw new InvalidOptionsError(`flush waits for processed, completed or persisted, got ${String(ackType)}`);
-    }
-    await this.execute({ command: 'flush' }, { ...options, waitFor: ackType });
+    await this.execute({ command: 'flush' }, { ...options, waitFor: flushAckTypeOption(ackType) });
   }
 
   /**
@@ -940,11 +939,7 @@ export class Client {
   }
 
   async #execute(command: Command, options: ExecuteOptions, internal: Route | undefined): Promise<Message | undefined> {
-    const waitFor = options.waitFor ?? 'processed';
-    // An ack type the server never sends would only time out.
-    if (waitFor !== 'none' && !AckTypes.includes(waitFor)) {
-      throw new InvalidOptionsError(`waitFor must be one of ${AckTypes.join(', ')} or none, got ${String(waitFor)}`);
-    }
+    const waitFor = waitForOption(options.waitFor ?? 'processed');
     const c: Command = { ...command };
     // They key routes and pending acks, matched against the strings the server echoes: a number
     // would be sent as text and never match.

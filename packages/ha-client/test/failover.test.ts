@@ -21,7 +21,7 @@ import { startTestCluster, startTestServer, type TestCluster, type TestServer } 
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
 import { HAClient, type HAClientOptions, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
-import { cleanups, stateWhere } from './helpers.js';
+import { cleanups, records, stateWhere } from './helpers.js';
 
 async function cluster(count = 2, extra: Parameters<typeof startTestCluster>[0] = {}): Promise<TestCluster> {
   const c = await startTestCluster({ count, replication: 'sync', persistedAckIntervalMs: 50, ...extra });
@@ -541,16 +541,6 @@ describe('HAClient failover (real brokers, real sockets)', () => {
 
   describe('sowDelete, through the publish store', () => {
     const sowTopics = [{ topic: 'orders', key: '/n' }];
-
-    /** The records of `orders` as `n:v`, sorted, from a SOW query through `ha`. */
-    async function records(ha: HAClient): Promise<string[]> {
-      const found: string[] = [];
-      for await (const m of ha.sow('orders')) {
-        const { n, v } = m.json<{ n: number; v: number }>();
-        found.push(`${n}:${v}`);
-      }
-      return found.sort();
-    }
 
     it('applies one cut off by a failover once, on the next server, in order with the publishes around it', async () => {
       const c = await cluster(2, { sowTopics });

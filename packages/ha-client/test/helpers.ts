@@ -44,3 +44,13 @@ export function client(name: string, uri: string, extra: Partial<HAClientOptions
   cleanups.push(() => ha.disconnect());
   return ha;
 }
+
+/** The records of `orders` as `n:v`, sorted, from a SOW query through `ha`. */
+export async function records(ha: HAClient): Promise<string[]> {
+  const found: string[] = [];
+  for await (const m of ha.sow('orders')) {
+    const { n, v } = m.json<{ n: number; v: number }>();
+    found.push(`${n}:${v}`);
+  }
+  return found.sort();
+}

@@ -5,8 +5,8 @@
  */
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
-import { type HAClient, MemoryPublishStore } from '../src/index.js';
-import { cleanups, client } from './helpers.js';
+import { MemoryPublishStore } from '../src/index.js';
+import { cleanups, client, records } from './helpers.js';
 
 const sowTopics = [{ topic: 'orders', key: '/n' }];
 
@@ -14,16 +14,6 @@ async function broker(ackConflationMs?: number): Promise<TestServer> {
   const s = await startTestServer({ sowTopics, ackConflationMs });
   cleanups.push(() => s.close());
   return s;
-}
-
-/** The records of `orders` as `n:v`, sorted, from a SOW query through `ha`. */
-async function records(ha: HAClient): Promise<string[]> {
-  const found: string[] = [];
-  for await (const m of ha.sow('orders')) {
-    const { n, v } = m.json<{ n: number; v: number }>();
-    found.push(`${n}:${v}`);
-  }
-  return found.sort();
 }
 
 const record = (n: number, v = 1) => JSON.stringify({ n, v });

@@ -86,8 +86,11 @@ const BUDGET_BYTES = 12 * 1024;
  *   found (about 630 B): one cut off by a failover failed, and running it again could delete
  *   records published after it; the choosers' host-name check, and flush()/execute() refusing an
  *   ack type the server never sends before connecting (about 90 B).
+ * - to 26,470 B the same session (the bundle reached 26,207 B): a timestamp in the bookmark
+ *   store's recovery point (about 300 B), without which a failover skipped the messages of a
+ *   publisher new to the subscription that the next server had logged before everything listed.
  */
-const CEILING_BYTES = 26_170;
+const CEILING_BYTES = 26_470;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

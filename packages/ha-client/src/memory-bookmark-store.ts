@@ -1,4 +1,10 @@
-import { type BookmarkStore, Bookmarks, InvalidOptionsError } from '@amps-ts/core-protocol';
+import {
+  type BookmarkStore,
+  Bookmarks,
+  InvalidOptionsError,
+  timeoutOption,
+  timestampBookmark,
+} from '@amps-ts/core-protocol';
 
 /** Orders unsigned decimal strings (no leading zeros) without converting them to numbers. */
 function compareDecimal(a: string, b: string): number {
@@ -45,8 +51,29 @@ interface SubscriptionProgress {
   publishers: Map<string, PublisherProgress>;
   /** A log position before every outstanding message (start bookmark or a persisted ack). */
   base: string | undefined;
+  /** When `base` was learnt (wall clock, ms); undefined while it is no log position (EPOCH, NOW). */
+  baseAt: number | undefined;
+  /** For a subscription started at NOW, when it started: the timestamp never reaches back before it. */
+  startedAt: number | undefined;
   outstanding: number;
 }
+
+export interface MemoryBookmarkStoreOptions {
+  /**
+   * How far behind another a replica may log the same message, in ms. The recovery point adds a
+   * timestamp this long before its base, so that on a server which logged a message sooner than
+   * the old one (from a publisher this subscription had not seen yet) it is replayed, not
+   * skipped. 0 adds no timestamp. @default 2000
+   */
+  replicationLagMs?: number;
+  /** Wall-clock time in ms, as the server stamps its log. @default Date.now */
+  clock?: () => number;
+}
+
+const isNow = (bookmark: string | undefined) => bookmark === Bookmarks.NOW || bookmark === '0|1';
+/** A log position, not EPOCH or NOW (a timestamp bookmark is one too). */
+const isPosition = (bookmark: string | undefined) =>
+  bookmark !== undefined && bookmark !== Bookmarks.EPOCH && !isNow(bookmark);
 
 /**
  * Bookmark-subscription progress in memory: duplicate detection by publisher and sequence, and
@@ -58,11 +85,21 @@ interface SubscriptionProgress {
  */
 export class MemoryBookmarkStore implements BookmarkStore {
   readonly #subs = new Map<string, SubscriptionProgress>();
+  readonly #lagMs: number;
+  readonly #clock: () => number;
+
+  constructor(options: MemoryBookmarkStoreOptions = {}) {
+    this.#lagMs = timeoutOption(options.replicationLagMs, 'replicationLagMs') ?? 2000;
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new InvalidOptionsError('clock must be a function returning the time in ms');
+    }
+    this.#clock = options.clock ?? Date.now;
+  }
 
   #sub(subId: string): SubscriptionProgress {
     let sub = this.#subs.get(subId);
     if (!sub) {
-      sub = { publishers: new Map(), base: undefined, outstanding: 0 };
+      sub = { publishers: new Map(), base: undefined, baseAt: undefined, startedAt: undefined, outstanding: 0 };
       this.#subs.set(subId, sub);
     }
     return sub;
@@ -84,7 +121,7 @@ export class MemoryBookmarkStore implements BookmarkStore {
     sub.outstanding++;
     // NOW is no position in a log: a failover would resume at the end of the next server's log
     // and skip what was published in between. The first message is one (it is here already).
-    if (sub.base === Bookmarks.NOW || sub.base === '0|1') sub.base = bookmark;
+    if (isNow(sub.base)) this.#setBase(sub, bookmark);
     return true;
   }
 
@@ -131,6 +168,14 @@ export class MemoryBookmarkStore implements BookmarkStore {
     if (!sub) return undefined;
     const list: string[] = [];
     if (sub.base !== undefined) list.push(sub.base);
+    // Replicas log messages in different orders: one this subscription never saw may sit before
+    // every listed position on the next server. A time before the base reaches back to it.
+    if (this.#lagMs > 0 && sub.baseAt !== undefined) {
+      // Not before a NOW subscription started, but for the whole second it started in (timestamp
+      // bookmarks are whole seconds): rather a message from just before it than one missed after.
+      const at = Math.max(sub.baseAt - this.#lagMs, sub.startedAt ?? Number.NEGATIVE_INFINITY);
+      list.push(timestampBookmark(new Date(Math.floor(at / 1000) * 1000)));
+    }
     const publishers = [...sub.publishers.keys()].sort();
     for (const publisher of publishers) {
       const recovery = sub.publishers.get(publisher)?.recovery;
@@ -146,7 +191,13 @@ export class MemoryBookmarkStore implements BookmarkStore {
    */
   persisted(subId: string, bookmark: string): void {
     const sub = this.#sub(subId);
-    if (sub.outstanding === 0) sub.base = bookmark;
+    if (sub.base === undefined && isNow(bookmark)) sub.startedAt = this.#clock();
+    if (sub.outstanding === 0) this.#setBase(sub, bookmark);
+  }
+
+  #setBase(sub: SubscriptionProgress, bookmark: string): void {
+    sub.base = bookmark;
+    sub.baseAt = isPosition(bookmark) ? this.#clock() : undefined;
   }
 
   /** Messages delivered and not yet discarded. */

@@ -1,5 +1,5 @@
 import { Bookmarks, type Message, type Transport } from '@amps-ts/core-protocol';
-import { startTestCluster, type TestServer } from '@amps-ts/test-server';
+import { startFaultProxy, startTestCluster, startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
 import { HAClient, MemorySubscriptionManager } from '../src/index.js';
@@ -132,6 +132,79 @@ describe('HAClient: a NOW bookmark subscription', () => {
       publisher.publish('now-empty', JSON.stringify({ n: 2 }));
       await second;
       expect(seen).toEqual([1, 2]);
+    },
+  );
+});
+
+describe('HAClient: the recovery point across replicas', () => {
+  it.each([Bookmarks.NOW, Bookmarks.EPOCH])(
+    '(%s) gets the messages of a publisher it never saw, logged on the next server before everything it did see',
+    async (start) => {
+      // Two servers replicating to each other through fault proxies, so a link can be held.
+      const servers = [] as TestServer[];
+      for (const name of ['ts-a', 'ts-b']) {
+        const s = await startTestServer({ name: `${name}-${start}`, persistedAckIntervalMs: 20 });
+        cleanups.push(() => s.close());
+        servers.push(s);
+      }
+      const [a, b] = servers as [TestServer, TestServer];
+      const aToB = await startFaultProxy({ target: b.tcpPort });
+      const bToA = await startFaultProxy({ target: a.tcpPort });
+      cleanups.push(
+        () => aToB.close(),
+        () => bToA.close(),
+      );
+      a.addPeer({ port: aToB.port, mode: 'async' });
+      b.addPeer({ port: bToA.port, mode: 'async' });
+
+      const subscriber = client(`ts-sub-${start}`, a.tcpUri('json'), { servers: [a.tcpUri('json'), b.tcpUri('json')] });
+      const seen: string[] = [];
+      const arrivals = new Map<string, () => void>();
+      const arrived = (text: string) => new Promise<void>((resolve) => arrivals.set(text, resolve));
+      const sub = subscriber.subscribe('ts', {
+        bookmark: start,
+        onMessage: (m: Message) => {
+          const text = m.json<{ from: string }>().from;
+          seen.push(text);
+          arrivals.get(text)?.();
+        },
+      });
+      await subscriber.connectAndLogon();
+      await sub.ready;
+
+      // Both links down: q's message is logged on B only, then p's on A only.
+      aToB.blackhole();
+      bToA.blackhole();
+      const q = client(`ts-q-${start}`, b.tcpUri('json'));
+      await q.connectAndLogon();
+      q.publish('ts', JSON.stringify({ from: 'q' }));
+      await q.publishFlush(5000);
+      const p = client(`ts-p-${start}`, a.tcpUri('json'));
+      await p.connectAndLogon();
+      const pArrived = arrived('p');
+      p.publish('ts', JSON.stringify({ from: 'p' }));
+      await p.publishFlush(5000);
+      await pArrived;
+      // A to B again: B logs p's message after q's. B to A stays down, so A never gets q's.
+      aToB.heal();
+      const onB = client(`ts-watch-${start}`, b.tcpUri('json'));
+      const pOnB = new Promise<void>((resolve) => {
+        onB.subscribe('ts', {
+          bookmark: Bookmarks.EPOCH,
+          onMessage: (m: Message) => m.json<{ from: string }>().from === 'p' && resolve(),
+        });
+      });
+      await onB.connectAndLogon();
+      await pOnB;
+
+      const recovered = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+      await a.kill();
+      await recovered;
+      const markerArrived = arrived('marker');
+      q.publish('ts', JSON.stringify({ from: 'marker' }));
+      await markerArrived;
+      // q's message was published after the subscription was placed: it must come, once.
+      expect(seen).toEqual(['p', 'q', 'marker']);
     },
   );
 });

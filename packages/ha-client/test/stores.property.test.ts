@@ -96,7 +96,8 @@ function nth(set: Set<string>, n: number): string {
 }
 
 class BookmarkRun {
-  readonly store = new MemoryBookmarkStore();
+  // No timestamp in the recovery list: the model has none (stores.test.ts checks the timestamp).
+  readonly store = new MemoryBookmarkStore({ replicationLagMs: 0 });
   readonly publishers: Publisher[];
   readonly replicas: Entry[][];
   readonly positions: Array<Map<string, number>>;

@@ -218,7 +218,7 @@ describe('MemoryBookmarkStore', () => {
   });
 
   it('keeps the starting point until a persisted ack arrives with nothing outstanding', () => {
-    const store = new MemoryBookmarkStore();
+    const store = new MemoryBookmarkStore({ clock: () => Date.parse('2026-11-26T12:00:30.500Z') });
     store.persisted('s', '0');
     expect(store.getMostRecent('s')).toBe('0');
     store.log('s', '11|1|');
@@ -227,9 +227,28 @@ describe('MemoryBookmarkStore', () => {
     store.discard('s', '11|1|');
     expect(store.getMostRecent('s')).toBe('0,11|1|');
     store.persisted('s', '33|9|');
-    expect(store.getMostRecent('s')).toBe('33|9|,11|1|');
+    // With the base a log position, a time 2 s before it was learnt (see the next test).
+    expect(store.getMostRecent('s')).toBe('33|9|,20261126T120028Z,11|1|');
     store.purge('s');
     expect(store.getMostRecent('s')).toBeUndefined();
+  });
+
+  it('adds a time replicationLagMs before its base, for messages another replica logged before it', () => {
+    let now = Date.parse('2026-11-26T12:00:30.500Z');
+    const store = new MemoryBookmarkStore({ replicationLagMs: 5000, clock: () => now });
+    store.persisted('s', '0'); // EPOCH reaches everything: no time
+    expect(store.getMostRecent('s')).toBe('0');
+    store.persisted('s', '33|9|');
+    now += 60_000; // the time is when the base was learnt, not when the list is asked for
+    expect(store.getMostRecent('s')).toBe('33|9|,20261126T120025Z');
+    store.log('s', '11|1|');
+    store.persisted('s', '33|10|'); // not taken while a message is outstanding
+    expect(store.getMostRecent('s')).toBe('33|9|,20261126T120025Z');
+    const without = new MemoryBookmarkStore({ replicationLagMs: 0 });
+    without.persisted('s', '33|9|');
+    expect(without.getMostRecent('s')).toBe('33|9|');
+    expect(() => new MemoryBookmarkStore({ replicationLagMs: -1 })).toThrow(InvalidOptionsError);
+    expect(() => new MemoryBookmarkStore({ clock: 5 as never })).toThrow(InvalidOptionsError);
   });
 });
 
@@ -261,7 +280,7 @@ describe('MemoryBookmarkStore bookmark forms', () => {
   });
 
   it('takes NOW written without its trailing bar (0|1) for NOW, not for a position', () => {
-    const store = new MemoryBookmarkStore();
+    const store = new MemoryBookmarkStore({ replicationLagMs: 0 });
     store.persisted('s', '0|1');
     store.log('s', '11|1|');
     expect(store.getMostRecent('s')).toBe('11|1|');
@@ -270,12 +289,15 @@ describe('MemoryBookmarkStore bookmark forms', () => {
 
 describe('MemoryBookmarkStore from NOW', () => {
   it('takes the first message as the recovery position when the subscription started at NOW', () => {
-    const store = new MemoryBookmarkStore();
+    let now = Date.parse('2026-11-26T12:00:30.500Z');
+    const store = new MemoryBookmarkStore({ clock: () => now });
     store.persisted('s', Bookmarks.NOW); // the log was empty: no ack carried a position
+    now += 2000;
     store.log('s', '11|1|'); // delivered, still being handled
-    expect(store.getMostRecent('s')).toBe('11|1|');
+    // The time reaches back 2 s, but not before the second the subscription started in.
+    expect(store.getMostRecent('s')).toBe('11|1|,20261126T120030Z');
     store.log('s', '11|2|');
-    expect(store.getMostRecent('s')).toBe('11|1|');
+    expect(store.getMostRecent('s')).toBe('11|1|,20261126T120030Z');
   });
 });
 

@@ -191,7 +191,9 @@ describe('HAClient: the recovery point across replicas', () => {
       const pOnB = new Promise<void>((resolve) => {
         onB.subscribe('ts', {
           bookmark: Bookmarks.EPOCH,
-          onMessage: (m: Message) => m.json<{ from: string }>().from === 'p' && resolve(),
+          onMessage: (m: Message) => {
+            if (m.json<{ from: string }>().from === 'p') resolve();
+          },
         });
       });
       await onB.connectAndLogon();

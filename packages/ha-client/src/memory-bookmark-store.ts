@@ -53,7 +53,7 @@ interface SubscriptionProgress {
   base: string | undefined;
   /** When `base` was learnt (wall clock, ms); undefined while it is no log position (EPOCH, NOW). */
   baseAt: number | undefined;
-  /** For a subscription started at NOW, when it started: the timestamp never reaches back before it. */
+  /** When the subscription started (NOW or a bookmark: the clock; a time: that time): the timestamp never reaches back before it. */
   startedAt: number | undefined;
   outstanding: number;
 }
@@ -69,6 +69,9 @@ export interface MemoryBookmarkStoreOptions {
   /** Wall-clock time in ms, as the server stamps its log. @default Date.now */
   clock?: () => number;
 }
+
+/** A timestamp bookmark's fields (UTC, whole seconds). */
+const timePattern = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\.\d+)?Z?$/;
 
 const isNow = (bookmark: string | undefined) => bookmark === Bookmarks.NOW || bookmark === '0|1';
 /** A log position, not EPOCH or NOW (a timestamp bookmark is one too). */
@@ -171,7 +174,7 @@ export class MemoryBookmarkStore implements BookmarkStore {
     // Replicas log messages in different orders: one this subscription never saw may sit before
     // every listed position on the next server. A time before the base reaches back to it.
     if (this.#lagMs > 0 && sub.baseAt !== undefined) {
-      // Not before a NOW subscription started, but for the whole second it started in (timestamp
+      // Not before the subscription started, but for the whole second it started in (timestamp
       // bookmarks are whole seconds): rather a message from just before it than one missed after.
       const at = Math.max(sub.baseAt - this.#lagMs, sub.startedAt ?? Number.NEGATIVE_INFINITY);
       list.push(timestampBookmark(new Date(Math.floor(at / 1000) * 1000)));
@@ -191,8 +194,25 @@ export class MemoryBookmarkStore implements BookmarkStore {
    */
   persisted(subId: string, bookmark: string): void {
     const sub = this.#sub(subId);
-    if (sub.base === undefined && isNow(bookmark)) sub.startedAt = this.#clock();
-    if (sub.outstanding === 0) this.#setBase(sub, bookmark);
+    if (sub.base !== undefined) {
+      if (sub.outstanding === 0) this.#setBase(sub, bookmark);
+      return;
+    }
+    // The starting bookmark goes out as given: a time added to it would replay what was logged
+    // before it (and to a server holding none of it, would stand in for bookmark_not_found).
+    sub.startedAt = this.#startTime(bookmark);
+    if (sub.outstanding === 0) sub.base = bookmark;
+  }
+
+  /** When a subscription starting at `bookmark` starts (a list: its earliest); undefined from EPOCH. */
+  #startTime(bookmark: string): number | undefined {
+    let start = Number.POSITIVE_INFINITY;
+    for (const text of bookmark.split(',')) {
+      if (text.trim() === Bookmarks.EPOCH) return undefined;
+      const t = timePattern.exec(text.trim())?.map(Number);
+      start = Math.min(start, t ? Date.UTC(t[1]!, t[2]! - 1, t[3], t[4], t[5], t[6]) : this.#clock());
+    }
+    return start;
   }
 
   #setBase(sub: SubscriptionProgress, bookmark: string): void {

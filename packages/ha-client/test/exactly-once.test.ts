@@ -1,4 +1,4 @@
-import { Bookmarks, type Message, type Transport } from '@amps-ts/core-protocol';
+import { Bookmarks, type Message, type Transport, timestampBookmark } from '@amps-ts/core-protocol';
 import { startFaultProxy, startTestCluster, startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
@@ -207,6 +207,58 @@ describe('HAClient: the recovery point across replicas', () => {
       await markerArrived;
       // q's message was published after the subscription was placed: it must come, once.
       expect(seen).toEqual(['p', 'q', 'marker']);
+    },
+  );
+});
+
+describe('HAClient: a subscription started after a bookmark or at a time', () => {
+  it.each(['bookmark', 'time'])(
+    '(%s) gets nothing logged before its start, though the recovery point adds a time',
+    async (kind) => {
+      const s = await server();
+      // q's message, then p's, both logged before the subscription is placed.
+      const q = client(`start-q-${kind}`, s.tcpUri('json'));
+      const p = client(`start-p-${kind}`, s.tcpUri('json'));
+      await Promise.all([q.connectAndLogon(), p.connectAndLogon()]);
+      q.publish('st', JSON.stringify({ from: 'q' }));
+      await q.publishFlush(5000);
+      p.publish('st', JSON.stringify({ from: 'p' }));
+      await p.publishFlush(5000);
+      const watch = client(`start-watch-${kind}`, s.tcpUri('json'));
+      const pBookmark = new Promise<string>((resolve) => {
+        watch.subscribe('st', {
+          bookmark: Bookmarks.EPOCH,
+          onMessage: (m: Message) => {
+            if (m.json<{ from: string }>().from === 'p') resolve(m.bookmark as string);
+          },
+        });
+      });
+      await watch.connectAndLogon();
+      // After p's message, or the next whole second (after both were logged).
+      const start =
+        kind === 'bookmark'
+          ? await pBookmark
+          : timestampBookmark(new Date(Math.floor(Date.now() / 1000) * 1000 + 1000));
+
+      const subscriber = client(`start-sub-${kind}`, s.tcpUri('json'));
+      const seen: string[] = [];
+      let markerArrived!: () => void;
+      const marker = new Promise<void>((resolve) => {
+        markerArrived = resolve;
+      });
+      const sub = subscriber.subscribe('st', {
+        bookmark: start,
+        onMessage: (m: Message) => {
+          const from = m.json<{ from: string }>().from;
+          seen.push(from);
+          if (from === 'marker') markerArrived();
+        },
+      });
+      await subscriber.connectAndLogon();
+      await sub.ready;
+      q.publish('st', JSON.stringify({ from: 'marker' }));
+      await marker;
+      expect(seen).toEqual(['marker']);
     },
   );
 });

@@ -301,6 +301,24 @@ describe('MemoryBookmarkStore from NOW', () => {
   });
 });
 
+describe('MemoryBookmarkStore from a bookmark or a time', () => {
+  it('sends the starting bookmark as given, and adds no time before the start later', () => {
+    let now = Date.parse('2026-11-26T12:00:30.500Z');
+    const store = new MemoryBookmarkStore({ clock: () => now });
+    store.persisted('b', '33|9|'); // after a bookmark, at 12:00:30.5
+    store.persisted('t', '20261126T120040Z'); // from a time still to come
+    store.persisted('l', '33|9|,20261126T120000Z'); // a list: its earliest
+    expect(store.getMostRecent('b')).toBe('33|9|');
+    expect(store.getMostRecent('t')).toBe('20261126T120040Z');
+    expect(store.getMostRecent('l')).toBe('33|9|,20261126T120000Z');
+    now += 500;
+    for (const s of ['b', 't', 'l']) store.persisted(s, '33|10|');
+    expect(store.getMostRecent('b')).toBe('33|10|,20261126T120030Z');
+    expect(store.getMostRecent('t')).toBe('33|10|,20261126T120040Z');
+    expect(store.getMostRecent('l')).toBe('33|10|,20261126T120029Z');
+  });
+});
+
 describe('MemorySubscriptionManager', () => {
   it('keeps one entry per sub_id and resubscribes in order', async () => {
     const manager = new MemorySubscriptionManager();

@@ -89,8 +89,12 @@ const BUDGET_BYTES = 12 * 1024;
  * - to 26,470 B the same session (the bundle reached 26,207 B): a timestamp in the bookmark
  *   store's recovery point (about 300 B), without which a failover skipped the messages of a
  *   publisher new to the subscription that the next server had logged before everything listed.
+ * - to 26,730 B on 2026-11-27 (the bundle reached 26,465 B): the bookmark store's recovery point
+ *   inside a bookmark range (it was sent with the range in front, which no server reads), and no
+ *   recovery point from a persisted ack before the completed one (about 155 B): a failover during
+ *   a replay skipped a message the next server had logged before that position.
  */
-const CEILING_BYTES = 26_470;
+const CEILING_BYTES = 26_730;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -266,8 +266,12 @@ export interface BookmarkStore {
    * is known yet: the caller then uses the subscription's own starting bookmark.
    */
   getMostRecent(subId: string): string | undefined;
-  /** The server reports `bookmark` persisted (a `persisted` or `completed` ack on the subscription). */
-  persisted(subId: string, bookmark: string): void;
+  /**
+   * The server reports `bookmark` persisted (a `persisted` or `completed` ack on the subscription),
+   * or it is the subscription's starting bookmark. `ageMs`, when given: the server had logged that
+   * position at least this long ago (a `completed` ack's position was logged before the subscribe).
+   */
+  persisted(subId: string, bookmark: string, ageMs?: number): void;
   /** Forgets one subscription, or all. */
   purge(subId?: string): void;
 }

@@ -998,6 +998,10 @@ export class HAClient {
     const store = this.#bookmarkStore;
     const bookmarked = sub.startBookmark !== undefined && store !== undefined;
     const onDuplicate = this.#options.onDuplicate;
+    // Until the completed ack, the server is replaying: a persisted ack's position may have been
+    // logged long ago, and a time before it could not stand for it (see the bookmark store).
+    let replaying = true;
+    const sentAt = this.#env.now();
     const execute: ExecuteOptions = {
       timeoutMs: this.#resubscriptionTimeoutMs,
       waitFor: 'processed',
@@ -1011,13 +1015,20 @@ export class HAClient {
         sub.stream.push(m);
       },
       onAck: (ack) => {
-        if (bookmarked && (ack.ackType === 'persisted' || ack.ackType === 'completed')) {
+        const completed = ack.ackType === 'completed';
+        if (bookmarked && (completed || (ack.ackType === 'persisted' && !replaying))) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
-          // (NOW is also spelt `0|1`, as the store and the server read it.)
-          const recent = store.getMostRecent(sub.subId)?.trim();
+          // (NOW is also spelt `0|1`, as the store and the server read it; a range starts at
+          // what is before its colon.)
+          const recent = store
+            .getMostRecent(sub.subId)
+            ?.trim()
+            .replace(/^[[(]|:.*$/g, '');
           const at = ack.bookmark ?? (recent === Bookmarks.NOW || recent === '0|1' ? Bookmarks.EPOCH : '');
-          if (at) store.persisted(sub.subId, at);
+          // The completed ack's position is the end of the log when the subscribe was sent.
+          if (at) store.persisted(sub.subId, at, completed ? this.#env.now() - sentAt : undefined);
+          if (completed) replaying = false;
         }
         if (sub.options.onAck) {
           try {

@@ -51,11 +51,13 @@ interface SubscriptionProgress {
   publishers: Map<string, PublisherProgress>;
   /** A log position before every outstanding message (start bookmark or a persisted ack). */
   base: string | undefined;
-  /** When `base` was learnt (wall clock, ms); undefined while it is no log position (EPOCH, NOW). */
+  /** When `base` was known to be logged (wall clock, ms); undefined while it is no log position (EPOCH, NOW). */
   baseAt: number | undefined;
   /** When the subscription started (NOW or a bookmark: the clock; a time: that time): the timestamp never reaches back before it. */
   startedAt: number | undefined;
   outstanding: number;
+  /** A range subscription's start bracket and `:end` with its bracket: the recovery point goes between them. */
+  range: { open: string; end: string } | undefined;
 }
 
 export interface MemoryBookmarkStoreOptions {
@@ -72,6 +74,9 @@ export interface MemoryBookmarkStoreOptions {
 
 /** A timestamp bookmark's fields (UTC, whole seconds). */
 const timePattern = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\.\d+)?Z?$/;
+
+/** A range, `[start:end]` with either bracket at either end: the start bracket, the start, and `:end` with its bracket. */
+const rangePattern = /^\s*([[(])([^:]*)(:[^:]*[\])])\s*$/;
 
 const isNow = (bookmark: string | undefined) => bookmark === Bookmarks.NOW || bookmark === '0|1';
 /** A log position, not EPOCH or NOW (a timestamp bookmark is one too). */
@@ -102,7 +107,14 @@ export class MemoryBookmarkStore implements BookmarkStore {
   #sub(subId: string): SubscriptionProgress {
     let sub = this.#subs.get(subId);
     if (!sub) {
-      sub = { publishers: new Map(), base: undefined, baseAt: undefined, startedAt: undefined, outstanding: 0 };
+      sub = {
+        publishers: new Map(),
+        base: undefined,
+        baseAt: undefined,
+        startedAt: undefined,
+        outstanding: 0,
+        range: undefined,
+      };
       this.#subs.set(subId, sub);
     }
     return sub;
@@ -184,7 +196,10 @@ export class MemoryBookmarkStore implements BookmarkStore {
       const recovery = sub.publishers.get(publisher)?.recovery;
       if (recovery !== undefined) list.push(`${publisher}|${recovery}|`);
     }
-    return list.length === 0 ? undefined : list.join(',');
+    if (list.length === 0) return undefined;
+    // A range resumes inside itself: the recovery point as its start, its end as given. The
+    // start keeps its bracket: `[` replays one more message, dropped as a duplicate.
+    return sub.range ? `${sub.range.open}${list.join(',')}${sub.range.end}` : list.join(',');
   }
 
   /**
@@ -192,16 +207,19 @@ export class MemoryBookmarkStore implements BookmarkStore {
    * subscription's starting bookmark. It becomes the base of the recovery point only while no
    * message is outstanding, since resuming after it must not skip one.
    */
-  persisted(subId: string, bookmark: string): void {
+  persisted(subId: string, bookmark: string, ageMs = 0): void {
     const sub = this.#sub(subId);
     if (sub.base !== undefined) {
-      if (sub.outstanding === 0) this.#setBase(sub, bookmark);
+      if (sub.outstanding === 0) this.#setBase(sub, bookmark, ageMs);
       return;
     }
     // The starting bookmark goes out as given: a time added to it would replay what was logged
     // before it (and to a server holding none of it, would stand in for bookmark_not_found).
-    sub.startedAt = this.#startTime(bookmark);
-    if (sub.outstanding === 0) sub.base = bookmark;
+    const range = rangePattern.exec(bookmark);
+    const start = range ? (range[2] as string) : bookmark;
+    if (range) sub.range = { open: range[1] as string, end: range[3] as string };
+    sub.startedAt = this.#startTime(start);
+    if (sub.outstanding === 0) sub.base = start;
   }
 
   /** When a subscription starting at `bookmark` starts (a list: its earliest); undefined from EPOCH. */
@@ -215,9 +233,9 @@ export class MemoryBookmarkStore implements BookmarkStore {
     return start;
   }
 
-  #setBase(sub: SubscriptionProgress, bookmark: string): void {
+  #setBase(sub: SubscriptionProgress, bookmark: string, ageMs = 0): void {
     sub.base = bookmark;
-    sub.baseAt = isPosition(bookmark) ? this.#clock() : undefined;
+    sub.baseAt = isPosition(bookmark) ? this.#clock() - ageMs : undefined;
   }
 
   /** Messages delivered and not yet discarded. */

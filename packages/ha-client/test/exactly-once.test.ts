@@ -2,7 +2,7 @@ import { Bookmarks, type Message, type Transport, timestampBookmark } from '@amp
 import { startFaultProxy, startTestCluster, startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
-import { HAClient, MemorySubscriptionManager } from '../src/index.js';
+import { HAClient, MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, client, server, stateWhere } from './helpers.js';
 
 /* Exactly-once edge cases: a subscription's id taken again, recovery and publishing interleaved. */
@@ -209,6 +209,93 @@ describe('HAClient: the recovery point across replicas', () => {
       expect(seen).toEqual(['p', 'q', 'marker']);
     },
   );
+});
+
+describe('HAClient: a failover during a replay', () => {
+  it('gets a message the next server logged before the position a persisted ack reported mid-replay', async () => {
+    const servers = [] as TestServer[];
+    for (const name of ['replay-a', 'replay-b']) {
+      const s = await startTestServer({ name, persistedAckIntervalMs: 5 });
+      cleanups.push(() => s.close());
+      servers.push(s);
+    }
+    const [a, b] = servers as [TestServer, TestServer];
+    const aToB = await startFaultProxy({ target: b.tcpPort });
+    const toA = await startFaultProxy({ target: a.tcpPort }); // the subscriber's way to A
+    cleanups.push(
+      () => aToB.close(),
+      () => toA.close(),
+    );
+    a.addPeer({ port: aToB.port, mode: 'async' });
+    b.addPeer({ port: a.tcpPort, mode: 'async' });
+    const reached = (s: TestServer, from: string) => {
+      const watch = client(`replay-watch-${s.name}-${from}`, s.tcpUri('json'));
+      const seen = new Promise<void>((resolve) => {
+        watch.subscribe('rp', {
+          bookmark: Bookmarks.EPOCH,
+          onMessage: (m: Message) => {
+            if (m.json<{ from: string }>().from === from) resolve();
+          },
+        });
+      });
+      return watch.connectAndLogon().then(() => seen);
+    };
+
+    // A logs p's messages, then q's (from B); B logs q's first, then p's (A to B held till then).
+    aToB.blackhole();
+    const filler = 'x'.repeat(8000);
+    const p = client('replay-p', a.tcpUri('json'));
+    await p.connectAndLogon();
+    const count = 3000;
+    for (let i = 0; i < count; i++)
+      await p.publish('rp', JSON.stringify({ from: i === count - 1 ? 'p-last' : 'p', filler }));
+    await p.publishFlush(10_000);
+    const q = client('replay-q', b.tcpUri('json'));
+    await q.connectAndLogon();
+    q.publish('rp', JSON.stringify({ from: 'q' }));
+    await reached(a, 'q');
+    aToB.heal();
+    await reached(b, 'p-last');
+
+    // From the epoch on A, with no time in the recovery point: the time cannot help here.
+    const subscriber = client('replay-sub', toA.tcpUri('json'), {
+      servers: [toA.tcpUri('json'), b.tcpUri('json')],
+      bookmarkStore: new MemoryBookmarkStore({ replicationLagMs: 0 }),
+    });
+    const seen: string[] = [];
+    let cut = false;
+    let markerArrived!: () => void;
+    const marker = new Promise<void>((resolve) => {
+      markerArrived = resolve;
+    });
+    subscriber.subscribe('rp', {
+      bookmark: Bookmarks.EPOCH,
+      onMessage: (m: Message) => {
+        const from = m.json<{ from: string }>().from;
+        seen.push(from);
+        if (from === 'marker') markerArrived();
+      },
+      onAck: (ack) => {
+        // A persisted ack in the middle of the replay, with nothing outstanding: A goes.
+        if (cut || ack.ackType !== 'persisted' || seen.length === 0) return;
+        cut = true;
+        toA.blackhole();
+        void a.kill().then(() => toA.reset());
+      },
+    });
+    const recovered = stateWhere(
+      subscriber,
+      (e) => e.state === 'Resubscribed' && e.uri?.includes(`:${b.tcpPort}/`) === true,
+    );
+    await subscriber.connectAndLogon();
+    await recovered;
+    // The cut came well before A's replay reached q's message (the last of 3,000 of 8 KB).
+    expect(cut).toBe(true);
+    q.publish('rp', JSON.stringify({ from: 'marker' }));
+    await marker;
+    expect(seen.filter((from) => from === 'q')).toEqual(['q']);
+    expect(seen.filter((from) => from.startsWith('p'))).toHaveLength(count);
+  });
 });
 
 describe('HAClient: a subscription started after a bookmark or at a time', () => {

@@ -244,6 +244,9 @@ describe('MemoryBookmarkStore', () => {
     store.log('s', '11|1|');
     store.persisted('s', '33|10|'); // not taken while a message is outstanding
     expect(store.getMostRecent('s')).toBe('33|9|,20261126T120025Z');
+    store.discard('s', '11|1|');
+    store.persisted('s', '33|11|', 10_000); // known to be logged 10 s ago (a completed ack's position)
+    expect(store.getMostRecent('s')).toBe('33|11|,20261126T120115Z,11|1|');
     const without = new MemoryBookmarkStore({ replicationLagMs: 0 });
     without.persisted('s', '33|9|');
     expect(without.getMostRecent('s')).toBe('33|9|');
@@ -316,6 +319,33 @@ describe('MemoryBookmarkStore from a bookmark or a time', () => {
     expect(store.getMostRecent('b')).toBe('33|10|,20261126T120030Z');
     expect(store.getMostRecent('t')).toBe('33|10|,20261126T120040Z');
     expect(store.getMostRecent('l')).toBe('33|10|,20261126T120029Z');
+  });
+});
+
+describe('MemoryBookmarkStore for a range', () => {
+  it('resumes inside the range: the recovery point as its start, its end and brackets as given', () => {
+    let now = Date.parse('2026-11-26T12:00:30.500Z');
+    const store = new MemoryBookmarkStore({ clock: () => now });
+    store.persisted('r', '[20261126T110000Z:20261126T120000Z)');
+    expect(store.getMostRecent('r')).toBe('[20261126T110000Z:20261126T120000Z)');
+    store.log('r', '11|1|');
+    store.log('r', '22|1|');
+    store.discard('r', '11|1|');
+    expect(store.getMostRecent('r')).toBe('[20261126T110000Z,11|1|:20261126T120000Z)');
+    store.discard('r', '22|1|');
+    now += 1000;
+    store.persisted('r', '22|1|');
+    // The time never reaches back before the range's start (11:00), here it does not need to.
+    expect(store.getMostRecent('r')).toBe('[22|1|,20261126T120029Z,11|1|,22|1|:20261126T120000Z)');
+
+    store.persisted('x', ' (33|9|,20261126T110000Z:44|2|] ');
+    store.log('x', '33|10|');
+    store.discard('x', '33|10|');
+    expect(store.getMostRecent('x')).toBe('(33|9|,20261126T110000Z,33|10|:44|2|]');
+    // Starting at NOW (12:00:31.5): the first message becomes the start, as outside a range.
+    store.persisted('n', '[0|1|:20261126T130000Z]');
+    store.log('n', '11|5|');
+    expect(store.getMostRecent('n')).toBe('[11|5|,20261126T120031Z:20261126T130000Z]');
   });
 });
 

@@ -19,6 +19,7 @@ import {
   type ParsedBookmark,
   ProtocolError,
   parseBookmark,
+  parseBookmarkRange,
   parseOptions,
   splitOptions,
   timeoutOption,
@@ -33,7 +34,15 @@ import {
   type TestServerOptions,
 } from './options.js';
 import { type LinkHost, PeerLink, REPLICATION_OPTION } from './replication.js';
-import { type PendingAck, QueueMessage, QueueTopic, Session, Subscription } from './session.js';
+import {
+  type PendingAck,
+  QueueMessage,
+  QueueTopic,
+  type RangeEnd,
+  RangeStop,
+  Session,
+  Subscription,
+} from './session.js';
 import { deltaOf, mergeDelta, orderComparator, SowRecord, SowTopic } from './sow.js';
 import { Timers } from './timers.js';
 import {
@@ -1020,13 +1029,14 @@ export class Broker implements LinkHost {
     }
 
     let start = 0;
+    let range: RangeStop | undefined;
     if (m.bookmark !== undefined && !withSow) {
-      const resolved = this.#startPosition(m.bookmark, options.get('bookmark_not_found'));
+      const resolved = this.#bookmarkStart(m.bookmark, options.get('bookmark_not_found'));
       if (typeof resolved === 'string') {
         this.#fail(s, m, resolved, PROCESSED, { subId });
         return;
       }
-      start = resolved;
+      ({ start, range } = resolved);
     }
 
     const sub = new Subscription(s, subId);
@@ -1061,12 +1071,15 @@ export class Broker implements LinkHost {
       sub.completedCid = m.commandId;
       sub.wantsPersisted = (mask & PERSISTED) !== 0;
       sub.caughtUp = false;
+      sub.range = range;
+      if (range) this.#armRange(range);
       this.#replaying.add(sub);
-      this.#pumpReplay(sub);
+      // Before the first pump: an empty range ends (and is removed) in it.
       if (sub.wantsPersisted) {
         this.#persistedAckSubs.add(sub);
         this.#armPersistedAcks();
       }
+      this.#pumpReplay(sub);
     }
   }
 
@@ -1123,6 +1136,7 @@ export class Broker implements LinkHost {
     this.#unindex(sub);
     this.#replaying.delete(sub);
     this.#persistedAckSubs.delete(sub);
+    if (sub.range) for (const end of sub.range.ends) if (end.kind === 'time') this.timers.clear(end.timer);
     const queue = sub.queue;
     if (queue) {
       const i = queue.consumers.indexOf(sub);
@@ -1136,28 +1150,61 @@ export class Broker implements LinkHost {
   }
 
   /**
-   * Where a bookmark subscription starts: just after the earliest listed bookmark this log holds;
-   * NOW when it holds none (or per `bookmark_not_found`). A string is a failure reason.
+   * Where a bookmark subscription starts and, for a range (`[a:b]`, AMPS 5.3.2+), where it stops.
+   * A string is a failure reason.
    */
-  #startPosition(text: string, notFound: string | true | undefined): number | string {
-    if (/^\s*[[(]/.test(text)) return 'invalid bookmark: ranges are not supported';
-    let parsed: ParsedBookmark[];
+  #bookmarkStart(
+    text: string,
+    notFound: string | true | undefined,
+  ): { start: number; range: RangeStop | undefined } | string {
+    if (!/^\s*[[(]/.test(text)) {
+      let parsed: ParsedBookmark[];
+      try {
+        parsed = text.split(',').map(parseBookmark);
+      } catch {
+        return 'invalid bookmark';
+      }
+      const start = this.#startPosition(parsed, notFound, undefined);
+      return typeof start === 'string' ? start : { start, range: undefined };
+    }
+    let parsed: ReturnType<typeof parseBookmarkRange>;
     try {
-      parsed = text.split(',').map(parseBookmark);
+      parsed = parseBookmarkRange(text);
     } catch {
       return 'invalid bookmark';
     }
+    // `recent` is the client's to resolve; in a range it has no meaning here.
+    if ([...parsed.start, ...parsed.end].some((b) => b.kind === 'most_recent')) return 'invalid bookmark';
+    const start = this.#startPosition(parsed.start, notFound, parsed.startInclusive);
+    if (typeof start === 'string') return start;
+    const ends = parsed.end.map((b) => this.#rangeEnd(b, parsed.endInclusive));
+    return { start, range: new RangeStop(parsed.endInclusive, ends) };
+  }
+
+  /**
+   * Where a bookmark subscription starts: just after the earliest listed bookmark this log holds
+   * (at it, for a range begun with `[`); NOW when it holds none (or per `bookmark_not_found`).
+   * `inclusive` is undefined for a plain bookmark. A string is a failure reason.
+   */
+  #startPosition(
+    parsed: readonly ParsedBookmark[],
+    notFound: string | true | undefined,
+    inclusive: boolean | undefined,
+  ): number | string {
+    const entries = this.log.entries;
     let best = Number.POSITIVE_INFINITY;
     for (const b of parsed) {
       if (b.kind === 'epoch') best = 0;
-      else if (b.kind === 'now') best = Math.min(best, this.log.length);
-      else if (b.kind === 'id') {
+      else if (b.kind === 'now') {
+        // An inclusive NOW (`[0|1|`) is the last log entry (AMPS docs: it "evaluates the last log entry").
+        best = Math.min(best, inclusive ? Math.max(0, entries.length - 1) : entries.length);
+      } else if (b.kind === 'id') {
         const seq = Number(b.id.sequence);
         const at = Number.isSafeInteger(seq) ? this.log.find(b.id.publisher, seq) : -1;
-        if (at >= 0) best = Math.min(best, at + 1);
+        if (at >= 0) best = Math.min(best, inclusive ? at : at + 1);
       } else if (b.kind === 'timestamp') {
-        const time = b.date.getTime();
-        const entries = this.log.entries;
+        // A plain timestamp and `[T` start at the first entry at or after T; `(T` after T.
+        const time = b.date.getTime() + (inclusive === false ? 1 : 0);
         let at = entries.length;
         for (let i = 0; i < entries.length; i++) {
           if ((entries[i] as LogEntry).timestamp >= time) {
@@ -1174,17 +1221,107 @@ export class Broker implements LinkHost {
     return this.log.length;
   }
 
+  /** One end of a range, resolved against the log as it is now where it can be. */
+  #rangeEnd(b: ParsedBookmark, inclusive: boolean): RangeEnd {
+    const length = this.log.length;
+    if (b.kind === 'id') {
+      const seq = Number(b.id.sequence);
+      // A sequence the log cannot hold is never reached: the range stays live.
+      const end: RangeEnd = {
+        kind: 'bookmark',
+        at: Number.POSITIVE_INFINITY,
+        publisher: b.id.publisher,
+        seq: Number.isSafeInteger(seq) ? seq : Number.POSITIVE_INFINITY,
+      };
+      this.#resolveEnd(end, inclusive);
+      return end;
+    }
+    if (b.kind === 'timestamp') {
+      const time = b.date.getTime();
+      // `]` takes entries stamped T (to the ms); `)` stops at the first stamped T or later.
+      const end: RangeEnd = {
+        kind: 'time',
+        at: Number.POSITIVE_INFINITY,
+        pastFrom: inclusive ? time + 1 : time,
+        scanned: 0,
+        timer: undefined,
+      };
+      this.#resolveEnd(end, inclusive);
+      return end;
+    }
+    // NOW: the last entry at subscribe time, as for an inclusive begin. EPOCH: before the log.
+    if (b.kind === 'now') return { kind: 'position', at: inclusive ? length : Math.max(0, length - 1) };
+    return { kind: 'position', at: 0 };
+  }
+
+  /** Sets `end.at` once the log shows where the end is. */
+  #resolveEnd(end: RangeEnd, inclusive: boolean): void {
+    if (end.at !== Number.POSITIVE_INFINITY) return;
+    if (end.kind === 'bookmark') {
+      const log = this.log.publishers.get(end.publisher);
+      if (!log) return;
+      const i = log.indexAbove(end.seq - 1);
+      // Not logged yet: the range waits for it, live.
+      if (i >= log.seqs.length) return;
+      const at = log.positions[i] as number;
+      // A higher sequence there means the end itself will never be logged: stop before what follows it.
+      end.at = log.seqs[i] === end.seq && inclusive ? at + 1 : at;
+    } else if (end.kind === 'time') {
+      const entries = this.log.entries;
+      for (; end.scanned < entries.length; end.scanned++) {
+        if ((entries[end.scanned] as LogEntry).timestamp >= end.pastFrom) {
+          end.at = end.scanned;
+          return;
+        }
+      }
+      // Once the time has passed, what is logged from now on is past the end.
+      if (this.env.now() >= end.pastFrom) end.at = entries.length;
+    }
+  }
+
+  /** Arms a timer for each timestamp end in the future: the range ends when that time passes. */
+  #armRange(range: RangeStop): void {
+    for (const end of range.ends) {
+      if (end.kind !== 'time' || end.at !== Number.POSITIVE_INFINITY) continue;
+      end.timer = this.timers.set(() => {
+        end.timer = undefined;
+        this.#resolveEnd(end, range.inclusive);
+        // Node timers can fire a hair before the wall clock reads that time: the end is reached anyway.
+        if (end.at === Number.POSITIVE_INFINITY) end.at = this.log.length;
+        this.scheduleFlush();
+      }, end.pastFrom - this.env.now());
+    }
+  }
+
+  /** The first log position past a range: the latest of its ends; Infinity while one is unknown. */
+  #rangeStop(range: RangeStop): number {
+    let stop = 0;
+    for (const end of range.ends) {
+      this.#resolveEnd(end, range.inclusive);
+      stop = Math.max(stop, end.at);
+    }
+    return stop;
+  }
+
   /**
    * Delivers replayed log entries to a bookmark subscription, as far as its connection can take.
+   * A range subscription is served here also once caught up, so that it stops exactly at its end.
    * Returns true to go on next tick; false when done, or when the socket's 'drain' will.
    */
   #pumpReplay(sub: Subscription): boolean {
     const s = sub.session;
     const entries = this.log.entries;
     const limit = sub.fullyDurable ? this.#persistedPrefix : entries.length;
+    const range = sub.range;
     let budget = REPLAY_ENTRIES_PER_TICK;
     let paused = false;
-    while (sub.cursor < limit) {
+    for (;;) {
+      // Checked before each entry, and before the first: a range that ends before it begins is empty.
+      if (range && sub.cursor >= this.#rangeStop(range)) {
+        this.#endRange(sub);
+        return false;
+      }
+      if (sub.cursor >= limit) break;
       if (budget-- <= 0 || s.out.byteLength + s.wire.buffered > this.#replayHighWater) {
         paused = true;
         break;
@@ -1197,7 +1334,7 @@ export class Broker implements LinkHost {
       this.#deliver(sub, entry, entry.data);
     }
     this.#replayCompleted(sub);
-    if (!sub.fullyDurable && sub.cursor >= entries.length) {
+    if (!sub.fullyDurable && !range && sub.cursor >= entries.length) {
       sub.caughtUp = true;
       this.#replaying.delete(sub);
       return false;
@@ -1206,11 +1343,25 @@ export class Broker implements LinkHost {
     return paused && !s.wire.awaitingDrain;
   }
 
-  /** The `completed` ack of a bookmark subscription, once replay reaches the log position at subscribe time. */
+  /**
+   * The `completed` ack of a bookmark subscription, once replay reaches the log position at subscribe
+   * time. A range's comes at its end instead (#endRange).
+   */
   #replayCompleted(sub: Subscription): void {
-    if (!sub.completedPending || sub.cursor < sub.replayEnd) return;
+    if (!sub.completedPending || sub.range || sub.cursor < sub.replayEnd) return;
+    this.#sendCompleted(sub, sub.replayEnd);
+  }
+
+  /** A range reached its end: the `completed` ack (if requested), and the subscription is gone. */
+  #endRange(sub: Subscription): void {
+    if (sub.completedPending) this.#sendCompleted(sub, sub.cursor);
+    this.#removeSub(sub);
+  }
+
+  /** `completed` with `bm` = the last log entry before `position` (absent at the start of the log). */
+  #sendCompleted(sub: Subscription, position: number): void {
     sub.completedPending = false;
-    const last = sub.replayEnd > 0 ? this.log.entries[sub.replayEnd - 1] : undefined;
+    const last = position > 0 ? this.log.entries[position - 1] : undefined;
     sub.session.send({
       command: 'ack',
       commandId: sub.completedCid,

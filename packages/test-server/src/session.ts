@@ -94,6 +94,8 @@ export class Subscription {
   fullyDurable = false;
   wantsPersisted = false;
   lastPersistedPosition = 0;
+  /** A bookmark range (`[a:b]`): delivery stops for good at its end. */
+  range: RangeStop | undefined = undefined;
 
   queue: QueueTopic | undefined = undefined;
   maxBacklog = 1;
@@ -112,6 +114,31 @@ export class Subscription {
   position(logLength: number): number {
     return this.caughtUp && !this.fullyDurable ? logLength : this.cursor;
   }
+}
+
+/**
+ * One end of a bookmark range. `at` is the first log position past it: Infinity until the log (or
+ * the clock, for a timestamp) tells where that is.
+ */
+export type RangeEnd =
+  | { readonly kind: 'position'; at: number }
+  | { readonly kind: 'bookmark'; at: number; readonly publisher: string; readonly seq: number }
+  | {
+      readonly kind: 'time';
+      at: number;
+      /** Entries with a timestamp (epoch ms) at or above this are past the end; so is the clock. */
+      readonly pastFrom: number;
+      /** How many log entries were looked at for one past the end. */
+      scanned: number;
+      timer: TimerHandle | undefined;
+    };
+
+/** Where a range subscription stops: the latest of its ends (`]` includes an end, `)` stops before it). */
+export class RangeStop {
+  constructor(
+    readonly inclusive: boolean,
+    readonly ends: RangeEnd[],
+  ) {}
 }
 
 export class QueueMessage {

@@ -1,7 +1,7 @@
-import { encodeCommand, type Message } from '@amps-ts/core-protocol';
+import { type Command, encodeCommand, type Message, timestampBookmark } from '@amps-ts/core-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clientNameHash, startTestServer, type TestServer } from '../src/index.js';
-import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports, until } from './helpers.js';
 
 const env = new ManualEnvironment();
 let server: TestServer;
@@ -134,6 +134,201 @@ describe.each(transports)('bookmark subscriptions over %s', (transport) => {
   it('timestamp bookmarks start at the first message at or after that time', async () => {
     const { cid } = await bookmarkSubscribe('20000101T000000Z');
     expect((await sub.takeN(5, isDelivery(cid))).map(n).slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe.each(transports)('bookmark ranges over %s', (transport) => {
+  const topic = `range-${transport}`;
+  const publisher = `range-pub-${transport}`;
+  const hash = clientNameHash(publisher);
+  const bm = (s: number) => `${hash}|${s}|`;
+  /** The log time of message s (1..5), one second apart on whole seconds. */
+  const times: number[] = [];
+  const at = (s: number) => timestampBookmark(new Date(times[s - 1] as number));
+  let sub: TestClient;
+
+  beforeAll(async () => {
+    // Whole seconds, so that YYYYMMDDTHHMMSSZ names each message's time exactly.
+    env.advance(10_000 - (env.now() % 10_000));
+    const pub = await TestClient.connect(server.tcpUri());
+    await pub.logon(publisher);
+    for (let s = 1; s <= 5; s++) {
+      pub.publish(topic, { n: s }, { sequence: s });
+      await pub.sync();
+      times.push(env.now());
+      env.advance(1000);
+    }
+    await pub.close();
+  });
+
+  afterEach(async () => {
+    await sub?.close();
+  });
+
+  async function rangeSubscribe(bookmark: string, fields: Partial<Command> = {}, t = topic) {
+    sub = await client(transport, `range-sub-${transport}-${Math.random()}`);
+    const cid = sub.command({ command: 'subscribe', topic: t, bookmark, ackType: 'processed,completed', ...fields });
+    const processed = await sub.ack(cid);
+    return { cid, processed };
+  }
+
+  /** Nothing more for `cid` once a flush round trip is done: a completed range delivers nothing. */
+  async function expectNothingMore(cid: string) {
+    await sub.sync();
+    expect(sub.unread.filter((m) => isDelivery(cid)(m) || (m.command === 'ack' && m.subId === cid))).toEqual([]);
+  }
+
+  it.each([
+    ['[a:b] includes both ends', `[${bm(2)}:${bm(4)}]`, [2, 3, 4], 4],
+    ['(a:b) excludes both ends', `(${bm(2)}:${bm(4)})`, [3], 3],
+    ['[a:b) includes the begin, stops before the end', `[${bm(2)}:${bm(4)})`, [2, 3], 3],
+    ['(a:b] starts after the begin, includes the end', `(${bm(2)}:${bm(4)}]`, [3, 4], 4],
+  ])('bookmark range %s, then completed and gone', async (_, range, expected, last) => {
+    const { cid, processed } = await rangeSubscribe(range);
+    expect(processed.status).toBe('success');
+    expect((await sub.takeN(expected.length, isDelivery(cid))).map(n)).toEqual(expected);
+    const completed = await sub.ack(cid, 'completed');
+    expect(completed).toMatchObject({ status: 'success', subId: cid, bookmark: bm(last) });
+    await expectNothingMore(cid);
+  });
+
+  it.each([
+    ['[T2:T4]', '[', ']', [2, 3, 4], 4],
+    ['(T2:T4)', '(', ')', [3], 3],
+    ['[T2:T4)', '[', ')', [2, 3], 3],
+    ['(T2:T4]', '(', ']', [3, 4], 4],
+  ])('timestamp begin and end %s', async (_, open, close, expected, last) => {
+    const { cid } = await rangeSubscribe(`${open}${at(2)}:${at(4)}${close}`);
+    expect((await sub.takeN(expected.length, isDelivery(cid))).map(n)).toEqual(expected);
+    expect((await sub.ack(cid, 'completed')).bookmark).toBe(bm(last));
+    await expectNothingMore(cid);
+  });
+
+  it('a list begin starts at the earliest listed bookmark the log holds', async () => {
+    const { cid } = await rangeSubscribe(`[${bm(4)},99999|1|,${bm(2)}:${bm(3)}]`);
+    expect((await sub.takeN(2, isDelivery(cid))).map(n)).toEqual([2, 3]);
+    expect((await sub.ack(cid, 'completed')).bookmark).toBe(bm(3));
+  });
+
+  it('an end not logged yet: live until it is, then exactly up to it, completed once, persisted acks stop', async () => {
+    const late = `range-late-${transport}`;
+    const lateBm = (s: number) => `${clientNameHash(late)}|${s}|`;
+    const lateTopic = `range-late-${transport}`;
+    const { cid } = await rangeSubscribe(
+      `[${bm(1)}:${lateBm(2)}]`,
+      { ackType: 'processed,completed,persisted' },
+      lateTopic,
+    );
+    const pub = await client('tcp', late);
+    pub.publish(lateTopic, { n: 1 }, { sequence: 1 });
+    await pub.sync();
+    expect(n(await sub.take(isDelivery(cid)))).toBe(1);
+    // Still running: persisted acks go on, no completed yet.
+    env.advance(100);
+    await sub.take((m) => m.command === 'ack' && m.ackType === 'persisted' && m.subId === cid);
+    await sub.sync();
+    expect(sub.received.filter((m) => m.ackType === 'completed' && m.commandId === cid)).toHaveLength(0);
+    for (let s = 2; s <= 4; s++) pub.publish(lateTopic, { n: s }, { sequence: s });
+    await pub.sync();
+    expect(n(await sub.take(isDelivery(cid)))).toBe(2);
+    const completed = await sub.ack(cid, 'completed');
+    expect(completed).toMatchObject({ subId: cid, commandId: cid, bookmark: lateBm(2) });
+    pub.publish(lateTopic, { n: 5 }, { sequence: 5 });
+    await pub.sync();
+    env.advance(100);
+    await expectNothingMore(cid);
+    expect(sub.received.filter((m) => m.ackType === 'completed' && m.commandId === cid)).toHaveLength(1);
+  });
+
+  it('a timestamp end in the future: live until that time, then completed; its timer is cleared on unsubscribe and close', async () => {
+    const t = `range-future-${transport}`;
+    const pub = await client('tcp', `range-future-pub-${transport}`);
+    pub.publish(t, { n: 0 });
+    await pub.sync();
+    const end = Math.ceil((env.now() + 5000) / 1000) * 1000;
+    const pending = env.pending;
+    // [0|1| includes the last log entry: the message just published.
+    const { cid } = await rangeSubscribe(`[0|1|:${timestampBookmark(new Date(end))})`, {}, t);
+    expect(n(await sub.take(isDelivery(cid)))).toBe(0);
+    expect(env.pending).toBe(pending + 1);
+    env.advance(end - env.now() - 1);
+    const live = pub.publish(t, { n: 1 }, { ackType: 'processed' });
+    const { bookmark: lastBm } = await pub.ack(live);
+    expect(n(await sub.take(isDelivery(cid)))).toBe(1);
+    await sub.sync();
+    expect(sub.received.filter((m) => m.ackType === 'completed' && m.commandId === cid)).toHaveLength(0);
+    env.advance(1);
+    const completed = await sub.ack(cid, 'completed');
+    expect(completed).toMatchObject({ subId: cid, bookmark: lastBm });
+    expect(env.pending).toBe(pending);
+    pub.publish(t, { n: 2 });
+    await pub.sync();
+    await expectNothingMore(cid);
+
+    const far = `(0|1|:20991231T000000Z]`;
+    const other = sub.command({ command: 'subscribe', topic: t, bookmark: far, ackType: 'processed' });
+    await sub.ack(other);
+    expect(env.pending).toBe(pending + 1);
+    await sub.ack(sub.command({ command: 'unsubscribe', subId: other, ackType: 'processed' }));
+    expect(env.pending).toBe(pending);
+    await sub.ack(sub.command({ command: 'subscribe', topic: t, bookmark: far, ackType: 'processed' }));
+    expect(env.pending).toBe(pending + 1);
+    await sub.close();
+    await until(() => env.pending === pending, 'the range timer is cleared on close');
+  });
+
+  it('an empty range, or one that ends before it begins, delivers nothing and completes at once', async () => {
+    for (const [range, last] of [
+      [`(${bm(3)}:${bm(3)}]`, 3],
+      [`[${bm(3)}:${bm(3)})`, 2],
+      [`[${bm(4)}:${bm(2)}]`, 3],
+    ] as const) {
+      const { cid, processed } = await rangeSubscribe(range);
+      expect(processed.status).toBe('success');
+      // The completed bm is where the subscription stopped: before its begin, here.
+      expect((await sub.ack(cid, 'completed')).bookmark).toBe(bm(last));
+      await expectNothingMore(cid);
+      await sub.close();
+    }
+  });
+
+  it('invalid range syntax fails with invalid bookmark', async () => {
+    sub = await client(transport, `range-invalid-${transport}`);
+    for (const bookmark of [
+      `[${bm(1)}:${bm(3)}`,
+      `[${bm(1)}]`,
+      `(:${bm(3)})`,
+      `[nonsense:${bm(3)}]`,
+      `[recent:${bm(3)}]`,
+    ]) {
+      const cid = sub.command({ command: 'subscribe', topic, bookmark, ackType: 'processed' });
+      expect(await sub.ack(cid)).toMatchObject({ status: 'failure', reason: 'invalid bookmark', subId: cid });
+    }
+    await sub.sync();
+    expect(sub.unread.filter(isDelivery())).toHaveLength(0);
+  });
+
+  it('the sub_id is free once the range has completed; unsubscribing it is accepted quietly', async () => {
+    const { cid } = await rangeSubscribe(`[${bm(1)}:${bm(2)}]`, { subId: 'ranged' });
+    await sub.takeN(2, isDelivery('ranged'));
+    await sub.ack(cid, 'completed');
+    const unsubscribe = sub.command({ command: 'unsubscribe', subId: 'ranged', ackType: 'processed' });
+    expect((await sub.ack(unsubscribe)).status).toBe('success');
+    const again = sub.command({ command: 'subscribe', topic, subId: 'ranged', ackType: 'processed' });
+    expect(await sub.ack(again)).toMatchObject({ status: 'success', subId: 'ranged' });
+  });
+
+  it('bookmark_not_found applies to a range begin', async () => {
+    const range = `[12345|1|:${bm(3)}]`;
+    const fail = await rangeSubscribe(range, { options: 'bookmark_not_found=fail' });
+    expect(fail.processed).toMatchObject({ status: 'failure', reason: 'bookmark not found' });
+    const epoch = await rangeSubscribe(range, { options: 'bookmark_not_found=epoch' });
+    expect((await sub.takeN(3, isDelivery(epoch.cid))).map(n)).toEqual([1, 2, 3]);
+    await sub.ack(epoch.cid, 'completed');
+    // The default, NOW: the log's end, after the range's end: nothing, completed at once.
+    const now = await rangeSubscribe(range);
+    await sub.ack(now.cid, 'completed');
+    await expectNothingMore(now.cid);
   });
 });
 

@@ -1074,7 +1074,7 @@ export class Broker implements LinkHost {
       sub.range = range;
       if (range) this.#armRange(range);
       this.#replaying.add(sub);
-      // Before the first pump: an empty range ends (and is removed) in it.
+      // Registered before the first pump, which removes an empty range at once.
       if (sub.wantsPersisted) {
         this.#persistedAckSubs.add(sub);
         this.#armPersistedAcks();
@@ -1196,7 +1196,7 @@ export class Broker implements LinkHost {
     for (const b of parsed) {
       if (b.kind === 'epoch') best = 0;
       else if (b.kind === 'now') {
-        // An inclusive NOW (`[0|1|`) is the last log entry (AMPS docs: it "evaluates the last log entry").
+        // An inclusive NOW (`[0|1|`) starts at the last log entry (amps-protocol.md §9.3).
         best = Math.min(best, inclusive ? Math.max(0, entries.length - 1) : entries.length);
       } else if (b.kind === 'id') {
         const seq = Number(b.id.sequence);

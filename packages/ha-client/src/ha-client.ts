@@ -35,6 +35,7 @@ import {
   type PublishOptions,
   type PublishStore,
   PublishStoreGapError,
+  parseOptions,
   type QueryStats,
   type ReconnectDelayStrategy,
   RetryExhaustedError,
@@ -48,6 +49,7 @@ import {
   type SubscriptionManager,
   signalOption,
   sowDeleteCommand,
+  splitOptions,
   statsOf,
   TimedOutError,
   type TimerHandle,
@@ -64,6 +66,12 @@ import { MemoryPublishStore } from './memory-publish-store.js';
 import { isRefusal } from './refusal.js';
 import { StateStream } from './state-stream.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
+
+/** An `opts` value without `replace`: what a subscription that replaced another sends to a new server. */
+function withoutReplace(opts: string | undefined): string | undefined {
+  const kept = splitOptions(opts).filter((token) => token !== 'replace');
+  return kept.length > 0 ? kept.join(',') : undefined;
+}
 
 export interface HeartbeatOptions {
   /** Seconds of silence after which the server sends a heartbeat. */
@@ -229,6 +237,8 @@ export class HAClient {
   readonly #lastErrors = new Map<string, string>();
   #firstFailureAt: number | undefined;
   readonly #subs = new Map<string, HASubscription>();
+  /** Subscriptions waiting for the client to be ready to replace the one holding their id. */
+  readonly #replacing = new Set<HASubscription>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
@@ -900,9 +910,22 @@ export class HAClient {
       do subId = `ha-${this.#nextSubId++}`;
       while (this.#subs.has(subId));
     }
-    if (this.#subs.has(subId)) throw new InvalidOptionsError(`a subscription with sub_id ${subId} already exists`);
-    const bookmarked = options.bookmark !== undefined && this.#bookmarkStore !== undefined;
     const command = this.#client.subscribeCommand(commandName, topic, options, subId);
+    // AMPS `replace`: the new subscription takes the id once the server accepts it.
+    const replacing = parseOptions(command.options).has('replace');
+    const replaced = replacing ? this.#subs.get(subId) : undefined;
+    if (this.#subs.has(subId) && !replaced) {
+      throw new InvalidOptionsError(
+        `a subscription with sub_id ${subId} already exists; unsubscribe it first, or replace it with the 'replace' option`,
+      );
+    }
+    if (replaced && given !== undefined && given !== replaced.options.bookmark) {
+      throw new InvalidOptionsError(
+        `a replace keeps subscription ${subId}'s place in the log: leave bookmark out, or give the same one`,
+      );
+    }
+    const bookmarkGiven = replaced ? replaced.options.bookmark : given;
+    const bookmarked = bookmarkGiven !== undefined && this.#bookmarkStore !== undefined;
     const ackTypes = new Set(['processed', ...(options.ackTypes ?? [])]);
     if (bookmarked) {
       ackTypes.add('completed');
@@ -961,29 +984,82 @@ export class HAClient {
     };
     let startBookmark: string | undefined;
     if (bookmarked) {
-      startBookmark = given === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (given as string);
+      startBookmark = bookmarkGiven === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (bookmarkGiven as string);
       if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
     }
     const sub: HASubscription = {
       subId,
-      command,
-      options,
+      // What a reconnect sends: the new server has nothing to replace.
+      command: replacing ? { ...command, options: withoutReplace(command.options) } : command,
+      options: replaced ? { ...options, bookmark: bookmarkGiven } : options,
       stream,
       closed: deferred<Error | undefined>(),
       ready: deferred<void>(),
       startBookmark,
       generation: -1,
     };
+    if (replaced) {
+      void this.#replaceLater(sub, command);
+    } else {
+      this.#subs.set(subId, sub);
+      this.#manager.add({ subId, command: sub.command });
+      if (this.isReady) void this.#enterLater(sub);
+      else this.#start();
+    }
+    // Once replaced or ended, its unsubscribe() leaves the id's new holder alone.
+    const owner = {
+      unsubscribe: (id: string) => (this.#subs.get(id) === sub ? this.unsubscribe(id) : this.#callOff(sub)),
+    };
+    return new Subscription(subId, stream, owner, sub.ready.promise, sub.closed.promise);
+  }
+
+  /**
+   * Replaces the subscription holding `sub`'s id (AMPS `replace`) once the client is ready, so
+   * that it is entered on the connection: it gets the deliveries until the server accepts the
+   * replace, then ends. Refused, it goes on as it was. With nothing to replace, `sub` starts.
+   */
+  async #replaceLater(sub: HASubscription, command: Command): Promise<void> {
+    this.#replacing.add(sub);
+    try {
+      await this.#whenReady(undefined, undefined);
+    } catch (error) {
+      this.#endSubscription(sub, error as Error);
+      return;
+    } finally {
+      this.#replacing.delete(sub);
+    }
+    if (sub.closed.settled) return; // called off meanwhile
+    const subId = sub.subId;
+    const replaced = this.#subs.get(subId);
+    // From here a reconnect enters the new one.
     this.#subs.set(subId, sub);
-    this.#manager.add({ subId, command });
-    if (this.isReady) void this.#enterLater(sub);
-    else this.#start();
-    return new Subscription(
-      subId,
-      stream,
-      { unsubscribe: (id) => this.unsubscribe(id) },
-      sub.ready.promise,
-      sub.closed.promise,
+    this.#manager.add({ subId, command: sub.command });
+    if (!replaced) {
+      void this.#enterLater(sub);
+      return;
+    }
+    try {
+      await this.#enter(command, this.#generation);
+    } catch (error) {
+      // Not answered: the connection goes (or went), and the recovery enters the new one.
+      if (TimedOutError.isInstance(error) && this.#client.isConnected) this.#client.abort(error);
+    }
+    const refused = sub.closed.settled && isRefusal(await sub.closed.promise);
+    if (refused && this.#subs.get(subId) === undefined && !this.#shutdown) {
+      // The server keeps the replaced one, and so does this client.
+      this.#subs.set(subId, replaced);
+      this.#manager.add({ subId, command: replaced.command });
+      return;
+    }
+    this.#endSubscription(replaced, undefined);
+  }
+
+  /** The application called off a subscription that no longer holds its id (replaced, ended, or waiting to replace). */
+  async #callOff(sub: HASubscription): Promise<void> {
+    this.#endSubscription(
+      sub,
+      undefined,
+      new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`),
     );
   }
 
@@ -1076,8 +1152,11 @@ export class HAClient {
    * `notAccepted`: it never claims a subscription the server did not take.
    */
   #endSubscription(sub: HASubscription, error: Error | undefined, notAccepted?: Error): void {
-    this.#subs.delete(sub.subId);
-    this.#manager.remove(sub.subId);
+    // A replaced subscription ends after the one that took its id is in its place.
+    if (this.#subs.get(sub.subId) === sub) {
+      this.#subs.delete(sub.subId);
+      this.#manager.remove(sub.subId);
+    }
     sub.ready.reject(
       error ?? notAccepted ?? new DisconnectedError(`subscription ${sub.subId} ended before the server accepted it`),
     );
@@ -1092,7 +1171,10 @@ export class HAClient {
 
   /** Ends subscriptions for good (`all` for every one), with `error` if any, and takes them back on the server. */
   async #drop(subId: string, error: Error | undefined, options: CommandWaitOptions): Promise<void> {
-    const subs = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
+    const subs =
+      subId === 'all'
+        ? [...this.#subs.values(), ...this.#replacing]
+        : [this.#subs.get(subId)].filter((s) => s !== undefined);
     for (const sub of subs) {
       // The application called it off, as with a Client subscribe aborted by its signal.
       const notAccepted = new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`);

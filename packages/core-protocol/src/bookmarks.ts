@@ -115,6 +115,11 @@ export function parseBookmarkRange(text: string): BookmarkRange {
   };
 }
 
+/** Whether `text` is a bookmark range (`[start:end]`, either bracket): the server ends such a subscription at its end. */
+export function isBookmarkRange(text: string | undefined): boolean {
+  return text !== undefined && /^\s*[[(]/.test(text);
+}
+
 /** Formats a range from its parts. */
 export function formatBookmarkRange(
   start: string,

@@ -757,6 +757,28 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(after.items.map((m) => m.text())).toEqual(['2', '3']);
   });
 
+  it('bookmark range: delivers the range, then ends at its completed ack and frees its id', async () => {
+    const c = await loggedOn();
+    for (let i = 0; i < 6; i++) c.publish('journal', String(i));
+    await c.flush();
+    const all = new Collector<Message>();
+    await c.subscribe('journal', { bookmark: Bookmarks.EPOCH, onMessage: all.push }).ready;
+    const [, one, , , four] = await all.atLeast(6);
+    const sub = c.subscribe('journal', { subId: 'range', bookmark: `(${one?.bookmark}:${four?.bookmark}]` });
+    const got: string[] = [];
+    for await (const m of sub) got.push(m.text());
+    expect(got).toEqual(['2', '3', '4']);
+    await expect(sub.closed).resolves.toBeUndefined();
+    // The server removed it at the end: the id is free here too.
+    const again = new Collector<Message>();
+    await c.subscribe('journal', {
+      subId: 'range',
+      bookmark: `[${four?.bookmark}:${four?.bookmark}]`,
+      onMessage: again.push,
+    }).ready;
+    expect((await again.atLeast(1)).map((m) => m.text())).toEqual(['4']);
+  });
+
   /* --------------------------------------------------- timeouts and aborts */
 
   it('a command times out on a frozen broker, clearing its timer', async () => {

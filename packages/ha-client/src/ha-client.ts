@@ -27,6 +27,7 @@ import {
   flushAckTypeOption,
   heartbeatOption,
   InvalidOptionsError,
+  isBookmarkRange,
   type Logger,
   MAX_TIMEOUT_MS,
   type Message,
@@ -927,10 +928,9 @@ export class HAClient {
     const bookmarkGiven = replaced ? replaced.options.bookmark : given;
     const bookmarked = bookmarkGiven !== undefined && this.#bookmarkStore !== undefined;
     const ackTypes = new Set(['processed', ...(options.ackTypes ?? [])]);
-    if (bookmarked) {
-      ackTypes.add('completed');
-      ackTypes.add('persisted');
-    }
+    if (bookmarked) ackTypes.add('persisted');
+    // A range's completed ack is its end (see #enter).
+    if (bookmarked || isBookmarkRange(bookmarkGiven)) ackTypes.add('completed');
     command.ackType = [...ackTypes].join(',');
     const store = this.#bookmarkStore;
     const autoDiscard = this.#options.autoDiscard ?? true;
@@ -1105,6 +1105,12 @@ export class HAClient {
           // The completed ack's position is the end of the log when the subscribe was sent.
           if (at) store.persisted(sub.subId, at, completed ? this.#env.now() - sentAt : undefined);
           if (completed) replaying = false;
+        }
+        // The server has ended a range subscription at its end: so does this client, for good.
+        if (completed && isBookmarkRange(sub.options.bookmark) && this.#subs.get(sub.subId) === sub) {
+          sub.ready.resolve();
+          this.#endSubscription(sub, undefined);
+          store?.purge(sub.subId);
         }
         if (sub.options.onAck) {
           try {

@@ -298,6 +298,52 @@ describe('HAClient: a failover during a replay', () => {
   });
 });
 
+describe('HAClient: a bookmark range', () => {
+  it('resumes inside the range after a failover, gets each message in it once, and ends at its end', async () => {
+    const cluster = await startTestCluster({ count: 2, replication: 'sync', persistedAckIntervalMs: 20 });
+    cleanups.push(() => cluster.close());
+    const uris = cluster.tcpUris('json');
+    const publisher = client('range-pub', uris[0] as string, { servers: uris });
+    await publisher.connectAndLogon();
+    const publish = async (from: number, to: number) => {
+      for (let n = from; n <= to; n++) publisher.publish('rg', JSON.stringify({ n }));
+      await publisher.publishFlush(5000);
+    };
+    await publish(1, 8);
+    // The range: from message 3 to message 15, which is not published yet.
+    const third = await new Promise<string>((resolve) => {
+      const watch = client('range-watch', uris[0] as string);
+      watch.subscribe('rg', {
+        bookmark: Bookmarks.EPOCH,
+        onMessage: (m: Message) => m.json<{ n: number }>().n === 3 && resolve(m.bookmark as string),
+      });
+      void watch.connectAndLogon();
+    });
+    expect(third).toMatch(/^\d+\|3\|$/);
+    const fifteenth = third.replace(/\|3\|$/, '|15|');
+
+    const subscriber = client('range-sub', uris[0] as string, { servers: uris });
+    const sub = subscriber.subscribe('rg', { subId: 'range', bookmark: `[${third}:${fifteenth}]` });
+    await subscriber.connectAndLogon();
+    const seen: number[] = [];
+    const iterator = sub[Symbol.asyncIterator]();
+    while (seen.length < 6) seen.push(((await iterator.next()).value as Message).json<{ n: number }>().n);
+    expect(seen).toEqual([3, 4, 5, 6, 7, 8]);
+
+    // Failover while the range waits for its end.
+    const active = cluster.servers.find((s) => s.tcpUri('json') === subscriber.uri);
+    const recovered = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+    await active?.kill();
+    await recovered;
+    await active?.restart(); // sync replication holds persisted acks until every peer has the message
+    await publish(9, 20);
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) seen.push(r.value.json<{ n: number }>().n);
+    expect(seen).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    await expect(sub.closed).resolves.toBeUndefined();
+    expect(subscriber.bookmarkStore?.getMostRecent('range')).toBeUndefined();
+  });
+});
+
 describe('HAClient: a subscription started after a bookmark or at a time', () => {
   it.each(['bookmark', 'time'])(
     '(%s) gets nothing logged before its start, though the recovery point adds a time',

@@ -1,4 +1,4 @@
-import { Bookmarks } from '../bookmarks.js';
+import { Bookmarks, isBookmarkRange } from '../bookmarks.js';
 import {
   type Authenticator,
   type Connection,
@@ -776,10 +776,19 @@ export class Client {
       stream.end();
       closed.resolve(undefined);
     };
+    // The server ends a range subscription at the range's end, with its completed ack.
+    const range = isBookmarkRange(options.bookmark);
     const route: Route = {
       subId,
       onMessage: (m) => stream.push(m),
-      onAck: options.onAck,
+      onAck: (ack) => {
+        options.onAck?.(ack);
+        if (range && ack.ackType === 'completed') {
+          if (this.#routes.get(subId) === route) this.#routes.delete(subId);
+          if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
+          end();
+        }
+      },
       onDisconnect: (error) => {
         stream.end(error);
         closed.resolve(error);
@@ -794,7 +803,8 @@ export class Client {
       { unsubscribe: (id) => (this.#endHooks.get(id) === end ? this.unsubscribe(id) : Promise.resolve()) },
       (async () => {
         const c = this.subscribeCommand(command, topic, options, subId);
-        const extra = (options.ackTypes ?? []).filter((a) => a !== 'processed');
+        const extra = new Set((options.ackTypes ?? []).filter((a) => a !== 'processed'));
+        if (range) extra.add('completed');
         c.ackType = ['processed', ...extra].join(',');
         this.#endHooks.set(subId, end);
         try {
@@ -978,9 +988,14 @@ export class Client {
     }
     let route: Route | undefined;
     const onMessage = options.onMessage;
-    // A query's route (not a subscription's) ends with the query, freeing its id: at the
-    // completed ack when one is asked for, else at group_end.
-    const endsAt = !isSubscribe && (c.ackType?.includes('completed') ? 'completed' : 'group_end');
+    // A query's route ends with the query, freeing its id: at the completed ack when one is asked
+    // for, else at group_end. A subscription's lasts until unsubscribed, or a range's end (its
+    // completed ack, when asked for: the server then has removed it).
+    const endsAt = isSubscribe
+      ? isBookmarkRange(c.bookmark) && 'completed'
+      : c.ackType?.includes('completed')
+        ? 'completed'
+        : 'group_end';
     const end = (what?: string) => what === endsAt && this.#releaseRoute(routeKey, route, undefined);
     /** The caller has stopped waiting (a timeout, an abort): what the query still sends is dropped. */
     let gaveUp = false;

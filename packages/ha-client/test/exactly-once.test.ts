@@ -315,7 +315,9 @@ describe('HAClient: a bookmark range', () => {
       const watch = client('range-watch', uris[0] as string);
       watch.subscribe('rg', {
         bookmark: Bookmarks.EPOCH,
-        onMessage: (m: Message) => m.json<{ n: number }>().n === 3 && resolve(m.bookmark as string),
+        onMessage: (m: Message) => {
+          if (m.json<{ n: number }>().n === 3) resolve(m.bookmark as string);
+        },
       });
       void watch.connectAndLogon();
     });

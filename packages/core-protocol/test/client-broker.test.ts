@@ -363,6 +363,35 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(await second.closed).toBeUndefined();
   });
 
+  it('two replaces sent before the server answers the first: the last takes the deliveries', async () => {
+    const c = await loggedOn();
+    const first = c.subscribe('repl2', { subId: 'r', filter: '/n = 1' });
+    await first.ready;
+    const second = c.subscribe('repl2', { subId: 'r', filter: '/n = 2', options: 'replace' });
+    const third = new Collector<Message>();
+    const last = c.subscribe('repl2', { subId: 'r', filter: '/n = 3', options: 'replace', onMessage: third.push });
+    await Promise.all([second.ready, last.ready]);
+    expect(await first.closed).toBeUndefined();
+    expect(await second.closed).toBeUndefined();
+    for (const n of [1, 2, 3]) c.publish('repl2', JSON.stringify({ n }));
+    await c.flush();
+    expect(third.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+    // Through execute too.
+    const viaExecute = new Collector<Message>();
+    const a = c.execute(
+      { command: 'subscribe', topic: 'repl2', subId: 'r', filter: '/n = 4', options: 'replace' },
+      { onMessage: () => {} },
+    );
+    const b = c.execute(
+      { command: 'subscribe', topic: 'repl2', subId: 'r', filter: '/n = 5', options: 'replace' },
+      { onMessage: viaExecute.push },
+    );
+    await Promise.all([a, b]);
+    for (const n of [4, 5]) c.publish('repl2', JSON.stringify({ n }));
+    await c.flush();
+    expect(viaExecute.items.map((m) => m.json())).toEqual([{ n: 5 }]);
+  });
+
   it('a subscribe the server refuses as a duplicate does not unsubscribe the subscription it collided with', async () => {
     const { sent, filter } = outgoing();
     const unhandled = new Collector<Message>();

@@ -218,6 +218,8 @@ interface Route {
   onDisconnect(error: Error): void;
   /** What to unsubscribe on timeout or close: the route's sub_id, if it is a subscription. */
   subId?: string | undefined;
+  /** When its command was sent (a count): a replace takes the id from a route sent before it. */
+  sent?: number;
 }
 
 interface Pending {
@@ -300,6 +302,8 @@ export class Client {
   #nextId = 0;
   readonly #pending = new Map<string, Pending>();
   readonly #routes = new Map<string, Route>();
+  /** Routes installed or waiting to be (see Route.sent). */
+  #routesSent = 0;
   /** Ids unsubscribed whose unsubscribe the server has not acked yet, and how many times. */
   readonly #unsubscribing = new Map<string, number>();
   #serverVersion: string | undefined;
@@ -1002,11 +1006,15 @@ export class Client {
     const onAck = (ack: Message) => {
       end(ack.ackType);
       // A replace takes the id once the server accepts it: what came before was the replaced one's.
+      // It takes it from whichever subscription sent before it holds the id by then (another
+      // replace, accepted first), never from one sent after it (the id unsubscribed and taken again).
+      const holder = previous && this.#routes.get(key as string);
       if (
-        previous &&
+        holder &&
+        holder.subId !== undefined &&
+        (holder.sent ?? 0) < (route?.sent ?? Number.POSITIVE_INFINITY) &&
         ack.ackType === waitFor &&
-        ack.status !== 'failure' &&
-        this.#routes.get(key as string) === previous
+        ack.status !== 'failure'
       )
         this.#routes.set(key as string, route as Route);
       if (!gaveUp) options.onAck?.(ack);
@@ -1021,6 +1029,7 @@ export class Client {
         onAck,
         onDisconnect: () => {},
       };
+      route.sent = ++this.#routesSent;
       if (!previous || waitFor === 'none') this.#routes.set(routeKey, route);
     }
     if (waitFor === 'none') {

@@ -170,6 +170,8 @@ interface HASubscription {
   readonly startBookmark: string | undefined;
   /** The connection generation it was last entered on. */
   generation: number;
+  /** The subscription it replaces, until the server has answered the replace. */
+  replaced?: HASubscription | undefined;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -965,7 +967,11 @@ export class HAClient {
       },
       onFlowControl: () => false,
       // Fallen too far behind: the subscription ends (with the stream's SlowConsumerError) for good.
-      onOverflow: (error) => void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e)),
+      // One being replaced ends alone: the id is its replacement's already.
+      onOverflow: (error) => {
+        if (this.#subs.get(subId) !== sub) this.#endSubscription(sub, error);
+        else void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e));
+      },
     });
     // An iterator skips the queue messages still buffered from a connection that has gone: their
     // leases went with it, and the server delivers them again.
@@ -1031,6 +1037,7 @@ export class HAClient {
     if (sub.closed.settled) return; // called off meanwhile
     const subId = sub.subId;
     const replaced = this.#subs.get(subId);
+    sub.replaced = replaced;
     // From here a reconnect enters the new one.
     this.#subs.set(subId, sub);
     this.#manager.add({ subId, command: sub.command });
@@ -1045,13 +1052,34 @@ export class HAClient {
       if (TimedOutError.isInstance(error) && this.#client.isConnected) this.#client.abort(error);
     }
     const refused = sub.closed.settled && isRefusal(await sub.closed.promise);
-    if (refused && this.#subs.get(subId) === undefined && !this.#shutdown) {
-      // The server keeps the replaced one, and so does this client.
-      this.#subs.set(subId, replaced);
-      this.#manager.add({ subId, command: replaced.command });
+    if (refused && !this.#shutdown) {
+      // A later replace holds the id: what the server says to it decides (it replaced `replaced`).
+      if (this.#subs.get(subId) !== undefined) return;
+      // The server keeps the subscription this one was to replace (one refused before it: the one
+      // that one was to replace), and so does this client, unless the application called it off.
+      let kept: HASubscription | undefined = replaced;
+      while (kept?.closed.settled) kept = kept.replaced;
+      sub.replaced = undefined;
+      if (kept) {
+        this.#subs.set(subId, kept);
+        this.#manager.add({ subId, command: kept.command });
+      } else {
+        this.#bookmarkStore?.purge(subId);
+        if (this.#client.isConnected) {
+          await this.#client.unsubscribe(subId).catch((e: unknown) => {
+            if (!DisconnectedError.isInstance(e)) this.#reportException(e);
+          });
+        }
+      }
       return;
     }
-    this.#endSubscription(replaced, undefined);
+    // Accepted (or cut off, and entered anew by the recovery): it replaced them all.
+    for (let r: HASubscription | undefined = sub; r; ) {
+      const next: HASubscription | undefined = r.replaced;
+      r.replaced = undefined;
+      if (r !== sub) this.#endSubscription(r, undefined);
+      r = next;
+    }
   }
 
   /** The application called off a subscription that no longer holds its id (replaced, ended, or waiting to replace). */
@@ -1177,10 +1205,10 @@ export class HAClient {
 
   /** Ends subscriptions for good (`all` for every one), with `error` if any, and takes them back on the server. */
   async #drop(subId: string, error: Error | undefined, options: CommandWaitOptions): Promise<void> {
-    const subs =
-      subId === 'all'
-        ? [...this.#subs.values(), ...this.#replacing]
-        : [this.#subs.get(subId)].filter((s) => s !== undefined);
+    // With the replaces of them still waiting to go out.
+    const replacing = [...this.#replacing].filter((s) => subId === 'all' || s.subId === subId);
+    const held = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
+    const subs = [...held, ...replacing];
     for (const sub of subs) {
       // The application called it off, as with a Client subscribe aborted by its signal.
       const notAccepted = new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`);

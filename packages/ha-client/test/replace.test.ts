@@ -3,7 +3,7 @@
  * through HAClient: the switch, a refusal, and what a failover re-enters afterwards.
  */
 import { Bookmarks, type Command, type Message } from '@amps-ts/core-protocol';
-import { startTestCluster, type TestCluster } from '@amps-ts/test-server';
+import { startFaultProxy, startTestCluster, type TestCluster } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
 import { type HAClient, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, client, stateWhere } from './helpers.js';
@@ -146,6 +146,191 @@ describe('HAClient: replacing a live subscription', () => {
     publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
     await msft1;
     expect(r.got).toEqual({ old: [], new: ['MSFT:1'] });
+  });
+
+  it('two replaces in a row: the last one gets the deliveries, the two before it end', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const ha = client('replace-twice', uris[0] as string, { servers: uris });
+    const publisher = client('replace-twice-pub', uris[0] as string, { servers: uris });
+    const r = recorder();
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    // Both sent before the server answers the first.
+    const one = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'MSFT'",
+      options: { replace: true },
+      onMessage: r.handler('one'),
+    });
+    const two = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'ORCL'",
+      options: { replace: true },
+      onMessage: r.handler('two'),
+    });
+    await Promise.all([one.ready, two.ready]);
+    await expect(old.closed).resolves.toBeUndefined();
+    await expect(one.closed).resolves.toBeUndefined();
+    publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
+    publisher.publish('px', JSON.stringify({ sym: 'ORCL', n: 1 }));
+    // Delivered (or not) before the server answers a flush sent after the publishes were persisted.
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    expect(r.got).toEqual({ old: [], one: [], two: ['ORCL:1'] });
+  });
+
+  it('two refused replaces in a row keep the old subscription', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    // Sliced, the two refusals arrive apart: the first is handled before the second is read.
+    const proxy = await startFaultProxy({ target: c.servers[0]?.tcpPort as number });
+    cleanups.push(() => proxy.close());
+    const ha = client('replace-refused-twice', proxy.tcpUri('json'), { servers: [proxy.tcpUri('json')] });
+    const publisher = client('replace-refused-twice-pub', uris[0] as string, { servers: uris });
+    const r = recorder();
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    proxy.slice(16);
+    const bad = [1, 2].map((n) =>
+      ha.subscribe('px', { subId: 'grid', filter: `/sym = = ${n}`, options: { replace: true }, onMessage: () => {} }),
+    );
+    for (const b of bad) await expect(b.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    proxy.heal();
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    expect(r.got.old).toEqual(['IBM:1']);
+    // And it still holds the id.
+    await old.unsubscribe();
+    await expect(old.closed).resolves.toBeUndefined();
+  });
+
+  it('an old subscription unsubscribed while a replace the server refuses is under way ends, here and on the server', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    let replaceSent: (() => void) | undefined;
+    let unsubscribeSent: (() => void) | undefined;
+    const ha = client('replace-called-off', uris[0] as string, {
+      servers: uris,
+      client: {
+        transportFilter: (bytes, direction) => {
+          const text = direction === 'out' ? new TextDecoder().decode(bytes) : '';
+          if (text.includes('replace')) replaceSent?.();
+          if (text.includes('"unsubscribe"')) unsubscribeSent?.();
+          return undefined;
+        },
+      },
+    });
+    const r = recorder();
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    await ha.connectAndLogon();
+    await old.ready;
+    const server = c.servers.find((s) => s.tcpUri('json') === ha.uri);
+    // The server holds the replace until the old one is unsubscribed here.
+    server?.freeze();
+    const sent = new Promise<void>((resolve) => {
+      replaceSent = resolve;
+    });
+    const bad = ha.subscribe('px', { subId: 'grid', filter: '/sym = = x', options: { replace: true } });
+    await sent;
+    const unsubscribed = new Promise<void>((resolve) => {
+      unsubscribeSent = resolve;
+    });
+    const stopped = old.unsubscribe();
+    server?.thaw();
+    await expect(bad.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    await stopped;
+    await expect(old.closed).resolves.toBeUndefined();
+    // The server still had the old one: it is taken back there.
+    await unsubscribed;
+    await ha.flush();
+    // Nothing holds the id any more: a new subscription may take it, and gets what it matches.
+    const fresh = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('fresh') });
+    await fresh.ready;
+    const publisher = client('replace-called-off-pub', uris[0] as string, { servers: uris });
+    await publisher.connectAndLogon();
+    const ibm1 = r.until('IBM:1');
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    await ibm1;
+    expect(r.got).toEqual({ old: [], fresh: ['IBM:1'] });
+  });
+
+  it('an old subscription that falls behind while the replace is under way ends alone: the new one takes over', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const proxy = await startFaultProxy({ target: c.servers[0]?.tcpPort as number });
+    cleanups.push(() => proxy.close());
+    let replaceSent: (() => void) | undefined;
+    const ha = client('replace-slow-old', proxy.tcpUri('json'), {
+      servers: [proxy.tcpUri('json')],
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'out' && new TextDecoder().decode(bytes).includes('replace')) replaceSent?.();
+          return undefined;
+        },
+      },
+    });
+    const publisher = client('replace-slow-old-pub', uris[0] as string, { servers: uris });
+    const r = recorder();
+    // Iterated by nobody: its third message overflows it.
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", maxQueue: 2 });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    // Its messages wait in the proxy, and reach it after the replace has gone out.
+    proxy.blackhole();
+    for (let n = 1; n <= 3; n++) publisher.publish('px', JSON.stringify({ sym: 'IBM', n }));
+    await publisher.publishFlush(5000);
+    const sent = new Promise<void>((resolve) => {
+      replaceSent = resolve;
+    });
+    const fresh = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'MSFT'",
+      options: { replace: true },
+      onMessage: r.handler('new'),
+    });
+    proxy.heal();
+    await sent;
+    await fresh.ready;
+    await expect(old.closed).resolves.toMatchObject({ code: 'slow_consumer' });
+    publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    expect(r.got.new).toEqual(['MSFT:1']);
+    let freshClosed = false;
+    void fresh.closed.then(() => {
+      freshClosed = true;
+    });
+    await ha.flush();
+    expect(freshClosed).toBe(false);
+  });
+
+  it('unsubscribe(subId) also calls off a replace of it still waiting for the client to be ready', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const ha = client('replace-waiting-unsub', uris[0] as string, { servers: uris });
+    const publisher = client('replace-waiting-unsub-pub', uris[0] as string, { servers: uris });
+    const r = recorder();
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    const fresh = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'MSFT'",
+      options: { replace: true },
+      onMessage: r.handler('new'),
+    });
+    await ha.unsubscribe('grid');
+    await expect(old.closed).resolves.toBeUndefined();
+    await expect(fresh.closed).resolves.toBeUndefined();
+    await expect(fresh.ready).rejects.toMatchObject({ code: 'aborted' });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    expect(r.got).toEqual({ old: [], new: [] });
   });
 
   it('keeps a bookmark subscription where it was: nothing lost or twice across the replace and a failover', async () => {

@@ -270,6 +270,8 @@ export interface BookmarkStore {
    * The server reports `bookmark` persisted (a `persisted` or `completed` ack on the subscription),
    * or it is the subscription's starting bookmark. `ageMs`, when given: the server had logged that
    * position at least this long ago (a `completed` ack's position was logged before the subscribe).
+   * NOW with `ageMs`: a subscription resumed from NOW was placed at the end of the server's log as
+   * it was that long ago (its `processed` ack; no position is known yet).
    */
   persisted(subId: string, bookmark: string, ageMs?: number): void;
   /** Forgets one subscription, or all. */

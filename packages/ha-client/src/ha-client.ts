@@ -1120,7 +1120,10 @@ export class HAClient {
       },
       onAck: (ack) => {
         const completed = ack.ackType === 'completed';
-        if (bookmarked && (completed || (ack.ackType === 'persisted' && !replaying))) {
+        // Placed: a NOW subscription is at the end of the log, which no ack names before its
+        // completed one (a range's comes at the range's end): NOW as of when it was sent.
+        const placed = ack.ackType === 'processed' && ack.status !== 'failure';
+        if (bookmarked && (completed || placed || (ack.ackType === 'persisted' && !replaying))) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
           // (NOW is also spelt `0|1`, as the store and the server read it; a range starts at
@@ -1129,9 +1132,10 @@ export class HAClient {
             .getMostRecent(sub.subId)
             ?.trim()
             .replace(/^[[(]|:.*$/g, '');
-          const at = ack.bookmark ?? (recent === Bookmarks.NOW || recent === '0|1' ? Bookmarks.EPOCH : '');
+          const now = recent === Bookmarks.NOW || recent === '0|1';
+          const at = placed ? now && Bookmarks.NOW : (ack.bookmark ?? (now ? Bookmarks.EPOCH : ''));
           // The completed ack's position is the end of the log when the subscribe was sent.
-          if (at) store.persisted(sub.subId, at, completed ? this.#env.now() - sentAt : undefined);
+          if (at) store.persisted(sub.subId, at, completed || placed ? this.#env.now() - sentAt : undefined);
           if (completed) replaying = false;
         }
         // The server has ended a range subscription at its end: so does this client, for good.

@@ -51,7 +51,7 @@ interface SubscriptionProgress {
   publishers: Map<string, PublisherProgress>;
   /** A log position before every outstanding message (start bookmark or a persisted ack). */
   base: string | undefined;
-  /** When `base` was known to be logged (wall clock, ms); undefined while it is no log position (EPOCH, NOW). */
+  /** When `base` was known to be logged (wall clock, ms; for NOW, when it stood for the end of the log); undefined for EPOCH and a start not placed yet. */
   baseAt: number | undefined;
   /** When the subscription started (NOW or a bookmark: the clock; a time: that time): the timestamp never reaches back before it. */
   startedAt: number | undefined;
@@ -79,9 +79,6 @@ const timePattern = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\.\d+)?Z?$/;
 const rangePattern = /^\s*([[(])([^:]*)(:[^:]*[\])])\s*$/;
 
 const isNow = (bookmark: string | undefined) => bookmark === Bookmarks.NOW || bookmark === '0|1';
-/** A log position, not EPOCH or NOW (a timestamp bookmark is one too). */
-const isPosition = (bookmark: string | undefined) =>
-  bookmark !== undefined && bookmark !== Bookmarks.EPOCH && !isNow(bookmark);
 
 /**
  * Bookmark-subscription progress in memory: duplicate detection by publisher and sequence, and
@@ -235,7 +232,9 @@ export class MemoryBookmarkStore implements BookmarkStore {
 
   #setBase(sub: SubscriptionProgress, bookmark: string, ageMs = 0): void {
     sub.base = bookmark;
-    sub.baseAt = isPosition(bookmark) ? this.#clock() - ageMs : undefined;
+    // NOW reported back (the subscription placed): the end of the log at that time, which the
+    // timestamp reaches (EPOCH needs none).
+    sub.baseAt = bookmark !== Bookmarks.EPOCH ? this.#clock() - ageMs : undefined;
   }
 
   /** Messages delivered and not yet discarded. */

@@ -136,6 +136,66 @@ describe('HAClient: a NOW bookmark subscription', () => {
   );
 });
 
+describe('HAClient: a bookmark range starting at NOW', () => {
+  it.each(['[0|1|:20991231T000000Z)', '(0|1|:20991231T000000Z)'])(
+    '(%s) failing over before its first message gets what was published on the next server meanwhile',
+    async (range) => {
+      const cluster = await startTestCluster({ count: 2, replication: 'sync' });
+      cleanups.push(() => cluster.close());
+      const [a, b] = cluster.servers as [TestServer, TestServer];
+      // Connects to B wait until the message below is in B's log.
+      const tcp = nodeTransport();
+      let letIntoB!: () => void;
+      const bHoldsMessage = new Promise<void>((resolve) => {
+        letIntoB = resolve;
+      });
+      const transport: Transport = {
+        schemes: tcp.schemes,
+        connect: async (uri, handlers, options) => {
+          if (uri.port === b.tcpPort) await bHoldsMessage;
+          return tcp.connect(uri, handlers, options);
+        },
+      };
+      const subscriber = new HAClient(`sub-now-range-${range[0]}`, {
+        transport,
+        servers: [a.tcpUri('json'), b.tcpUri('json')],
+        heartbeat: false,
+        connectTimeoutMs: 1000,
+      });
+      cleanups.push(() => subscriber.disconnect());
+      const seen: number[] = [];
+      let thirdArrived!: () => void;
+      const third = new Promise<void>((resolve) => {
+        thirdArrived = resolve;
+      });
+      const sub = subscriber.subscribe('now-range', {
+        bookmark: range,
+        onMessage: (m: Message) => {
+          const n = m.json<{ n: number }>().n;
+          seen.push(n);
+          if (n === 3) thirdArrived();
+        },
+      });
+      await subscriber.connectAndLogon();
+      await sub.ready;
+      await subscriber.flush(); // the subscription's acks have all arrived
+      const publisher = client(`pub-now-range-${range[0]}`, b.tcpUri('json'));
+      await publisher.connectAndLogon();
+      const onB = stateWhere(subscriber, (e) => e.state === 'Resubscribed');
+      await a.kill();
+      // After the subscription was placed: owed to it.
+      publisher.publish('now-range', JSON.stringify({ n: 1 }));
+      publisher.publish('now-range', JSON.stringify({ n: 2 }));
+      await publisher.flush(); // in B's log
+      letIntoB();
+      await onB;
+      publisher.publish('now-range', JSON.stringify({ n: 3 }));
+      await third;
+      expect(seen).toEqual([1, 2, 3]);
+    },
+  );
+});
+
 describe('HAClient: the recovery point across replicas', () => {
   it.each([Bookmarks.NOW, Bookmarks.EPOCH])(
     '(%s) gets the messages of a publisher it never saw, logged on the next server before everything it did see',

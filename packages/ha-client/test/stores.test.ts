@@ -346,6 +346,13 @@ describe('MemoryBookmarkStore for a range', () => {
     store.persisted('n', '[0|1|:20261126T130000Z]');
     store.log('n', '11|5|');
     expect(store.getMostRecent('n')).toBe('[11|5|,20261126T120031Z:20261126T130000Z]');
+    // Placed at NOW, reported back as NOW as of when the subscribe was sent (its completed ack
+    // comes only at the range's end): a failover resumes from that second, not the next server's NOW.
+    store.persisted('p', '(0|1|:20261126T130000Z)');
+    expect(store.getMostRecent('p')).toBe('(0|1|:20261126T130000Z)');
+    now += 3000;
+    store.persisted('p', Bookmarks.NOW, 2500);
+    expect(store.getMostRecent('p')).toBe('(0|1|,20261126T120031Z:20261126T130000Z)');
   });
 });
 

@@ -995,8 +995,15 @@ export class HAClient {
     }
     const sub: HASubscription = {
       subId,
-      // What a reconnect sends: the new server has nothing to replace.
-      command: replacing ? { ...command, options: withoutReplace(command.options) } : command,
+      // What a reconnect sends: the new server has nothing to replace, and a replace keeps the
+      // replaced one's place in the log (its bookmark, for one without a bookmark store).
+      command: replacing
+        ? {
+            ...command,
+            options: withoutReplace(command.options),
+            bookmark: replaced?.command.bookmark ?? command.bookmark,
+          }
+        : command,
       options: replaced ? { ...options, bookmark: bookmarkGiven } : options,
       stream,
       closed: deferred<Error | undefined>(),

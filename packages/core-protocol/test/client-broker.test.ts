@@ -524,6 +524,24 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(got.items[5]?.subId).toBe(sub.subId);
   });
 
+  it("sowAndSubscribe with a range bookmark does not end at the query's completed ack", async () => {
+    const c = await loggedOn();
+    await seedOrders(c, 1);
+    const got = new Collector<Message>();
+    const acks = new Collector<Message>();
+    const sub = c.sowAndSubscribe('orders', {
+      bookmark: '[0:0|1|]', // a historical query's range (the test broker ignores it)
+      ackTypes: ['completed'],
+      onAck: acks.push,
+      onMessage: got.push,
+    });
+    await sub.ready;
+    await acks.atLeast(1); // the query's completed ack
+    c.publish('orders', order(2));
+    const items = await got.atLeast(4);
+    expect(items.map((m) => m.command)).toEqual(['group_begin', 'sow', 'group_end', 'publish']);
+  });
+
   it('sowAndDeltaSubscribe: SOW records, then deltas', async () => {
     const c = await loggedOn();
     c.publish('orders', JSON.stringify({ id: 1, qty: 1, px: 3 }));

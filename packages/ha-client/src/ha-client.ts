@@ -172,6 +172,12 @@ interface HASubscription {
   generation: number;
   /** The subscription it replaces, until the server has answered the replace. */
   replaced?: HASubscription | undefined;
+  /**
+   * Entered and its completed ack not in yet: the server is replaying, and a persisted ack's
+   * position may have been logged long ago, so a time before it could not stand for it (see the
+   * bookmark store). A replace carries it over: the server keeps the subscription's place.
+   */
+  replaying?: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -932,7 +938,8 @@ export class HAClient {
     const ackTypes = new Set(['processed', ...(options.ackTypes ?? [])]);
     if (bookmarked) ackTypes.add('persisted');
     // A range's completed ack is its end (see #enter).
-    if (bookmarked || isBookmarkRange(bookmarkGiven)) ackTypes.add('completed');
+    const range = commandName === 'subscribe' && isBookmarkRange(bookmarkGiven);
+    if (bookmarked || range) ackTypes.add('completed');
     command.ackType = [...ackTypes].join(',');
     const store = this.#bookmarkStore;
     const autoDiscard = this.#options.autoDiscard ?? true;
@@ -1045,6 +1052,7 @@ export class HAClient {
     const subId = sub.subId;
     const replaced = this.#subs.get(subId);
     sub.replaced = replaced;
+    sub.replaying = replaced?.replaying;
     // From here a reconnect enters the new one.
     this.#subs.set(subId, sub);
     this.#manager.add({ subId, command: sub.command });
@@ -1109,9 +1117,7 @@ export class HAClient {
     const store = this.#bookmarkStore;
     const bookmarked = sub.startBookmark !== undefined && store !== undefined;
     const onDuplicate = this.#options.onDuplicate;
-    // Until the completed ack, the server is replaying: a persisted ack's position may have been
-    // logged long ago, and a time before it could not stand for it (see the bookmark store).
-    let replaying = true;
+    if (!parseOptions(c.options).has('replace')) sub.replaying = true;
     const sentAt = this.#env.now();
     const execute: ExecuteOptions = {
       timeoutMs: this.#resubscriptionTimeoutMs,
@@ -1130,7 +1136,7 @@ export class HAClient {
         // Placed: a NOW subscription is at the end of the log, which no ack names before its
         // completed one (a range's comes at the range's end): NOW as of when it was sent.
         const placed = ack.ackType === 'processed' && ack.status !== 'failure';
-        if (bookmarked && (completed || placed || (ack.ackType === 'persisted' && !replaying))) {
+        if (bookmarked && (completed || placed || (ack.ackType === 'persisted' && !sub.replaying))) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
           // (NOW is also spelt `0|1`, as the store and the server read it; a range starts at
@@ -1143,10 +1149,15 @@ export class HAClient {
           const at = placed ? now && Bookmarks.NOW : (ack.bookmark ?? (now ? Bookmarks.EPOCH : ''));
           // The completed ack's position is the end of the log when the subscribe was sent.
           if (at) store.persisted(sub.subId, at, completed || placed ? this.#env.now() - sentAt : undefined);
-          if (completed) replaying = false;
+          if (completed) sub.replaying = false;
         }
         // The server has ended a range subscription at its end: so does this client, for good.
-        if (completed && isBookmarkRange(sub.options.bookmark) && this.#subs.get(sub.subId) === sub) {
+        if (
+          completed &&
+          sub.command.command === 'subscribe' &&
+          isBookmarkRange(sub.options.bookmark) &&
+          this.#subs.get(sub.subId) === sub
+        ) {
           sub.ready.resolve();
           this.#endSubscription(sub, undefined);
           store?.purge(sub.subId);

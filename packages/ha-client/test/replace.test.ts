@@ -369,6 +369,38 @@ describe('HAClient: replacing a live subscription', () => {
     expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  it("keeps moving a bookmark subscription's recovery point with persisted acks after a replace", async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const ha = client('replace-persisted', uris[0] as string, { servers: uris });
+    const publisher = client('replace-persisted-pub', uris[0] as string, { servers: uris });
+    const old = ha.subscribe('px', { subId: 'grid', bookmark: Bookmarks.EPOCH, onMessage: () => {} });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    const last = new Promise<string>((resolve) => {
+      let persistedAt: string | undefined;
+      let delivered: string | undefined;
+      const settle = () => persistedAt !== undefined && persistedAt === delivered && resolve(delivered);
+      ha.subscribe('px', {
+        subId: 'grid',
+        filter: "/sym = 'MSFT'",
+        options: { replace: true },
+        onMessage: (m: Message) => {
+          delivered = m.bookmark;
+          settle();
+        },
+        onAck: (ack) => {
+          if (ack.ackType !== 'persisted') return;
+          persistedAt = ack.bookmark;
+          settle();
+        },
+      }).ready.then(() => publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 })));
+    });
+    // The server reported the message persisted, with nothing outstanding: the recovery point is there.
+    const bookmark = await last;
+    expect(ha.bookmarkStore?.getMostRecent('grid')?.split(',')[0]).toBe(bookmark);
+  });
+
   it('keeps a bookmark subscription where it was: nothing lost or twice across the replace and a failover', async () => {
     const c = await cluster();
     const uris = c.tcpUris('json');

@@ -781,7 +781,8 @@ export class Client {
       closed.resolve(undefined);
     };
     // The server ends a range subscription at the range's end, with its completed ack.
-    const range = isBookmarkRange(options.bookmark);
+    // (A range on a SOW query and subscription is not one: its completed ack ends the query.)
+    const range = command === 'subscribe' && isBookmarkRange(options.bookmark);
     const route: Route = {
       subId,
       onMessage: (m) => stream.push(m),
@@ -996,7 +997,7 @@ export class Client {
     // for, else at group_end. A subscription's lasts until unsubscribed, or a range's end (its
     // completed ack, when asked for: the server then has removed it).
     const endsAt = isSubscribe
-      ? isBookmarkRange(c.bookmark) && 'completed'
+      ? c.command === 'subscribe' && isBookmarkRange(c.bookmark) && 'completed'
       : c.ackType?.includes('completed')
         ? 'completed'
         : 'group_end';

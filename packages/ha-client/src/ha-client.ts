@@ -1043,7 +1043,9 @@ export class HAClient {
     try {
       await this.#whenReady(undefined, undefined);
     } catch (error) {
-      this.#endSubscription(sub, error as Error);
+      // As disconnect() ends every subscription: closed with undefined, ready with its error.
+      if (this.#shutdown) this.#endSubscription(sub, undefined, error as Error);
+      else this.#endSubscription(sub, error as Error);
       return;
     } finally {
       this.#replacing.delete(sub);

@@ -333,6 +333,17 @@ describe('HAClient: replacing a live subscription', () => {
     expect(r.got).toEqual({ old: [], new: [] });
   });
 
+  it('disconnect() ends a replace still waiting as it ends every subscription: closed with undefined, ready rejected', async () => {
+    const c = await cluster();
+    const ha = client('replace-waiting-disconnect', c.tcpUris('json')[0] as string);
+    const old = ha.subscribe('px', { subId: 'grid', onMessage: () => {} });
+    const fresh = ha.subscribe('px', { subId: 'grid', options: { replace: true }, onMessage: () => {} });
+    await ha.disconnect();
+    await expect(old.closed).resolves.toBeUndefined();
+    await expect(fresh.closed).resolves.toBeUndefined();
+    await expect(fresh.ready).rejects.toMatchObject({ code: 'disconnected' });
+  });
+
   it('without a bookmark store, a replaced range subscription is entered after a failover from its range, and ends at its end', async () => {
     const c = await cluster();
     const uris = c.tcpUris('json');

@@ -1094,7 +1094,14 @@ export class HAClient {
     for (let r: HASubscription | undefined = sub; r; ) {
       const next: HASubscription | undefined = r.replaced;
       r.replaced = undefined;
-      if (r !== sub) this.#endSubscription(r, undefined);
+      // One not accepted yet never claims success: a later replace took its place.
+      if (r !== sub) {
+        this.#endSubscription(
+          r,
+          undefined,
+          new AbortError(`subscription ${subId} was replaced before the server accepted it`),
+        );
+      }
       r = next;
     }
   }

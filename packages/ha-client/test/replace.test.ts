@@ -3,7 +3,7 @@
  * through HAClient: the switch, a refusal, and what a failover re-enters afterwards.
  */
 import { Bookmarks, type Command, type Message } from '@amps-ts/core-protocol';
-import { startFaultProxy, startTestCluster, type TestCluster } from '@amps-ts/test-server';
+import { startFaultProxy, startTestCluster, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
 import { type HAClient, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, client, stateWhere } from './helpers.js';
@@ -331,6 +331,62 @@ describe('HAClient: replacing a live subscription', () => {
     await publisher.publishFlush(5000);
     await ha.flush();
     expect(r.got).toEqual({ old: [], new: [] });
+  });
+
+  it('two replaces cut off by a lost connection: the last is entered, the one before it never claims success', async () => {
+    const c = await cluster();
+    const server = c.servers[0] as TestServer;
+    const proxy = await startFaultProxy({ target: server.tcpPort });
+    cleanups.push(() => proxy.close());
+    // Resolves once both replaces have been written (into the blackhole).
+    let replacesSent!: () => void;
+    const sent = new Promise<void>((resolve) => {
+      replacesSent = resolve;
+    });
+    let replaces = 0;
+    const ha = client('replace-cut-off', proxy.tcpUri('json'), {
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'out') replaces += new TextDecoder().decode(bytes).split('"replace"').length - 1;
+          if (replaces === 2) replacesSent();
+          return bytes;
+        },
+      },
+    });
+    const publisher = client('replace-cut-off-pub', server.tcpUri('json'));
+    const r = recorder();
+    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    proxy.blackhole(); // both replaces go out, and no answer comes back
+    const first = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'A'",
+      options: { replace: true },
+      onMessage: r.handler('first'),
+    });
+    const second = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'MSFT'",
+      options: { replace: true },
+      onMessage: r.handler('second'),
+    });
+    await sent;
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    proxy.heal();
+    proxy.reset();
+    await recovered;
+    await second.ready;
+    await expect(first.ready).rejects.toMatchObject({
+      code: 'aborted',
+      message: expect.stringMatching(/replaced before/),
+    });
+    await expect(old.closed).resolves.toBeUndefined();
+    const msft = r.until('MSFT:1');
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
+    await msft;
+    expect(r.got).toEqual({ old: [], first: [], second: ['MSFT:1'] });
   });
 
   it('disconnect() ends a replace still waiting as it ends every subscription: closed with undefined, ready rejected', async () => {

@@ -5,7 +5,7 @@
 import { Bookmarks, type Command, type Message } from '@amps-ts/core-protocol';
 import { startFaultProxy, startTestCluster, type TestCluster, type TestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
-import { type HAClient, MemorySubscriptionManager } from '../src/index.js';
+import { type HAClient, type HAClientOptions, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, client, stateWhere } from './helpers.js';
 
 async function cluster(): Promise<TestCluster> {
@@ -32,6 +32,29 @@ function recorder() {
   };
 }
 
+/**
+ * A cluster, an HAClient and a publisher on it, and the HAClient's subscription `grid` to IBM:
+ * accepted, or, with `connect: false`, made before either client connects.
+ */
+async function subscribedToIbm(name: string, extra: Partial<HAClientOptions> = {}, connect = true) {
+  const c = await cluster();
+  const uris = c.tcpUris('json');
+  const ha = client(name, uris[0] as string, { servers: uris, ...extra });
+  const publisher = client(`${name}-pub`, uris[0] as string, { servers: uris });
+  const r = recorder();
+  const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+  if (connect) {
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+  }
+  return { c, uris, ha, publisher, r, old };
+}
+
+/** Replaces `grid` with a subscription to `sym`. */
+function replaceWith(ha: HAClient, sym: string, onMessage: (m: Message) => void) {
+  return ha.subscribe('px', { subId: 'grid', filter: `/sym = '${sym}'`, options: { replace: true }, onMessage });
+}
+
 /** A subscription manager that keeps every command it was given. */
 class RecordingManager extends MemorySubscriptionManager {
   readonly added: Command[] = [];
@@ -52,25 +75,13 @@ async function failOver(c: TestCluster, ha: HAClient): Promise<void> {
 
 describe('HAClient: replacing a live subscription', () => {
   it('switches to the new filter once the server accepts, ends the old one, and re-enters the new one after a failover', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
     const manager = new RecordingManager();
-    const ha = client('replace-live', uris[0] as string, { servers: uris, subscriptionManager: manager });
-    const publisher = client('replace-live-pub', uris[0] as string, { servers: uris });
-    const r = recorder();
-    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
-    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
-    await old.ready;
+    const { c, ha, publisher, r, old } = await subscribedToIbm('replace-live', { subscriptionManager: manager });
     const ibm1 = r.until('IBM:1');
     publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
     await ibm1;
 
-    const fresh = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('new'),
-    });
+    const fresh = replaceWith(ha, 'MSFT', r.handler('new'));
     await fresh.ready;
     await expect(old.closed).resolves.toBeUndefined();
     const msft2 = r.until('MSFT:2');
@@ -97,14 +108,7 @@ describe('HAClient: replacing a live subscription', () => {
   });
 
   it('keeps the old subscription, here and after a failover, when the server refuses the replace', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const ha = client('replace-refused', uris[0] as string, { servers: uris });
-    const publisher = client('replace-refused-pub', uris[0] as string, { servers: uris });
-    const r = recorder();
-    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
-    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
-    await old.ready;
+    const { c, ha, publisher, r, old } = await subscribedToIbm('replace-refused');
 
     const bad = ha.subscribe('px', {
       subId: 'grid',
@@ -126,12 +130,7 @@ describe('HAClient: replacing a live subscription', () => {
   });
 
   it('replaces a subscription made before the client was ready, once it is', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const ha = client('replace-early', uris[0] as string, { servers: uris });
-    const publisher = client('replace-early-pub', uris[0] as string, { servers: uris });
-    const r = recorder();
-    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
+    const { ha, publisher, r, old } = await subscribedToIbm('replace-early', {}, false);
     const fresh = ha.subscribe('px', {
       subId: 'grid',
       filter: "/sym = 'MSFT'",
@@ -149,27 +148,10 @@ describe('HAClient: replacing a live subscription', () => {
   });
 
   it('two replaces in a row: the last one gets the deliveries, the two before it end', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const ha = client('replace-twice', uris[0] as string, { servers: uris });
-    const publisher = client('replace-twice-pub', uris[0] as string, { servers: uris });
-    const r = recorder();
-    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
-    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
-    await old.ready;
+    const { ha, publisher, r, old } = await subscribedToIbm('replace-twice');
     // Both sent before the server answers the first.
-    const one = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('one'),
-    });
-    const two = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'ORCL'",
-      options: { replace: true },
-      onMessage: r.handler('two'),
-    });
+    const one = replaceWith(ha, 'MSFT', r.handler('one'));
+    const two = replaceWith(ha, 'ORCL', r.handler('two'));
     await Promise.all([one.ready, two.ready]);
     await expect(old.closed).resolves.toBeUndefined();
     await expect(one.closed).resolves.toBeUndefined();
@@ -286,12 +268,7 @@ describe('HAClient: replacing a live subscription', () => {
     const sent = new Promise<void>((resolve) => {
       replaceSent = resolve;
     });
-    const fresh = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('new'),
-    });
+    const fresh = replaceWith(ha, 'MSFT', r.handler('new'));
     proxy.heal();
     await sent;
     await fresh.ready;
@@ -309,18 +286,8 @@ describe('HAClient: replacing a live subscription', () => {
   });
 
   it('unsubscribe(subId) also calls off a replace of it still waiting for the client to be ready', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const ha = client('replace-waiting-unsub', uris[0] as string, { servers: uris });
-    const publisher = client('replace-waiting-unsub-pub', uris[0] as string, { servers: uris });
-    const r = recorder();
-    const old = ha.subscribe('px', { subId: 'grid', filter: "/sym = 'IBM'", onMessage: r.handler('old') });
-    const fresh = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('new'),
-    });
+    const { ha, publisher, r, old } = await subscribedToIbm('replace-waiting-unsub', {}, false);
+    const fresh = replaceWith(ha, 'MSFT', r.handler('new'));
     await ha.unsubscribe('grid');
     await expect(old.closed).resolves.toBeUndefined();
     await expect(fresh.closed).resolves.toBeUndefined();
@@ -359,18 +326,8 @@ describe('HAClient: replacing a live subscription', () => {
     await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
     await old.ready;
     proxy.blackhole(); // both replaces go out, and no answer comes back
-    const first = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'A'",
-      options: { replace: true },
-      onMessage: r.handler('first'),
-    });
-    const second = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('second'),
-    });
+    const first = replaceWith(ha, 'A', r.handler('first'));
+    const second = replaceWith(ha, 'MSFT', r.handler('second'));
     await sent;
     const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
     proxy.heal();
@@ -489,12 +446,7 @@ describe('HAClient: replacing a live subscription', () => {
     expect(() =>
       ha.subscribe('px', { subId: 'grid', bookmark: Bookmarks.NOW, options: { replace: true }, onMessage: () => {} }),
     ).toThrow(/leave bookmark out/);
-    const fresh = ha.subscribe('px', {
-      subId: 'grid',
-      filter: "/sym = 'MSFT'",
-      options: { replace: true },
-      onMessage: r.handler('new'),
-    });
+    const fresh = replaceWith(ha, 'MSFT', r.handler('new'));
     await fresh.ready;
     for (let n = 4; n <= 5; n++) publisher.publish('px', JSON.stringify({ sym: 'MSFT', n }));
     await r.until('MSFT:5');

@@ -1045,7 +1045,7 @@ export class HAClient {
     } catch (error) {
       // As disconnect() ends every subscription: closed with undefined, ready with its error.
       if (this.#shutdown) this.#endSubscription(sub, undefined, error as Error);
-      else this.#endSubscription(sub, error as Error);
+      else if (!sub.closed.settled) this.#replaceAtOnce(sub);
       return;
     } finally {
       this.#replacing.delete(sub);
@@ -1104,6 +1104,18 @@ export class HAClient {
       }
       r = next;
     }
+  }
+
+  /**
+   * The client stopped reconnecting (it gave up, or connectAndLogon() was aborted): no server
+   * holds the replaced subscription now, so `sub` takes the id here, and the next connection
+   * enters it, as any subscription.
+   */
+  #replaceAtOnce(sub: HASubscription): void {
+    const replaced = this.#subs.get(sub.subId);
+    this.#subs.set(sub.subId, sub);
+    this.#manager.add({ subId: sub.subId, command: sub.command });
+    if (replaced) this.#endSubscription(replaced, undefined);
   }
 
   /** The application called off a subscription that no longer holds its id (replaced, ended, or waiting to replace). */

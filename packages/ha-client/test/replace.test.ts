@@ -346,6 +346,26 @@ describe('HAClient: replacing a live subscription', () => {
     expect(r.got).toEqual({ old: [], first: [], second: ['MSFT:1'] });
   });
 
+  it('a replace still waiting when the client stops reconnecting takes the id: the next connectAndLogon() enters it', async () => {
+    const { c, ha, publisher, r, old } = await subscribedToIbm('replace-stopped', {}, false);
+    const server = c.servers[0] as TestServer;
+    await server.kill();
+    const fresh = replaceWith(ha, 'MSFT', r.handler('new'));
+    const attempt = new AbortController();
+    const connecting = ha.connectAndLogon({ signal: attempt.signal });
+    attempt.abort(); // the client stops reconnecting; nothing is on a server
+    await expect(connecting).rejects.toMatchObject({ code: 'aborted' });
+    await expect(old.closed).resolves.toBeUndefined();
+    await server.restart();
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await fresh.ready;
+    const msft1 = r.until('MSFT:1');
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    publisher.publish('px', JSON.stringify({ sym: 'MSFT', n: 1 }));
+    await msft1;
+    expect(r.got).toEqual({ old: [], new: ['MSFT:1'] });
+  });
+
   it('disconnect() ends a replace still waiting as it ends every subscription: closed with undefined, ready rejected', async () => {
     const c = await cluster();
     const ha = client('replace-waiting-disconnect', c.tcpUris('json')[0] as string);

@@ -64,13 +64,14 @@ class RecordingManager extends MemorySubscriptionManager {
   }
 }
 
-/** The server the client is on, killed; resolves once the client has recovered on the other. */
-async function failOver(c: TestCluster, ha: HAClient): Promise<void> {
+/** The server the client is on, killed; resolves with it once the client has recovered on the other. */
+async function failOver(c: TestCluster, ha: HAClient): Promise<TestServer> {
   const active = c.servers.find((s) => s.tcpUri('json') === ha.uri);
   if (!active) throw new Error(`${ha.uri} is not in the cluster`);
   const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
   await active.kill();
   await recovered;
+  return active;
 }
 
 describe('HAClient: replacing a live subscription', () => {
@@ -401,11 +402,8 @@ describe('HAClient: replacing a live subscription', () => {
     await third;
     const fresh = ha.subscribe('rg', { subId: 'range', filter: '/n > 0', options: { replace: true } });
     await fresh.ready;
-    const active = c.servers.find((s) => s.tcpUri('json') === ha.uri);
-    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
-    await active?.kill();
-    await recovered;
-    await active?.restart(); // sync replication holds persisted acks until every peer has the message
+    const killed = await failOver(c, ha);
+    await killed.restart(); // sync replication holds persisted acks until every peer has the message
     await publish(4, 8);
     const seen: number[] = [];
     for await (const m of fresh) seen.push(m.json<{ n: number }>().n);

@@ -789,7 +789,7 @@ export class Client {
       onAck: (ack) => {
         options.onAck?.(ack);
         if (range && ack.ackType === 'completed') {
-          if (this.#routes.get(subId) === route) this.#routes.delete(subId);
+          this.#releaseRoute(subId, route, undefined);
           if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
           end();
         }

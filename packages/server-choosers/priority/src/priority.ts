@@ -2,10 +2,10 @@ import {
   type Authenticator,
   authenticatorOption,
   type ConnectionInfo,
-  defaultEnvironment,
   describeError,
   describeFailures,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   type Logger,
   newServer,
@@ -89,7 +89,7 @@ export class PriorityFailbackChooser implements ServerChooser {
       options.authenticator,
       'priorityFailback: the authenticator option',
     );
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#environment = environmentOption(options.environment, ['now'], 'priorityFailback: environment');
     this.#logger = options.logger;
     this.addAll(...serverListOption('priorityFailback', servers));
   }

@@ -157,6 +157,12 @@ describe('priorityFailback', () => {
     expect(priorityFailback([a], { failbackAfterMs: 600_000 }).options.maximumFailbackAfterMs).toBe(600_000);
   });
 
+  it('refuses an environment without now() (a TypeError on the first failure in the reconnect loop otherwise)', () => {
+    expect(() => priorityFailback([a], { environment: {} as never })).toThrow(
+      'priorityFailback: environment needs now()',
+    );
+  });
+
   it('rejects bad options with an InvalidOptionsError', () => {
     for (const options of [
       { failbackAfterMs: -1 },

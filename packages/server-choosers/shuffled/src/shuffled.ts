@@ -2,10 +2,10 @@ import {
   type Authenticator,
   authenticatorOption,
   type ConnectionInfo,
-  defaultEnvironment,
   describeError,
   describeFailures,
   type Environment,
+  environmentOption,
   newServer,
   type ServerChooser,
   type ServerEntry,
@@ -42,7 +42,7 @@ export class ShuffledChooser implements ServerChooser {
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: ShuffledOptions = {}) {
     this.#defaultAuthenticator = authenticatorOption(options.authenticator, 'shuffled: the authenticator option');
-    this.#environment = options.environment ?? defaultEnvironment;
+    this.#environment = environmentOption(options.environment, ['random'], 'shuffled: environment');
     this.addAll(...serverListOption('shuffled', servers));
   }
 

@@ -87,6 +87,12 @@ describe('shuffled', () => {
     chooser.getCurrentURI();
     expect(environment.calls.random).toBe(3);
   });
+  it('refuses an environment without random() (a TypeError on the first getCurrentURI() otherwise)', () => {
+    expect(() => shuffled([servers[1] as string], { environment: {} as never })).toThrow(
+      'shuffled: environment needs random()',
+    );
+  });
+
   it('refuses a default authenticator without its three methods, instead of failing every logon', () => {
     const getToken = () => 'token';
     expect(() => shuffled([servers[1] as string], { authenticator: getToken as never })).toThrow(

@@ -392,6 +392,41 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(viaExecute.items.map((m) => m.json())).toEqual([{ n: 5 }]);
   });
 
+  it('a replace answered after the range it replaces has ended takes the id: the server made it a new subscription', async () => {
+    const c = await loggedOn();
+    const unhandled = new Collector<Message>();
+    c.onUnhandledMessage(unhandled.push);
+    for (let i = 0; i < 2; i++) c.publish('journal', String(i));
+    await c.flush();
+    const all = new Collector<Message>();
+    await c.subscribe('journal', { bookmark: Bookmarks.EPOCH, onMessage: all.push }).ready;
+    const [zero, one] = await all.atLeast(2);
+    const range = `[${zero?.bookmark}:${one?.bookmark}]`;
+    // Sent together: the server replays the range and ends it (its completed ack) before it reads the replace.
+    const old = new Collector<Message>();
+    const ended = c.subscribe('journal', { subId: 'rr', bookmark: range, onMessage: old.push });
+    const fresh = new Collector<Message>();
+    const replace = c.subscribe('journal', { subId: 'rr', options: { replace: true }, onMessage: fresh.push });
+    await replace.ready;
+    expect(await ended.closed).toBeUndefined();
+    // Through execute too.
+    void c.execute(
+      { command: 'subscribe', topic: 'journal', subId: 'rx', bookmark: range, ackType: 'completed' },
+      { onMessage: () => {} },
+    );
+    const viaExecute = new Collector<Message>();
+    await c.execute(
+      { command: 'subscribe', topic: 'journal', subId: 'rx', options: 'replace' },
+      { onMessage: viaExecute.push },
+    );
+    c.publish('journal', '2');
+    await c.flush();
+    expect(old.items.map((m) => m.text())).toEqual(['0', '1']);
+    expect(fresh.items.map((m) => m.text())).toEqual(['2']);
+    expect(viaExecute.items.map((m) => m.text())).toEqual(['2']);
+    expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
+  });
+
   it('a subscribe the server refuses as a duplicate does not unsubscribe the subscription it collided with', async () => {
     const { sent, filter } = outgoing();
     const unhandled = new Collector<Message>();

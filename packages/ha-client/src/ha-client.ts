@@ -1000,17 +1000,14 @@ export class HAClient {
       startBookmark = bookmarkGiven === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (bookmarkGiven as string);
       if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
     }
+    // A replace keeps the replaced one's place in the log, and sends it (its bookmark, for one
+    // without a bookmark store): a server that has just ended the replaced one (a range at its end)
+    // starts the replace there, as a new subscription.
+    if (replaced) command.bookmark = replaced.command.bookmark;
     const sub: HASubscription = {
       subId,
-      // What a reconnect sends: the new server has nothing to replace, and a replace keeps the
-      // replaced one's place in the log (its bookmark, for one without a bookmark store).
-      command: replacing
-        ? {
-            ...command,
-            options: withoutReplace(command.options),
-            bookmark: replaced?.command.bookmark ?? command.bookmark,
-          }
-        : command,
+      // What a reconnect sends: the new server has nothing to replace.
+      command: replacing ? { ...command, options: withoutReplace(command.options) } : command,
       options: replaced ? { ...options, bookmark: bookmarkGiven } : options,
       stream,
       closed: deferred<Error | undefined>(),

@@ -55,6 +55,15 @@ function replaceWith(ha: HAClient, sym: string, onMessage: (m: Message) => void)
   return ha.subscribe('px', { subId: 'grid', filter: `/sym = '${sym}'`, options: { replace: true }, onMessage });
 }
 
+/** The bookmark of the first message on `topic`, read through a client of its own. */
+function firstBookmark(name: string, uri: string, topic: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const watch = client(name, uri);
+    watch.subscribe(topic, { bookmark: Bookmarks.EPOCH, onMessage: (m: Message) => resolve(m.bookmark as string) });
+    void watch.connectAndLogon();
+  });
+}
+
 /** A subscription manager that keeps every command it was given. */
 class RecordingManager extends MemorySubscriptionManager {
   readonly added: Command[] = [];
@@ -388,11 +397,7 @@ describe('HAClient: replacing a live subscription', () => {
       await publisher.publishFlush(5000);
     };
     await publish(1, 3);
-    const first = await new Promise<string>((resolve) => {
-      const watch = client('replace-range-nostore-watch', uris[0] as string);
-      watch.subscribe('rg', { bookmark: Bookmarks.EPOCH, onMessage: (m: Message) => resolve(m.bookmark as string) });
-      void watch.connectAndLogon();
-    });
+    const first = await firstBookmark('replace-range-nostore-watch', uris[0] as string, 'rg');
     const sixth = first.replace(/\|1\|$/, '|6|');
     const ha = client('replace-range-nostore', uris[0] as string, { servers: uris, bookmarkStore: false });
     const r = recorder();
@@ -410,6 +415,47 @@ describe('HAClient: replacing a live subscription', () => {
     // Replayed from the range's start (no store: no de-duplication), up to its end.
     expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
   });
+
+  it.each([
+    ['with', undefined],
+    ['without', false],
+  ] as const)(
+    'a replace answered after the range it replaces has ended (%s a bookmark store) goes on from the range, and ends at its end',
+    async (what, bookmarkStore) => {
+      const c = await cluster();
+      const uris = c.tcpUris('json');
+      const name = `replace-range-ended-${what}`;
+      const publisher = client(`${name}-pub`, uris[0] as string, { servers: uris });
+      await publisher.connectAndLogon();
+      for (let n = 1; n <= 3; n++) publisher.publish('rg', JSON.stringify({ sym: 'IBM', n }));
+      await publisher.publishFlush(5000);
+      const first = await firstBookmark(`${name}-watch`, uris[0] as string, 'rg');
+      const third = first.replace(/\|1\|$/, '|3|');
+      const ha = client(name, uris[0] as string, { servers: uris, bookmarkStore });
+      await ha.connectAndLogon();
+      const unhandled = new Promise<string>((resolve) => ha.client.onUnhandledMessage(() => resolve('unhandled')));
+      const r = recorder();
+      // Sent together: the server replays the range and ends it (its completed ack) before it reads the replace.
+      const old = ha.subscribe('rg', { subId: 'range', bookmark: `[${first}:${third}]`, onMessage: r.handler('old') });
+      const fresh = ha.subscribe('rg', {
+        subId: 'range',
+        filter: '/n > 0',
+        options: { replace: true },
+        onMessage: r.handler('new'),
+      });
+      await fresh.ready;
+      const wentOn = r.until('IBM:4');
+      publisher.publish('rg', JSON.stringify({ sym: 'IBM', n: 4 })); // past the range's end
+      const outcome = await Promise.race([fresh.closed.then(() => 'ended'), wentOn.then(() => 'went on'), unhandled]);
+      expect(outcome).toBe('ended');
+      await expect(old.closed).resolves.toBeUndefined();
+      // The server started the replace from the range's start (a store drops what the old one had).
+      expect(r.got).toEqual({
+        old: ['IBM:1', 'IBM:2', 'IBM:3'],
+        new: what === 'with' ? [] : ['IBM:1', 'IBM:2', 'IBM:3'],
+      });
+    },
+  );
 
   it("keeps moving a bookmark subscription's recovery point with persisted acks after a replace", async () => {
     const c = await cluster();

@@ -1009,11 +1009,14 @@ export class Client {
       // A replace takes the id once the server accepts it: what came before was the replaced one's.
       // It takes it from whichever subscription sent before it holds the id by then (another
       // replace, accepted first), never from one sent after it (the id unsubscribed and taken again).
+      // With none holding it and no unsubscribe of it under way, the server ended the replaced one
+      // (a range, at its end) before the replace came, and so made the replace a new subscription.
       const holder = previous && this.#routes.get(key as string);
       if (
-        holder &&
-        holder.subId !== undefined &&
-        (holder.sent ?? 0) < (route?.sent ?? Number.POSITIVE_INFINITY) &&
+        previous &&
+        (holder
+          ? holder.subId !== undefined && (holder.sent ?? 0) < (route?.sent ?? Number.POSITIVE_INFINITY)
+          : !this.#unsubscribing.has(key as string)) &&
         ack.ackType === waitFor &&
         ack.status !== 'failure'
       )

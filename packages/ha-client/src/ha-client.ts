@@ -595,7 +595,12 @@ export class HAClient {
       this.#publishLive = true;
     }
     const generation = this.#generation;
-    await this.#manager.resubscribe((command) => this.#enter(command, generation), { signal });
+    await this.#manager.resubscribe(
+      async (command) => {
+        await this.#enter(command, generation);
+      },
+      { signal },
+    );
     signal.throwIfAborted();
     const kept = new Set(this.#manager.list().map((m) => m.subId));
     for (const sub of this.#subs.values()) {
@@ -1059,13 +1064,15 @@ export class HAClient {
       void this.#enterLater(sub);
       return;
     }
+    // Only the server's answer says refused: the new one may have ended already for another reason
+    // (a slow consumer, in the read that brought the answer), after the server took it.
+    let refused = false;
     try {
-      await this.#enter(command, this.#generation);
+      refused = await this.#enter(command, this.#generation);
     } catch (error) {
       // Not answered: the connection goes (or went), and the recovery enters the new one.
       if (TimedOutError.isInstance(error) && this.#client.isConnected) this.#client.abort(error);
     }
-    const refused = sub.closed.settled && isRefusal(await sub.closed.promise);
     if (refused && !this.#shutdown) {
       // A later replace holds the id: what the server says to it decides (it replaced `replaced`).
       if (this.#subs.get(subId) !== undefined) return;
@@ -1124,10 +1131,10 @@ export class HAClient {
     );
   }
 
-  /** Enters (or re-enters) a subscription on the current connection. */
-  async #enter(command: Command, generation: number): Promise<void> {
+  /** Enters (or re-enters) a subscription on the current connection; true if the server refused it (it has ended). */
+  async #enter(command: Command, generation: number): Promise<boolean> {
     const sub = this.#subs.get(command.subId as string);
-    if (!sub) return;
+    if (!sub) return false;
     const c: Command = { ...command };
     if (sub.startBookmark !== undefined) {
       c.bookmark = this.#bookmarkStore?.getMostRecent(sub.subId) ?? sub.startBookmark;
@@ -1154,6 +1161,8 @@ export class HAClient {
         // Placed: a NOW subscription is at the end of the log, which no ack names before its
         // completed one (a range's comes at the range's end): NOW as of when it was sent.
         const placed = ack.ackType === 'processed' && ack.status !== 'failure';
+        // Accepted: so at once, before a delivery in the same read can end it (a slow consumer).
+        if (placed) sub.ready.resolve();
         if (bookmarked && (completed || placed || (ack.ackType === 'persisted' && !sub.replaying))) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
@@ -1192,12 +1201,12 @@ export class HAClient {
     sub.generation = generation;
     try {
       await this.#client.execute(c, execute);
-      sub.ready.resolve();
+      return false;
     } catch (error) {
       sub.generation = -1;
       if (!sub.ready.settled && isRefusal(error)) {
         this.#endSubscription(sub, error);
-        return;
+        return true;
       }
       throw error;
     }

@@ -295,6 +295,61 @@ describe('HAClient: replacing a live subscription', () => {
     expect(freshClosed).toBe(false);
   });
 
+  it('a replace whose subscription falls behind in the read that brings its acceptance is accepted: the old one ends', async () => {
+    // From the replace on, what the server sends is held, then read at once: its processed ack and
+    // the new subscription's first three messages.
+    let held: { chunks: Uint8Array[]; text: string } | undefined;
+    let answered!: () => void;
+    const accepted = new Promise<void>((resolve) => {
+      answered = resolve;
+    });
+    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+      const text = new TextDecoder().decode(bytes);
+      if (direction === 'out') {
+        if (/"opts":"[^"]*replace/.test(text)) held = { chunks: [], text: '' };
+        return undefined;
+      }
+      if (!held) return undefined;
+      held.chunks.push(bytes);
+      held.text += text;
+      if (held.text.includes('processed')) answered();
+      if (!held.text.includes('"sym":"MSFT","n":3')) return new Uint8Array(0);
+      const all = new Uint8Array(held.chunks.reduce((size, chunk) => size + chunk.length, 0));
+      let at = 0;
+      for (const chunk of held.chunks) {
+        all.set(chunk, at);
+        at += chunk.length;
+      }
+      held = undefined;
+      return all;
+    };
+    const manager = new RecordingManager();
+    const { ha, publisher, old } = await subscribedToIbm('replace-slow-new', {
+      subscriptionManager: manager,
+      client: { transportFilter },
+    });
+    // Iterated by nobody: its third message overflows it.
+    const fresh = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'MSFT'",
+      options: { replace: true },
+      maxQueue: 2,
+    });
+    await accepted;
+    for (let n = 1; n <= 3; n++) publisher.publish('px', JSON.stringify({ sym: 'MSFT', n }));
+    await expect(fresh.closed).resolves.toMatchObject({ code: 'slow_consumer' });
+    await expect(fresh.ready).resolves.toBeUndefined();
+    await ha.flush();
+    // Not taken for a refusal: the old one is not put back, here or for the next failover.
+    let oldClosed = false;
+    void old.closed.then(() => {
+      oldClosed = true;
+    });
+    await ha.flush();
+    expect(oldClosed).toBe(true);
+    expect(manager.list()).toEqual([]);
+  });
+
   it('unsubscribe(subId) also calls off a replace of it still waiting for the client to be ready', async () => {
     const { ha, publisher, r, old } = await subscribedToIbm('replace-waiting-unsub', {}, false);
     const fresh = replaceWith(ha, 'MSFT', r.handler('new'));

@@ -55,7 +55,7 @@ import {
   TxLogFile,
 } from './txlog.js';
 import { ampsTimestamp, bookmarkOf, isObject, nameHash, parseJson, splitList } from './util.js';
-import type { Wire, WireEvents } from './wire.js';
+import { type Wire, type WireEvents, webSocketMaxPayload } from './wire.js';
 
 const RECEIVED = 1;
 const PROCESSED = 4;
@@ -295,6 +295,18 @@ export class Broker implements LinkHost {
       onData: (chunk) => this.#onData(session, decoder, chunk),
       onClose: () => this.#close(session),
       onDrain: () => this.scheduleFlush(),
+      onMessageTooLarge: (error) => {
+        this.#counters.badFrames++;
+        this.logger?.warn?.('closing connection: frame too large', {
+          server: this.name,
+          ...session.describe(),
+          maxFrameBytes: this.#maxFrameBytes,
+          maxWebSocketMessageBytes: webSocketMaxPayload(this.#maxFrameBytes),
+          error,
+        });
+        // For the log only: the WebSocket library has already sent its close frame (1009, no reason).
+        session.closeWith = { code: 1009, reason: 'WebSocket message too big' };
+      },
     });
     this.#sessions.add(session);
     this.#counters.connectionsTotal++;
@@ -358,13 +370,38 @@ export class Broker implements LinkHost {
       decoder.push(chunk);
     } catch (error) {
       this.#counters.badFrames++;
+      const message = error instanceof Error ? error.message : String(error);
+      const tooLarge = TOO_LARGE.exec(message);
+      if (tooLarge) {
+        const frameBytes = Number(tooLarge[1]);
+        this.logger?.warn?.('closing connection: frame too large', {
+          server: this.name,
+          ...session.describe(),
+          frameBytes,
+          maxFrameBytes: this.#maxFrameBytes,
+        });
+        // 1009: "message too big" (RFC 6455 §7.4.1).
+        this.#refuse(session, 1009, `frame of ${frameBytes} bytes exceeds maxFrameBytes (${this.#maxFrameBytes})`);
+        return;
+      }
       this.logger?.warn?.('closing connection: bad frame', {
         server: this.name,
         ...session.describe(),
-        error: error instanceof Error ? error.message : String(error),
+        error: message,
       });
-      this.#close(session, 'bad frame');
+      // 1002: protocol error (RFC 6455 §7.4.1).
+      this.#refuse(session, 1002, `bad frame: ${message}`);
     }
+  }
+
+  /**
+   * Ends a connection whose input cannot be read any further: what was already answered goes out,
+   * then a graceful close (a TCP FIN; over WebSocket a close frame with `code` and `reason`). The
+   * client's remaining input is read and dropped, so the close is not a reset.
+   */
+  #refuse(s: Session, code: number, reason: string): void {
+    s.closeWith = { code, reason: closeReasonText(reason) };
+    this.#closeAfterFlush(s);
   }
 
   #onMessage(session: Session, message: Message): void {
@@ -1989,7 +2026,7 @@ export class Broker implements LinkHost {
       }
     }
     if (s.state === 'closing' && s.closeTimer === undefined) {
-      s.wire.end();
+      s.wire.end(s.closeWith);
       // A client that never closes its side would hold the socket until the broker's close().
       s.closeTimer = this.timers.set(() => this.#close(s, 'close timeout'), this.#closeTimeoutMs);
     }
@@ -2024,10 +2061,11 @@ export class Broker implements LinkHost {
     this.#replAckDue.delete(s);
     s.out.clear();
     s.wire.destroy();
+    const why = reason ?? s.closeWith?.reason;
     this.logger?.debug?.('connection closed', {
       server: this.name,
       ...s.describe(),
-      ...(reason === undefined ? {} : { reason }),
+      ...(why === undefined ? {} : { reason: why }),
     });
   }
 }
@@ -2064,6 +2102,17 @@ class Offer {
     }
     return this.#delta;
   }
+}
+
+/** The frame decoder's message for a frame above its `maxFrameSize`. */
+const TOO_LARGE = /^frame of (\d+) bytes exceeds the maximum frame size/;
+
+/** A WebSocket close reason holds at most 123 bytes of UTF-8. */
+function closeReasonText(reason: string): string {
+  if (Buffer.byteLength(reason) <= 123) return reason;
+  let text = reason.slice(0, 120);
+  while (Buffer.byteLength(`${text}...`) > 123) text = text.slice(0, -1);
+  return `${text}...`;
 }
 
 /** A subscription topic is a regular expression when it holds regex characters (AMPS rule). */

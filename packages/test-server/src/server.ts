@@ -5,7 +5,7 @@ import { InvalidOptionsError } from '@amps-ts/core-protocol';
 import { WebSocketServer } from 'ws';
 import { Broker, type BrokerStats } from './broker.js';
 import { type PeerOptions, resolvePeer, type TestServerOptions } from './options.js';
-import { tcpWire, wsWire } from './wire.js';
+import { tcpWire, webSocketMaxPayload, wsWire } from './wire.js';
 
 export interface TestServerStats extends BrokerStats {
   name: string;
@@ -163,7 +163,7 @@ export class TestServer {
     const wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      maxPayload: (this.#options.maxFrameBytes ?? 16 * 1024 * 1024) * 2 + 1024,
+      maxPayload: webSocketMaxPayload(this.#options.maxFrameBytes ?? 16 * 1024 * 1024),
     });
     const http = createHttpServer((_request, response) => {
       response.writeHead(426, { 'content-type': 'text/plain' });

@@ -3,7 +3,7 @@ import { type Command, FrameEncoder, type TimerHandle } from '@amps-ts/core-prot
 import type { Filter } from './filter.js';
 import type { ResolvedQueue } from './options.js';
 import type { LogEntry, PublisherLog } from './txlog.js';
-import type { Wire } from './wire.js';
+import type { CloseReason, Wire } from './wire.js';
 
 /** A persisted ack waiting until its message is persisted (locally and on every sync peer). */
 export interface PendingAck {
@@ -46,6 +46,8 @@ export class Session {
   heartbeatTimer: TimerHandle | undefined = undefined;
   /** Set once the broker has ended its side: destroys the connection if the client never closes. */
   closeTimer: TimerHandle | undefined = undefined;
+  /** Why the broker is ending this connection: its WebSocket close code and reason, and the log's. */
+  closeWith: CloseReason | undefined = undefined;
   wire!: Wire;
 
   constructor(now: number) {

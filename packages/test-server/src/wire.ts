@@ -6,6 +6,25 @@ export interface WireEvents {
   onData(chunk: Uint8Array): void;
   onClose(): void;
   onDrain(): void;
+  /** The WebSocket library refused a message above its payload limit (and closed with 1009). */
+  onMessageTooLarge(error: string): void;
+}
+
+/**
+ * The largest WebSocket message the broker takes. A message may hold a frame and part of the next,
+ * so twice `maxFrameBytes`; and at least 64 MiB, so that a frame above `maxFrameBytes` reaches the
+ * broker, which closes with a reason naming the limit (the WebSocket library's own refusal, for a
+ * message above this, closes with code 1009 and no reason).
+ */
+export function webSocketMaxPayload(maxFrameBytes: number): number {
+  return Math.max(maxFrameBytes * 2 + 1024, 64 * 1024 * 1024);
+}
+
+/** How the broker ends a connection it refuses: a WebSocket close code and reason (TCP has neither). */
+export interface CloseReason {
+  readonly code: number;
+  /** At most 123 bytes of UTF-8, as a WebSocket close frame allows. */
+  readonly reason: string;
 }
 
 export interface Wire {
@@ -19,8 +38,12 @@ export interface Wire {
   write(frames: Uint8Array): void;
   pause(): void;
   resume(): void;
-  /** Closes after the bytes already written have gone out. */
-  end(): void;
+  /**
+   * Closes after the bytes already written have gone out: a TCP FIN, or a WebSocket close frame
+   * (with `close`'s code and reason). Input is still read, and dropped, until the client closes,
+   * so that unread bytes do not turn the close into a reset.
+   */
+  end(close?: CloseReason): void;
   destroy(): void;
 }
 
@@ -59,7 +82,9 @@ export function wsWire(ws: WebSocket, remote: string, batch: boolean, events: Wi
     if (Array.isArray(data)) for (const part of data) events.onData(part);
     else events.onData(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
   });
-  ws.on('error', () => {});
+  ws.on('error', (error: Error & { code?: string }) => {
+    if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') events.onMessageTooLarge(error.message);
+  });
   ws.on('close', () => events.onClose());
   const socket = (ws as unknown as { _socket?: Socket })._socket;
   socket?.on('drain', () => events.onDrain());
@@ -91,7 +116,7 @@ export function wsWire(ws: WebSocket, remote: string, batch: boolean, events: Wi
     },
     pause: () => ws.pause(),
     resume: () => ws.resume(),
-    end: () => ws.close(),
+    end: (close) => (close ? ws.close(close.code, close.reason) : ws.close()),
     destroy: () => ws.terminate(),
   };
 }

@@ -1,8 +1,9 @@
 import { connect } from 'node:net';
-import { encodeCommand, InvalidOptionsError } from '@amps-ts/core-protocol';
+import { encodeCommand, InvalidOptionsError, type Message, MessageDecoder } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { startTestServer, TestServer, type TestServerOptions } from '../src/index.js';
-import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
+import { isDelivery, ManualEnvironment, TestClient, type Transport, transports, until } from './helpers.js';
 
 let servers: TestServer[] = [];
 let open: TestClient[] = [];
@@ -164,15 +165,24 @@ describe.each(transports)('sessions over %s', (transport) => {
     expect(server.stats().badFrames).toBe(2);
   });
 
-  it('an oversized frame closes that connection only', async () => {
-    const server = await serve({ maxFrameBytes: 1024 });
+  it('an oversized frame closes that connection only, with a log line naming the limit', async () => {
+    const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+    const server = await serve({ maxFrameBytes: 1024, logger: { warn: (m, f) => warnings.push([m, f]) } });
     const bystander = await client(server, transport);
     await bystander.logon('big-bystander');
     const big = await client(server, transport);
     await big.logon('big');
+    const cid = big.command({ command: 'flush', ackType: 'processed' });
     big.publish('t', { blob: 'x'.repeat(2000) });
+    // What came before the oversized frame is still answered.
+    expect((await big.ack(cid)).status).toBe('success');
     await big.closed;
     await bystander.sync();
+    expect(warnings).toContainEqual([
+      'closing connection: frame too large',
+      expect.objectContaining({ frameBytes: expect.any(Number), maxFrameBytes: 1024, clientName: 'big' }),
+    ]);
+    expect(server.stats().badFrames).toBe(1);
   });
 
   it('rejects unknown commands and a second logon, keeping the connection', async () => {
@@ -214,6 +224,74 @@ it('accepts a stream split anywhere and many frames in one write (TCP)', async (
   const got = await c.takeN(20, isDelivery(sub));
   expect(got.map((m) => (m.json() as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   raw.destroy();
+});
+
+it('an oversized frame over TCP ends the connection gracefully: a FIN, no reset, however much follows', async () => {
+  const server = await serve({ maxFrameBytes: 1024 });
+  const raw = connect({ host: '127.0.0.1', port: server.tcpPort });
+  const events: string[] = [];
+  raw.on('end', () => events.push('end'));
+  raw.on('error', (error: NodeJS.ErrnoException) => events.push(`error ${error.code}`));
+  const closed = new Promise<boolean>((resolve) => raw.once('close', resolve));
+  const acks: Message[] = [];
+  const decoder = new MessageDecoder((m) => acks.push(m));
+  raw.on('data', (chunk) => decoder.push(chunk));
+  raw.write(encodeCommand({ command: 'logon', commandId: '1', clientName: 'huge', ackType: 'processed' }));
+  // 4 MiB: most of it reaches the broker after it has refused the frame.
+  raw.write(encodeCommand({ command: 'publish', topic: 't', data: 'x'.repeat(4 * 1024 * 1024) }));
+  expect(await closed).toBe(false); // no error
+  expect(events).toEqual(['end']);
+  expect(acks.map((m) => [m.commandId, m.status])).toEqual([['1', 'success']]);
+  await until(() => server.stats().connections.current === 0, 'the broker closed its side');
+});
+
+describe('WebSocket close codes', () => {
+  async function rawWs(server: TestServer): Promise<{ ws: WebSocket; closed: Promise<[number, string]> }> {
+    const ws = new WebSocket(server.wsUri());
+    ws.on('error', () => {});
+    const closed = new Promise<[number, string]>((resolve) =>
+      ws.once('close', (code, reason) => resolve([code, reason.toString()])),
+    );
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    return { ws, closed };
+  }
+
+  it('an oversized frame: close 1009 (message too big) with a reason naming the limit', async () => {
+    const server = await serve({ maxFrameBytes: 1024 });
+    const { ws, closed } = await rawWs(server);
+    ws.send(encodeCommand({ command: 'logon', clientName: 'big-ws' }));
+    ws.send(encodeCommand({ command: 'publish', topic: 't', data: 'x'.repeat(100_000) }));
+    const [code, reason] = await closed;
+    expect(code).toBe(1009);
+    expect(reason).toMatch(/^frame of \d+ bytes exceeds maxFrameBytes \(1024\)$/);
+  });
+
+  it('a WebSocket message above 2 * maxFrameBytes + 1024 and 64 MiB: close 1009 and a log line', async () => {
+    const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+    const server = await serve({ maxFrameBytes: 1024, logger: { warn: (m, f) => warnings.push([m, f]) } });
+    const { ws, closed } = await rawWs(server);
+    // Smaller messages reach the broker, which closes with a reason; this one the library refuses.
+    ws.send(encodeCommand({ command: 'publish', topic: 't', data: 'x'.repeat(64 * 1024 * 1024) }));
+    expect((await closed)[0]).toBe(1009);
+    expect(warnings).toContainEqual([
+      'closing connection: frame too large',
+      expect.objectContaining({ maxFrameBytes: 1024, maxWebSocketMessageBytes: 64 * 1024 * 1024 }),
+    ]);
+    expect(server.stats().badFrames).toBe(1);
+  });
+
+  it("a malformed frame: close 1002 (protocol error) with the decoder's reason", async () => {
+    const server = await serve();
+    const { ws, closed } = await rawWs(server);
+    ws.send(new Uint8Array([0, 0, 0, 5, 0x6e, 0x6f, 0x70, 0x65, 0x21])); // "nope!"
+    const [code, reason] = await closed;
+    expect(code).toBe(1002);
+    expect(reason).toMatch(/^bad frame: /);
+    expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123);
+  });
 });
 
 it('destroys a refused connection whose client never closes its side, after closeTimeoutMs', async () => {

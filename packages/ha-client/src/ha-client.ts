@@ -238,6 +238,8 @@ export class HAClient {
    * sequence may come later (a full store) or change (renumbered at the first logon).
    */
   readonly #deletes = new Map<Command, PendingDelete>();
+  /** Ends the publish store's waits under way (see #storeWait). */
+  readonly #storeWaits = new Set<(error: Error) => void>();
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
@@ -408,9 +410,9 @@ export class HAClient {
     this.#offline = false; // unheard from now on
     this.#publishLive = false;
     this.#ready.reject(error);
-    this.#publishStore?.cancelWaits?.(error);
+    this.#cancelStoreWaits(error);
     for (const [command, pending] of [...this.#deletes]) {
-      // One still waiting for room is not stored: cancelWaits rejected it, and it says so.
+      // One still waiting for room is not stored: its wait was rejected, and it says so.
       if (command.sequence === undefined) continue;
       pending.settle(new DisconnectedError(`${error.message}; the sow_delete ${STILL_STORED}`, { cause: error }));
     }
@@ -666,7 +668,7 @@ export class HAClient {
     // The next connectAndLogon() starts a new budget rather than giving up again at once.
     this.#newSweep();
     this.#publishLive = false;
-    this.#publishStore?.cancelWaits?.(error);
+    this.#cancelStoreWaits(error);
     this.#emit(ConnectionState.Disconnected, error.message);
     this.#ready.reject(error);
     this.#ready = deferred<void>();
@@ -835,7 +837,7 @@ export class HAClient {
     const stored = store.store(c);
     this.#unsent.push(c);
     if (typeof stored === 'number') return this.#sendStored();
-    return stored.then(
+    return this.#storeWait(stored).then(
       () => this.#sendStored(),
       (error: unknown) => {
         this.#unsent.delete(c);
@@ -892,7 +894,31 @@ export class HAClient {
     if (this.#shutdown && this.#publishStore.unpersistedCount() > 0) {
       throw new DisconnectedError('the client is disconnected');
     }
-    await this.#publishStore.flush(timeoutMs, signal);
+    await this.#storeWait(this.#publishStore.flush(timeoutMs, signal));
+  }
+
+  /**
+   * A wait on the publish store (for room, or a flush), which disconnect() and a give-up reject
+   * with their error, as `cancelWaits` does: a store without it would leave the caller waiting.
+   */
+  #storeWait<T>(wait: Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const cancel = (error: Error) => {
+        this.#storeWaits.delete(cancel);
+        reject(error);
+      };
+      this.#storeWaits.add(cancel);
+      wait.then((value) => {
+        this.#storeWaits.delete(cancel);
+        resolve(value);
+      }, cancel);
+    });
+  }
+
+  /** Rejects every wait on the publish store with `error`. */
+  #cancelStoreWaits(error: Error): void {
+    this.#publishStore?.cancelWaits?.(error);
+    for (const cancel of [...this.#storeWaits]) cancel(error);
   }
 
   /* -------------------------------------------------------- subscriptions */
@@ -1354,7 +1380,7 @@ export class HAClient {
       const stored = store.store(command);
       this.#unsent.push(command);
       try {
-        if (typeof stored !== 'number') await stored;
+        if (typeof stored !== 'number') await this.#storeWait(stored);
       } catch (error) {
         this.#unsent.delete(command);
         throw error;

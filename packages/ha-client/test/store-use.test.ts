@@ -4,6 +4,7 @@ import {
   InvalidOptionsError,
   type Message,
   MessageDecoder,
+  type PublishStore,
 } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
@@ -45,6 +46,40 @@ describe('HAClient publishFlush', () => {
     await publisher.disconnect();
     await expect(publisher.publishFlush(1)).rejects.toBeInstanceOf(DisconnectedError);
     expect(publisher.publishStore?.unpersistedCount()).toBe(1); // kept for a later connectAndLogon()
+  });
+
+  it('disconnect() rejects the waits on a full store without cancelWaits: publish, sowDelete and publishFlush', async () => {
+    const s = await server();
+    // Full for good, and without the optional cancelWaits: nothing but the HA client ends a wait.
+    const full: PublishStore = {
+      store: () => new Promise<number>(() => {}),
+      discardUpTo: () => {},
+      syncWithServer: () => {},
+      replay: () => {},
+      unpersistedCount: () => 1,
+      lastPersisted: () => 0,
+      flush: () => new Promise<void>(() => {}),
+    };
+    const publisher = client('pub-no-cancel-waits', s.tcpUri('json'), { publishStore: full });
+    await publisher.connectAndLogon();
+    const waits = [
+      publisher.publish('orders', JSON.stringify({ n: 1 })),
+      publisher.sowDelete('orders', { filter: '/n = 1' }),
+      publisher.publishFlush(),
+    ];
+    const outcomes: unknown[] = [];
+    for (const wait of waits)
+      wait?.then(
+        () => outcomes.push('resolved'),
+        (error: unknown) => outcomes.push(error),
+      );
+    // Rejected before disconnect() closes the connection: all settled once it has resolved.
+    await publisher.disconnect();
+    expect(outcomes).toHaveLength(3);
+    for (const outcome of outcomes) {
+      expect(outcome).toBeInstanceOf(DisconnectedError);
+      expect(outcome).toMatchObject({ message: 'the client was disconnected by the application' });
+    }
   });
 });
 

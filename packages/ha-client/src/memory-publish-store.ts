@@ -1,8 +1,8 @@
 import {
   type Command,
   deadline,
-  defaultEnvironment,
   type Environment,
+  environmentOption,
   InvalidOptionsError,
   type PublishStore,
   PublishStoreGapError,
@@ -21,7 +21,8 @@ export interface MemoryPublishStoreOptions {
    * than another server already persisted (messages in between would be lost). @default false
    */
   errorOnPublishGap?: boolean;
-  environment?: Environment;
+  /** The timers `flush` uses. @default defaultEnvironment */
+  environment?: Pick<Environment, 'setTimeout' | 'clearTimeout'>;
 }
 
 interface Waiter {
@@ -45,7 +46,7 @@ export class MemoryPublishStore implements PublishStore {
   readonly #capacity: number;
   readonly #policy: 'block' | 'reject';
   readonly #errorOnGap: boolean;
-  readonly #env: Environment;
+  readonly #env: Pick<Environment, 'setTimeout' | 'clearTimeout'>;
   /** Unpersisted commands in sequence order, from `#head`. */
   #entries: Command[] = [];
   #head = 0;
@@ -68,7 +69,11 @@ export class MemoryPublishStore implements PublishStore {
     this.#capacity = capacity;
     this.#policy = options.policy ?? 'block';
     this.#errorOnGap = options.errorOnPublishGap ?? false;
-    this.#env = options.environment ?? defaultEnvironment;
+    this.#env = environmentOption(
+      options.environment,
+      ['setTimeout', 'clearTimeout'],
+      'MemoryPublishStore: environment',
+    );
   }
 
   store(command: Command): number | Promise<number> {

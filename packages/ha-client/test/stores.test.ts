@@ -95,6 +95,12 @@ describe('MemoryPublishStore', () => {
     expect(() => store.store(publish(2))).toThrow(StoreFullError);
   });
 
+  it('refuses an environment without the timer functions its flush uses (a TypeError on the first flush otherwise)', () => {
+    expect(() => new MemoryPublishStore({ environment: { now: () => 0 } as never })).toThrow(
+      'MemoryPublishStore: environment needs setTimeout() and clearTimeout()',
+    );
+  });
+
   it('flush resolves when everything is persisted and times out otherwise', async () => {
     const store = new MemoryPublishStore();
     store.store(publish(1));

@@ -43,7 +43,7 @@ import {
   Session,
   Subscription,
 } from './session.js';
-import { deltaOf, mergeDelta, orderComparator, SowRecord, SowTopic } from './sow.js';
+import { compareSowKeys, deltaOf, mergeDelta, orderComparator, SowRecord, SowTopic } from './sow.js';
 import { Timers } from './timers.js';
 import {
   type DeleteSpec,
@@ -1009,20 +1009,22 @@ export class Broker implements LinkHost {
       this.#fail(s, m, 'invalid subscription: no sub_id or cid', PROCESSED);
       return;
     }
+    // The sow family's acks carry `query_id` too (amps-protocol.md §5.3), by default the sub_id.
+    const ids = withSow ? { subId, queryId: m.queryId ?? subId } : { subId };
     if (!topic) {
-      this.#fail(s, m, 'invalid topic', PROCESSED, { subId });
+      this.#fail(s, m, 'invalid topic', PROCESSED, ids);
       return;
     }
     if (command === 'delta_subscribe' && m.bookmark !== undefined) {
       // AMPS does not accept delta bookmark subscriptions (amps-protocol.md §9.6, §11.2).
-      this.#fail(s, m, 'invalid bookmark: a delta_subscribe cannot replay from a bookmark', PROCESSED, { subId });
+      this.#fail(s, m, 'invalid bookmark: a delta_subscribe cannot replay from a bookmark', PROCESSED, ids);
       return;
     }
     const options = parseOptions(m.options);
     const existing = s.subs.get(subId);
     const replace = options.has('replace');
     if (existing && !replace) {
-      this.#fail(s, m, 'subscription already exists', PROCESSED, { subId });
+      this.#fail(s, m, 'subscription already exists', PROCESSED, ids);
       return;
     }
     let regex: RegExp | undefined;
@@ -1030,20 +1032,29 @@ export class Broker implements LinkHost {
     try {
       regex = topicRegex(topic, options.has('non_regex_topic'));
     } catch {
-      this.#fail(s, m, 'bad regex topic', PROCESSED, { subId });
+      this.#fail(s, m, 'bad regex topic', PROCESSED, ids);
       return;
     }
     try {
       filter = m.filter ? compileFilter(m.filter) : undefined;
     } catch {
-      this.#fail(s, m, 'bad filter', PROCESSED, { subId });
+      this.#fail(s, m, 'bad filter', PROCESSED, ids);
       return;
+    }
+    let shape: QueryShape | undefined;
+    if (withSow) {
+      const checked = queryShape(m, options, true);
+      if (typeof checked === 'string') {
+        this.#fail(s, m, checked, PROCESSED, ids);
+        return;
+      }
+      shape = checked;
     }
     const queue = m.bookmark === undefined ? this.#queues.get(topic) : undefined;
     // Replace changes topic, filter and options, not how a subscription is served: moved onto a queue
     // it would get every message unleased, moved off one it would go on consuming the old queue.
     if (existing && replace && existing.queue !== queue) {
-      this.#fail(s, m, 'invalid replace: cannot move a subscription to, from or between queues', PROCESSED, { subId });
+      this.#fail(s, m, 'invalid replace: cannot move a subscription to, from or between queues', PROCESSED, ids);
       return;
     }
 
@@ -1055,13 +1066,13 @@ export class Broker implements LinkHost {
       if (queue) {
         // A consumer may ask for another backlog; what it already leases stays leased.
         existing.maxBacklog = grantedBacklog(queue, options);
-        if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId, options: `max_backlog=${existing.maxBacklog}` });
+        if (mask & PROCESSED) this.#ack(s, m, 'processed', { ...ids, options: `max_backlog=${existing.maxBacklog}` });
         this.#dirtyQueues.add(queue);
         this.scheduleFlush();
         return;
       }
-      if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId });
-      if (withSow && !existing.queue) this.#requery(s, m, existing, oldFilter, mask);
+      if (mask & PROCESSED) this.#ack(s, m, 'processed', ids);
+      if (shape && !existing.queue) this.#requery(s, m, existing, oldFilter, mask, shape);
       return;
     }
 
@@ -1070,7 +1081,7 @@ export class Broker implements LinkHost {
     if (m.bookmark !== undefined && !withSow) {
       const resolved = this.#bookmarkStart(m.bookmark, options.get('bookmark_not_found'));
       if (typeof resolved === 'string') {
-        this.#fail(s, m, resolved, PROCESSED, { subId });
+        this.#fail(s, m, resolved, PROCESSED, ids);
         return;
       }
       ({ start, range } = resolved);
@@ -1081,7 +1092,7 @@ export class Broker implements LinkHost {
     if (queue) {
       sub.queue = queue;
       sub.maxBacklog = grantedBacklog(queue, options);
-      if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId, options: `max_backlog=${sub.maxBacklog}` });
+      if (mask & PROCESSED) this.#ack(s, m, 'processed', { ...ids, options: `max_backlog=${sub.maxBacklog}` });
       queue.consumers.push(sub);
       this.#dirtyQueues.add(queue);
       s.subs.set(subId, sub);
@@ -1089,11 +1100,11 @@ export class Broker implements LinkHost {
       this.scheduleFlush();
       return;
     }
-    if (mask & PROCESSED) this.#ack(s, m, 'processed', { subId });
+    if (mask & PROCESSED) this.#ack(s, m, 'processed', ids);
     s.subs.set(subId, sub);
     this.#index(sub);
-    if (withSow) {
-      this.#query(s, m, mask, sub);
+    if (shape) {
+      this.#query(s, m, mask, sub, shape);
       return;
     }
     if (m.bookmark !== undefined) {
@@ -1436,18 +1447,23 @@ export class Broker implements LinkHost {
   #sowQuery(s: Session, m: Message): void {
     const mask = ackMask(m.ackType);
     if (mask & RECEIVED) this.#ack(s, m, 'received');
-    this.#query(s, m, mask, undefined);
+    const queryId = m.queryId ?? m.commandId;
+    const shape = queryShape(m, parseOptions(m.options), false);
+    if (typeof shape === 'string') {
+      this.#fail(s, m, shape, PROCESSED, { queryId });
+      return;
+    }
+    this.#query(s, m, mask, undefined, shape);
   }
 
   /** Runs a SOW query (alone, or as the first part of sow_and_subscribe). */
-  #query(s: Session, m: Message, mask: number, sub: Subscription | undefined): void {
+  #query(s: Session, m: Message, mask: number, sub: Subscription | undefined, shape: QueryShape): void {
     const topic = m.topic ?? '';
     const queryId = m.queryId ?? sub?.id ?? m.commandId;
     const ids = { queryId, subId: sub?.id };
     const options = parseOptions(m.options);
     let regex: RegExp | undefined;
     let filter: Filter | undefined;
-    let order: ((a: SowRecord, b: SowRecord) => number) | undefined;
     try {
       regex = sub ? sub.regex : topicRegex(topic, options.has('non_regex_topic'));
     } catch {
@@ -1458,17 +1474,6 @@ export class Broker implements LinkHost {
       filter = sub ? sub.filter : m.filter ? compileFilter(m.filter) : undefined;
     } catch {
       this.#fail(s, m, 'bad filter', PROCESSED, ids);
-      return;
-    }
-    try {
-      order = m.orderBy ? orderComparator(m.orderBy) : undefined;
-    } catch {
-      this.#fail(s, m, 'invalid orderby', PROCESSED, ids);
-      return;
-    }
-    const batchSize = m.batchSize ?? 1;
-    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
-      this.#fail(s, m, 'invalid batch size', PROCESSED, ids);
       return;
     }
     const topics = regex
@@ -1487,11 +1492,11 @@ export class Broker implements LinkHost {
       for (const record of candidates) if (record && (!filter || filter(record.json))) records.push(record);
     }
     const matches = records.length;
-    if (order) records.sort(order);
-    const topNOption = options.get('top_n');
-    const topN = m.topN ?? (typeof topNOption === 'string' ? Number(topNOption) : undefined);
-    if (topN !== undefined && Number.isInteger(topN) && topN >= 0) records = records.slice(0, topN);
-    this.#sendGroup(s, m, ids, records, batchSize, regex !== undefined, options.has('timestamp'));
+    if (shape.order) records.sort(shape.order);
+    if (shape.skipN > 0 || shape.topN !== undefined) {
+      records = records.slice(shape.skipN, shape.topN === undefined ? undefined : shape.skipN + shape.topN);
+    }
+    this.#sendGroup(s, m, ids, records, shape.batchSize, regex !== undefined, options.has('timestamp'));
     const counts = { ...ids, recordsReturned: records.length, topicMatches: topics.length, matches };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
@@ -1548,7 +1553,14 @@ export class Broker implements LinkHost {
   }
 
   /** A replaced sow_and_subscribe: records newly in scope are sent, those that left get an oof. */
-  #requery(s: Session, m: Message, sub: Subscription, oldFilter: Filter | undefined, mask: number): void {
+  #requery(
+    s: Session,
+    m: Message,
+    sub: Subscription,
+    oldFilter: Filter | undefined,
+    mask: number,
+    shape: QueryShape,
+  ): void {
     const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
     const entering: SowRecord[] = [];
     let topics = 0;
@@ -1562,7 +1574,7 @@ export class Broker implements LinkHost {
         else if (before && !now && sub.oof) this.#sendOof(sub, record.entry, 'match');
       }
     }
-    this.#sendGroup(s, m, ids, entering, m.batchSize ?? 1, sub.regex !== undefined, sub.timestamp);
+    this.#sendGroup(s, m, ids, entering, shape.batchSize, sub.regex !== undefined, sub.timestamp);
     const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches: entering.length };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
@@ -2102,6 +2114,43 @@ class Offer {
     }
     return this.#delta;
   }
+}
+
+/** How a SOW query's result is ordered, cut and batched. */
+interface QueryShape {
+  readonly order: ((a: SowRecord, b: SowRecord) => number) | undefined;
+  readonly batchSize: number;
+  readonly topN: number | undefined;
+  readonly skipN: number;
+}
+
+/**
+ * Reads `orderby`, `bs`, `top_n` (header or option) and `skip_n` (option) of a sow or
+ * sow_and_subscribe. A string is a failure reason. With `skip_n` (pagination, amps-protocol.md §10.3)
+ * records are ordered by `orderby` then SowKey, or by SowKey alone, so that pages do not overlap.
+ */
+function queryShape(m: Message, options: Map<string, string | true>, subscription: boolean): QueryShape | string {
+  let order: ((a: SowRecord, b: SowRecord) => number) | undefined;
+  try {
+    order = m.orderBy ? orderComparator(m.orderBy) : undefined;
+  } catch {
+    return 'invalid orderby';
+  }
+  const batchSize = m.batchSize ?? 1;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) return 'invalid batch size';
+  const topNOption = options.get('top_n');
+  const topN = m.topN ?? (topNOption === undefined ? undefined : Number(topNOption));
+  if (topN !== undefined && !(Number.isSafeInteger(topN) && topN >= 0)) return 'invalid top_n';
+  const skipOption = options.get('skip_n');
+  if (skipOption === undefined) return { order, batchSize, topN, skipN: 0 };
+  const skipN = Number(skipOption);
+  if (!(Number.isSafeInteger(skipN) && skipN >= 0)) return 'invalid skip_n';
+  if (topN === undefined) return 'invalid skip_n: skip_n requires top_n';
+  // top_n with skip_n on sow_and_subscribe makes a paginated subscription (amps-protocol.md §4.5).
+  if (subscription) return 'invalid skip_n: paginated subscriptions are not supported by this broker';
+  const byOrder = order;
+  const paged = byOrder ? (a: SowRecord, b: SowRecord) => byOrder(a, b) || compareSowKeys(a, b) : compareSowKeys;
+  return { order: paged, batchSize, topN, skipN };
 }
 
 /** The frame decoder's message for a frame above its `maxFrameSize`. */

@@ -129,3 +129,17 @@ function compareValues(x: unknown, y: unknown): number {
   const sy = String(y);
   return sx < sy ? -1 : sx > sy ? 1 : 0;
 }
+
+/**
+ * SowKey order, what AMPS pages by without `orderby` (amps-protocol.md §10.3): broker-made keys
+ * (decimal digits) by their numeric value, before any other key; other keys by their characters.
+ */
+export function compareSowKeys(a: SowRecord, b: SowRecord): number {
+  const x = a.key;
+  const y = b.key;
+  const digitsX = /^\d+$/.test(x);
+  const digitsY = /^\d+$/.test(y);
+  if (digitsX !== digitsY) return digitsX ? -1 : 1;
+  if (digitsX && x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
+}

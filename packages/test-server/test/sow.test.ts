@@ -1,4 +1,4 @@
-import type { Message } from '@amps-ts/core-protocol';
+import type { Command, Message } from '@amps-ts/core-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
@@ -16,6 +16,8 @@ beforeAll(async () => {
       { topic: 'quotes-ws', key: '/id' },
       { topic: 'orders', key: ['/region', '/id'] },
       { topic: 'userkeys' },
+      { topic: 'pages-tcp', key: '/id' },
+      { topic: 'pages-ws', key: '/id' },
     ],
   });
 });
@@ -82,6 +84,81 @@ describe.each(transports)('SOW over %s', (transport) => {
     const key = all.records[1]?.sowKey as string;
     const byKey = await query(c, { command: 'sow', topic, sowKeys: key });
     expect(byKey.records.map((r) => r.json())).toEqual([{ id: 2, px: 20 }]);
+  });
+
+  it('pages with skip_n and top_n: ordered by orderby then SowKey, or by SowKey alone', async () => {
+    const c = await client(transport, `sow-p-${transport}`);
+    const pageTopic = `pages-${transport}`;
+    // Inserted out of order; px ties in pairs, so pages rely on the SowKey tie-break.
+    for (const id of [7, 3, 9, 1, 5, 2, 8, 4, 6, 10]) c.publish(pageTopic, { id, px: Math.ceil(id / 2) });
+    await c.sync();
+    const page = async (options: string, fields: Partial<Command> = {}) => {
+      const result = await query(c, { command: 'sow', topic: pageTopic, batchSize: 3, options, ...fields });
+      expect(result.processed.status).toBe('success');
+      return result;
+    };
+    // By orderby, then SowKey: pages of 3 cover every record once, in the same order as a full query.
+    const full = await page('skip_n=0', { orderBy: '/px DESC', topN: 10 });
+    const keys = full.records.map((r) => r.sowKey);
+    expect(full.records.map((r) => (r.json() as { px: number }).px)).toEqual([5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+    const pages: Message[][] = [];
+    for (let skip = 0; skip < 12; skip += 3) {
+      const result = await page(`skip_n=${skip},top_n=3`, { orderBy: '/px DESC' });
+      expect(result.stats).toMatchObject({ recordsReturned: Math.min(3, Math.max(0, 10 - skip)), matches: 10 });
+      pages.push(result.records);
+    }
+    expect(pages.map((p) => p.length)).toEqual([3, 3, 3, 1]);
+    expect(pages.flat().map((r) => r.sowKey)).toEqual(keys);
+    // The header top_n works with the skip_n option; a filter applies before the page.
+    const filtered = await page('skip_n=1', { orderBy: '/id', topN: 2, filter: '/id > 4' });
+    expect(filtered.records.map((r) => (r.json() as { id: number }).id)).toEqual([6, 7]);
+    expect(filtered.stats).toMatchObject({ recordsReturned: 2, matches: 6 });
+    // Without orderby: SowKey order (broker keys are decimal numbers).
+    const byKey = await page('skip_n=2,top_n=4');
+    const sortedKeys = [...keys].sort((a, b) => (BigInt(a as string) < BigInt(b as string) ? -1 : 1));
+    expect(byKey.records.map((r) => r.sowKey)).toEqual(sortedKeys.slice(2, 6));
+    // top_n=0: counts only.
+    const none = await page('skip_n=3,top_n=0');
+    expect(none.records).toEqual([]);
+    expect(none.stats).toMatchObject({ recordsReturned: 0, matches: 10 });
+  });
+
+  it('refuses skip_n without top_n, bad top_n or skip_n values, and paginated subscriptions', async () => {
+    const c = await client(transport, `sow-pr-${transport}`);
+    const refused = async (fields: Parameters<TestClient['command']>[0]) => (await query(c, fields)).processed;
+    expect(await refused({ command: 'sow', topic, options: 'skip_n=2' })).toMatchObject({
+      status: 'failure',
+      reason: 'invalid skip_n: skip_n requires top_n',
+    });
+    expect(await refused({ command: 'sow', topic, options: 'skip_n=-1,top_n=2' })).toMatchObject({
+      reason: 'invalid skip_n',
+    });
+    expect(await refused({ command: 'sow', topic, options: 'top_n=x' })).toMatchObject({ reason: 'invalid top_n' });
+    const subId = `paged-${transport}`;
+    const paged = await refused({ command: 'sow_and_subscribe', topic, subId, topN: 2, options: 'skip_n=2' });
+    expect(paged).toMatchObject({
+      status: 'failure',
+      reason: 'invalid skip_n: paginated subscriptions are not supported by this broker',
+      subId,
+      queryId: subId,
+    });
+    // Refused before it was registered: the sub_id is free, and a bad orderby fails the same way.
+    const badOrder = await refused({ command: 'sow_and_subscribe', topic, subId, orderBy: 'px' });
+    expect(badOrder).toMatchObject({ status: 'failure', reason: 'invalid orderby' });
+    const ok = await refused({ command: 'sow_and_subscribe', topic, subId, topN: 1 });
+    expect(ok).toMatchObject({ status: 'success', subId, queryId: subId });
+  });
+
+  it('the processed ack of sow_and_subscribe carries query_id (its own, or the sub_id)', async () => {
+    const c = await client(transport, `sow-q-${transport}`);
+    const own = await query(c, { command: 'sow_and_subscribe', topic, subId: `qa-${transport}`, queryId: 'q-own' });
+    expect(own.processed).toMatchObject({ status: 'success', subId: `qa-${transport}`, queryId: 'q-own' });
+    expect(own.completed).toMatchObject({ queryId: 'q-own' });
+    const byDefault = await query(c, { command: 'sow_and_delta_subscribe', topic, subId: `qb-${transport}` });
+    expect(byDefault.processed).toMatchObject({ subId: `qb-${transport}`, queryId: `qb-${transport}` });
+    // A plain subscribe's ack has no query_id.
+    const sub = c.command({ command: 'subscribe', topic, subId: `qc-${transport}`, ackType: 'processed' });
+    expect((await c.ack(sub)).queryId).toBeUndefined();
   });
 
   it('sends group markers for an empty result and fails a query on a non-SOW topic', async () => {

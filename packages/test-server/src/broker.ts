@@ -175,6 +175,8 @@ export class Broker implements LinkHost {
   #frozen = false;
   /** While a live publish is fanned out: its deliveries per connection, to be merged. */
   #merging: Map<Session, Delivery[]> | undefined = undefined;
+  /** While a publish or removal is offered to subscriptions: its `oof` notices per connection, to be merged. */
+  #oofs: Map<Session, Subscription[]> | undefined = undefined;
   #lastTopic = '';
   #lastTopicStats: TopicStats | undefined = undefined;
   readonly #counters = {
@@ -852,13 +854,17 @@ export class Broker implements LinkHost {
     if (literal === undefined && this.#regexSubs.size === 0) return;
     const context = new Offer(entry, change, json);
     const merged = new Map<Session, Delivery[]>();
+    const oofs = new Map<Session, Subscription[]>();
     this.#merging = merged;
+    this.#oofs = oofs;
     try {
       if (literal) for (const sub of literal) this.#offer(sub, context);
       for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(entry.topic)) this.#offer(sub, context);
     } finally {
       this.#merging = undefined;
+      this.#oofs = undefined;
     }
+    for (const [session, subs] of oofs) this.#sendOofs(session, subs, entry, 'match');
     for (const [session, deliveries] of merged) this.#sendMerged(session, entry, deliveries);
   }
 
@@ -934,7 +940,8 @@ export class Broker implements LinkHost {
     const previous = change.previous;
     const previousMatched = previous !== undefined && (sub.filter ? sub.filter(previous.json) : true);
     if (!matches) {
-      if (sub.oof && previousMatched) this.#sendOof(sub, entry, 'match');
+      // Never on bookmark subscriptions (amps-protocol.md §10.4), also once they are live.
+      if (sub.oof && previousMatched && !sub.bookmarkSub) this.#oof(sub, entry, 'match');
       return;
     }
     if (sub.delta && previousMatched) {
@@ -963,30 +970,59 @@ export class Broker implements LinkHost {
     else merging.set(s, [{ sub, data, delta }]);
   }
 
-  #sendOof(sub: Subscription, entry: LogEntry, reason: 'match' | 'deleted' | 'expired'): void {
-    sub.session.send({
-      command: 'oof',
-      topic: entry.topic,
-      subId: sub.id,
-      reason,
-      sowKey: entry.sowKey,
-      bookmark: sub.withBookmark ? entry.bookmark : undefined,
-      data: entry.data,
-    });
-    this.#markDirty(sub.session);
+  /** An `oof` for one subscription: merged with the connection's others when a batch is open (#oofs). */
+  #oof(sub: Subscription, entry: LogEntry, reason: OofReason): void {
+    const batch = this.#oofs;
+    if (!batch) {
+      this.#sendOofs(sub.session, [sub], entry, reason);
+      return;
+    }
+    const subs = batch.get(sub.session);
+    if (subs) subs.push(sub);
+    else batch.set(sub.session, [sub]);
+  }
+
+  /**
+   * `oof` notices of one record to one connection: one frame for the subscriptions that share its
+   * headers, listing them in `sids` (one subscription: `sub_id`), as deliveries are. Fields as AMPS
+   * documents them (amps-protocol.md §4.10): `t`, `k`, `reason`, `x` and `l` of the body, which is
+   * the updated message for `match` and the previous one for `deleted` and `expired`.
+   */
+  #sendOofs(s: Session, subs: readonly Subscription[], entry: LogEntry, reason: OofReason): void {
+    for (const withBookmark of [false, true]) {
+      const ids = subs.filter((sub) => sub.withBookmark === withBookmark).map((sub) => sub.id);
+      if (ids.length === 0) continue;
+      s.send({
+        command: 'oof',
+        topic: entry.topic,
+        subId: ids.length === 1 ? ids[0] : undefined,
+        subIds: ids.length === 1 ? undefined : ids.join(','),
+        reason,
+        sowKey: entry.sowKey,
+        correlationId: entry.correlationId,
+        bookmark: withBookmark ? entry.bookmark : undefined,
+        length: entry.data.length,
+        data: entry.data,
+      });
+    }
+    this.#markDirty(s);
   }
 
   /** Out-of-focus notices for a record that left the SOW. */
   #oofRemoved(record: SowRecord, reason: 'deleted' | 'expired'): void {
     const topic = record.entry.topic;
+    const oofs = new Map<Session, Subscription[]>();
     const notify = (sub: Subscription) => {
       if (!sub.oof || sub.bookmarkSub || sub.queue) return;
       if (sub.filter && !sub.filter(record.json)) return;
-      this.#sendOof(sub, record.entry, reason);
+      const subs = oofs.get(sub.session);
+      if (subs) subs.push(sub);
+      else oofs.set(sub.session, [sub]);
     };
     const literal = this.#literalSubs.get(topic);
     if (literal) for (const sub of literal) notify(sub);
     for (const sub of this.#regexSubs) if ((sub.regex as RegExp).test(topic)) notify(sub);
+    for (const [session, subs] of oofs) this.#sendOofs(session, subs, record.entry, reason);
   }
 
   #markDirty(s: Session): void {
@@ -1571,7 +1607,7 @@ export class Broker implements LinkHost {
         const before = !oldFilter || oldFilter(record.json);
         const now = !sub.filter || sub.filter(record.json);
         if (now && !before) entering.push(record);
-        else if (before && !now && sub.oof) this.#sendOof(sub, record.entry, 'match');
+        else if (before && !now && sub.oof) this.#oof(sub, record.entry, 'match');
       }
     }
     this.#sendGroup(s, m, ids, entering, shape.batchSize, sub.regex !== undefined, sub.timestamp);
@@ -2115,6 +2151,8 @@ class Offer {
     return this.#delta;
   }
 }
+
+type OofReason = 'match' | 'deleted' | 'expired';
 
 /** How a SOW query's result is ordered, cut and batched. */
 interface QueryShape {

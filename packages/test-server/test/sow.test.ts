@@ -262,28 +262,77 @@ describe.each(transports)('SOW over %s', (transport) => {
     const c = await client(transport, `sow-e-${transport}`);
     const subId = `oof-${transport}`;
     await c.subscribe(topic, { subId, filter: '/px < 100', options: 'oof' });
-    c.publish(topic, { id: 300, px: 1 });
-    c.publish(topic, { id: 300, px: 500 });
-    await c.take(isDelivery(subId));
+    c.publish(topic, { id: 300, px: 1 }, { correlationId: 'first' });
+    c.publish(topic, { id: 300, px: 500 }, { correlationId: 'update' });
+    const delivered = await c.take(isDelivery(subId));
     const match = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof match');
-    expect(match.reason).toBe('match');
+    // The documented fields: t, k, reason, x and l of the body (the updated message for match).
+    expect(match).toMatchObject({ topic, sowKey: delivered.sowKey, reason: 'match', correlationId: 'update' });
     expect(match.json()).toEqual({ id: 300, px: 500 });
+    expect(match.length).toBe(match.data.length);
+    expect(match.subIds).toBeUndefined();
 
-    c.publish(topic, { id: 301, px: 2 });
+    c.publish(topic, { id: 301, px: 2 }, { correlationId: 'previous' });
     await c.take(isDelivery(subId));
     const del = c.command({ command: 'sow_delete', topic, filter: '/id = 301', ackType: 'processed,stats' });
     expect(await c.ack(del, 'stats')).toMatchObject({ recordsDeleted: 1, matches: 1 });
     const deleted = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof deleted');
-    expect(deleted.reason).toBe('deleted');
+    // deleted and expired carry the previous message, with its x.
+    expect(deleted).toMatchObject({ reason: 'deleted', correlationId: 'previous' });
     expect(deleted.json()).toEqual({ id: 301, px: 2 });
+    expect(deleted.length).toBe(deleted.data.length);
 
     c.publish(topic, { id: 302, px: 3 }, { expiration: 2 });
     await c.take(isDelivery(subId));
     env.advance(2000);
     const expired = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof expired');
     expect(expired.reason).toBe('expired');
+    expect(expired.correlationId).toBeUndefined();
     const after = await query(c, { command: 'sow', topic, filter: '/id = 302' });
     expect(after.records).toEqual([]);
+  });
+
+  it('merges the oofs of one record to one connection: one frame, every sub_id in sids', async () => {
+    const c = await client(transport, `sow-om-${transport}`);
+    const other = await client(transport, `sow-om2-${transport}`);
+    const [a, b, quiet, bookmarked, alone] = ['a', 'b', 'quiet', 'bm', 'alone'].map((n) => `om-${n}-${transport}`);
+    await c.subscribe(topic, { subId: a, filter: '/id >= 400 AND /px < 100', options: 'oof' });
+    await c.subscribe(topic, { subId: b, filter: '/id >= 400 AND /px < 50', options: 'oof' });
+    await c.subscribe(topic, { subId: quiet, filter: '/id >= 400 AND /px < 100' }); // no oof option
+    // A bookmark subscription never gets oof, also once live (amps-protocol.md §10.4).
+    const live = c.command({
+      command: 'subscribe',
+      topic,
+      subId: bookmarked,
+      bookmark: '0|1|',
+      filter: '/id >= 400 AND /px < 100',
+      options: 'oof',
+      ackType: 'processed,completed',
+    });
+    await c.ack(live, 'completed');
+    await other.subscribe(topic, { subId: alone, filter: '/id >= 400 AND /px < 100', options: 'oof' });
+    c.publish(topic, { id: 400, px: 1 }); // in a and b
+    c.publish(topic, { id: 400, px: 200 }); // leaves both
+    c.publish(topic, { id: 401, px: 60 }); // in a only
+    c.publish(topic, { id: 402, px: 10 }); // in a and b
+    for (const id of [401, 402]) {
+      const del = c.command({ command: 'sow_delete', topic, filter: `/id = ${id}`, ackType: 'stats' });
+      expect(await c.ack(del, 'stats')).toMatchObject({ recordsDeleted: 1 });
+    }
+    await c.sync();
+    const oofs = c.takeAll((m) => m.command === 'oof');
+    expect(oofs.map((m) => [m.reason, (m.json() as { id: number }).id, m.subId, m.subIds])).toEqual([
+      ['match', 400, undefined, `${a},${b}`],
+      ['deleted', 401, a, undefined],
+      ['deleted', 402, undefined, `${a},${b}`],
+    ]);
+    // The other connection has frames of its own.
+    const theirs = await other.takeN(3, (m) => m.command === 'oof', 'oofs on the other connection');
+    expect(theirs.map((m) => [m.reason, m.subId, m.subIds])).toEqual([
+      ['match', alone, undefined],
+      ['deleted', alone, undefined],
+      ['deleted', alone, undefined],
+    ]);
   });
 
   it('sow_delete by keys and by data', async () => {

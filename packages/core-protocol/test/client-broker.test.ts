@@ -427,6 +427,42 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
   });
 
+  it('a replace that leaves the bookmark out goes on with the range it replaces, and ends at its end', async () => {
+    const c = await loggedOn();
+    // Publisher sequences set here, so the bookmark of a message not yet published is known.
+    const publish = (n: number) => c.publish('journal', String(n), { sequence: 100 + n });
+    publish(0);
+    await c.flush();
+    const all = new Collector<Message>();
+    await c.subscribe('journal', { bookmark: Bookmarks.EPOCH, onMessage: all.push }).ready;
+    const [zero] = await all.atLeast(1);
+    // The range ends at the second message from now: not logged yet, so it goes on live.
+    const [publisher] = (zero?.bookmark as string).split('|');
+    const range = `(${zero?.bookmark}:${publisher}|102|]`;
+    const old = c.subscribe('journal', { subId: 'rr', bookmark: range, onMessage: () => {} });
+    await old.ready;
+    const fresh = new Collector<Message>();
+    const replace = c.subscribe('journal', { subId: 'rr', options: { replace: true }, onMessage: fresh.push });
+    await replace.ready;
+    const viaExecute = new Collector<Message>();
+    await c.execute(
+      { command: 'subscribe', topic: 'journal', subId: 'rx', bookmark: range, ackType: 'completed' },
+      { onMessage: () => {} },
+    );
+    await c.execute(
+      { command: 'subscribe', topic: 'journal', subId: 'rx', options: 'replace' },
+      { onMessage: viaExecute.push },
+    );
+    for (let i = 1; i <= 3; i++) publish(i);
+    await c.flush();
+    expect(fresh.items.map((m) => m.text())).toEqual(['1', '2']);
+    expect(viaExecute.items.map((m) => m.text())).toEqual(['1', '2']);
+    // Its completed ack came before the flush's: it has ended, and both ids are free again.
+    expect(await Promise.race([replace.closed, 'open'])).toBeUndefined();
+    await c.subscribe('journal', { subId: 'rr' }).ready;
+    await c.subscribe('journal', { subId: 'rx' }).ready;
+  });
+
   it('a subscribe the server refuses as a duplicate does not unsubscribe the subscription it collided with', async () => {
     const { sent, filter } = outgoing();
     const unhandled = new Collector<Message>();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Client, ConnectionState, SlowConsumerError, TimedOutError } from '../src/index.js';
+import { Client, ConnectionState, type Message, SlowConsumerError, TimedOutError } from '../src/index.js';
 import { ManualEnvironment, ScriptedServer } from './client-fakes.js';
 
 describe('Client heartbeat watchdog (manual clock)', () => {
@@ -123,5 +123,66 @@ describe('Client slow consumer (scripted server; the transport cannot pause)', (
     const sent = server.received.map((m) => `${m.command} ${m.bookmark ?? m.subId ?? ''}`);
     // An ack sent after the unsubscribe would come too late: the lease is given back, the job redone.
     expect(sent.slice(sent.indexOf('sow_delete 1|1|'))).toEqual(['sow_delete 1|1|', `unsubscribe ${sub.subId}`]);
+  });
+});
+
+describe('Client replace of a subscription that falls behind (scripted server; the transport cannot pause)', () => {
+  /** A subscription iterated by nobody, a replace of it sent, and the server's answer to the replace held. */
+  async function fallingBehindDuringReplace() {
+    const server = ScriptedServer.acking();
+    const answer = server.onCommand;
+    const subscribes: Message[] = [];
+    server.onCommand = (m, s) => {
+      answer(m, s);
+      if (m.command === 'subscribe') subscribes.push(m);
+      if (m.command === 'subscribe' && subscribes.length === 1) {
+        queueMicrotask(() =>
+          s.reply({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+        );
+      }
+    };
+    const client = new Client('slow-replace', { transport: server.transport, maxQueue: 2 });
+    await client.connectAndLogon('tcp://127.0.0.1:9007/amps/json');
+    const old = client.subscribe('t', { subId: 's' });
+    await old.ready;
+    const fresh = client.subscribe('t', { subId: 's', options: { replace: true } });
+    await Promise.resolve(); // the replace is written at the end of the tick
+    const replace = subscribes[1] as Message;
+    // One read, more than maxQueue, before the server answers the replace: the old one ends.
+    for (let n = 1; n <= 3; n++) server.reply({ command: 'publish', topic: 't', subId: 's', data: `old ${n}` });
+    expect(SlowConsumerError.isInstance(await old.closed)).toBe(true);
+    const unsubscribes = () => server.received.filter((m) => m.command === 'unsubscribe').length;
+    return { server, client, fresh, replace, unsubscribes };
+  }
+
+  it('does not unsubscribe the id while the replace waits: accepted, the replace receives what follows', async () => {
+    const { server, client, fresh, replace, unsubscribes } = await fallingBehindDuringReplace();
+    await Promise.resolve(); // writes are flushed at the end of the tick
+    expect(unsubscribes()).toBe(0);
+    server.reply({ command: 'ack', commandId: replace.commandId, ackType: 'processed', status: 'success' });
+    await fresh.ready;
+    server.reply({ command: 'publish', topic: 't', subId: 's', data: 'new 1' });
+    const iterator = fresh[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.text()).toBe('new 1');
+    await Promise.resolve();
+    expect(unsubscribes()).toBe(0);
+    await client.disconnect();
+  });
+
+  it('refused, the replace takes the one that fell behind back from the server', async () => {
+    const { server, fresh, replace, unsubscribes } = await fallingBehindDuringReplace();
+    await Promise.resolve();
+    expect(unsubscribes()).toBe(0);
+    server.reply({
+      command: 'ack',
+      commandId: replace.commandId,
+      ackType: 'processed',
+      status: 'failure',
+      reason: 'bad filter',
+    });
+    await expect(fresh.ready).rejects.toThrow();
+    await Promise.resolve();
+    expect(server.received.filter((m) => m.command === 'unsubscribe').map((m) => m.subId)).toEqual(['s']);
+    expect(unsubscribes()).toBe(1);
   });
 });

@@ -220,6 +220,8 @@ interface Route {
   subId?: string | undefined;
   /** When its command was sent (a count): a replace takes the id from a route sent before it. */
   sent?: number;
+  /** A bookmark range subscription: the server ends it at the range's end, with its completed ack. */
+  range?: boolean;
 }
 
 interface Pending {
@@ -768,23 +770,26 @@ export class Client {
     const stream = this.#stream(options, options.autoAck === true, (error) => {
       // A consumer that fell behind on a connection that cannot pause: stop the subscription
       // rather than keep receiving what nobody reads.
-      if (this.#routes.get(subId) === route) this.#routes.delete(subId);
-      if (this.#endHooks.get(subId) === end) this.#endHooks.delete(subId);
       closed.resolve(error);
-      // What is still on its way to it is dropped, as after unsubscribe().
-      this.#unsubscribeOnServer(subId, [subId], {}).catch((e: unknown) =>
-        this.#log('debug', 'unsubscribe after a slow consumer failed', { subId, error: String(e) }),
-      );
+      if (this.#endHooks.get(subId) !== end) {
+        // A replace of it waits for the server: an unsubscribe now would end the replace. Accepted,
+        // the replace takes the id; refused, it takes this one back (below). Until then, what
+        // comes for it is dropped by its ended stream.
+        this.#fellBehind.add(end);
+        return;
+      }
+      this.#endHooks.delete(subId);
+      if (this.#routes.get(subId) === route) this.#routes.delete(subId);
+      this.#takeBack(subId, 'after a slow consumer');
     });
     const end = () => {
       stream.end();
       closed.resolve(undefined);
     };
-    // The server ends a range subscription at the range's end, with its completed ack.
-    // (A range on a SOW query and subscription is not one: its completed ack ends the query.)
-    const range = command === 'subscribe' && isBookmarkRange(options.bookmark);
+    const range = this.#isRange(command, options.bookmark, this.#routes.get(subId));
     const route: Route = {
       subId,
+      range,
       onMessage: (m) => stream.push(m),
       onAck: (ack) => {
         options.onAck?.(ack);
@@ -809,7 +814,8 @@ export class Client {
       (async () => {
         const c = this.subscribeCommand(command, topic, options, subId);
         const extra = new Set((options.ackTypes ?? []).filter((a) => a !== 'processed'));
-        if (range) extra.add('completed');
+        // A replace that goes on with the range it replaces gets that one's completed ack.
+        if (range && options.bookmark !== undefined) extra.add('completed');
         c.ackType = ['processed', ...extra].join(',');
         this.#endHooks.set(subId, end);
         try {
@@ -817,8 +823,16 @@ export class Client {
         } catch (error) {
           // Refused or lost: whatever held the id before (a live subscription) keeps it.
           if (this.#endHooks.get(subId) === end) {
-            if (replaced) this.#endHooks.set(subId, replaced);
-            else this.#endHooks.delete(subId);
+            if (replaced && !this.#fellBehind.has(replaced)) {
+              this.#endHooks.set(subId, replaced);
+            } else {
+              this.#endHooks.delete(subId);
+              if (replaced) {
+                // The one it was to replace fell behind meanwhile (see above): it goes too.
+                this.#routes.delete(subId);
+                this.#takeBack(subId, 'after a slow consumer and a refused replace');
+              }
+            }
           }
           stream.end(error as Error);
           closed.resolve(error as Error);
@@ -834,6 +848,15 @@ export class Client {
 
   /** Called when a subscription is removed locally (unsubscribe). */
   readonly #endHooks = new Map<string, () => void>();
+  /** The end hooks of subscriptions that fell behind while a replace of theirs waited for the server. */
+  readonly #fellBehind = new WeakSet<() => void>();
+
+  /** Unsubscribes on the server a subscription already ended here; what is on its way to it is dropped. */
+  #takeBack(subId: string, when: string): void {
+    this.#unsubscribeOnServer(subId, [subId], {}).catch((e: unknown) =>
+      this.#log('debug', `unsubscribe ${when} failed`, { subId, error: String(e) }),
+    );
+  }
 
   /** Runs a SOW query: records as an async iterable (or callback), then `stats` (from the server's stats ack). */
   sow(topic: string, options: SowOptions = {}): SowQuery {
@@ -997,7 +1020,7 @@ export class Client {
     // for, else at group_end. A subscription's lasts until unsubscribed, or a range's end (its
     // completed ack, when asked for: the server then has removed it).
     const endsAt = isSubscribe
-      ? c.command === 'subscribe' && isBookmarkRange(c.bookmark) && 'completed'
+      ? this.#isRange(c.command, c.bookmark, previous) && 'completed'
       : c.ackType?.includes('completed')
         ? 'completed'
         : 'group_end';
@@ -1026,6 +1049,7 @@ export class Client {
     if (routeKey !== undefined) {
       route = internal ?? {
         subId: isSubscribe ? c.subId : undefined,
+        range: endsAt === 'completed' && isSubscribe,
         onMessage: (m) => {
           end(m.command);
           if (!gaveUp) this.#safely(() => onMessage?.(m));
@@ -1070,6 +1094,16 @@ export class Client {
       }
       throw error;
     }
+  }
+
+  /**
+   * Whether a subscribe is to a bookmark range, which the server ends at the range's end (its
+   * completed ack): one with a range bookmark, or a replace that leaves the bookmark out of a range
+   * still held (the server goes on with that range). A range on a SOW query and subscription is
+   * not one: its completed ack ends the query.
+   */
+  #isRange(command: string, bookmark: string | undefined, held: Route | undefined): boolean {
+    return command === 'subscribe' && (isBookmarkRange(bookmark) || (bookmark === undefined && held?.range === true));
   }
 
   /**

@@ -392,6 +392,43 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(viaExecute.items.map((m) => m.json())).toEqual([{ n: 5 }]);
   });
 
+  it('two replaces sent together, both refused: the subscription they were to replace keeps the id', async () => {
+    const { sent, filter } = outgoing();
+    const c = await loggedOn({ transportFilter: filter });
+    const kept = new Collector<Message>();
+    const first = c.subscribe('repl3', { subId: 'r', onMessage: kept.push });
+    await first.ready;
+    const second = c.subscribe('repl3', { subId: 'r', filter: '/n >', options: 'replace' });
+    const third = c.subscribe('repl3', { subId: 'r', filter: '/n <', options: 'replace' });
+    await expect(second.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    await expect(third.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    c.publish('repl3', JSON.stringify({ n: 1 }));
+    await kept.atLeast(1);
+    // Its unsubscribe() still stops it, here and on the server.
+    await first.unsubscribe();
+    expect(await Promise.race([first.closed, 'open'])).toBeUndefined();
+    expect(sent.items.filter((m) => m.command === 'unsubscribe').map((m) => m.subId)).toEqual(['r']);
+    c.publish('repl3', JSON.stringify({ n: 2 }));
+    await c.flush();
+    expect(kept.items.map((m) => m.json())).toEqual([{ n: 1 }]);
+  });
+
+  it('two replaces sent together, the first refused: the second ends the subscription it replaced', async () => {
+    const c = await loggedOn();
+    const first = c.subscribe('repl4', { subId: 'r', onMessage: () => {} });
+    await first.ready;
+    const second = c.subscribe('repl4', { subId: 'r', filter: '/n >', options: 'replace' });
+    const after = new Collector<Message>();
+    const third = c.subscribe('repl4', { subId: 'r', filter: '/n = 2', options: 'replace', onMessage: after.push });
+    await expect(second.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    await third.ready;
+    expect(await Promise.race([first.closed, 'open'])).toBeUndefined();
+    for (const n of [1, 2]) c.publish('repl4', JSON.stringify({ n }));
+    await after.atLeast(1);
+    await third.unsubscribe();
+    expect(await Promise.race([third.closed, 'open'])).toBeUndefined();
+  });
+
   it('a replace answered after the range it replaces has ended takes the id: the server made it a new subscription', async () => {
     const c = await loggedOn();
     const unhandled = new Collector<Message>();
@@ -437,7 +474,7 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     await c.subscribe('journal', { bookmark: Bookmarks.EPOCH, onMessage: all.push }).ready;
     const [zero] = await all.atLeast(1);
     // The range ends at the second message from now: not logged yet, so it goes on live.
-    const [publisher] = (zero?.bookmark as string).split('|');
+    const [publisher] = (zero?.bookmark ?? '').split('|');
     const range = `(${zero?.bookmark}:${publisher}|102|]`;
     const old = c.subscribe('journal', { subId: 'rr', bookmark: range, onMessage: () => {} });
     await old.ready;

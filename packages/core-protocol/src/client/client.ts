@@ -822,12 +822,14 @@ export class Client {
           await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
         } catch (error) {
           // Refused or lost: whatever held the id before (a live subscription) keeps it.
+          this.#failed.set(end, replaced);
+          const held = this.#heldBefore(replaced);
           if (this.#endHooks.get(subId) === end) {
-            if (replaced && !this.#fellBehind.has(replaced)) {
-              this.#endHooks.set(subId, replaced);
+            if (held && !this.#fellBehind.has(held)) {
+              this.#endHooks.set(subId, held);
             } else {
               this.#endHooks.delete(subId);
-              if (replaced) {
+              if (held) {
                 // The one it was to replace fell behind meanwhile (see above): it goes too.
                 this.#routes.delete(subId);
                 this.#takeBack(subId, 'after a slow consumer and a refused replace');
@@ -839,7 +841,7 @@ export class Client {
           throw error;
         }
         // Its deliveries now come here: the replaced subscription has ended.
-        replaced?.();
+        this.#heldBefore(replaced)?.();
       })(),
       closed.promise,
     );
@@ -850,6 +852,18 @@ export class Client {
   readonly #endHooks = new Map<string, () => void>();
   /** The end hooks of subscriptions that fell behind while a replace of theirs waited for the server. */
   readonly #fellBehind = new WeakSet<() => void>();
+  /** The end hooks of subscribes that failed, each with the end hook of what it was to replace. */
+  readonly #failed = new WeakMap<() => void, (() => void) | undefined>();
+
+  /**
+   * What the server holds under an id that `replaced` held, by the time a replace of it is answered:
+   * `replaced`, or, if its own subscribe failed, what that was to replace, and so on.
+   */
+  #heldBefore(replaced: (() => void) | undefined): (() => void) | undefined {
+    let held = replaced;
+    while (held && this.#failed.has(held)) held = this.#failed.get(held);
+    return held;
+  }
 
   /** Unsubscribes on the server a subscription already ended here; what is on its way to it is dropped. */
   #takeBack(subId: string, when: string): void {

@@ -1204,16 +1204,13 @@ export class HAClient {
           if (at) store.persisted(sub.subId, at, completed || placed ? this.#env.now() - sentAt : undefined);
           if (completed) sub.replaying = false;
         }
-        // The server has ended a range subscription at its end: so does this client, for good.
-        if (
-          completed &&
-          sub.command.command === 'subscribe' &&
-          isBookmarkRange(sub.options.bookmark) &&
-          this.#subs.get(sub.subId) === sub
-        ) {
+        // The server has ended a range subscription at its end: so does this client, for good. (A
+        // replace of it still waiting for the server's answer keeps the id's place in the log.)
+        if (completed && sub.command.command === 'subscribe' && isBookmarkRange(sub.options.bookmark)) {
+          const held = this.#subs.get(sub.subId) === sub;
           sub.ready.resolve();
           this.#endSubscription(sub, undefined);
-          store?.purge(sub.subId);
+          if (held) store?.purge(sub.subId);
         }
         if (sub.options.onAck) {
           try {

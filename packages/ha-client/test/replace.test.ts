@@ -512,6 +512,28 @@ describe('HAClient: replacing a live subscription', () => {
     },
   );
 
+  it('a range that ends while a replace of it waits for the server ends: refused, the replace leaves the id free', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const publisher = client('replace-range-refused-pub', uris[0] as string, { servers: uris });
+    await publisher.connectAndLogon();
+    for (let n = 1; n <= 3; n++) publisher.publish('rg', JSON.stringify({ sym: 'IBM', n }));
+    await publisher.publishFlush(5000);
+    const first = await firstBookmark('replace-range-refused-watch', uris[0] as string, 'rg');
+    const third = first.replace(/\|1\|$/, '|3|');
+    const ha = client('replace-range-refused', uris[0] as string, { servers: uris });
+    await ha.connectAndLogon();
+    const r = recorder();
+    // Sent together: the server replays the range and ends it (its completed ack) before it reads the replace.
+    const old = ha.subscribe('rg', { subId: 'range', bookmark: `[${first}:${third}]`, onMessage: r.handler('old') });
+    const refused = ha.subscribe('rg', { subId: 'range', filter: '/n >', options: { replace: true } });
+    await expect(refused.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    expect(await Promise.race([old.closed, 'open'])).toBeUndefined();
+    expect(r.got).toEqual({ old: ['IBM:1', 'IBM:2', 'IBM:3'] });
+    // Nothing holds the id: a new subscription may take it.
+    await ha.subscribe('rg', { subId: 'range' }).ready;
+  });
+
   it("keeps moving a bookmark subscription's recovery point with persisted acks after a replace", async () => {
     const c = await cluster();
     const uris = c.tcpUris('json');

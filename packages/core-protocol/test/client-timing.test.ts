@@ -185,4 +185,24 @@ describe('Client replace of a subscription that falls behind (scripted server; t
     expect(server.received.filter((m) => m.command === 'unsubscribe').map((m) => m.subId)).toEqual(['s']);
     expect(unsubscribes()).toBe(1);
   });
+
+  it('two replaces sent while it falls behind, both refused: the one that fell behind is taken back', async () => {
+    const { server, client, replace, unsubscribes } = await fallingBehindDuringReplace();
+    const second = client.subscribe('t', { subId: 's', options: { replace: true } });
+    await Promise.resolve();
+    const next = server.received.filter((m) => m.command === 'subscribe')[2] as Message;
+    for (const refused of [replace, next]) {
+      server.reply({
+        command: 'ack',
+        commandId: refused.commandId,
+        ackType: 'processed',
+        status: 'failure',
+        reason: 'bad filter',
+      });
+    }
+    await expect(second.ready).rejects.toThrow();
+    await Promise.resolve();
+    expect(server.received.filter((m) => m.command === 'unsubscribe').map((m) => m.subId)).toEqual(['s']);
+    expect(unsubscribes()).toBe(1);
+  });
 });

@@ -830,8 +830,9 @@ export class Client {
             } else {
               this.#endHooks.delete(subId);
               if (held) {
-                // The one it was to replace fell behind meanwhile (see above): it goes too.
-                this.#routes.delete(subId);
+                // The one it was to replace fell behind meanwhile (see above): it goes too (its
+                // route, not one sent after this replace).
+                if ((this.#routes.get(subId)?.sent ?? 0) < (route.sent ?? 0)) this.#routes.delete(subId);
                 this.#takeBack(subId, 'after a slow consumer and a refused replace');
               }
             }

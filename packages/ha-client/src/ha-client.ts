@@ -1005,10 +1005,11 @@ export class HAClient {
       },
       onFlowControl: () => false,
       // Fallen too far behind: the subscription ends (with the stream's SlowConsumerError) for good.
-      // One being replaced ends alone: the id is its replacement's already.
+      // One being replaced ends alone: the id is its replacement's already. So does one whose
+      // replace waits to go out (see #drop).
       onOverflow: (error) => {
         if (this.#subs.get(subId) !== sub) this.#endSubscription(sub, error);
-        else void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e));
+        else void this.#drop(subId, error, {}, true).catch((e: unknown) => this.#reportException(e));
       },
     });
     // An iterator skips the queue messages still buffered from a connection that has gone: their
@@ -1276,16 +1277,21 @@ export class HAClient {
   }
 
   /** Ends subscriptions for good (`all` for every one), with `error` if any, and takes them back on the server. */
-  async #drop(subId: string, error: Error | undefined, options: CommandWaitOptions): Promise<void> {
-    // With the replaces of them still waiting to go out.
+  async #drop(
+    subId: string,
+    error: Error | undefined,
+    options: CommandWaitOptions,
+    fellBehind?: boolean,
+  ): Promise<void> {
+    // With the replaces of them still waiting to go out; not for one that fell behind: those did
+    // nothing wrong, and go out as subscribes (see #replaceLater) from its place in the log.
     const replacing = [...this.#replacing].filter((s) => subId === 'all' || s.subId === subId);
     const held = subId === 'all' ? [...this.#subs.values()] : [this.#subs.get(subId)].filter((s) => s !== undefined);
-    const subs = [...held, ...replacing];
-    for (const sub of subs) {
+    for (const sub of fellBehind ? held : [...held, ...replacing]) {
       // The application called it off, as with a Client subscribe aborted by its signal.
       const notAccepted = new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`);
       this.#endSubscription(sub, error, notAccepted);
-      this.#bookmarkStore?.purge(sub.subId);
+      if (!fellBehind || !replacing[0]) this.#bookmarkStore?.purge(sub.subId);
     }
     // During a recovery too: the subscription may be entered on the new connection already.
     if (!this.#client.isConnected) return;

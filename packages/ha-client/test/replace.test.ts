@@ -365,6 +365,47 @@ describe('HAClient: replacing a live subscription', () => {
     expect(r.got).toEqual({ old: [], new: [] });
   });
 
+  it('an old bookmark subscription that falls behind while a replace of it waits for the client to be ready ends alone: the replace goes out as a subscribe, from its place in the log', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    const publisher = client('replace-waiting-slow-old-pub', uris[0] as string, { servers: uris });
+    await publisher.connectAndLogon();
+    for (let n = 1; n <= 3; n++) publisher.publish('px', JSON.stringify({ sym: 'IBM', n }));
+    await publisher.publishFlush(5000);
+    // From the old one's subscribe (the recovery entering it) on, what the server sends is held,
+    // then read at once: its processed ack and the replay of its three messages, the second of
+    // which overflows it before the recovery is over, so while the replace still waits.
+    let held: Uint8Array[] | undefined;
+    let text = '';
+    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+      if (direction === 'out') {
+        if (!text && new TextDecoder().decode(bytes).includes('"sub_id":"grid"')) held = [];
+        return undefined;
+      }
+      if (!held) return undefined;
+      held.push(bytes);
+      text += new TextDecoder().decode(bytes);
+      if (!text.includes('processed') || !text.includes('{"sym":"IBM","n":3}')) return new Uint8Array(0);
+      const all = Buffer.concat(held);
+      held = undefined;
+      return all;
+    };
+    const ha = client('replace-waiting-slow-old', uris[0] as string, { servers: uris, client: { transportFilter } });
+    const r = recorder();
+    // Iterated by nobody: its second message overflows it.
+    const old = ha.subscribe('px', { subId: 'grid', bookmark: Bookmarks.EPOCH, maxQueue: 2 });
+    const fresh = replaceWith(ha, 'IBM', r.handler('new'));
+    await ha.connectAndLogon();
+    await expect(old.closed).resolves.toMatchObject({ code: 'slow_consumer' });
+    await fresh.ready;
+    // From the old one's place in the log: what it was delivered (1, 2) is dropped as a duplicate,
+    // and what came after (3, which reached it only after it had ended) is not lost.
+    const ibm4 = r.until('IBM:4');
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 4 }));
+    await ibm4;
+    expect(r.got.new).toEqual(['IBM:3', 'IBM:4']);
+  });
+
   it('two replaces cut off by a lost connection: the last is entered, the one before it never claims success', async () => {
     const c = await cluster();
     const server = c.servers[0] as TestServer;

@@ -50,6 +50,17 @@ async function subscribedToIbm(name: string, extra: Partial<HAClientOptions> = {
   return { c, uris, ha, publisher, r, old };
 }
 
+/** A cluster, and a publisher on it that has published IBM 1 to 3 to `topic`, persisted. */
+async function publishedIbm(name: string, topic: string) {
+  const c = await cluster();
+  const uris = c.tcpUris('json');
+  const publisher = client(`${name}-pub`, uris[0] as string, { servers: uris });
+  await publisher.connectAndLogon();
+  for (let n = 1; n <= 3; n++) publisher.publish(topic, JSON.stringify({ sym: 'IBM', n }));
+  await publisher.publishFlush(5000);
+  return { uris, publisher };
+}
+
 /** Replaces `grid` with a subscription to `sym`. */
 function replaceWith(ha: HAClient, sym: string, onMessage: (m: Message) => void) {
   return ha.subscribe('px', { subId: 'grid', filter: `/sym = '${sym}'`, options: { replace: true }, onMessage });
@@ -366,12 +377,7 @@ describe('HAClient: replacing a live subscription', () => {
   });
 
   it('an old bookmark subscription that falls behind while a replace of it waits for the client to be ready ends alone: the replace goes out as a subscribe, from its place in the log', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const publisher = client('replace-waiting-slow-old-pub', uris[0] as string, { servers: uris });
-    await publisher.connectAndLogon();
-    for (let n = 1; n <= 3; n++) publisher.publish('px', JSON.stringify({ sym: 'IBM', n }));
-    await publisher.publishFlush(5000);
+    const { uris, publisher } = await publishedIbm('replace-waiting-slow-old', 'px');
     // From the old one's subscribe (the recovery entering it) on, what the server sends is held,
     // then read at once: its processed ack and the replay of its three messages, the second of
     // which overflows it before the recovery is over, so while the replace still waits.
@@ -554,12 +560,7 @@ describe('HAClient: replacing a live subscription', () => {
   );
 
   it('a range that ends while a replace of it waits for the server ends: refused, the replace leaves the id free', async () => {
-    const c = await cluster();
-    const uris = c.tcpUris('json');
-    const publisher = client('replace-range-refused-pub', uris[0] as string, { servers: uris });
-    await publisher.connectAndLogon();
-    for (let n = 1; n <= 3; n++) publisher.publish('rg', JSON.stringify({ sym: 'IBM', n }));
-    await publisher.publishFlush(5000);
+    const { uris } = await publishedIbm('replace-range-refused', 'rg');
     const first = await firstBookmark('replace-range-refused-watch', uris[0] as string, 'rg');
     const third = first.replace(/\|1\|$/, '|3|');
     const ha = client('replace-range-refused', uris[0] as string, { servers: uris });

@@ -1,12 +1,14 @@
 export * from './bookmarks.js';
 export {
   bookmarkOption,
+  checkFrameSize,
   checkPublish,
   countOption,
   environmentOption,
   flushAckTypeOption,
   heartbeatOption,
   MAX_TIMEOUT_MS,
+  mayExceedFrameSize,
   signalOption,
   timeoutOption,
   waitForOption,

@@ -6,7 +6,14 @@
 import type * as net from 'node:net';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
-import { type ClientOptions, type Command, encodeCommand, type Message, MessageDecoder } from '../src/index.js';
+import {
+  type ClientOptions,
+  type Command,
+  encodeCommand,
+  InvalidOptionsError,
+  type Message,
+  MessageDecoder,
+} from '../src/index.js';
 import { Collector, guardEachTest } from './client-fakes.js';
 import { rawServer } from './raw-server.js';
 
@@ -102,6 +109,39 @@ describe.each(schemes)('large messages over %s', (scheme) => {
     expect(subscriber.isConnected).toBe(false);
     expect(await sub.closed).toMatchObject({ code: 'disconnected' });
     expect(got.items).toHaveLength(2);
+  });
+});
+
+describe.each(schemes)('frames longer than maxFrameSize, sent, over %s', (scheme) => {
+  it('are refused before they are sent: up to the limit goes, one byte more is an InvalidOptionsError, and the connection stays up', async () => {
+    const server = await startTestServer({ maxFrameBytes: 40 * MiB });
+    cleanups.push(() => server.close());
+    const uri = scheme === 'tcp' ? server.tcpUri() : server.wsUri();
+    const maxFrameSize = MiB;
+    const { publisher, subscriber } = await loggedOnPair(`${scheme}-send-edge`, uri);
+    const limited = newClient(`${scheme}-send-edge-limited`, { maxFrameSize });
+    await limited.connectAndLogon(uri);
+    const got = new Collector<Message>();
+    await subscriber.subscribe('edge', { onMessage: got.push }).ready;
+    // The header of a plain publish to 'edge': a body of the rest makes a frame of exactly the limit.
+    const room = maxFrameSize - (encodeCommand({ command: 'publish', topic: 'edge' }).length - 4);
+    await limited.publish('edge', body(room, 1));
+    expect(() => limited.publish('edge', body(room + 1, 2))).toThrow(
+      /publish of 1048577 bytes is longer than maxFrameSize/,
+    );
+    expect(() => limited.publish('edge', 'é'.repeat(Math.floor(room / 2) + 1))).toThrow(InvalidOptionsError); // 2 bytes each
+    expect(() => limited.send({ command: 'publish', topic: 'edge', data: body(room + 1, 3) })).toThrow(
+      InvalidOptionsError,
+    );
+    await expect(
+      limited.execute({ command: 'sow_delete', topic: 'edge', data: body(room, 4) }, { waitFor: 'processed' }),
+    ).rejects.toBeInstanceOf(InvalidOptionsError);
+    // A server accepting larger frames is still sent them by a client that allows them.
+    await publisher.publish('edge', body(room + 1, 5));
+    await limited.flush();
+    await got.atLeast(2, 20_000);
+    expect(got.items.map((m) => m.data.length)).toEqual([room, room + 1]);
+    expect(limited.isConnected).toBe(true);
   });
 });
 

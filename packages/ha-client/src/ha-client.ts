@@ -13,8 +13,10 @@ import {
   ConnectionError,
   ConnectionState,
   checkEncodable,
+  checkFrameSize,
   checkPublish,
   countOption,
+  DEFAULT_MAX_FRAME_SIZE,
   type Deadline,
   type Deferred,
   DisconnectedError,
@@ -139,6 +141,9 @@ const OFFLINE_PROBE_MS = 10_000;
 /** How many state events a `states()` iterator keeps for a consumer that is behind. */
 const DEFAULT_STATES_MAX_QUEUE = 1000;
 
+/** Room kept in a frame for what the publish store and the client add once it is stored (s, a, cid). */
+const STORE_FIELDS_BYTES = 128;
+
 /** A connection state change, as listeners and `states()` see it. Never contains a password. */
 export interface HAStateEvent {
   state: ConnectionState;
@@ -211,6 +216,8 @@ export class HAClient {
   readonly #options: HAClientOptions;
   readonly #connectTimeoutMs: number;
   readonly #commandTimeoutMs: number;
+  /** The Client's: a command it would refuse to send is refused before it is stored. */
+  readonly #maxFrameSize: number;
   readonly #resubscriptionTimeoutMs: number;
   readonly #failbackCheckMs: number;
 
@@ -286,6 +293,7 @@ export class HAClient {
     // Checked here: a bad value would otherwise fail every connection attempt, which is retried.
     this.#connectTimeoutMs = timeoutOption(options.connectTimeoutMs, 'connectTimeoutMs', 1) ?? 5000;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
+    this.#maxFrameSize = options.client?.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
     this.#resubscriptionTimeoutMs =
       timeoutOption(options.resubscriptionTimeoutMs, 'resubscriptionTimeoutMs') ?? this.#commandTimeoutMs;
     this.#failbackCheckMs = timeoutOption(options.failbackCheckMs, 'failbackCheckMs', 1) ?? 1000;
@@ -829,6 +837,7 @@ export class HAClient {
     const store = this.#publishStore;
     // What the encoder would refuse, refused before it is stored: kept, it would fail every replay.
     checkEncodable(c);
+    checkFrameSize(c, this.#maxFrameSize, STORE_FIELDS_BYTES);
     if (!store) {
       if (!this.#publishLive)
         throw new DisconnectedError('not connected, and there is no publish store to keep the message');
@@ -1359,6 +1368,7 @@ export class HAClient {
   ): Promise<QueryStats> {
     const command = sowDeleteCommand(topic, target);
     checkEncodable(command);
+    checkFrameSize(command, this.#maxFrameSize, STORE_FIELDS_BYTES);
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
     const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
     const signal = signalOption(options.signal);

@@ -36,6 +36,25 @@ describe('HAClient publishes and its publish store', () => {
     const outcome = stateWhere(publisher, (e) => e.state === 'Resubscribed' || e.state === 'Disconnected');
     expect((await outcome).state).toBe('Resubscribed');
   });
+
+  it('refuses a publish or sowDelete longer than maxFrameSize before storing it: a server refusing it would close every connection that replays it', async () => {
+    const s = await server();
+    const maxFrameSize = 64 * 1024;
+    const publisher = client('pub-too-long', s.tcpUri('json'), { client: { maxFrameSize } });
+    const states: string[] = [];
+    publisher.onStateChange((e) => states.push(e.state));
+    await publisher.connectAndLogon();
+    expect(() => publisher.publish('t', 'x'.repeat(maxFrameSize))).toThrow(/longer than maxFrameSize \(65536 bytes\)/);
+    // Room is kept for the sequence and ack type the store adds.
+    expect(() => publisher.publish('t', 'x'.repeat(maxFrameSize - 40))).toThrow(InvalidOptionsError);
+    await expect(publisher.sowDelete('t', { data: 'x'.repeat(maxFrameSize) })).rejects.toBeInstanceOf(
+      InvalidOptionsError,
+    );
+    expect(publisher.publishStore?.unpersistedCount()).toBe(0);
+    await publisher.publish('t', 'x'.repeat(maxFrameSize / 2));
+    await publisher.publishFlush(5000);
+    expect(states.filter((state) => state === 'Disconnected')).toEqual([]);
+  });
 });
 
 describe('HAClient publishFlush', () => {

@@ -4,8 +4,10 @@
  */
 import { defaultEnvironment, type Environment } from '../contracts.js';
 import { refusals } from '../encodable.js';
+import { encodeCommand } from '../encoder.js';
 import { InvalidOptionsError } from '../errors.js';
 import { type AckType, AckTypes } from '../fields.js';
+import type { Command } from '../message.js';
 
 /** The longest delay `setTimeout` can wait (about 24.8 days): a longer one fires at once. */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
@@ -28,6 +30,31 @@ export function timeoutOption(value: unknown, name: string, min = 0): number | u
 export function checkPublish(topic: unknown, data: unknown): void {
   if (typeof topic !== 'string' || topic === '') throw new InvalidOptionsError('publish needs a topic');
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw refusals.data();
+}
+
+/**
+ * Whether a frame with body `data` might be longer than `maxFrameSize`: a UTF-16 code unit takes
+ * at most 3 bytes of UTF-8, and a header far less than the room left for it here.
+ */
+export function mayExceedFrameSize(data: string | Uint8Array | undefined, maxFrameSize: number): boolean {
+  const body = data === undefined ? 0 : typeof data === 'string' ? 3 * data.length : data.length;
+  return body + Math.min(64 * 1024, maxFrameSize / 2) > maxFrameSize;
+}
+
+/**
+ * Refuses a command whose frame would be longer than `maxFrameSize`, keeping `reserve` bytes for
+ * fields added later (a publish store's sequence): a server that refuses a frame closes the
+ * connection, and a publish store would send it again after every reconnect. Cheap unless the
+ * body is near the limit; then the frame is encoded once to measure it.
+ */
+export function checkFrameSize(command: Command, maxFrameSize: number, reserve = 0): void {
+  if (!mayExceedFrameSize(command.data, maxFrameSize - reserve)) return;
+  const size = encodeCommand(command).length - 4 + reserve;
+  if (size > maxFrameSize) {
+    throw new InvalidOptionsError(
+      `${command.command} of ${size} bytes is longer than maxFrameSize (${maxFrameSize} bytes); raise maxFrameSize to what the server accepts, or send less`,
+    );
+  }
 }
 
 /**

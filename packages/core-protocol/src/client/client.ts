@@ -30,11 +30,13 @@ import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '
 import { type AmpsUri, parseUri } from '../uri.js';
 import {
   bookmarkOption,
+  checkFrameSize,
   checkPublish,
   countOption,
   environmentOption,
   flushAckTypeOption,
   heartbeatOption,
+  mayExceedFrameSize,
   signalOption,
   timeoutOption,
   waitForOption,
@@ -56,7 +58,10 @@ export interface ClientOptions {
   /** Clock, timers and randomness (tests inject fakes). @default defaultEnvironment */
   environment?: Environment;
   logger?: Logger;
-  /** Largest frame accepted from the server, in bytes. @default 256 MiB */
+  /**
+   * Largest frame accepted from the server, and sent to it, in bytes: a command whose frame would
+   * be longer is refused with an `InvalidOptionsError` rather than sent. @default 256 MiB
+   */
   maxFrameSize?: number;
   /**
    * How long a command waits for its ack; 0 waits forever (and leaves `connect` to the
@@ -693,6 +698,7 @@ export class Client {
     data: Uint8Array | string,
   ): Promise<void> | undefined {
     checkPublish(topic, data);
+    if (mayExceedFrameSize(data, this.#maxFrameSize)) checkFrameSize({ command, topic, data }, this.#maxFrameSize);
     const session = this.#session;
     if (!session?.open) throw new DisconnectedError('not connected');
     this.#outbox.writePublish(command, topic, data);
@@ -1268,6 +1274,7 @@ export class Client {
   #write(command: Command): void {
     const session = this.#session;
     if (!session?.open || !session.connection) throw new DisconnectedError('not connected');
+    checkFrameSize(command, this.#maxFrameSize);
     this.#outbox.write(command);
     this.#written();
   }

@@ -2060,6 +2060,13 @@ export class Broker implements LinkHost {
 
   #flushOut(s: Session): void {
     if (s.state === 'closed') return;
+    if (s.closeTimer !== undefined) {
+      // The broker has ended its side: output that came since (a delivery to one of the connection's
+      // subscriptions, a persisted ack) is dropped. Written after the end, it would destroy the TCP
+      // socket and turn the graceful close into a reset of what the client still sends.
+      s.out.clear();
+      return;
+    }
     if (s.out.byteLength > 0) {
       s.wire.write(s.out.take());
       s.lastWriteAt = this.env.now();

@@ -245,6 +245,40 @@ it('an oversized frame over TCP ends the connection gracefully: a FIN, no reset,
   await until(() => server.stats().connections.current === 0, 'the broker closed its side');
 });
 
+it('an oversized frame over TCP: output for the refused connection after its end does not reset it', async () => {
+  const env = new ManualEnvironment(); // the close timer does not fire during the test
+  const server = await serve({ environment: env, maxFrameBytes: 1024 });
+  const publisher = await client(server, 'tcp');
+  await publisher.logon('after-end-publisher');
+  const raw = connect({ host: '127.0.0.1', port: server.tcpPort, allowHalfOpen: true });
+  const events: string[] = [];
+  raw.on('end', () => events.push('end'));
+  raw.on('error', (error: NodeJS.ErrnoException) => events.push(`error ${error.code}`));
+  const closed = new Promise<boolean>((resolve) => raw.once('close', resolve));
+  const ended = new Promise((resolve) => raw.once('end', resolve));
+  const acks: Message[] = [];
+  const decoder = new MessageDecoder((m) => acks.push(m));
+  raw.on('data', (chunk) => decoder.push(chunk));
+  raw.write(encodeCommand({ command: 'logon', commandId: '1', clientName: 'after-end', ackType: 'processed' }));
+  raw.write(encodeCommand({ command: 'subscribe', commandId: '2', topic: 't', ackType: 'processed' }));
+  // The start of a 4 MiB frame: the broker refuses it and ends its side; the client goes on sending.
+  const big = encodeCommand({ command: 'publish', topic: 'big', data: 'x'.repeat(4 * 1024 * 1024) });
+  raw.write(big.subarray(0, 64 * 1024));
+  await ended;
+  // A delivery for the refused connection's subscription, after the broker's end.
+  const cid = publisher.publish('t', { n: 1 }, { ackType: 'processed' });
+  await publisher.ack(cid);
+  await new Promise((resolve) => raw.write(big.subarray(64 * 1024), resolve));
+  raw.end();
+  expect(await closed).toBe(false); // no error
+  expect(events).toEqual(['end']);
+  expect(acks.map((m) => [m.commandId, m.status])).toEqual([
+    ['1', 'success'],
+    ['2', 'success'],
+  ]);
+  await until(() => server.stats().connections.current === 1, 'the broker closed the refused connection');
+});
+
 describe('WebSocket close codes', () => {
   async function rawWs(server: TestServer): Promise<{ ws: WebSocket; closed: Promise<[number, string]> }> {
     const ws = new WebSocket(server.wsUri());

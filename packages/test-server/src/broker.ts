@@ -2184,11 +2184,11 @@ function queryShape(m: Message, options: Map<string, string | true>, subscriptio
   const batchSize = m.batchSize ?? 1;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) return 'invalid batch size';
   const topNOption = options.get('top_n');
-  const topN = m.topN ?? (topNOption === undefined ? undefined : Number(topNOption));
+  const topN = m.topN ?? (topNOption === undefined ? undefined : wholeNumber(topNOption));
   if (topN !== undefined && !(Number.isSafeInteger(topN) && topN >= 0)) return 'invalid top_n';
   const skipOption = options.get('skip_n');
   if (skipOption === undefined) return { order, batchSize, topN, skipN: 0 };
-  const skipN = Number(skipOption);
+  const skipN = wholeNumber(skipOption);
   if (!(Number.isSafeInteger(skipN) && skipN >= 0)) return 'invalid skip_n';
   if (topN === undefined) return 'invalid skip_n: skip_n requires top_n';
   // top_n with skip_n on sow_and_subscribe makes a paginated subscription (amps-protocol.md §4.5).
@@ -2196,6 +2196,14 @@ function queryShape(m: Message, options: Map<string, string | true>, subscriptio
   const byOrder = order;
   const paged = byOrder ? (a: SowRecord, b: SowRecord) => byOrder(a, b) || compareSowKeys(a, b) : compareSowKeys;
   return { order: paged, batchSize, topN, skipN };
+}
+
+/**
+ * An option's value as a whole number written in decimal digits, else NaN: a bare option (`true`)
+ * or an empty value is not 1 or 0, as `Number` would read them, nor is `0x10` or `1e3` a value.
+ */
+function wholeNumber(value: string | true): number {
+  return typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
 }
 
 /** The frame decoder's message for a frame above its `maxFrameSize`. */

@@ -134,6 +134,18 @@ describe.each(transports)('SOW over %s', (transport) => {
       reason: 'invalid skip_n',
     });
     expect(await refused({ command: 'sow', topic, options: 'top_n=x' })).toMatchObject({ reason: 'invalid top_n' });
+    // A value is required: a bare or empty option is not a number (it was read as 1 or 0).
+    expect(await refused({ command: 'sow', topic, options: 'skip_n,top_n=2' })).toMatchObject({
+      reason: 'invalid skip_n',
+    });
+    expect(await refused({ command: 'sow', topic, options: 'skip_n=,top_n=2' })).toMatchObject({
+      reason: 'invalid skip_n',
+    });
+    expect(await refused({ command: 'sow', topic, options: 'top_n' })).toMatchObject({ reason: 'invalid top_n' });
+    expect(await refused({ command: 'sow', topic, options: 'top_n=' })).toMatchObject({ reason: 'invalid top_n' });
+    expect(await refused({ command: 'sow', topic, options: 'skip_n=0x2,top_n=2' })).toMatchObject({
+      reason: 'invalid skip_n',
+    });
     const subId = `paged-${transport}`;
     const paged = await refused({ command: 'sow_and_subscribe', topic, subId, topN: 2, options: 'skip_n=2' });
     expect(paged).toMatchObject({

@@ -308,6 +308,9 @@ export class Broker implements LinkHost {
         });
         // For the log only: the WebSocket library has already sent its close frame (1009, no reason).
         session.closeWith = { code: 1009, reason: 'WebSocket message too big' };
+        // Refused as the broker refuses a frame: no more input is read, and a client that does not
+        // close its side is cut off after closeTimeoutMs (not after the library's own 30 s).
+        this.#closeAfterFlush(session);
       },
     });
     this.#sessions.add(session);

@@ -317,6 +317,43 @@ describe('WebSocket close codes', () => {
     expect(server.stats().badFrames).toBe(1);
   });
 
+  it('a WebSocket message the library refuses: a client that never closes is cut off after closeTimeoutMs', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env, maxFrameBytes: 1024, closeTimeoutMs: 500 });
+    // A hand-made WebSocket client that never answers the close (allowHalfOpen: nor the FIN).
+    const raw = connect({ host: '127.0.0.1', port: Number(new URL(server.wsUri()).port), allowHalfOpen: true });
+    raw.on('error', () => {});
+    let handshake = '';
+    const upgraded = new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer) => {
+        handshake += chunk.toString('latin1');
+        if (!handshake.includes('\r\n\r\n')) return;
+        raw.off('data', onData);
+        raw.resume();
+        resolve();
+      };
+      raw.on('data', onData);
+    });
+    const ended = new Promise((resolve) => raw.once('end', resolve));
+    raw.write(
+      'GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    await upgraded;
+    expect(handshake).toMatch(/^HTTP\/1\.1 101/);
+    // The header of a masked binary message of 100 MiB: above the library's payload limit.
+    const header = Buffer.alloc(14);
+    header[0] = 0x82;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(100 * 1024 * 1024), 2);
+    raw.write(header);
+    await ended; // the library's close frame, then its FIN
+    expect(server.stats().connections.current).toBe(1);
+    env.advance(500);
+    expect(server.stats().connections.current).toBe(0);
+    raw.destroy();
+  });
+
   it("a malformed frame: close 1002 (protocol error) with the decoder's reason", async () => {
     const server = await serve();
     const { ws, closed } = await rawWs(server);

@@ -1099,6 +1099,9 @@ export class Broker implements LinkHost {
 
     if (existing && replace) {
       const oldFilter = existing.filter;
+      const oldRegex = existing.regex;
+      const oldTopic = existing.topic;
+      const oldScope = (t: string) => (oldRegex ? oldRegex.test(t) : oldTopic === t);
       this.#unindex(existing);
       this.#configure(existing, topic, regex, filter, m.filter, delta, options);
       this.#index(existing);
@@ -1111,7 +1114,7 @@ export class Broker implements LinkHost {
         return;
       }
       if (mask & PROCESSED) this.#ack(s, m, 'processed', ids);
-      if (shape && !existing.queue) this.#requery(s, m, existing, oldFilter, mask, shape);
+      if (shape && !existing.queue) this.#requery(s, m, existing, oldScope, oldFilter, mask, shape);
       return;
     }
 
@@ -1591,11 +1594,15 @@ export class Broker implements LinkHost {
     s.send({ command: 'group_end', topic: m.topic, ...ids });
   }
 
-  /** A replaced sow_and_subscribe: records newly in scope are sent, those that left get an oof. */
+  /**
+   * A replaced sow_and_subscribe: records newly in scope are sent, those that left get an oof. The
+   * scope is topic and filter: a replace may change either (`oldScope` is the old topic's test).
+   */
   #requery(
     s: Session,
     m: Message,
     sub: Subscription,
+    oldScope: (topic: string) => boolean,
     oldFilter: Filter | undefined,
     mask: number,
     shape: QueryShape,
@@ -1604,11 +1611,13 @@ export class Broker implements LinkHost {
     const entering: SowRecord[] = [];
     let topics = 0;
     for (const t of this.#sow.values()) {
-      if (!sub.matchesTopic(t.topic)) continue;
-      topics++;
+      const wasInScope = oldScope(t.topic);
+      const inScope = sub.matchesTopic(t.topic);
+      if (!wasInScope && !inScope) continue;
+      if (inScope) topics++;
       for (const record of t.records.values()) {
-        const before = !oldFilter || oldFilter(record.json);
-        const now = !sub.filter || sub.filter(record.json);
+        const before = wasInScope && (!oldFilter || oldFilter(record.json));
+        const now = inScope && (!sub.filter || sub.filter(record.json));
         if (now && !before) entering.push(record);
         else if (before && !now && sub.oof) this.#oof(sub, record.entry, 'match');
       }

@@ -18,6 +18,8 @@ beforeAll(async () => {
       { topic: 'userkeys' },
       { topic: 'pages-tcp', key: '/id' },
       { topic: 'pages-ws', key: '/id' },
+      { topic: 'moved-tcp', key: '/id' },
+      { topic: 'moved-ws', key: '/id' },
     ],
   });
 });
@@ -220,6 +222,32 @@ describe.each(transports)('SOW over %s', (transport) => {
     const left = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof for the record that left');
     expect(left).toMatchObject({ reason: 'match' });
     expect(left.json()).toEqual({ id: 500, px: 1 });
+  });
+
+  it("a sow_and_subscribe replaced onto another topic sends that topic's records; those left behind get oof", async () => {
+    const c = await client(transport, `sow-rt-${transport}`);
+    const region = `rt-${transport}`;
+    const other = `moved-${transport}`;
+    c.publish(topic, { id: 520, px: 1, region });
+    c.publish(other, { id: 521, px: 2, region });
+    await c.sync();
+    const subId = `rt-${transport}`;
+    // The same filter on both topics: only the topic changes.
+    const filter = `/region = '${region}'`;
+    const first = await query(c, { command: 'sow_and_subscribe', topic, subId, filter, options: 'oof' });
+    expect(first.records.map((r) => r.json())).toEqual([{ id: 520, px: 1, region }]);
+    const moved = await query(c, {
+      command: 'sow_and_subscribe',
+      topic: other,
+      subId,
+      filter,
+      options: 'oof,replace',
+    });
+    expect(moved.records.map((r) => r.json())).toEqual([{ id: 521, px: 2, region }]);
+    expect(moved.stats).toMatchObject({ recordsReturned: 1, topicMatches: 1 });
+    const left = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof for the record left behind');
+    expect(left).toMatchObject({ topic, reason: 'match' });
+    expect(left.json()).toEqual({ id: 520, px: 1, region });
   });
 
   it('delta_publish merges (and cannot remove a field); delta_subscribe gets keys and changed fields', async () => {

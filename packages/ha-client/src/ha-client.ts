@@ -141,6 +141,9 @@ const OFFLINE_PROBE_MS = 10_000;
 /** How many state events a `states()` iterator keeps for a consumer that is behind. */
 const DEFAULT_STATES_MAX_QUEUE = 1000;
 
+/** Connections in a row ended after a fruitless publish replay before the log hears of it (see #endedAfterReplay). */
+const FRUITLESS_REPLAYS_TO_WARN = 3;
+
 /** Room kept in a frame for what the publish store and the client add once it is stored (s, a, cid). */
 const STORE_FIELDS_BYTES = 128;
 
@@ -238,6 +241,10 @@ export class HAClient {
   #publishLive = false;
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
+  /** The store's last persisted sequence when this connection replayed unpersisted publishes. */
+  #replayedAfter: number | undefined;
+  /** Connections in a row that ended after such a replay with nothing persisted (see #endedAfterReplay). */
+  #fruitlessReplays = 0;
   /** Stored publishes not yet sent, in the order of their sequences (see #sendStored). */
   readonly #unsent = new Fifo<Command>();
   /**
@@ -524,6 +531,7 @@ export class HAClient {
         // Stopped: whoever stopped the loop has said so.
         if (signal.aborted) return;
         this.#publishLive = false;
+        this.#endedAfterReplay();
         this.#firstFailureAt ??= started;
         this.#lastErrors.set(shown, err.message);
         this.#logger?.warn?.('connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
@@ -599,6 +607,7 @@ export class HAClient {
       // A waited-for sow_delete no longer stored was persisted by a server whose counts never
       // came: it was applied (once), by how much nobody can tell any more.
       for (const pending of deletes.values()) if (!replayed.has(pending)) pending.settle({});
+      this.#replayedAfter = this.#publishStore.unpersistedCount() > 0 ? this.#publishStore.lastPersisted() : undefined;
       this.#publishLive = true;
       this.#emit(ConnectionState.PublishReplayed, undefined);
     } else {
@@ -633,6 +642,29 @@ export class HAClient {
     this.#emit(ConnectionState.Resubscribed, undefined);
   }
 
+  /**
+   * A connection that replayed stored publishes has ended. Ended that way again and again with
+   * nothing persisted, the server may be refusing the first of them (closing the connection on
+   * it, as on a frame longer than it accepts): every replay sends it again, and everything stored
+   * after it waits behind it. Said in the log: only the operator can tell what to do with it.
+   */
+  #endedAfterReplay(): void {
+    const after = this.#replayedAfter;
+    this.#replayedAfter = undefined;
+    const store = this.#publishStore;
+    if (after === undefined || !store) return;
+    if (store.lastPersisted() !== after || store.unpersistedCount() === 0) {
+      this.#fruitlessReplays = 0;
+      return;
+    }
+    if (++this.#fruitlessReplays % FRUITLESS_REPLAYS_TO_WARN === 0) {
+      this.#logger?.warn?.(
+        'connections keep ending after the publish replay, nothing persisted: the server may refuse the first unpersisted publish (too long? see maxFrameSize)',
+        { uri: this.#uri, times: this.#fruitlessReplays, persistedUpTo: after, unpersisted: store.unpersistedCount() },
+      );
+    }
+  }
+
   #onDisconnected(error: Error | undefined): void {
     this.#leased = new WeakSet();
     this.#refused.clear(); // their persisted acks went with the connection
@@ -644,6 +676,7 @@ export class HAClient {
     this.#ready = deferred<void>();
     this.#ready.promise.catch(() => {});
     const reason = error?.message ?? 'the connection closed';
+    this.#endedAfterReplay();
     if (this.#env.now() - this.#recoveredAt >= HELD_CONNECTION_MS) this.#newSweep();
     this.#emit(ConnectionState.Disconnected, reason);
     // The server we were on failed us: let the chooser move on before the next attempt.

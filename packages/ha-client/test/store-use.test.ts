@@ -6,9 +6,10 @@ import {
   MessageDecoder,
   type PublishStore,
 } from '@amps-ts/core-protocol';
+import { startTestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
 import { MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
-import { client, server, stateWhere } from './helpers.js';
+import { cleanups, client, server, stateWhere } from './helpers.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
 
@@ -54,6 +55,27 @@ describe('HAClient publishes and its publish store', () => {
     await publisher.publish('t', 'x'.repeat(maxFrameSize / 2));
     await publisher.publishFlush(5000);
     expect(states.filter((state) => state === 'Disconnected')).toEqual([]);
+  });
+
+  it('says in the log when connections keep ending after the publish replay with nothing persisted (a publish the server refuses)', async () => {
+    const s = await startTestServer({ maxFrameBytes: 64 * 1024 });
+    cleanups.push(() => s.close());
+    let warn!: (fields: Record<string, unknown>) => void;
+    const warned = new Promise<Record<string, unknown>>((resolve) => {
+      warn = resolve;
+    });
+    const publisher = client('pub-refused-each-time', s.tcpUri('json'), {
+      delay: { getConnectWaitDuration: () => 0, reset: () => {} },
+      logger: {
+        warn: (message, fields) => {
+          if (message.startsWith('connections keep ending after the publish replay')) warn(fields ?? {});
+        },
+      },
+    });
+    await publisher.connectAndLogon();
+    // Longer than the server takes (the client's maxFrameSize is its default): it closes the connection on it.
+    void publisher.publish('t', 'x'.repeat(100 * 1024));
+    expect(await warned).toMatchObject({ times: 3, persistedUpTo: 0, unpersisted: 1 });
   });
 });
 

@@ -54,7 +54,7 @@ import {
   TxLog,
   TxLogFile,
 } from './txlog.js';
-import { ampsTimestamp, bookmarkOf, isObject, nameHash, parseJson, splitList } from './util.js';
+import { ampsTimestamp, bookmarkOf, isObject, nameHash, parseJson, pushTo, splitList } from './util.js';
 import { type Wire, type WireEvents, webSocketMaxPayload } from './wire.js';
 
 const RECEIVED = 1;
@@ -968,9 +968,7 @@ export class Broker implements LinkHost {
       return;
     }
     // A live publish: sent once every subscription has been offered it (#sendMerged).
-    const deliveries = merging.get(s);
-    if (deliveries) deliveries.push({ sub, data, delta });
-    else merging.set(s, [{ sub, data, delta }]);
+    pushTo(merging, s, { sub, data, delta });
   }
 
   /** An `oof` for one subscription: merged with the connection's others when a batch is open (#oofs). */
@@ -980,9 +978,7 @@ export class Broker implements LinkHost {
       this.#sendOofs(sub.session, [sub], entry, reason);
       return;
     }
-    const subs = batch.get(sub.session);
-    if (subs) subs.push(sub);
-    else batch.set(sub.session, [sub]);
+    pushTo(batch, sub.session, sub);
   }
 
   /**
@@ -1018,9 +1014,7 @@ export class Broker implements LinkHost {
     const notify = (sub: Subscription) => {
       if (!sub.oof || sub.bookmarkSub || sub.queue) return;
       if (sub.filter && !sub.filter(record.json)) return;
-      const subs = oofs.get(sub.session);
-      if (subs) subs.push(sub);
-      else oofs.set(sub.session, [sub]);
+      pushTo(oofs, sub.session, sub);
     };
     const literal = this.#literalSubs.get(topic);
     if (literal) for (const sub of literal) notify(sub);

@@ -8,7 +8,6 @@ export {
   flushAckTypeOption,
   heartbeatOption,
   MAX_TIMEOUT_MS,
-  mayExceedFrameSize,
   signalOption,
   timeoutOption,
   waitForOption,

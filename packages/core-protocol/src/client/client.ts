@@ -698,6 +698,7 @@ export class Client {
     data: Uint8Array | string,
   ): Promise<void> | undefined {
     checkPublish(topic, data);
+    // Guarded here so that the hot path builds no Command object.
     if (mayExceedFrameSize(data, this.#maxFrameSize)) checkFrameSize({ command, topic, data }, this.#maxFrameSize);
     const session = this.#session;
     if (!session?.open) throw new DisconnectedError('not connected');

@@ -986,6 +986,8 @@ export class HAClient {
   #subscribe(commandName: CommandName, topic: string, options: SubscribeOptions): Subscription {
     if (this.#shutdown) throw new DisconnectedError('the client is disconnected');
     const given = bookmarkOption(options.bookmark);
+    const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs');
+    const signal = signalOption(options.signal);
     let subId = options.subId;
     if (subId === undefined) {
       // Past any id the application gave that looks like ours.
@@ -1089,13 +1091,25 @@ export class HAClient {
       startBookmark,
       generation: -1,
     };
-    if (replaced) {
+    if (signal?.aborted) {
+      // Called off before it was made: nothing is sent or kept (the deadline below ends it).
+    } else if (replaced) {
       void this.#replaceLater(sub, command);
     } else {
       this.#subs.set(subId, sub);
       this.#manager.add({ subId, command: sub.command });
       if (this.isReady) void this.#enterLater(sub);
       else this.#start();
+    }
+    // Its own timeoutMs and signal bound the wait for the server to accept it, through reconnects,
+    // as on Client: not accepted by then, it ends as unsubscribe() would end it, with their error.
+    if (timeoutMs !== undefined || signal !== undefined) {
+      const bound = deadline(this.#env, `${commandName} ${subId}`, timeoutMs, signal, (error) => {
+        if (this.#subs.get(subId) !== sub) this.#endSubscription(sub, error);
+        else void this.#drop(subId, error, {}).catch((e: unknown) => this.#reportException(e));
+      });
+      const accepted = () => bound.clear();
+      sub.ready.promise.then(accepted, accepted);
     }
     // Once replaced or ended, its unsubscribe() leaves the id's new holder alone.
     const owner = {

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import {
   AbortError,
   type Authenticator,
@@ -13,6 +14,7 @@ import {
   RetryExhaustedError,
   type ServerChooser,
   SlowConsumerError,
+  TimedOutError,
   type TimerHandle,
   type Transport,
 } from '@amps-ts/core-protocol';
@@ -401,6 +403,82 @@ describe('HAClient failover (real brokers, real sockets)', () => {
 
     await new Promise((resolve) => setImmediate(resolve)); // unhandled rejections are reported by now
     expect(unhandled).toEqual([]);
+  });
+
+  it('ends a subscription its own signal or timeoutMs calls off before the server accepts it, and takes it back there; once accepted they do nothing', async () => {
+    const server = await startTestServer({});
+    cleanups.push(() => server.close());
+    let subscribeSent!: () => void;
+    const sent = new Promise<void>((resolve) => {
+      subscribeSent = resolve;
+    });
+    const ha = client('bounded-subscribe', [server.tcpUri('json')], {
+      heartbeat: false,
+      client: {
+        transportFilter: (bytes, direction) => {
+          if (direction === 'out' && Buffer.from(bytes).includes('"sub_id":"in-flight"')) subscribeSent();
+          return bytes;
+        },
+      },
+    });
+    expect(() => ha.subscribe('bounded', { timeoutMs: -1 })).toThrow(InvalidOptionsError);
+    expect(() => ha.subscribe('bounded', { signal: {} as AbortSignal })).toThrow(InvalidOptionsError);
+
+    // No server to accept them: the timeout passes, the signals abort.
+    await server.kill();
+    const timedOut = ha.subscribe('bounded', { timeoutMs: 20, onMessage: () => {} });
+    const controller = new AbortController();
+    const aborted = ha.subscribe('bounded', { signal: controller.signal, onMessage: () => {} });
+    controller.abort();
+    const abortedBefore = ha.subscribe('bounded', { signal: AbortSignal.abort(), onMessage: () => {} });
+    const timeout = await timedOut.ready.catch((e: unknown) => e);
+    expect(TimedOutError.isInstance(timeout)).toBe(true);
+    expect((timeout as Error).message).toBe(`subscribe ${timedOut.subId} timed out after 20 ms`);
+    expect(await timedOut.closed).toBe(timeout);
+    for (const s of [aborted, abortedBefore]) {
+      const error = await s.ready.catch((e: unknown) => e);
+      expect(AbortError.isInstance(error)).toBe(true);
+      expect(await s.closed).toBe(error);
+    }
+    await server.restart();
+    await ha.connectAndLogon();
+
+    // Sent, and the server has not answered yet: taken back once it reads again.
+    server.freeze();
+    const inFlightController = new AbortController();
+    const inFlight = ha.subscribe('bounded', {
+      subId: 'in-flight',
+      signal: inFlightController.signal,
+      onMessage: () => {},
+    });
+    await sent;
+    inFlightController.abort(new Error('no longer wanted'));
+    expect((await inFlight.ready.catch((e: unknown) => e)) as Error).toMatchObject({ message: 'no longer wanted' });
+    server.thaw();
+
+    // Accepted: the signal and the timeout are done with.
+    const liveController = new AbortController();
+    const got: number[] = [];
+    let delivered!: () => void;
+    const deliveredOnce = new Promise<void>((resolve) => {
+      delivered = resolve;
+    });
+    const live = ha.subscribe('bounded', {
+      signal: liveController.signal,
+      timeoutMs: 60_000,
+      onMessage: (m) => {
+        got.push(m.json<{ n: number }>().n);
+        delivered();
+      },
+    });
+    await live.ready;
+    expect(getEventListeners(liveController.signal, 'abort')).toHaveLength(0);
+    liveController.abort();
+    ha.publish('bounded', JSON.stringify({ n: 1 }));
+    await deliveredOnce;
+    expect(got).toEqual([1]);
+    // The broker delivered it to the live subscription alone: none of the others is on it.
+    expect(server.stats().topics.bounded?.delivered).toBe(1);
   });
 
   it('never generates a sub_id the application has taken', async () => {

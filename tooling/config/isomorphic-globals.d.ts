@@ -42,6 +42,7 @@ declare class URL {
   readonly searchParams: URLSearchParams;
 }
 
+declare const performance: { now(): number };
 declare function setTimeout(callback: () => void, ms?: number): unknown;
 declare function clearTimeout(handle: unknown): void;
 declare function queueMicrotask(callback: () => void): void;

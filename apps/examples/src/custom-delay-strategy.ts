@@ -22,9 +22,9 @@ class ScheduledDelay implements ReconnectDelayStrategy {
   ) {}
 
   getConnectWaitDuration(_uri: string): number {
-    this.#since ??= Date.now();
+    this.#since ??= performance.now(); // monotonic: the wall clock can step back
     if (this.#attempts >= this.maxAttempts) {
-      const elapsedMs = Date.now() - this.#since;
+      const elapsedMs = Math.round(performance.now() - this.#since);
       throw new RetryExhaustedError(`gave up after ${this.#attempts} attempts in ${elapsedMs} ms`, {
         elapsedMs,
         attempts: this.#attempts,

@@ -15,7 +15,7 @@ export type TimerHandle = unknown;
  * Components take an optional `environment` and fall back to `defaultEnvironment`.
  */
 export interface Environment {
-  /** Milliseconds since an arbitrary epoch; only differences matter. */
+  /** Milliseconds since an arbitrary epoch, never going back (not wall-clock time); only differences matter. */
   now(): number;
   setTimeout(callback: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
@@ -30,9 +30,13 @@ interface TimerGlobals {
 
 const timers = globalThis as unknown as TimerGlobals;
 
-/** The real clock, real timers and `Math.random`, looked up at call time so fake timers work. */
+/**
+ * A monotonic clock, real timers and `Math.random`, looked up at call time so fake timers work.
+ * Monotonic: the wall clock steps (NTP, a resumed VM, a user), and a step back would stretch a
+ * heartbeat timeout or a retry budget by as much.
+ */
 export const defaultEnvironment: Environment = {
-  now: () => Date.now(),
+  now: () => performance.now(),
   setTimeout: (callback, ms) => timers.setTimeout(callback, ms),
   clearTimeout: (handle) => timers.clearTimeout(handle),
   random: () => Math.random(),

@@ -3,7 +3,7 @@
  * beats, and its watchdog closes a connection that goes silent (a frozen broker, a blackholed
  * network) with a heartbeat-timeout reason. Decided by events (heartbeat frames, disconnects).
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
 import { Client, ConnectionState, type Message, TimedOutError } from '../src/index.js';
@@ -71,6 +71,20 @@ describe.each(schemes)('Client heartbeats over %s', (scheme) => {
     expect(states.items).toEqual([ConnectionState.Disconnected]);
     await expect(pending).rejects.toMatchObject({ code: 'disconnected', cause: reason });
     expect(await sub.closed).toMatchObject({ code: 'disconnected', cause: reason });
+    server.thaw();
+  });
+
+  it('the watchdog still fires after the wall clock steps back an hour (NTP, a resumed VM): silence is timed on a monotonic clock', async () => {
+    const client = newClient('clock-step');
+    await client.connectAndLogon(uri);
+    await client.heartbeat(0.05, 0.1);
+    const disconnected = new Collector<Error | undefined>();
+    client.onDisconnect(disconnected.push);
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true, now: Date.now() - 3_600_000 });
+    cleanups.push(() => vi.useRealTimers());
+    server.freeze();
+    const [reason] = await disconnected.atLeast(1);
+    expect(reason?.message).toMatch(/^heartbeat timeout: nothing from .* for \d+ ms$/);
     server.thaw();
   });
 

@@ -128,6 +128,9 @@ export interface BrokerStats {
   peers: PeerStats[];
 }
 
+/** As AMPS stamps its log, with the wall clock (bookmark timestamps are times of day); real timers. */
+const WALL_CLOCK: Environment = { ...defaultEnvironment, now: () => Date.now() };
+
 export class Broker implements LinkHost {
   readonly name: string;
   readonly version: string;
@@ -192,7 +195,7 @@ export class Broker implements LinkHost {
     this.options = options;
     this.name = name;
     this.version = options.version ?? '5.3.5.0.amps-ts-test-server';
-    this.env = options.environment ?? defaultEnvironment;
+    this.env = options.environment ?? WALL_CLOCK;
     this.timers = new Timers(this.env);
     this.logger = options.logger;
     this.reconnectMs = options.peerReconnectMs ?? 50;

@@ -120,7 +120,10 @@ export interface TestServerOptions {
   version?: string;
   /** Where log lines go; nothing is logged without one. */
   logger?: Logger;
-  /** Clock and timers (heartbeats, leases, conflation, reconnects); tests inject a manual clock. */
+  /**
+   * Clock and timers (heartbeats, leases, conflation, reconnects); tests inject a manual clock. Its
+   * `now()` stamps the transaction log, so it is wall-clock time. @default the wall clock and real timers
+   */
   environment?: Environment;
 }
 

@@ -80,7 +80,7 @@ class Pipe {
   }
 
   push(chunk: Uint8Array | undefined): void {
-    this.#queue.push({ chunk, at: Date.now() + this.faults.latencyMs });
+    this.#queue.push({ chunk, at: performance.now() + this.faults.latencyMs });
     this.#queuedBytes += chunk?.length ?? 0;
     if (!this.#pausedSender && this.heldBytes > PIPE_HIGH_WATER) {
       this.#pausedSender = true;
@@ -103,7 +103,7 @@ class Pipe {
       // The receiver is slower than the sender: wait for it ('drain').
       if (this.to.writableLength > PIPE_HIGH_WATER) return;
       const head = this.#queue[0] as { chunk: Uint8Array | undefined; at: number };
-      const wait = head.at - Date.now();
+      const wait = head.at - performance.now();
       if (wait > 0) {
         this.#timer = setTimeout(() => {
           this.#timer = undefined;

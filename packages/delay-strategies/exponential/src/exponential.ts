@@ -72,7 +72,7 @@ export interface ExponentialBackoffOptions {
   maximumAttempts?: number;
   /**
    * Clock and randomness, injectable for tests.
-   * @default defaultEnvironment (Date.now, Math.random)
+   * @default defaultEnvironment (performance.now, Math.random)
    */
   environment?: Pick<Environment, 'now' | 'random'>;
 }

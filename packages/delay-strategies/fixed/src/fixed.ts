@@ -28,7 +28,7 @@ export interface FixedDelayOptions {
   maximumAttempts?: number;
   /**
    * Clock, injectable for tests.
-   * @default defaultEnvironment (Date.now)
+   * @default defaultEnvironment (performance.now)
    */
   environment?: Pick<Environment, 'now'>;
 }

@@ -46,7 +46,7 @@ export interface HealthWeightedOptions {
   authenticator?: Authenticator;
   /**
    * Clock, injectable for tests.
-   * @default defaultEnvironment (Date.now)
+   * @default defaultEnvironment (performance.now)
    */
   environment?: Pick<Environment, 'now'>;
   /** Told when a circuit opens or closes. */

@@ -38,7 +38,7 @@ export interface PriorityFailbackOptions {
   authenticator?: Authenticator;
   /**
    * Clock, injectable for tests.
-   * @default defaultEnvironment (Date.now)
+   * @default defaultEnvironment (performance.now)
    */
   environment?: Pick<Environment, 'now'>;
   /** Told when the chooser decides to fail back. */

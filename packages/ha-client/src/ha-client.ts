@@ -405,7 +405,7 @@ export class HAClient {
       // The application gave up waiting: stop trying, rather than connect behind its back.
       if (options.signal?.aborted && this.#connecting) {
         const err = toError(error);
-        this.#logger?.info?.('connectAndLogon() aborted', { reason: err.message });
+        this.#log('info', 'connectAndLogon() aborted', { reason: err.message });
         // The attempt under way closes now, not when the loop next looks at its signal.
         this.#client.abort(err);
         this.#stopReconnecting(err);
@@ -534,7 +534,7 @@ export class HAClient {
         this.#endedAfterReplay();
         this.#firstFailureAt ??= started;
         this.#lastErrors.set(shown, err.message);
-        this.#logger?.warn?.('connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
+        this.#log('warn', 'connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
         // The application must hear of a publish gap: messages may be missing on that server.
         if (PublishStoreGapError.isInstance(err)) this.#reportException(err);
         this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() });
@@ -555,7 +555,7 @@ export class HAClient {
     } catch (error) {
       if (signal.aborted) return;
       // Leave anyway: those messages are redelivered (at-least-once), as after a failure.
-      this.#logger?.warn?.('left a server before it confirmed the queue acks sent to it', {
+      this.#log('warn', 'left a server before it confirmed the queue acks sent to it', {
         uri: this.#uri,
         error: toError(error).message,
       });
@@ -658,7 +658,8 @@ export class HAClient {
       return;
     }
     if (++this.#fruitlessReplays % FRUITLESS_REPLAYS_TO_WARN === 0) {
-      this.#logger?.warn?.(
+      this.#log(
+        'warn',
         'connections keep ending after the publish replay, nothing persisted: the server may refuse the first unpersisted publish (too long? see maxFrameSize)',
         { uri: this.#uri, times: this.#fruitlessReplays, persistedUpTo: after, unpersisted: store.unpersistedCount() },
       );
@@ -699,7 +700,7 @@ export class HAClient {
   }
 
   #giveUp(error: Error): void {
-    this.#logger?.error?.('giving up reconnecting', { error: error.message });
+    this.#log('error', 'giving up reconnecting', { error: error.message });
     this.#stopReconnecting(error);
   }
 
@@ -751,7 +752,7 @@ export class HAClient {
       this.#failbackTimer = undefined;
       if (this.#shutdown || !this.isReady || uri === undefined) return;
       if (shouldSwitch(uri)) {
-        this.#logger?.info?.('failing back to a preferred server', { from: uri });
+        this.#log('info', 'failing back to a preferred server', { from: uri });
         // A planned move: not the server's fault, so no reportFailure. Commands and publishes
         // wait for the new server from now on, while the old connection is closed (#leave).
         this.#ready = deferred<void>();
@@ -780,13 +781,7 @@ export class HAClient {
       at: this.#env.now(),
       timestamp: new Date().toISOString(),
     };
-    for (const listener of this.#stateListeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.#logger?.error?.('state listener threw', { error: String(error) });
-      }
-    }
+    for (const listener of this.#stateListeners) this.#safely(() => listener(event));
     for (const stream of this.#stateStreams) stream.push(event);
   }
 
@@ -1519,13 +1514,37 @@ export class HAClient {
 
   readonly #exceptionListeners = new Set<(error: unknown) => void>();
 
+  /**
+   * Logs, ignoring a logger that throws: it is called from the reconnect loop, timers and
+   * listeners, which a throwing logger would otherwise stop.
+   */
+  #log(level: keyof Logger, message: string, fields?: Record<string, unknown>): void {
+    try {
+      this.#logger?.[level]?.(message, fields);
+    } catch {
+      // Reporting it would go through the same logger.
+    }
+  }
+
+  /**
+   * Runs application code (a listener, a plugin, a store) whose failure must not stop what calls
+   * it (the reconnect loop, a timer, a disconnect): what it throws goes to onException.
+   */
+  #safely<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (error) {
+      this.#reportException(error);
+    }
+  }
+
   #reportException(error: unknown): void {
-    if (this.#exceptionListeners.size === 0) this.#logger?.error?.('error in a handler', { error: String(error) });
+    if (this.#exceptionListeners.size === 0) this.#log('error', 'error in a handler', { error: String(error) });
     for (const listener of this.#exceptionListeners) {
       try {
         listener(error);
       } catch (inner) {
-        this.#logger?.error?.('exception listener threw', { error: String(inner) });
+        this.#log('error', 'exception listener threw', { error: String(inner) });
       }
     }
   }

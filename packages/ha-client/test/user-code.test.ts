@@ -1,0 +1,154 @@
+/**
+ * Application code that throws or misbehaves inside HAClient: loggers, choosers, delay strategies,
+ * authenticators, listeners and stores. None of it may stop the reconnect loop, leave a promise
+ * waiting for ever, reject where nobody listens, or keep other listeners from being called.
+ */
+import {
+  type Logger,
+  type ReconnectDelayStrategy,
+  RetryExhaustedError,
+  type ServerChooser,
+} from '@amps-ts/core-protocol';
+import { roundRobin } from '@amps-ts/server-chooser-round-robin';
+import { startTestServer } from '@amps-ts/test-server';
+import { describe, expect, it } from 'vitest';
+import type { HAClient } from '../src/index.js';
+import { client, server, stateWhere } from './helpers.js';
+
+/** A logger each of whose methods throws, recording what it was asked to log. */
+function throwingLogger(logged: string[] = []): Logger {
+  const fail = (message: string) => {
+    logged.push(message);
+    throw new Error('logger bug');
+  };
+  return { debug: fail, info: fail, warn: fail, error: fail };
+}
+
+/** A URI nothing listens on (a broker started and closed). */
+async function deadUri(): Promise<string> {
+  const s = await startTestServer({ sowTopics: [] });
+  const uri = s.tcpUri('json');
+  await s.close();
+  return uri;
+}
+
+/** No wait between attempts; gives up (RetryExhaustedError) after `budget` attempts in a sweep. */
+function attempts(
+  budget = Number.POSITIVE_INFINITY,
+  extra: Partial<ReconnectDelayStrategy> = {},
+): ReconnectDelayStrategy {
+  let count = 0;
+  return {
+    getConnectWaitDuration: () => {
+      if (++count > budget) throw new RetryExhaustedError('out of attempts', { elapsedMs: 0, attempts: count - 1 });
+      return 0;
+    },
+    reset: () => {
+      count = 0;
+    },
+    ...extra,
+  };
+}
+
+/** A round-robin chooser over `servers` with some methods replaced. */
+function chooser(servers: string[], override: Partial<ServerChooser> = {}): ServerChooser {
+  const inner = roundRobin(servers);
+  return {
+    getCurrentURI: () => inner.getCurrentURI(),
+    getCurrentAuthenticator: () => inner.getCurrentAuthenticator(),
+    reportFailure: (error, info) => inner.reportFailure(error, info),
+    reportSuccess: (info) => inner.reportSuccess(info),
+    getError: () => inner.getError(),
+    ...override,
+  };
+}
+
+/** Collects what reaches `onException`, resolving `next()` with the first one matching. */
+function exceptions(ha: HAClient) {
+  const seen: unknown[] = [];
+  const waiters: Array<{ match: (e: unknown) => boolean; resolve: (e: unknown) => void }> = [];
+  ha.onException((error) => {
+    seen.push(error);
+    for (const w of waiters.filter((w) => w.match(error))) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(error);
+    }
+  });
+  const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+  return {
+    seen,
+    messages: () => seen.map(message),
+    next: (text: string) =>
+      new Promise<unknown>((resolve) => {
+        const found = seen.find((e) => message(e).includes(text));
+        if (found) resolve(found);
+        else waiters.push({ match: (e) => message(e).includes(text), resolve });
+      }),
+  };
+}
+
+describe('a logger that throws', () => {
+  it('does not stop a failover from a dead server to a live one', async () => {
+    const s = await server();
+    const logged: string[] = [];
+    const ha = client('logger-failover', s.tcpUri('json'), {
+      servers: [await deadUri(), s.tcpUri('json')],
+      delay: attempts(),
+      logger: throwingLogger(logged),
+    });
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect(ha.isReady).toBe(true);
+    expect(logged).toContain('connection attempt failed');
+  });
+
+  it('does not keep a give-up from rejecting connectAndLogon()', async () => {
+    const logged: string[] = [];
+    const ha = client('logger-give-up', await deadUri(), { delay: attempts(2), logger: throwingLogger(logged) });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'retry_exhausted',
+    });
+    expect(logged).toContain('giving up reconnecting');
+  });
+
+  it('does not replace the reason of an aborted connectAndLogon(), which still stops reconnecting', async () => {
+    const ha = client('logger-abort', await deadUri(), {
+      delay: { getConnectWaitDuration: () => 5, reset: () => {} },
+      logger: throwingLogger(),
+    });
+    const abort = new AbortController();
+    const reason = new Error('the application gave up');
+    void stateWhere(ha, (e) => e.state === 'Disconnected').then(() => abort.abort(reason));
+    const stopped = stateWhere(ha, (e) => e.reason === 'the application gave up');
+    await expect(ha.connectAndLogon({ signal: abort.signal })).rejects.toBe(reason);
+    await stopped; // the loop was stopped with the abort's reason
+    expect(ha.state).toBe('Disconnected');
+  });
+
+  it('with a state listener that throws: the error goes to onException, and other listeners still hear', async () => {
+    const s = await server();
+    const ha = client('logger-listener', s.tcpUri('json'), { logger: throwingLogger() });
+    const errors = exceptions(ha);
+    ha.onStateChange(() => {
+      throw new Error('listener bug');
+    });
+    const states: string[] = [];
+    ha.onStateChange((e) => states.push(e.state));
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect(states).toContain('Resubscribed');
+    expect(errors.messages()).toContain('listener bug');
+  });
+
+  it('does not crash a fail-back check', async () => {
+    const s = await server();
+    let checks = 0;
+    const ha = client('logger-failback', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], { shouldSwitch: () => checks++ === 0 }),
+      failbackCheckMs: 1,
+      logger: throwingLogger(),
+    });
+    await ha.connectAndLogon();
+    // The move: the connection closes, and the client logs on again.
+    await stateWhere(ha, (e) => e.state === 'Resubscribed');
+    expect(ha.isReady).toBe(true);
+  });
+});

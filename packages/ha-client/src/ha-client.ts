@@ -483,11 +483,13 @@ export class HAClient {
         if (signal.aborted) return;
         this.#newSweep();
       }
-      const uri = this.#chooser.getCurrentURI();
-      if (!uri) {
-        this.#giveUp(
-          new ConnectionError(`no server to connect to: ${this.#chooser.getError() || 'the chooser has no URIs'}`),
-        );
+      let uri: string | undefined;
+      try {
+        uri = this.#chooser.getCurrentURI();
+        if (!uri) throw new Error(this.#chooser.getError() || 'the chooser has no URIs');
+      } catch (error) {
+        // A chooser that throws is given up on as one with no server: asked again, it throws again.
+        this.#giveUp(new ConnectionError(`no server to connect to: ${toError(error).message}`, { cause: error }));
         return;
       }
       const shown = redactUri(uri);
@@ -518,7 +520,10 @@ export class HAClient {
         signal.throwIfAborted();
         if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
         const at = this.#env.now();
-        this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: loggedOnAt - started, at });
+        // Plugin calls here and below: one that throws must not fail a good connection, nor stop the loop.
+        this.#safely(() =>
+          this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: loggedOnAt - started, at }),
+        );
         this.#recoveredAt = at;
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#loop = undefined;
@@ -537,7 +542,9 @@ export class HAClient {
         this.#log('warn', 'connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
         // The application must hear of a publish gap: messages may be missing on that server.
         if (PublishStoreGapError.isInstance(err)) this.#reportException(err);
-        this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() });
+        this.#safely(() =>
+          this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() }),
+        );
         this.#emit(ConnectionState.Disconnected, err.message);
       }
     }
@@ -682,7 +689,9 @@ export class HAClient {
     this.#emit(ConnectionState.Disconnected, reason);
     // The server we were on failed us: let the chooser move on before the next attempt.
     const uri = this.#uri ?? '';
-    this.#chooser.reportFailure(error ?? new DisconnectedError(reason), { uri, attempt: 0, at: this.#env.now() });
+    this.#safely(() =>
+      this.#chooser.reportFailure(error ?? new DisconnectedError(reason), { uri, attempt: 0, at: this.#env.now() }),
+    );
     this.#lastErrors.set(uri, reason);
     this.#start();
   }
@@ -693,7 +702,8 @@ export class HAClient {
    * (see HELD_CONNECTION_MS).
    */
   #newSweep(): void {
-    this.#delay.reset();
+    // Called on a disconnect and a give-up: a strategy that throws must not stop either.
+    this.#safely(() => this.#delay.reset());
     this.#attempt = 0;
     this.#firstFailureAt = undefined;
     this.#lastErrors.clear();
@@ -720,7 +730,8 @@ export class HAClient {
   #exhausted(cause: unknown): Error {
     const servers = [...this.#lastErrors].map(([uri, error]) => ({ uri, error }));
     const elapsedMs = this.#firstFailureAt === undefined ? 0 : this.#env.now() - this.#firstFailureAt;
-    const tried = servers.map((s) => `${s.uri} (${s.error})`).join('; ') || this.#chooser.getError();
+    const tried =
+      servers.map((s) => `${s.uri} (${s.error})`).join('; ') || this.#safely(() => this.#chooser.getError());
     const attempts = this.#attempt;
     return new RetryExhaustedError(
       `gave up connecting after ${attempts} attempts in ${Math.round(elapsedMs)} ms: ${tried}`,
@@ -751,7 +762,8 @@ export class HAClient {
     this.#failbackTimer = this.#env.setTimeout(() => {
       this.#failbackTimer = undefined;
       if (this.#shutdown || !this.isReady || uri === undefined) return;
-      if (shouldSwitch(uri)) {
+      // In a timer: what it throws would be uncaught. It is asked again at the next check.
+      if (this.#safely(() => shouldSwitch(uri))) {
         this.#log('info', 'failing back to a preferred server', { from: uri });
         // A planned move: not the server's fault, so no reportFailure. Commands and publishes
         // wait for the new server from now on, while the old connection is closed (#leave).

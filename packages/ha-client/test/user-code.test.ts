@@ -152,3 +152,200 @@ describe('a logger that throws', () => {
     expect(ha.isReady).toBe(true);
   });
 });
+
+describe('a server chooser that misbehaves', () => {
+  it('getCurrentURI() throwing: connectAndLogon() rejects, saying so', async () => {
+    const ha = client('chooser-uri-throws', 'tcp://unused:1/amps/json', {
+      chooser: chooser(['tcp://unused:1/amps/json'], {
+        getCurrentURI: () => {
+          throw new Error('chooser bug');
+        },
+      }),
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toThrow(/chooser bug/);
+    expect(ha.state).toBe('Disconnected');
+  });
+
+  it.each([
+    ['a number', 42],
+    ['an object', {}],
+    ['a bad URI', 'not a uri'],
+  ])('getCurrentURI() returning %s: each attempt fails, and the delay strategy decides', async (_, uri) => {
+    const ha = client('chooser-uri-bad', 'tcp://unused:1/amps/json', {
+      chooser: chooser(['tcp://unused:1/amps/json'], { getCurrentURI: () => uri as string }),
+      delay: attempts(2),
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'retry_exhausted',
+    });
+  });
+
+  it('getCurrentURI() returning an empty string: no server to connect to', async () => {
+    const ha = client('chooser-uri-empty', 'tcp://unused:1/amps/json', {
+      chooser: chooser(['tcp://unused:1/amps/json'], { getCurrentURI: () => '' }),
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toThrow(/no server/);
+  });
+
+  it('getError() throwing when there is no server: connectAndLogon() still rejects', async () => {
+    const ha = client('chooser-get-error', 'tcp://unused:1/amps/json', {
+      chooser: chooser(['tcp://unused:1/amps/json'], {
+        getCurrentURI: () => undefined,
+        getError: () => {
+          throw new Error('getError bug');
+        },
+      }),
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'connection',
+    });
+  });
+
+  it('reportFailure() throwing on a failed attempt: the loop goes on to the next server', async () => {
+    const s = await server();
+    const servers = [await deadUri(), s.tcpUri('json')];
+    const inner = roundRobin(servers);
+    const ha = client('chooser-report-failure', s.tcpUri('json'), {
+      chooser: chooser(servers, {
+        getCurrentURI: () => inner.getCurrentURI(),
+        reportFailure: (error, info) => {
+          inner.reportFailure(error, info);
+          throw new Error('reportFailure bug');
+        },
+      }),
+      delay: attempts(),
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect(ha.isReady).toBe(true);
+    expect(errors.messages()).toContain('reportFailure bug');
+  });
+
+  it('reportFailure() throwing on a dropped connection: the client reconnects', async () => {
+    const s = await server();
+    const ha = client('chooser-report-failure-drop', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], {
+        reportFailure: () => {
+          throw new Error('reportFailure bug');
+        },
+      }),
+      delay: attempts(),
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    const back = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await back;
+    await errors.next('reportFailure bug');
+  });
+
+  it('reportSuccess() throwing: the connection is kept, and the error goes to onException', async () => {
+    const s = await server();
+    const ha = client('chooser-report-success', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], {
+        reportSuccess: () => {
+          throw new Error('reportSuccess bug');
+        },
+      }),
+      delay: attempts(2),
+    });
+    const errors = exceptions(ha);
+    const failures: string[] = [];
+    ha.onStateChange((e) => e.state === 'Disconnected' && failures.push(e.reason ?? ''));
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect(ha.isReady).toBe(true);
+    expect(failures).toEqual([]);
+    expect(errors.messages()).toContain('reportSuccess bug');
+  });
+
+  it('shouldSwitch() throwing: reported, the connection is kept, and it is asked again', async () => {
+    const s = await server();
+    let asked = 0;
+    const ha = client('chooser-should-switch', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], {
+        shouldSwitch: () => {
+          asked++;
+          throw new Error(`shouldSwitch bug ${asked}`);
+        },
+      }),
+      failbackCheckMs: 1,
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    await errors.next('shouldSwitch bug 2');
+    expect(ha.isReady).toBe(true);
+  });
+
+  it('getCurrentAuthenticator() throwing: that attempt fails, the next one goes on', async () => {
+    const s = await server();
+    let calls = 0;
+    const ha = client('chooser-authenticator', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], {
+        getCurrentAuthenticator: () => {
+          if (calls++ === 0) throw new Error('authenticator lookup bug');
+          return undefined;
+        },
+      }),
+      delay: attempts(),
+    });
+    const failed = stateWhere(ha, (e) => e.state === 'Disconnected');
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect((await failed).reason).toMatch(/authenticator lookup bug/);
+  });
+});
+
+describe('a delay strategy that misbehaves', () => {
+  it('getConnectWaitDuration() throwing another error gives up with a RetryExhaustedError caused by it', async () => {
+    const bug = new Error('delay bug');
+    const ha = client('delay-throws', await deadUri(), {
+      delay: {
+        getConnectWaitDuration: () => {
+          throw bug;
+        },
+        reset: () => {},
+      },
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'retry_exhausted',
+      cause: bug,
+    });
+  });
+
+  it('reset() throwing on a dropped connection that held: the client reconnects, the error to onException', async () => {
+    const s = await server();
+    let skew = 0;
+    const ha = client('delay-reset-drop', s.tcpUri('json'), {
+      environment: {
+        now: () => performance.now() + skew,
+        setTimeout: (callback, ms) => setTimeout(callback, ms),
+        clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+        random: Math.random,
+      },
+      delay: attempts(Number.POSITIVE_INFINITY, {
+        reset: () => {
+          throw new Error('reset bug');
+        },
+      }),
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    skew += 1000; // the connection held (HELD_CONNECTION_MS): the drop starts a new sweep
+    const back = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await back;
+    await errors.next('reset bug');
+  });
+
+  it('reset() throwing at a give-up: connectAndLogon() still rejects', async () => {
+    const ha = client('delay-reset-give-up', await deadUri(), {
+      delay: attempts(1, {
+        reset: () => {
+          throw new Error('reset bug');
+        },
+      }),
+    });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'retry_exhausted',
+    });
+  });
+});

@@ -318,12 +318,13 @@ export class HAClient {
       const sequence = failure.sequence;
       if (sequence !== undefined) {
         // The server will never persist a refused publish: not replayed, the others kept.
-        this.#publishStore?.discard?.(sequence);
+        // (A store or listener that throws must not keep the listeners after it from hearing.)
+        this.#safely(() => this.#publishStore?.discard?.(sequence));
         // A waited-for sow_delete asks for processed acks too: its refusal comes on both, told once.
         if (failure.ack?.ackType !== 'persisted') this.#refused.add(sequence);
         else if (this.#refused.delete(sequence)) return;
       }
-      for (const listener of this.#failedWriteListeners) listener(failure);
+      for (const listener of this.#failedWriteListeners) this.#safely(() => listener(failure));
     });
   }
 
@@ -435,7 +436,7 @@ export class HAClient {
     await this.#running?.catch(() => {});
     for (const sub of this.#subs.values()) this.#endSubscription(sub, undefined, error);
     this.#subs.clear();
-    this.#manager.clear();
+    this.#safely(() => this.#manager.clear());
     this.#emit(ConnectionState.Shutdown, undefined);
     for (const stream of this.#stateStreams) stream.end();
     this.#stateStreams.clear();
@@ -966,7 +967,8 @@ export class HAClient {
 
   /** Rejects every wait on the publish store with `error`. */
   #cancelStoreWaits(error: Error): void {
-    this.#publishStore?.cancelWaits?.(error);
+    // On a disconnect or a give-up, which must go on: the waits below are rejected all the same.
+    this.#safely(() => this.#publishStore?.cancelWaits?.(error));
     for (const cancel of [...this.#storeWaits]) cancel(error);
   }
 
@@ -1325,7 +1327,8 @@ export class HAClient {
     // A replaced subscription ends after the one that took its id is in its place.
     if (this.#subs.get(sub.subId) === sub) {
       this.#subs.delete(sub.subId);
-      this.#manager.remove(sub.subId);
+      // A manager that throws must not leave the subscription open, its closed never resolved.
+      this.#safely(() => this.#manager.remove(sub.subId));
     }
     sub.ready.reject(
       error ?? notAccepted ?? new DisconnectedError(`subscription ${sub.subId} ended before the server accepted it`),

@@ -4,15 +4,19 @@
  * waiting for ever, reject where nobody listens, or keep other listeners from being called.
  */
 import {
+  type Authenticator,
+  type Command,
   type Logger,
+  type ManagedSubscription,
   type ReconnectDelayStrategy,
   RetryExhaustedError,
   type ServerChooser,
+  type SubscriptionManager,
 } from '@amps-ts/core-protocol';
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { startTestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
-import type { HAClient } from '../src/index.js';
+import { type HAClient, MemoryPublishStore, MemorySubscriptionManager } from '../src/index.js';
 import { client, server, stateWhere } from './helpers.js';
 
 /** A logger each of whose methods throws, recording what it was asked to log. */
@@ -347,5 +351,202 @@ describe('a delay strategy that misbehaves', () => {
     await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
       code: 'retry_exhausted',
     });
+  });
+});
+
+describe('an authenticator that misbehaves', () => {
+  it.each([
+    [
+      'authenticate throws',
+      {
+        authenticate: () => {
+          throw new Error('token bug');
+        },
+      },
+    ],
+    ['authenticate rejects', { authenticate: () => Promise.reject(new Error('token bug')) }],
+    [
+      'completed throws',
+      {
+        completed: () => {
+          throw new Error('token bug');
+        },
+      },
+    ],
+    ['authenticate never answers', { authenticate: () => new Promise<string>(() => {}) }],
+  ] as Array<[string, Partial<Authenticator>]>)('%s: that attempt fails, the next one logs on', async (_, broken) => {
+    const s = await server();
+    let calls = 0;
+    const good: Authenticator = { authenticate: (_u, p) => p ?? '', retry: (_u, p) => p ?? '', completed: () => {} };
+    const ha = client('authenticator-broken', s.tcpUri('json'), {
+      chooser: chooser([s.tcpUri('json')], {
+        getCurrentAuthenticator: () => (calls++ === 0 ? { ...good, ...broken } : good),
+      }),
+      connectTimeoutMs: 200,
+      delay: attempts(),
+    });
+    const failed = stateWhere(ha, (e) => e.state === 'Disconnected');
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    expect((await failed).reason).toMatch(/token bug|authenticator/);
+  });
+
+  it('authenticate throwing an error that quotes the password: the state event does not', async () => {
+    const s = await server();
+    const uri = s.tcpUri('json').replace('tcp://', 'tcp://alice:s3cret@');
+    let calls = 0;
+    const ha = client('authenticator-secret', uri, {
+      chooser: chooser([uri], {
+        getCurrentAuthenticator: () =>
+          calls++ === 0
+            ? {
+                authenticate: (_u, password) => {
+                  throw new Error(`the token service refused ${password}`);
+                },
+                retry: (_u, password) => password ?? '',
+                completed: () => {},
+              }
+            : undefined,
+      }),
+      delay: attempts(),
+    });
+    const failed = stateWhere(ha, (e) => e.state === 'Disconnected');
+    await ha.connectAndLogon({ signal: AbortSignal.timeout(5000) });
+    const { reason } = await failed;
+    expect(reason).toMatch(/the token service refused \*\*\*/);
+    expect(reason).not.toContain('s3cret');
+  });
+});
+
+describe('listeners that throw', () => {
+  it('an onFailedWrite listener that throws: the others still hear, the error goes to onException', async () => {
+    const s = await server();
+    const ha = client('failed-write-listener', s.tcpUri('json'));
+    const errors = exceptions(ha);
+    ha.onFailedWrite(() => {
+      throw new Error('failed-write listener bug');
+    });
+    const refused = new Promise((resolve) => ha.onFailedWrite(resolve));
+    await ha.connectAndLogon();
+    ha.publish('/AMPS/bad', '{}');
+    await refused;
+    await errors.next('failed-write listener bug');
+  });
+
+  it('a publish store whose discard() throws: onFailedWrite still hears of the refusal', async () => {
+    const s = await server();
+    const store = new MemoryPublishStore();
+    store.discard = () => {
+      throw new Error('discard bug');
+    };
+    const ha = client('failed-write-discard', s.tcpUri('json'), { publishStore: store });
+    const errors = exceptions(ha);
+    const refused = new Promise((resolve) => ha.onFailedWrite(resolve));
+    await ha.connectAndLogon();
+    ha.publish('/AMPS/bad', '{}');
+    await refused;
+    await errors.next('discard bug');
+  });
+
+  it('an onDuplicate that throws: reported, later messages still delivered', async () => {
+    const s = await server();
+    const ha = client('duplicate-hook', s.tcpUri('json'), {
+      onDuplicate: () => {
+        throw new Error('onDuplicate bug');
+      },
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    ha.publish('dup', '1');
+    await ha.publishFlush(5000);
+    const seen: string[] = [];
+    let wake: () => void = () => {};
+    const two = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const sub = ha.subscribe('dup', {
+      bookmark: 'recent',
+      onMessage: (m) => {
+        seen.push(m.text());
+        if (seen.length === 2) wake();
+      },
+    });
+    await sub.ready;
+    // The failover replays the first message, a duplicate for the hook; the second comes after it.
+    const back = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await back;
+    ha.publish('dup', '2');
+    await two;
+    expect(seen).toEqual(['1', '2']);
+    await errors.next('onDuplicate bug');
+  });
+});
+
+describe('stores and subscription managers that throw', () => {
+  it('a publish store whose cancelWaits() throws: disconnect() still closes and ends in Shutdown', async () => {
+    const s = await server();
+    const store = new MemoryPublishStore();
+    store.cancelWaits = () => {
+      throw new Error('cancelWaits bug');
+    };
+    const ha = client('store-cancel-waits', s.tcpUri('json'), { publishStore: store });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    expect(ha.state).toBe('Shutdown');
+    expect(ha.client.isConnected).toBe(false);
+    expect(errors.messages()).toContain('cancelWaits bug');
+  });
+
+  it('a publish store whose cancelWaits() throws at a give-up: connectAndLogon() still rejects', async () => {
+    const store = new MemoryPublishStore();
+    store.cancelWaits = () => {
+      throw new Error('cancelWaits bug');
+    };
+    const ha = client('store-cancel-waits-give-up', await deadUri(), { publishStore: store, delay: attempts(1) });
+    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+      code: 'retry_exhausted',
+    });
+  });
+
+  /** A memory subscription manager whose `method` throws. */
+  function brokenManager(method: 'remove' | 'clear'): SubscriptionManager {
+    const inner = new MemorySubscriptionManager();
+    return {
+      add: (m: ManagedSubscription) => inner.add(m),
+      remove: (id: string) => (method === 'remove' ? fail() : inner.remove(id)),
+      clear: () => (method === 'clear' ? fail() : inner.clear()),
+      list: () => inner.list(),
+      resubscribe: (execute: (command: Command) => Promise<void>, options?: { signal?: AbortSignal }) =>
+        inner.resubscribe(execute, options),
+    };
+    function fail(): never {
+      throw new Error(`manager ${method} bug`);
+    }
+  }
+
+  it('a subscription manager whose remove() throws: unsubscribe() still ends the subscription', async () => {
+    const s = await server();
+    const ha = client('manager-remove', s.tcpUri('json'), { subscriptionManager: brokenManager('remove') });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    const sub = ha.subscribe('orders');
+    await sub.ready;
+    await ha.unsubscribe(sub.subId).catch(() => {});
+    await expect(sub.closed).resolves.toBeUndefined();
+    expect(errors.messages()).toContain('manager remove bug');
+  });
+
+  it('a subscription manager whose clear() throws: disconnect() still ends in Shutdown', async () => {
+    const s = await server();
+    const ha = client('manager-clear', s.tcpUri('json'), { subscriptionManager: brokenManager('clear') });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    const sub = ha.subscribe('orders');
+    await sub.ready;
+    await ha.disconnect();
+    expect(ha.state).toBe('Shutdown');
+    await expect(sub.closed).resolves.toBeUndefined();
+    expect(errors.messages()).toContain('manager clear bug');
   });
 });

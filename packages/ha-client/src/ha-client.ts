@@ -661,7 +661,8 @@ export class HAClient {
     this.#replayedAfter = undefined;
     const store = this.#publishStore;
     if (after === undefined || !store) return;
-    if (store.lastPersisted() !== after || store.unpersistedCount() === 0) {
+    // A custom store that throws here must not stop the reconnect that follows: taken as progress.
+    if (this.#safely(() => store.lastPersisted() !== after || store.unpersistedCount() === 0) !== false) {
       this.#fruitlessReplays = 0;
       return;
     }

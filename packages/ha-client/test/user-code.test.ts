@@ -498,6 +498,26 @@ describe('stores and subscription managers that throw', () => {
     expect(errors.messages()).toContain('cancelWaits bug');
   });
 
+  it('a publish store whose lastPersisted() throws when a connection that replayed drops: the client reconnects', async () => {
+    const s = await server();
+    let failing = false;
+    const store = new MemoryPublishStore();
+    const lastPersisted = store.lastPersisted.bind(store);
+    store.lastPersisted = () => {
+      if (failing) throw new Error('lastPersisted bug');
+      return lastPersisted();
+    };
+    const ha = client('store-last-persisted', s.tcpUri('json'), { publishStore: store, delay: attempts() });
+    const errors = exceptions(ha);
+    ha.publish('orders', '{}'); // stored while disconnected: the logon replays it
+    await ha.connectAndLogon();
+    failing = true;
+    const back = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await back;
+    await errors.next('lastPersisted bug');
+  });
+
   it('a publish store whose cancelWaits() throws at a give-up: connectAndLogon() still rejects', async () => {
     const store = new MemoryPublishStore();
     store.cancelWaits = () => {

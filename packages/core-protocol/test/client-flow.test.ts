@@ -184,6 +184,30 @@ describe('slow async iterators', () => {
     expect(consumer.isConnected).toBe(true);
   });
 
+  it('pause the connection while an async onMessage holds maxQueue unsettled promises: every message arrives, in order', async () => {
+    const transport = pausableTcp();
+    const consumer = await loggedOn('async-consumer', { transport, maxQueue: 16 });
+    const count = 3000;
+    const seen: number[] = [];
+    let allSeen!: () => void;
+    const done = new Promise<void>((resolve) => {
+      allSeen = resolve;
+    });
+    const sub = consumer.subscribe('async-slow', {
+      onMessage: async (m) => {
+        seen.push(m.json<{ i: number }>().i);
+        await slowly();
+        if (seen.length === count) allSeen();
+      },
+    });
+    await sub.ready;
+    await publishAll('async-slow', count);
+    await done;
+    expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(transport.pauses).toBeGreaterThan(0);
+    expect(consumer.isConnected).toBe(true);
+  });
+
   it('a paused connection with heartbeats is not taken for dead, by either side', async () => {
     const transport = pausableTcp();
     const consumer = await loggedOn('stalled-consumer', { transport, maxQueue: 4 });

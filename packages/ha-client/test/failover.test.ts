@@ -523,28 +523,34 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(sub.seen).toEqual(range(1, 10));
   });
 
-  it('ends a subscription whose consumer fell too far behind, and takes it back on the server', async () => {
-    const server = await startTestServer({});
-    cleanups.push(() => server.close());
-    const forSlow = deliveriesTo('slow');
-    const ha = client('slow-consumer', [server.tcpUri('json')], {
-      client: { transportFilter: forSlow.transportFilter },
-    });
-    const slow = ha.subscribe('slow', { subId: 'slow', maxQueue: 4 }); // an iterator nobody reads
-    const sentinel = collector(ha, 'slow');
-    await ha.connectAndLogon();
-    await Promise.all([slow.ready, sentinel.subscription.ready]);
-    const publisher = client('slow-consumer-pub', [server.tcpUri('json')]);
-    await publisher.connectAndLogon();
-    for (const n of range(1, 10)) publisher.publish('slow', JSON.stringify({ n }));
-    const closedWith = await slow.closed;
-    expect(SlowConsumerError.isInstance(closedWith)).toBe(true);
-    await sentinel.until(10);
-    const before = forSlow.count;
-    for (const n of range(11, 20)) publisher.publish('slow', JSON.stringify({ n }));
-    await sentinel.until(20); // delivered after any message for the dropped subscription would have been
-    expect(forSlow.count).toBe(before);
-  });
+  it.each([
+    ['an iterator nobody reads', {}],
+    ['an async onMessage whose promises never settle', { onMessage: () => new Promise<void>(() => {}) }],
+  ])(
+    'ends a subscription whose consumer fell too far behind (%s), and takes it back on the server',
+    async (_, consumer) => {
+      const server = await startTestServer({});
+      cleanups.push(() => server.close());
+      const forSlow = deliveriesTo('slow');
+      const ha = client('slow-consumer', [server.tcpUri('json')], {
+        client: { transportFilter: forSlow.transportFilter },
+      });
+      const slow = ha.subscribe('slow', { subId: 'slow', maxQueue: 4, ...consumer });
+      const sentinel = collector(ha, 'slow');
+      await ha.connectAndLogon();
+      await Promise.all([slow.ready, sentinel.subscription.ready]);
+      const publisher = client('slow-consumer-pub', [server.tcpUri('json')]);
+      await publisher.connectAndLogon();
+      for (const n of range(1, 10)) publisher.publish('slow', JSON.stringify({ n }));
+      const closedWith = await slow.closed;
+      expect(SlowConsumerError.isInstance(closedWith)).toBe(true);
+      await sentinel.until(10);
+      const before = forSlow.count;
+      for (const n of range(11, 20)) publisher.publish('slow', JSON.stringify({ n }));
+      await sentinel.until(20); // delivered after any message for the dropped subscription would have been
+      expect(forSlow.count).toBe(before);
+    },
+  );
 
   it("resumes a NOW subscription that started on an empty log from its first message, not from the next server's end", async () => {
     const c = await cluster(2);

@@ -7,7 +7,8 @@ export interface StreamOptions<T> {
   /** Callback mode: every item goes to this handler; iterating the stream is then an error. */
   onMessage?: MessageHandler<T> | undefined;
   /**
-   * Iterator mode: the most items buffered for a consumer that is not keeping up.
+   * The most items a consumer that is not keeping up holds: buffered for an iterator, or handed
+   * to a callback whose promise has not settled yet.
    * @default 1024
    */
   maxQueue?: number | undefined;
@@ -41,6 +42,8 @@ export class MessageStream<T> implements AsyncIterable<T> {
   #iterating = false;
   #lastYielded: T | undefined;
   #count = 0;
+  /** Callback mode: handler promises not settled yet. */
+  #unsettled = 0;
 
   constructor(options: StreamOptions<T> = {}) {
     this.#options = options;
@@ -67,11 +70,17 @@ export class MessageStream<T> implements AsyncIterable<T> {
       try {
         const result = handler(item);
         if (result && typeof (result as Promise<void>).then === 'function') {
+          // Not awaited before the next item, but bounded like an iterator's queue: past maxQueue
+          // unsettled, the connection pauses (or the stream ends) until half have settled.
+          if (++this.#unsettled >= this.#maxQueue) this.#full();
           // As on the synchronous path, a throwing onHandled goes to onHandlerError too, rather
           // than reject where nobody listens.
           (result as Promise<void>)
             .then(() => this.#options.onHandled?.(item))
-            .catch((error: unknown) => this.#options.onHandlerError?.(error, item));
+            .catch((error: unknown) => this.#options.onHandlerError?.(error, item))
+            .finally(() => {
+              if (--this.#unsettled <= this.#maxQueue / 2) this.#resumeIfPaused();
+            });
         } else {
           this.#options.onHandled?.(item);
         }
@@ -89,17 +98,19 @@ export class MessageStream<T> implements AsyncIterable<T> {
       return;
     }
     this.#queue.push(item);
-    if (this.#queue.length - this.#head >= this.#maxQueue && !this.#paused) {
-      this.#paused = true;
-      const paused = this.#options.onFlowControl?.(true) ?? false;
-      if (!paused) {
-        const error = new SlowConsumerError(
-          `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; iterate faster or raise maxQueue`,
-        );
-        this.end(error);
-        this.#options.onOverflow?.(error);
-      }
-    }
+    if (this.#queue.length - this.#head >= this.#maxQueue) this.#full();
+  }
+
+  /** The consumer holds maxQueue items: pause the connection, or, if it cannot pause, end. */
+  #full(): void {
+    if (this.#paused || this.#ended) return;
+    this.#paused = true;
+    if (this.#options.onFlowControl?.(true)) return;
+    const error = new SlowConsumerError(
+      `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; consume faster or raise maxQueue`,
+    );
+    this.end(error);
+    this.#options.onOverflow?.(error);
   }
 
   /** For a consumer that keeps every item anyway (`toArray`): a bound would only fail it. */

@@ -1106,8 +1106,9 @@ export class HAClient {
     } else if (replaced) {
       void this.#replaceLater(sub, command);
     } else {
-      this.#subs.set(subId, sub);
+      // The manager first: one that throws leaves nothing registered, the error the caller's.
       this.#manager.add({ subId, command: sub.command });
+      this.#subs.set(subId, sub);
       if (this.isReady) void this.#enterLater(sub);
       else this.#start();
     }
@@ -1268,7 +1269,9 @@ export class HAClient {
           const now = recent === Bookmarks.NOW || recent === '0|1';
           const at = placed ? now && Bookmarks.NOW : (ack.bookmark ?? (now ? Bookmarks.EPOCH : ''));
           // The completed ack's position is the end of the log when the subscribe was sent.
-          if (at) store.persisted(sub.subId, at, completed || placed ? this.#env.now() - sentAt : undefined);
+          // A store that throws must not cost the rest of this ack: the application's onAck, a range's end.
+          const ageMs = completed || placed ? this.#env.now() - sentAt : undefined;
+          if (at) this.#safely(() => store.persisted(sub.subId, at, ageMs));
           if (completed) sub.replaying = false;
         }
         // The server has ended a range subscription at its end: so does this client, for good. (A

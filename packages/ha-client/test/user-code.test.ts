@@ -5,6 +5,7 @@
  */
 import {
   type Authenticator,
+  Bookmarks,
   type Command,
   type Logger,
   type ManagedSubscription,
@@ -16,7 +17,7 @@ import {
 import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { startTestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
-import { type HAClient, MemoryPublishStore, MemorySubscriptionManager } from '../src/index.js';
+import { type HAClient, MemoryBookmarkStore, MemoryPublishStore, MemorySubscriptionManager } from '../src/index.js';
 import { client, server, stateWhere } from './helpers.js';
 
 /** A logger each of whose methods throws, recording what it was asked to log. */
@@ -544,6 +545,68 @@ describe('stores and subscription managers that throw', () => {
       throw new Error(`manager ${method} bug`);
     }
   }
+
+  it("a bookmark store whose persisted() throws on an ack: reported, the application's onAck still called, a range still ended", async () => {
+    const s = await server();
+    const publisher = client('persisted-throws-pub', s.tcpUri('json'));
+    await publisher.connectAndLogon();
+    for (const n of [1, 2]) publisher.publish('pt', String(n));
+    await publisher.publishFlush(5000);
+    const last = await new Promise<string>((resolve) => {
+      publisher.subscribe('pt', {
+        bookmark: Bookmarks.EPOCH,
+        onMessage: (m) => {
+          if (m.text() === '2') resolve(m.bookmark as string);
+        },
+      });
+    });
+    let broken = false;
+    class BrokenStore extends MemoryBookmarkStore {
+      override persisted(subId: string, bookmark: string, ageMs?: number): void {
+        if (broken) throw new Error('persisted bug');
+        super.persisted(subId, bookmark, ageMs);
+      }
+    }
+    const ha = client('persisted-throws', s.tcpUri('json'), { bookmarkStore: new BrokenStore() });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    const acks: string[] = [];
+    const seen: string[] = [];
+    const range = ha.subscribe('pt', {
+      bookmark: `[${Bookmarks.EPOCH}:${last}]`,
+      onMessage: (m) => {
+        seen.push(m.text());
+      },
+      onAck: (ack) => acks.push(ack.ackType as string),
+    });
+    broken = true;
+    expect(await range.closed).toBeUndefined(); // ended at the range's end
+    expect(seen).toEqual(['1', '2']);
+    expect(acks).toContain('completed');
+    await errors.next('persisted bug');
+  });
+
+  it('a subscription manager whose add() throws: subscribe() throws, and leaves nothing registered', async () => {
+    const s = await server();
+    let broken = true;
+    const inner = new MemorySubscriptionManager();
+    const manager: SubscriptionManager = {
+      add: (subscription) => {
+        if (broken) throw new Error('add bug');
+        inner.add(subscription);
+      },
+      remove: (subId) => inner.remove(subId),
+      clear: () => inner.clear(),
+      list: () => inner.list(),
+      resubscribe: (execute, options) => inner.resubscribe(execute, options),
+    };
+    const ha = client('add-throws', s.tcpUri('json'), { subscriptionManager: manager });
+    await ha.connectAndLogon();
+    expect(() => ha.subscribe('at', { subId: 'x', onMessage: () => {} })).toThrow('add bug');
+    broken = false;
+    const again = ha.subscribe('at', { subId: 'x', onMessage: () => {} }); // the id is free
+    await again.ready;
+  });
 
   it('a subscription manager whose remove() throws: unsubscribe() still ends the subscription', async () => {
     const s = await server();

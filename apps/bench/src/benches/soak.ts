@@ -42,10 +42,14 @@ function slope(points: ReadonlyArray<readonly [number, number]>): number {
   return sxx === 0 ? 0 : sxy / sxx;
 }
 
+let gc: (() => void) | undefined;
+
 /** A full GC (twice: what the first frees can free more), then the heap in use. */
 function heapAfterGc(): number {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc') as () => void;
+  }
   gc();
   gc();
   return process.memoryUsage().heapUsed;
@@ -132,9 +136,11 @@ const group: BenchGroup = {
       const samples: Array<[cycle: number, bytes: number]> = [[0, heapAfterGc()]];
       for (let c = 1; c <= cycles; c++) {
         await cycle(c);
-        if (c % SAMPLE_EVERY === 0) samples.push([c, heapAfterGc()]);
-        if (c % 25 === 0) {
-          const mb = (((samples.at(-1)?.[1] ?? 0) - (samples[0]?.[1] ?? 0)) / 1e6).toFixed(2);
+        if (c % SAMPLE_EVERY !== 0) continue;
+        const bytes = heapAfterGc();
+        samples.push([c, bytes]);
+        if (c % (5 * SAMPLE_EVERY) === 0) {
+          const mb = ((bytes - (samples[0]?.[1] ?? 0)) / 1e6).toFixed(2);
           context.progress(
             `cycle ${c}/${cycles}: ${published.toLocaleString('en-US')} messages, heap ${mb} MB over the warm start`,
           );

@@ -3,11 +3,13 @@
  * beats, and its watchdog closes a connection that goes silent (a frozen broker, a blackholed
  * network) with a heartbeat-timeout reason. Decided by events (heartbeat frames, disconnects).
  */
+import type * as net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { Client, ConnectionState, type Message, TimedOutError } from '../src/index.js';
-import { Collector, leakCheck, outgoing } from './client-fakes.js';
+import { Client, ConnectionState, encodeCommand, type Message, MessageDecoder, TimedOutError } from '../src/index.js';
+import { Collector, guardEachTest, leakCheck, outgoing } from './client-fakes.js';
+import { rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
 
@@ -148,5 +150,36 @@ describe.each(schemes)('Client heartbeats over %s', (scheme) => {
       expect(got.items.map((m) => m.json<{ i: number }>().i)).toEqual([...Array(20).keys()]);
       expect(client.isConnected).toBe(true);
     });
+  });
+});
+
+describe('a blocked event loop', () => {
+  const { cleanups, newClient } = guardEachTest();
+
+  it('is not taken for a silent server: what arrived while it was blocked is read before the watchdog decides', async () => {
+    let server: net.Socket | undefined;
+    const answers = new Collector<Message>();
+    const port = await rawServer(cleanups, (chunk, socket) => {
+      new MessageDecoder((m) => {
+        if (m.command === 'heartbeat' && m.options === 'beat') return answers.push(m);
+        server = socket;
+        socket.write(
+          encodeCommand({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+        );
+      }).push(chunk);
+    });
+    const client = newClient('blocked');
+    await client.connectAndLogon(`tcp://127.0.0.1:${port}/amps/json`);
+    await client.heartbeat(0.1, 0.3);
+    const disconnected = new Collector<Error | undefined>();
+    client.onDisconnect(disconnected.push);
+    // The server beats, and the application blocks the event loop past the timeout (a long
+    // handler, a GC pause): when it unblocks, the watchdog's timer is due before the beat is read.
+    server?.write(encodeCommand({ command: 'heartbeat' }));
+    const blockedUntil = performance.now() + 500;
+    while (performance.now() < blockedUntil);
+    const outcome = await Promise.race([answers.atLeast(1).then(() => 'answered'), disconnected.atLeast(1)]);
+    expect(outcome).toBe('answered');
+    expect(client.isConnected).toBe(true);
   });
 });

@@ -1476,11 +1476,12 @@ export class Client {
     }
   }
 
-  #armWatchdog(session: Session): void {
+  /** A `wait` of 0 is the last look before closing for silence. */
+  #armWatchdog(session: Session, wait?: number): void {
     const hb = session.heartbeat;
     if (!hb || !session.open) return;
     const silentFor = this.#env.now() - session.lastReceivedAt;
-    const wait = session.paused > 0 ? hb.intervalMs : Math.max(1, hb.timeoutMs - silentFor);
+    const delay = wait ?? (session.paused > 0 ? hb.intervalMs : Math.max(1, hb.timeoutMs - silentFor));
     hb.timer = this.#env.setTimeout(() => {
       hb.timer = undefined;
       if (this.#session !== session || !session.open) return;
@@ -1494,14 +1495,18 @@ export class Client {
         return;
       }
       const silent = now - session.lastReceivedAt;
-      if (silent >= hb.timeoutMs) {
+      if (silent < hb.timeoutMs) {
+        this.#armWatchdog(session);
+      } else if (delay > 0) {
+        // The silence may be ours: after a blocked event loop (a long handler, a GC pause, a
+        // frozen tab) timers run before the socket is read. Let it read what arrived, then decide.
+        this.#armWatchdog(session, 0);
+      } else {
         this.#closeSession(
           new TimedOutError(`heartbeat timeout: nothing from ${session.uri.redacted} for ${Math.round(silent)} ms`),
         );
-      } else {
-        this.#armWatchdog(session);
       }
-    }, wait);
+    }, delay);
   }
 
   /** Re-arms a running watchdog, whose period depends on whether the connection is paused. */

@@ -1,14 +1,15 @@
 /** The demo's command line: flags, their limits, and the usage text. */
 import { parseArgs } from 'node:util';
 
-export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--json]
+export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--publishers <n>] [--json]
 
-  --duration  seconds of chaos, 1 to 3600 (default 20)
-  --rate      messages published per second, 1 to 100000 (default 2500)
-  --seed      seeds the chaos schedule, an integer 0 to 4294967295 (default 1)
-  --servers   replicated brokers, 2 to 10 (default 3)
-  --topics    topics the messages are spread over, one bookmark subscription each, 1 to 10000 (default 1)
-  --json      print a machine-readable summary on stdout (the live view goes to stderr)`;
+  --duration    seconds of chaos, 1 to 3600 (default 20)
+  --rate        messages published per second, 1 to 100000 (default 2500)
+  --seed        seeds the chaos schedule, an integer 0 to 4294967295 (default 1)
+  --servers     replicated brokers, 2 to 10 (default 3)
+  --topics      topics the messages are spread over, one bookmark subscription each, 1 to 10000 (default 1)
+  --publishers  publishers taking turns, each starting on another broker, 1 to 10 (default 1)
+  --json        print a machine-readable summary on stdout (the live view goes to stderr)`;
 
 export type DemoArgs = { help: true } | { help: false; options: DemoOptions };
 
@@ -19,6 +20,7 @@ export interface DemoOptions {
   seed: number;
   servers: number;
   topics: number;
+  publishers: number;
 }
 
 /** A command line the demo cannot run: the message is one line, for the operator. */
@@ -36,6 +38,7 @@ const limits = {
   seed: { min: 0, max: 2 ** 32 - 1, integer: true },
   servers: { min: 2, max: 10, integer: true },
   topics: { min: 1, max: 10_000, integer: true },
+  publishers: { min: 1, max: 10, integer: true },
 } as const;
 
 function number(name: keyof typeof limits, text: string): number {
@@ -71,6 +74,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
       seed: number('seed', values.seed),
       servers: number('servers', values.servers),
       topics: number('topics', values.topics),
+      publishers: number('publishers', values.publishers),
     },
   };
 }
@@ -84,6 +88,7 @@ function parse(args: string[]) {
       seed: { type: 'string', default: '1' },
       servers: { type: 'string', default: '3' },
       topics: { type: 'string', default: '1' },
+      publishers: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },

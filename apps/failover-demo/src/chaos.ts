@@ -1,5 +1,5 @@
 /**
- * The chaos run behind `pnpm demo` and the CI chaos test: replicated brokers, a publisher and a
+ * The chaos run behind `pnpm demo` and the CI chaos test: replicated brokers, publishers and a
  * bookmark subscriber on HAClient, and a seeded schedule that kills, freezes and restarts brokers
  * while messages flow. The verdict counts what the subscriber lost, saw twice or saw out of order.
  */
@@ -23,11 +23,18 @@ export interface ChaosOptions {
    * subscription each: every failover then resubscribes them all. @default 1
    */
   topics?: number;
+  /**
+   * Publishers taking turns, each an HAClient with its own publish store starting on another
+   * broker: the subscriber then de-duplicates and resumes per publisher, and the brokers log the
+   * publishers' messages interleaved differently. @default 1
+   */
+  publishers?: number;
   /** Live events, for the terminal display. */
   onEvent?: (event: ChaosEvent) => void;
 }
 
-export type ClientRole = 'publisher' | 'subscriber';
+/** `publisher` (or `publisher-1`, `publisher-2`, ... when there are several) and `subscriber`. */
+export type ClientRole = string;
 
 export type ChaosEvent =
   | { type: 'started'; at: number; servers: Array<{ name: string; uri: string }> }
@@ -66,6 +73,7 @@ export interface ChaosReport {
   durationMs: number;
   servers: number;
   topics: number;
+  publishers: number;
   published: number;
   received: number;
   lost: number;
@@ -89,6 +97,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { seed, durationMs, rate, onEvent } = options;
   const topics = options.topics ?? 1;
+  const publisherCount = options.publishers ?? 1;
   if (options.servers < 2) throw new Error('chaos needs at least 2 servers');
   // No regex characters: a subscription to `orders.1` would also get `orders.10`.
   const topicOf = (k: number) => (topics === 1 ? 'orders' : `orders-${k}`);
@@ -115,9 +124,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     connectTimeoutMs: 1000,
   };
   const uris = servers.map((s) => s.tcpUri('json'));
-  const publisher = new HAClient('chaos-publisher', { ...common, servers: uris });
+  // Publisher i starts on broker i (round the list), the subscriber on the last one.
+  const publishers = Array.from({ length: publisherCount }, (_, i) => {
+    const name = publisherCount === 1 ? 'publisher' : `publisher-${i + 1}`;
+    const start = i % uris.length;
+    return [
+      name,
+      new HAClient(`chaos-${name}`, { ...common, servers: [...uris.slice(start), ...uris.slice(0, start)] }),
+    ] as const;
+  });
   const subscriber = new HAClient('chaos-subscriber', { ...common, servers: [...uris].reverse() });
-  const clients: Record<ClientRole, HAClient> = { publisher, subscriber };
+  const clients = new Map<ClientRole, HAClient>([...publishers, ['subscriber', subscriber]]);
+  const roles = [...clients.keys()];
   let running = true;
   let progress: ReturnType<typeof setInterval> | undefined;
 
@@ -132,42 +150,46 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     // Failover timing: from the chaos action that hit a client's server (or its disconnect) to recovery.
     const failovers: number[] = [];
-    const hitAt: Record<ClientRole, number | undefined> = { publisher: undefined, subscriber: undefined };
-    /** Whether the client has disconnected since it last recovered: a freeze thawed before that was ridden out. */
-    const down: Record<ClientRole, boolean> = { publisher: false, subscriber: false };
-    const lastServer: Record<ClientRole, string | undefined> = { publisher: undefined, subscriber: undefined };
-    for (const role of ['publisher', 'subscriber'] as const) {
-      clients[role].onStateChange((e: HAStateEvent) => {
+    const hitAt = new Map<ClientRole, number>();
+    /** The clients disconnected since they last recovered: a freeze thawed before that was ridden out. */
+    const down = new Set<ClientRole>();
+    const lastServer = new Map<ClientRole, string | undefined>();
+    for (const [role, client] of clients) {
+      client.onStateChange((e: HAStateEvent) => {
         const server = e.uri === undefined ? undefined : (uriOf.get(e.uri) ?? e.uri);
         emit({ type: 'state', at: now(), client: role, state: e.state, server, reason: e.reason });
         if (e.state === 'Disconnected') {
-          down[role] = true;
-          hitAt[role] ??= now();
+          down.add(role);
+          if (!hitAt.has(role)) hitAt.set(role, now());
         }
         if (e.state === 'Resubscribed') {
-          const start = hitAt[role];
+          const start = hitAt.get(role);
           if (start !== undefined) {
             const durationMs = now() - start;
             failovers.push(durationMs);
-            emit({ type: 'failover', at: now(), client: role, from: lastServer[role], to: server, durationMs });
+            emit({ type: 'failover', at: now(), client: role, from: lastServer.get(role), to: server, durationMs });
           }
-          hitAt[role] = undefined;
-          down[role] = false;
-          lastServer[role] = server;
+          hitAt.delete(role);
+          down.delete(role);
+          lastServer.set(role, server);
         }
       });
     }
 
-    // The subscriber: every message exactly once, in order on each topic.
+    // The subscriber: every message exactly once, in order on each topic from each publisher
+    // (AMPS orders a topic per publisher; two publishers' messages may interleave differently).
     const tally = new DeliveryTally();
     const subscriptions = Array.from({ length: topics }, (_, k) =>
       subscriber.subscribe(topicOf(k), {
         bookmark: Bookmarks.EPOCH,
-        onMessage: (m) => tally.record(m.json<{ n: number }>().n, k),
+        onMessage: (m) => {
+          const { n } = m.json<{ n: number }>();
+          tally.record(n, k * publisherCount + (n % publisherCount));
+        },
       }),
     );
 
-    await Promise.all([publisher.connectAndLogon(), subscriber.connectAndLogon()]);
+    await Promise.all([...clients.values()].map((c) => c.connectAndLogon()));
     await Promise.all(subscriptions.map((s) => s.ready));
 
     const actions: Record<ChaosAction, number> = { kill: 0, freeze: 0, restart: 0, thaw: 0 };
@@ -182,6 +204,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         due = target - published;
         for (; due > 0 && running; due--) {
           published++;
+          const [, publisher] = publishers[published % publisherCount] as (typeof publishers)[number];
           const wait = publisher.publish(topicOf(published % topics), `{"n":${published}}`);
           if (wait) await wait;
         }
@@ -195,17 +218,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       published,
       received: tally.received,
       servers: Object.fromEntries(servers.map((s, i) => [names[i], status.get(s)])) as Record<string, ServerStatus>,
-      on: {
-        publisher: publisher.uri ? uriOf.get(publisher.uri) : undefined,
-        subscriber: subscriber.uri ? uriOf.get(subscriber.uri) : undefined,
-      },
+      on: Object.fromEntries(roles.map((r) => [r, uriOf.get(clients.get(r)?.uri ?? '')])),
     });
     progress = setInterval(() => emit(progressEvent()), 1000);
 
     const act = async (action: ChaosAction, server: TestServer) => {
       const name = names[servers.indexOf(server)] as string;
-      const hits = (['publisher', 'subscriber'] as const).filter((r) => clients[r].uri === server.tcpUri('json'));
-      if (action === 'kill' || action === 'freeze') for (const r of hits) hitAt[r] ??= now();
+      const hits = roles.filter((r) => clients.get(r)?.uri === server.tcpUri('json'));
+      if (action === 'kill' || action === 'freeze') for (const r of hits) if (!hitAt.has(r)) hitAt.set(r, now());
       emit({ type: 'chaos', at: now(), action, server: name, hits: [...hits] });
       actions[action]++;
       if (action === 'kill') {
@@ -221,7 +241,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         server.thaw();
         status.set(server, 'up');
         // Thawed before the heartbeat timeout: the clients on it stayed, there was no failover to time.
-        for (const r of hits) if (!down[r]) hitAt[r] = undefined;
+        for (const r of hits) if (!down.has(r)) hitAt.delete(r);
       }
     };
 
@@ -243,7 +263,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await act(status.get(server) === 'down' ? 'restart' : 'thaw', server);
       } else if (up.length > 1) {
         // Prefer the brokers the clients are on: that is where failover happens.
-        const active = up.filter((s) => Object.values(clients).some((c) => c.uri === s.tcpUri('json')));
+        const active = up.filter((s) => [...clients.values()].some((c) => c.uri === s.tcpUri('json')));
         const pool = active.length > 0 && random() < 0.7 ? active : up;
         const server = pool[Math.floor(random() * pool.length)] as TestServer;
         await act(random() < 0.65 ? 'kill' : 'freeze', server);
@@ -259,7 +279,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     emit({ type: 'draining', at: now(), published, received: tally.received });
     const drainEnd = performance.now() + 30_000;
-    await publisher.publishFlush(30_000).catch(() => {});
+    await Promise.all(publishers.map(([, p]) => p.publishFlush(30_000).catch(() => {})));
     while (tally.received < published && performance.now() < drainEnd) await sleep(50);
     clearInterval(progress);
     emit(progressEvent());
@@ -270,6 +290,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       durationMs,
       servers: servers.length,
       topics,
+      publishers: publisherCount,
       published,
       ...counts,
       failovers: failovers.length,
@@ -281,7 +302,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   } finally {
     running = false;
     clearInterval(progress);
-    await Promise.allSettled([publisher.disconnect(), subscriber.disconnect()]);
+    await Promise.allSettled([...clients.values()].map((c) => c.disconnect()));
     await cluster.close();
   }
 }

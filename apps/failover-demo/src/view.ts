@@ -41,10 +41,10 @@ export function liveView(color: boolean): LiveView {
         const state =
           event.state === 'Disconnected' ? red(padded) : event.state === 'Resubscribed' ? green(padded) : padded;
         const reason = event.reason ? dim(`  ${event.reason}`) : '';
-        return `${time(event.at)}  ${event.client.padEnd(11)}${state} ${event.server ?? ''}${reason}`;
+        return `${time(event.at)}  ${event.client.padEnd(13)}${state} ${event.server ?? ''}${reason}`;
       }
       case 'failover':
-        return `${time(event.at)}  ${event.client.padEnd(11)}${cyan('failover')} ${event.from ?? '?'} -> ${event.to ?? '?'} in ${cyan(`${Math.round(event.durationMs)} ms`)}`;
+        return `${time(event.at)}  ${event.client.padEnd(13)}${cyan('failover')} ${event.from ?? '?'} -> ${event.to ?? '?'} in ${cyan(`${Math.round(event.durationMs)} ms`)}`;
       case 'progress': {
         const seconds = Math.max(0.001, (event.at - lastProgress.at) / 1000);
         const sendRate = (event.published - lastProgress.published) / seconds;
@@ -53,7 +53,10 @@ export function liveView(color: boolean): LiveView {
         const brokers = Object.entries(event.servers)
           .map(([name, s]) => `${name}:${s === 'up' ? green('up') : s === 'down' ? red('down') : yellow('frozen')}`)
           .join(' ');
-        return `${time(event.at)}  ${dim('progress')}  sent ${fmt(event.published)} (${fmt(sendRate)}/s)  received ${fmt(event.received)} (${fmt(recvRate)}/s)  publisher@${event.on.publisher ?? '-'} subscriber@${event.on.subscriber ?? '-'}  ${brokers}`;
+        const where = Object.entries(event.on)
+          .map(([client, server]) => `${client}@${server ?? '-'}`)
+          .join(' ');
+        return `${time(event.at)}  ${dim('progress')}  sent ${fmt(event.published)} (${fmt(sendRate)}/s)  received ${fmt(event.received)} (${fmt(recvRate)}/s)  ${where}  ${brokers}`;
       }
       case 'draining':
         return `${time(event.at)}  chaos over: healing every broker, waiting for the last messages`;

@@ -9,7 +9,16 @@ const options = (argv: string[]) => {
 
 describe('demo arguments', () => {
   it('has defaults, and takes the `--` pnpm passes on', () => {
-    expect(options([])).toEqual({ json: false, durationMs: 20_000, rate: 2500, seed: 1, servers: 3, topics: 1 });
+    expect(options([])).toEqual({
+      json: false,
+      durationMs: 20_000,
+      rate: 2500,
+      seed: 1,
+      servers: 3,
+      topics: 1,
+      publishers: 1,
+    });
+    expect(options(['--publishers', '3'])).toMatchObject({ publishers: 3 });
     expect(options(['--topics', '500'])).toMatchObject({ topics: 500 });
     expect(options(['--', '--duration', '10', '--json'])).toMatchObject({ durationMs: 10_000, json: true });
     expect(parseDemoArgs(['-h'])).toEqual({ help: true });
@@ -28,6 +37,8 @@ describe('demo arguments', () => {
     [['--servers', '1'], "--servers must be an integer from 2 to 10, got '1'"],
     [['--servers', '100'], "--servers must be an integer from 2 to 10, got '100'"],
     [['--servers', '2.5'], "--servers must be an integer from 2 to 10, got '2.5'"],
+    [['--publishers', '0'], "--publishers must be an integer from 1 to 10, got '0'"],
+    [['--publishers', '11'], "--publishers must be an integer from 1 to 10, got '11'"],
     [['--topics', '0'], "--topics must be an integer from 1 to 10000, got '0'"],
     [['--topics', '20000'], "--topics must be an integer from 1 to 10000, got '20000'"],
     [['--bogus'], "Unknown option '--bogus'"],

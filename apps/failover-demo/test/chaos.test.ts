@@ -35,6 +35,20 @@ it('loses and duplicates nothing over 200 topics, one bookmark subscription each
   });
 }, 60_000);
 
+// Three publishers, each starting on another broker: the subscriber de-duplicates and resumes per
+// publisher (sequence numbers repeat across publishers), and the brokers log the publishers'
+// messages interleaved differently.
+it('loses and duplicates nothing with three publishers, each starting on another broker', async () => {
+  const report = await runChaos({ seed: 11, durationMs: 10_000, rate: 2400, servers: 3, topics: 2, publishers: 3 });
+  expect(report.failovers).toBeGreaterThan(0);
+  expect(report.published).toBeGreaterThanOrEqual(20_000);
+  expect({ lost: report.lost, duplicated: report.duplicated, outOfOrder: report.outOfOrder }).toEqual({
+    lost: 0,
+    duplicated: 0,
+    outOfOrder: 0,
+  });
+}, 60_000);
+
 // Seed 4's first wait is 1.4 s, longer than the whole run: nothing may happen to the brokers.
 it('takes no chaos action after the duration is over', async () => {
   const report = await runChaos({ seed: 4, durationMs: 1000, rate: 100, servers: 2 });

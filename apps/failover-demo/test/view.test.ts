@@ -18,9 +18,9 @@ describe('the live view', () => {
       stripVTControlCharacters(view.event(state(s))),
     );
     expect(lines).toEqual([
-      '  1.23s  publisher  Connected          B',
-      '  1.23s  publisher  Disconnected       B',
-      '  1.23s  publisher  Resubscribed       B',
+      '  1.23s  publisher    Connected          B',
+      '  1.23s  publisher    Disconnected       B',
+      '  1.23s  publisher    Resubscribed       B',
     ]);
   });
 

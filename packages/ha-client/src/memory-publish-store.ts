@@ -1,5 +1,6 @@
 import {
   type Command,
+  countOption,
   deadline,
   type Environment,
   environmentOption,
@@ -14,6 +15,13 @@ import { Fifo } from './fifo.js';
 export interface MemoryPublishStoreOptions {
   /** Most unpersisted messages held. @default 100_000 */
   capacity?: number;
+  /**
+   * Most bytes of unpersisted message bodies held (a string body counts its length), so that an
+   * outage with large messages cannot run the process out of memory. A message is let in while
+   * the store is under it, so the store may go past it by one message, and one larger than it
+   * still goes through. @default 268_435_456 (256 MiB)
+   */
+  capacityBytes?: number;
   /** When full: `block` makes `publish` wait for room; `reject` throws a `StoreFullError`. @default 'block' */
   policy?: 'block' | 'reject';
   /**
@@ -24,6 +32,9 @@ export interface MemoryPublishStoreOptions {
   /** The timers `flush` uses. @default defaultEnvironment */
   environment?: Pick<Environment, 'setTimeout' | 'clearTimeout'>;
 }
+
+/** What a stored message counts against `capacityBytes`: its body (Uint8Array bytes, string length). */
+const bodyBytes = (command: Command): number => command.data?.length ?? 0;
 
 interface Waiter {
   command: Command;
@@ -44,6 +55,7 @@ interface FlushWaiter {
  */
 export class MemoryPublishStore implements PublishStore {
   readonly #capacity: number;
+  readonly #capacityBytes: number;
   readonly #policy: 'block' | 'reject';
   readonly #errorOnGap: boolean;
   readonly #env: Pick<Environment, 'setTimeout' | 'clearTimeout'>;
@@ -52,6 +64,8 @@ export class MemoryPublishStore implements PublishStore {
   #head = 0;
   /** Sequences among the entries that the server refused: kept in place, never replayed. */
   readonly #refused = new Set<number>();
+  /** Body bytes of the unpersisted, unrefused entries. */
+  #bytes = 0;
   #lastSequence = 0;
   #lastPersisted = 0;
   #synced = false;
@@ -59,14 +73,13 @@ export class MemoryPublishStore implements PublishStore {
   readonly #flushWaiters = new Set<FlushWaiter>();
 
   constructor(options: MemoryPublishStoreOptions = {}) {
-    const capacity = options.capacity ?? 100_000;
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new InvalidOptionsError(`publish store capacity must be a positive integer, got ${capacity}`);
-    }
+    const capacity = countOption(options.capacity, 'publish store capacity') ?? 100_000;
+    const capacityBytes = countOption(options.capacityBytes, 'publish store capacityBytes') ?? 256 * 1024 * 1024;
     if (options.policy !== undefined && options.policy !== 'block' && options.policy !== 'reject') {
       throw new InvalidOptionsError(`publish store policy must be 'block' or 'reject', got ${String(options.policy)}`);
     }
     this.#capacity = capacity;
+    this.#capacityBytes = capacityBytes;
     this.#policy = options.policy ?? 'block';
     this.#errorOnGap = options.errorOnPublishGap ?? false;
     this.#env = environmentOption(
@@ -77,11 +90,17 @@ export class MemoryPublishStore implements PublishStore {
   }
 
   store(command: Command): number | Promise<number> {
-    if (this.unpersistedCount() < this.#capacity && !this.#waiters.peek()) return this.#add(command);
+    if (this.#hasRoom() && !this.#waiters.peek()) return this.#add(command);
     if (this.#policy === 'reject') {
-      throw new StoreFullError(`the publish store holds ${this.#capacity} unpersisted messages (policy: reject)`);
+      throw new StoreFullError(
+        `the publish store is full: ${this.unpersistedCount()} unpersisted messages, ${this.#bytes} bytes (policy: reject)`,
+      );
     }
     return new Promise((resolve, reject) => this.#waiters.push({ command, resolve, reject }));
+  }
+
+  #hasRoom(): boolean {
+    return this.unpersistedCount() < this.#capacity && this.#bytes < this.#capacityBytes;
   }
 
   #add(command: Command): number {
@@ -92,6 +111,7 @@ export class MemoryPublishStore implements PublishStore {
     // The caller may reuse its buffer after publish returns.
     if (command.data instanceof Uint8Array) command.data = command.data.slice();
     this.#entries.push(command);
+    this.#bytes += bodyBytes(command);
     return sequence;
   }
 
@@ -115,6 +135,7 @@ export class MemoryPublishStore implements PublishStore {
     const entry = this.get(sequence);
     if (entry === undefined || entry.sequence !== sequence || this.#refused.has(sequence)) return;
     this.#refused.add(sequence);
+    this.#bytes -= bodyBytes(entry);
     this.#trim(this.#lastPersisted);
   }
 
@@ -124,14 +145,14 @@ export class MemoryPublishStore implements PublishStore {
     for (;;) {
       const first = entries[this.#head]?.sequence;
       if (first === undefined || (first > sequence && !this.#refused.has(first))) break;
-      this.#refused.delete(first);
+      if (!this.#refused.delete(first)) this.#bytes -= bodyBytes(entries[this.#head] as Command);
       entries[this.#head++] = undefined as unknown as Command;
     }
     if (this.#head > 4096 && this.#head * 2 > entries.length) {
       this.#entries = entries.slice(this.#head);
       this.#head = 0;
     }
-    while (this.#waiters.peek() && this.unpersistedCount() < this.#capacity) {
+    while (this.#waiters.peek() && this.#hasRoom()) {
       const waiter = this.#waiters.shift() as Waiter;
       waiter.resolve(this.#add(waiter.command));
     }

@@ -268,6 +268,26 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(sub.seen).toEqual(range(1, 20));
   });
 
+  it('holds large publishes made while disconnected up to capacityBytes, and lets the rest in as the server persists them', async () => {
+    const server = await startTestServer({ sowTopics: [] });
+    cleanups.push(() => server.close());
+    const uri = server.tcpUri('json');
+    const capacityBytes = 1024 * 1024;
+    const publisher = client('pub-bytes', [uri], { publishStore: new MemoryPublishStore({ capacityBytes }) });
+    const subscriber = client('sub-bytes', [uri]);
+    const sub = collector(subscriber, 'bytes');
+    await Promise.all([subscriber.connectAndLogon(), sub.subscription.ready]);
+    const pad = 'p'.repeat(100 * 1024);
+    const waits = range(1, 20).map((n) => publisher.publish('bytes', JSON.stringify({ n, pad })));
+    // 11 of about 100 KiB reach the bound: the rest wait for room, in order, and nothing is lost.
+    expect(waits.findIndex((w) => w !== undefined)).toBe(11);
+    expect(publisher.publishStore?.unpersistedCount()).toBe(11);
+    await publisher.connectAndLogon();
+    await Promise.all(waits);
+    await sub.until(20);
+    expect(sub.seen).toEqual(range(1, 20));
+  });
+
   it('sends a publish let into a full store before one stored after it (else the server drops it)', async () => {
     const server = await startTestServer({ ackConflationMs: 50 });
     cleanups.push(() => server.close());

@@ -554,6 +554,8 @@ type PublishOp =
 
 interface PublishScenario {
   capacity: number;
+  /** Bodies are `m<id>`, 2 to 4 bytes: a few messages fill a small one. */
+  capacityBytes: number;
   policy: 'block' | 'reject';
   errorOnGap: boolean;
   ops: PublishOp[];
@@ -619,6 +621,7 @@ class PublishRun {
   constructor(readonly scenario: PublishScenario) {
     this.store = new MemoryPublishStore({
       capacity: scenario.capacity,
+      capacityBytes: scenario.capacityBytes,
       policy: scenario.policy,
       errorOnPublishGap: scenario.errorOnGap,
       environment: noTimers,
@@ -661,10 +664,16 @@ class PublishRun {
     this.letIn();
   }
 
+  /** Under both bounds: the bytes are the unpersisted, unrefused bodies'. */
+  hasRoom(): boolean {
+    const bytes = this.entries.reduce((sum, e) => sum + String(e.command.data).length, 0);
+    return this.entries.length < this.scenario.capacity && bytes < this.scenario.capacityBytes;
+  }
+
   /** Publishes waiting for room get it, in order; once connected they go out. */
   letIn(): Stored[] {
     const added: Stored[] = [];
-    while (this.waiting.length > 0 && this.entries.length < this.scenario.capacity) {
+    while (this.waiting.length > 0 && this.hasRoom()) {
       const stored = this.waiting.shift() as Stored;
       this.assign(stored);
       added.push(stored);
@@ -694,7 +703,7 @@ class PublishRun {
         for (let n = 0; n < op.n; n++) {
           const stored: Stored = { id: this.nextId++, command: { command: 'publish', topic: 't', data: '' }, seq: 0 };
           stored.command.data = `m${stored.id}`;
-          const full = this.entries.length >= this.scenario.capacity || this.waiting.length > 0;
+          const full = !this.hasRoom() || this.waiting.length > 0;
           if (full && this.scenario.policy === 'reject') {
             expect(() => this.store.store(stored.command)).toThrow(StoreFullError);
             continue;
@@ -863,6 +872,7 @@ describe('MemoryPublishStore against a model', () => {
   it('replays exactly the unpersisted messages in order with their sequences, never reuses one, and counts right', async () => {
     const scenario = fc.record({
       capacity: fc.integer({ min: 1, max: 8 }),
+      capacityBytes: fc.oneof(fc.integer({ min: 1, max: 24 }), fc.constant(256 * 1024 * 1024)),
       policy: fc.constantFrom<'block' | 'reject'>('reject', 'block'),
       errorOnGap: fc.boolean(),
       ops: fc.array(publishOp, { maxLength: 80 }),
@@ -873,6 +883,7 @@ describe('MemoryPublishStore against a model', () => {
   it('stays right past its compaction threshold (thousands trimmed)', async () => {
     const scenario = fc.record({
       capacity: fc.constant(100_000),
+      capacityBytes: fc.constant(256 * 1024 * 1024),
       policy: fc.constant<'reject'>('reject'),
       errorOnGap: fc.constant(false),
       ops: fc.array(

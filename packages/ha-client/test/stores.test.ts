@@ -95,6 +95,44 @@ describe('MemoryPublishStore', () => {
     expect(() => store.store(publish(2))).toThrow(StoreFullError);
   });
 
+  it('bounds the bytes of unpersisted bodies: full at capacityBytes, one message past it at most, room as acks and refusals free it', async () => {
+    const body = (n: number, size: number): Command => ({
+      command: 'publish',
+      topic: 't',
+      data: 'x'.repeat(size - 1) + n,
+    });
+    const store = new MemoryPublishStore({ capacityBytes: 100 });
+    expect(store.store(body(1, 60))).toBe(1);
+    expect(store.store(body(2, 60))).toBe(2); // let in under the bound: 120 bytes held
+    const third = store.store(body(3, 10));
+    const fourth = store.store({ command: 'publish', topic: 't', data: new Uint8Array(30) }); // bytes count, in order
+    expect(third).toBeInstanceOf(Promise);
+    store.discardUpTo(1); // 60 bytes held: 3 comes in (70), then 4 (100)
+    expect(await third).toBe(3);
+    expect(await fourth).toBe(4);
+    const fifth = store.store(body(5, 1));
+    expect(fifth).toBeInstanceOf(Promise);
+    store.discard(3); // refused: its bytes are free, though 2 is still ahead of it
+    expect(await fifth).toBe(5);
+    store.discardUpTo(5);
+    expect(store.store(body(6, 500))).toBe(6); // larger than the bound, into an empty store
+    expect(store.store(body(7, 1))).toBeInstanceOf(Promise);
+  });
+
+  it('says how full it is when the reject policy refuses a publish', () => {
+    const store = new MemoryPublishStore({ capacityBytes: 10, policy: 'reject' });
+    store.store({ command: 'publish', topic: 't', data: 'x'.repeat(12) });
+    expect(() => store.store(publish(2))).toThrow(
+      'the publish store is full: 1 unpersisted messages, 12 bytes (policy: reject)',
+    );
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, '10'])('refuses capacityBytes %s', (capacityBytes) => {
+    expect(() => new MemoryPublishStore({ capacityBytes: capacityBytes as number })).toThrow(
+      `publish store capacityBytes must be a positive integer, got ${String(capacityBytes)}`,
+    );
+  });
+
   it('refuses an environment without the timer functions its flush uses (a TypeError on the first flush otherwise)', () => {
     expect(() => new MemoryPublishStore({ environment: { now: () => 0 } as never })).toThrow(
       'MemoryPublishStore: environment needs setTimeout() and clearTimeout()',

@@ -27,13 +27,20 @@ function isOutstanding(sorted: string[], from: number, sequence: string): boolea
 /** As core-protocol's parseBookmarkId reads one (trailing bar optional); the sequence without leading zeros. */
 const idPattern = /^(\d+)\|0*(\d+)\|?$/;
 
+/** The last bookmark split, and its parts: a message's bookmark is split to log it, then to discard it. */
+let lastBookmark = '';
+let lastId: [publisher: string, sequence: string] | undefined;
+
 /** `publisher|sequence|` split, or undefined for anything else. */
 function split(bookmark: string): [publisher: string, sequence: string] | undefined {
+  if (bookmark === lastBookmark) return lastId;
   if (typeof bookmark !== 'string') {
     throw new InvalidOptionsError(`bookmark must be a string, got ${String(bookmark)}`);
   }
   const match = idPattern.exec(bookmark);
-  return match ? [match[1] as string, match[2] as string] : undefined;
+  lastBookmark = bookmark;
+  lastId = match ? [match[1] as string, match[2] as string] : undefined;
+  return lastId;
 }
 
 interface PublisherProgress {

@@ -491,6 +491,25 @@ function runBookmarks(scenario: BookmarkScenario): void {
 }
 
 describe('MemoryBookmarkStore against a model', () => {
+  it('tracks exactly the publisher|sequence| forms the protocol allows, a sequence with leading zeros as without', () => {
+    const allowed = /^(\d+)\|0*(\d+)\|?$/;
+    const text = fc.string({ unit: fc.constantFrom('0', '1', '7', '|', 'a', ' '), maxLength: 9 });
+    fc.assert(
+      fc.property(text, fc.nat(3), (bookmark, zeros) => {
+        const store = new MemoryBookmarkStore();
+        expect(store.log('s', bookmark)).toBe(true);
+        const match = allowed.exec(bookmark);
+        // Logged again, as written or with more leading zeros: a duplicate only if it was tracked.
+        expect(store.log('s', bookmark)).toBe(!match);
+        if (!match) return;
+        expect(store.isDuplicate('s', `${match[1]}|${'0'.repeat(zeros)}${match[2]}|`)).toBe(true);
+        store.discard('s', bookmark);
+        expect(store.getMostRecent('s')).toBe(`${match[1]}|${match[2]}|`);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('reports each message new once, keeps outstanding messages replayable on every replica, only moves forward, and forgets on purge', () => {
     fc.assert(fc.property(bookmarkScenario(10, 70), runBookmarks), { numRuns: 300 });
   });

@@ -8,7 +8,9 @@
  *   its events bring; the target row), and a tight loop (the raw side then writes 64 KiB
  *   batches and does no per-message work at all: reported for scale).
  * - delivery: a source sends pre-encoded delivery frames for the client's subscription as fast as
- *   the connection takes them; the Client decodes, routes and calls the subscribe callback.
+ *   the connection takes them; the Client decodes, routes and calls the subscribe callback. (To a
+ *   subscribe with a bookmark, the source sends a replay instead: each delivery with its own
+ *   bookmark. The `ha` group uses that.)
  *   Baseline: a raw reader that only splits the same bytes into frames (`FrameDecoder`). A naive
  *   reader (TextDecoder + JSON.parse of each header) is reported for scale.
  *
@@ -30,9 +32,11 @@ import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
 import { type WebSocket, ws } from '../ws.js';
 
 const ROLE = 'AMPS_TS_BENCH_CLIENT_PEER';
-const TOPIC = 'orders';
+export const TOPIC = 'orders';
 const BATCH_BYTES = 64 * 1024;
 const HIGH_WATER = 1024 * 1024;
+/** The publisher named in the bookmarks of a replay. */
+const PUBLISHER = '12884443219563409361';
 
 /** A 100-byte JSON body, as a string and as the same bytes (a body serialized once and published as is). */
 const BODY = (() => {
@@ -86,7 +90,10 @@ if (process.env[ROLE] === '1' && process.send) {
         wire.write(encodeCommand({ command: 'ack', ackType: 'processed', status: 'success', commandId: m.commandId }));
       }
       if (m.command === 'logon' && role.startsWith('sink')) mode = 'sink';
-      if (m.command === 'subscribe' && role.startsWith('source')) void blast(wire, m.subId ?? m.commandId ?? '');
+      if (m.command === 'subscribe' && role.startsWith('source')) {
+        const subId = m.subId ?? m.commandId ?? '';
+        void (m.bookmark === undefined ? blast(wire, subId) : replay(wire, subId));
+      }
     });
     return (chunk: Uint8Array) => {
       if (mode === 'commands') {
@@ -120,6 +127,39 @@ if (process.env[ROLE] === '1' && process.send) {
       const n = Math.min(left, framesPerBatch);
       left -= n;
       const wait = wire.write(n === framesPerBatch ? batch : batch.subarray(0, n * frameLength));
+      if (wait) await wait;
+    }
+  };
+
+  /** A bookmark subscription's replay, encoded once: `expected` deliveries, each its own position in the log. */
+  let log: { key: string; batches: Uint8Array[] } | undefined;
+  const replay = async (wire: Wire, subId: string) => {
+    const key = `${subId} ${expected}`;
+    if (log?.key !== key) {
+      const batches: Uint8Array[] = [];
+      let frames: Uint8Array[] = [];
+      let bytes = 0;
+      for (let i = 1; i <= expected; i++) {
+        const frame = encodeCommand({
+          command: 'publish',
+          topic: TOPIC,
+          subId,
+          bookmark: `${PUBLISHER}|${i}|`,
+          data: BODY,
+        });
+        frames.push(frame);
+        bytes += frame.length;
+        if (bytes >= BATCH_BYTES || i === expected) {
+          batches.push(Buffer.concat(frames));
+          frames = [];
+          bytes = 0;
+        }
+      }
+      log = { key, batches };
+    }
+    for (const batch of log.batches) {
+      if (wire.closed) return;
+      const wait = wire.write(batch);
       if (wait) await wait;
     }
   };
@@ -183,7 +223,7 @@ if (process.env[ROLE] === '1' && process.send) {
 
 /* ================= the measuring side ================= */
 
-class Peer {
+export class Peer {
   constructor(
     readonly ports: PeerPorts,
     readonly child: ChildProcess,
@@ -444,7 +484,7 @@ class NaiveReader {
 }
 
 /** Best time of each side over `rounds` alternating runs, after one warm-up run of each. */
-async function compare(rounds: number, sides: Array<() => Promise<number>>): Promise<number[]> {
+export async function compare(rounds: number, sides: Array<() => Promise<number>>): Promise<number[]> {
   for (const side of sides) await side();
   const best = sides.map(() => Number.POSITIVE_INFINITY);
   for (let r = 0; r < rounds; r++) {

@@ -13,15 +13,20 @@
  * - publish throughput: the default memory publish store (persisted acks, every message kept until
  *   acked), with one ack per message and with conflated acks, against fire-and-forget
  *   (`publishStore: false`), on one broker.
+ * - delivery: a bookmark subscription's replay, pre-encoded and sent as fast as the connection
+ *   takes it by the `client` group's peer (not a broker: the broker would be the bottleneck),
+ *   delivered to a callback through HAClient with its memory bookmark store (each message logged,
+ *   checked for a duplicate, discarded once handled) and without one, against the Client.
  * Brokers run in a child process (see `../ha/cluster-process.ts` for why).
  */
-import { ConnectionState } from '@amps-ts/core-protocol';
+import { Bookmarks, Client, ConnectionState } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent, MemorySubscriptionManager } from '@amps-ts/ha-client';
 import { startFaultProxy } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { CheckingSubscriber, percentile, SteadyPublisher, tenth } from '../ha/clients.js';
 import { ClusterProcess } from '../ha/cluster-process.js';
 import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
+import { compare, Peer, TOPIC } from './client.js';
 
 /** A failover that takes longer than this is reported as this long, and ends the rounds. */
 const ROUND_TIMEOUT_MS = 10_000;
@@ -336,6 +341,86 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
   }
 }
 
+type DeliverySide = 'Client' | 'HAClient' | 'HAClient, no bookmark store';
+
+/**
+ * Seconds from subscribe until `count` deliveries of a bookmark subscription's replay (the peer of
+ * the `client` group, in a child process, sends them as fast as the connection takes them) have
+ * reached the callback.
+ */
+async function replayDelivery(peer: Peer, side: DeliverySide, count: number): Promise<number> {
+  const uri = peer.uri('tcp');
+  const transport = nodeTransport();
+  // A fixed sub id: the peer encodes the replay once for it.
+  const options = { subId: 'replay', bookmark: Bookmarks.EPOCH };
+  let seen = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const onMessage = () => {
+    if (++seen === count) finish();
+  };
+  if (side === 'Client') {
+    const client = new Client('source-replay-client', { transport });
+    await client.connectAndLogon(uri);
+    await peer.expect(count);
+    const start = performance.now();
+    client.subscribe(TOPIC, { ...options, onMessage });
+    await finished;
+    const seconds = (performance.now() - start) / 1000;
+    await client.disconnect();
+    return seconds;
+  }
+  // The peer sends no heartbeats.
+  const client = new HAClient('source-replay-ha', {
+    transport,
+    servers: [uri],
+    heartbeat: false,
+    ...(side === 'HAClient' ? {} : { bookmarkStore: false }),
+  });
+  await client.connectAndLogon();
+  await peer.expect(count);
+  const start = performance.now();
+  client.subscribe(TOPIC, { ...options, onMessage });
+  await finished;
+  const seconds = (performance.now() - start) / 1000;
+  await client.disconnect();
+  return seconds;
+}
+
+async function delivery(context: BenchContext): Promise<BenchResult[]> {
+  const count = context.quick ? 50_000 : 500_000;
+  const rounds = context.quick ? 1 : 4;
+  const peer = await Peer.start();
+  try {
+    const sides: DeliverySide[] = ['HAClient', 'HAClient, no bookmark store', 'Client'];
+    const [ha, haNoStore, client] = await compare(
+      rounds,
+      sides.map((side) => () => replayDelivery(peer, side, count)),
+    );
+    const baseline = { name: 'Client, the same subscription', value: count / (client as number) };
+    const details = { messages: count, rounds, note: 'best of rounds, after a warm-up of each; TCP' };
+    return [
+      {
+        name: 'bookmark replay delivered to a callback: HAClient, memory bookmark store (duplicate check, auto-discard)',
+        value: count / (ha as number),
+        unit: 'msgs/s',
+        baseline,
+        details,
+      },
+      {
+        name: 'bookmark replay delivered to a callback: HAClient, no bookmark store',
+        value: count / (haNoStore as number),
+        unit: 'msgs/s',
+        baseline,
+      },
+    ];
+  } finally {
+    await peer.close();
+  }
+}
+
 /** Subscriptions re-entered in the resubscribe benchmark, and the one-way delay to the brokers. */
 const MANY_SUBSCRIPTIONS = 500;
 const ONE_WAY_MS = 5;
@@ -408,7 +493,7 @@ async function resubscribe(context: BenchContext, cluster: ClusterProcess): Prom
 const group: BenchGroup = {
   name: 'ha',
   description:
-    'HAClient: failover time (3-broker sync cluster), half-open detection, resubscribing many subscriptions, publish store throughput vs fire-and-forget',
+    'HAClient: failover time (3-broker sync cluster), half-open detection, resubscribing many subscriptions, publish store throughput vs fire-and-forget, bookmark replay delivery vs Client',
   async run(context) {
     const results: BenchResult[] = [];
     const cluster = await ClusterProcess.start({ count: 3, replication: 'sync', name: 'bench-ha', noWebSocket: true });
@@ -426,6 +511,8 @@ const group: BenchGroup = {
     }
     context.progress('publish throughput: memory publish store vs fire-and-forget');
     results.push(...(await throughput(context)));
+    context.progress('delivery: a bookmark replay through HAClient (with and without its bookmark store) vs Client');
+    results.push(...(await delivery(context)));
     return results;
   },
 };

@@ -4,7 +4,7 @@
  * while messages flow. The verdict counts what the subscriber lost, saw twice or saw out of order.
  */
 import { Bookmarks, type ConnectionState, seededRandom } from '@amps-ts/core-protocol';
-import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
+import { HAClient, type HAStateEvent, MemoryPublishStore } from '@amps-ts/ha-client';
 import { startTestCluster, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { DeliveryTally } from './tally.js';
@@ -29,6 +29,8 @@ export interface ChaosOptions {
    * publishers' messages interleaved differently. @default 1
    */
   publishers?: number;
+  /** Each publisher's publish store capacity, in messages. @default MemoryPublishStore's */
+  publishStoreCapacity?: number;
   /** Live events, for the terminal display. */
   onEvent?: (event: ChaosEvent) => void;
 }
@@ -128,10 +130,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const publishers = Array.from({ length: publisherCount }, (_, i) => {
     const name = publisherCount === 1 ? 'publisher' : `publisher-${i + 1}`;
     const start = i % uris.length;
-    return [
-      name,
-      new HAClient(`chaos-${name}`, { ...common, servers: [...uris.slice(start), ...uris.slice(0, start)] }),
-    ] as const;
+    const servers = [...uris.slice(start), ...uris.slice(0, start)];
+    const publishStore = new MemoryPublishStore({ capacity: options.publishStoreCapacity });
+    return [name, new HAClient(`chaos-${name}`, { ...common, servers, publishStore })] as const;
   });
   const subscriber = new HAClient('chaos-subscriber', { ...common, servers: [...uris].reverse() });
   const clients = new Map<ClientRole, HAClient>([...publishers, ['subscriber', subscriber]]);
@@ -270,13 +271,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
     }
 
-    // Heal everything, stop publishing, and let every message arrive.
+    // Stop publishing, heal everything, and let every message arrive. Healed first: a publish
+    // waiting for room in a full store waits for persisted acks, which wait for every broker.
     running = false;
-    await publishing;
     for (const server of servers) {
       if (status.get(server) === 'down') await act('restart', server);
       else if (status.get(server) === 'frozen') await act('thaw', server);
     }
+    await publishing;
     emit({ type: 'draining', at: now(), published, received: tally.received });
     const drainEnd = performance.now() + 30_000;
     await Promise.all(publishers.map(([, p]) => p.publishFlush(30_000).catch(() => {})));

@@ -351,38 +351,33 @@ type DeliverySide = 'Client' | 'HAClient' | 'HAClient, no bookmark store';
 async function replayDelivery(peer: Peer, side: DeliverySide, count: number): Promise<number> {
   const uri = peer.uri('tcp');
   const transport = nodeTransport();
-  // A fixed sub id: the peer encodes the replay once for it.
-  const options = { subId: 'replay', bookmark: Bookmarks.EPOCH };
   let seen = 0;
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });
-  const onMessage = () => {
-    if (++seen === count) finish();
+  // A fixed sub id: the peer encodes the replay once for it.
+  const options = {
+    subId: 'replay',
+    bookmark: Bookmarks.EPOCH,
+    onMessage: () => {
+      if (++seen === count) finish();
+    },
   };
-  if (side === 'Client') {
-    const client = new Client('source-replay-client', { transport });
-    await client.connectAndLogon(uri);
-    await peer.expect(count);
-    const start = performance.now();
-    client.subscribe(TOPIC, { ...options, onMessage });
-    await finished;
-    const seconds = (performance.now() - start) / 1000;
-    await client.disconnect();
-    return seconds;
-  }
   // The peer sends no heartbeats.
-  const client = new HAClient('source-replay-ha', {
-    transport,
-    servers: [uri],
-    heartbeat: false,
-    ...(side === 'HAClient' ? {} : { bookmarkStore: false }),
-  });
-  await client.connectAndLogon();
+  const client =
+    side === 'Client'
+      ? new Client('source-replay-client', { transport })
+      : new HAClient('source-replay-ha', {
+          transport,
+          servers: [uri],
+          heartbeat: false,
+          ...(side === 'HAClient' ? {} : { bookmarkStore: false }),
+        });
+  await (client instanceof Client ? client.connectAndLogon(uri) : client.connectAndLogon());
   await peer.expect(count);
   const start = performance.now();
-  client.subscribe(TOPIC, { ...options, onMessage });
+  client.subscribe(TOPIC, options);
   await finished;
   const seconds = (performance.now() - start) / 1000;
   await client.disconnect();

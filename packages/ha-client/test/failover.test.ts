@@ -75,6 +75,19 @@ function serverOf(c: TestCluster, ha: HAClient): TestServer {
   return server;
 }
 
+/** A transport filter, and a promise that resolves once the client has sent a command for `subId`. */
+function subscribeSent(subId: string) {
+  let seen!: () => void;
+  const sent = new Promise<void>((resolve) => {
+    seen = resolve;
+  });
+  const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+    if (direction === 'out' && Buffer.from(bytes).includes(`"sub_id":"${subId}"`)) seen();
+    return bytes;
+  };
+  return { sent, transportFilter };
+}
+
 /** A transport filter that counts the deliveries (not acks) the client receives for `subId`. */
 function deliveriesTo(subId: string) {
   const pattern = new RegExp(`"c":"p"[^}]*"sub_id":"${subId}"`, 'g'); // a header is a flat JSON object
@@ -384,19 +397,8 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('rejects ready with an AbortError for a subscription unsubscribed before the server accepted it', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    let subscribeSent!: () => void;
-    const sent = new Promise<void>((resolve) => {
-      subscribeSent = resolve;
-    });
-    const ha = client('unsub-unaccepted', [server.tcpUri('json')], {
-      heartbeat: false,
-      client: {
-        transportFilter: (bytes, direction) => {
-          if (direction === 'out' && Buffer.from(bytes).includes('"sub_id":"in-flight"')) subscribeSent();
-          return bytes;
-        },
-      },
-    });
+    const { sent, transportFilter } = subscribeSent('in-flight');
+    const ha = client('unsub-unaccepted', [server.tcpUri('json')], { heartbeat: false, client: { transportFilter } });
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
@@ -428,19 +430,8 @@ describe('HAClient failover (real brokers, real sockets)', () => {
   it('ends a subscription its own signal or timeoutMs calls off before the server accepts it, and takes it back there; once accepted they do nothing', async () => {
     const server = await startTestServer({});
     cleanups.push(() => server.close());
-    let subscribeSent!: () => void;
-    const sent = new Promise<void>((resolve) => {
-      subscribeSent = resolve;
-    });
-    const ha = client('bounded-subscribe', [server.tcpUri('json')], {
-      heartbeat: false,
-      client: {
-        transportFilter: (bytes, direction) => {
-          if (direction === 'out' && Buffer.from(bytes).includes('"sub_id":"in-flight"')) subscribeSent();
-          return bytes;
-        },
-      },
-    });
+    const { sent, transportFilter } = subscribeSent('in-flight');
+    const ha = client('bounded-subscribe', [server.tcpUri('json')], { heartbeat: false, client: { transportFilter } });
     expect(() => ha.subscribe('bounded', { timeoutMs: -1 })).toThrow(InvalidOptionsError);
     expect(() => ha.subscribe('bounded', { signal: {} as AbortSignal })).toThrow(InvalidOptionsError);
 

@@ -182,4 +182,30 @@ describe('a blocked event loop', () => {
     expect(outcome).toBe('answered');
     expect(client.isConnected).toBe(true);
   });
+
+  it('does not time out a command whose ack arrived while it was blocked', async () => {
+    let server: net.Socket | undefined;
+    const subscribes = new Collector<Message>();
+    const port = await rawServer(cleanups, (chunk, socket) => {
+      new MessageDecoder((m) => {
+        server = socket;
+        if (m.command === 'subscribe') return subscribes.push(m);
+        socket.write(
+          encodeCommand({ command: 'ack', commandId: m.commandId, ackType: 'processed', status: 'success' }),
+        );
+      }).push(chunk);
+    });
+    const client = newClient('blocked-command');
+    await client.connectAndLogon(`tcp://127.0.0.1:${port}/amps/json`);
+    const sub = client.subscribe('orders', { timeoutMs: 300 });
+    const [subscribe] = await subscribes.atLeast(1);
+    // The ack is on its way, and the application blocks the event loop past the command's timeout.
+    server?.write(
+      encodeCommand({ command: 'ack', commandId: subscribe?.commandId, ackType: 'processed', status: 'success' }),
+    );
+    const blockedUntil = performance.now() + 500;
+    while (performance.now() < blockedUntil);
+    await expect(sub.ready).resolves.toBeUndefined();
+    expect(client.isConnected).toBe(true);
+  });
 });

@@ -49,10 +49,12 @@ export function deadline(
     signal?.addEventListener('abort', onAbort, { once: true });
   }
   if (timeoutMs !== undefined && timeoutMs > 0 && Number.isFinite(timeoutMs)) {
-    timer = environment.setTimeout(
-      () => expire(new TimedOutError(`${what} timed out after ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    // The last look: after a blocked event loop (a long handler, a GC pause) timers run before
+    // sockets are read, so an answer that has arrived gets one turn to be read before we give up.
+    const lastLook = () => {
+      timer = environment.setTimeout(() => expire(new TimedOutError(`${what} timed out after ${timeoutMs} ms`)), 0);
+    };
+    timer = environment.setTimeout(lastLook, timeoutMs);
   }
   return { clear };
 }

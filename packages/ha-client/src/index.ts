@@ -1,7 +1,7 @@
 export type { HAClientOptions, HAStateEvent, HeartbeatOptions } from './ha-client.js';
 export { HAClient } from './ha-client.js';
 export { MemoryBookmarkStore, type MemoryBookmarkStoreOptions } from './memory-bookmark-store.js';
-export type { MemoryPublishStoreOptions } from './memory-publish-store.js';
+export type { MemoryPublishStoreOptions, PublishStoreState } from './memory-publish-store.js';
 export { MemoryPublishStore } from './memory-publish-store.js';
 export type { MemorySubscriptionManagerOptions } from './subscription-manager.js';
 export { MemorySubscriptionManager } from './subscription-manager.js';

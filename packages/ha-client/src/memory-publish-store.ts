@@ -31,6 +31,22 @@ export interface MemoryPublishStoreOptions {
   errorOnPublishGap?: boolean;
   /** The timers `flush` uses. @default defaultEnvironment */
   environment?: Pick<Environment, 'setTimeout' | 'clearTimeout'>;
+  /**
+   * What an earlier run of this publisher left, to go on from after a restart (a durable store
+   * reads it from disk: see `@amps-ts/store-file`). Its commands keep their sequences, since they
+   * may have reached a server already.
+   */
+  restore?: PublishStoreState;
+}
+
+/** A publish store's contents, as a durable store saves them. */
+export interface PublishStoreState {
+  /** The unpersisted commands, each with its `sequence`, in ascending sequence order. */
+  commands: readonly Command[];
+  /** The highest sequence given to a command. */
+  lastSequence: number;
+  /** The highest sequence the server reported persisted. */
+  lastPersisted: number;
 }
 
 /** What a stored message counts against `capacityBytes`: its body (Uint8Array bytes, string length). */
@@ -68,6 +84,8 @@ export class MemoryPublishStore implements PublishStore {
   #bytes = 0;
   #lastSequence = 0;
   #lastPersisted = 0;
+  /** The last sequence restored from an earlier run: commands above it have not been sent yet at the first logon. */
+  #restoredUpTo = 0;
   #synced = false;
   readonly #waiters = new Fifo<Waiter>();
   readonly #flushWaiters = new Set<FlushWaiter>();
@@ -87,6 +105,30 @@ export class MemoryPublishStore implements PublishStore {
       ['setTimeout', 'clearTimeout'],
       'MemoryPublishStore: environment',
     );
+    if (options.restore !== undefined) this.#restore(options.restore);
+  }
+
+  #restore({ commands, lastSequence, lastPersisted }: PublishStoreState): void {
+    // lastPersisted, each command's sequence, lastSequence: whole numbers, in order.
+    const sequences = [lastPersisted, ...commands.map((c) => c.sequence), lastSequence + 1];
+    sequences.forEach((sequence, i) => {
+      if (
+        !Number.isSafeInteger(sequence) ||
+        (sequence as number) < 0 ||
+        (i > 0 && (sequence as number) <= (sequences[i - 1] as number))
+      ) {
+        throw new InvalidOptionsError(
+          `publish store restore: lastPersisted (${lastPersisted}), the commands' sequences and lastSequence (${lastSequence}) must be ascending whole numbers; got ${sequence} at position ${i}`,
+        );
+      }
+    });
+    for (const command of commands) {
+      this.#entries.push(command);
+      this.#bytes += bodyBytes(command);
+    }
+    this.#lastPersisted = lastPersisted;
+    this.#lastSequence = lastSequence;
+    this.#restoredUpTo = lastSequence;
   }
 
   store(command: Command): number | Promise<number> {
@@ -117,9 +159,20 @@ export class MemoryPublishStore implements PublishStore {
 
   /** The stored command for a sequence (what `replay` sends). */
   get(sequence: number): Command | undefined {
-    const first = this.#entries[this.#head]?.sequence;
-    if (first === undefined) return undefined;
-    return this.#entries[this.#head + (sequence - first)];
+    const entry = this.#entries[this.#indexOf(sequence)];
+    return entry?.sequence === sequence ? entry : undefined;
+  }
+
+  /** Where the entry for `sequence` is, or would go (restored sequences may have gaps). */
+  #indexOf(sequence: number): number {
+    let low = this.#head;
+    let high = this.#entries.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((this.#entries[middle]?.sequence as number) < sequence) low = middle + 1;
+      else high = middle;
+    }
+    return low;
   }
 
   discardUpTo(sequence: number): void {
@@ -133,7 +186,7 @@ export class MemoryPublishStore implements PublishStore {
 
   discard(sequence: number): void {
     const entry = this.get(sequence);
-    if (entry === undefined || entry.sequence !== sequence || this.#refused.has(sequence)) return;
+    if (entry === undefined || this.#refused.has(sequence)) return;
     this.#refused.add(sequence);
     this.#bytes -= bodyBytes(entry);
     this.#trim(this.#lastPersisted);
@@ -169,9 +222,11 @@ export class MemoryPublishStore implements PublishStore {
   syncWithServer(sequence: number): void {
     if (!this.#synced) {
       this.#synced = true;
-      // Nothing has been sent yet: messages stored before the first logon continue the server's
-      // numbering for this client name instead of colliding with a previous run's sequences.
-      if (sequence >= this.#lastPersisted + 1 && this.unpersistedCount() > 0) this.#renumberFrom(sequence + 1);
+      // What this process stored has not been sent yet: if the server's numbering for this client
+      // name is past it (a previous run's), it continues that numbering instead of colliding with
+      // it. Restored commands keep theirs: they may have been sent.
+      const first = this.#restoredUpTo + 1;
+      if (sequence >= first && this.#lastSequence >= first) this.#renumberFrom(first, sequence + 1);
     }
     if (this.#errorOnGap && sequence < this.#lastPersisted) {
       throw new PublishStoreGapError(
@@ -181,9 +236,9 @@ export class MemoryPublishStore implements PublishStore {
     this.discardUpTo(sequence);
   }
 
-  #renumberFrom(first: number): void {
+  #renumberFrom(from: number, first: number): void {
     let sequence = first;
-    for (let i = this.#head; i < this.#entries.length; i++) {
+    for (let i = this.#indexOf(from); i < this.#entries.length; i++) {
       (this.#entries[i] as Command).sequence = sequence++;
     }
     this.#lastSequence = sequence - 1;

@@ -194,6 +194,40 @@ describe('MemoryPublishStore', () => {
     expect(replayed(store)).toEqual([8]);
   });
 
+  it('restores an earlier run: its commands keep their sequences through the first logon, new ones go above them', () => {
+    const restored = [91, 93, 94].map((sequence) => ({ ...publish(sequence), sequence, ackType: 'persisted' }));
+    const store = new MemoryPublishStore({ restore: { commands: restored, lastSequence: 94, lastPersisted: 90 } });
+    expect(store.unpersistedCount()).toBe(3);
+    expect(store.store(publish(95))).toBe(95);
+    // The server holds up to 93: the restored commands were sent, so none is renumbered.
+    store.syncWithServer(93);
+    expect(replayed(store)).toEqual([94, 95]);
+    expect(store.get(94)?.data).toBe('m94');
+    store.discard(94);
+    expect(replayed(store)).toEqual([95]);
+  });
+
+  it("renumbers only this run's publishes when the server is past everything restored", () => {
+    const restored = [{ ...publish(7), sequence: 7 }];
+    const store = new MemoryPublishStore({ restore: { commands: restored, lastSequence: 8, lastPersisted: 6 } });
+    expect(store.store(publish(9))).toBe(9);
+    store.syncWithServer(20);
+    expect(replayed(store)).toEqual([21]);
+    expect(store.nextSequence()).toBe(22);
+  });
+
+  it('refuses a restore whose sequences are out of order, not numbers, or past its lastSequence', () => {
+    const at = (sequence: unknown) => ({ ...publish(1), sequence }) as Command;
+    const bad = [
+      { commands: [at(3), at(2)], lastSequence: 3, lastPersisted: 0 },
+      { commands: [at(2)], lastSequence: 2, lastPersisted: 2 },
+      { commands: [at('2')], lastSequence: 2, lastPersisted: 0 },
+      { commands: [at(5)], lastSequence: 4, lastPersisted: 0 },
+      { commands: [], lastSequence: 0, lastPersisted: -1 },
+    ];
+    for (const restore of bad) expect(() => new MemoryPublishStore({ restore })).toThrow(InvalidOptionsError);
+  });
+
   it('rejects what waits for room and every flush when told to, keeping what is stored', async () => {
     const store = new MemoryPublishStore({ capacity: 1 });
     store.store(publish(1));

@@ -11,16 +11,21 @@
  *   the kill of the client's broker to `Resubscribed` on the next, resubscribing up to 64 at a time
  *   (the default) against one at a time.
  * - publish throughput: the default memory publish store (persisted acks, every message kept until
- *   acked), with one ack per message and with conflated acks, against fire-and-forget
- *   (`publishStore: false`), on one broker.
+ *   acked), with one ack per message and with conflated acks, and the file publish store
+ *   (`@amps-ts/store-file`, conflated acks), against fire-and-forget (`publishStore: false`), on
+ *   one broker.
  * - delivery: a bookmark subscription's replay, pre-encoded and sent as fast as the connection
  *   takes it by the `client` group's peer (not a broker: the broker would be the bottleneck),
  *   delivered to a callback through HAClient with its memory bookmark store (each message logged,
  *   checked for a duplicate, discarded once handled) and without one, against the Client.
  * Brokers run in a child process (see `../ha/cluster-process.ts` for why).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Bookmarks, Client, ConnectionState } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent, MemorySubscriptionManager } from '@amps-ts/ha-client';
+import { FilePublishStore } from '@amps-ts/store-file';
 import { startFaultProxy } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { CheckingSubscriber, percentile, SteadyPublisher, tenth } from '../ha/clients.js';
@@ -279,6 +284,8 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
   const broker = await ClusterProcess.start({ count: 1, name: 'bench-throughput', noWebSocket: true });
   const transport = nodeTransport();
   const servers = broker.uris;
+  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-bench-'));
+  const fileStore = new FilePublishStore(join(dir, 'publisher.store'));
   const sides = [
     {
       name: 'store',
@@ -291,6 +298,16 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
       client: new HAClient('bench-throughput-conflated', {
         transport,
         servers,
+        logon: { options: `ack_conflation=${CONFLATION}` },
+      }),
+    },
+    {
+      // Every publish written to a file before it is sent (a write call each, no fsync).
+      name: 'file store, conflated acks',
+      client: new HAClient('bench-throughput-file', {
+        transport,
+        servers,
+        publishStore: fileStore,
         logon: { options: `ack_conflation=${CONFLATION}` },
       }),
     },
@@ -334,9 +351,17 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
         unit: 'msgs/s',
         baseline,
       },
+      {
+        name: `publish ${count.toLocaleString('en-US')} msgs, file publish store (@amps-ts/store-file), acks conflated (${CONFLATION})`,
+        value: best.get('file store, conflated acks') as number,
+        unit: 'msgs/s',
+        baseline,
+      },
     ];
   } finally {
     await Promise.all(sides.map((side) => side.client.disconnect()));
+    fileStore.close();
+    rmSync(dir, { recursive: true, force: true });
     await broker.close();
   }
 }
@@ -504,7 +529,7 @@ const group: BenchGroup = {
     } finally {
       await cluster.close();
     }
-    context.progress('publish throughput: memory publish store vs fire-and-forget');
+    context.progress('publish throughput: memory and file publish stores vs fire-and-forget');
     results.push(...(await throughput(context)));
     context.progress('delivery: a bookmark replay through HAClient (with and without its bookmark store) vs Client');
     results.push(...(await delivery(context)));

@@ -1,0 +1,1 @@
+export { FilePublishStore, type FilePublishStoreOptions } from './file-publish-store.js';

@@ -1,0 +1,226 @@
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Command, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FilePublishStore } from '../src/index.js';
+import { crc32, encodeRecord } from '../src/records.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+function tempFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'publisher.store');
+}
+
+function open(path: string, options?: ConstructorParameters<typeof FilePublishStore>[1]): FilePublishStore {
+  const store = new FilePublishStore(path, options);
+  cleanups.push(() => store.close());
+  return store;
+}
+
+const publish = (n: number, data: Command['data'] = `m${n}`): Command => ({ command: 'publish', topic: 't', data });
+
+function replayed(store: FilePublishStore): Command[] {
+  const out: Command[] = [];
+  store.replay((command) => out.push(command));
+  return out;
+}
+
+describe('FilePublishStore', () => {
+  it('gives a new store on the file what was unpersisted, with its sequences, headers and bodies', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store({ ...publish(2, new Uint8Array([0, 1, 2, 255])), correlationId: 'c-2', expiration: 30 });
+    store.store({ ...publish(3, 'ünïcödé ✓'), headers: { custom: 'x' } });
+    store.store({ command: 'sow_delete', topic: 't', filter: '/id = 4', commandId: 'from-the-old-connection' });
+    store.store(publish(5));
+    store.discardUpTo(1);
+    store.discard(4); // refused by the server
+    store.close();
+
+    const again = open(path);
+    expect(again.lastPersisted()).toBe(1);
+    expect(again.unpersistedCount()).toBe(3);
+    expect(replayed(again)).toEqual([
+      {
+        ...publish(2, new Uint8Array([0, 1, 2, 255])),
+        correlationId: 'c-2',
+        expiration: 30,
+        sequence: 2,
+        ackType: 'persisted',
+      },
+      { ...publish(3, 'ünïcödé ✓'), headers: { custom: 'x' }, sequence: 3, ackType: 'persisted' },
+      { ...publish(5), sequence: 5, ackType: 'persisted' },
+    ]);
+    expect(again.store(publish(6))).toBe(6);
+  });
+
+  it('starts empty on a file that does not exist, and on one a crash cut inside its header', () => {
+    const path = tempFile();
+    expect(open(path).unpersistedCount()).toBe(0);
+    const cut = tempFile();
+    writeFileSync(cut, 'AMPS');
+    const store = open(cut);
+    expect(store.store(publish(1))).toBe(1);
+    store.close();
+    expect(replayed(open(cut)).map((c) => c.data)).toEqual(['m1']);
+  });
+
+  it('drops a last record a crash left half written, and appends after what is whole', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store(publish(2));
+    store.close();
+    const whole = statSync(path).size;
+    const torn = encodeRecord({ kind: 'stored', command: { ...publish(3), sequence: 3 } });
+    appendFileSync(path, torn.subarray(0, torn.length - 5));
+
+    const again = open(path);
+    expect(replayed(again).map((c) => c.sequence)).toEqual([1, 2]);
+    expect(statSync(path).size).toBe(whole);
+    expect(again.store(publish(3))).toBe(3);
+    again.close();
+    expect(replayed(open(path)).map((c) => c.data)).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it('refuses, with a StoreFileError saying where, a file damaged before its end', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store(publish(2));
+    store.close();
+    const bytes = readFileSync(path);
+    bytes[20] = (bytes[20] as number) ^ 0xff; // inside the first record
+    writeFileSync(path, bytes);
+    expect(() => new FilePublishStore(path)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(path)).toThrow(/damaged: a record fails its checksum at byte 8\b/);
+    expect(readFileSync(path)).toEqual(bytes); // left as it was, for someone to look at
+  });
+
+  it('refuses a file that is not a publish store', () => {
+    const path = tempFile();
+    writeFileSync(path, '{"not": "a store"}');
+    expect(() => new FilePublishStore(path)).toThrow(/is not a publish store file/);
+  });
+
+  it('rewrites the file with only what is unpersisted once acks leave most of it dead', () => {
+    const path = tempFile();
+    const store = open(path);
+    const body = 'x'.repeat(10_000);
+    for (let n = 1; n <= 1_000; n++) {
+      store.store(publish(n, body));
+      if (n % 10 === 0) store.discardUpTo(n - 2);
+    }
+    expect(statSync(path).size).toBeLessThan(2 * 1024 * 1024); // 10 MB went through it
+    store.close();
+    const again = open(path);
+    expect(again.lastPersisted()).toBe(998);
+    expect(replayed(again).map((c) => c.sequence)).toEqual([999, 1000]);
+    expect(again.store(publish(1001))).toBe(1001);
+  });
+
+  it('takes the first logon’s numbering into the file: a restart after it sends the same sequences', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store(publish(2));
+    store.syncWithServer(40); // this client name's earlier run reached 40: stored before logon, renumbered
+    expect(replayed(store).map((c) => c.sequence)).toEqual([41, 42]);
+    store.close();
+    const again = open(path);
+    expect(replayed(again).map((c) => c.sequence)).toEqual([41, 42]);
+    expect(again.lastPersisted()).toBe(40);
+  });
+
+  it('remembers the last sequence it gave even when that command is gone from the file', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store(publish(2));
+    store.discard(2);
+    store.syncWithServer(0);
+    store.close();
+    expect(open(path).store(publish(3))).toBe(3);
+  });
+
+  it('refuses to store once closed, with a StoreFileError; closing twice is fine', () => {
+    const store = open(tempFile());
+    store.close();
+    store.close();
+    expect(() => store.store(publish(1))).toThrow(StoreFileError);
+    expect(() => store.store(publish(1))).toThrow(/is closed/);
+    expect(store.unpersistedCount()).toBe(0);
+    store.discardUpTo(5); // an ack after close: kept in memory, nothing written, no error
+    expect(store.lastPersisted()).toBe(5);
+  });
+
+  it('refuses bad options with an InvalidOptionsError, and an unreadable path with a StoreFileError', () => {
+    expect(() => new FilePublishStore('')).toThrow(InvalidOptionsError);
+    expect(() => new FilePublishStore(tempFile(), { fsync: 'yes' as unknown as boolean })).toThrow(InvalidOptionsError);
+    const path = tempFile();
+    expect(() => new FilePublishStore(path, { capacity: 0 })).toThrow(InvalidOptionsError);
+    expect(existsSync(`${path}.lock`)).toBe(false);
+    const dir = join(tempFile(), '..');
+    expect(() => new FilePublishStore(dir)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(join(dir, 'missing', 'publisher.store'))).toThrow(
+      /cannot lock the publish store .*ENOENT/,
+    );
+  });
+
+  it('writes through with fsync when asked', () => {
+    const path = tempFile();
+    const store = open(path, { fsync: true });
+    store.store(publish(1));
+    store.discardUpTo(1);
+    store.store(publish(2));
+    store.close();
+    expect(replayed(open(path)).map((c) => c.sequence)).toEqual([2]);
+  });
+});
+
+describe('FilePublishStore lock', () => {
+  it('keeps a second store in this process off the file until the first is closed', () => {
+    const path = tempFile();
+    const store = open(path);
+    expect(() => new FilePublishStore(path)).toThrow(/already open in this process/);
+    store.close();
+    expect(existsSync(`${path}.lock`)).toBe(false);
+    open(path).store(publish(1));
+  });
+
+  it('keeps a store off a file another running process holds, and takes over once that process has ended', async () => {
+    const path = tempFile();
+    const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+    cleanups.push(() => holder.kill('SIGKILL'));
+    writeFileSync(`${path}.lock`, String(holder.pid));
+    expect(() => new FilePublishStore(path)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(path)).toThrow(`in use by process ${holder.pid}`);
+    await new Promise((resolve) => {
+      holder.on('exit', resolve);
+      holder.kill('SIGKILL');
+    });
+    open(path);
+    expect(readFileSync(`${path}.lock`, 'utf8')).toBe(String(process.pid));
+  });
+
+  it("takes over a lock holding this process's own id that no store here holds (a restarted container)", () => {
+    const path = tempFile();
+    writeFileSync(`${path}.lock`, String(process.pid));
+    expect(open(path).store(publish(1))).toBe(1);
+  });
+});
+
+describe('crc32', () => {
+  it('is the IEEE CRC-32 zlib computes', () => {
+    expect(crc32(Buffer.from('123456789'))).toBe(0xcbf43926);
+    expect(crc32(new Uint8Array(0))).toBe(0);
+  });
+});

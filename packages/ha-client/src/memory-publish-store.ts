@@ -225,8 +225,9 @@ export class MemoryPublishStore implements PublishStore {
       // What this process stored has not been sent yet: if the server's numbering for this client
       // name is past it (a previous run's), it continues that numbering instead of colliding with
       // it. Restored commands keep theirs: they may have been sent.
-      const first = this.#restoredUpTo + 1;
-      if (sequence >= first && this.#lastSequence >= first) this.#renumberFrom(first, sequence + 1);
+      const from = this.#indexOf(this.#restoredUpTo + 1);
+      const first = this.#entries[from]?.sequence;
+      if (first !== undefined && sequence >= first) this.#renumberFrom(from, sequence + 1);
     }
     if (this.#errorOnGap && sequence < this.#lastPersisted) {
       throw new PublishStoreGapError(
@@ -236,9 +237,10 @@ export class MemoryPublishStore implements PublishStore {
     this.discardUpTo(sequence);
   }
 
+  /** Gives the entries from index `from` on new sequences, from `first` up. */
   #renumberFrom(from: number, first: number): void {
     let sequence = first;
-    for (let i = this.#indexOf(from); i < this.#entries.length; i++) {
+    for (let i = from; i < this.#entries.length; i++) {
       (this.#entries[i] as Command).sequence = sequence++;
     }
     this.#lastSequence = sequence - 1;

@@ -216,6 +216,18 @@ describe('MemoryPublishStore', () => {
     expect(store.nextSequence()).toBe(22);
   });
 
+  it('never gives a sequence at or below a persisted ack that came before the first logon', () => {
+    const store = new MemoryPublishStore();
+    store.discardUpTo(2);
+    store.syncWithServer(1);
+    expect(store.store(publish(1))).toBe(3);
+    const stored = new MemoryPublishStore();
+    stored.discardUpTo(2);
+    stored.store(publish(1));
+    stored.syncWithServer(1);
+    expect(replayed(stored)).toEqual([3]);
+  });
+
   it('refuses a restore whose sequences are out of order, not numbers, or past its lastSequence', () => {
     const at = (sequence: unknown) => ({ ...publish(1), sequence }) as Command;
     const bad = [

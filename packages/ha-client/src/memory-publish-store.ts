@@ -241,7 +241,9 @@ export class MemoryPublishStore implements PublishStore {
   #renumberFrom(from: number, first: number): void {
     let sequence = first;
     for (let i = from; i < this.#entries.length; i++) {
-      (this.#entries[i] as Command).sequence = sequence++;
+      const entry = this.#entries[i] as Command;
+      if (this.#refused.delete(entry.sequence as number)) this.#refused.add(sequence);
+      entry.sequence = sequence++;
     }
     this.#lastSequence = sequence - 1;
   }

@@ -216,6 +216,17 @@ describe('MemoryPublishStore', () => {
     expect(store.nextSequence()).toBe(22);
   });
 
+  it('keeps a refused publish refused when the first logon renumbers it', () => {
+    const store = new MemoryPublishStore();
+    for (let n = 1; n <= 3; n++) store.store(publish(n));
+    store.discard(2);
+    store.syncWithServer(10);
+    expect(replayed(store)).toEqual([11, 13]);
+    expect(store.unpersistedCount()).toBe(2);
+    store.discardUpTo(11);
+    expect(replayed(store)).toEqual([13]);
+  });
+
   it('never gives a sequence at or below a persisted ack that came before the first logon', () => {
     const store = new MemoryPublishStore();
     store.discardUpTo(2);

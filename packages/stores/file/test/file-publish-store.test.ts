@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { type Command, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FilePublishStore } from '../src/index.js';
-import { crc32, encodeRecord } from '../src/records.js';
+import { crc32, frame } from '../src/journal.js';
+import { encodePublishRecord } from '../src/publish-records.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(() => {
@@ -80,7 +81,7 @@ describe('FilePublishStore', () => {
     store.store(publish(2));
     store.close();
     const whole = statSync(path).size;
-    const torn = encodeRecord({ kind: 'stored', command: { ...publish(3), sequence: 3 } });
+    const torn = frame(encodePublishRecord({ kind: 'stored', command: { ...publish(3), sequence: 3 } }));
     appendFileSync(path, torn.subarray(0, torn.length - 5));
 
     const again = open(path);

@@ -1,0 +1,297 @@
+/**
+ * A durable store's file: a magic header naming the store, then records appended one after
+ * another, each `[u32 payload length][u32 CRC-32 of the payload][payload]` (big-endian). A crash
+ * can leave the last record half written; the CRC tells such a torn tail (dropped) from damage
+ * (refused). When dead records outweigh live ones the store rewrites the file with only what is
+ * live, to a temporary file renamed over it, so a crash at any point leaves one whole file.
+ */
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { StoreFileError } from '@amps-ts/core-protocol';
+
+const FRAME_BYTES = 8;
+/** The file is rewritten once it grows past twice what it held after the last rewrite, plus this. */
+const REWRITE_SLACK_BYTES = 8 * 1024 * 1024;
+
+export interface JournalOptions {
+  /** The file. */
+  path: string;
+  /** The first bytes of every file of this store: `AMPSPS01`, `AMPSBS01`. */
+  magic: string;
+  /** What the store is called in errors: `publish store`. */
+  what: string;
+  /** Flush each write to the disk. */
+  fsync: boolean;
+}
+
+export class Journal {
+  readonly path: string;
+  readonly #magic: Buffer;
+  readonly #what: string;
+  readonly #fsync: boolean;
+  #fd: number | undefined;
+  #size = 0;
+  #rewrittenSize = 0;
+  /** A write failed part way: the next append rewrites the file whole first. */
+  #broken = false;
+  #unlock: (() => void) | undefined;
+  /** The live records, for a rewrite; set by the store once it can answer. */
+  live: () => Buffer[] = () => [];
+
+  /**
+   * Locks the file and reads its records' payloads (a torn last record dropped). Call `open()`
+   * after, to write. Throws a `StoreFileError` for a file that cannot be read or locked, is not
+   * this store's, or is damaged before its end.
+   */
+  constructor({ path, magic, what, fsync }: JournalOptions) {
+    this.path = path;
+    this.#magic = Buffer.from(magic, 'latin1');
+    this.#what = what;
+    this.#fsync = fsync;
+    this.#unlock = this.#lock();
+  }
+
+  /** The payloads of the records in the file, in order. */
+  read(): Buffer[] {
+    let file: Buffer;
+    try {
+      file = readFileSync(this.path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw this.#error('read', error);
+    }
+    const magic = this.#magic;
+    if (!file.subarray(0, magic.length).equals(magic.subarray(0, file.length))) {
+      throw new StoreFileError(`${this.path} is not a ${this.#what} file (it does not start with ${magic})`);
+    }
+    const payloads: Buffer[] = [];
+    let at = magic.length;
+    while (at + FRAME_BYTES <= file.length) {
+      const end = at + FRAME_BYTES + file.readUInt32BE(at);
+      if (end > file.length) break; // torn: the payload is cut
+      if (crc32(file, at + FRAME_BYTES, end) !== file.readUInt32BE(at + 4)) {
+        // A crash can only tear the last record; a bad one with more after it is damage.
+        if (end === file.length) break;
+        throw this.damaged(`a record fails its checksum at byte ${at}`);
+      }
+      payloads.push(file.subarray(at + FRAME_BYTES, end));
+      at = end;
+    }
+    // Shorter than the header (a run that crashed at once) holds nothing.
+    this.#size = file.length < magic.length ? 0 : at;
+    return payloads;
+  }
+
+  /** The error for a record that passed its checksum but does not read. */
+  damaged(what: string): Error {
+    return new StoreFileError(
+      `the ${this.#what} ${this.path} is damaged: ${what}. Move it aside to start empty (what it holds is then lost).`,
+    );
+  }
+
+  /** Opens the file for appending, after `read()`: cuts a torn last record, or writes the header. */
+  open(): void {
+    this.#fd = this.#call('open', () => {
+      if (this.#size === 0) {
+        writeFileSync(this.path, this.#magic);
+        this.#size = this.#magic.length;
+      } else {
+        truncateSync(this.path, this.#size);
+      }
+      return openSync(this.path, 'a');
+    });
+    this.#rewrittenSize = this.#size;
+  }
+
+  get closed(): boolean {
+    return this.#fd === undefined;
+  }
+
+  /** The open file; a `StoreFileError` if the store is closed. */
+  checkOpen(): number {
+    if (this.#fd === undefined) throw new StoreFileError(`the ${this.#what} ${this.path} is closed`);
+    return this.#fd;
+  }
+
+  /** Appends one record. Throws a `StoreFileError` if the store is closed or the write fails. */
+  append(payload: Buffer): void {
+    this.checkOpen();
+    if (this.#broken) this.rewrite();
+    const record = frame(payload);
+    const fd = this.checkOpen();
+    try {
+      writeAll(fd, record);
+      if (this.#fsync) fsyncSync(fd);
+    } catch (error) {
+      // Part of the record may be in the file: records after it would make it look damaged.
+      this.#broken = true;
+      throw this.#error('write', error);
+    }
+    this.#size += record.length;
+  }
+
+  /** Whether dead records outweigh live ones enough to rewrite the file. */
+  get oversized(): boolean {
+    return this.#size > 2 * this.#rewrittenSize + REWRITE_SLACK_BYTES;
+  }
+
+  /** Replaces the file with the header and `live()`'s records. */
+  rewrite(): void {
+    this.checkOpen();
+    this.#broken = true;
+    const contents = Buffer.concat([this.#magic, ...this.live().map(frame)]);
+    const temporary = `${this.path}.rewrite`;
+    this.#call('rewrite', () => {
+      const fd = openSync(temporary, 'w');
+      try {
+        writeAll(fd, contents);
+        // Always: a rename can reach the disk before the data, and a crash then would empty the store.
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      // Closed first: some platforms (Windows) cannot rename over an open file.
+      closeSync(this.#fd as number);
+      this.#fd = undefined;
+      try {
+        renameSync(temporary, this.path);
+      } finally {
+        this.#fd = openSync(this.path, 'a');
+      }
+    });
+    if (this.#fsync) syncDirectory(dirname(this.path));
+    this.#size = contents.length;
+    this.#rewrittenSize = contents.length;
+    this.#broken = false;
+  }
+
+  /** Closes the file and releases its lock. Idempotent. */
+  close(): void {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    try {
+      if (fd !== undefined) this.#call('close', () => closeSync(fd));
+    } finally {
+      this.#unlock?.();
+      this.#unlock = undefined;
+    }
+  }
+
+  #call<T>(what: string, call: () => T): T {
+    try {
+      return call();
+    } catch (error) {
+      throw StoreFileError.isInstance(error) ? error : this.#error(what, error);
+    }
+  }
+
+  #error(what: string, error: unknown): Error {
+    return new StoreFileError(`cannot ${what} the ${this.#what} ${this.path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+
+  /**
+   * Takes `<path>.lock`, or throws a `StoreFileError` naming the process that holds it. A lock
+   * whose process has ended (or holds this process's id, reused by a restarted container) is left
+   * over from a crash and taken over. Returns the release.
+   */
+  #lock(): () => void {
+    const full = resolve(this.path);
+    if (openHere.has(full)) throw new StoreFileError(`the ${this.#what} ${this.path} is already open in this process`);
+    const lockPath = `${this.path}.lock`;
+    this.#call('lock', () => {
+      for (;;) {
+        try {
+          writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
+          return;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        let holder = Number.NaN;
+        try {
+          holder = Number(readFileSync(lockPath, 'utf8'));
+        } catch {
+          continue; // released meanwhile
+        }
+        if (holder !== process.pid && isRunning(holder)) {
+          throw new StoreFileError(
+            `the ${this.#what} ${this.path} is in use by process ${holder} (${lockPath}); if that process does not use it, delete the lock file`,
+          );
+        }
+        rmSync(lockPath, { force: true });
+      }
+    });
+    openHere.add(full);
+    return () => {
+      openHere.delete(full);
+      rmSync(lockPath, { force: true });
+    };
+  }
+}
+
+/** The store files open in this process, by full path. */
+const openHere = new Set<string>();
+
+function isRunning(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A payload framed with its length and CRC, ready to append. */
+export function frame(payload: Buffer): Buffer {
+  const record = Buffer.allocUnsafe(FRAME_BYTES + payload.length);
+  record.writeUInt32BE(payload.length, 0);
+  record.writeUInt32BE(crc32(payload), 4);
+  record.set(payload, FRAME_BYTES);
+  return record;
+}
+
+const crcTable = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/** CRC-32 (IEEE), as zlib computes it. */
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let crc = -1;
+  for (let i = start; i < end; i++) crc = (crc >>> 8) ^ (crcTable[(crc ^ (bytes[i] as number)) & 0xff] as number);
+  return (crc ^ -1) >>> 0;
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+}
+
+/** Makes a rename in `directory` durable (where the platform allows opening a directory). */
+function syncDirectory(directory: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(directory, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Not every platform can fsync a directory (Windows): the rename is as durable as it gets there.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -204,6 +204,43 @@ describe('HAClient bookmark subscriptions and their bookmark store', () => {
   }
 });
 
+describe('HAClient bookmark subscriptions and what the store holds for their id', () => {
+  it('starts one with a bookmark given where it says, forgetting what the store held; MOST_RECENT resumes', async () => {
+    const s = await server();
+    const publisher = client('pub-given', s.tcpUri('json'));
+    await publisher.connectAndLogon();
+    for (const n of [1, 2, 3]) publisher.publish('given', JSON.stringify({ n }));
+    await publisher.publishFlush(5000);
+    // A store that outlives its client (as a durable one outlives its process): it holds 1 to 3 processed.
+    const bookmarkStore = new MemoryBookmarkStore();
+    const received = async (name: string, bookmark: string, count: number) => {
+      const seen: number[] = [];
+      const subscriber = client(name, s.tcpUri('json'), { bookmarkStore });
+      await subscriber.connectAndLogon();
+      let done!: () => void;
+      const all = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      subscriber.subscribe('given', {
+        subId: 'given',
+        bookmark,
+        onMessage: (m: Message) => {
+          seen.push(m.json<{ n: number }>().n);
+          if (seen.length === count) queueMicrotask(done);
+        },
+      });
+      await all;
+      await subscriber.disconnect();
+      return seen;
+    };
+    expect(await received('sub-1', Bookmarks.EPOCH, 3)).toEqual([1, 2, 3]);
+    expect(bookmarkStore.getMostRecent('given')).toMatch(/\|3\|$/);
+    expect(await received('sub-2', Bookmarks.EPOCH, 3)).toEqual([1, 2, 3]);
+    publisher.publish('given', JSON.stringify({ n: 4 }));
+    expect(await received('sub-3', Bookmarks.MOST_RECENT, 1)).toEqual([4]);
+  });
+});
+
 describe('HAClient subscriptions and its subscription manager', () => {
   it('reads the subscription list a fixed number of times per recovery, not once per subscription', async () => {
     const s = await server();

@@ -17,7 +17,8 @@
  * - delivery: a bookmark subscription's replay, pre-encoded and sent as fast as the connection
  *   takes it by the `client` group's peer (not a broker: the broker would be the bottleneck),
  *   delivered to a callback through HAClient with its memory bookmark store (each message logged,
- *   checked for a duplicate, discarded once handled) and without one, against the Client.
+ *   checked for a duplicate, discarded once handled), with the file bookmark store
+ *   (`@amps-ts/store-file`) and without one, against the Client.
  * Brokers run in a child process (see `../ha/cluster-process.ts` for why).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Bookmarks, Client, ConnectionState } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent, MemorySubscriptionManager } from '@amps-ts/ha-client';
-import { FilePublishStore } from '@amps-ts/store-file';
+import { FileBookmarkStore, FilePublishStore } from '@amps-ts/store-file';
 import { startFaultProxy } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { CheckingSubscriber, percentile, SteadyPublisher, tenth } from '../ha/clients.js';
@@ -366,7 +367,7 @@ async function throughput(context: BenchContext): Promise<BenchResult[]> {
   }
 }
 
-type DeliverySide = 'Client' | 'HAClient' | 'HAClient, no bookmark store';
+type DeliverySide = 'Client' | 'HAClient' | 'HAClient, no bookmark store' | 'HAClient, file bookmark store';
 
 /**
  * Seconds from subscribe until `count` deliveries of a bookmark subscription's replay (the peer of
@@ -389,16 +390,18 @@ async function replayDelivery(peer: Peer, side: DeliverySide, count: number): Pr
       if (++seen === count) finish();
     },
   };
+  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-bench-'));
+  const bookmarkStore =
+    side === 'HAClient, no bookmark store'
+      ? false
+      : side === 'HAClient, file bookmark store'
+        ? new FileBookmarkStore(join(dir, 'subscriber.bookmarks'))
+        : undefined;
   // The peer sends no heartbeats.
   const client =
     side === 'Client'
       ? new Client('source-replay-client', { transport })
-      : new HAClient('source-replay-ha', {
-          transport,
-          servers: [uri],
-          heartbeat: false,
-          ...(side === 'HAClient' ? {} : { bookmarkStore: false }),
-        });
+      : new HAClient('source-replay-ha', { transport, servers: [uri], heartbeat: false, bookmarkStore });
   await (client instanceof Client ? client.connectAndLogon(uri) : client.connectAndLogon());
   await peer.expect(count);
   const start = performance.now();
@@ -406,6 +409,8 @@ async function replayDelivery(peer: Peer, side: DeliverySide, count: number): Pr
   await finished;
   const seconds = (performance.now() - start) / 1000;
   await client.disconnect();
+  if (bookmarkStore) bookmarkStore.close();
+  rmSync(dir, { recursive: true, force: true });
   return seconds;
 }
 
@@ -414,8 +419,13 @@ async function delivery(context: BenchContext): Promise<BenchResult[]> {
   const rounds = context.quick ? 1 : 4;
   const peer = await Peer.start();
   try {
-    const sides: DeliverySide[] = ['HAClient', 'HAClient, no bookmark store', 'Client'];
-    const [ha, haNoStore, client] = await compare(
+    const sides: DeliverySide[] = [
+      'HAClient',
+      'HAClient, no bookmark store',
+      'HAClient, file bookmark store',
+      'Client',
+    ];
+    const [ha, haNoStore, haFile, client] = await compare(
       rounds,
       sides.map((side) => () => replayDelivery(peer, side, count)),
     );
@@ -432,6 +442,12 @@ async function delivery(context: BenchContext): Promise<BenchResult[]> {
       {
         name: 'bookmark replay delivered to a callback: HAClient, no bookmark store',
         value: count / (haNoStore as number),
+        unit: 'msgs/s',
+        baseline,
+      },
+      {
+        name: 'bookmark replay delivered to a callback: HAClient, file bookmark store (@amps-ts/store-file, points written once a turn)',
+        value: count / (haFile as number),
         unit: 'msgs/s',
         baseline,
       },
@@ -531,7 +547,7 @@ const group: BenchGroup = {
     }
     context.progress('publish throughput: memory and file publish stores vs fire-and-forget');
     results.push(...(await throughput(context)));
-    context.progress('delivery: a bookmark replay through HAClient (with and without its bookmark store) vs Client');
+    context.progress('delivery: a bookmark replay through HAClient (memory, file and no bookmark store) vs Client');
     results.push(...(await delivery(context)));
     return results;
   },

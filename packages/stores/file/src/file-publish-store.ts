@@ -1,6 +1,7 @@
-import { type Command, InvalidOptionsError } from '@amps-ts/core-protocol';
+import type { Command } from '@amps-ts/core-protocol';
 import { MemoryPublishStore, type MemoryPublishStoreOptions, type PublishStoreState } from '@amps-ts/ha-client';
 import { Journal } from './journal.js';
+import { booleanOption, pathOption } from './options.js';
 import { decodePublishRecord, encodePublishRecord, PUBLISH_MAGIC, type PublishRecord } from './publish-records.js';
 
 export interface FilePublishStoreOptions extends Omit<MemoryPublishStoreOptions, 'restore'> {
@@ -40,7 +41,7 @@ export class FilePublishStore extends MemoryPublishStore {
       path: pathOption(path),
       magic: PUBLISH_MAGIC,
       what: 'publish store',
-      fsync: fsyncOption(options.fsync),
+      fsync: booleanOption(options.fsync, 'fsync'),
     });
     try {
       super({ ...options, restore: restore(journal) });
@@ -147,18 +148,4 @@ function restore(journal: Journal): PublishStoreState {
     .filter((command) => (command.sequence as number) > lastPersisted)
     .sort((a, b) => (a.sequence as number) - (b.sequence as number));
   return { commands, lastSequence: Math.max(lastSequence, lastPersisted), lastPersisted };
-}
-
-export function pathOption(path: unknown): string {
-  if (typeof path !== 'string' || path === '') {
-    throw new InvalidOptionsError(`the store's path must be a non-empty string, got ${String(path)}`);
-  }
-  return path;
-}
-
-export function fsyncOption(fsync: unknown): boolean {
-  if (fsync !== undefined && typeof fsync !== 'boolean') {
-    throw new InvalidOptionsError(`fsync must be a boolean, got ${String(fsync)}`);
-  }
-  return fsync ?? false;
 }

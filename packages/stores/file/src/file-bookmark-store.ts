@@ -87,7 +87,8 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
     const entries = (range ? (range[2] as string) : point).split(',').map((entry) => entry.trim());
     const positions = entries.filter((entry) => positionPattern.test(entry));
     const rest = entries.filter((entry) => !positionPattern.test(entry));
-    const start = rest.length > 0 ? rest.join(',') : (positions[0] as string);
+    const start = rest.length > 0 ? rest.join(',') : positions[0];
+    if (start === undefined) return;
     super.persisted(subId, range ? `${range[1]}${start}${range[3]}` : start);
     for (const position of positions) {
       super.log(subId, position);
@@ -120,7 +121,7 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
       this.#written.clear();
       this.#append(Buffer.of(KIND_PURGED_ALL));
     } else {
-      this.#changed(subId);
+      this.#write(subId);
     }
   }
 

@@ -1,20 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Bookmarks, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileBookmarkStore, FilePublishStore } from '../src/index.js';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
-
-function tempFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'subscriber.store');
-}
+import { cleanups, tempFile } from './helpers.js';
 
 function open(path: string, options?: ConstructorParameters<typeof FileBookmarkStore>[1]): FileBookmarkStore {
   const store = new FileBookmarkStore(path, { replicationLagMs: 0, ...options });
@@ -105,7 +93,10 @@ describe('FileBookmarkStore', () => {
       store.persisted(subId, Bookmarks.EPOCH);
       deliver(store, subId, 11, [1]);
     }
+    store.flush();
     store.purge('a');
+    // Written at once, not with the next turn's points: the last record forgets `a`.
+    expect([...readFileSync(path).subarray(-2)]).toEqual([0x55, 0x61]);
     store.close();
     let again = open(path);
     expect(again.getMostRecent('a')).toBeUndefined();

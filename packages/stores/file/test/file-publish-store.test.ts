@@ -1,23 +1,12 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePublishStore } from '../src/index.js';
 import { crc32, frame } from '../src/journal.js';
 import { encodePublishRecord } from '../src/publish-records.js';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
-
-function tempFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'publisher.store');
-}
+import { cleanups, tempFile } from './helpers.js';
 
 function open(path: string, options?: ConstructorParameters<typeof FilePublishStore>[1]): FilePublishStore {
   const store = new FilePublishStore(path, options);

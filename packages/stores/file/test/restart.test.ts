@@ -5,27 +5,16 @@
  * process resumes where processing got to). Real broker, real sockets, real processes.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Bookmarks, Client } from '@amps-ts/core-protocol';
 import { HAClient } from '@amps-ts/ha-client';
 import { startFaultProxy, startTestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilePublishStore } from '../src/index.js';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function tempFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return join(dir, 'publisher.store');
-}
+import { cleanups, tempFile } from './helpers.js';
 
 /** A fixture as a process, with a way to wait for a line it prints. */
 function fixture(script: string, ...args: string[]) {

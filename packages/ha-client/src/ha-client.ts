@@ -1084,8 +1084,9 @@ export class HAClient {
     let startBookmark: string | undefined;
     if (bookmarked) {
       startBookmark = bookmarkGiven === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (bookmarkGiven as string);
-      // A start given is where the application wants to be, not where a durable store left the id.
-      if (startBookmark === bookmarkGiven && !replaced) store?.purge(subId);
+      // A start given is where the application wants to be, not where a durable store left the id
+      // (a replace keeps the id's place).
+      if (startBookmark === bookmarkGiven && !replacing) store?.purge(subId);
       if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
     }
     // A replace keeps the replaced one's place in the log, and sends it (its bookmark, for one

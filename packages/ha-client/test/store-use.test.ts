@@ -205,7 +205,7 @@ describe('HAClient bookmark subscriptions and their bookmark store', () => {
 });
 
 describe('HAClient bookmark subscriptions and what the store holds for their id', () => {
-  it('starts one with a bookmark given where it says, forgetting what the store held; MOST_RECENT resumes', async () => {
+  it('starts one with a bookmark given where it says, forgetting what the store held; MOST_RECENT and a replace resume', async () => {
     const s = await server();
     const publisher = client('pub-given', s.tcpUri('json'));
     await publisher.connectAndLogon();
@@ -213,7 +213,7 @@ describe('HAClient bookmark subscriptions and what the store holds for their id'
     await publisher.publishFlush(5000);
     // A store that outlives its client (as a durable one outlives its process): it holds 1 to 3 processed.
     const bookmarkStore = new MemoryBookmarkStore();
-    const received = async (name: string, bookmark: string, count: number) => {
+    const received = async (name: string, bookmark: string, count: number, options?: string) => {
       const seen: number[] = [];
       const subscriber = client(name, s.tcpUri('json'), { bookmarkStore });
       await subscriber.connectAndLogon();
@@ -224,6 +224,7 @@ describe('HAClient bookmark subscriptions and what the store holds for their id'
       subscriber.subscribe('given', {
         subId: 'given',
         bookmark,
+        options,
         onMessage: (m: Message) => {
           seen.push(m.json<{ n: number }>().n);
           if (seen.length === count) queueMicrotask(done);
@@ -238,6 +239,9 @@ describe('HAClient bookmark subscriptions and what the store holds for their id'
     expect(await received('sub-2', Bookmarks.EPOCH, 3)).toEqual([1, 2, 3]);
     publisher.publish('given', JSON.stringify({ n: 4 }));
     expect(await received('sub-3', Bookmarks.MOST_RECENT, 1)).toEqual([4]);
+    // A replace keeps the id's place, whatever the bookmark it repeats.
+    publisher.publish('given', JSON.stringify({ n: 5 }));
+    expect(await received('sub-4', Bookmarks.EPOCH, 1, 'replace')).toEqual([5]);
   });
 });
 

@@ -121,7 +121,7 @@ const BUDGET_BYTES = 12 * 1024;
  *   could run the process out of memory (only a message count bounded it), and the heartbeat
  *   watchdog's last look before closing (16 B), which closed a healthy connection after the
  *   application blocked the event loop.
- * - to 28,930 B on 2026-11-27 (an eleventh session; the bundle reached 28,684 B, from 28,279 B:
+ * - to 28,930 B on 2026-11-27 (an eleventh session; the bundle reached 28,685 B, from 28,279 B:
  *   the tenth session's last bookmark store changes had added about 120 B after its measurement):
  *   for `@amps-ts/store-file`, whose stores keep unpersisted publishes and subscription progress
  *   across a crash of the process, `MemoryPublishStore`'s `restore` option, with its checks and a

@@ -38,6 +38,7 @@ describe('examples', () => {
       'ha-publisher',
       'publish-subscribe',
       'queue-consumer',
+      'resuming-subscriber',
       'sow-and-subscribe',
     ]);
   });

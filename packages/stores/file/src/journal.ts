@@ -125,8 +125,7 @@ export class Journal {
 
   /** Appends one record. Throws a `StoreFileError` if the store is closed or the write fails. */
   append(payload: Buffer): void {
-    this.checkOpen();
-    if (this.#broken) this.rewrite();
+    if (this.#broken) this.rewrite(); // checks that the store is open too
     const record = frame(payload);
     const fd = this.checkOpen();
     try {

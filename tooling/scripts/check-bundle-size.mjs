@@ -125,7 +125,7 @@ const BUDGET_BYTES = 12 * 1024;
  *   the tenth session's last bookmark store changes had added about 120 B after its measurement):
  *   for `@amps-ts/store-file`, whose stores keep unpersisted publishes and subscription progress
  *   across a crash of the process, `MemoryPublishStore`'s `restore` option, with its checks and a
- *   binary search for restored sequences, which may have gaps (about 300 B), `StoreFileError`
+ *   binary search for restored sequences, which may have gaps (about 300 B), `DurableStoreError`
  *   (about 60 B; every error class registers itself), and a subscription with a bookmark given
  *   having the store forget its id (about 40 B); and command timeouts' last look (3 B).
  */

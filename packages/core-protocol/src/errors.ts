@@ -29,7 +29,7 @@ export type AmpsErrorCode =
   | 'publish_store_gap'
   | 'retry_exhausted'
   | 'slow_consumer'
-  | 'store_file'
+  | 'durable_store'
   | 'store_full'
   | 'subscription_already_exists'
   | 'timed_out';
@@ -145,9 +145,9 @@ export type PublishStoreGapError = InstanceType<typeof PublishStoreGapError>;
 /** A store with the `reject` policy is full. */
 export const StoreFullError = define('store_full', 'StoreFullError');
 export type StoreFullError = InstanceType<typeof StoreFullError>;
-/** A durable store could not use its file: not one of that store's, damaged before its end, closed, or a system error (its `cause`). */
-export const StoreFileError = define('store_file', 'StoreFileError');
-export type StoreFileError = InstanceType<typeof StoreFileError>;
+/** A durable store could not use its storage (a file, a browser database): not one of that store's, damaged, closed, in use by another store, or a system error (its `cause`). */
+export const DurableStoreError = define('durable_store', 'DurableStoreError');
+export type DurableStoreError = InstanceType<typeof DurableStoreError>;
 /** A subscription's consumer fell so far behind that its bounded queue overflowed. */
 export const SlowConsumerError = define('slow_consumer', 'SlowConsumerError');
 export type SlowConsumerError = InstanceType<typeof SlowConsumerError>;

@@ -34,7 +34,7 @@ const classes: ReadonlyArray<[string, new (message: string, options?: errors.Amp
     ['ProtocolError', errors.ProtocolError, 'protocol'],
     ['PublishStoreGapError', errors.PublishStoreGapError, 'publish_store_gap'],
     ['StoreFullError', errors.StoreFullError, 'store_full'],
-    ['StoreFileError', errors.StoreFileError, 'store_file'],
+    ['DurableStoreError', errors.DurableStoreError, 'durable_store'],
     ['SlowConsumerError', errors.SlowConsumerError, 'slow_consumer'],
     ['CommandError', errors.CommandError, 'command_failed'],
   ];

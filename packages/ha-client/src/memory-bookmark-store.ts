@@ -108,6 +108,26 @@ const rangePattern = /^\s*([[(])([^:]*)(:[^:]*[\])])\s*$/;
 
 const isNow = (bookmark: string | undefined) => bookmark === Bookmarks.NOW || bookmark === '0|1';
 
+/** One publisher's position in a recovery point (publisher 0 is NOW's `0|1|`: no publisher). */
+const positionPattern = /^[1-9]\d*\|\d+\|?$/;
+
+/**
+ * A recovery point an earlier run wrote (`getMostRecent`), split for a durable store to start a
+ * subscription there: `start`, where the subscription started (a time, EPOCH, NOW or the first
+ * position; a range keeps its brackets), to give `persisted`, and each publisher's `positions`,
+ * to `log` and `discard` as processed. Starting from `start` rather than the whole point keeps the
+ * positions from appearing twice in the next recovery point. Undefined for an empty point.
+ */
+export function splitRecoveryPoint(point: string): { start: string; positions: string[] } | undefined {
+  const range = rangePattern.exec(point);
+  const entries = (range ? (range[2] as string) : point).split(',').map((entry) => entry.trim());
+  const positions = entries.filter((entry) => positionPattern.test(entry));
+  const rest = entries.filter((entry) => entry !== '' && !positionPattern.test(entry));
+  const start = rest.length > 0 ? rest.join(',') : positions[0];
+  if (start === undefined) return undefined;
+  return { start: range ? `${range[1]}${start}${range[3]}` : start, positions };
+}
+
 /**
  * Bookmark-subscription progress in memory: duplicate detection by publisher and sequence, and
  * a recovery point (a per-publisher bookmark list) for resubscribing after a failover.

@@ -10,7 +10,7 @@ import {
 } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { Fifo } from '../src/fifo.js';
-import { MemoryBookmarkStore } from '../src/memory-bookmark-store.js';
+import { MemoryBookmarkStore, splitRecoveryPoint } from '../src/memory-bookmark-store.js';
 import { MemoryPublishStore } from '../src/memory-publish-store.js';
 import { MemorySubscriptionManager } from '../src/subscription-manager.js';
 
@@ -454,6 +454,43 @@ describe('MemoryBookmarkStore for a range', () => {
     now += 3000;
     store.persisted('p', Bookmarks.NOW, 2500);
     expect(store.getMostRecent('p')).toBe('(0|1|,20261126T120031Z:20261126T130000Z)');
+  });
+});
+
+describe('splitRecoveryPoint', () => {
+  it('splits a recovery point into where the subscription started and each publisher position', () => {
+    expect(splitRecoveryPoint('7|10|,9|3|')).toEqual({ start: '7|10|', positions: ['7|10|', '9|3|'] });
+    expect(splitRecoveryPoint('0, 20260101T000000Z , 7|10|')).toEqual({
+      start: '0,20260101T000000Z',
+      positions: ['7|10|'],
+    });
+    expect(splitRecoveryPoint('0|1|')).toEqual({ start: '0|1|', positions: [] });
+    // A range keeps its brackets and its end around the start.
+    expect(splitRecoveryPoint('(20260101T000000Z,7|10|:20270101T000000Z]')).toEqual({
+      start: '(20260101T000000Z:20270101T000000Z]',
+      positions: ['7|10|'],
+    });
+    expect(splitRecoveryPoint('')).toBeUndefined();
+  });
+
+  it('round-trips: a store started from a split point gives the same point back', () => {
+    const before = new MemoryBookmarkStore({ replicationLagMs: 0 });
+    before.persisted('s', '0');
+    for (const bookmark of ['7|1|', '9|1|', '7|2|']) {
+      before.log('s', bookmark);
+      before.discard('s', bookmark);
+    }
+    const point = before.getMostRecent('s') as string;
+    const parts = splitRecoveryPoint(point);
+    const after = new MemoryBookmarkStore({ replicationLagMs: 0 });
+    after.persisted('s', parts?.start as string);
+    for (const position of parts?.positions ?? []) {
+      after.log('s', position);
+      after.discard('s', position);
+    }
+    expect(after.getMostRecent('s')).toBe(point);
+    expect(after.isDuplicate('s', '7|2|')).toBe(true);
+    expect(after.log('s', '7|3|')).toBe(true);
   });
 });
 

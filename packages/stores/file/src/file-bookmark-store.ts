@@ -1,4 +1,4 @@
-import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions } from '@amps-ts/ha-client';
+import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions, splitRecoveryPoint } from '@amps-ts/ha-client';
 import { Journal } from './journal.js';
 import { booleanOption, pathOption } from './options.js';
 
@@ -18,11 +18,6 @@ const BOOKMARK_MAGIC = 'AMPSBS01';
 const KIND_POINT = 0x52; // R: a subscription's recovery point
 const KIND_PURGED = 0x55; // U: a subscription forgotten
 const KIND_PURGED_ALL = 0x41; // A: every subscription forgotten
-
-/** A range, `[start:end]` with either bracket at either end (as the memory store reads one). */
-const rangePattern = /^\s*([[(])([^:]*)(:[^:]*[\])])\s*$/;
-/** One publisher's position in a recovery point (publisher 0 is NOW's `0|1|`, no publisher). */
-const positionPattern = /^[1-9]\d*\|\d+\|?$/;
 
 /**
  * A {@link MemoryBookmarkStore} that also keeps each subscription's recovery point in a file, so
@@ -50,7 +45,7 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
 
   /**
    * Opens the store's file, creating it if it does not exist, and takes back the recovery point
-   * of every subscription in it. Throws a `StoreFileError` if the file cannot be read, written or
+   * of every subscription in it. Throws a `DurableStoreError` if the file cannot be read, written or
    * locked, is not a bookmark store's, or is damaged before its end.
    */
   constructor(path: string, options: FileBookmarkStoreOptions = {}) {
@@ -83,14 +78,10 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
    * started, so that the recovery point comes out the same, not with the positions twice.
    */
   #resume(subId: string, point: string): void {
-    const range = rangePattern.exec(point);
-    const entries = (range ? (range[2] as string) : point).split(',').map((entry) => entry.trim());
-    const positions = entries.filter((entry) => positionPattern.test(entry));
-    const rest = entries.filter((entry) => !positionPattern.test(entry));
-    const start = rest.length > 0 ? rest.join(',') : positions[0];
-    if (start === undefined) return;
-    super.persisted(subId, range ? `${range[1]}${start}${range[3]}` : start);
-    for (const position of positions) {
+    const parts = splitRecoveryPoint(point);
+    if (!parts) return;
+    super.persisted(subId, parts.start);
+    for (const position of parts.positions) {
       super.log(subId, position);
       super.discard(subId, position);
     }

@@ -32,7 +32,7 @@ export class FilePublishStore extends MemoryPublishStore {
 
   /**
    * Opens the store's file, creating it if it does not exist, and takes back what an earlier
-   * run left unpersisted. Throws a `StoreFileError` if the file cannot be read, written or
+   * run left unpersisted. Throws a `DurableStoreError` if the file cannot be read, written or
    * locked, is not a publish store's, or is damaged before its end (a record half written by a
    * crash at its very end is dropped).
    */

@@ -17,7 +17,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { StoreFileError } from '@amps-ts/core-protocol';
+import { DurableStoreError } from '@amps-ts/core-protocol';
 
 const FRAME_BYTES = 8;
 /** The file is rewritten once it grows past twice what it held after the last rewrite, plus this. */
@@ -50,7 +50,7 @@ export class Journal {
 
   /**
    * Locks the file and reads its records' payloads (a torn last record dropped). Call `open()`
-   * after, to write. Throws a `StoreFileError` for a file that cannot be read or locked, is not
+   * after, to write. Throws a `DurableStoreError` for a file that cannot be read or locked, is not
    * this store's, or is damaged before its end.
    */
   constructor({ path, magic, what, fsync }: JournalOptions) {
@@ -72,7 +72,7 @@ export class Journal {
     }
     const magic = this.#magic;
     if (!file.subarray(0, magic.length).equals(magic.subarray(0, file.length))) {
-      throw new StoreFileError(`${this.path} is not a ${this.#what} file (it does not start with ${magic})`);
+      throw new DurableStoreError(`${this.path} is not a ${this.#what} file (it does not start with ${magic})`);
     }
     const payloads: Buffer[] = [];
     let at = magic.length;
@@ -94,7 +94,7 @@ export class Journal {
 
   /** The error for a record that passed its checksum but does not read. */
   damaged(what: string): Error {
-    return new StoreFileError(
+    return new DurableStoreError(
       `the ${this.#what} ${this.path} is damaged: ${what}. Move it aside to start empty (what it holds is then lost).`,
     );
   }
@@ -117,13 +117,13 @@ export class Journal {
     return this.#fd === undefined;
   }
 
-  /** The open file; a `StoreFileError` if the store is closed. */
+  /** The open file; a `DurableStoreError` if the store is closed. */
   checkOpen(): number {
-    if (this.#fd === undefined) throw new StoreFileError(`the ${this.#what} ${this.path} is closed`);
+    if (this.#fd === undefined) throw new DurableStoreError(`the ${this.#what} ${this.path} is closed`);
     return this.#fd;
   }
 
-  /** Appends one record. Throws a `StoreFileError` if the store is closed or the write fails. */
+  /** Appends one record. Throws a `DurableStoreError` if the store is closed or the write fails. */
   append(payload: Buffer): void {
     if (this.#broken) this.rewrite(); // checks that the store is open too
     const record = frame(payload);
@@ -190,24 +190,25 @@ export class Journal {
     try {
       return call();
     } catch (error) {
-      throw StoreFileError.isInstance(error) ? error : this.#error(what, error);
+      throw DurableStoreError.isInstance(error) ? error : this.#error(what, error);
     }
   }
 
   #error(what: string, error: unknown): Error {
-    return new StoreFileError(`cannot ${what} the ${this.#what} ${this.path}: ${(error as Error).message}`, {
+    return new DurableStoreError(`cannot ${what} the ${this.#what} ${this.path}: ${(error as Error).message}`, {
       cause: error,
     });
   }
 
   /**
-   * Takes `<path>.lock`, or throws a `StoreFileError` naming the process that holds it. A lock
+   * Takes `<path>.lock`, or throws a `DurableStoreError` naming the process that holds it. A lock
    * whose process has ended (or holds this process's id, reused by a restarted container) is left
    * over from a crash and taken over. Returns the release.
    */
   #lock(): () => void {
     const full = resolve(this.path);
-    if (openHere.has(full)) throw new StoreFileError(`the ${this.#what} ${this.path} is already open in this process`);
+    if (openHere.has(full))
+      throw new DurableStoreError(`the ${this.#what} ${this.path} is already open in this process`);
     const lockPath = `${this.path}.lock`;
     this.#call('lock', () => {
       for (;;) {
@@ -224,7 +225,7 @@ export class Journal {
           continue; // released meanwhile
         }
         if (holder !== process.pid && isRunning(holder)) {
-          throw new StoreFileError(
+          throw new DurableStoreError(
             `the ${this.#what} ${this.path} is in use by process ${holder} (${lockPath}); if that process does not use it, delete the lock file`,
           );
         }

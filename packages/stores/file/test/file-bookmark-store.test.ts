@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Bookmarks, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
+import { Bookmarks, DurableStoreError, InvalidOptionsError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { FileBookmarkStore, FilePublishStore } from '../src/index.js';
 import { cleanups, tempFile } from './helpers.js';
@@ -136,7 +136,7 @@ describe('FileBookmarkStore', () => {
     expect(open(path).getMostRecent(subId)).toBe('0,11|80000|');
   });
 
-  it('refuses a file that is not a bookmark store, or is damaged, with a StoreFileError; bad options with an InvalidOptionsError', () => {
+  it('refuses a file that is not a bookmark store, or is damaged, with a DurableStoreError; bad options with an InvalidOptionsError', () => {
     const path = tempFile();
     new FilePublishStore(path).close();
     expect(() => new FileBookmarkStore(path)).toThrow(/is not a bookmark store file/);
@@ -150,7 +150,7 @@ describe('FileBookmarkStore', () => {
     const bytes = readFileSync(damaged);
     bytes[20] = (bytes[20] as number) ^ 0xff;
     writeFileSync(damaged, bytes);
-    expect(() => new FileBookmarkStore(damaged)).toThrow(StoreFileError);
+    expect(() => new FileBookmarkStore(damaged)).toThrow(DurableStoreError);
     expect(() => new FileBookmarkStore(tempFile(), { writeThrough: 1 as unknown as boolean })).toThrow(
       InvalidOptionsError,
     );

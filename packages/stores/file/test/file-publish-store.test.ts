@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Command, InvalidOptionsError, StoreFileError } from '@amps-ts/core-protocol';
+import { type Command, DurableStoreError, InvalidOptionsError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { FilePublishStore } from '../src/index.js';
 import { crc32, frame } from '../src/journal.js';
@@ -81,7 +81,7 @@ describe('FilePublishStore', () => {
     expect(replayed(open(path)).map((c) => c.data)).toEqual(['m1', 'm2', 'm3']);
   });
 
-  it('refuses, with a StoreFileError saying where, a file damaged before its end', () => {
+  it('refuses, with a DurableStoreError saying where, a file damaged before its end', () => {
     const path = tempFile();
     const store = open(path);
     store.store(publish(1));
@@ -90,7 +90,7 @@ describe('FilePublishStore', () => {
     const bytes = readFileSync(path);
     bytes[20] = (bytes[20] as number) ^ 0xff; // inside the first record
     writeFileSync(path, bytes);
-    expect(() => new FilePublishStore(path)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(path)).toThrow(DurableStoreError);
     expect(() => new FilePublishStore(path)).toThrow(/damaged: a record fails its checksum at byte 8\b/);
     expect(readFileSync(path)).toEqual(bytes); // left as it was, for someone to look at
   });
@@ -141,25 +141,25 @@ describe('FilePublishStore', () => {
     expect(open(path).store(publish(3))).toBe(3);
   });
 
-  it('refuses to store once closed, with a StoreFileError; closing twice is fine', () => {
+  it('refuses to store once closed, with a DurableStoreError; closing twice is fine', () => {
     const store = open(tempFile());
     store.close();
     store.close();
-    expect(() => store.store(publish(1))).toThrow(StoreFileError);
+    expect(() => store.store(publish(1))).toThrow(DurableStoreError);
     expect(() => store.store(publish(1))).toThrow(/is closed/);
     expect(store.unpersistedCount()).toBe(0);
     store.discardUpTo(5); // an ack after close: kept in memory, nothing written, no error
     expect(store.lastPersisted()).toBe(5);
   });
 
-  it('refuses bad options with an InvalidOptionsError, and an unreadable path with a StoreFileError', () => {
+  it('refuses bad options with an InvalidOptionsError, and an unreadable path with a DurableStoreError', () => {
     expect(() => new FilePublishStore('')).toThrow(InvalidOptionsError);
     expect(() => new FilePublishStore(tempFile(), { fsync: 'yes' as unknown as boolean })).toThrow(InvalidOptionsError);
     const path = tempFile();
     expect(() => new FilePublishStore(path, { capacity: 0 })).toThrow(InvalidOptionsError);
     expect(existsSync(`${path}.lock`)).toBe(false);
     const dir = join(tempFile(), '..');
-    expect(() => new FilePublishStore(dir)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(dir)).toThrow(DurableStoreError);
     expect(() => new FilePublishStore(join(dir, 'missing', 'publisher.store'))).toThrow(
       /cannot lock the publish store .*ENOENT/,
     );
@@ -191,7 +191,7 @@ describe('FilePublishStore lock', () => {
     const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
     cleanups.push(() => holder.kill('SIGKILL'));
     writeFileSync(`${path}.lock`, String(holder.pid));
-    expect(() => new FilePublishStore(path)).toThrow(StoreFileError);
+    expect(() => new FilePublishStore(path)).toThrow(DurableStoreError);
     expect(() => new FilePublishStore(path)).toThrow(`in use by process ${holder.pid}`);
     await new Promise((resolve) => {
       holder.on('exit', resolve);

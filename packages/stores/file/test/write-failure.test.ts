@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Command, StoreFileError } from '@amps-ts/core-protocol';
+import { type Command, DurableStoreError } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FilePublishStore } from '../src/index.js';
 
@@ -53,7 +53,7 @@ describe('FilePublishStore on a failing disk', () => {
         return e;
       }
     })();
-    expect(StoreFileError.isInstance(error)).toBe(true);
+    expect(DurableStoreError.isInstance(error)).toBe(true);
     expect((error as Error).message).toMatch(/cannot write the publish store .*ENOSPC/);
     expect(((error as Error).cause as { code: string }).code).toBe('ENOSPC');
     expect(sequences(s)).toEqual([1]);

@@ -115,6 +115,6 @@ function run(ops: Op[]): void {
 
 describe('FileBookmarkStore, model-based', () => {
   it('after each restart, drops exactly the messages processed in order and resumes from the same positions', () => {
-    fc.assert(fc.property(fc.array(op, { maxLength: 80 }), run), { numRuns: 300 });
+    fc.assert(fc.property(fc.array(op, { maxLength: 80, size: 'max' }), run), { numRuns: 300 });
   });
 });

@@ -1,0 +1,476 @@
+/**
+ * The IndexedDB stores in a real Chromium, with an HAClient on browserTransport against the test
+ * broker over WebSocket. A tab is crashed (its renderer killed through `chrome://crash`) and a new
+ * tab of the same site opens the same database: a publisher's unpersisted messages reach the
+ * server exactly once, a subscriber resumes where its processing got to. Also the lock across
+ * tabs, foreign and damaged databases, and a database deleted under a store.
+ */
+import { join } from 'node:path';
+import { chromiumStatus } from '@amps-ts/config/chromium';
+import { Bookmarks, Client } from '@amps-ts/core-protocol';
+import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
+import type { Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type BrowserPage, openBrowserPage } from '../../../transport-browser/test/browser-harness.js';
+import type { IndexedDbBookmarkStore, IndexedDbPublishStore } from '../src/index.js';
+import type { StoresPageApi } from './pages/stores-page.js';
+
+const chromium = chromiumStatus('store-indexeddb');
+
+/** Runs `fn` in `page` with the page API; `fn` may use only its arguments. */
+function inPage<A, R>(page: Page, fn: (api: StoresPageApi, arg: A) => R | Promise<R>, arg: A): Promise<R> {
+  return page.evaluate(`(${fn.toString()})(globalThis.ampsStores, ${JSON.stringify(arg) ?? 'undefined'})`);
+}
+
+describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), () => {
+  let browser: BrowserPage;
+  let server: TestServer;
+  const cleanups: Array<() => Promise<unknown>> = [];
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    browser = await openBrowserPage({ entry: join(import.meta.dirname, 'pages', 'stores-page.ts') });
+  }, 60_000);
+
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  /** A new tab of the same site (the same databases), closed after the test. */
+  async function newTab(): Promise<Page> {
+    const page = await browser.context.newPage();
+    cleanups.push(() => page.close());
+    await page.goto(browser.url);
+    await page.waitForFunction(() => (globalThis as { __entryLoaded?: boolean }).__entryLoaded === true);
+    return page;
+  }
+
+  /** Kills the tab's renderer: nothing in the page runs after this, no close(), no pagehide. */
+  async function crash(page: Page): Promise<void> {
+    const crashed = new Promise((resolve) => page.once('crash', resolve));
+    await page.goto('chrome://crash').catch(() => {});
+    await crashed;
+  }
+
+  /** Every message on `topic` in the server's log, up to the one numbered `last`. */
+  async function everything(topic: string, last: number): Promise<number[]> {
+    const client = new Client(`reader-${topic}`, { transport: nodeTransport() });
+    cleanups.push(() => client.disconnect());
+    await client.connectAndLogon(server.tcpUri());
+    const seen: number[] = [];
+    await new Promise<void>((resolve) => {
+      client.subscribe(topic, {
+        bookmark: Bookmarks.EPOCH,
+        onMessage: (message) => {
+          const { n } = JSON.parse(message.text()) as { n: number };
+          seen.push(n);
+          if (n === last) resolve();
+        },
+      });
+    });
+    return seen;
+  }
+
+  async function publishFromNode(topic: string, from: number, to: number): Promise<void> {
+    const client = new Client(`node-publisher-${topic}`, { transport: nodeTransport() });
+    cleanups.push(() => client.disconnect());
+    await client.connectAndLogon(server.tcpUri());
+    for (let n = from; n <= to; n++) client.publish(topic, JSON.stringify({ n }));
+    await client.flush('processed');
+  }
+
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  describe('IndexedDbPublishStore', () => {
+    let proxy: FaultProxy;
+    beforeAll(async () => {
+      proxy = await startFaultProxy({ target: server.wsPort as number });
+    });
+    afterAll(() => proxy?.close());
+
+    it.each([
+      ['reset', 'the dead tab connection is reset: the server never gets them'],
+      ['heal', 'the dead tab connection delivers them: the new tab sends them again'],
+    ] as const)(
+      'a tab that crashed with publishes unpersisted: the next tab sends them, each exactly once (%s: %s)',
+      async (fault, _) => {
+        cleanups.push(async () => proxy.heal());
+        const topic = `orders-${fault}`;
+        const setup = { db: `publisher-${fault}`, name: `browser-publisher-${fault}`, topic };
+        const tab1 = await newTab();
+        const proxied = `ws://127.0.0.1:${proxy.port}/amps/json`;
+        await inPage(
+          tab1,
+          async (api, { db, name, topic, uri }) => {
+            const publishStore = await api.IndexedDbPublishStore.open(db);
+            const client = api.client(name, uri, { publishStore });
+            api.kept.client = client;
+            api.kept.store = publishStore;
+            await client.connectAndLogon();
+            const published: Array<Promise<void> | undefined> = [];
+            for (let n = 1; n <= 100; n++) published.push(client.publish(topic, JSON.stringify({ n })));
+            await Promise.all(published);
+            await client.publishFlush(5000);
+          },
+          { ...setup, uri: proxied },
+        );
+        proxy.blackhole();
+        const unpersisted = await inPage(
+          tab1,
+          async (api, { topic }) => {
+            const client = api.kept.client as ReturnType<StoresPageApi['client']>;
+            const published: Array<Promise<void> | undefined> = [];
+            for (let n = 101; n <= 300; n++) published.push(client.publish(topic, JSON.stringify({ n })));
+            await Promise.all(published); // each one written to the database
+            return (api.kept.store as IndexedDbPublishStore).unpersistedCount();
+          },
+          setup,
+        );
+        expect(unpersisted).toBe(200);
+        await crash(tab1);
+        if (fault === 'reset') proxy.reset();
+        else proxy.heal();
+
+        const tab2 = await newTab();
+        const restored = await inPage(
+          tab2,
+          async (api, { db, name, topic, uri }) => {
+            const publishStore = await api.IndexedDbPublishStore.open(db);
+            const restored = publishStore.unpersistedCount();
+            const client = api.client(name, uri, { publishStore });
+            await client.connectAndLogon();
+            const published: Array<Promise<void> | undefined> = [];
+            for (let n = 301; n <= 310; n++) published.push(client.publish(topic, JSON.stringify({ n })));
+            await Promise.all(published);
+            await client.publishFlush(5000);
+            await client.disconnect();
+            await publishStore.close();
+            return restored;
+          },
+          { ...setup, uri: server.wsUri() },
+        );
+        expect(restored).toBe(200);
+        expect(await everything(topic, 310)).toEqual(range(1, 310));
+        proxy.heal();
+      },
+    );
+
+    it('writes a publish made before the first logon only once that logon numbers it, above what the server holds for the name', async () => {
+      const tab = await newTab();
+      // The name's stream on the server is at 5 already (a store whose database was cleared since).
+      await inPage(
+        tab,
+        async (api, uri) => {
+          const publishStore = await api.IndexedDbPublishStore.open('early-first');
+          const client = api.client('browser-early', uri, { publishStore });
+          await client.connectAndLogon();
+          for (let n = 1; n <= 5; n++) client.publish('early', JSON.stringify({ n }));
+          await client.publishFlush(5000);
+          await client.disconnect();
+          await publishStore.close();
+        },
+        server.wsUri(),
+      );
+      const before = await inPage(
+        tab,
+        async (api, uri) => {
+          const publishStore = await api.IndexedDbPublishStore.open('early-second');
+          const client = api.client('browser-early', uri, { publishStore });
+          api.kept.early = { client, publishStore };
+          const published = [6, 7, 8].map((n) => client.publish('early', JSON.stringify({ n })));
+          api.kept.published = Promise.all(published);
+          let settled = false;
+          void (api.kept.published as Promise<unknown>).then(() => {
+            settled = true;
+          });
+          await publishStore.whenWritten();
+          const rows = await new Promise<number>((resolve, reject) => {
+            const open = indexedDB.open('early-second');
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const count = open.result
+                .transaction('amps-ts-publish-commands')
+                .objectStore('amps-ts-publish-commands')
+                .count();
+              count.onsuccess = () => {
+                open.result.close();
+                resolve(count.result);
+              };
+            };
+          });
+          return { settled, rows, unpersisted: publishStore.unpersistedCount() };
+        },
+        server.wsUri(),
+      );
+      expect(before).toEqual({ settled: false, rows: 0, unpersisted: 3 });
+      await inPage(
+        tab,
+        async (api) => {
+          const { client, publishStore } = api.kept.early as {
+            client: ReturnType<StoresPageApi['client']>;
+            publishStore: IndexedDbPublishStore;
+          };
+          await client.connectAndLogon();
+          await (api.kept.published as Promise<unknown>);
+          await client.publishFlush(5000);
+          await client.disconnect();
+          await publishStore.close();
+        },
+        undefined,
+      );
+      // Numbered 6 to 8: as 1 to 3 the server would have dropped them as duplicates.
+      expect(await everything('early', 8)).toEqual(range(1, 8));
+    });
+
+    it('goes on in memory when another tab deletes its database, and says so once', async () => {
+      const tab1 = await newTab();
+      await inPage(
+        tab1,
+        async (api, uri) => {
+          const errors: string[] = [];
+          api.kept.errors = errors;
+          const publishStore = await api.IndexedDbPublishStore.open('doomed', {
+            onWriteError: (error) => errors.push(`${error.code}: ${error.message}`),
+          });
+          const client = api.client('browser-doomed', uri, { publishStore });
+          api.kept.client = client;
+          await client.connectAndLogon();
+          await client.publish('doomed', JSON.stringify({ n: 1 }));
+        },
+        server.wsUri(),
+      );
+      const tab2 = await newTab();
+      await inPage(
+        tab2,
+        (_api, name) =>
+          new Promise<void>((resolve, reject) => {
+            const deletion = indexedDB.deleteDatabase(name);
+            deletion.onsuccess = () => resolve();
+            deletion.onerror = () => reject(deletion.error);
+          }),
+        'doomed',
+      );
+      const errors = await inPage(
+        tab1,
+        async (api) => {
+          const client = api.kept.client as ReturnType<StoresPageApi['client']>;
+          for (let n = 2; n <= 4; n++) await client.publish('doomed', JSON.stringify({ n }));
+          await client.publishFlush(5000);
+          await client.disconnect();
+          return api.kept.errors;
+        },
+        undefined,
+      );
+      expect(errors).toEqual([
+        'durable_store: the database "doomed" is being deleted or upgraded elsewhere: the store goes on in memory only',
+      ]);
+      expect(await everything('doomed', 4)).toEqual(range(1, 4));
+    });
+  });
+
+  describe('IndexedDbBookmarkStore', () => {
+    /** Subscribes `subId` to `topic` with a bookmark store on `db`; resolves once message `last` is processed. */
+    function subscribe(
+      page: Page,
+      setup: { db: string; subId: string; topic: string; bookmark: string; last: number },
+    ) {
+      return inPage(
+        page,
+        async (api, { db, subId, topic, bookmark, last, uri }) => {
+          const bookmarkStore = await api.IndexedDbBookmarkStore.open(db);
+          const pointAtOpen = bookmarkStore.getMostRecent(subId) ?? null;
+          const client = api.client(`browser-${subId}`, uri, { bookmarkStore });
+          api.kept.bookmarkStore = bookmarkStore;
+          await client.connectAndLogon();
+          const received: number[] = [];
+          await new Promise<void>((resolve) => {
+            client.subscribe(topic, {
+              subId,
+              bookmark,
+              onMessage: (message) => {
+                const { n } = JSON.parse(message.text()) as { n: number };
+                received.push(n);
+                if (n === last) resolve();
+              },
+            });
+          });
+          return { received, pointAtOpen };
+        },
+        { ...setup, uri: server.wsUri() },
+      );
+    }
+
+    it('a tab that crashed after its points were written: the next tab resumes at the next message', async () => {
+      await publishFromNode('ticks', 1, 500);
+      const tab1 = await newTab();
+      const setup = { db: 'subscriber', subId: 'feed', topic: 'ticks' };
+      const before = await subscribe(tab1, { ...setup, bookmark: Bookmarks.EPOCH, last: 500 });
+      expect(before).toEqual({ received: range(1, 500), pointAtOpen: null });
+      const point = await inPage(
+        tab1,
+        async (api, subId) => {
+          const store = api.kept.bookmarkStore as IndexedDbBookmarkStore;
+          await store.whenWritten();
+          return store.getMostRecent(subId);
+        },
+        setup.subId,
+      );
+      await crash(tab1);
+      await publishFromNode('ticks', 501, 800);
+      const tab2 = await newTab();
+      // The same recovery point (its entries: a position twice in it is written once), so the
+      // server replays from message 501, not from the start.
+      const after = await subscribe(tab2, { ...setup, bookmark: Bookmarks.MOST_RECENT, last: 800 });
+      expect(after.received).toEqual(range(501, 800));
+      const entries = (bookmark: string | null | undefined) => [...new Set(bookmark?.split(','))].sort();
+      expect(entries(after.pointAtOpen)).toEqual(entries(point));
+      expect(point).toMatch(/\d+\|\d+\|/);
+    });
+
+    it('a tab that crashed at once: the next tab misses nothing and gets again at most what the last write held', async () => {
+      await publishFromNode('quotes', 1, 2000);
+      const tab1 = await newTab();
+      const setup = { db: 'subscriber-at-once', subId: 'quotes-feed', topic: 'quotes' };
+      await subscribe(tab1, { ...setup, bookmark: Bookmarks.EPOCH, last: 2000 });
+      await crash(tab1);
+      await publishFromNode('quotes', 2001, 2100);
+      const tab2 = await newTab();
+      const { received } = await subscribe(tab2, { ...setup, bookmark: Bookmarks.MOST_RECENT, last: 2100 });
+      const first = received[0] as number;
+      expect(received).toEqual(range(first, 2100));
+      // Written as it went: not from the start again.
+      expect(first).toBeGreaterThan(1);
+    });
+  });
+
+  describe('model-based, in the page', () => {
+    it('IndexedDbPublishStore holds what the memory store holds, through failed writes and reopenings', async () => {
+      const tab = await newTab();
+      expect(await inPage(tab, (api, runs) => api.publishModel(runs), 150)).toBeNull();
+    });
+
+    it('IndexedDbBookmarkStore drops exactly what was processed in order, and resumes from the same positions', async () => {
+      const tab = await newTab();
+      expect(await inPage(tab, (api, runs) => api.bookmarkModel(runs), 150)).toBeNull();
+    });
+  });
+
+  describe('opening', () => {
+    it('one store per database across tabs: a second is refused until the first is closed', async () => {
+      const [tab1, tab2] = [await newTab(), await newTab()];
+      await inPage(
+        tab1,
+        async (api) => {
+          api.kept.locked = await api.IndexedDbBookmarkStore.open('locked');
+        },
+        undefined,
+      );
+      const open = (page: Page) =>
+        inPage(
+          page,
+          (api) =>
+            api.IndexedDbBookmarkStore.open('locked').then(
+              (store) => store.close().then(() => 'opened'),
+              (error: unknown) => api.errorInfo(error),
+            ),
+          undefined,
+        );
+      const refused = {
+        name: 'DurableStoreError',
+        code: 'durable_store',
+        message:
+          'the bookmark store "locked" is in use by another store (in another tab, window or worker of this site, or in this page: close() it first)',
+      };
+      expect(await open(tab2)).toEqual(refused);
+      expect(await open(tab1)).toEqual(refused);
+      await inPage(tab1, (api) => (api.kept.locked as IndexedDbBookmarkStore).close(), undefined);
+      expect(await open(tab2)).toBe('opened');
+    });
+
+    it('refuses a database that is not its kind, or holds what it never writes', async () => {
+      const tab = await newTab();
+      const results = await inPage(
+        tab,
+        async (api) => {
+          const raw = (
+            name: string,
+            create: (db: IDBDatabase) => void,
+            fill: (db: IDBDatabase) => IDBTransaction | undefined,
+          ) =>
+            new Promise<void>((resolve, reject) => {
+              const open = indexedDB.open(name, 1);
+              open.onupgradeneeded = () => create(open.result);
+              open.onerror = () => reject(open.error);
+              open.onsuccess = () => {
+                const transaction = fill(open.result);
+                const done = () => {
+                  open.result.close();
+                  resolve();
+                };
+                if (transaction) transaction.oncomplete = done;
+                else done();
+              };
+            });
+          const tryOpen = (open: () => Promise<{ close(): Promise<void> }>) =>
+            open().then(
+              (store) => store.close().then(() => 'opened'),
+              (error: unknown) => api.errorInfo(error).message,
+            );
+          await raw(
+            'foreign',
+            (db) => db.createObjectStore('other'),
+            () => undefined,
+          );
+          const pub = await api.IndexedDbPublishStore.open('a-publish-store');
+          await pub.close();
+          await raw(
+            'bad-points',
+            (db) => db.createObjectStore('amps-ts-bookmark-points'),
+            (db) => {
+              const transaction = db.transaction('amps-ts-bookmark-points', 'readwrite');
+              transaction.objectStore('amps-ts-bookmark-points').put(42, 'feed');
+              return transaction;
+            },
+          );
+          await raw(
+            'bad-state',
+            (db) => {
+              db.createObjectStore('amps-ts-publish-commands');
+              db.createObjectStore('amps-ts-publish-state');
+            },
+            (db) => {
+              const transaction = db.transaction(['amps-ts-publish-commands', 'amps-ts-publish-state'], 'readwrite');
+              transaction.objectStore('amps-ts-publish-state').put({ lastSequence: 1, lastPersisted: 0 }, 'state');
+              transaction.objectStore('amps-ts-publish-commands').put({ topic: 'x', data: 7, sequence: 1 }, 1);
+              return transaction;
+            },
+          );
+          return {
+            foreignAsPublish: await tryOpen(() => api.IndexedDbPublishStore.open('foreign')),
+            foreignAsBookmark: await tryOpen(() => api.IndexedDbBookmarkStore.open('foreign')),
+            publishAsBookmark: await tryOpen(() => api.IndexedDbBookmarkStore.open('a-publish-store')),
+            badPoints: await tryOpen(() => api.IndexedDbBookmarkStore.open('bad-points')),
+            badState: await tryOpen(() => api.IndexedDbPublishStore.open('bad-state')),
+            // Refused, they hold no lock: each opens once the database is mended or replaced.
+            publishAgain: await tryOpen(() => api.IndexedDbPublishStore.open('a-publish-store')),
+          };
+        },
+        undefined,
+      );
+      expect(results).toEqual({
+        foreignAsPublish: 'the database "foreign" is not a publish store\'s (it has other object stores)',
+        foreignAsBookmark: 'the database "foreign" is not a bookmark store\'s (it has other object stores)',
+        publishAsBookmark: 'the database "a-publish-store" is not a bookmark store\'s (it has other object stores)',
+        badPoints: 'the bookmark store "bad-points" holds a record that is not a recovery point',
+        badState: 'the publish store "bad-state" is damaged: command 1 has a body that is neither text nor bytes',
+        publishAgain: 'opened',
+      });
+    });
+  });
+});

@@ -1,0 +1,3 @@
+import { libraryConfig } from '@amps-ts/config/tsup';
+
+export default libraryConfig();

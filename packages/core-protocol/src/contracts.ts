@@ -223,7 +223,9 @@ export interface PublishStore {
   /**
    * Takes ownership of `command`: sets its `sequence` (the next one) and asks for `persisted`
    * acks, keeps it, and returns the sequence. The caller then sends that same object. May return
-   * a promise that waits for room (a bounded store), or throw a `StoreFullError`.
+   * a promise that waits for room (a bounded store), or throw a `StoreFullError`. A durable store
+   * may return one that resolves once the command is written: its `sequence`, set as it is kept,
+   * tells the HA client that a disconnect must not fail that publish (it goes out later).
    */
   store(command: Command): number | Promise<number>;
   /** The server has persisted everything up to `sequence` (a persisted ack, conflated or not). */

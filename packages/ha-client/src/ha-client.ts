@@ -888,7 +888,7 @@ export class HAClient {
     const stored = store.store(c);
     this.#unsent.push(c);
     if (typeof stored === 'number') return this.#sendStored();
-    return this.#storeWait(stored).then(
+    return this.#storeWait(stored, c).then(
       () => this.#sendStored(),
       (error: unknown) => {
         this.#unsent.delete(c);
@@ -952,17 +952,20 @@ export class HAClient {
    * A wait on the publish store (for room, or a flush), which disconnect() and a give-up reject
    * with their error, as `cancelWaits` does: a store without it would leave the caller waiting.
    */
-  #storeWait<T>(wait: Promise<T>): Promise<T> {
+  #storeWait<T>(wait: Promise<T>, command?: Command): Promise<T> {
     return new Promise((resolve, reject) => {
-      const cancel = (error: Error) => {
+      const settle = (error: Error | undefined, value?: T) => {
         this.#storeWaits.delete(cancel);
-        reject(error);
+        if (error) reject(error);
+        else resolve(value as T);
+      };
+      const cancel = (error: Error) => {
+        // Stored already (a durable store writing it): it goes out with the next connection, so
+        // failing its caller would be a lie. Only a wait for room or a flush ends here.
+        if (command?.sequence === undefined) settle(error);
       };
       this.#storeWaits.add(cancel);
-      wait.then((value) => {
-        this.#storeWaits.delete(cancel);
-        resolve(value);
-      }, cancel);
+      wait.then((value) => settle(undefined, value), settle);
     });
   }
 
@@ -1457,7 +1460,7 @@ export class HAClient {
       const stored = store.store(command);
       this.#unsent.push(command);
       try {
-        if (typeof stored !== 'number') await this.#storeWait(stored);
+        if (typeof stored !== 'number') await this.#storeWait(stored, command);
       } catch (error) {
         this.#unsent.delete(command);
         throw error;

@@ -1,5 +1,6 @@
 import {
   Bookmarks,
+  type Command,
   DisconnectedError,
   InvalidOptionsError,
   type Message,
@@ -8,7 +9,7 @@ import {
 } from '@amps-ts/core-protocol';
 import { startTestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
-import { MemoryBookmarkStore, MemorySubscriptionManager } from '../src/index.js';
+import { MemoryBookmarkStore, MemoryPublishStore, MemorySubscriptionManager } from '../src/index.js';
 import { cleanups, client, server, stateWhere } from './helpers.js';
 
 /* How HAClient uses its stores, against a real broker: what the store keeps, and what a failover then does. */
@@ -121,6 +122,31 @@ describe('HAClient publishFlush', () => {
       expect(outcome).toBeInstanceOf(DisconnectedError);
       expect(outcome).toMatchObject({ message: 'the client was disconnected by the application' });
     }
+  });
+});
+
+describe('HAClient and a durable publish store', () => {
+  it('does not fail a publish the store holds while it writes it when disconnect() comes: it resolves once written, kept for the next connection', async () => {
+    const s = await server();
+    // Stores at once (the sequence given), then takes its time writing, as a browser database does.
+    const writes: Array<() => void> = [];
+    class SlowWrites extends MemoryPublishStore {
+      override store(command: Command): Promise<number> {
+        const sequence = super.store(command) as number;
+        return new Promise((resolve) => writes.push(() => resolve(sequence)));
+      }
+    }
+    const store = new SlowWrites();
+    const publisher = client('pub-slow-writes', s.tcpUri('json'), { publishStore: store });
+    await publisher.connectAndLogon();
+    const outcome = publisher.publish('orders', JSON.stringify({ n: 1 }))?.then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    await publisher.disconnect();
+    for (const written of writes) written();
+    expect(await outcome).toBe('resolved');
+    expect(store.unpersistedCount()).toBe(1);
   });
 });
 

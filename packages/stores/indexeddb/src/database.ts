@@ -20,6 +20,10 @@ export interface DatabaseOptions {
 export interface StoreDatabase {
   readonly name: string;
   readonly db: IDBDatabase;
+  /** Why the database was closed under the store, if it was. */
+  lost: string | undefined;
+  /** Told when it is. */
+  onLost: ((why: string) => void) | undefined;
   /** Closes the database and releases its lock. Idempotent. */
   close(): void;
 }
@@ -37,7 +41,7 @@ export function storeError(doing: string, cause: unknown): DurableStoreError {
   return new DurableStoreError(`${doing} failed (${reason})`, { cause });
 }
 
-export function checkDatabaseOptions(name: unknown, options: DatabaseOptions): string {
+export function checkDatabaseOptions(name: unknown, options: DatabaseOptions): void {
   if (typeof name !== 'string' || name === '') {
     throw new InvalidOptionsError(`the database name must be a non-empty string, got ${String(name)}`);
   }
@@ -48,7 +52,6 @@ export function checkDatabaseOptions(name: unknown, options: DatabaseOptions): s
   if (onWriteError !== undefined && typeof onWriteError !== 'function') {
     throw new InvalidOptionsError('onWriteError must be a function');
   }
-  return name;
 }
 
 /**
@@ -79,9 +82,11 @@ export async function openStoreDatabase(name: string, what: string, objectStores
     throw new DurableStoreError(`the database "${name}" is not a ${what}'s (it has other object stores)`);
   }
   let closed = false;
-  return {
+  const database: StoreDatabase = {
     name,
     db,
+    lost: undefined,
+    onLost: undefined,
     close() {
       if (closed) return;
       closed = true;
@@ -89,6 +94,18 @@ export async function openStoreDatabase(name: string, what: string, objectStores
       release();
     },
   };
+  const lost = (why: string) => {
+    database.lost = why;
+    database.onLost?.(why);
+  };
+  // The browser closes it when the user clears the site's data.
+  db.onclose = () => lost('was closed by the browser (its data cleared?)');
+  // Another tab deleting or upgrading the database waits for this one to close: do not block it.
+  db.onversionchange = () => {
+    db.close();
+    lost('is being deleted or upgraded elsewhere');
+  };
+  return database;
 }
 
 /** Holds the Web Lock for `name` until the returned function is called. */
@@ -143,17 +160,11 @@ export class Writer {
     this.#objectStores = objectStores;
     this.#options = options;
     this.#take = take;
-    const lost = (why: string) => {
+    database.onLost = (why) => {
       this.#lost = new DurableStoreError(`the database "${database.name}" ${why}: the store goes on in memory only`);
       this.#report(this.#lost);
     };
-    // The browser closes it when the user clears the site's data.
-    database.db.onclose = () => lost('was closed by the browser (its data cleared?)');
-    // Another tab deleting or upgrading the database waits for this one to close: do not block it.
-    database.db.onversionchange = () => {
-      database.db.close();
-      lost('is being deleted or upgraded elsewhere');
-    };
+    if (database.lost !== undefined) database.onLost(database.lost); // while the store was reading it
   }
 
   get closed(): boolean {

@@ -179,7 +179,7 @@ describe('bookmarks', () => {
       sequence: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
     });
     fc.assert(
-      fc.property(fc.array(id, { maxLength: 30 }), (ids) => {
+      fc.property(fc.array(id, { maxLength: 30, size: 'max' }), (ids) => {
         const latest = latestPerPublisher(ids.map(formatBookmark));
         for (const { publisher, sequence } of latest) {
           expect(ids.filter((i) => i.publisher === publisher).every((i) => i.sequence <= sequence)).toBe(true);

@@ -40,7 +40,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 describe('Outbox', () => {
   it('hands over batches that decode to what was written, in order, never overwritten later', () => {
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      fc.property(fc.array(op, { maxLength: 60, size: 'max' }), (ops) => {
         const outbox = new Outbox();
         const batches: Uint8Array[] = [];
         const expected: Array<{ command: string; topic?: string; text: string }> = [];

@@ -469,14 +469,14 @@ function bookmarkScenario(maxSteps: number, maxOps: number): fc.Arbitrary<Bookma
             gap: fc.oneof({ weight: 4, arbitrary: fc.constant(1n) }, fc.bigInt({ min: 2n, max: 1000n })),
             match: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, fc.constant(false)),
           }),
-          { minLength: 1, maxLength: maxSteps },
+          { minLength: 1, maxLength: maxSteps, size: 'max' },
         ),
       }),
       { minLength: 1, maxLength: 4, selector: (p) => p.id },
     ),
-    replicas: fc.array(fc.array(fc.nat(7), { maxLength: 40 }), { minLength: 1, maxLength: 3 }),
+    replicas: fc.array(fc.array(fc.nat(7), { maxLength: 40, size: 'max' }), { minLength: 1, maxLength: 3 }),
     mode: fc.constantFrom<StartMode>('epoch', 'none', 'now', 'now-no-bar'),
-    ops: fc.array(bookmarkOp, { maxLength: maxOps }),
+    ops: fc.array(bookmarkOp, { maxLength: maxOps, size: 'max' }),
   });
 }
 
@@ -535,7 +535,7 @@ describe('MemoryBookmarkStore against a model', () => {
           fc.record({ k: fc.constant('persisted' as const), lag: fc.constant(0) }),
           fc.record({ k: fc.constant('failover' as const), replica: fc.constant(0) }),
         ),
-        { maxLength: 12 },
+        { maxLength: 12, size: 'max' },
       ),
     });
     fc.assert(
@@ -894,7 +894,7 @@ describe('MemoryPublishStore against a model', () => {
       capacityBytes: fc.oneof(fc.integer({ min: 1, max: 24 }), fc.constant(256 * 1024 * 1024)),
       policy: fc.constantFrom<'block' | 'reject'>('reject', 'block'),
       errorOnGap: fc.boolean(),
-      ops: fc.array(publishOp, { maxLength: 80 }),
+      ops: fc.array(publishOp, { maxLength: 80, size: 'max' }),
     });
     await fc.assert(fc.asyncProperty(scenario, runPublishes), { numRuns: 300 });
   });

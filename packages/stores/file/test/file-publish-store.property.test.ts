@@ -7,42 +7,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from '@amps-ts/core-protocol';
 import { MemoryPublishStore } from '@amps-ts/ha-client';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
+import {
+  checkSameContents,
+  type PublishOp,
+  publishOp,
+  replayed,
+  restarted,
+} from '../../../ha-client/test/durable-store-models.js';
 import { FilePublishStore } from '../src/index.js';
 
-type Op =
-  | { k: 'publish'; body: string | Uint8Array }
-  | { k: 'ack'; ahead: number }
-  | { k: 'refuse'; pick: number }
-  | { k: 'logon'; ahead: number }
-  | { k: 'restart' };
-
-const op: fc.Arbitrary<Op> = fc.oneof(
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      k: fc.constant('publish' as const),
-      body: fc.oneof(fc.string({ unit: 'binary', maxLength: 20 }), fc.uint8Array({ maxLength: 20 })),
-    }),
-  },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('ack' as const), ahead: fc.integer({ min: -2, max: 3 }) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('refuse' as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('logon' as const), ahead: fc.integer({ min: -3, max: 6 }) }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('restart' as const) }) },
-);
-
-function contents(store: MemoryPublishStore) {
-  return {
-    commands: replayed(store).map(({ sequence, data, topic }) => ({ sequence, data, topic })),
-    lastSequence: store.nextSequence() - 1,
-    lastPersisted: store.lastPersisted(),
-  };
-}
-
-function run(ops: Op[]): void {
+function run(ops: PublishOp[]): void {
   const dir = mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
   const path = join(dir, 'publisher.store');
   let file = new FilePublishStore(path);
@@ -53,7 +30,6 @@ function run(ops: Op[]): void {
         act(memory);
         act(file);
       };
-      const unpersisted = contents(memory).commands.map((c) => c.sequence as number);
       switch (o.k) {
         case 'publish':
           both((store) => store.store({ command: 'publish', topic: 't', data: o.body }));
@@ -62,8 +38,9 @@ function run(ops: Op[]): void {
           both((store) => store.discardUpTo(Math.max(0, store.nextSequence() - 1 + o.ahead)));
           break;
         case 'refuse': {
-          const sequence = unpersisted[o.pick % Math.max(1, unpersisted.length)];
-          if (sequence !== undefined) both((store) => store.discard?.(sequence));
+          const unpersisted = replayed(memory);
+          const sequence = unpersisted[o.pick % Math.max(1, unpersisted.length)]?.sequence;
+          if (sequence !== undefined) both((store) => store.discard(sequence));
           break;
         }
         case 'logon':
@@ -72,10 +49,10 @@ function run(ops: Op[]): void {
         case 'restart':
           file.close();
           file = new FilePublishStore(path);
-          memory = new MemoryPublishStore({ restore: { ...contents(memory), commands: replayed(memory) } });
+          memory = restarted(memory);
           break;
       }
-      expect(contents(file)).toEqual(contents(memory));
+      checkSameContents(file, memory, o);
     }
   } finally {
     file.close();
@@ -83,14 +60,8 @@ function run(ops: Op[]): void {
   }
 }
 
-function replayed(store: MemoryPublishStore): Command[] {
-  const commands: Command[] = [];
-  store.replay((command) => commands.push(command));
-  return commands;
-}
-
 describe('FilePublishStore, model-based', () => {
   it('holds what the memory store holds, through restarts from its file', () => {
-    fc.assert(fc.property(fc.array(op, { maxLength: 60, size: 'max' }), run), { numRuns: 500 });
+    fc.assert(fc.property(fc.array(publishOp, { maxLength: 60, size: 'max' }), run), { numRuns: 500 });
   });
 });

@@ -6,6 +6,18 @@
 import { Bookmarks, type Command } from '@amps-ts/core-protocol';
 import { MemoryPublishStore } from '@amps-ts/ha-client';
 import fc from 'fast-check';
+import {
+  BookmarkModel,
+  type BookmarkOp,
+  bookmarkOp,
+  checkSameContents,
+  type PublishOp,
+  positions,
+  publishOp,
+  replayed,
+  restarted,
+  SUB_ID,
+} from '../../../../ha-client/test/durable-store-models.js';
 import { IndexedDbBookmarkStore, IndexedDbPublishStore } from '../../src/index.js';
 
 let databases = 0;
@@ -30,42 +42,11 @@ async function report(property: fc.IAsyncProperty<[unknown]>, numRuns: number): 
 
 // ---- IndexedDbPublishStore against MemoryPublishStore ----
 
-type PublishOp =
-  | { k: 'publish'; body: string | Uint8Array }
-  | { k: 'ack'; ahead: number }
-  | { k: 'refuse'; pick: number }
-  | { k: 'logon'; ahead: number }
-  | { k: 'failWrite' }
-  | { k: 'reopen' };
-
-const publishOp: fc.Arbitrary<PublishOp> = fc.oneof(
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      k: fc.constant('publish' as const),
-      body: fc.oneof(fc.string({ unit: 'binary', maxLength: 20 }), fc.uint8Array({ maxLength: 20 })),
-    }),
-  },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('ack' as const), ahead: fc.integer({ min: -2, max: 3 }) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('refuse' as const), pick: fc.nat() }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('logon' as const), ahead: fc.integer({ min: -3, max: 6 }) }) },
+/** The shared operations, and a write made to fail (then one more publish, which rewrites). */
+const idbPublishOp: fc.Arbitrary<PublishOp | { k: 'failWrite' }> = fc.oneof(
+  { weight: 13, arbitrary: publishOp },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('failWrite' as const) }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('reopen' as const) }) },
 );
-
-function replayed(store: MemoryPublishStore): Command[] {
-  const commands: Command[] = [];
-  store.replay((command) => commands.push(command));
-  return commands;
-}
-
-/** What a store holds, as comparable text. */
-function contents(store: MemoryPublishStore): string {
-  const body = (data: Command['data']) =>
-    data instanceof Uint8Array ? `bytes ${[...data].join(' ')}` : `text ${JSON.stringify(data)}`;
-  const commands = replayed(store).map(({ sequence, topic, data }) => `${sequence} ${topic} ${body(data)}`);
-  return JSON.stringify({ commands, lastSequence: store.nextSequence() - 1, lastPersisted: store.lastPersisted() });
-}
 
 /** Makes the next write transaction of this page fail (it is aborted once its changes are in it). */
 let failNext = false;
@@ -79,7 +60,7 @@ IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: Parame
   return opened;
 };
 
-async function publishRun(ops: PublishOp[]): Promise<void> {
+async function publishRun(ops: Array<PublishOp | { k: 'failWrite' }>): Promise<void> {
   const name = freshName('publish');
   const writeErrors: string[] = [];
   const open = () => IndexedDbPublishStore.open(name, { onWriteError: (error) => writeErrors.push(error.message) });
@@ -136,25 +117,16 @@ async function publishRun(ops: PublishOp[]): Promise<void> {
           // The next write puts everything back.
           publish('and one more');
           break;
-        case 'reopen':
+        case 'restart':
           await store.whenWritten();
           await store.close();
           store = await open();
-          model = new MemoryPublishStore({
-            restore: {
-              commands: replayed(model),
-              lastSequence: model.nextSequence() - 1,
-              lastPersisted: model.lastPersisted(),
-            },
-          });
+          model = restarted(model);
           early = [];
           loggedOn = false;
           break;
       }
-      check(
-        contents(store) === contents(model),
-        () => `after ${JSON.stringify(o)}: ${contents(store)} != ${contents(model)}`,
-      );
+      checkSameContents(store, model, o);
       check(
         store.unpersistedCount() === model.unpersistedCount() + early.length,
         () => `unpersisted ${store.unpersistedCount()}`,
@@ -169,106 +141,29 @@ async function publishRun(ops: PublishOp[]): Promise<void> {
 }
 
 export function publishModel(numRuns: number): Promise<string | null> {
-  return report(fc.asyncProperty(fc.array(publishOp, { maxLength: 50, size: 'max' }), publishRun), numRuns);
+  return report(fc.asyncProperty(fc.array(idbPublishOp, { maxLength: 50, size: 'max' }), publishRun), numRuns);
 }
 
 // ---- IndexedDbBookmarkStore against what was delivered and processed ----
 
-const PUBLISHERS = [11, 22, 33];
-const S = 'orders';
-
-type BookmarkOp =
-  | { k: 'deliver'; publisher: number; step: number }
-  | { k: 'discard'; pick: number; oldest: boolean }
-  | { k: 'ack' }
-  | { k: 'reopen' };
-
-const bookmarkOp: fc.Arbitrary<BookmarkOp> = fc.oneof(
-  {
-    weight: 5,
-    arbitrary: fc.record({
-      k: fc.constant('deliver' as const),
-      publisher: fc.constantFrom(...PUBLISHERS),
-      step: fc.integer({ min: 1, max: 3 }),
-    }),
-  },
-  { weight: 5, arbitrary: fc.record({ k: fc.constant('discard' as const), pick: fc.nat(), oldest: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('ack' as const) }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('reopen' as const) }) },
-);
-
-const positions = (point: string | undefined) =>
-  [...new Set((point ?? '').split(',').filter((entry) => /^[1-9]\d*\|\d+\|$/.test(entry)))].sort().join(',');
-
-/**
- * After each reopening, every message processed in order from the start of its publisher's
- * stream is a duplicate (never processed twice), every other one is not (never skipped), and the
- * recovery point names the same positions as before.
- */
 async function bookmarkRun(ops: BookmarkOp[]): Promise<void> {
   const name = freshName('bookmark');
   const open = () => IndexedDbBookmarkStore.open(name, { replicationLagMs: 0 });
   let store = await open();
-  store.persisted(S, Bookmarks.EPOCH);
-  const published = new Map<number, number[]>(PUBLISHERS.map((p) => [p, []]));
-  const delivered = new Map<number, number>(PUBLISHERS.map((p) => [p, 0]));
-  const outstanding: Array<{ p: number; seq: number }> = [];
-  const processed = new Map<number, Set<number>>(PUBLISHERS.map((p) => [p, new Set()]));
-  const bookmark = (p: number, seq: number) => `${p}|${seq}|`;
-  /** The messages of `p` processed without a gap from its first one. */
-  const inOrderProcessed = (p: number) => {
-    const done = processed.get(p) as Set<number>;
-    const prefix = new Set<number>();
-    for (const seq of published.get(p) as number[]) {
-      if (!done.has(seq)) break;
-      prefix.add(seq);
-    }
-    return prefix;
-  };
+  store.persisted(SUB_ID, Bookmarks.EPOCH);
+  const model = new BookmarkModel();
   try {
     for (const o of ops) {
-      switch (o.k) {
-        case 'deliver': {
-          const log = published.get(o.publisher) as number[];
-          let index = delivered.get(o.publisher) as number;
-          if (index === log.length) log.push((log.at(-1) ?? 0) + o.step);
-          const seq = log[index++] as number;
-          delivered.set(o.publisher, index);
-          const fresh = store.log(S, bookmark(o.publisher, seq));
-          const expected = !inOrderProcessed(o.publisher).has(seq);
-          check(fresh === expected, () => `${bookmark(o.publisher, seq)} logged as new: ${fresh}`);
-          if (fresh) outstanding.push({ p: o.publisher, seq });
-          break;
-        }
-        case 'discard': {
-          if (outstanding.length === 0) break;
-          const [m] = outstanding.splice(o.oldest ? 0 : o.pick % outstanding.length, 1);
-          if (!m) break;
-          store.discard(S, bookmark(m.p, m.seq));
-          processed.get(m.p)?.add(m.seq);
-          break;
-        }
-        case 'ack':
-          if (outstanding.length === 0) {
-            const last = [...delivered].find(([, n]) => n > 0);
-            if (last) store.persisted(S, bookmark(last[0], published.get(last[0])?.[last[1] - 1] as number));
-          }
-          break;
-        case 'reopen': {
-          const before = positions(store.getMostRecent(S));
-          await store.close();
-          store = await open();
-          const after = positions(store.getMostRecent(S));
-          check(after === before, () => `positions ${after}, before ${before}`);
-          for (const p of PUBLISHERS) {
-            const prefix = inOrderProcessed(p);
-            delivered.set(p, (published.get(p) as number[]).filter((seq) => prefix.has(seq)).length);
-            processed.set(p, prefix);
-          }
-          outstanding.length = 0;
-          break;
-        }
+      if (o.k !== 'restart') {
+        model.step(o, store);
+        continue;
       }
+      const before = positions(store.getMostRecent(SUB_ID));
+      await store.close();
+      store = await open();
+      const after = positions(store.getMostRecent(SUB_ID));
+      check(after === before, () => `positions ${after}, before ${before}`);
+      model.restarted();
     }
   } finally {
     await store.close();

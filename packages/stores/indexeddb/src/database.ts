@@ -1,5 +1,5 @@
 /** Opening a store's IndexedDB database (with its lock), and writing to it one transaction at a time. */
-import { DurableStoreError, InvalidOptionsError } from '@amps-ts/core-protocol';
+import { AbortError, DurableStoreError, InvalidOptionsError, signalOption } from '@amps-ts/core-protocol';
 
 /** What both stores take besides their memory store's options. */
 export interface DatabaseOptions {
@@ -15,6 +15,14 @@ export interface DatabaseOptions {
    * next change. Only surviving a reload is at stake until a write succeeds.
    */
   onWriteError?: (error: DurableStoreError) => void;
+  /**
+   * When another store has the database open (in another tab): `false` makes `open` fail at once
+   * with a `DurableStoreError`; `true` makes it wait until that store closes or its page goes, so
+   * that of several tabs, one takes over when the one using the database goes. @default false
+   */
+  waitForLock?: boolean;
+  /** Ends `open`'s wait for the lock: it then rejects with an `AbortError`. */
+  signal?: AbortSignal;
 }
 
 export interface StoreDatabase {
@@ -52,6 +60,10 @@ export function checkDatabaseOptions(name: unknown, options: DatabaseOptions): v
   if (onWriteError !== undefined && typeof onWriteError !== 'function') {
     throw new InvalidOptionsError('onWriteError must be a function');
   }
+  if (options.waitForLock !== undefined && typeof options.waitForLock !== 'boolean') {
+    throw new InvalidOptionsError(`waitForLock must be a boolean, got ${String(options.waitForLock)}`);
+  }
+  signalOption(options.signal);
 }
 
 /**
@@ -59,11 +71,16 @@ export function checkDatabaseOptions(name: unknown, options: DatabaseOptions): v
  * after taking its lock: one store per database across every tab, window and worker of the
  * site (Web Locks; where the browser has none, an insecure page, there is no lock).
  */
-export async function openStoreDatabase(name: string, what: string, objectStores: string[]): Promise<StoreDatabase> {
+export async function openStoreDatabase(
+  name: string,
+  what: string,
+  objectStores: string[],
+  options: DatabaseOptions,
+): Promise<StoreDatabase> {
   const factory = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
   if (!factory)
     throw new DurableStoreError(`IndexedDB is not available here, so the ${what} "${name}" cannot be opened`);
-  const release = await lock(name, what);
+  const release = await lock(name, what, options);
   let db: IDBDatabase;
   try {
     const request = factory.open(name, 1);
@@ -108,22 +125,35 @@ export async function openStoreDatabase(name: string, what: string, objectStores
   return database;
 }
 
-/** Holds the Web Lock for `name` until the returned function is called. */
-async function lock(name: string, what: string): Promise<() => void> {
+/** Holds the Web Lock for `name` (waiting for it, if asked to) until the returned function is called. */
+async function lock(name: string, what: string, { waitForLock, signal }: DatabaseOptions): Promise<() => void> {
   const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
   if (!locks) return () => {};
+  const aborted = () =>
+    new AbortError(`opening the ${what} "${name}" was aborted while another store had it open`, {
+      cause: signal?.reason,
+    });
+  if (signal?.aborted) throw aborted();
   const held = await new Promise<(() => void) | undefined>((resolve, reject) => {
+    // Rejected here, not only by the request: Chromium can lose a request aborted at once while
+    // another tab holds the lock, and its promise then never settles.
+    const onAbort = () => reject(aborted());
+    signal?.addEventListener('abort', onAbort, { once: true });
     locks
-      .request(`@amps-ts/store-indexeddb:${name}`, { ifAvailable: true }, (lock) => {
+      .request(`@amps-ts/store-indexeddb:${name}`, waitForLock ? { signal } : { ifAvailable: true }, (lock) => {
+        signal?.removeEventListener('abort', onAbort);
         if (!lock) return resolve(undefined);
+        if (signal?.aborted) return; // granted after all: let it go at once
         // The lock is held until this promise settles.
         return new Promise<void>((release) => resolve(() => release()));
       })
-      .catch((error: unknown) => reject(storeError(`locking the ${what} "${name}"`, error)));
+      .catch((error: unknown) =>
+        reject(signal?.aborted ? aborted() : storeError(`locking the ${what} "${name}"`, error)),
+      );
   });
   if (!held) {
     throw new DurableStoreError(
-      `the ${what} "${name}" is in use by another store (in another tab, window or worker of this site, or in this page: close() it first)`,
+      `the ${what} "${name}" is in use by another store (in another tab, window or worker of this site, or in this page: close() it first, or open with waitForLock)`,
     );
   }
   return held;

@@ -46,11 +46,12 @@ export class IndexedDbBookmarkStore extends MemoryBookmarkStore {
   /**
    * Opens the database `name` (created if new) and takes back the recovery point of every
    * subscription in it. Rejects with a `DurableStoreError` if IndexedDB is missing or refuses,
-   * the database is another kind's, or another store has it open.
+   * the database is another kind's, or another store has it open (with `waitForLock`, it waits
+   * for that one to close; an `AbortError` if `signal` ends the wait).
    */
   static async open(name: string, options: IndexedDbBookmarkStoreOptions = {}): Promise<IndexedDbBookmarkStore> {
     checkDatabaseOptions(name, options);
-    const database = await openStoreDatabase(name, WHAT, [POINTS]);
+    const database = await openStoreDatabase(name, WHAT, [POINTS], options);
     try {
       return new IndexedDbBookmarkStore(database, await readPoints(database), options);
     } catch (error) {

@@ -57,11 +57,12 @@ export class IndexedDbPublishStore extends MemoryPublishStore {
   /**
    * Opens the database `name` (created if new) and takes back what an earlier page left
    * unpersisted. Rejects with a `DurableStoreError` if IndexedDB is missing or refuses, the
-   * database is another kind's or damaged, or another store has it open.
+   * database is another kind's or damaged, or another store has it open (with `waitForLock`, it
+   * waits for that one to close; an `AbortError` if `signal` ends the wait).
    */
   static async open(name: string, options: IndexedDbPublishStoreOptions = {}): Promise<IndexedDbPublishStore> {
     checkDatabaseOptions(name, options);
-    const database = await openStoreDatabase(name, WHAT, [COMMANDS, STATE]);
+    const database = await openStoreDatabase(name, WHAT, [COMMANDS, STATE], options);
     try {
       return new IndexedDbPublishStore(database, { ...options, restore: await readState(database) });
     } catch (error) {

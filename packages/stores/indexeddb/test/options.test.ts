@@ -19,6 +19,10 @@ describe.each([
     await expect(open('db', { onWriteError: 'log' })).rejects.toThrow(
       new InvalidOptionsError('onWriteError must be a function'),
     );
+    await expect(open('db', { waitForLock: 'yes' })).rejects.toThrow(
+      new InvalidOptionsError('waitForLock must be a boolean, got yes'),
+    );
+    await expect(open('db', { signal: {} })).rejects.toThrow(new InvalidOptionsError('signal must be an AbortSignal'));
   });
 
   it('fails with a DurableStoreError where there is no IndexedDB (Node.js)', async () => {

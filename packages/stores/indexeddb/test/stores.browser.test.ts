@@ -385,12 +385,71 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
         name: 'DurableStoreError',
         code: 'durable_store',
         message:
-          'the bookmark store "locked" is in use by another store (in another tab, window or worker of this site, or in this page: close() it first)',
+          'the bookmark store "locked" is in use by another store (in another tab, window or worker of this site, or in this page: close() it first, or open with waitForLock)',
       };
       expect(await open(tab2)).toEqual(refused);
       expect(await open(tab1)).toEqual(refused);
       await inPage(tab1, (api) => (api.kept.locked as IndexedDbBookmarkStore).close(), undefined);
       expect(await open(tab2)).toBe('opened');
+    });
+
+    it('waitForLock: a second tab waits for the database, and takes over with what the first wrote when that tab crashes', async () => {
+      const [tab1, tab2] = [await newTab(), await newTab()];
+      const point = await inPage(
+        tab1,
+        async (api) => {
+          const store = await api.IndexedDbBookmarkStore.open('leader', { replicationLagMs: 0 });
+          store.persisted('feed', api.Bookmarks.EPOCH);
+          for (const bookmark of ['7|1|', '7|2|', '9|1|']) {
+            store.log('feed', bookmark);
+            store.discard('feed', bookmark);
+          }
+          await store.whenWritten();
+          return store.getMostRecent('feed');
+        },
+        undefined,
+      );
+      const waiting = await inPage(
+        tab2,
+        (api) => {
+          const state = { settled: false };
+          api.kept.state = state;
+          api.kept.opening = api.IndexedDbBookmarkStore.open('leader', {
+            waitForLock: true,
+            replicationLagMs: 0,
+          }).finally(() => {
+            state.settled = true;
+          });
+          // And one the page gives up on.
+          const abort = new AbortController();
+          const given = api.IndexedDbBookmarkStore.open('leader', { waitForLock: true, signal: abort.signal }).then(
+            () => 'opened',
+            (error: unknown) => api.errorInfo(error),
+          );
+          abort.abort();
+          return given;
+        },
+        undefined,
+      );
+      expect(waiting).toEqual({
+        name: 'AbortError',
+        code: 'aborted',
+        message: 'opening the bookmark store "leader" was aborted while another store had it open',
+      });
+      expect(await inPage(tab2, (api) => (api.kept.state as { settled: boolean }).settled, undefined)).toBe(false);
+      await crash(tab1);
+      const taken = await inPage(
+        tab2,
+        async (api) => {
+          const store = (await api.kept.opening) as IndexedDbBookmarkStore;
+          const resumed = store.getMostRecent('feed');
+          await store.close();
+          return resumed;
+        },
+        undefined,
+      );
+      expect(taken).toBe(point);
+      expect(point).toBe('0,7|2|,9|1|');
     });
 
     it('refuses a database that is not its kind, or holds what it never writes', async () => {

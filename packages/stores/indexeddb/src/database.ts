@@ -197,10 +197,6 @@ export class Writer {
     if (database.lost !== undefined) database.onLost(database.lost); // while the store was reading it
   }
 
-  get closed(): boolean {
-    return this.#closing !== undefined;
-  }
-
   /** Throws a `DurableStoreError` once the store is closed. */
   checkOpen(what: string): void {
     if (this.#closing) throw new DurableStoreError(`the ${what} "${this.#database.name}" is closed`);

@@ -49,8 +49,8 @@ export class IndexedDbPublishStore extends MemoryPublishStore {
   /** Publishes made before the first logon, stored once it gives them their sequences; undefined after it. */
   #beforeLogon: Waiting[] | undefined = [];
   #changes: Change[] = [];
-  /** Stored publishes whose write has not started, resolved when it commits. */
-  #unwritten: Waiting[] = [];
+  /** Stored publishes whose write has not started, resolved when it has committed (or failed). */
+  #unwritten: Array<{ command: Command; resolve(sequence: number): void }> = [];
   /** Write every unpersisted command again, on emptied stores: after a failed write. */
   #rewrite = false;
 
@@ -90,7 +90,7 @@ export class IndexedDbPublishStore extends MemoryPublishStore {
     const stored = super.store(command);
     if (typeof stored !== 'number') await stored;
     this.#changes.push({ put: command });
-    const written = new Promise<number>((resolve, reject) => this.#unwritten.push({ command, resolve, reject }));
+    const written = new Promise<number>((resolve) => this.#unwritten.push({ command, resolve }));
     this.#writer.changed();
     return written;
   }

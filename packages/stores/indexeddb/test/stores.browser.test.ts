@@ -8,7 +8,13 @@
 import { join } from 'node:path';
 import { chromiumStatus } from '@amps-ts/config/chromium';
 import { Bookmarks, Client } from '@amps-ts/core-protocol';
-import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '@amps-ts/test-server';
+import {
+  type FaultProxy,
+  startFaultProxy,
+  startTestCluster,
+  startTestServer,
+  type TestServer,
+} from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -59,10 +65,10 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
   }
 
   /** Every message on `topic` in the server's log, up to the one numbered `last`. */
-  async function everything(topic: string, last: number): Promise<number[]> {
+  async function everything(topic: string, last: number, uri = server.tcpUri()): Promise<number[]> {
     const client = new Client(`reader-${topic}`, { transport: nodeTransport() });
     cleanups.push(() => client.disconnect());
-    await client.connectAndLogon(server.tcpUri());
+    await client.connectAndLogon(uri);
     const seen: number[] = [];
     await new Promise<void>((resolve) => {
       client.subscribe(topic, {
@@ -160,6 +166,88 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
         proxy.heal();
       },
     );
+
+    it('through a failover and then a crash of its tab: every publish that resolved reaches the server exactly once, nothing twice, in order', async () => {
+      const cluster = await startTestCluster({ count: 2, replication: 'sync' });
+      cleanups.push(() => cluster.close());
+      const uris = cluster.wsUris();
+      const tab1 = await newTab();
+      // Publishing in the page, 50 at a time, until the tab dies: `resolved` is how far it was told.
+      const active = await inPage(
+        tab1,
+        async (api, servers) => {
+          const publishStore = await api.IndexedDbPublishStore.open('through-failover');
+          const client = api.client('browser-through-failover', servers, { publishStore });
+          await client.connectAndLogon();
+          const progress = { resolved: 0, error: '' };
+          api.kept.progress = progress;
+          void (async () => {
+            try {
+              for (let n = 1; ; n += 50) {
+                const batch: Array<Promise<void> | undefined> = [];
+                for (let i = n; i < n + 50; i++) batch.push(client.publish('through', JSON.stringify({ n: i })));
+                await Promise.all(batch);
+                progress.resolved = n + 49;
+              }
+            } catch (error) {
+              progress.error = String(error);
+            }
+          })();
+          return client.uri;
+        },
+        uris,
+      );
+      const resolvedAtLeast = (count: number) =>
+        tab1.waitForFunction(
+          (n) =>
+            ((globalThis as unknown as { ampsStores: StoresPageApi }).ampsStores.kept.progress as { resolved: number })
+              .resolved >= n,
+          count,
+          { timeout: 15_000 },
+        );
+      await resolvedAtLeast(500);
+      const killed = cluster.servers.find((s) => s.wsUri() === active);
+      if (!killed) throw new Error(`${active} is not in the cluster`);
+      await killed.kill(); // the client fails over; the survivor's persisted acks wait for its peer
+      await resolvedAtLeast(1500);
+      await killed.restart();
+      await resolvedAtLeast(2000);
+      const { resolved, error } = await inPage(
+        tab1,
+        (api) => api.kept.progress as { resolved: number; error: string },
+        undefined,
+      );
+      expect(error).toBe('');
+      await crash(tab1);
+
+      const tab2 = await newTab();
+      const restored = await inPage(
+        tab2,
+        async (api, servers) => {
+          const publishStore = await api.IndexedDbPublishStore.open('through-failover', { waitForLock: true });
+          const restored = publishStore.unpersistedCount();
+          const client = api.client('browser-through-failover', servers, { publishStore });
+          await client.connectAndLogon();
+          const tail: Array<Promise<void> | undefined> = [];
+          for (let n = 1_000_001; n <= 1_000_100; n++) tail.push(client.publish('through', JSON.stringify({ n })));
+          await Promise.all(tail);
+          await client.publishFlush(15_000);
+          await client.disconnect();
+          await publishStore.close();
+          return restored;
+        },
+        uris,
+      );
+      expect(restored).toBeGreaterThan(0); // the crash left publishes unpersisted: the new tab sent them
+      const survivor = cluster.servers.find((s) => s !== killed) as TestServer;
+      const seen = await everything('through', 1_000_100, survivor.tcpUri());
+      // In order, each once: strictly increasing.
+      expect(seen.filter((n, i) => i > 0 && n <= (seen[i - 1] as number))).toEqual([]);
+      // Every publish the first tab was told of, then the second tab's.
+      const have = new Set(seen);
+      expect(range(1, resolved).filter((n) => !have.has(n))).toEqual([]);
+      expect(seen.slice(-100)).toEqual(range(1_000_001, 1_000_100));
+    });
 
     it('writes a publish made before the first logon only once that logon numbers it, above what the server holds for the name', async () => {
       const tab = await newTab();

@@ -22,13 +22,14 @@ const api = {
   publishModel,
   bookmarkModel,
 
-  /** An HAClient on browserTransport with the given stores, no heartbeats and a short retry delay. */
+  /** An HAClient on browserTransport with the given stores, and no heartbeats. */
   client(
     name: string,
-    uri: string,
+    uris: string | string[],
     stores: { publishStore?: IndexedDbPublishStore; bookmarkStore?: IndexedDbBookmarkStore },
   ) {
-    return new HAClient(name, { transport: browserTransport(), servers: [uri], heartbeat: false, ...stores });
+    const servers = typeof uris === 'string' ? [uris] : uris;
+    return new HAClient(name, { transport: browserTransport(), servers, heartbeat: false, ...stores });
   },
 
   errorInfo(error: unknown): ErrorInfo {

@@ -1,9 +1,11 @@
 /**
- * The browser, in headless Chromium (playwright-core), against the test broker over WebSocket:
- * HAClient with the IndexedDB stores against HAClient with the memory stores, on the same page
- * and broker. Publishing: all at once then awaited, and one at a time (each publish awaited, as
- * an order-entry page would); both to the last persisted ack. A bookmark replay from the start of
- * the log. Report-only: no issue sets a target. Skipped without Chromium.
+ * The browser, in headless Chromium (playwright-core), against the test broker over WebSocket,
+ * each row against a baseline on the same page and broker. The Client on browserTransport against
+ * a raw WebSocket sending pre-encoded frames (publish, to a flush's ack) or only counting what
+ * arrives (a bookmark replay from the start of the log). HAClient with the IndexedDB stores
+ * against the memory stores: publishing all at once then awaited, and one at a time (each publish
+ * awaited, as an order-entry page would), both to the last persisted ack; a bookmark replay.
+ * Report-only: no issue sets a target. Skipped without Chromium.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,7 +22,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 const group: BenchGroup = {
   name: 'browser',
-  description: 'the IndexedDB stores against the memory stores, HAClient in headless Chromium over WebSocket',
+  description:
+    'the Client against a raw WebSocket, and the IndexedDB stores against the memory stores, in headless Chromium',
   async run({ quick, progress }) {
     if (!existsSync(chromiumPath)) {
       progress(`skipped: no Chromium at ${chromiumPath}`);
@@ -33,38 +36,60 @@ const group: BenchGroup = {
       browser.page.evaluate(`globalThis.ampsBench.${fn}(...${JSON.stringify(args)})`);
     const uri = server.wsUri();
     const results: BenchResult[] = [];
-    /** Rate for `count` messages, the memory store's first (the baseline), then the IndexedDB store's. */
-    const compare = async (name: string, count: number, measure: (kind: StoreKind) => Promise<number>) => {
-      const rate = async (kind: StoreKind) => {
-        const ms = await measure(kind);
-        progress(`${name}, ${kind}: ${count} messages in ${Math.round(ms)} ms`);
+    /** Messages a second for `count` messages: the baseline's first, then the measured side's. */
+    const compare = async (
+      name: string,
+      count: number,
+      baseline: [name: string, measure: () => Promise<number>],
+      measure: () => Promise<number>,
+    ) => {
+      const rate = async (side: string, run: () => Promise<number>) => {
+        const ms = await run();
+        progress(`${name}, ${side}: ${count} messages in ${Math.round(ms)} ms`);
         return (count * 1000) / ms;
       };
-      const memory = await rate('memory');
-      const indexeddb = await rate('indexeddb');
-      results.push({
-        name: `${name}, IndexedDB store`,
-        value: indexeddb,
-        unit: 'msgs/s',
-        baseline: { name: 'memory store', value: memory },
-      });
+      const base = await rate(baseline[0], baseline[1]);
+      const value = await rate('measured', measure);
+      results.push({ name, value, unit: 'msgs/s', baseline: { name: baseline[0], value: base } });
     };
+    const stores = (name: string, count: number, measure: (kind: StoreKind) => Promise<number>) =>
+      compare(`${name}, IndexedDB store`, count, ['memory store', () => measure('memory')], () => measure('indexeddb'));
     try {
-      // Warm-up: the page's code compiled, the broker's topic and log in use.
-      await inPage('publish', 'indexeddb', uri, 500, true);
-      const count = quick ? 2_000 : 20_000;
-      await compare('publish 100 B, all then awaited', count, (kind) => inPage('publish', kind, uri, count, true));
-      const awaited = quick ? 200 : 1_000;
-      await compare('publish 100 B, each awaited', awaited, (kind) => inPage('publish', kind, uri, awaited, false));
-
-      const replayed = quick ? 5_000 : 50_000;
+      // The replays' messages first, into a log nothing else has written to yet.
+      const replayed = quick ? 5_000 : 20_000;
+      progress(`publishing ${replayed} messages for the replays`);
       const publisher = new Client('bench-replay-source', { transport: nodeTransport() });
       await publisher.connectAndLogon(server.tcpUri());
-      for (let n = 0; n < replayed; n++) publisher.publish('bench-replay', JSON.stringify({ n }));
+      for (let n = 0; n < replayed; n++) {
+        const full = publisher.publish('bench-replay', JSON.stringify({ n }));
+        if (full) await full;
+      }
       await publisher.flush('processed');
       await publisher.disconnect();
-      await compare('bookmark replay from EPOCH', replayed, (kind) =>
+      // Warm-up: the page's code compiled, the broker's topics in use.
+      await inPage('publish', 'indexeddb', uri, 500, true);
+      await inPage('clientPublish', uri, 2_000);
+
+      await compare(
+        'Client bookmark replay to a callback',
+        replayed,
+        ['raw WebSocket', () => inPage('rawReplay', uri, 'bench-replay', replayed)],
+        () => inPage('clientReplay', uri, 'bench-replay', replayed),
+      );
+      await stores('HAClient bookmark replay', replayed, (kind) =>
         inPage('replay', kind, uri, 'bench-replay', replayed),
+      );
+      const count = quick ? 5_000 : 30_000;
+      await compare('Client publish 100 B', count, ['raw WebSocket', () => inPage('rawPublish', uri, count)], () =>
+        inPage('clientPublish', uri, count),
+      );
+      const published = quick ? 2_000 : 20_000;
+      await stores('HAClient publish 100 B, all then awaited', published, (kind) =>
+        inPage('publish', kind, uri, published, true),
+      );
+      const awaited = quick ? 200 : 1_000;
+      await stores('HAClient publish 100 B, each awaited', awaited, (kind) =>
+        inPage('publish', kind, uri, awaited, false),
       );
     } finally {
       await browser.close();

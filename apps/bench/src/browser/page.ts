@@ -1,9 +1,9 @@
 /**
- * The page the `browser` benchmarks run in: HAClient on browserTransport with the memory or the
- * IndexedDB stores, on `globalThis.ampsBench`. Each function returns the milliseconds its work
- * took, timed in the page.
+ * The page the `browser` benchmarks run in, on `globalThis.ampsBench`: a raw WebSocket and the
+ * Client on browserTransport, and HAClient with the memory or the IndexedDB stores. Each function
+ * returns the milliseconds its work took, timed in the page.
  */
-import { Bookmarks } from '@amps-ts/core-protocol';
+import { Bookmarks, Client, encodeCommand } from '@amps-ts/core-protocol';
 import { HAClient, MemoryBookmarkStore, MemoryPublishStore } from '@amps-ts/ha-client';
 import { IndexedDbBookmarkStore, IndexedDbPublishStore } from '@amps-ts/store-indexeddb';
 import { browserTransport } from '@amps-ts/transport-browser';
@@ -19,7 +19,91 @@ async function publishStore(kind: StoreKind) {
   return kind === 'memory' ? new MemoryPublishStore() : await IndexedDbPublishStore.open(`bench-publish-${runs}`);
 }
 
+/** A raw WebSocket to the broker, logged on: what the Client is measured against. */
+async function rawLogon(uri: string, name: string) {
+  const ws = new WebSocket(uri);
+  ws.binaryType = 'arraybuffer';
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  /** Resolves on the next message from the broker (each is one frame). */
+  const next = () => new Promise<void>((resolve) => (ws.onmessage = () => resolve()));
+  const acked = next();
+  ws.send(encodeCommand({ command: 'logon', commandId: 'l', clientName: name, ackType: 'processed' }));
+  await acked;
+  return { ws, next };
+}
+
+async function loggedOnClient(name: string, uri: string): Promise<Client> {
+  const client = new Client(name, { transport: browserTransport() });
+  await client.connectAndLogon(uri);
+  return client;
+}
+
 const api = {
+  /** Publishes `count` pre-encoded frames on a raw WebSocket, then a flush; resolves at its ack. */
+  async rawPublish(uri: string, count: number): Promise<number> {
+    const { ws, next } = await rawLogon(uri, `bench-raw-publisher-${runs++}`);
+    const frame = encodeCommand({ command: 'publish', topic: 'bench-client-publish', data: body });
+    const start = performance.now();
+    for (let i = 0; i < count; i++) ws.send(frame);
+    const flushed = next();
+    ws.send(encodeCommand({ command: 'flush', commandId: 'f', ackType: 'processed' }));
+    await flushed;
+    const ms = performance.now() - start;
+    ws.close();
+    return ms;
+  },
+
+  /** The same through the Client on browserTransport (awaiting its backpressure promises). */
+  async clientPublish(uri: string, count: number): Promise<number> {
+    const client = await loggedOnClient(`bench-client-publisher-${runs++}`, uri);
+    const start = performance.now();
+    for (let i = 0; i < count; i++) {
+      const full = client.publish('bench-client-publish', body);
+      if (full) await full;
+    }
+    await client.flush('processed');
+    const ms = performance.now() - start;
+    await client.disconnect();
+    return ms;
+  },
+
+  /** Counts `count` messages of `topic` replayed from the start of the log on a raw WebSocket. */
+  async rawReplay(uri: string, topic: string, count: number): Promise<number> {
+    const { ws } = await rawLogon(uri, `bench-raw-subscriber-${runs++}`);
+    const start = performance.now();
+    await new Promise<void>((resolve) => {
+      let received = 0;
+      ws.onmessage = () => {
+        if (++received === count) resolve();
+      };
+      ws.send(encodeCommand({ command: 'subscribe', commandId: 's', subId: 's', topic, bookmark: Bookmarks.EPOCH }));
+    });
+    const ms = performance.now() - start;
+    ws.close();
+    return ms;
+  },
+
+  /** The same through the Client's subscribe callback. */
+  async clientReplay(uri: string, topic: string, count: number): Promise<number> {
+    const client = await loggedOnClient(`bench-client-subscriber-${runs++}`, uri);
+    const start = performance.now();
+    await new Promise<void>((resolve) => {
+      let received = 0;
+      client.subscribe(topic, {
+        bookmark: Bookmarks.EPOCH,
+        onMessage: () => {
+          if (++received === count) resolve();
+        },
+      });
+    });
+    const ms = performance.now() - start;
+    await client.disconnect();
+    return ms;
+  },
+
   /**
    * Publishes `count` messages, `together` (all, then awaits them) or one at a time (each awaited
    * before the next), and waits until the server has persisted them all.

@@ -35,6 +35,19 @@ async function rawLogon(uri: string, name: string) {
   return { ws, next };
 }
 
+/** Subscribes to `topic` from the start of the log; resolves once `count` messages have arrived. */
+function replayed(client: Pick<Client, 'subscribe'>, topic: string, count: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let received = 0;
+    client.subscribe(topic, {
+      bookmark: Bookmarks.EPOCH,
+      onMessage: () => {
+        if (++received === count) resolve();
+      },
+    });
+  });
+}
+
 async function loggedOnClient(name: string, uri: string): Promise<Client> {
   const client = new Client(name, { transport: browserTransport() });
   await client.connectAndLogon(uri);
@@ -90,15 +103,7 @@ const api = {
   async clientReplay(uri: string, topic: string, count: number): Promise<number> {
     const client = await loggedOnClient(`bench-client-subscriber-${runs++}`, uri);
     const start = performance.now();
-    await new Promise<void>((resolve) => {
-      let received = 0;
-      client.subscribe(topic, {
-        bookmark: Bookmarks.EPOCH,
-        onMessage: () => {
-          if (++received === count) resolve();
-        },
-      });
-    });
+    await replayed(client, topic, count);
     const ms = performance.now() - start;
     await client.disconnect();
     return ms;
@@ -146,15 +151,7 @@ const api = {
     });
     await client.connectAndLogon();
     const start = performance.now();
-    await new Promise<void>((resolve) => {
-      let received = 0;
-      client.subscribe(topic, {
-        bookmark: Bookmarks.EPOCH,
-        onMessage: () => {
-          if (++received === count) resolve();
-        },
-      });
-    });
+    await replayed(client, topic, count);
     if (bookmarkStore instanceof IndexedDbBookmarkStore) await bookmarkStore.whenWritten();
     const ms = performance.now() - start;
     await client.disconnect();

@@ -59,13 +59,20 @@ const group: BenchGroup = {
       const replayed = quick ? 5_000 : 20_000;
       progress(`publishing ${replayed} messages for the replays`);
       const publisher = new Client('bench-replay-source', { transport: nodeTransport() });
-      await publisher.connectAndLogon(server.tcpUri());
-      for (let n = 0; n < replayed; n++) {
-        const full = publisher.publish('bench-replay', JSON.stringify({ n }));
-        if (full) await full;
+      // Bounded, and reported while it runs: a stall here once held a run for minutes, silently.
+      await publisher.connectAndLogon(server.tcpUri(), { timeoutMs: 30_000 });
+      let sent = 0;
+      const report = setInterval(() => progress(`  ${sent} of ${replayed} published`), 5_000);
+      try {
+        for (; sent < replayed; sent++) {
+          const full = publisher.publish('bench-replay', JSON.stringify({ n: sent }));
+          if (full) await full;
+        }
+        await publisher.flush('processed', { timeoutMs: 60_000 });
+      } finally {
+        clearInterval(report);
+        await publisher.disconnect();
       }
-      await publisher.flush('processed');
-      await publisher.disconnect();
       // Warm-up: the page's code compiled, the broker's topics in use.
       await inPage('publish', 'indexeddb', uri, 500, true);
       await inPage('clientPublish', uri, 2_000);

@@ -197,15 +197,18 @@ async function readState(database: StoreDatabase): Promise<PublishStoreState> {
   if (!Number.isSafeInteger(lastPersisted) || !Number.isSafeInteger(state?.lastSequence ?? 0)) {
     throw damaged('its state record holds no sequences');
   }
-  const commands = (await result(
-    transaction.objectStore(COMMANDS).getAll(IDBKeyRange.lowerBound(lastPersisted, true)),
-    doing,
-  )) as Command[];
+  const unpersisted = IDBKeyRange.lowerBound(lastPersisted, true);
+  const commandStore = transaction.objectStore(COMMANDS);
+  const [keys, commands] = (await Promise.all([
+    result(commandStore.getAllKeys(unpersisted), doing),
+    result(commandStore.getAll(unpersisted), doing),
+  ])) as [IDBValidKey[], Command[]];
   let lastSequence = Math.max(state?.lastSequence ?? 0, lastPersisted);
-  for (const command of commands) {
+  for (const [i, command] of commands.entries()) {
     const data = command?.data;
-    if (typeof command !== 'object' || command === null || !Number.isSafeInteger(command.sequence)) {
-      throw damaged('a command without a sequence');
+    // Kept under its sequence: the key orders the replay, the field goes on the wire.
+    if (typeof command !== 'object' || command === null || command.sequence !== keys[i]) {
+      throw damaged(`the record under ${String(keys[i])} is not the command with that sequence`);
     }
     if (data !== undefined && typeof data !== 'string' && !(data instanceof Uint8Array)) {
       throw damaged(`command ${command.sequence} has a body that is neither text nor bytes`);

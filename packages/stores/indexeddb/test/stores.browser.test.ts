@@ -598,7 +598,20 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
               return transaction;
             },
           );
+          await raw(
+            'misfiled',
+            (db) => {
+              db.createObjectStore('amps-ts-publish-commands');
+              db.createObjectStore('amps-ts-publish-state');
+            },
+            (db) => {
+              const transaction = db.transaction(['amps-ts-publish-commands'], 'readwrite');
+              transaction.objectStore('amps-ts-publish-commands').put({ topic: 'x', data: 'y', sequence: 9 }, 2);
+              return transaction;
+            },
+          );
           return {
+            misfiled: await tryOpen(() => api.IndexedDbPublishStore.open('misfiled')),
             foreignAsPublish: await tryOpen(() => api.IndexedDbPublishStore.open('foreign')),
             foreignAsBookmark: await tryOpen(() => api.IndexedDbBookmarkStore.open('foreign')),
             publishAsBookmark: await tryOpen(() => api.IndexedDbBookmarkStore.open('a-publish-store')),
@@ -616,6 +629,7 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
         publishAsBookmark: 'the database "a-publish-store" is not a bookmark store\'s (it has other object stores)',
         badPoints: 'the bookmark store "bad-points" holds a record that is not a recovery point',
         badState: 'the publish store "bad-state" is damaged: command 1 has a body that is neither text nor bytes',
+        misfiled: 'the publish store "misfiled" is damaged: the record under 2 is not the command with that sequence',
         publishAgain: 'opened',
       });
     });

@@ -32,6 +32,11 @@ export interface BrowserPageOptions {
   title?: string;
   /** Extra routes served beside the page (path -> body). */
   files?: Record<string, { body: string | Buffer; type: string }>;
+  /**
+   * Keep the back/forward cache on (Playwright turns it off), and serve without
+   * `cache-control: no-store`, which keeps pages out of it. @default false
+   */
+  backForwardCache?: boolean;
 }
 
 export interface BrowserPage {
@@ -72,7 +77,8 @@ export async function openBrowserPage(options: BrowserPageOptions): Promise<Brow
       response.writeHead(404).end();
       return;
     }
-    response.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
+    const caching = options.backForwardCache ? {} : { 'cache-control': 'no-store' };
+    response.writeHead(200, { 'content-type': file.type, ...caching }).end(file.body);
   });
   server.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -90,6 +96,7 @@ export async function openBrowserPage(options: BrowserPageOptions): Promise<Brow
       executablePath: chromiumPath,
       headless: true,
       args: chromiumArgs,
+      ...(options.backForwardCache ? { ignoreDefaultArgs: ['--disable-back-forward-cache'] } : {}),
     });
   } catch (error) {
     await closeServer();

@@ -634,4 +634,75 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
       });
     });
   });
+
+  describe('the back/forward cache', () => {
+    let cached: BrowserPage;
+    beforeAll(async () => {
+      cached = await openBrowserPage({
+        entry: join(import.meta.dirname, 'pages', 'stores-page.ts'),
+        backForwardCache: true,
+        files: { '/elsewhere': { body: '<!doctype html><p>elsewhere</p>', type: 'text/html' } },
+      });
+    }, 60_000);
+    afterAll(() => cached?.close());
+
+    async function tab(): Promise<Page> {
+      const page = await cached.context.newPage();
+      await page.goto(cached.url);
+      await page.waitForFunction(() => (globalThis as { __entryLoaded?: boolean }).__entryLoaded === true);
+      return page;
+    }
+    const away = async (page: Page) => {
+      await page.evaluate(() => {
+        (globalThis as { beforeTrip?: boolean }).beforeTrip = true;
+      });
+      await page.goto(`${cached.url}elsewhere`);
+    };
+    const back = async (page: Page) => {
+      await page.goBack({ waitUntil: 'commit' });
+      return page.evaluate(() => (globalThis as { beforeTrip?: boolean }).beforeTrip === true);
+    };
+
+    it('keeps a page holding a store, which comes back with it; another tab opening the database evicts the page', async () => {
+      const first = await tab();
+      await inPage(
+        first,
+        async (api) => {
+          api.kept.store = await api.IndexedDbBookmarkStore.open('cached');
+        },
+        undefined,
+      );
+      await away(first);
+      expect(await back(first), 'restored from the cache, store and all').toBe(true);
+      expect(
+        await inPage(
+          first,
+          async (api) => {
+            const store = api.kept.store as IndexedDbBookmarkStore;
+            store.persisted('feed', api.Bookmarks.EPOCH);
+            await store.whenWritten();
+            return store.getMostRecent('feed');
+          },
+          undefined,
+        ),
+      ).toBe('0');
+
+      await away(first);
+      const second = await tab();
+      // The lock held by the cached page does not keep this one waiting.
+      const opened = await inPage(
+        second,
+        async (api) => {
+          const store = await api.IndexedDbBookmarkStore.open('cached', { waitForLock: true });
+          const point = store.getMostRecent('feed');
+          await store.close();
+          return point;
+        },
+        undefined,
+      );
+      expect(opened).toBe('0');
+      expect(await back(first), 'evicted from the cache, loaded again').toBe(false);
+      await Promise.all([first.close(), second.close()]);
+    });
+  });
 });

@@ -295,3 +295,22 @@ export class MemoryBookmarkStore implements BookmarkStore {
     else this.#subs.delete(subId);
   }
 }
+
+/**
+ * Starts `subId` in `store` at a recovery point an earlier run wrote (`getMostRecent`): each
+ * publisher's position in it as processed (a replay drops what is at or before it), the rest (a
+ * time, EPOCH, NOW) as where the subscription started. For durable stores built on this one: it
+ * calls the memory store's own methods, past a subclass's overrides, so that taking back what
+ * the store already holds writes nothing. Returns false for an empty point.
+ */
+export function resumeRecoveryPoint(store: MemoryBookmarkStore, subId: string, point: string): boolean {
+  const parts = splitRecoveryPoint(point);
+  if (!parts) return false;
+  const memory = MemoryBookmarkStore.prototype;
+  memory.persisted.call(store, subId, parts.start);
+  for (const position of parts.positions) {
+    memory.log.call(store, subId, position);
+    memory.discard.call(store, subId, position);
+  }
+  return true;
+}

@@ -10,7 +10,7 @@ import {
 } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
 import { Fifo } from '../src/fifo.js';
-import { MemoryBookmarkStore, splitRecoveryPoint } from '../src/memory-bookmark-store.js';
+import { MemoryBookmarkStore, resumeRecoveryPoint, splitRecoveryPoint } from '../src/memory-bookmark-store.js';
 import { MemoryPublishStore } from '../src/memory-publish-store.js';
 import { MemorySubscriptionManager } from '../src/subscription-manager.js';
 
@@ -481,13 +481,9 @@ describe('splitRecoveryPoint', () => {
       before.discard('s', bookmark);
     }
     const point = before.getMostRecent('s') as string;
-    const parts = splitRecoveryPoint(point);
     const after = new MemoryBookmarkStore({ replicationLagMs: 0 });
-    after.persisted('s', parts?.start as string);
-    for (const position of parts?.positions ?? []) {
-      after.log('s', position);
-      after.discard('s', position);
-    }
+    expect(resumeRecoveryPoint(after, 's', point)).toBe(true);
+    expect(resumeRecoveryPoint(after, 'empty', '')).toBe(false);
     expect(after.getMostRecent('s')).toBe(point);
     expect(after.isDuplicate('s', '7|2|')).toBe(true);
     expect(after.log('s', '7|3|')).toBe(true);

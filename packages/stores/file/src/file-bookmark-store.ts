@@ -1,4 +1,4 @@
-import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions, splitRecoveryPoint } from '@amps-ts/ha-client';
+import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions, resumeRecoveryPoint } from '@amps-ts/ha-client';
 import { Journal } from './journal.js';
 import { booleanOption, pathOption } from './options.js';
 
@@ -68,24 +68,10 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
     this.path = path;
     this.#journal = journal;
     this.#writeThrough = writeThrough;
-    for (const [subId, point] of points) this.#resume(subId, point);
-    journal.live = () => [...this.#written].map(([subId, point]) => pointRecord(subId, point));
-  }
-
-  /**
-   * Starts `subId` at `point`: each publisher's position in it is taken as processed (a replay
-   * drops what is at or before it), the rest (a time, EPOCH, NOW) as where the subscription
-   * started, so that the recovery point comes out the same, not with the positions twice.
-   */
-  #resume(subId: string, point: string): void {
-    const parts = splitRecoveryPoint(point);
-    if (!parts) return;
-    super.persisted(subId, parts.start);
-    for (const position of parts.positions) {
-      super.log(subId, position);
-      super.discard(subId, position);
+    for (const [subId, point] of points) {
+      if (resumeRecoveryPoint(this, subId, point)) this.#written.set(subId, this.getMostRecent(subId) as string);
     }
-    this.#written.set(subId, this.getMostRecent(subId) as string);
+    journal.live = () => [...this.#written].map(([subId, point]) => pointRecord(subId, point));
   }
 
   override log(subId: string, bookmark: string): boolean {

@@ -1,5 +1,5 @@
 import { DurableStoreError } from '@amps-ts/core-protocol';
-import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions, splitRecoveryPoint } from '@amps-ts/ha-client';
+import { MemoryBookmarkStore, type MemoryBookmarkStoreOptions, resumeRecoveryPoint } from '@amps-ts/ha-client';
 import {
   type Batch,
   checkDatabaseOptions,
@@ -66,15 +66,7 @@ export class IndexedDbBookmarkStore extends MemoryBookmarkStore {
     this.name = database.name;
     this.#writer = new Writer(database, [POINTS], options, () => this.#take());
     for (const [subId, point] of points) {
-      const parts = splitRecoveryPoint(point);
-      if (!parts) continue;
-      // Its positions as processed: a replay drops what is at or before them.
-      super.persisted(subId, parts.start);
-      for (const position of parts.positions) {
-        super.log(subId, position);
-        super.discard(subId, position);
-      }
-      this.#written.set(subId, this.getMostRecent(subId) as string);
+      if (resumeRecoveryPoint(this, subId, point)) this.#written.set(subId, this.getMostRecent(subId) as string);
     }
   }
 

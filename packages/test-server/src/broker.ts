@@ -1045,6 +1045,10 @@ export class Broker implements LinkHost {
       this.#fail(s, m, 'invalid subscription: no sub_id or cid', PROCESSED);
       return;
     }
+    const options = parseOptions(m.options);
+    const pause = options.has('pause');
+    // Pausing or resuming subscriptions the connection holds, or a new one that starts paused.
+    if ((pause || options.has('resume')) && this.#pauseOrResume(s, m, subId, options)) return;
     // The sow family's acks carry `query_id` too (amps-protocol.md §5.3), by default the sub_id.
     const ids = withSow ? { subId, queryId: m.queryId ?? subId } : { subId };
     if (!topic) {
@@ -1056,7 +1060,6 @@ export class Broker implements LinkHost {
       this.#fail(s, m, 'invalid bookmark: a delta_subscribe cannot replay from a bookmark', PROCESSED, ids);
       return;
     }
-    const options = parseOptions(m.options);
     const existing = s.subs.get(subId);
     const replace = options.has('replace');
     if (existing && !replace) {
@@ -1160,14 +1163,62 @@ export class Broker implements LinkHost {
       sub.caughtUp = false;
       sub.range = range;
       if (range) this.#armRange(range);
-      this.#replaying.add(sub);
       // Registered before the first pump, which removes an empty range at once.
       if (sub.wantsPersisted) {
         this.#persistedAckSubs.add(sub);
         this.#armPersistedAcks();
       }
-      this.#pumpReplay(sub);
+      sub.paused = pause;
+      if (!pause) {
+        this.#replaying.add(sub);
+        this.#pumpReplay(sub);
+      }
     }
+  }
+
+  /**
+   * `pause` or `resume` on a `subscribe` (amps-protocol.md §9.6): `sub_id` names bookmark
+   * subscriptions of this connection, a comma list allowed. A paused one gets nothing; resumed, it
+   * replays from where it stopped, what was published meanwhile included. A `pause` naming one new
+   * id is a new subscription that starts paused: left to #subscribe (returns false).
+   */
+  #pauseOrResume(s: Session, m: Message, subId: string, options: Map<string, string | true>): boolean {
+    const pause = options.has('pause');
+    const ids = subId.split(',');
+    const why = (reason: string) => {
+      this.#fail(s, m, reason, PROCESSED, { subId });
+      return true;
+    };
+    if (pause && options.has('resume')) return why('invalid options: pause and resume together');
+    if (options.has('replace') || options.has('live')) {
+      return why(`invalid options: ${pause ? 'pause' : 'resume'} cannot be combined with replace or live`);
+    }
+    const subs = ids.map((id) => s.subs.get(id));
+    if (pause && ids.length === 1 && subs[0] === undefined) {
+      if (m.bookmark !== undefined && m.command === 'subscribe') return false;
+      return why('invalid pause: only a bookmark subscription can be paused');
+    }
+    const missing = ids.filter((_, i) => subs[i] === undefined);
+    if (missing.length > 0) return why(`subscription not found: ${missing.join(',')}`);
+    const plain = subs.filter((sub) => !sub?.bookmarkSub).map((sub) => sub?.id);
+    if (plain.length > 0) {
+      return why(`invalid ${pause ? 'pause' : 'resume'}: not a bookmark subscription: ${plain.join(',')}`);
+    }
+    for (const sub of subs as Subscription[]) {
+      if (sub.paused === pause) continue;
+      sub.paused = pause;
+      if (pause) {
+        // A live one has had everything logged so far; what comes next waits in the log.
+        if (sub.caughtUp) sub.cursor = this.log.length;
+        sub.caughtUp = false;
+        this.#replaying.delete(sub);
+      } else {
+        this.#replaying.add(sub);
+      }
+    }
+    if (ackMask(m.ackType) & PROCESSED) this.#ack(s, m, 'processed', { subId });
+    if (!pause) this.scheduleFlush();
+    return true;
   }
 
   #configure(

@@ -89,6 +89,8 @@ export class Subscription {
   /** Bookmark subscriptions follow the log with a cursor while they replay. */
   bookmarkSub = false;
   caughtUp = true;
+  /** Paused (the `pause` option): out of the replay and of live delivery until resumed. */
+  paused = false;
   cursor = 0;
   replayEnd = 0;
   completedCid: string | undefined = undefined;

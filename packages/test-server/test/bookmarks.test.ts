@@ -137,6 +137,141 @@ describe.each(transports)('bookmark subscriptions over %s', (transport) => {
   });
 });
 
+describe.each(transports)('pause and resume over %s', (transport) => {
+  const topic = `pause-${transport}`;
+  let pub: TestClient;
+  let next = 1;
+
+  beforeAll(async () => {
+    pub = await TestClient.connect(server.tcpUri());
+    await publish(3);
+  });
+  afterAll(async () => {
+    await pub.close();
+  });
+
+  /** Publishes `count` more messages (numbered on from the last), processed by the broker when it resolves. */
+  async function publish(count: number): Promise<void> {
+    if (next === 1) await pub.logon(`pause-pub-${transport}`);
+    for (let i = 0; i < count; i++) pub.publish(topic, { n: next++ });
+    await pub.sync();
+  }
+
+  const numbers = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  /** Sends `pause` or `resume` for `subId` (a comma list allowed); resolves with its processed ack. */
+  function toggle(c: TestClient, option: string, subId: string, fields: Partial<Command> = {}): Promise<Message> {
+    return c.ack(c.command({ command: 'subscribe', subId, options: option, ackType: 'processed', ...fields }));
+  }
+
+  /** Everything delivered to `c` up to now, after a round trip. */
+  async function deliveredNow(c: TestClient, subId: string): Promise<number[]> {
+    await c.sync();
+    return c.takeAll(isDelivery(subId)).map(n);
+  }
+
+  it('a subscription that starts paused gets nothing until resumed, then replays and goes live', async () => {
+    const c = await client(transport, `pause-start-${transport}`);
+    const cid = c.command({
+      command: 'subscribe',
+      topic,
+      subId: 'p',
+      bookmark: '0',
+      options: 'pause',
+      ackType: 'processed,completed',
+    });
+    expect(await c.ack(cid)).toMatchObject({ status: 'success', subId: 'p' });
+    await publish(1);
+    expect(await deliveredNow(c, 'p')).toEqual([]);
+    expect(await toggle(c, 'resume', 'p')).toMatchObject({ status: 'success', subId: 'p' });
+    await c.ack(cid, 'completed');
+    const upTo = next - 1;
+    expect(c.takeAll(isDelivery('p')).map(n)).toEqual(numbers(1, upTo));
+    await publish(1);
+    expect(await deliveredNow(c, 'p')).toEqual([upTo + 1]);
+  });
+
+  it('a live subscription paused misses nothing: what was published meanwhile comes on resume, in order, once', async () => {
+    const c = await client(transport, `pause-live-${transport}`);
+    const cid = c.command({
+      command: 'subscribe',
+      topic,
+      subId: 'live',
+      bookmark: '0',
+      ackType: 'processed,completed',
+    });
+    await c.ack(cid, 'completed');
+    const before = next - 1;
+    expect(c.takeAll(isDelivery('live')).map(n)).toEqual(numbers(1, before));
+    expect(await toggle(c, 'pause', 'live')).toMatchObject({ status: 'success' });
+    // Pausing again is no change, and no error.
+    expect(await toggle(c, 'pause', 'live')).toMatchObject({ status: 'success' });
+    await publish(3);
+    expect(await deliveredNow(c, 'live')).toEqual([]);
+    await toggle(c, 'resume', 'live');
+    expect(await deliveredNow(c, 'live')).toEqual(numbers(before + 1, before + 3));
+    // Resuming one that runs is no change either.
+    await toggle(c, 'resume', 'live');
+    await publish(1);
+    expect(await deliveredNow(c, 'live')).toEqual([before + 4]);
+  });
+
+  it('pauses and resumes a comma list of subscriptions; the others go on', async () => {
+    const c = await client(transport, `pause-list-${transport}`);
+    for (const subId of ['a', 'b', 'c']) {
+      await c.subscribe(topic, { subId, bookmark: '0|1|' });
+    }
+    await toggle(c, 'pause', 'a,b');
+    await publish(2);
+    expect(await deliveredNow(c, 'c')).toEqual([next - 2, next - 1]);
+    expect(c.unread.filter(isDelivery())).toEqual([]);
+    await toggle(c, 'resume', 'a,b');
+    await c.sync();
+    expect(c.takeAll(isDelivery('a')).map(n)).toEqual([next - 2, next - 1]);
+    expect(c.takeAll(isDelivery('b')).map(n)).toEqual([next - 2, next - 1]);
+  });
+
+  it('refuses what it cannot pause or resume, and changes nothing', async () => {
+    const c = await client(transport, `pause-refused-${transport}`);
+    await c.subscribe(topic, { subId: 'plain' });
+    await c.subscribe(topic, { subId: 'bm', bookmark: '0|1|' });
+    expect(await toggle(c, 'pause', 'plain')).toMatchObject({
+      status: 'failure',
+      reason: 'invalid pause: not a bookmark subscription: plain',
+    });
+    expect(await toggle(c, 'resume', 'bm,nope,gone')).toMatchObject({
+      status: 'failure',
+      reason: 'subscription not found: nope,gone',
+    });
+    expect(await toggle(c, 'pause', 'bm,nope')).toMatchObject({
+      status: 'failure',
+      reason: 'subscription not found: nope',
+    });
+    expect(await toggle(c, 'pause,resume', 'bm')).toMatchObject({
+      status: 'failure',
+      reason: 'invalid options: pause and resume together',
+    });
+    expect(await toggle(c, 'pause,replace', 'bm', { topic })).toMatchObject({
+      status: 'failure',
+      reason: 'invalid options: pause cannot be combined with replace or live',
+    });
+    // A new id with pause but no bookmark is no bookmark subscription either.
+    expect(await toggle(c, 'pause', 'new', { topic })).toMatchObject({
+      status: 'failure',
+      reason: 'invalid pause: only a bookmark subscription can be paused',
+    });
+    // Both still deliver: nothing was paused.
+    await publish(1);
+    await c.sync();
+    expect(
+      c
+        .takeAll(isDelivery())
+        .flatMap((m) => m.subscriptionIds)
+        .sort(),
+    ).toEqual(['bm', 'plain']);
+  });
+});
+
 describe.each(transports)('bookmark ranges over %s', (transport) => {
   const topic = `range-${transport}`;
   const publisher = `range-pub-${transport}`;
@@ -387,5 +522,40 @@ describe('replays longer than one write', () => {
     await c.take((m) => isDelivery('replay')(m) && n(m) === -1, 'the live message');
     const order = c.received.filter((m) => m.commandId === 'replay' || m.subId === 'replay');
     expect(order.slice(-3).map((m) => (m.command === 'ack' ? m.ackType : n(m)))).toEqual([logged - 1, 'completed', -1]);
+  });
+
+  it('a replay paused part way resumes where it stopped: every entry once, in order', async () => {
+    own = await startTestServer({ wsPort: false });
+    const logged = 30_000;
+    await fill(own, logged, (i) => `{"n":${i}}`);
+    const c = await TestClient.connect(own.tcpUri());
+    open.push(c);
+    await c.logon('replay-paused');
+    // The pause in the same write as the subscribe: it comes while the replay is under way.
+    const subscribe = encodeCommand({
+      command: 'subscribe',
+      topic: 'long',
+      bookmark: '0',
+      subId: 'r',
+      ackType: 'processed',
+    });
+    const pause = encodeCommand({
+      command: 'subscribe',
+      subId: 'r',
+      options: 'pause',
+      commandId: 'p',
+      ackType: 'processed',
+    });
+    c.writeRaw(Buffer.concat([subscribe, pause]));
+    await c.ack('p');
+    await c.sync();
+    const first = c.takeAll(isDelivery('r')).map(n);
+    expect(first.length).toBeGreaterThan(0);
+    expect(first.length).toBeLessThan(logged);
+    c.command({ command: 'subscribe', subId: 'r', options: 'resume' });
+    const rest = await c.takeN(logged - first.length, isDelivery('r'));
+    expect([...first, ...rest.map(n)]).toEqual(Array.from({ length: logged }, (_, i) => i));
+    await c.sync();
+    expect(c.unread.filter(isDelivery())).toEqual([]);
   });
 });

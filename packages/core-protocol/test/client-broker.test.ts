@@ -934,6 +934,54 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect((await again.atLeast(1)).map((m) => m.text())).toEqual(['4']);
   });
 
+  it('pause and resume: a paused bookmark subscription gets nothing; resumed, what it missed comes first, in order', async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    const texts = () => got.items.map((m) => m.text());
+    // Started paused: no replay until resumed.
+    c.publish('journal', '0');
+    const sub = c.subscribe('journal', {
+      subId: 'j',
+      bookmark: Bookmarks.EPOCH,
+      options: { pause: true },
+      onMessage: got.push,
+    });
+    await sub.ready;
+    c.publish('journal', '1');
+    await c.flush();
+    expect(texts()).toEqual([]);
+    await c.resume('j');
+    await got.atLeast(2);
+    await c.pause(['j']);
+    c.publish('journal', '2');
+    c.publish('journal', '3');
+    await c.flush();
+    expect(texts()).toEqual(['0', '1']);
+    await c.resume(['j']);
+    c.publish('journal', '4');
+    await got.atLeast(5);
+    await c.flush();
+    expect(texts()).toEqual(['0', '1', '2', '3', '4']);
+  });
+
+  it('pause and resume: refused by the server with its reason, or before sending for ids that are not ids', async () => {
+    const c = await loggedOn();
+    await c.subscribe('journal', { subId: 'plain', onMessage: () => {} }).ready;
+    const unknown = await c.resume('plain,nope').catch((e: unknown) => e);
+    expect(unknown).toMatchObject({ code: 'command_failed', message: 'resume failed: subscription not found: nope' });
+    await expect(c.pause('plain')).rejects.toThrow('pause failed: invalid pause: not a bookmark subscription: plain');
+    for (const bad of [[], '', 'a,,b', ['a,b'], [7 as unknown as string]]) {
+      const error = await c.pause(bad).catch((e: unknown) => e);
+      expect(InvalidOptionsError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toMatch(/^pause: subIds must be one or more non-empty ids/);
+    }
+    // Still subscribed: a refused pause changes nothing.
+    const got = new Collector<Message>();
+    await c.subscribe('journal', { subId: 'after', bookmark: Bookmarks.NOW, onMessage: got.push }).ready;
+    c.publish('journal', 'x');
+    expect((await got.atLeast(1)).map((m) => m.text())).toEqual(['x']);
+  });
+
   /* --------------------------------------------------- timeouts and aborts */
 
   it('a command times out on a frozen broker, clearing its timer', async () => {

@@ -71,8 +71,17 @@ import { StateStream } from './state-stream.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
 
 /** An `opts` value without `replace`: what a subscription that replaced another sends to a new server. */
-function withoutReplace(opts: string | undefined): string | undefined {
-  const kept = splitOptions(opts).filter((token) => token !== 'replace');
+/** A bookmark `subscribe` not `live`: what AMPS can pause. */
+function canPause(command: Command | undefined): boolean {
+  return (
+    command?.command === 'subscribe' && command.bookmark !== undefined && !parseOptions(command.options).has('live')
+  );
+}
+
+/** `opts` without the tokens `dropped`, and with `added`; undefined when none is left. */
+function editOptions(opts: string | undefined, dropped: readonly string[], added?: string): string | undefined {
+  const kept = splitOptions(opts).filter((token) => !dropped.includes(token));
+  if (added) kept.push(added);
   return kept.length > 0 ? kept.join(',') : undefined;
 }
 
@@ -186,6 +195,8 @@ interface HASubscription {
    * bookmark store). A replace carries it over: the server keeps the subscription's place.
    */
   replaying?: boolean;
+  /** Paused (`pause()`, or subscribed with the `pause` option): entered paused until resumed. */
+  paused: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -1099,13 +1110,15 @@ export class HAClient {
     const sub: HASubscription = {
       subId,
       // What a reconnect sends: the new server has nothing to replace.
-      command: replacing ? { ...command, options: withoutReplace(command.options) } : command,
+      command: replacing ? { ...command, options: editOptions(command.options, ['replace']) } : command,
       options: replaced ? { ...options, bookmark: bookmarkGiven } : options,
       stream,
       closed: deferred<Error | undefined>(),
       ready: deferred<void>(),
       startBookmark,
       generation: -1,
+      // The server keeps a subscription paused through a replace.
+      paused: replaced ? replaced.paused : canPause(command) && parseOptions(command.options).has('pause'),
     };
     if (signal?.aborted) {
       // Called off before it was made: nothing is sent or kept (the deadline below ends it).
@@ -1239,10 +1252,14 @@ export class HAClient {
     if (sub.startBookmark !== undefined) {
       c.bookmark = this.#bookmarkStore?.getMostRecent(sub.subId) ?? sub.startBookmark;
     }
+    // Paused as it is now (a replace cannot say: the server keeps the replaced one's state).
+    const replace = parseOptions(c.options).has('replace');
+    if (canPause(c) && !replace)
+      c.options = editOptions(c.options, ['pause', 'resume'], sub.paused ? 'pause' : undefined);
     const store = this.#bookmarkStore;
     const bookmarked = sub.startBookmark !== undefined && store !== undefined;
     const onDuplicate = this.#options.onDuplicate;
-    if (!parseOptions(c.options).has('replace')) sub.replaying = true;
+    if (!replace) sub.replaying = true;
     const sentAt = this.#env.now();
     const execute: ExecuteOptions = {
       timeoutMs: this.#resubscriptionTimeoutMs,
@@ -1376,6 +1393,59 @@ export class HAClient {
     } catch (error) {
       // The connection went: the server forgot the subscription with it.
       if (!DisconnectedError.isInstance(error)) throw error;
+    }
+  }
+
+  /**
+   * Pauses bookmark subscriptions (see `Client.pause`): the server sends them nothing until
+   * `resume()`. The state is kept across failovers: a paused subscription is resubscribed paused,
+   * from its recovery point. `subIds` is one id, a comma-separated list or an array.
+   */
+  pause(subIds: string | readonly string[], options: CommandWaitOptions = {}): Promise<void> {
+    return this.#pauseOrResume(true, subIds, options);
+  }
+
+  /** Resumes paused bookmark subscriptions: each replays from where it stopped, then goes live. */
+  resume(subIds: string | readonly string[], options: CommandWaitOptions = {}): Promise<void> {
+    return this.#pauseOrResume(false, subIds, options);
+  }
+
+  async #pauseOrResume(
+    paused: boolean,
+    subIds: string | readonly string[],
+    options: CommandWaitOptions,
+  ): Promise<void> {
+    const ids = typeof subIds === 'string' ? subIds.split(',') : [...subIds];
+    const subs = ids.map((id) => this.#subs.get(id));
+    const unknown = ids.filter((_, i) => !canPause(subs[i]?.command));
+    if (!ids[0] || unknown[0] !== undefined) {
+      throw new InvalidOptionsError(
+        `${paused ? 'pause' : 'resume'}: no bookmark subscription ${JSON.stringify(unknown)} on this client`,
+      );
+    }
+    const held = subs as HASubscription[];
+    for (const sub of held) sub.paused = paused;
+    try {
+      // Sent once ready, and again after a recovery that cut it off: each time the state as it is
+      // then, which a later call may have changed (the server takes a repeat as no change).
+      await this.#whenReadyThen(options, () =>
+        Promise.all(
+          [true, false].map((p) => {
+            const group = held.filter((sub) => sub.paused === p && this.#subs.get(sub.subId) === sub);
+            return (
+              group[0] &&
+              this.#client[p ? 'pause' : 'resume'](
+                group.map((sub) => sub.subId),
+                options,
+              )
+            );
+          }),
+        ),
+      );
+    } catch (error) {
+      // Refused, the server left them as they were: so must a resubscribe.
+      if (isRefusal(toError(error))) for (const sub of held) if (sub.paused === paused) sub.paused = !paused;
+      throw error;
     }
   }
 

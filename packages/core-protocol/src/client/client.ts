@@ -982,6 +982,40 @@ export class Client {
     }
   }
 
+  /**
+   * Pauses bookmark subscriptions (AMPS's `pause` option): the server sends them nothing, live or
+   * replayed, until `resume()`. `subIds` is one id, a comma-separated list or an array; the server
+   * pauses them together. To start a subscription paused, subscribe with `options: { pause: true }`.
+   */
+  async pause(subIds: string | readonly string[], options: CommandWaitOptions = {}): Promise<void> {
+    await this.#pauseOrResume('pause', subIds, options);
+  }
+
+  /**
+   * Resumes paused bookmark subscriptions: each replays from where it stopped, so what was published
+   * while it was paused comes first, then live messages. Resumed together, the server may serve them
+   * with one replay.
+   */
+  async resume(subIds: string | readonly string[], options: CommandWaitOptions = {}): Promise<void> {
+    await this.#pauseOrResume('resume', subIds, options);
+  }
+
+  async #pauseOrResume(
+    option: 'pause' | 'resume',
+    subIds: string | readonly string[],
+    options: CommandWaitOptions,
+  ): Promise<void> {
+    const ids = typeof subIds === 'string' ? subIds.split(',') : [...subIds];
+    if (ids.length === 0 || ids.some((id) => typeof id !== 'string' || id === '' || id.includes(','))) {
+      throw new InvalidOptionsError(
+        `${option}: subIds must be one or more non-empty ids, got ${JSON.stringify(subIds)}`,
+      );
+    }
+    // Not through execute(): these ids belong to live subscriptions, whose routes stay as they are.
+    const command: Command = { command: 'subscribe', subId: ids.join(','), options: option, ackType: 'processed' };
+    await this.#request(command, 'processed', options, undefined, (ack) => errorFromReason(option, ack.reason));
+  }
+
   /** Waits until the server has processed (or persisted, or completed) everything sent before. */
   async flush(
     ackType: 'processed' | 'completed' | 'persisted' = 'processed',

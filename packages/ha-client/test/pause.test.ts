@@ -1,0 +1,231 @@
+/**
+ * Pausing and resuming bookmark subscriptions through HAClient: the state is kept, so a failover
+ * re-enters each subscription as the application last left it, from its recovery point.
+ */
+import { Bookmarks, InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
+import { startTestCluster, type TestCluster } from '@amps-ts/test-server';
+import { nodeTransport } from '@amps-ts/transport-node';
+import { describe, expect, it } from 'vitest';
+import { HAClient, type HAClientOptions } from '../src/index.js';
+import { cleanups, stateWhere } from './helpers.js';
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Two brokers replicating synchronously, a subscriber and a publisher on the first. */
+async function setUp(name: string, extra: Partial<HAClientOptions> = {}) {
+  const cluster: TestCluster = await startTestCluster({
+    count: 2,
+    replication: 'sync',
+    persistedAckIntervalMs: 20,
+    ackConflationMs: 10,
+  });
+  cleanups.push(() => cluster.close());
+  const servers = cluster.tcpUris('json');
+  const make = (clientName: string, options: Partial<HAClientOptions>) => {
+    const ha = new HAClient(clientName, { transport: nodeTransport(), servers, heartbeat: false, ...options });
+    cleanups.push(() => ha.disconnect());
+    return ha;
+  };
+  const ha = make(name, extra);
+  const publisher = make(`${name}-pub`, {});
+  await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+  let next = 1;
+  return {
+    cluster,
+    ha,
+    /** Publishes `count` more messages ({ n }), persisted on both brokers when it resolves. */
+    async publish(count: number) {
+      for (let i = 0; i < count; i++) publisher.publish('prices', JSON.stringify({ n: next++ }));
+      await publisher.publishFlush(5000);
+    },
+    /** Kills the subscriber's broker and brings it back once the subscriber has recovered on the other. */
+    async failOver() {
+      const server = cluster.servers.find((s) => s.tcpUri('json') === ha.uri);
+      const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+      await server?.kill();
+      await recovered;
+      // Sync replication holds persisted acks until both brokers have a message.
+      await server?.restart();
+    },
+  };
+}
+
+/** A bookmark subscription `s` from EPOCH, recording each `n`; `until(k)` resolves once k have come. */
+function subscribe(ha: HAClient, options: { paused?: boolean } = {}) {
+  const got: number[] = [];
+  const waiters: Array<{ count: number; resolve: () => void }> = [];
+  const subscription = ha.subscribe('prices', {
+    subId: 's',
+    bookmark: Bookmarks.EPOCH,
+    options: { pause: options.paused },
+    onMessage: (m: Message) => {
+      got.push(m.json<{ n: number }>().n);
+      for (const w of waiters.filter((w) => got.length >= w.count)) w.resolve();
+    },
+  });
+  return {
+    got,
+    subscription,
+    until: (count: number) =>
+      new Promise<void>((resolve) => (got.length >= count ? resolve() : waiters.push({ count, resolve }))),
+    /** What has come, after a round trip to the subscriber's server. */
+    async now() {
+      await ha.flush();
+      return [...got];
+    },
+  };
+}
+
+describe('HAClient pause and resume', () => {
+  it('keeps a paused subscription paused through a failover; resumed, it gets what it missed once and in order', async () => {
+    const t = await setUp('pause-failover');
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    await t.publish(5);
+    await s.until(5);
+    await t.ha.pause('s');
+    await t.publish(5);
+    expect(await s.now()).toEqual(range(1, 5));
+    await t.failOver();
+    // Resubscribed paused, from its recovery point: nothing comes from the new server either.
+    await t.publish(5);
+    expect(await s.now()).toEqual(range(1, 5));
+    await t.ha.resume(['s']);
+    await s.until(15);
+    await t.publish(1);
+    await s.until(16);
+    expect(await s.now()).toEqual(range(1, 16));
+  });
+
+  it('re-enters a subscription that started paused and was resumed as running after a failover', async () => {
+    const t = await setUp('resumed-failover');
+    await t.publish(3);
+    const s = subscribe(t.ha, { paused: true });
+    await s.subscription.ready;
+    expect(await s.now()).toEqual([]);
+    await t.ha.resume('s');
+    await s.until(3);
+    await t.failOver();
+    await t.publish(3);
+    await s.until(6);
+    expect(await s.now()).toEqual(range(1, 6));
+  });
+
+  // Called at the disconnect, the recovery's resubscribe carries the pause; called once the
+  // resubscribe has gone out, the pause must follow it.
+  it.each(['at the disconnect', 'once the resubscribe has gone out'])(
+    'applies a pause called while reconnecting, %s, once the client has recovered',
+    async (moment) => {
+      let armed = false;
+      let paused: Promise<void> | undefined;
+      const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+        if (armed && direction === 'out' && Buffer.from(bytes).includes('"sub_id":"s"')) {
+          paused ??= t.ha.pause('s');
+        }
+        return bytes;
+      };
+      const t = await setUp('pause-reconnecting', { client: { transportFilter } });
+      const s = subscribe(t.ha);
+      await s.subscription.ready;
+      await t.publish(2);
+      await s.until(2);
+      const stop = t.ha.onStateChange((e) => {
+        if (e.state !== 'Disconnected') return;
+        if (moment === 'at the disconnect') paused ??= t.ha.pause('s');
+        else armed = true;
+      });
+      await t.failOver();
+      stop();
+      expect(paused).toBeDefined();
+      await paused;
+      await t.publish(2);
+      expect(await s.now()).toEqual([1, 2]);
+      await t.ha.resume('s');
+      await s.until(4);
+      expect(await s.now()).toEqual(range(1, 4));
+    },
+  );
+
+  it('keeps a paused subscription paused through a replace (the server does), and after a failover', async () => {
+    const t = await setUp('pause-replace');
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    await t.publish(2);
+    await s.until(2);
+    await t.ha.pause('s');
+    const later: number[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const replaced = t.ha.subscribe('prices', {
+      subId: 's',
+      filter: '/n >= 4',
+      options: { replace: true },
+      onMessage: (m) => {
+        if (later.push(m.json<{ n: number }>().n) === 6) done();
+      },
+    });
+    await replaced.ready;
+    await t.publish(4);
+    await t.ha.flush();
+    expect(later).toEqual([]);
+    await t.failOver();
+    await t.publish(2);
+    await t.ha.flush();
+    expect(later).toEqual([]);
+    await t.ha.resume('s');
+    await t.publish(1);
+    await all;
+    await t.ha.flush();
+    expect(later).toEqual(range(4, 9));
+    expect(s.got).toEqual([1, 2]);
+  });
+
+  it('refuses ids it holds no bookmark subscription for, before sending anything', async () => {
+    const t = await setUp('pause-refused');
+    const plain: number[] = [];
+    const onMessage = (m: Message) => {
+      plain.push(m.json<{ n: number }>().n);
+    };
+    await t.ha.subscribe('prices', { subId: 'plain', onMessage }).ready;
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    for (const [ids, message] of [
+      ['plain', 'pause: no bookmark subscription ["plain"] on this client'],
+      [['s', 'nope', ''], 'pause: no bookmark subscription ["nope",""] on this client'],
+      [[], 'pause: no bookmark subscription [] on this client'],
+    ] as const) {
+      const error = await t.ha.pause(ids).catch((e: unknown) => e);
+      expect(InvalidOptionsError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toBe(message);
+    }
+    await t.publish(2);
+    await s.until(2);
+    expect(await s.now()).toEqual([1, 2]);
+    expect(plain).toEqual([1, 2]);
+  });
+
+  it('leaves a subscription running when the server refuses to pause it, also after a failover', async () => {
+    // The first pause reaches the server as an unknown option: it refuses a second subscribe with the id.
+    let spoiled = false;
+    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+      const text = Buffer.from(bytes);
+      const at = text.indexOf('"opts":"pause"');
+      if (direction === 'out' && !spoiled && at >= 0) {
+        spoiled = true;
+        text.write('"opts":"pauze"', at);
+        return new Uint8Array(text);
+      }
+      return bytes;
+    };
+    const t = await setUp('pause-server-refused', { client: { transportFilter } });
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    await expect(t.ha.pause('s')).rejects.toThrow('pause failed');
+    await t.failOver();
+    await t.publish(2);
+    await s.until(2);
+    expect(await s.now()).toEqual([1, 2]);
+  });
+});

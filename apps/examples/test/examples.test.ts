@@ -36,6 +36,7 @@ describe('examples', () => {
       'custom-delay-strategy',
       'custom-server-chooser',
       'ha-publisher',
+      'paused-replay',
       'publish-subscribe',
       'queue-consumer',
       'resuming-subscriber',

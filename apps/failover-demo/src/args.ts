@@ -1,7 +1,7 @@
 /** The demo's command line: flags, their limits, and the usage text. */
 import { parseArgs } from 'node:util';
 
-export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--publishers <n>] [--json]
+export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--publishers <n>] [--pausing] [--json]
 
   --duration    seconds of chaos, 1 to 3600 (default 20)
   --rate        messages published per second, 1 to 100000 (default 2500)
@@ -9,6 +9,7 @@ export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--see
   --servers     replicated brokers, 2 to 10 (default 3)
   --topics      topics the messages are spread over, one bookmark subscription each, 1 to 10000 (default 1)
   --publishers  publishers taking turns, each starting on another broker, 1 to 10 (default 1)
+  --pausing     the subscriber pauses and resumes its subscriptions on a seeded schedule too
   --json        print a machine-readable summary on stdout (the live view goes to stderr)`;
 
 export type DemoArgs = { help: true } | { help: false; options: DemoOptions };
@@ -21,6 +22,7 @@ export interface DemoOptions {
   servers: number;
   topics: number;
   publishers: number;
+  pausing: boolean;
 }
 
 /** A command line the demo cannot run: the message is one line, for the operator. */
@@ -75,6 +77,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
       servers: number('servers', values.servers),
       topics: number('topics', values.topics),
       publishers: number('publishers', values.publishers),
+      pausing: values.pausing,
     },
   };
 }
@@ -89,6 +92,7 @@ function parse(args: string[]) {
       servers: { type: 'string', default: '3' },
       topics: { type: 'string', default: '1' },
       publishers: { type: 'string', default: '1' },
+      pausing: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },

@@ -29,6 +29,12 @@ export interface ChaosOptions {
    * publishers' messages interleaved differently. @default 1
    */
   publishers?: number;
+  /**
+   * The subscriber pauses and resumes its subscriptions on a second seeded schedule, through the
+   * chaos (every subscription is resumed before the end): whatever it does, each message must
+   * still arrive once, in order. @default false
+   */
+  pausing?: boolean;
   /** Each publisher's publish store capacity, in messages. @default MemoryPublishStore's */
   publishStoreCapacity?: number;
   /** Live events, for the terminal display. */
@@ -85,6 +91,12 @@ export interface ChaosReport {
   failoverP50Ms: number;
   failoverMaxMs: number;
   actions: Record<ChaosAction, number>;
+  /**
+   * With `pausing`: the subscriber's pause() and resume() calls, those that failed (the client
+   * keeps the state even so), and the messages delivered to a subscription between the server's
+   * ack to its pause and the call to resume it (there must be none).
+   */
+  pauses: { pause: number; resume: number; failed: number; deliveredWhilePaused: number };
   ok: boolean;
 }
 
@@ -180,12 +192,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // The subscriber: every message exactly once, in order on each topic from each publisher
     // (AMPS orders a topic per publisher; two publishers' messages may interleave differently).
     const tally = new DeliveryTally();
+    // With `pausing`: the topics whose subscription the server has paused (its ack is in), until resume() is called.
+    const paused = new Set<number>();
+    const pauses = { pause: 0, resume: 0, failed: 0, deliveredWhilePaused: 0 };
     const subscriptions = Array.from({ length: topics }, (_, k) =>
       subscriber.subscribe(topicOf(k), {
         bookmark: Bookmarks.EPOCH,
         onMessage: (m) => {
           const { n } = m.json<{ n: number }>();
           tally.record(n, k * publisherCount + (n % publisherCount));
+          if (paused.has(k)) pauses.deliveredWhilePaused++;
         },
       }),
     );
@@ -210,6 +226,30 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           if (wait) await wait;
         }
         await sleep(tickMs);
+      }
+    })();
+
+    // Pausing and resuming, on a schedule of its own: the chaos's does not depend on its timing.
+    const pausing = (async () => {
+      if (!options.pausing) return;
+      const pauseRandom = seededRandom(seed ^ 0x5eed);
+      const wanted = new Set<number>();
+      while (running) {
+        await sleep(100 + pauseRandom() * 600);
+        if (!running) break;
+        const k = Math.floor(pauseRandom() * topics);
+        const subId = subscriptions[k]?.subId as string;
+        const resume = wanted.delete(k);
+        if (resume) paused.delete(k);
+        else wanted.add(k);
+        try {
+          await (resume ? subscriber.resume(subId) : subscriber.pause(subId));
+          pauses[resume ? 'resume' : 'pause']++;
+          if (!resume) paused.add(k);
+        } catch {
+          // Timed out through a long outage: the client keeps the state and sends it after recovery.
+          pauses.failed++;
+        }
       }
     })();
 
@@ -278,7 +318,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       if (status.get(server) === 'down') await act('restart', server);
       else if (status.get(server) === 'frozen') await act('thaw', server);
     }
-    await publishing;
+    await Promise.all([publishing, pausing]);
+    // Everything resumed, or what is paused would never arrive.
+    paused.clear();
+    if (options.pausing) await subscriber.resume(subscriptions.map((sub) => sub.subId));
     emit({ type: 'draining', at: now(), published, received: tally.received });
     const drainEnd = performance.now() + 30_000;
     await Promise.all(publishers.map(([, p]) => p.publishFlush(30_000).catch(() => {})));
@@ -286,7 +329,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     clearInterval(progress);
     emit(progressEvent());
 
-    const { ok, ...counts } = tally.verdict(published);
+    const { ok: delivered, ...counts } = tally.verdict(published);
+    const ok = delivered && pauses.deliveredWhilePaused === 0;
     return {
       seed,
       durationMs,
@@ -299,6 +343,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       failoverP50Ms: Math.round(percentile(failovers, 50)),
       failoverMaxMs: Math.round(Math.max(0, ...failovers)),
       actions,
+      pauses,
       ok,
     };
   } finally {

@@ -78,13 +78,20 @@ export function liveView(color: boolean): LiveView {
         `${report.actions.kill} kills, ${report.actions.freeze} freezes, ${report.actions.restart} restarts, ${report.actions.thaw} thaws`,
       ],
     ];
+    const { pause, resume, failed, deliveredWhilePaused } = report.pauses;
+    if (pause + resume + failed > 0) {
+      rows.push(
+        ['pauses', `${pause} pauses, ${resume} resumes${failed > 0 ? `, ${failed} timed out or refused` : ''}`],
+        ['while paused', `${fmt(deliveredWhilePaused)} delivered`, deliveredWhilePaused === 0],
+      );
+    }
     const table = rows.map(([name, value, good]) => {
       const mark = good === undefined ? '' : good ? green('  ok') : red('  FAIL');
       return `  ${name.padEnd(14)} ${value}${mark}`;
     });
     const outcome = report.ok
       ? green('  PASS: every message arrived exactly once, in order')
-      : red('  FAIL: messages were lost, duplicated or reordered');
+      : red('  FAIL: messages were lost, duplicated or reordered, or delivered while paused');
     return ['', ...table, '', outcome].join('\n');
   }
 

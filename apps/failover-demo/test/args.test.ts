@@ -17,8 +17,10 @@ describe('demo arguments', () => {
       servers: 3,
       topics: 1,
       publishers: 1,
+      pausing: false,
     });
     expect(options(['--publishers', '3'])).toMatchObject({ publishers: 3 });
+    expect(options(['--pausing'])).toMatchObject({ pausing: true });
     expect(options(['--topics', '500'])).toMatchObject({ topics: 500 });
     expect(options(['--', '--duration', '10', '--json'])).toMatchObject({ durationMs: 10_000, json: true });
     expect(parseDemoArgs(['-h'])).toEqual({ help: true });

@@ -70,7 +70,6 @@ import { isRefusal } from './refusal.js';
 import { StateStream } from './state-stream.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
 
-/** An `opts` value without `replace`: what a subscription that replaced another sends to a new server. */
 /** A bookmark `subscribe` not `live`: what AMPS can pause. */
 function canPause(command: Command | undefined): boolean {
   return (
@@ -195,8 +194,6 @@ interface HASubscription {
    * bookmark store). A replace carries it over: the server keeps the subscription's place.
    */
   replaying?: boolean;
-  /** Paused (`pause()`, or subscribed with the `pause` option): entered paused until resumed. */
-  paused: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -275,6 +272,11 @@ export class HAClient {
   readonly #subs = new Map<string, HASubscription>();
   /** Subscriptions waiting for the client to be ready to replace the one holding their id. */
   readonly #replacing = new Set<HASubscription>();
+  /**
+   * The ids of the subscriptions paused (`pause()`, or the `pause` option): kept by id, as the
+   * server keeps a subscription paused through a replace, and entered paused until resumed.
+   */
+  readonly #paused = new Set<string>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
@@ -1117,8 +1119,6 @@ export class HAClient {
       ready: deferred<void>(),
       startBookmark,
       generation: -1,
-      // The server keeps a subscription paused through a replace.
-      paused: replaced ? replaced.paused : canPause(command) && parseOptions(command.options).has('pause'),
     };
     if (signal?.aborted) {
       // Called off before it was made: nothing is sent or kept (the deadline below ends it).
@@ -1128,6 +1128,8 @@ export class HAClient {
       // The manager first: one that throws leaves nothing registered, the error the caller's.
       this.#manager.add({ subId, command: sub.command });
       this.#subs.set(subId, sub);
+      if (canPause(command) && parseOptions(command.options).has('pause')) this.#paused.add(subId);
+      else this.#paused.delete(subId);
       if (this.isReady) void this.#enterLater(sub);
       else this.#start();
     }
@@ -1255,7 +1257,7 @@ export class HAClient {
     // Paused as it is now (a replace cannot say: the server keeps the replaced one's state).
     const replace = parseOptions(c.options).has('replace');
     if (canPause(c) && !replace)
-      c.options = editOptions(c.options, ['pause', 'resume'], sub.paused ? 'pause' : undefined);
+      c.options = editOptions(c.options, ['pause', 'resume'], this.#paused.has(sub.subId) ? 'pause' : undefined);
     const store = this.#bookmarkStore;
     const bookmarked = sub.startBookmark !== undefined && store !== undefined;
     const onDuplicate = this.#options.onDuplicate;
@@ -1354,6 +1356,7 @@ export class HAClient {
     // A replaced subscription ends after the one that took its id is in its place.
     if (this.#subs.get(sub.subId) === sub) {
       this.#subs.delete(sub.subId);
+      this.#paused.delete(sub.subId);
       // A manager that throws must not leave the subscription open, its closed never resolved.
       this.#safely(() => this.#manager.remove(sub.subId));
     }
@@ -1416,36 +1419,40 @@ export class HAClient {
     options: CommandWaitOptions,
   ): Promise<void> {
     const ids = typeof subIds === 'string' ? subIds.split(',') : [...subIds];
-    const subs = ids.map((id) => this.#subs.get(id));
-    const unknown = ids.filter((_, i) => !canPause(subs[i]?.command));
+    const unknown = ids.filter((id) => !canPause(this.#subs.get(id)?.command));
     if (!ids[0] || unknown[0] !== undefined) {
       throw new InvalidOptionsError(
         `${paused ? 'pause' : 'resume'}: no bookmark subscription ${JSON.stringify(unknown)} on this client`,
       );
     }
-    const held = subs as HASubscription[];
-    for (const sub of held) sub.paused = paused;
+    this.#markPaused(ids, paused);
     try {
       // Sent once ready, and again after a recovery that cut it off: each time the state as it is
       // then, which a later call may have changed (the server takes a repeat as no change).
       await this.#whenReadyThen(options, () =>
         Promise.all(
           [true, false].map((p) => {
-            const group = held.filter((sub) => sub.paused === p && this.#subs.get(sub.subId) === sub);
-            return (
-              group[0] &&
-              this.#client[p ? 'pause' : 'resume'](
-                group.map((sub) => sub.subId),
-                options,
-              )
-            );
+            const group = ids.filter((id) => this.#paused.has(id) === p && this.#subs.has(id));
+            return group[0] && this.#client[p ? 'pause' : 'resume'](group, options);
           }),
         ),
       );
     } catch (error) {
       // Refused, the server left them as they were: so must a resubscribe.
-      if (isRefusal(toError(error))) for (const sub of held) if (sub.paused === paused) sub.paused = !paused;
+      // (Not those a later call has changed since.)
+      if (isRefusal(toError(error)))
+        this.#markPaused(
+          ids.filter((id) => this.#paused.has(id) === paused),
+          !paused,
+        );
       throw error;
+    }
+  }
+
+  #markPaused(ids: readonly string[], paused: boolean): void {
+    for (const id of ids) {
+      if (paused) this.#paused.add(id);
+      else this.#paused.delete(id);
     }
   }
 

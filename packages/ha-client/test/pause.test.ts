@@ -182,6 +182,48 @@ describe('HAClient pause and resume', () => {
     expect(s.got).toEqual([1, 2]);
   });
 
+  it('keeps the pause of an id whose replace was waiting for the recovery, through the next failover', async () => {
+    const t = await setUp('pause-replace-waiting');
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    await t.publish(2);
+    await s.until(2);
+    const later: number[] = [];
+    let allFour!: () => void;
+    const four = new Promise<void>((resolve) => {
+      allFour = resolve;
+    });
+    let replaced: ReturnType<HAClient['subscribe']> | undefined;
+    let paused: Promise<void> | undefined;
+    const stop = t.ha.onStateChange((e) => {
+      if (e.state !== 'Disconnected' || replaced) return;
+      // While reconnecting: the replace waits for the recovery, and the pause is of the id.
+      replaced = t.ha.subscribe('prices', {
+        subId: 's',
+        filter: '/n >= 4',
+        options: { replace: true },
+        onMessage: (m) => {
+          if (later.push(m.json<{ n: number }>().n) === 4) allFour();
+        },
+      });
+      paused = t.ha.pause('s');
+    });
+    await t.failOver();
+    stop();
+    await replaced?.ready;
+    await paused;
+    await t.publish(2);
+    await t.failOver();
+    await t.publish(2);
+    await t.ha.flush();
+    expect(later).toEqual([]);
+    await t.ha.resume('s');
+    await t.publish(1);
+    await four;
+    await t.ha.flush();
+    expect(later).toEqual(range(4, 7));
+  });
+
   it('refuses ids it holds no bookmark subscription for, before sending anything', async () => {
     const t = await setUp('pause-refused');
     const plain: number[] = [];

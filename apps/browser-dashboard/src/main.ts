@@ -9,7 +9,11 @@
  * State is also kept in data attributes, for tests and tools: `#connection[data-state][data-broker]`,
  * `#sequence[data-received][data-ranges][data-duplicates][data-last-seq]`, one
  * `#timeline li[data-state][data-broker]` per state change (`data-failover-ms` on the recovery
- * after a failover), and one `#prices tr[data-symbol][data-price][data-seq]` per symbol.
+ * after a failover), one `#prices tr[data-symbol][data-price][data-seq]` per symbol, and
+ * `#pause[data-paused]` (set once the server has paused or resumed the subscription).
+ *
+ * The Pause button pauses the bookmark subscription (no ticks come); Resume replays what was
+ * published meanwhile, then goes live: the sequence stays one unbroken run, failovers included.
  */
 import { Bookmarks, type Message, redactUri } from '@amps-ts/core-protocol';
 import { HAClient, type HAStateEvent } from '@amps-ts/ha-client';
@@ -36,6 +40,7 @@ const prices = byId<HTMLTableElement>('prices').tBodies[0] as HTMLTableSectionEl
 const sequence = byId<HTMLParagraphElement>('sequence');
 const brokers = byId<HTMLUListElement>('brokers');
 const timeline = byId<HTMLOListElement>('timeline');
+const pauseButton = byId<HTMLButtonElement>('pause');
 
 /** Brokers are shown as A, B, ... in the order given. State events carry redacted URIs. */
 const shown = servers.map((uri) => redactUri(uri));
@@ -159,7 +164,9 @@ if (servers.length === 0) {
   const client = new HAClient(name, { transport: browserTransport(), servers });
   client.onStateChange(onState);
   // A bookmark subscription: after a failover it resumes from the last tick seen, on the other broker.
+  const subId = 'ticks';
   const subscription = client.subscribe(topic, {
+    subId,
     bookmark: Bookmarks.NOW,
     onMessage: (message) => {
       try {
@@ -170,6 +177,27 @@ if (servers.length === 0) {
     },
   });
   subscription.closed.then((error) => error && showError(`subscription ended: ${error.message}`));
+  subscription.ready.then(
+    () => {
+      pauseButton.disabled = false;
+    },
+    () => {},
+  );
+  // Paused, the client keeps the subscription paused through failovers until it is resumed.
+  pauseButton.addEventListener('click', async () => {
+    const pausing = pauseButton.dataset.paused !== 'true';
+    pauseButton.disabled = true;
+    try {
+      await (pausing ? client.pause(subId) : client.resume(subId));
+      pauseButton.dataset.paused = String(pausing);
+      pauseButton.textContent = pausing ? 'Resume' : 'Pause';
+      byId('prices').classList.toggle('paused', pausing);
+    } catch (error) {
+      showError(`${pausing ? 'pause' : 'resume'} failed: ${(error as Error).message}`);
+    } finally {
+      pauseButton.disabled = false;
+    }
+  });
   client.connectAndLogon().catch((error: Error) => showError(`cannot connect: ${error.message}`));
   // Only when the page is going for good: one kept in the back/forward cache (persisted) comes
   // back later, and HAClient reconnects it then (the browser closes its WebSocket meanwhile).

@@ -29,6 +29,7 @@ function readPage(page: Page) {
       sequence: data('#sequence')[0],
       timeline: data('#timeline li'),
       rows: data('#prices tbody tr'),
+      pause: data('#pause')[0],
     };
   });
 }
@@ -128,6 +129,51 @@ describe.skipIf(!chromium.run)(chromium.title('the dashboard in Chromium'), () =
     expect(shown.rows).toHaveLength(5);
     for (const row of shown.rows) expect(Number(row.seq), `${row.symbol} updated`).toBeGreaterThan(killedAt);
     expect(pageErrors).toEqual([]);
+  });
+
+  it('pauses the ticks, stays paused through a failover, and resumed fills in what it missed with no gap', async () => {
+    // Both brokers up: the failover test left one killed.
+    for (const server of cluster.servers) if (server.stats().state === 'killed') await server.restart();
+    const page = await browser.context.newPage();
+    const pageErrors: Error[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error));
+    const ws = cluster.wsUris();
+    const port = (site.httpServer.address() as AddressInfo).port;
+    await page.goto(`http://127.0.0.1:${port}/?servers=${ws.join(',')}&name=dashboard-pause`);
+    await expect
+      .poll(async () => Number((await readPage(page)).sequence?.received), { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(10);
+
+    await page.click('#pause');
+    await expect
+      .poll(async () => (await readPage(page)).pause?.paused, { timeout: 15_000, interval: 100 })
+      .toBe('true');
+    // The server's ack is in: nothing comes after it.
+    const atPause = (await readPage(page)).sequence;
+    const on = ws.indexOf((await readPage(page)).connection?.broker as string);
+    await cluster.servers[on]?.kill();
+    await expect
+      .poll(() => readPage(page), { timeout: 15_000, interval: 100 })
+      .toMatchObject({ connection: { state: 'Resubscribed', broker: ws[1 - on] } });
+    // Re-entered paused on the other broker: ticks published since do not come either.
+    const published = ticker.published;
+    await expect
+      .poll(() => ticker.published, { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(published + 25);
+    expect((await readPage(page)).sequence).toEqual(atPause);
+
+    await page.click('#pause');
+    const resumed = ticker.published;
+    await expect
+      .poll(async () => Number((await readPage(page)).sequence?.lastSeq), { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(resumed + 10);
+    const shown = await readPage(page);
+    expect(shown.pause?.paused).toBe('false');
+    expect(shown.sequence?.ranges, 'one unbroken run').toMatch(/^\d+-\d+$/);
+    expect(shown.sequence?.duplicates).toBe('0');
+    expect(Number(shown.sequence?.received)).toBeGreaterThan(Number(atPause?.received) + 25);
+    expect(pageErrors).toEqual([]);
+    await page.close();
   });
 
   it('comes back after a trip through the back/forward cache, resuming the ticks with no gap', async () => {

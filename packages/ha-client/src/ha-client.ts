@@ -44,6 +44,7 @@ import {
   RetryExhaustedError,
   redactUri,
   type ServerChooser,
+  SlowConsumerError,
   type SowDeleteTarget,
   type SowOptions,
   SowQuery,
@@ -277,6 +278,8 @@ export class HAClient {
    * server keeps a subscription paused through a replace, and entered paused until resumed.
    */
   readonly #paused = new Set<string>();
+  /** The ids of bookmark subscriptions paused because their consumer fell behind (#flowControl). */
+  readonly #flowPaused = new Set<string>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
@@ -1073,7 +1076,8 @@ export class HAClient {
           }
         }
       },
-      onFlowControl: () => false,
+      // A bookmark subscription's consumer that falls behind has the server pause it (#flowControl).
+      onFlowControl: (paused) => this.#flowControl(sub, paused),
       // Fallen too far behind: the subscription ends (with the stream's SlowConsumerError) for good.
       // One being replaced ends alone: the id is its replacement's already. So does one whose
       // replace waits to go out (see #drop).
@@ -1257,7 +1261,7 @@ export class HAClient {
     // Paused as it is now (a replace cannot say: the server keeps the replaced one's state).
     const replace = parseOptions(c.options).has('replace');
     if (canPause(c) && !replace)
-      c.options = editOptions(c.options, ['pause', 'resume'], this.#paused.has(sub.subId) ? 'pause' : undefined);
+      c.options = editOptions(c.options, ['pause', 'resume'], this.#isPaused(sub.subId) ? 'pause' : undefined);
     const store = this.#bookmarkStore;
     const bookmarked = sub.startBookmark !== undefined && store !== undefined;
     const onDuplicate = this.#options.onDuplicate;
@@ -1357,6 +1361,7 @@ export class HAClient {
     if (this.#subs.get(sub.subId) === sub) {
       this.#subs.delete(sub.subId);
       this.#paused.delete(sub.subId);
+      this.#flowPaused.delete(sub.subId);
       // A manager that throws must not leave the subscription open, its closed never resolved.
       this.#safely(() => this.#manager.remove(sub.subId));
     }
@@ -1427,26 +1432,62 @@ export class HAClient {
     }
     this.#markPaused(ids, paused);
     try {
-      // Sent once ready, and again after a recovery that cut it off: each time the state as it is
-      // then, which a later call may have changed (the server takes a repeat as no change).
-      await this.#whenReadyThen(options, () =>
-        Promise.all(
-          [true, false].map((p) => {
-            const group = ids.filter((id) => this.#paused.has(id) === p && this.#subs.has(id));
-            return group[0] && this.#client[p ? 'pause' : 'resume'](group, options);
-          }),
-        ),
-      );
+      await this.#sendPauseStates(ids, options);
     } catch (error) {
       // Refused, the server left them as they were: so must a resubscribe.
       // (Not those a later call has changed since.)
-      if (isRefusal(toError(error)))
+      if (isRefusal(error)) {
         this.#markPaused(
           ids.filter((id) => this.#paused.has(id) === paused),
           !paused,
         );
+      }
       throw error;
     }
+  }
+
+  /** Paused on the server: by the application, or for a consumer that fell behind. */
+  #isPaused(subId: string): boolean {
+    return this.#paused.has(subId) || this.#flowPaused.has(subId);
+  }
+
+  /**
+   * Sends `pause` or `resume` for `ids` once ready, and again after a recovery that cut it off:
+   * each time the state as it is then, which a later call may have changed (the server takes a
+   * repeat as no change).
+   */
+  #sendPauseStates(ids: readonly string[], options: CommandWaitOptions): Promise<unknown> {
+    return this.#whenReadyThen(options, () =>
+      Promise.all(
+        [true, false].map((p) => {
+          const group = ids.filter((id) => this.#isPaused(id) === p && this.#subs.has(id));
+          return group[0] && this.#client[p ? 'pause' : 'resume'](group, options);
+        }),
+      ),
+    );
+  }
+
+  /**
+   * The consumer of `sub` holds `maxQueue` messages (`paused`), or has worked through half of them.
+   * A bookmark subscription is paused on the server meanwhile, so a replay of any length waits for
+   * a slow consumer: what was in flight still comes. Any other ends with a `SlowConsumerError`.
+   */
+  #flowControl(sub: HASubscription, paused: boolean): boolean {
+    const subId = sub.subId;
+    if (!canPause(sub.command) || this.#subs.get(subId) !== sub) return false;
+    if (paused) this.#flowPaused.add(subId);
+    else this.#flowPaused.delete(subId);
+    // What goes out is the state as a whole: still paused, if the application paused it too.
+    this.#sendPauseStates([subId], {}).catch((error: unknown) => {
+      // Only a refusal matters: after a disconnect the recovery sends the state, and a server
+      // that does not answer sends nothing either.
+      if (!isRefusal(error) || this.#subs.get(subId) !== sub) return;
+      const why = new SlowConsumerError(
+        `subscription ${subId}: the consumer fell behind and the server would not pause it: ${error.message}`,
+      );
+      void this.#drop(subId, why, {}, true).catch((e: unknown) => this.#reportException(e));
+    });
+    return true;
   }
 
   #markPaused(ids: readonly string[], paused: boolean): void {

@@ -271,3 +271,114 @@ describe('HAClient pause and resume', () => {
     expect(await s.now()).toEqual([1, 2]);
   });
 });
+
+/** A transport filter counting the pause and resume commands the client sends. */
+function pauseCommands() {
+  const sent = { pause: 0, resume: 0, pausedSubscribes: 0 };
+  const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+    if (direction === 'out') {
+      const text = Buffer.from(bytes).toString();
+      sent.pause += text.split('"opts":"pause"').length - 1;
+      sent.resume += text.split('"opts":"resume"').length - 1;
+      // A resubscribe entered paused carries its topic too.
+      sent.pausedSubscribes += text.split(/"t":"prices"[^}]*"opts":"pause"|"opts":"pause"[^}]*"t":"prices"/).length - 1;
+    }
+    return bytes;
+  };
+  return { sent, transportFilter };
+}
+
+/** Iterates `s` from EPOCH, one event-loop turn per message (a consumer that awaits its work). */
+function slowReader(ha: HAClient, maxQueue: number) {
+  const got: number[] = [];
+  const subscription = ha.subscribe('prices', { subId: 's', bookmark: Bookmarks.EPOCH, maxQueue });
+  const waiters: Array<{ count: number; resolve: () => void }> = [];
+  const reading = (async () => {
+    for await (const m of subscription) {
+      await new Promise((resolve) => setImmediate(resolve));
+      got.push(m.json<{ n: number }>().n);
+      for (const w of waiters.filter((w) => got.length >= w.count)) w.resolve();
+    }
+  })();
+  return {
+    got,
+    subscription,
+    reading,
+    until: (count: number) =>
+      new Promise<void>((resolve) => (got.length >= count ? resolve() : waiters.push({ count, resolve }))),
+  };
+}
+
+describe('HAClient flow control: a bookmark subscription whose consumer falls behind', () => {
+  it('is paused on the server rather than ended: a replay far longer than maxQueue reaches a slow iterator whole', async () => {
+    const commands = pauseCommands();
+    const t = await setUp('flow-replay', { client: { transportFilter: commands.transportFilter } });
+    await t.publish(3000);
+    const reader = slowReader(t.ha, 50);
+    await reader.until(3000);
+    expect(reader.got).toEqual(range(1, 3000));
+    expect(commands.sent.pause).toBeGreaterThan(0);
+    expect(commands.sent.resume).toBeGreaterThan(0);
+    // Still subscribed, and live.
+    await t.publish(1);
+    await reader.until(3001);
+    expect(reader.got.at(-1)).toBe(3001);
+  });
+
+  it('is re-entered paused by a failover while its consumer catches up, and misses nothing', async () => {
+    const commands = pauseCommands();
+    const t = await setUp('flow-failover', { client: { transportFilter: commands.transportFilter } });
+    await t.publish(3000);
+    const reader = slowReader(t.ha, 50);
+    await reader.until(100);
+    const before = commands.sent.pausedSubscribes;
+    await t.failOver();
+    // The consumer still holds far more than half of maxQueue: the new server starts it paused.
+    expect(commands.sent.pausedSubscribes).toBeGreaterThan(before);
+    await t.publish(5);
+    await reader.until(3005);
+    expect(reader.got).toEqual(range(1, 3005));
+  });
+
+  it('stays paused once the consumer catches up when the application paused it too', async () => {
+    const commands = pauseCommands();
+    const t = await setUp('flow-and-pause', { client: { transportFilter: commands.transportFilter } });
+    await t.publish(3000);
+    const reader = slowReader(t.ha, 50);
+    // Paused for the consumer by now: it holds the rest of the replay.
+    await reader.until(60);
+    await t.ha.pause('s');
+    const resumes = commands.sent.resume;
+    // Caught up, past half of maxQueue and to the end: the server is not told to resume.
+    await reader.until(3000);
+    await t.ha.flush();
+    expect(commands.sent.resume).toBe(resumes);
+    await t.publish(5);
+    await t.ha.resume('s');
+    await reader.until(3005);
+    expect(reader.got).toEqual(range(1, 3005));
+  });
+
+  it('ends with a SlowConsumerError when the server will not pause it', async () => {
+    let spoiled = false;
+    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+      const text = Buffer.from(bytes);
+      const at = text.indexOf('"opts":"pause"');
+      if (direction === 'out' && !spoiled && at >= 0) {
+        spoiled = true;
+        text.write('"opts":"pauze"', at);
+        return new Uint8Array(text);
+      }
+      return bytes;
+    };
+    const t = await setUp('flow-refused', { client: { transportFilter } });
+    await t.publish(500);
+    const reader = slowReader(t.ha, 20);
+    const closed = await reader.subscription.closed;
+    expect(closed).toMatchObject({ code: 'slow_consumer' });
+    expect((closed as Error).message).toMatch(
+      /^subscription s: the consumer fell behind and the server would not pause it: /,
+    );
+    await expect(reader.reading).rejects.toMatchObject({ code: 'slow_consumer' });
+  });
+});

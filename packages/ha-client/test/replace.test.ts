@@ -398,8 +398,9 @@ describe('HAClient: replacing a live subscription', () => {
     };
     const ha = client('replace-waiting-slow-old', uris[0] as string, { servers: uris, client: { transportFilter } });
     const r = recorder();
-    // Iterated by nobody: its second message overflows it.
-    const old = ha.subscribe('px', { subId: 'grid', bookmark: Bookmarks.EPOCH, maxQueue: 2 });
+    // Iterated by nobody: its second message overflows it (`live`: AMPS cannot pause such a
+    // bookmark subscription, so it is not paused for its consumer, and ends).
+    const old = ha.subscribe('px', { subId: 'grid', bookmark: Bookmarks.EPOCH, maxQueue: 2, options: { live: true } });
     const fresh = replaceWith(ha, 'IBM', r.handler('new'));
     await ha.connectAndLogon();
     await expect(old.closed).resolves.toMatchObject({ code: 'slow_consumer' });

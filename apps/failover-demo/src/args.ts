@@ -1,7 +1,7 @@
 /** The demo's command line: flags, their limits, and the usage text. */
 import { parseArgs } from 'node:util';
 
-export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--publishers <n>] [--pausing] [--json]
+export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--seed <n>] [--servers <n>] [--topics <n>] [--publishers <n>] [--pausing] [--slow-consumer] [--json]
 
   --duration    seconds of chaos, 1 to 3600 (default 20)
   --rate        messages published per second, 1 to 100000 (default 2500)
@@ -10,6 +10,7 @@ export const usage = `usage: pnpm demo [--duration <s>] [--rate <msgs/s>] [--see
   --topics      topics the messages are spread over, one bookmark subscription each, 1 to 10000 (default 1)
   --publishers  publishers taking turns, each starting on another broker, 1 to 10 (default 1)
   --pausing     the subscriber pauses and resumes its subscriptions on a seeded schedule too
+  --slow-consumer  the subscriber's handler takes 1 ms a message, so it falls behind
   --json        print a machine-readable summary on stdout (the live view goes to stderr)`;
 
 export type DemoArgs = { help: true } | { help: false; options: DemoOptions };
@@ -23,6 +24,7 @@ export interface DemoOptions {
   topics: number;
   publishers: number;
   pausing: boolean;
+  slowConsumer: boolean;
 }
 
 /** A command line the demo cannot run: the message is one line, for the operator. */
@@ -78,6 +80,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
       topics: number('topics', values.topics),
       publishers: number('publishers', values.publishers),
       pausing: values.pausing,
+      slowConsumer: values['slow-consumer'],
     },
   };
 }
@@ -93,6 +96,7 @@ function parse(args: string[]) {
       topics: { type: 'string', default: '1' },
       publishers: { type: 'string', default: '1' },
       pausing: { type: 'boolean', default: false },
+      'slow-consumer': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },

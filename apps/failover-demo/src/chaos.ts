@@ -35,6 +35,13 @@ export interface ChaosOptions {
    * still arrive once, in order. @default false
    */
   pausing?: boolean;
+  /**
+   * The subscriber's handler does a millisecond of asynchronous work per message, one message at a
+   * time, with `maxQueue` 200: past about 1,000 messages/s (and in every replay after a failover)
+   * it falls behind, and its bookmark subscriptions are paused on the server until it catches up.
+   * @default false
+   */
+  slowConsumer?: boolean;
   /** Each publisher's publish store capacity, in messages. @default MemoryPublishStore's */
   publishStoreCapacity?: number;
   /** Live events, for the terminal display. */
@@ -97,6 +104,8 @@ export interface ChaosReport {
    * ack to its pause and the call to resume it (there must be none).
    */
   pauses: { pause: number; resume: number; failed: number; deliveredWhilePaused: number };
+  /** With `slowConsumer`: the most messages its handler had not finished at once. */
+  maxBehind: number;
   ok: boolean;
 }
 
@@ -107,6 +116,9 @@ function percentile(values: number[], p: number): number {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The slow consumer's `maxQueue`: past it, its subscriptions are paused on the server. */
+const SLOW_CONSUMER_MAX_QUEUE = 200;
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { seed, durationMs, rate, onEvent } = options;
@@ -146,7 +158,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const publishStore = new MemoryPublishStore({ capacity: options.publishStoreCapacity });
     return [name, new HAClient(`chaos-${name}`, { ...common, servers, publishStore })] as const;
   });
-  const subscriber = new HAClient('chaos-subscriber', { ...common, servers: [...uris].reverse() });
+  const subscriber = new HAClient('chaos-subscriber', {
+    ...common,
+    servers: [...uris].reverse(),
+    ...(options.slowConsumer ? { client: { maxQueue: SLOW_CONSUMER_MAX_QUEUE } } : {}),
+  });
   const clients = new Map<ClientRole, HAClient>([...publishers, ['subscriber', subscriber]]);
   const roles = [...clients.keys()];
   let running = true;
@@ -192,6 +208,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // The subscriber: every message exactly once, in order on each topic from each publisher
     // (AMPS orders a topic per publisher; two publishers' messages may interleave differently).
     const tally = new DeliveryTally();
+    // With `slowConsumer`: the work, one message after the other, and how far it fell behind.
+    let work = Promise.resolve();
+    let behind = 0;
+    let maxBehind = 0;
     // With `pausing`: the topics whose subscription the server has paused (its ack is in), until resume() is called.
     const paused = new Set<number>();
     const pauses = { pause: 0, resume: 0, failed: 0, deliveredWhilePaused: 0 };
@@ -202,6 +222,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const { n } = m.json<{ n: number }>();
           tally.record(n, k * publisherCount + (n % publisherCount));
           if (paused.has(k)) pauses.deliveredWhilePaused++;
+          if (!options.slowConsumer) return undefined;
+          maxBehind = Math.max(maxBehind, ++behind);
+          work = work.then(() => sleep(1)).then(() => void behind--);
+          return work;
         },
       }),
     );
@@ -344,6 +368,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       failoverMaxMs: Math.round(Math.max(0, ...failovers)),
       actions,
       pauses,
+      maxBehind,
       ok,
     };
   } finally {

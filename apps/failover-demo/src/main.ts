@@ -36,7 +36,7 @@ const line = (text: string) => out.write(`${text}\n`);
 const view = liveView(color);
 
 line(
-  `amps-ts failover demo: ${options.servers} replicated brokers, ${fmt(options.rate)} msgs/s${options.topics > 1 ? ` over ${fmt(options.topics)} topics` : ''}${options.publishers > 1 ? ` from ${options.publishers} publishers` : ''}${options.pausing ? ', the subscriber pausing' : ''}, ${options.durationMs / 1000} s of chaos, seed ${options.seed}`,
+  `amps-ts failover demo: ${options.servers} replicated brokers, ${fmt(options.rate)} msgs/s${options.topics > 1 ? ` over ${fmt(options.topics)} topics` : ''}${options.publishers > 1 ? ` from ${options.publishers} publishers` : ''}${options.pausing ? ', the subscriber pausing' : ''}${options.slowConsumer ? ', a slow consumer' : ''}, ${options.durationMs / 1000} s of chaos, seed ${options.seed}`,
 );
 const report = await runChaos({ ...options, onEvent: (event) => line(view.event(event)) });
 line(view.verdict(report));

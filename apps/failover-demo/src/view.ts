@@ -78,6 +78,7 @@ export function liveView(color: boolean): LiveView {
         `${report.actions.kill} kills, ${report.actions.freeze} freezes, ${report.actions.restart} restarts, ${report.actions.thaw} thaws`,
       ],
     ];
+    if (report.maxBehind > 0) rows.push(['behind (max)', `${fmt(report.maxBehind)} messages`]);
     const { pause, resume, failed, deliveredWhilePaused } = report.pauses;
     if (pause + resume + failed > 0) {
       rows.push(

@@ -18,7 +18,9 @@ describe('demo arguments', () => {
       topics: 1,
       publishers: 1,
       pausing: false,
+      slowConsumer: false,
     });
+    expect(options(['--slow-consumer'])).toMatchObject({ slowConsumer: true });
     expect(options(['--publishers', '3'])).toMatchObject({ publishers: 3 });
     expect(options(['--pausing'])).toMatchObject({ pausing: true });
     expect(options(['--topics', '500'])).toMatchObject({ topics: 500 });

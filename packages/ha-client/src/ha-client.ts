@@ -195,6 +195,8 @@ interface HASubscription {
    * bookmark store). A replace carries it over: the server keeps the subscription's place.
    */
   replaying?: boolean;
+  /** Its consumer fell behind: paused on the server until it catches up (#flowControl). */
+  flowPaused?: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -278,8 +280,6 @@ export class HAClient {
    * server keeps a subscription paused through a replace, and entered paused until resumed.
    */
   readonly #paused = new Set<string>();
-  /** The ids of bookmark subscriptions paused because their consumer fell behind (#flowControl). */
-  readonly #flowPaused = new Set<string>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
@@ -1213,7 +1213,10 @@ export class HAClient {
       }
       return;
     }
-    // Accepted (or cut off, and entered anew by the recovery): it replaced them all.
+    // Accepted (or cut off, and entered anew by the recovery): it replaced them all. The server
+    // keeps a paused subscription paused through a replace: one paused for its old consumer is
+    // resumed for the new one (unless the application paused it).
+    if (replaced.flowPaused) this.#sendFlowState(sub);
     for (let r: HASubscription | undefined = sub; r; ) {
       const next: HASubscription | undefined = r.replaced;
       r.replaced = undefined;
@@ -1361,7 +1364,6 @@ export class HAClient {
     if (this.#subs.get(sub.subId) === sub) {
       this.#subs.delete(sub.subId);
       this.#paused.delete(sub.subId);
-      this.#flowPaused.delete(sub.subId);
       // A manager that throws must not leave the subscription open, its closed never resolved.
       this.#safely(() => this.#manager.remove(sub.subId));
     }
@@ -1446,9 +1448,9 @@ export class HAClient {
     }
   }
 
-  /** Paused on the server: by the application, or for a consumer that fell behind. */
+  /** Paused on the server: by the application, or for the consumer of the subscription holding the id. */
   #isPaused(subId: string): boolean {
-    return this.#paused.has(subId) || this.#flowPaused.has(subId);
+    return this.#paused.has(subId) || this.#subs.get(subId)?.flowPaused === true;
   }
 
   /**
@@ -1473,21 +1475,27 @@ export class HAClient {
    * a slow consumer: what was in flight still comes. Any other ends with a `SlowConsumerError`.
    */
   #flowControl(sub: HASubscription, paused: boolean): boolean {
+    if (!canPause(sub.command) || this.#subs.get(sub.subId) !== sub) return false;
+    sub.flowPaused = paused;
+    this.#sendFlowState(sub);
+    return true;
+  }
+
+  /**
+   * Sends the pause state of `sub`'s id (as a whole: still paused, if the application paused it
+   * too) after its consumer fell behind or caught up, or after it replaced one paused for that.
+   */
+  #sendFlowState(sub: HASubscription): void {
     const subId = sub.subId;
-    if (!canPause(sub.command) || this.#subs.get(subId) !== sub) return false;
-    if (paused) this.#flowPaused.add(subId);
-    else this.#flowPaused.delete(subId);
-    // What goes out is the state as a whole: still paused, if the application paused it too.
     this.#sendPauseStates([subId], {}).catch((error: unknown) => {
       // Only a refusal matters: after a disconnect the recovery sends the state, and a server
       // that does not answer sends nothing either.
       if (!isRefusal(error) || this.#subs.get(subId) !== sub) return;
       const why = new SlowConsumerError(
-        `subscription ${subId}: the consumer fell behind and the server would not pause it: ${error.message}`,
+        `subscription ${subId}: the server would not pause or resume it for its consumer: ${error.message}`,
       );
       void this.#drop(subId, why, {}, true).catch((e: unknown) => this.#reportException(e));
     });
-    return true;
   }
 
   #markPaused(ids: readonly string[], paused: boolean): void {

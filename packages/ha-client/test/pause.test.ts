@@ -359,6 +359,33 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     expect(reader.got).toEqual(range(1, 3005));
   });
 
+  it('has a replace of one paused for its consumer resumed for the new consumer', async () => {
+    const t = await setUp('flow-replace');
+    await t.publish(3000);
+    const reader = slowReader(t.ha, 50);
+    // Paused for the slow reader by now: it holds the rest of the replay.
+    await reader.until(60);
+    const got: number[] = [];
+    let last!: () => void;
+    const lastOne = new Promise<void>((resolve) => {
+      last = resolve;
+    });
+    const replaced = t.ha.subscribe('prices', {
+      subId: 's',
+      options: { replace: true },
+      onMessage: (m) => {
+        const { n } = m.json<{ n: number }>();
+        got.push(n);
+        if (n === 3005) last();
+      },
+    });
+    await replaced.ready;
+    await t.publish(5);
+    await lastOne;
+    // From where the server had got to for the old one, to the end, in order.
+    expect(got).toEqual(range(got[0] as number, 3005));
+  });
+
   it('ends with a SlowConsumerError when the server will not pause it', async () => {
     let spoiled = false;
     const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
@@ -377,7 +404,7 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     const closed = await reader.subscription.closed;
     expect(closed).toMatchObject({ code: 'slow_consumer' });
     expect((closed as Error).message).toMatch(
-      /^subscription s: the consumer fell behind and the server would not pause it: /,
+      /^subscription s: the server would not pause or resume it for its consumer: /,
     );
     await expect(reader.reading).rejects.toMatchObject({ code: 'slow_consumer' });
   });

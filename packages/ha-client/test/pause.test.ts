@@ -11,6 +11,37 @@ import { cleanups, stateWhere } from './helpers.js';
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
+/**
+ * A transport filter that sends the first pause as an unknown option (same length): the server
+ * takes it for a second subscribe with the id, and refuses it.
+ */
+function spoilFirstPause() {
+  let spoiled = false;
+  return (bytes: Uint8Array, direction: 'in' | 'out') => {
+    const text = Buffer.from(bytes);
+    const at = text.indexOf('"opts":"pause"');
+    if (direction !== 'out' || spoiled || at < 0) return bytes;
+    spoiled = true;
+    text.write('"opts":"pauze"', at);
+    return new Uint8Array(text);
+  };
+}
+
+/** The `n` of each message as it comes; `until(k)` resolves once k have come. */
+function received() {
+  const got: number[] = [];
+  const waiters: Array<{ count: number; resolve: () => void }> = [];
+  return {
+    got,
+    add(m: Message) {
+      got.push(m.json<{ n: number }>().n);
+      for (const w of waiters.filter((w) => got.length >= w.count)) w.resolve();
+    },
+    until: (count: number) =>
+      new Promise<void>((resolve) => (got.length >= count ? resolve() : waiters.push({ count, resolve }))),
+  };
+}
+
 /** Two brokers replicating synchronously, a subscriber and a publisher on the first. */
 async function setUp(name: string, extra: Partial<HAClientOptions> = {}) {
   const cluster: TestCluster = await startTestCluster({
@@ -52,26 +83,21 @@ async function setUp(name: string, extra: Partial<HAClientOptions> = {}) {
 
 /** A bookmark subscription `s` from EPOCH, recording each `n`; `until(k)` resolves once k have come. */
 function subscribe(ha: HAClient, options: { paused?: boolean } = {}) {
-  const got: number[] = [];
-  const waiters: Array<{ count: number; resolve: () => void }> = [];
+  const messages = received();
   const subscription = ha.subscribe('prices', {
     subId: 's',
     bookmark: Bookmarks.EPOCH,
     options: { pause: options.paused },
-    onMessage: (m: Message) => {
-      got.push(m.json<{ n: number }>().n);
-      for (const w of waiters.filter((w) => got.length >= w.count)) w.resolve();
-    },
+    onMessage: messages.add,
   });
   return {
-    got,
+    got: messages.got,
     subscription,
-    until: (count: number) =>
-      new Promise<void>((resolve) => (got.length >= count ? resolve() : waiters.push({ count, resolve }))),
+    until: messages.until,
     /** What has come, after a round trip to the subscriber's server. */
     async now() {
       await ha.flush();
-      return [...got];
+      return [...messages.got];
     },
   };
 }
@@ -153,32 +179,26 @@ describe('HAClient pause and resume', () => {
     await t.publish(2);
     await s.until(2);
     await t.ha.pause('s');
-    const later: number[] = [];
-    let done!: () => void;
-    const all = new Promise<void>((resolve) => {
-      done = resolve;
-    });
+    const later = received();
     const replaced = t.ha.subscribe('prices', {
       subId: 's',
       filter: '/n >= 4',
       options: { replace: true },
-      onMessage: (m) => {
-        if (later.push(m.json<{ n: number }>().n) === 6) done();
-      },
+      onMessage: later.add,
     });
     await replaced.ready;
     await t.publish(4);
     await t.ha.flush();
-    expect(later).toEqual([]);
+    expect(later.got).toEqual([]);
     await t.failOver();
     await t.publish(2);
     await t.ha.flush();
-    expect(later).toEqual([]);
+    expect(later.got).toEqual([]);
     await t.ha.resume('s');
     await t.publish(1);
-    await all;
+    await later.until(6);
     await t.ha.flush();
-    expect(later).toEqual(range(4, 9));
+    expect(later.got).toEqual(range(4, 9));
     expect(s.got).toEqual([1, 2]);
   });
 
@@ -188,11 +208,7 @@ describe('HAClient pause and resume', () => {
     await s.subscription.ready;
     await t.publish(2);
     await s.until(2);
-    const later: number[] = [];
-    let allFour!: () => void;
-    const four = new Promise<void>((resolve) => {
-      allFour = resolve;
-    });
+    const later = received();
     let replaced: ReturnType<HAClient['subscribe']> | undefined;
     let paused: Promise<void> | undefined;
     const stop = t.ha.onStateChange((e) => {
@@ -202,9 +218,7 @@ describe('HAClient pause and resume', () => {
         subId: 's',
         filter: '/n >= 4',
         options: { replace: true },
-        onMessage: (m) => {
-          if (later.push(m.json<{ n: number }>().n) === 4) allFour();
-        },
+        onMessage: later.add,
       });
       paused = t.ha.pause('s');
     });
@@ -216,21 +230,18 @@ describe('HAClient pause and resume', () => {
     await t.failOver();
     await t.publish(2);
     await t.ha.flush();
-    expect(later).toEqual([]);
+    expect(later.got).toEqual([]);
     await t.ha.resume('s');
     await t.publish(1);
-    await four;
+    await later.until(4);
     await t.ha.flush();
-    expect(later).toEqual(range(4, 7));
+    expect(later.got).toEqual(range(4, 7));
   });
 
   it('refuses ids it holds no bookmark subscription for, before sending anything', async () => {
     const t = await setUp('pause-refused');
-    const plain: number[] = [];
-    const onMessage = (m: Message) => {
-      plain.push(m.json<{ n: number }>().n);
-    };
-    await t.ha.subscribe('prices', { subId: 'plain', onMessage }).ready;
+    const plain = received();
+    await t.ha.subscribe('prices', { subId: 'plain', onMessage: plain.add }).ready;
     const s = subscribe(t.ha);
     await s.subscription.ready;
     for (const [ids, message] of [
@@ -245,22 +256,12 @@ describe('HAClient pause and resume', () => {
     await t.publish(2);
     await s.until(2);
     expect(await s.now()).toEqual([1, 2]);
-    expect(plain).toEqual([1, 2]);
+    expect(plain.got).toEqual([1, 2]);
   });
 
   it('leaves a subscription running when the server refuses to pause it, also after a failover', async () => {
     // The first pause reaches the server as an unknown option: it refuses a second subscribe with the id.
-    let spoiled = false;
-    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
-      const text = Buffer.from(bytes);
-      const at = text.indexOf('"opts":"pause"');
-      if (direction === 'out' && !spoiled && at >= 0) {
-        spoiled = true;
-        text.write('"opts":"pauze"', at);
-        return new Uint8Array(text);
-      }
-      return bytes;
-    };
+    const transportFilter = spoilFirstPause();
     const t = await setUp('pause-server-refused', { client: { transportFilter } });
     const s = subscribe(t.ha);
     await s.subscription.ready;
@@ -290,23 +291,15 @@ function pauseCommands() {
 
 /** Iterates `s` from EPOCH, one event-loop turn per message (a consumer that awaits its work). */
 function slowReader(ha: HAClient, maxQueue: number) {
-  const got: number[] = [];
+  const messages = received();
   const subscription = ha.subscribe('prices', { subId: 's', bookmark: Bookmarks.EPOCH, maxQueue });
-  const waiters: Array<{ count: number; resolve: () => void }> = [];
   const reading = (async () => {
     for await (const m of subscription) {
       await new Promise((resolve) => setImmediate(resolve));
-      got.push(m.json<{ n: number }>().n);
-      for (const w of waiters.filter((w) => got.length >= w.count)) w.resolve();
+      messages.add(m);
     }
   })();
-  return {
-    got,
-    subscription,
-    reading,
-    until: (count: number) =>
-      new Promise<void>((resolve) => (got.length >= count ? resolve() : waiters.push({ count, resolve }))),
-  };
+  return { got: messages.got, subscription, reading, until: messages.until };
 }
 
 describe('HAClient flow control: a bookmark subscription whose consumer falls behind', () => {
@@ -387,17 +380,7 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
   });
 
   it('ends with a SlowConsumerError when the server will not pause it', async () => {
-    let spoiled = false;
-    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
-      const text = Buffer.from(bytes);
-      const at = text.indexOf('"opts":"pause"');
-      if (direction === 'out' && !spoiled && at >= 0) {
-        spoiled = true;
-        text.write('"opts":"pauze"', at);
-        return new Uint8Array(text);
-      }
-      return bytes;
-    };
+    const transportFilter = spoilFirstPause();
     const t = await setUp('flow-refused', { client: { transportFilter } });
     await t.publish(500);
     const reader = slowReader(t.ha, 20);

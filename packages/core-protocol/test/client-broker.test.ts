@@ -975,6 +975,12 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
       expect(InvalidOptionsError.isInstance(error)).toBe(true);
       expect((error as Error).message).toMatch(/^pause: subIds must be one or more non-empty ids/);
     }
+    // Timed out, it says what it was.
+    server.freeze();
+    const timedOut = await c.pause('plain', { timeoutMs: 30 }).catch((e: unknown) => e);
+    server.thaw();
+    expect(TimedOutError.isInstance(timedOut)).toBe(true);
+    expect((timedOut as Error).message).toMatch(/^pause \(cid \d+\) timed out after 30 ms/);
     // Still subscribed: a refused pause changes nothing.
     const got = new Collector<Message>();
     await c.subscribe('journal', { subId: 'after', bookmark: Bookmarks.NOW, onMessage: got.push }).ready;

@@ -523,7 +523,7 @@ export class Client {
       if (options.correlationId) command.correlationId = options.correlationId;
       const opts = mergeOptions(logonOptions, session.uri.options.logon_options ?? '');
       if (opts) command.options = opts;
-      const ack = await this.#request(command, 'processed', options, undefined, logonFailure);
+      const ack = await this.#request(command, 'processed', options, undefined, 'logon', logonFailure);
       if (ack.status === 'retry') {
         if (attempt >= MAX_LOGON_RETRIES) {
           throw new AuthenticationError(`logon failed: the server asked to retry ${attempt + 1} times`, {
@@ -1013,7 +1013,7 @@ export class Client {
     }
     // Not through execute(): these ids belong to live subscriptions, whose routes stay as they are.
     const command: Command = { command: 'subscribe', subId: ids.join(','), options: option, ackType: 'processed' };
-    await this.#request(command, 'processed', options, undefined, (ack) => errorFromReason(option, ack.reason));
+    await this.#request(command, 'processed', options, undefined, option);
   }
 
   /** Waits until the server has processed (or persisted, or completed) everything sent before. */
@@ -1130,7 +1130,7 @@ export class Client {
     }
     let refused = false;
     try {
-      return await this.#request(c, waitFor, options, onAck, (ack) => {
+      return await this.#request(c, waitFor, options, onAck, c.command, (ack) => {
         refused = true;
         return errorFromReason(c.command, ack.reason);
       });
@@ -1272,13 +1272,14 @@ export class Client {
     waitFor: string,
     options: CommandWaitOptions,
     onAck?: (ack: Message) => void,
-    failureFor: (ack: Message) => Error = (ack) => errorFromReason(command.command, ack.reason),
+    what: string = command.command,
+    failureFor: (ack: Message) => Error = (ack) => errorFromReason(what, ack.reason),
   ): Promise<Message> {
     this.#requireSession();
     const cid = command.commandId ?? this.#commandId();
     const result = deferred<Message>();
     const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
-    const timer = deadline(this.#env, `${command.command} (cid ${cid})`, timeoutMs, options.signal, (error) => {
+    const timer = deadline(this.#env, `${what} (cid ${cid})`, timeoutMs, options.signal, (error) => {
       this.#pending.delete(cid);
       result.reject(error);
     });

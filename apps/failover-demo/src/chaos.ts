@@ -117,6 +117,9 @@ function percentile(values: number[], p: number): number {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** After the chaos, how long the run waits for a message before it counts what is missing. */
+const DRAIN_STALL_MS = 30_000;
+
 /** The slow consumer's `maxQueue`: past it, its subscriptions are paused on the server. */
 const SLOW_CONSUMER_MAX_QUEUE = 200;
 
@@ -347,9 +350,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     paused.clear();
     if (options.pausing) await subscriber.resume(subscriptions.map((sub) => sub.subId));
     emit({ type: 'draining', at: now(), published, received: tally.received });
-    const drainEnd = performance.now() + 30_000;
-    await Promise.all(publishers.map(([, p]) => p.publishFlush(30_000).catch(() => {})));
-    while (tally.received < published && performance.now() < drainEnd) await sleep(50);
+    await Promise.all(publishers.map(([, p]) => p.publishFlush(DRAIN_STALL_MS).catch(() => {})));
+    // As long as messages keep coming (a slow consumer catches up at its own pace).
+    let stalledSince = performance.now();
+    for (let seen = tally.received; tally.received < published; await sleep(50)) {
+      if (tally.received > seen) {
+        seen = tally.received;
+        stalledSince = performance.now();
+      } else if (performance.now() - stalledSince > DRAIN_STALL_MS) {
+        break;
+      }
+    }
     clearInterval(progress);
     emit(progressEvent());
 

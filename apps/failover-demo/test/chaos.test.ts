@@ -66,8 +66,10 @@ it('loses and duplicates nothing, and delivers nothing to a paused subscription,
   expect(report.failovers).toBeGreaterThan(0);
   expect(report.pauses.pause).toBeGreaterThan(5);
   expect(report.pauses.resume).toBeGreaterThan(5);
-  // Behind by maxQueue (200) at least: paused on the server for its consumer, not ended.
+  // Behind by maxQueue (200) at least: paused on the server for its consumer, not ended; and
+  // never holding more than twice maxQueue for each of its four subscriptions.
   expect(report.maxBehind).toBeGreaterThanOrEqual(200);
+  expect(report.maxBehind).toBeLessThanOrEqual(4 * 2 * 200);
   expect(report.published).toBeGreaterThanOrEqual(11_000);
   // Between the server's ack to a pause and the call to resume, nothing: also after a failover.
   expect(report.pauses.deliveredWhilePaused).toBe(0);

@@ -197,6 +197,11 @@ interface HASubscription {
   replaying?: boolean;
   /** Its consumer fell behind: paused on the server until it catches up (#flowControl). */
   flowPaused?: boolean;
+  /**
+   * Paused for its consumer and still far behind: what comes is dropped before the bookmark store
+   * sees it, until the subscription is entered anew from its recovery point (#flowControl).
+   */
+  shedding?: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -1275,6 +1280,8 @@ export class HAClient {
       waitFor: 'processed',
       onMessage: (m) => {
         if (sub.closed.settled) return; // unsubscribed; the server has not heard yet
+        if (bookmarked && sub.flowPaused && sub.stream.overfull) sub.shedding = true;
+        if (sub.shedding) return;
         if (m.leasePeriod !== undefined) this.#leased.add(m);
         if (bookmarked && m.bookmark && !store.log(sub.subId, m.bookmark)) {
           onDuplicate?.(m, sub.subId);
@@ -1324,6 +1331,7 @@ export class HAClient {
       },
     };
     sub.generation = generation;
+    sub.shedding = false;
     try {
       await this.#client.execute(c, execute);
       return false;
@@ -1477,8 +1485,28 @@ export class HAClient {
   #flowControl(sub: HASubscription, paused: boolean): boolean {
     if (!canPause(sub.command) || this.#subs.get(sub.subId) !== sub) return false;
     sub.flowPaused = paused;
-    this.#sendFlowState(sub);
+    if (!paused && sub.shedding) void this.#enterAnew(sub);
+    else this.#sendFlowState(sub);
     return true;
+  }
+
+  /**
+   * Takes `sub` back on the server and enters it again from its recovery point: what it dropped
+   * while far behind comes again (what it had kept comes too, and is dropped as a duplicate).
+   */
+  async #enterAnew(sub: HASubscription): Promise<void> {
+    const generation = sub.generation;
+    try {
+      await this.#client.unsubscribe(sub.subId);
+    } catch (error) {
+      // The connection went: the recovery enters it anew.
+      if (!DisconnectedError.isInstance(error)) this.#reportException(error);
+      return;
+    }
+    // Not if the recovery has entered it meanwhile.
+    if (sub.generation !== generation) return;
+    sub.generation = -1;
+    await this.#enterLater(sub);
   }
 
   /**

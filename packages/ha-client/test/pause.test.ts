@@ -273,20 +273,28 @@ describe('HAClient pause and resume', () => {
   });
 });
 
-/** A transport filter counting the pause and resume commands the client sends. */
+/**
+ * A transport filter counting what the client sends: pauses (commands, and subscribes entered
+ * paused), resumes, subscribes, and subscribes entered paused. `pausesReach(n)` resolves at the n-th pause.
+ */
 function pauseCommands() {
-  const sent = { pause: 0, resume: 0, pausedSubscribes: 0 };
+  const sent = { pause: 0, resume: 0, subscribes: 0, pausedSubscribes: 0 };
+  const waiters: Array<{ pauses: number; resolve: () => void }> = [];
   const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
     if (direction === 'out') {
       const text = Buffer.from(bytes).toString();
       sent.pause += text.split('"opts":"pause"').length - 1;
       sent.resume += text.split('"opts":"resume"').length - 1;
-      // A resubscribe entered paused carries its topic too.
+      sent.subscribes += text.split('"t":"prices"').length - 1;
+      // A subscribe entered paused carries its topic too.
       sent.pausedSubscribes += text.split(/"t":"prices"[^}]*"opts":"pause"|"opts":"pause"[^}]*"t":"prices"/).length - 1;
+      for (const w of waiters.filter((w) => sent.pause >= w.pauses)) w.resolve();
     }
     return bytes;
   };
-  return { sent, transportFilter };
+  const pausesReach = (pauses: number) =>
+    new Promise<void>((resolve) => (sent.pause >= pauses ? resolve() : waiters.push({ pauses, resolve })));
+  return { sent, transportFilter, pausesReach };
 }
 
 /** Iterates `s` from EPOCH, one event-loop turn per message (a consumer that awaits its work). */
@@ -311,11 +319,46 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     await reader.until(3000);
     expect(reader.got).toEqual(range(1, 3000));
     expect(commands.sent.pause).toBeGreaterThan(0);
-    expect(commands.sent.resume).toBeGreaterThan(0);
     // Still subscribed, and live.
     await t.publish(1);
     await reader.until(3001);
     expect(reader.got.at(-1)).toBe(3001);
+  });
+
+  it('holds at most twice maxQueue for a consumer slower than the publisher: the rest comes again from the recovery point', async () => {
+    const commands = pauseCommands();
+    const t = await setUp('flow-shedding', { client: { transportFilter: commands.transportFilter } });
+    const messages = received();
+    let unsettled = 0;
+    let most = 0;
+    // A handler that takes a turn of the event loop per message, one message after the other.
+    let work = Promise.resolve();
+    const subscription = t.ha.subscribe('prices', {
+      subId: 's',
+      bookmark: Bookmarks.EPOCH,
+      maxQueue: 50,
+      onMessage: (m) => {
+        most = Math.max(most, ++unsettled);
+        work = work.then(
+          () =>
+            new Promise<void>((resolve) =>
+              setImmediate(() => {
+                unsettled--;
+                messages.add(m);
+                resolve();
+              }),
+            ),
+        );
+        return work;
+      },
+    });
+    await subscription.ready;
+    for (let i = 0; i < 5; i++) await t.publish(1000);
+    await messages.until(5000);
+    expect(messages.got).toEqual(range(1, 5000));
+    expect(most).toBeLessThanOrEqual(100);
+    // Entered anew at least once: a subscribe beyond the first.
+    expect(commands.sent.subscribes).toBeGreaterThan(1);
   });
 
   it('is re-entered paused by a failover while its consumer catches up, and misses nothing', async () => {
@@ -341,9 +384,10 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     // Paused for the consumer by now: it holds the rest of the replay.
     await reader.until(60);
     await t.ha.pause('s');
-    const resumes = commands.sent.resume;
-    // Caught up, past half of maxQueue and to the end: the server is not told to resume.
-    await reader.until(3000);
+    const { pause: pauses, resume: resumes } = commands.sent;
+    // Caught up with half of what it held: the state goes out again (or the subscription is
+    // entered anew, from its recovery point), paused, and nothing is resumed.
+    await commands.pausesReach(pauses + 1);
     await t.ha.flush();
     expect(commands.sent.resume).toBe(resumes);
     await t.publish(5);

@@ -61,6 +61,14 @@ export class MessageStream<T> implements AsyncIterable<T> {
     return this.#ended;
   }
 
+  /**
+   * Whether the consumer holds twice `maxQueue`: what came after its flow control paused the
+   * source. A source that can send it all again later may drop more until it has caught up.
+   */
+  get overfull(): boolean {
+    return (this.#handler ? this.#unsettled : this.#queue.length - this.#head) >= 2 * this.#maxQueue;
+  }
+
   /** Delivers an item to the handler or the iterator. Ignored after `end()`. */
   push(item: T): void {
     if (this.#ended) return;

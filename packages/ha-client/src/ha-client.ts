@@ -1480,7 +1480,8 @@ export class HAClient {
   /**
    * The consumer of `sub` holds `maxQueue` messages (`paused`), or has worked through half of them.
    * A bookmark subscription is paused on the server meanwhile, so a replay of any length waits for
-   * a slow consumer: what was in flight still comes. Any other ends with a `SlowConsumerError`.
+   * a slow consumer. What was in flight still comes; past twice `maxQueue` it is dropped (`shedding`)
+   * and comes again when the subscription is entered anew. Any other ends with a `SlowConsumerError`.
    */
   #flowControl(sub: HASubscription, paused: boolean): boolean {
     if (!canPause(sub.command) || this.#subs.get(sub.subId) !== sub) return false;

@@ -298,16 +298,22 @@ function pauseCommands() {
 }
 
 /** Iterates `s` from EPOCH, one event-loop turn per message (a consumer that awaits its work). */
-function slowReader(ha: HAClient, maxQueue: number) {
+function slowReader(ha: HAClient, maxQueue: number, options: { holdAfter?: number } = {}) {
   const messages = received();
   const subscription = ha.subscribe('prices', { subId: 's', bookmark: Bookmarks.EPOCH, maxQueue });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
   const reading = (async () => {
     for await (const m of subscription) {
       await new Promise((resolve) => setImmediate(resolve));
       messages.add(m);
+      if (messages.got.length === options.holdAfter) await released;
     }
   })();
-  return { got: messages.got, subscription, reading, until: messages.until };
+  /** With `holdAfter`: reading stops after that many, until `release()`. */
+  return { got: messages.got, subscription, reading, until: messages.until, release };
 }
 
 describe('HAClient flow control: a bookmark subscription whose consumer falls behind', () => {
@@ -365,12 +371,14 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     const commands = pauseCommands();
     const t = await setUp('flow-failover', { client: { transportFilter: commands.transportFilter } });
     await t.publish(3000);
-    const reader = slowReader(t.ha, 50);
-    await reader.until(100);
+    const reader = slowReader(t.ha, 50, { holdAfter: 100 });
+    // Held after 100: its queue fills, and the subscription is paused for it.
+    await commands.pausesReach(1);
     const before = commands.sent.pausedSubscribes;
     await t.failOver();
-    // The consumer still holds far more than half of maxQueue: the new server starts it paused.
+    // The consumer still holds its full queue: the new server starts it paused.
     expect(commands.sent.pausedSubscribes).toBeGreaterThan(before);
+    reader.release();
     await t.publish(5);
     await reader.until(3005);
     expect(reader.got).toEqual(range(1, 3005));
@@ -380,10 +388,11 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
     const commands = pauseCommands();
     const t = await setUp('flow-and-pause', { client: { transportFilter: commands.transportFilter } });
     await t.publish(3000);
-    const reader = slowReader(t.ha, 50);
-    // Paused for the consumer by now: it holds the rest of the replay.
-    await reader.until(60);
+    const reader = slowReader(t.ha, 50, { holdAfter: 60 });
+    // Held after 60: its queue fills, and the subscription is paused for it.
+    await commands.pausesReach(1);
     await t.ha.pause('s');
+    reader.release();
     const { pause: pauses, resume: resumes } = commands.sent;
     // Caught up with half of what it held: the state goes out again (or the subscription is
     // entered anew, from its recovery point), paused, and nothing is resumed.

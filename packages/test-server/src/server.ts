@@ -1,4 +1,5 @@
 /** A broker instance with its listeners and fault controls. */
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { InvalidOptionsError } from '@amps-ts/core-protocol';
@@ -241,27 +242,67 @@ function checkPort(name: string, port: number): void {
   }
 }
 
-/** Listens on `port` (0 = any), retrying briefly if a restart finds it still taken. */
+/**
+ * Where a port asked for as 0 is chosen: below the range the OS takes the local ports of outgoing
+ * connections from (Linux says which; elsewhere it is IANA's, from 49152). A port from that range,
+ * as the OS would give for 0, can be taken while the broker is down by a client's connection to
+ * another broker (its local port), and a `restart()` on it then fails with EADDRINUSE.
+ */
+const listenPortRange: readonly [from: number, to: number] | undefined = (() => {
+  let ephemeralFrom = 49152;
+  try {
+    ephemeralFrom = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    // Not Linux: IANA's range.
+  }
+  const from = Math.max(1024, ephemeralFrom - 16384);
+  // Too few ports below it (a system that takes almost every port for outgoing connections): the OS's choice.
+  return ephemeralFrom - from >= 1024 ? [from, ephemeralFrom - 1] : undefined;
+})();
+
+/**
+ * Listens on `port`; for 0, on a free port from `listenPortRange`. A restart that finds its port
+ * still taken tries again briefly.
+ */
 async function listen(server: Server, port: number, host: string): Promise<number> {
+  if (port === 0 && listenPortRange) {
+    const [from, to] = listenPortRange;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try {
+        return await listenOnce(server, from + Math.floor(Math.random() * (to - from + 1)), host);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      }
+    }
+  }
   for (let attempt = 0; ; attempt++) {
     try {
-      await new Promise<void>((resolve, reject) => {
-        const onError = (error: Error) => reject(error);
-        server.once('error', onError);
-        server.listen({ port, host, exclusive: true }, () => {
-          server.off('error', onError);
-          resolve();
-        });
-      });
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no TCP address');
-      return address.port;
+      return await listenOnce(server, port, host);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EADDRINUSE' || port === 0 || attempt >= 20) throw error;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   }
+}
+
+/** One `listen`, its listeners removed whichever way it goes. */
+function listenOnce(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => {
+      server.off('listening', onListening);
+      reject(error);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      const address = server.address();
+      if (address === null || typeof address === 'string') reject(new Error('no TCP address'));
+      else resolve(address.port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ port, host, exclusive: true });
+  });
 }
 
 /** Starts a broker and resolves once it listens. */

@@ -1,6 +1,10 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports, until } from './helpers.js';
+
+/** Linux: the range the OS gives outgoing connections their local ports from. */
+const PORT_RANGE = '/proc/sys/net/ipv4/ip_local_port_range';
 
 let servers: TestServer[] = [];
 let open: TestClient[] = [];
@@ -81,6 +85,22 @@ describe.each(transports)('fault controls, clients over %s', (transport) => {
     await back.ack(cid, 'completed');
     expect(back.takeAll((m) => m.command === 'sow').map((m) => m.json())).toEqual([{ id: 1 }]);
   });
+
+  // A port from the range outgoing connections take their local ports from could be taken, while
+  // the broker is down, by a client's connection elsewhere: then restart() failed with EADDRINUSE.
+  it.runIf(existsSync(PORT_RANGE))(
+    'listens below the ports outgoing connections are given, so a restart finds its ports free',
+    async () => {
+      const ephemeralFrom = Number(readFileSync(PORT_RANGE, 'utf8').trim().split(/\s+/)[0]);
+      const server = await serve();
+      for (const port of [server.tcpPort, server.wsPort as number]) {
+        expect(port).toBeLessThan(ephemeralFrom);
+        expect(port).toBeGreaterThanOrEqual(Math.max(1024, ephemeralFrom - 16384));
+      }
+      await server.restart();
+      expect((await (await connect(server, transport)).logon('back')).status).toBe('success');
+    },
+  );
 
   it('dropConnections closes clients and keeps listening', async () => {
     const server = await serve();

@@ -964,6 +964,41 @@ describe.each(schemes)('Client against the test broker over %s', (scheme) => {
     expect(texts()).toEqual(['0', '1', '2', '3', '4']);
   });
 
+  it("pause and resume through the subscription's handle, which refuses once it no longer holds its id", async () => {
+    const c = await loggedOn();
+    const got = new Collector<Message>();
+    const texts = () => got.items.map((m) => m.text());
+    const sub = c.subscribe('journal', { subId: 'h', bookmark: Bookmarks.EPOCH, onMessage: got.push });
+    await sub.ready;
+    await sub.pause();
+    c.publish('journal', '1');
+    await c.flush();
+    expect(texts()).toEqual([]);
+    await sub.resume({ timeoutMs: 5_000 });
+    expect((await got.atLeast(1)).map((m) => m.text())).toEqual(['1']);
+    // Replaced, the old handle leaves the id to the new one.
+    const replacing = c.subscribe('journal', {
+      subId: 'h',
+      bookmark: Bookmarks.NOW,
+      options: { replace: true },
+      onMessage: got.push,
+    });
+    await replacing.ready;
+    for (const call of [() => sub.pause(), () => sub.resume()]) {
+      const error = await call().catch((e: unknown) => e);
+      expect(InvalidOptionsError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toMatch(/^(pause|resume): subscription h has ended$/);
+    }
+    await replacing.pause();
+    c.publish('journal', '2');
+    await c.flush();
+    expect(texts()).toEqual(['1']);
+    await replacing.resume();
+    expect((await got.atLeast(2)).map((m) => m.text())).toEqual(['1', '2']);
+    await replacing.unsubscribe();
+    await expect(replacing.pause()).rejects.toThrow('pause: subscription h has ended');
+  });
+
   it('pause and resume: refused by the server with its reason, or before sending for ids that are not ids', async () => {
     const c = await loggedOn();
     await c.subscribe('journal', { subId: 'plain', onMessage: () => {} }).ready;

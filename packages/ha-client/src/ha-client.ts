@@ -1155,6 +1155,7 @@ export class HAClient {
     // Once replaced or ended, its unsubscribe() leaves the id's new holder alone.
     const owner = {
       unsubscribe: (id: string) => (this.#subs.get(id) === sub ? this.unsubscribe(id) : this.#callOff(sub)),
+      setPaused: (id: string, paused: boolean, o: CommandWaitOptions) => this.#pauseOrResume(paused, id, o),
     };
     return new Subscription(subId, stream, owner, sub.ready.promise, sub.closed.promise);
   }

@@ -123,6 +123,25 @@ describe('HAClient pause and resume', () => {
     expect(await s.now()).toEqual(range(1, 16));
   });
 
+  it("pauses and resumes through the subscription's handle, kept through a failover, refused once it has ended", async () => {
+    const t = await setUp('handle-failover');
+    const s = subscribe(t.ha);
+    await s.subscription.ready;
+    await t.publish(2);
+    await s.until(2);
+    await s.subscription.pause();
+    await t.failOver();
+    await t.publish(2);
+    expect(await s.now()).toEqual(range(1, 2));
+    await s.subscription.resume();
+    await s.until(4);
+    expect(await s.now()).toEqual(range(1, 4));
+    await s.subscription.unsubscribe();
+    const error = await s.subscription.pause().catch((e: unknown) => e);
+    expect(InvalidOptionsError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe('pause: subscription s has ended');
+  });
+
   it('re-enters a subscription that started paused and was resumed as running after a failover', async () => {
     const t = await setUp('resumed-failover');
     await t.publish(3);

@@ -817,7 +817,10 @@ export class Client {
       subId,
       stream,
       // Once another subscription holds the id (a replace), this one has nothing left to stop.
-      { unsubscribe: (id) => (this.#endHooks.get(id) === end ? this.unsubscribe(id) : Promise.resolve()) },
+      {
+        unsubscribe: (id) => (this.#endHooks.get(id) === end ? this.unsubscribe(id) : Promise.resolve()),
+        setPaused: (id, paused, o) => this.#pauseOrResume(paused ? 'pause' : 'resume', id, o),
+      },
       (async () => {
         const c = this.subscribeCommand(command, topic, options, subId);
         const extra = new Set((options.ackTypes ?? []).filter((a) => a !== 'processed'));

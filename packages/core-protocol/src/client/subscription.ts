@@ -1,9 +1,13 @@
+import { InvalidOptionsError } from '../errors.js';
 import type { Message } from '../message.js';
+import type { CommandWaitOptions } from './client.js';
 import type { MessageStream } from './stream.js';
 
 /** What a subscription asks of the client that owns it. */
 export interface SubscriptionOwner {
   unsubscribe(subId: string): Promise<void>;
+  /** The client's `pause` (`paused`) or `resume` of this one id. */
+  setPaused(subId: string, paused: boolean, options: CommandWaitOptions): Promise<void>;
 }
 
 /**
@@ -47,6 +51,28 @@ export class Subscription implements AsyncIterable<Message> {
     if (this.#unsubscribed) return;
     this.#unsubscribed = true;
     await this.#owner.unsubscribe(this.subId);
+  }
+
+  /**
+   * Pauses this bookmark subscription on the server: nothing comes, replayed or live, until
+   * `resume()` (the client's `pause` of this `subId`).
+   */
+  pause(options: CommandWaitOptions = {}): Promise<void> {
+    return this.#setPaused(true, options);
+  }
+
+  /** Resumes this paused bookmark subscription: it replays from where it stopped, then goes live. */
+  resume(options: CommandWaitOptions = {}): Promise<void> {
+    return this.#setPaused(false, options);
+  }
+
+  #setPaused(paused: boolean, options: CommandWaitOptions): Promise<void> {
+    // Ended here (unsubscribed, replaced, failed): the id may be another subscription's by now.
+    if (this.#stream.ended) {
+      const what = paused ? 'pause' : 'resume';
+      return Promise.reject(new InvalidOptionsError(`${what}: subscription ${this.subId} has ended`));
+    }
+    return this.#owner.setPaused(this.subId, paused, options);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Message> {

@@ -47,6 +47,28 @@ describe.each(transports)('sessions over %s', (transport) => {
     await c.closed;
   });
 
+  it('heartbeat: a check run late (this process was blocked) gives the client an interval to answer', async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env });
+    const c = await client(server, transport);
+    await c.logon('hb-stall');
+    const cid = c.command({ command: 'heartbeat', options: 'start,1', ackType: 'processed' });
+    expect((await c.ack(cid)).status).toBe('success');
+    // A client in the same process could not beat while it was blocked either.
+    env.stall(5000);
+    env.advance(0);
+    await c.take((m) => m.command === 'heartbeat', 'server heartbeat');
+    expect(c.isClosed).toBe(false);
+    c.send({ command: 'heartbeat', options: 'beat' });
+    await c.sync();
+    env.advance(1999);
+    await c.take((m) => m.command === 'heartbeat', 'next heartbeat');
+    expect(c.isClosed).toBe(false);
+    // Silent after that, it is closed as any other.
+    env.advance(1);
+    await c.closed;
+  });
+
   it('heartbeat stop ends the watchdog; timers are cleared on close', async () => {
     const env = new ManualEnvironment();
     const server = await serve({ environment: env, heartbeat: { minIntervalS: 2 } });

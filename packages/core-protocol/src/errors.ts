@@ -213,6 +213,14 @@ export function errorFromReason(command: string, reason: string | undefined): Am
   return new Class(`${command} failed${reason ? `: ${reason}` : ''}`, { reason });
 }
 
+/**
+ * Whether the server refused the command itself (a failure ack, such as a bad filter): sending it
+ * again, here or elsewhere, will not help. A lost connection, a timeout or an abort is not one.
+ */
+export function isRefusal(error: unknown): error is AmpsError {
+  return AmpsError.isInstance(error) && !error.isRetryable && error.code !== 'aborted';
+}
+
 /** `value` if it is an `Error`, else an `Error` with its text: for whatever a `catch` caught. */
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));

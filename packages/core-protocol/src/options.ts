@@ -1,4 +1,5 @@
 import { InvalidOptionsError } from './errors.js';
+import type { Command } from './message.js';
 
 /** The `opts` tokens AMPS documents, as a typed object. Unknown tokens go in `extra`. */
 export interface CommandOptions {
@@ -145,6 +146,13 @@ export function parseOptions(opts: string | undefined): Map<string, string | tru
     else map.set(token.slice(0, eq), token.slice(eq + 1));
   }
   return map;
+}
+
+/** Whether AMPS can pause a subscription made by `command`: a bookmark `subscribe`, not `live`. */
+export function canPause(command: Command | undefined): boolean {
+  return (
+    command?.command === 'subscribe' && command.bookmark !== undefined && !parseOptions(command.options).has('live')
+  );
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   type CommandWaitOptions,
   ConnectionError,
   ConnectionState,
+  canPause,
   checkEncodable,
   checkFrameSize,
   checkPublish,
@@ -30,6 +31,7 @@ import {
   heartbeatOption,
   InvalidOptionsError,
   isBookmarkRange,
+  isRefusal,
   type Logger,
   MAX_TIMEOUT_MS,
   type Message,
@@ -67,16 +69,8 @@ import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { Fifo } from './fifo.js';
 import { MemoryBookmarkStore } from './memory-bookmark-store.js';
 import { MemoryPublishStore } from './memory-publish-store.js';
-import { isRefusal } from './refusal.js';
 import { StateStream } from './state-stream.js';
 import { MemorySubscriptionManager } from './subscription-manager.js';
-
-/** A bookmark `subscribe` not `live`: what AMPS can pause. */
-function canPause(command: Command | undefined): boolean {
-  return (
-    command?.command === 'subscribe' && command.bookmark !== undefined && !parseOptions(command.options).has('live')
-  );
-}
 
 /** `opts` without the tokens `dropped`, and with `added`; undefined when none is left. */
 function editOptions(opts: string | undefined, dropped: readonly string[], added?: string): string | undefined {

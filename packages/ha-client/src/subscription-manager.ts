@@ -1,11 +1,11 @@
 import {
   type Command,
   countOption,
+  isRefusal,
   type ManagedSubscription,
   type SubscriptionManager,
   toError,
 } from '@amps-ts/core-protocol';
-import { isRefusal } from './refusal.js';
 
 /** Resubscribes waiting for their ack at once, by default. */
 const DEFAULT_MAX_IN_FLIGHT = 64;

@@ -19,14 +19,16 @@ import {
   errorFromReason,
   InvalidOptionsError,
   InvalidUriError,
+  isRefusal,
   ProtocolError,
+  SlowConsumerError,
   SubscriptionAlreadyExistsError,
   TimedOutError,
   toError,
 } from '../errors.js';
 import type { AckType, CommandName } from '../fields.js';
 import { type Command, forSubscription, type Message } from '../message.js';
-import { type CommandOptions, formatOptions, mergeOptions, parseOptions } from '../options.js';
+import { type CommandOptions, canPause, formatOptions, mergeOptions, parseOptions } from '../options.js';
 import { type AmpsUri, parseUri } from '../uri.js';
 import {
   bookmarkOption,
@@ -227,6 +229,12 @@ interface Route {
   sent?: number;
   /** A bookmark range subscription: the server ends it at the range's end, with its completed ack. */
   range?: boolean;
+  /** A subscription the server can pause (canPause): its consumer's flow control does that. */
+  pausable?: boolean;
+  /** Paused on the server because its consumer holds maxQueue messages (see #pauseFor). */
+  flowPaused?: boolean;
+  /** Holding the connection paused too: its consumer holds twice maxQueue. */
+  holding?: boolean;
 }
 
 interface Pending {
@@ -313,6 +321,8 @@ export class Client {
   #routesSent = 0;
   /** Ids unsubscribed whose unsubscribe the server has not acked yet, and how many times. */
   readonly #unsubscribing = new Map<string, number>();
+  /** Ids the application has paused on this connection (`pause()`, or subscribed with `pause`). */
+  readonly #userPaused = new Set<string>();
   #serverVersion: string | undefined;
   #nameHash: string | undefined;
   #pendingAcks = new Map<
@@ -774,9 +784,9 @@ export class Client {
   #subscribe(command: CommandName, topic: string, options: SubscribeOptions): Subscription {
     const subId = options.subId ?? this.#commandId();
     const closed = deferred<Error | undefined>();
-    const stream = this.#stream(options, options.autoAck === true, (error) => {
-      // A consumer that fell behind on a connection that cannot pause: stop the subscription
-      // rather than keep receiving what nobody reads.
+    const fellBehind = (error: Error) => {
+      // A consumer that fell behind, and what it reads from could not be paused: stop the
+      // subscription rather than keep receiving what nobody reads.
       closed.resolve(error);
       if (this.#endHooks.get(subId) !== end) {
         // A replace of it waits for the server: an unsubscribe now would end the replace. Accepted,
@@ -788,7 +798,10 @@ export class Client {
       this.#endHooks.delete(subId);
       if (this.#routes.get(subId) === route) this.#routes.delete(subId);
       this.#takeBack(subId, 'after a slow consumer');
-    });
+    };
+    const stream = this.#stream(options, options.autoAck === true, fellBehind, (paused) =>
+      route.pausable ? this.#pauseFor(route, paused, stream) : this.#flowControl(paused),
+    );
     const end = () => {
       stream.end();
       closed.resolve(undefined);
@@ -797,7 +810,10 @@ export class Client {
     const route: Route = {
       subId,
       range,
-      onMessage: (m) => stream.push(m),
+      onMessage: (m) => {
+        stream.push(m);
+        if (route.flowPaused && !route.holding && stream.overfull) this.#hold(route, stream);
+      },
       onAck: (ack) => {
         options.onAck?.(ack);
         if (range && ack.ackType === 'completed') {
@@ -813,6 +829,7 @@ export class Client {
     };
     // The subscription this one replaces, when the command asks AMPS to `replace` it.
     const replaced = this.#endHooks.get(subId);
+    const replacedRoute = this.#routes.get(subId);
     const subscription = new Subscription(
       subId,
       stream,
@@ -827,10 +844,14 @@ export class Client {
         // A replace that goes on with the range it replaces gets that one's completed ack.
         if (range && options.bookmark !== undefined) extra.add('completed');
         c.ackType = ['processed', ...extra].join(',');
+        route.pausable = canPause(c);
+        const wasPaused = this.#userPaused.has(subId);
+        if (parseOptions(c.options).has('pause')) this.#userPaused.add(subId);
         this.#endHooks.set(subId, end);
         try {
           await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
         } catch (error) {
+          if (!wasPaused) this.#userPaused.delete(subId);
           // Refused or lost: whatever held the id before (a live subscription) keeps it.
           this.#failed.set(end, replaced);
           const held = this.#heldBefore(replaced);
@@ -853,6 +874,8 @@ export class Client {
         }
         // Its deliveries now come here: the replaced subscription has ended.
         this.#heldBefore(replaced)?.();
+        // The server keeps a replaced subscription paused: not for this consumer, if for the old one's.
+        if (replacedRoute?.flowPaused) this.#sendFlowState(route, stream);
       })(),
       closed.promise,
     );
@@ -965,7 +988,11 @@ export class Client {
     this.flushAcks();
     // Deliveries for these ids until the server's ack were sent for the subscriptions ended here,
     // not for a new one that takes an id again: they are dropped (#route).
-    for (const id of ids) this.#unsubscribing.set(id, (this.#unsubscribing.get(id) ?? 0) + 1);
+    for (const id of ids) {
+      this.#unsubscribing.set(id, (this.#unsubscribing.get(id) ?? 0) + 1);
+      this.#userPaused.delete(id);
+    }
+    if (subId === 'all') this.#userPaused.clear();
     let released = false;
     // At the ack itself, not once the await resumes: what follows it in the same chunk (a new
     // subscription's first deliveries) is routed before then.
@@ -1014,9 +1041,46 @@ export class Client {
         `${option}: subIds must be one or more non-empty ids, got ${JSON.stringify(subIds)}`,
       );
     }
-    // Not through execute(): these ids belong to live subscriptions, whose routes stay as they are.
-    const command: Command = { command: 'subscribe', subId: ids.join(','), options: option, ackType: 'processed' };
-    await this.#request(command, 'processed', options, undefined, option);
+    const paused = option === 'pause';
+    const changed = ids.filter((id) => this.#userPaused.has(id) !== paused);
+    for (const id of changed) this.#markPaused(id, paused);
+    try {
+      await this.#sendPauseStates(ids, options);
+    } catch (error) {
+      // Refused, the server left them as they were (not those a later call has changed since).
+      if (isRefusal(error))
+        for (const id of changed) if (this.#userPaused.has(id) === paused) this.#markPaused(id, !paused);
+      throw error;
+    }
+  }
+
+  #markPaused(subId: string, paused: boolean): void {
+    if (paused) this.#userPaused.add(subId);
+    else this.#userPaused.delete(subId);
+  }
+
+  /**
+   * Sends each id's pause state as it is now: paused by the application or for its consumer, or
+   * running. (The server takes a repeat as no change.)
+   */
+  #sendPauseStates(ids: readonly string[], options: CommandWaitOptions): Promise<unknown> {
+    return Promise.all(
+      (['pause', 'resume'] as const).map((option) => {
+        const group = ids.filter((id) => this.#isPaused(id) === (option === 'pause'));
+        // Not through execute(): these ids belong to live subscriptions, whose routes stay as they are.
+        const command: Command = {
+          command: 'subscribe',
+          subId: group.join(','),
+          options: option,
+          ackType: 'processed',
+        };
+        return group[0] && this.#request(command, 'processed', options, undefined, option);
+      }),
+    );
+  }
+
+  #isPaused(subId: string): boolean {
+    return this.#userPaused.has(subId) || this.#routes.get(subId)?.flowPaused === true;
   }
 
   /** Waits until the server has processed (or persisted, or completed) everything sent before. */
@@ -1238,6 +1302,7 @@ export class Client {
     options: { onMessage?: MessageHandler<Message> | undefined; maxQueue?: number | undefined },
     autoAck: boolean,
     onOverflow?: (error: Error) => void,
+    onFlowControl: (pause: boolean) => boolean = (pause) => this.#flowControl(pause),
   ) {
     return new MessageStream<Message>({
       onMessage: options.onMessage,
@@ -1249,8 +1314,66 @@ export class Client {
             if (m.bookmark && m.topic && m.leasePeriod !== undefined) this.#safely(() => this.ack(m));
           }
         : undefined,
-      onFlowControl: (pause) => this.#flowControl(pause),
+      onFlowControl,
     });
+  }
+
+  /**
+   * The consumer of a bookmark subscription holds maxQueue messages (`paused`), or has worked
+   * through half of them. It is paused on the server meanwhile, rather than the connection, so
+   * every other subscription and command goes on. What was in flight still comes; past twice
+   * maxQueue, the connection pauses too (#hold).
+   */
+  #pauseFor(route: Route, paused: boolean, stream: MessageStream<Message>): boolean {
+    if (!paused && route.holding) {
+      route.holding = false;
+      this.#flowControl(false);
+    }
+    const subId = route.subId as string;
+    if (this.#routes.get(subId) !== route) return false;
+    route.flowPaused = paused;
+    this.#sendFlowState(route, stream);
+    return true;
+  }
+
+  /** Sends `subId`'s pause state as a whole (still paused, if the application paused it too). */
+  #sendFlowState(route: Route, stream: MessageStream<Message>): void {
+    const subId = route.subId as string;
+    const pausing = this.#isPaused(subId);
+    this.#sendPauseStates([subId], {}).catch((error: unknown) => {
+      // A lost connection ends the subscription anyway; after a first refusal, the rest follow it.
+      if (!isRefusal(error) || !route.pausable || stream.ended) return;
+      route.pausable = false;
+      if (pausing) {
+        // The server would not pause it: pause the connection instead, as for any other
+        // subscription. (The stream resumes the connection once its consumer has caught up.)
+        const behind = route.flowPaused;
+        route.flowPaused = false;
+        if (!behind || route.holding || this.#flowControl(true)) {
+          route.holding = false;
+          return;
+        }
+      }
+      // Not resumed, it would get nothing more; or nothing can slow it down.
+      stream.overflow(
+        new SlowConsumerError(
+          `subscription ${subId}: the server would not pause or resume it for its consumer: ${(error as Error).message}`,
+          { cause: error },
+        ),
+      );
+    });
+  }
+
+  /** What came after the server's pause fills twice maxQueue: pause the connection, or end. */
+  #hold(route: Route, stream: MessageStream<Message>): void {
+    route.holding = this.#flowControl(true);
+    if (!route.holding) {
+      stream.overflow(
+        new SlowConsumerError(
+          `subscription ${route.subId}: the consumer fell twice maxQueue behind and the connection cannot pause; consume faster or raise maxQueue`,
+        ),
+      );
+    }
   }
 
   #flowControl(pause: boolean): boolean {
@@ -1579,6 +1702,7 @@ export class Client {
     session.closed.resolve(error);
     if (this.#session !== session) return;
     this.#outbox.clear();
+    this.#userPaused.clear();
     const reason = new DisconnectedError(
       error
         ? `disconnected from ${session.uri.redacted}: ${error.message}`

@@ -114,9 +114,15 @@ export class MessageStream<T> implements AsyncIterable<T> {
     if (this.#paused || this.#ended) return;
     this.#paused = true;
     if (this.#options.onFlowControl?.(true)) return;
-    const error = new SlowConsumerError(
-      `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; consume faster or raise maxQueue`,
+    this.overflow(
+      new SlowConsumerError(
+        `the consumer fell ${this.#maxQueue} messages behind and the connection cannot pause; consume faster or raise maxQueue`,
+      ),
     );
+  }
+
+  /** Ends the stream with `error`: its consumer could not be kept up with (`onOverflow` hears of it). */
+  overflow(error: Error): void {
     this.end(error);
     this.#options.onOverflow?.(error);
   }

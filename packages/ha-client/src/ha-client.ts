@@ -196,6 +196,12 @@ interface HASubscription {
    * sees it, until the subscription is entered anew from its recovery point (#flowControl).
    */
   shedding?: boolean;
+  /**
+   * The server holds it no more, though this client does: taken back to be entered anew from its
+   * recovery point (#enterAnew), or a range the server ended while it was shedding. A pause or
+   * resume is not sent meanwhile (it would be refused): the subscribe carries the state.
+   */
+  offServer?: boolean;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -1203,6 +1209,12 @@ export class HAClient {
       if (kept) {
         this.#subs.set(subId, kept);
         this.#manager.add({ subId, command: kept.command });
+        // Its consumer caught up while the replace was with the server: resume it (or enter it
+        // anew, if it shed), as #flowControl would have.
+        if (kept.flowPaused === false) {
+          if (kept.shedding) void this.#enterAnew(kept);
+          else this.#sendFlowState(kept);
+        }
       } else {
         this.#bookmarkStore?.purge(subId);
         if (this.#client.isConnected) {
@@ -1214,9 +1226,12 @@ export class HAClient {
       return;
     }
     // Accepted (or cut off, and entered anew by the recovery): it replaced them all. The server
-    // keeps a paused subscription paused through a replace: one paused for its old consumer is
-    // resumed for the new one (unless the application paused it).
-    if (replaced.flowPaused) this.#sendFlowState(sub);
+    // keeps a paused subscription paused through a replace: one ever paused for its old consumer
+    // (caught up meanwhile, #flowControl sent nothing) is resumed for the new one, unless the
+    // application paused it. One that shed is entered anew from its recovery point: the server's
+    // place is past what it dropped.
+    if (sub.shedding) void this.#enterAnew(sub);
+    else if (replaced.flowPaused !== undefined) this.#sendFlowState(sub);
     for (let r: HASubscription | undefined = sub; r; ) {
       const next: HASubscription | undefined = r.replaced;
       r.replaced = undefined;
@@ -1291,6 +1306,11 @@ export class HAClient {
         const placed = ack.ackType === 'processed' && ack.status !== 'failure';
         // Accepted: so at once, before a delivery in the same read can end it (a slow consumer).
         if (placed) sub.ready.resolve();
+        // A replace takes the server's place of the one it replaces, past what that one dropped:
+        // what comes now is dropped too, and the replace is entered anew (#replaceLater).
+        if (placed && replace) {
+          for (let r = sub.replaced; r; r = r.replaced) if (r.shedding) sub.shedding = true;
+        }
         if (bookmarked && (completed || placed || (ack.ackType === 'persisted' && !sub.replaying))) {
           // No bookmark: the log was empty. A NOW subscription placed there is owed everything
           // since (the epoch); NOW on the next server would skip what was published meanwhile.
@@ -1310,7 +1330,12 @@ export class HAClient {
         }
         // The server has ended a range subscription at its end: so does this client, for good. (A
         // replace of it still waiting for the server's answer keeps the id's place in the log.)
-        if (completed && sub.command.command === 'subscribe' && isBookmarkRange(sub.options.bookmark)) {
+        // One that dropped messages past its consumer's hold is entered anew for them once the
+        // consumer catches up (#flowControl), from its recovery point inside the range.
+        const ranged = completed && sub.command.command === 'subscribe' && isBookmarkRange(sub.options.bookmark);
+        if (ranged && sub.shedding && this.#subs.get(sub.subId) === sub) {
+          sub.offServer = true;
+        } else if (ranged) {
           const held = this.#subs.get(sub.subId) === sub;
           sub.ready.resolve();
           this.#endSubscription(sub, undefined);
@@ -1327,6 +1352,7 @@ export class HAClient {
     };
     sub.generation = generation;
     sub.shedding = false;
+    sub.offServer = false;
     try {
       await this.#client.execute(c, execute);
       return false;
@@ -1465,7 +1491,9 @@ export class HAClient {
     return this.#whenReadyThen(options, () =>
       Promise.all(
         [true, false].map((p) => {
-          const group = ids.filter((id) => this.#isPaused(id) === p && this.#subs.has(id));
+          const group = ids.filter(
+            (id) => this.#isPaused(id) === p && this.#subs.has(id) && !this.#subs.get(id)?.offServer,
+          );
           return group[0] && this.#client[p ? 'pause' : 'resume'](group, options);
         }),
       ),
@@ -1479,7 +1507,13 @@ export class HAClient {
    * and comes again when the subscription is entered anew. Any other ends with a `SlowConsumerError`.
    */
   #flowControl(sub: HASubscription, paused: boolean): boolean {
-    if (!canPause(sub.command) || this.#subs.get(sub.subId) !== sub) return false;
+    if (!canPause(sub.command)) return false;
+    if (this.#subs.get(sub.subId) !== sub) {
+      // Its replace waits for the server's answer: a catch-up is kept, for a refusal that keeps
+      // it (#replaceLater); falling behind, it ends (see onOverflow).
+      if (!paused && sub.flowPaused) sub.flowPaused = false;
+      return false;
+    }
     sub.flowPaused = paused;
     if (!paused && sub.shedding) void this.#enterAnew(sub);
     else this.#sendFlowState(sub);
@@ -1492,12 +1526,23 @@ export class HAClient {
    */
   async #enterAnew(sub: HASubscription): Promise<void> {
     const generation = sub.generation;
-    try {
-      await this.#client.unsubscribe(sub.subId);
-    } catch (error) {
-      // The connection went: the recovery enters it anew.
-      if (!DisconnectedError.isInstance(error)) this.#reportException(error);
-      return;
+    // A range the server has ended already needs no unsubscribe.
+    const onServer = !sub.offServer;
+    sub.offServer = true;
+    if (onServer) {
+      try {
+        await this.#client.unsubscribe(sub.subId);
+      } catch (error) {
+        // Not answered: the server may take it back later, and this client would never enter it
+        // again (dropping all that comes meanwhile): fail over, as from any unresponsive server.
+        if (TimedOutError.isInstance(error) && this.#client.isConnected) this.#client.abort(error);
+        // The connection went (or goes): the recovery enters it anew.
+        else if (!DisconnectedError.isInstance(error)) {
+          sub.offServer = false; // refused: the server still holds it
+          this.#reportException(error);
+        }
+        return;
+      }
     }
     // Not if the recovery has entered it meanwhile.
     if (sub.generation !== generation) return;
@@ -1514,7 +1559,9 @@ export class HAClient {
     this.#sendPauseStates([subId], {}).catch((error: unknown) => {
       // Only a refusal matters: after a disconnect the recovery sends the state, and a server
       // that does not answer sends nothing either.
-      if (!isRefusal(error) || this.#subs.get(subId) !== sub) return;
+      // Nor one the server no longer holds (a range it ended as the pause went out): entered anew,
+      // it carries the state.
+      if (!isRefusal(error) || this.#subs.get(subId) !== sub || sub.offServer) return;
       const why = new SlowConsumerError(
         `subscription ${subId}: the server would not pause or resume it for its consumer: ${error.message}`,
       );

@@ -294,32 +294,99 @@ describe('HAClient pause and resume', () => {
 
 /**
  * A transport filter counting what the client sends: pauses (commands, and subscribes entered
- * paused), resumes, subscribes, and subscribes entered paused. `pausesReach(n)` resolves at the n-th pause.
+ * paused), resumes, subscribes, subscribes entered paused and unsubscribes; and the deliveries it
+ * receives. `pausesReach(n)` resolves at the n-th pause.
  */
 function pauseCommands() {
-  const sent = { pause: 0, resume: 0, subscribes: 0, pausedSubscribes: 0 };
-  const waiters: Array<{ pauses: number; resolve: () => void }> = [];
+  const sent = { pause: 0, resume: 0, subscribes: 0, pausedSubscribes: 0, unsubscribes: 0, deliveries: 0 };
+  /** Called with each batch the client writes. */
+  const onOut: Array<(text: string) => void> = [];
+  const waiters: Array<{ ok: () => boolean; resolve: () => void }> = [];
   const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') => {
+    const text = Buffer.from(bytes).toString();
     if (direction === 'out') {
-      const text = Buffer.from(bytes).toString();
       sent.pause += text.split('"opts":"pause"').length - 1;
       sent.resume += text.split('"opts":"resume"').length - 1;
       sent.subscribes += text.split('"t":"prices"').length - 1;
       // A subscribe entered paused carries its topic too.
       sent.pausedSubscribes += text.split(/"t":"prices"[^}]*"opts":"pause"|"opts":"pause"[^}]*"t":"prices"/).length - 1;
-      for (const w of waiters.filter((w) => sent.pause >= w.pauses)) w.resolve();
+      sent.unsubscribes += text.split('"c":"unsubscribe"').length - 1;
+      for (const f of onOut) f(text);
+    } else {
+      sent.deliveries += text.split('"c":"p"').length - 1;
+    }
+    for (const w of waiters.filter((w) => w.ok())) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
     }
     return bytes;
   };
-  const pausesReach = (pauses: number) =>
-    new Promise<void>((resolve) => (sent.pause >= pauses ? resolve() : waiters.push({ pauses, resolve })));
-  return { sent, transportFilter, pausesReach };
+  /** Resolves once `ok()` holds, checked as the client writes and reads. */
+  const when = (ok: () => boolean) =>
+    new Promise<void>((resolve) => (ok() ? resolve() : waiters.push({ ok, resolve })));
+  return {
+    sent,
+    transportFilter,
+    onOut,
+    when,
+    pausesReach: (pauses: number) => when(() => sent.pause >= pauses),
+  };
 }
 
-/** Iterates `s` from EPOCH, one event-loop turn per message (a consumer that awaits its work). */
-function slowReader(ha: HAClient, maxQueue: number, options: { holdAfter?: number } = {}) {
+/**
+ * An async `onMessage` for `s` whose promises settle only once released: a consumer that holds
+ * everything until it works through it all, and then through each message at once.
+ */
+function heldHandler() {
   const messages = received();
-  const subscription = ha.subscribe('prices', { subId: 's', bookmark: Bookmarks.EPOCH, maxQueue });
+  const held: Array<() => void> = [];
+  let holding = true;
+  return {
+    got: messages.got,
+    until: messages.until,
+    onMessage: (m: Message) => {
+      messages.add(m);
+      return holding ? new Promise<void>((resolve) => held.push(resolve)) : undefined;
+    },
+    release() {
+      holding = false;
+      for (const resolve of held.splice(0)) resolve();
+    },
+  };
+}
+
+/**
+ * A subscriber with a held handler (`maxQueue` 50) on 3,000 logged messages, once the server has
+ * taken its pause and what was in flight has come: more than it holds, so it is shedding.
+ */
+async function shedding(name: string) {
+  const commands = pauseCommands();
+  const t = await setUp(name, { commandTimeoutMs: 1000, client: { transportFilter: commands.transportFilter } });
+  await t.publish(3000);
+  const consumer = heldHandler();
+  const subscription = t.ha.subscribe('prices', {
+    subId: 's',
+    bookmark: Bookmarks.EPOCH,
+    maxQueue: 50,
+    onMessage: consumer.onMessage,
+  });
+  await subscription.ready;
+  await commands.pausesReach(1);
+  await t.ha.flush();
+  expect(commands.sent.deliveries).toBeGreaterThan(100);
+  expect(consumer.got.length).toBeLessThanOrEqual(100);
+  return { t, commands, consumer, subscription };
+}
+
+/** Iterates `s` from `bookmark` (EPOCH), one event-loop turn per message (a consumer that awaits its work). */
+function slowReader(
+  ha: HAClient,
+  maxQueue: number,
+  options: { holdAfter?: number } = {},
+  bookmark: string = Bookmarks.EPOCH,
+) {
+  const messages = received();
+  const subscription = ha.subscribe('prices', { subId: 's', bookmark, maxQueue });
   let release!: () => void;
   const released = new Promise<void>((resolve) => {
     release = resolve;
@@ -462,5 +529,89 @@ describe('HAClient flow control: a bookmark subscription whose consumer falls be
       /^subscription s: the server would not pause or resume it for its consumer: /,
     );
     await expect(reader.reading).rejects.toMatchObject({ code: 'slow_consumer' });
+  });
+});
+
+/** The bookmarks of the first `count` messages on `prices`. */
+async function bookmarksOf(ha: HAClient, count: number): Promise<string[]> {
+  const messages = received();
+  const bookmarks: string[] = [];
+  const probe = ha.subscribe('prices', {
+    subId: 'probe',
+    bookmark: Bookmarks.EPOCH,
+    onMessage: (m) => {
+      bookmarks.push(m.bookmark as string);
+      messages.add(m);
+    },
+  });
+  await messages.until(count);
+  await probe.unsubscribe();
+  return bookmarks;
+}
+
+describe('HAClient flow control: what a subscription dropped past twice maxQueue comes again', () => {
+  it('for a bookmark range: the whole range, not just what the consumer held', async () => {
+    const t = await setUp('shed-range');
+    await t.publish(3000);
+    const bookmarks = await bookmarksOf(t.ha, 3000);
+    const reader = slowReader(t.ha, 50, {}, `[${bookmarks[0]}:${bookmarks[2999]}]`);
+    await reader.reading;
+    expect(reader.got).toEqual(range(1, 3000));
+  });
+
+  it('for a replace of one that dropped some: its consumer and the new one together get every message', async () => {
+    const { t, consumer } = await shedding('shed-replace');
+    const fresh = received();
+    const replacing = t.ha.subscribe('prices', { subId: 's', options: { replace: true }, onMessage: fresh.add });
+    await replacing.ready;
+    consumer.release();
+    await t.publish(5);
+    await fresh.until(3005 - consumer.got.length);
+    expect([...consumer.got, ...fresh.got]).toEqual(range(1, 3005));
+  });
+
+  it('when the consumer catches up while a replace of it is refused: resumed, it gets everything', async () => {
+    const { t, commands, consumer } = await shedding('shed-refused-replace');
+    commands.onOut.push((text) => {
+      if (text.includes('replace')) consumer.release();
+    });
+    const refused = t.ha.subscribe('prices', { subId: 's', filter: '/n >', options: { replace: true } });
+    await expect(refused.ready).rejects.toMatchObject({ code: 'bad_filter' });
+    await t.publish(5);
+    await consumer.until(3005);
+    expect(consumer.got).toEqual(range(1, 3005));
+  });
+
+  it('when the unsubscribe that re-enters it is not answered: after a failover', async () => {
+    const { t, commands, consumer } = await shedding('shed-unanswered');
+    const server = t.cluster.servers.find((x) => x.tcpUri('json') === t.ha.uri);
+    commands.onOut.push((text) => {
+      if (text.includes('"c":"unsubscribe"')) server?.freeze();
+    });
+    const failedOver = stateWhere(t.ha, (e) => e.state === 'Resubscribed');
+    consumer.release();
+    await failedOver;
+    server?.thaw();
+    await t.publish(5);
+    await consumer.until(3005);
+    expect(consumer.got).toEqual(range(1, 3005));
+  });
+
+  it('paused by the application while it is re-entered: not refused, and resumed, it gets everything', async () => {
+    const { t, commands, consumer } = await shedding('shed-pause');
+    let paused: Promise<void> | undefined;
+    commands.onOut.push((text) => {
+      if (text.includes('"c":"unsubscribe"')) paused ??= t.ha.pause('s');
+    });
+    consumer.release();
+    await commands.when(() => paused !== undefined);
+    await paused;
+    const held = consumer.got.length;
+    await t.publish(5);
+    await t.ha.flush();
+    expect(consumer.got.length).toBe(held);
+    await t.ha.resume('s');
+    await consumer.until(3005);
+    expect(consumer.got).toEqual(range(1, 3005));
   });
 });

@@ -370,7 +370,7 @@ describe('slow consumers of bookmark subscriptions', () => {
         await received.atLeast(received.items.length + 1);
       }
     };
-    return { c, transport, sent, pauseSent: () => sentWith('pause'), refused };
+    return { c, transport, sent, sentWith, pauseSent: () => sentWith('pause'), refused };
   }
 
   it('are paused on the server, not the connection: the client goes on with everything else', async () => {
@@ -512,6 +512,106 @@ describe('slow consumers of bookmark subscriptions', () => {
     expect(got).toEqual(upTo(1500));
     // Not for what was in flight (less than twice maxQueue): for the refusal.
     expect(transport.pauses).toBe(1);
+  });
+
+  it('left while paused, are unsubscribed without a resume first (which would start a replay for nobody)', async () => {
+    const { c, pauseSent, sent } = await consumer('left-behind', { maxQueue: 1000 });
+    await publish(1500);
+    const sub = c.subscribe('journal', { bookmark: Bookmarks.EPOCH });
+    await sub.ready;
+    await pauseSent();
+    for await (const m of sub) if (n(m) === 10) break;
+    await c.flush();
+    expect(sent.items.filter((m) => m.command === 'unsubscribe')).toHaveLength(1);
+    expect(sent.items.filter((m) => m.options === 'resume')).toEqual([]);
+  });
+
+  it('cut off by a disconnect while paused, close with the disconnect and report nothing', async () => {
+    const { c, pauseSent } = await consumer('dropped-behind', { maxQueue: 1000 });
+    const errors = new Collector<unknown>();
+    c.onException(errors.push);
+    await publish(1500);
+    const sub = c.subscribe('journal', { bookmark: Bookmarks.EPOCH });
+    await sub.ready;
+    await pauseSent();
+    await c.flush();
+    const disconnected = new Collector<Error | undefined>();
+    c.onDisconnect(disconnected.push);
+    server.dropConnections();
+    await disconnected.atLeast(1);
+    const closed = await sub.closed;
+    expect(errors.items).toEqual([]);
+    expect(closed?.message).toMatch(/disconnected from/);
+  });
+
+  it('resume a replace of a replace whose consumer fell behind, both sent before either was answered', async () => {
+    // transport-node whose writes can be held back (in order) and let go.
+    const inner = nodeTransport();
+    let held: Uint8Array[] | undefined;
+    let send: ((bytes: Uint8Array) => void) | undefined;
+    const gated: Transport = {
+      schemes: ['tcp'],
+      connect: async (uri, handlers, options) => {
+        const connection = await inner.connect(uri, handlers, options);
+        const original = connection.send.bind(connection);
+        send = original;
+        connection.send = (bytes) => (held ? held.push(bytes.slice()) : original(bytes));
+        return connection;
+      },
+    };
+    const { c, sentWith } = await consumer('chained-replaces', { transport: gated, maxQueue: 100 });
+    // Caught up, with a filter nothing passes.
+    const first = c.subscribe('journal', { subId: 'r', bookmark: Bookmarks.EPOCH, filter: '/n > 1000000' });
+    await first.ready;
+    await c.flush();
+    const second = c.subscribe('journal', { subId: 'r', bookmark: Bookmarks.EPOCH, options: { replace: true } });
+    await sentWith('replace');
+    // The third goes out once the second has fallen behind (and its pause after it).
+    held = [];
+    const fresh = new Collector<Message>();
+    const third = c.subscribe('journal', {
+      subId: 'r',
+      bookmark: Bookmarks.EPOCH,
+      options: { replace: true },
+      onMessage: fresh.push,
+    });
+    await second.ready;
+    await publish(150);
+    await sentWith('pause');
+    const writes = held;
+    held = undefined;
+    for (const bytes of writes) send?.(bytes);
+    await third.ready;
+    const kept: number[] = [];
+    for await (const m of second) kept.push(n(m));
+    expect(kept).toEqual(upTo(150));
+    // What is published now reaches the third.
+    await publish(10);
+    await fresh.atLeast(10, 3_000);
+    expect(fresh.items.map(n)).toEqual(upTo(160).slice(150));
+  });
+
+  it("keep the application's pause made during a replace the server refuses, when the consumer catches up", async () => {
+    const { c, pauseSent, sent } = await consumer('pause-during-refused-replace', { maxQueue: 1000 });
+    await publish(1500);
+    const sub = c.subscribe('journal', { subId: 'r', bookmark: Bookmarks.EPOCH });
+    await sub.ready;
+    await pauseSent();
+    await c.flush();
+    const held = sub.received;
+    // A replace the server refuses (a bad filter), and the application pauses the id meanwhile.
+    const refused = c.subscribe('journal', { subId: 'r', filter: '(((', options: { replace: true } });
+    const pausing = sub.pause();
+    await expect(refused.ready).rejects.toThrow();
+    await pausing;
+    const resumes = () => sent.items.filter((m) => m.options === 'resume').length;
+    const iterator = sub[Symbol.asyncIterator]();
+    for (let i = 0; i < held; i++) await iterator.next();
+    await c.flush();
+    // Caught up, but paused by the application: nothing resumes it.
+    expect(resumes()).toBe(0);
+    expect(sub.received).toBe(held);
+    await iterator.return?.();
   });
 
   it('refused a resume, end the subscription with a SlowConsumerError giving the reason', async () => {

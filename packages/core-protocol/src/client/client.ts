@@ -321,8 +321,11 @@ export class Client {
   #routesSent = 0;
   /** Ids unsubscribed whose unsubscribe the server has not acked yet, and how many times. */
   readonly #unsubscribing = new Map<string, number>();
-  /** Ids the application has paused on this connection (`pause()`, or subscribed with `pause`). */
-  readonly #userPaused = new Set<string>();
+  /**
+   * Ids the application has paused on this connection (`pause()`, or subscribed with `pause`), each
+   * with a token of the call that last paused it.
+   */
+  readonly #userPaused = new Map<string, object>();
   #serverVersion: string | undefined;
   #nameHash: string | undefined;
   #pendingAcks = new Map<
@@ -829,7 +832,7 @@ export class Client {
     };
     // The subscription this one replaces, when the command asks AMPS to `replace` it.
     const replaced = this.#endHooks.get(subId);
-    const replacedRoute = this.#routes.get(subId);
+    this.#routeOf.set(end, route);
     const subscription = new Subscription(
       subId,
       stream,
@@ -846,15 +849,18 @@ export class Client {
         c.ackType = ['processed', ...extra].join(',');
         route.pausable = canPause(c);
         const wasPaused = this.#userPaused.has(subId);
-        if (parseOptions(c.options).has('pause')) this.#userPaused.add(subId);
+        const pausedHere = {};
+        if (parseOptions(c.options).has('pause') && !wasPaused) this.#userPaused.set(subId, pausedHere);
         this.#endHooks.set(subId, end);
         try {
           await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
         } catch (error) {
-          if (!wasPaused) this.#userPaused.delete(subId);
           // Refused or lost: whatever held the id before (a live subscription) keeps it.
           this.#failed.set(end, replaced);
           const held = this.#heldBefore(replaced);
+          // Its own `pause` was not taken. What it was to replace keeps the pause state it has: one a
+          // pause() sent meanwhile has given it too.
+          if (held ? this.#userPaused.get(subId) === pausedHere : !wasPaused) this.#userPaused.delete(subId);
           if (this.#endHooks.get(subId) === end) {
             if (held && !this.#fellBehind.has(held)) {
               this.#endHooks.set(subId, held);
@@ -873,9 +879,12 @@ export class Client {
           throw error;
         }
         // Its deliveries now come here: the replaced subscription has ended.
-        this.#heldBefore(replaced)?.();
+        const held = this.#heldBefore(replaced);
+        held?.();
         // The server keeps a replaced subscription paused: not for this consumer, if for the old one's.
-        if (replacedRoute?.flowPaused) this.#sendFlowState(route, stream);
+        // (The one it replaced is the one that held the id by the server's answer: a replace sent
+        // before this one and accepted since may have been paused meanwhile.)
+        if (held && this.#routeOf.get(held)?.flowPaused) this.#sendFlowState(route, stream);
       })(),
       closed.promise,
     );
@@ -886,6 +895,8 @@ export class Client {
   readonly #endHooks = new Map<string, () => void>();
   /** The end hooks of subscriptions that fell behind while a replace of theirs waited for the server. */
   readonly #fellBehind = new WeakSet<() => void>();
+  /** The route of each subscription's end hook: whether a replaced one was paused for its consumer. */
+  readonly #routeOf = new WeakMap<() => void, Route>();
   /** The end hooks of subscribes that failed, each with the end hook of what it was to replace. */
   readonly #failed = new WeakMap<() => void, (() => void) | undefined>();
 
@@ -1043,7 +1054,8 @@ export class Client {
     }
     const paused = option === 'pause';
     const changed = ids.filter((id) => this.#userPaused.has(id) !== paused);
-    for (const id of changed) this.#markPaused(id, paused);
+    // Each paused id is marked by this call: a subscribe (with `pause`) that fails must leave it.
+    for (const id of paused ? ids : changed) this.#markPaused(id, paused);
     try {
       await this.#sendPauseStates(ids, options);
     } catch (error) {
@@ -1055,16 +1067,17 @@ export class Client {
   }
 
   #markPaused(subId: string, paused: boolean): void {
-    if (paused) this.#userPaused.add(subId);
+    if (paused) this.#userPaused.set(subId, {});
     else this.#userPaused.delete(subId);
   }
 
   /**
    * Sends each id's pause state as it is now: paused by the application or for its consumer, or
-   * running. (The server takes a repeat as no change.)
+   * running. (The server takes a repeat as no change.) Async: not connected, it rejects rather
+   * than throw into the stream that asked (a flow-controlled one ends inside #onClose).
    */
-  #sendPauseStates(ids: readonly string[], options: CommandWaitOptions): Promise<unknown> {
-    return Promise.all(
+  async #sendPauseStates(ids: readonly string[], options: CommandWaitOptions): Promise<unknown> {
+    return await Promise.all(
       (['pause', 'resume'] as const).map((option) => {
         const group = ids.filter((id) => this.#isPaused(id) === (option === 'pause'));
         // Not through execute(): these ids belong to live subscriptions, whose routes stay as they are.
@@ -1332,7 +1345,8 @@ export class Client {
     const subId = route.subId as string;
     if (this.#routes.get(subId) !== route) return false;
     route.flowPaused = paused;
-    this.#sendFlowState(route, stream);
+    // Ended (left, disconnected, overflowed): nobody reads, and it is being taken back anyway.
+    if (!stream.ended) this.#sendFlowState(route, stream);
     return true;
   }
 

@@ -47,6 +47,13 @@ export interface PublishStoreState {
   lastSequence: number;
   /** The highest sequence the server reported persisted. */
   lastPersisted: number;
+  /**
+   * The highest sequence that may have reached a server. Commands above it were stored before
+   * any logon numbered them against the server's (a new store file whose process ended before it
+   * logged on): like those stored by this process before its first logon, they are renumbered
+   * after the server's last sequence if that is past them. @default lastSequence
+   */
+  sentUpTo?: number;
 }
 
 /** What a stored message counts against `capacityBytes`: its body (Uint8Array bytes, string length). */
@@ -108,7 +115,12 @@ export class MemoryPublishStore implements PublishStore {
     if (options.restore !== undefined) this.#restore(options.restore);
   }
 
-  #restore({ commands, lastSequence, lastPersisted }: PublishStoreState): void {
+  #restore({ commands, lastSequence, lastPersisted, sentUpTo = lastSequence }: PublishStoreState): void {
+    if (!Number.isSafeInteger(sentUpTo) || sentUpTo < lastPersisted || sentUpTo > lastSequence) {
+      throw new InvalidOptionsError(
+        `publish store restore: sentUpTo (${sentUpTo}) must be a whole number from lastPersisted (${lastPersisted}) to lastSequence (${lastSequence})`,
+      );
+    }
     // lastPersisted, each command's sequence, lastSequence: whole numbers, in order.
     const sequences = [lastPersisted, ...commands.map((c) => c.sequence), lastSequence + 1];
     sequences.forEach((sequence, i) => {
@@ -128,7 +140,7 @@ export class MemoryPublishStore implements PublishStore {
     }
     this.#lastPersisted = lastPersisted;
     this.#lastSequence = lastSequence;
-    this.#restoredUpTo = lastSequence;
+    this.#restoredUpTo = sentUpTo;
   }
 
   store(command: Command): number | Promise<number> {

@@ -47,9 +47,16 @@ export function publishContents(store: MemoryPublishStore): string {
   return JSON.stringify({ commands, lastSequence: store.nextSequence() - 1, lastPersisted: store.lastPersisted() });
 }
 
-/** The memory store a restart of `model` leaves. */
-export function restarted(model: MemoryPublishStore): MemoryPublishStore {
-  const state = { lastSequence: model.nextSequence() - 1, lastPersisted: model.lastPersisted() };
+/**
+ * The memory store a restart of `model` leaves. `synced: false` for a store no logon has numbered
+ * since it started on an empty file: nothing in it was sent, and the next logon may renumber it.
+ */
+export function restarted(model: MemoryPublishStore, synced = true): MemoryPublishStore {
+  const state = {
+    lastSequence: model.nextSequence() - 1,
+    lastPersisted: model.lastPersisted(),
+    ...(synced ? {} : { sentUpTo: model.lastPersisted() }),
+  };
   return new MemoryPublishStore({ restore: { ...state, commands: replayed(model) } });
 }
 

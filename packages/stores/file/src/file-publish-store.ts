@@ -29,6 +29,12 @@ export class FilePublishStore extends MemoryPublishStore {
   readonly path: string;
   readonly #journal: Journal;
   #rewriteAtFirstSync = true;
+  /** No logon has numbered the file's commands yet: the file says so (an `unsynced` record). */
+  #unsynced: boolean;
+  /** The file holds other sequences than the store: it must be rewritten before anything is sent. */
+  #rewriteBeforeSend = false;
+  /** In a logon's sync that rewrites the file: acks are not written, the rewrite writes them. */
+  #syncing = false;
 
   /**
    * Opens the store's file, creating it if it does not exist, and takes back what an earlier
@@ -43,8 +49,10 @@ export class FilePublishStore extends MemoryPublishStore {
       what: 'publish store',
       fsync: booleanOption(options.fsync, 'fsync'),
     });
+    let state: PublishStoreState & { unsynced: boolean; written: boolean };
     try {
-      super({ ...options, restore: restore(journal) });
+      state = restore(journal);
+      super({ ...options, restore: state });
       journal.open();
     } catch (error) {
       journal.close(); // a damaged file, or a bad option
@@ -52,14 +60,18 @@ export class FilePublishStore extends MemoryPublishStore {
     }
     this.path = path;
     this.#journal = journal;
+    this.#unsynced = state.unsynced;
     journal.live = () => {
       const records = [
         encodePublishRecord({ kind: 'lastSequence', sequence: this.nextSequence() - 1 }),
         encodePublishRecord({ kind: 'persisted', sequence: this.lastPersisted() }),
       ];
+      if (this.#unsynced) records.push(encodePublishRecord({ kind: 'unsynced' }));
       this.replay((command) => records.push(encodePublishRecord({ kind: 'stored', command })));
       return records;
     };
+    // A new file: nothing in it will have been sent until the first logon rewrites it.
+    if (this.#unsynced && !state.written) this.#note({ kind: 'unsynced' });
   }
 
   override store(command: Command): number | Promise<number> {
@@ -84,6 +96,7 @@ export class FilePublishStore extends MemoryPublishStore {
   override discardUpTo(sequence: number): void {
     const before = this.lastPersisted();
     super.discardUpTo(sequence);
+    if (this.#syncing) return;
     if (this.lastPersisted() === before) return;
     this.#note({ kind: 'persisted', sequence });
     if (this.#journal.oversized) this.#note(undefined);
@@ -92,15 +105,51 @@ export class FilePublishStore extends MemoryPublishStore {
   override discard(sequence: number): void {
     super.discard(sequence);
     this.#note({ kind: 'refused', sequence });
+    // Refusals free nothing in the file but through a rewrite: a server refusing every publish
+    // would otherwise grow it without bound.
+    if (this.#journal.oversized) this.#note(undefined);
   }
 
+  /**
+   * The first logon may renumber what was stored before it (by this run, or by one on a new file
+   * that ended before it logged on): the file takes the new numbers before anything is sent, or a
+   * restart would take the old ones for sequences the server has, and drop them. If that rewrite
+   * fails when the numbers changed, so does the logon (the HAClient tries again): sending them
+   * now would lose them, or send them twice, after a crash.
+   */
   override syncWithServer(sequence: number): void {
-    super.syncWithServer(sequence);
-    if (this.#rewriteAtFirstSync) {
-      // The first logon may renumber what this run stored before it: the file takes the new numbers.
-      this.#rewriteAtFirstSync = false;
-      this.#note(undefined);
+    if (!this.#rewriteAtFirstSync && !this.#rewriteBeforeSend) {
+      super.syncWithServer(sequence);
+      return;
     }
+    const before = this.#sequences();
+    this.#syncing = true;
+    try {
+      super.syncWithServer(sequence);
+    } finally {
+      this.#syncing = false;
+      // Renumbered, or a file whose numbers a restart would change: it must be rewritten before a send.
+      if (this.#sequences() !== before || (this.#unsynced && this.unpersistedCount() > 0)) {
+        this.#rewriteBeforeSend = true;
+      }
+    }
+    this.#rewriteAtFirstSync = false;
+    // From here on what is stored may be sent: the rewrite (this one, or the next write's) says so.
+    this.#unsynced = false;
+    try {
+      this.#journal.rewrite();
+    } catch (error) {
+      if (this.#rewriteBeforeSend) throw error;
+      return; // the file still holds what the store does: the next write rewrites it
+    }
+    this.#rewriteBeforeSend = false;
+  }
+
+  /** The sequences of what the store would replay, to tell whether a sync renumbered it. */
+  #sequences(): string {
+    const sequences: number[] = [];
+    this.replay((command) => sequences.push(command.sequence as number));
+    return sequences.join(',');
   }
 
   /** Closes the file and releases its lock. The store cannot store, or note acks, after this. Idempotent. */
@@ -125,14 +174,21 @@ export class FilePublishStore extends MemoryPublishStore {
 }
 
 /** What the file holds: the unpersisted commands, the last sequence given, the last persisted. */
-function restore(journal: Journal): PublishStoreState {
+function restore(journal: Journal): PublishStoreState & { unsynced: boolean; written: boolean } {
   let lastPersisted = 0;
   let lastSequence = 0;
   const stored = new Map<number, Command>();
-  for (const payload of journal.read()) {
+  const payloads = journal.read();
+  // A file with no record in it is new (or was never written after its header).
+  let unsynced = payloads.length === 0;
+  let written = false;
+  for (const payload of payloads) {
     const record = decodePublishRecord(payload);
     if (typeof record === 'string') throw journal.damaged(record);
-    if (record.kind === 'stored') {
+    if (record.kind === 'unsynced') {
+      unsynced = true;
+      written = true;
+    } else if (record.kind === 'stored') {
       const sequence = record.command.sequence as number;
       lastSequence = Math.max(lastSequence, sequence);
       stored.set(sequence, record.command);
@@ -147,5 +203,14 @@ function restore(journal: Journal): PublishStoreState {
   const commands = [...stored.values()]
     .filter((command) => (command.sequence as number) > lastPersisted)
     .sort((a, b) => (a.sequence as number) - (b.sequence as number));
-  return { commands, lastSequence: Math.max(lastSequence, lastPersisted), lastPersisted };
+  lastSequence = Math.max(lastSequence, lastPersisted);
+  // Nothing in an unsynced file was sent: a logon may renumber all of it.
+  return {
+    commands,
+    lastSequence,
+    lastPersisted,
+    sentUpTo: unsynced ? lastPersisted : lastSequence,
+    unsynced,
+    written,
+  };
 }

@@ -8,15 +8,17 @@
 import {
   closeSync,
   fsyncSync,
+  linkSync,
   openSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   truncateSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { DurableStoreError } from '@amps-ts/core-protocol';
 
 const FRAME_BYTES = 8;
@@ -78,7 +80,11 @@ export class Journal {
     let at = magic.length;
     while (at + FRAME_BYTES <= file.length) {
       const end = at + FRAME_BYTES + file.readUInt32BE(at);
-      if (end > file.length) break; // torn: the payload is cut
+      if (end > file.length) {
+        // Torn, the payload cut by a crash: unless the record is whole and its length is what is wrong.
+        if (wholeWithWrongLength(file, at)) throw this.damaged(`a record's length is wrong at byte ${at}`);
+        break;
+      }
       if (crc32(file, at + FRAME_BYTES, end) !== file.readUInt32BE(at + 4)) {
         // A crash can only tear the last record; a bad one with more after it is damage.
         if (end === file.length) break;
@@ -206,30 +212,50 @@ export class Journal {
    * over from a crash and taken over. Returns the release.
    */
   #lock(): () => void {
-    const full = resolve(this.path);
+    const full = canonical(this.path);
     if (openHere.has(full))
       throw new DurableStoreError(`the ${this.#what} ${this.path} is already open in this process`);
     const lockPath = `${this.path}.lock`;
     this.#call('lock', () => {
-      for (;;) {
-        try {
-          writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
-          return;
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      // Written whole, then linked in: no other process ever reads an empty lock, taking it for stale.
+      const mine = `${lockPath}.${process.pid}`;
+      writeFileSync(mine, String(process.pid));
+      try {
+        for (;;) {
+          try {
+            linkSync(mine, lockPath);
+            return;
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          }
+          const text = readLock(lockPath);
+          if (text === undefined) continue; // released meanwhile
+          const holder = Number(text);
+          if (holder !== process.pid && isRunning(holder)) {
+            throw new DurableStoreError(
+              `the ${this.#what} ${this.path} is in use by process ${holder} (${lockPath}); if that process does not use it, delete the lock file`,
+            );
+          }
+          // Stale: moved aside, not removed, so that a lock another process took over meanwhile
+          // (it saw the same stale one) is not taken from it but put back.
+          const aside = `${lockPath}.${process.pid}.stale`;
+          try {
+            renameSync(lockPath, aside);
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            throw error;
+          }
+          if (readLock(aside) !== text) {
+            try {
+              linkSync(aside, lockPath);
+            } catch {
+              // Yet another process has taken it: the next round says which.
+            }
+          }
+          rmSync(aside, { force: true });
         }
-        let holder = Number.NaN;
-        try {
-          holder = Number(readFileSync(lockPath, 'utf8'));
-        } catch {
-          continue; // released meanwhile
-        }
-        if (holder !== process.pid && isRunning(holder)) {
-          throw new DurableStoreError(
-            `the ${this.#what} ${this.path} is in use by process ${holder} (${lockPath}); if that process does not use it, delete the lock file`,
-          );
-        }
-        rmSync(lockPath, { force: true });
+      } finally {
+        rmSync(mine, { force: true });
       }
     });
     openHere.add(full);
@@ -240,8 +266,27 @@ export class Journal {
   }
 }
 
+/** The file's full path, through symbolic links to its folder: one file, however it is reached. */
+function canonical(path: string): string {
+  try {
+    return join(realpathSync(dirname(resolve(path))), basename(path));
+  } catch {
+    return resolve(path); // a missing folder: locking fails next, saying so
+  }
+}
+
 /** The store files open in this process, by full path. */
 const openHere = new Set<string>();
+
+/** A lock file's contents; undefined if it is gone. */
+function readLock(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error; // not a reason to try again: it would never end
+  }
+}
 
 function isRunning(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
@@ -277,6 +322,28 @@ export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number 
   let crc = -1;
   for (let i = start; i < end; i++) crc = (crc >>> 8) ^ (crcTable[(crc ^ (bytes[i] as number)) & 0xff] as number);
   return (crc ^ -1) >>> 0;
+}
+
+/**
+ * Whether the record at `at`, which claims to run past the end of the file, is whole with a wrong
+ * length: some prefix of what follows its frame has its CRC, and ends the file or is followed by a
+ * whole record. A crash cannot leave that (it cuts the last record short of its CRC'd bytes).
+ */
+function wholeWithWrongLength(file: Buffer, at: number): boolean {
+  const expected = file.readUInt32BE(at + 4);
+  let crc = -1;
+  for (let i = at + FRAME_BYTES; i < file.length; i++) {
+    crc = (crc >>> 8) ^ (crcTable[(crc ^ (file[i] as number)) & 0xff] as number);
+    if ((crc ^ -1) >>> 0 === expected && (i + 1 === file.length || isWholeRecord(file, i + 1))) return true;
+  }
+  return false;
+}
+
+function isWholeRecord(file: Buffer, at: number): boolean {
+  if (at + FRAME_BYTES > file.length) return false;
+  const length = file.readUInt32BE(at);
+  const end = at + FRAME_BYTES + length;
+  return length > 0 && end <= file.length && crc32(file, at + FRAME_BYTES, end) === file.readUInt32BE(at + 4);
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

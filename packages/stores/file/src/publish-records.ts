@@ -12,17 +12,25 @@ export type PublishRecord =
   /** The server refused the command with this sequence: never to be replayed. */
   | { kind: 'refused'; sequence: number }
   /** The highest sequence given so far (written by a rewrite, which may drop that command). */
-  | { kind: 'lastSequence'; sequence: number };
+  | { kind: 'lastSequence'; sequence: number }
+  /**
+   * No logon has numbered this file's commands against a server's yet (written at the start of a
+   * new file, dropped by the rewrite at the first logon): nothing in it was sent, and a restart
+   * may renumber it.
+   */
+  | { kind: 'unsynced' };
 
 const KIND_STORED = 0x53; // S
 const KIND_PERSISTED = 0x50; // P
 const KIND_REFUSED = 0x58; // X
 const KIND_LAST_SEQUENCE = 0x4c; // L
+const KIND_UNSYNCED = 0x4e; // N
 const BODY_NONE = 0;
 const BODY_STRING = 1;
 const BODY_BYTES = 2;
 
 export function encodePublishRecord(record: PublishRecord): Buffer {
+  if (record.kind === 'unsynced') return Buffer.of(KIND_UNSYNCED);
   if (record.kind !== 'stored') {
     const payload = Buffer.allocUnsafe(9);
     payload[0] =
@@ -49,6 +57,7 @@ export function encodePublishRecord(record: PublishRecord): Buffer {
 /** The record, or what is wrong with it. */
 export function decodePublishRecord(payload: Buffer): PublishRecord | string {
   const kind = payload[0];
+  if (kind === KIND_UNSYNCED && payload.length === 1) return { kind: 'unsynced' };
   if (kind === KIND_PERSISTED || kind === KIND_REFUSED || kind === KIND_LAST_SEQUENCE) {
     if (payload.length !== 9) return 'a sequence record of the wrong length';
     const sequence = payload.readDoubleBE(1);

@@ -24,6 +24,7 @@ function run(ops: PublishOp[]): void {
   const path = join(dir, 'publisher.store');
   let file = new FilePublishStore(path);
   let memory = new MemoryPublishStore();
+  let synced = false; // a logon since the file was new
   try {
     for (const o of ops) {
       const both = (act: (store: MemoryPublishStore) => void) => {
@@ -44,12 +45,13 @@ function run(ops: PublishOp[]): void {
           break;
         }
         case 'logon':
+          synced = true;
           both((store) => store.syncWithServer(Math.max(0, store.lastPersisted() + o.ahead)));
           break;
         case 'restart':
           file.close();
           file = new FilePublishStore(path);
-          memory = restarted(memory);
+          memory = restarted(memory, synced);
           break;
       }
       checkSameContents(file, memory, o);

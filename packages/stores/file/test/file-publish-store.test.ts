@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, DurableStoreError, InvalidOptionsError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +21,9 @@ function replayed(store: FilePublishStore): Command[] {
   store.replay((command) => out.push(command));
   return out;
 }
+
+/** What `store` would send: each command's sequence and body. */
+const numbered = (store: FilePublishStore) => replayed(store).map((c) => [c.sequence, c.data]);
 
 describe('FilePublishStore', () => {
   it('gives a new store on the file what was unpersisted, with its sequences, headers and bodies', () => {
@@ -88,10 +91,10 @@ describe('FilePublishStore', () => {
     store.store(publish(2));
     store.close();
     const bytes = readFileSync(path);
-    bytes[20] = (bytes[20] as number) ^ 0xff; // inside the first record
+    bytes[30] = (bytes[30] as number) ^ 0xff; // inside the first publish's record (after the new file's N record)
     writeFileSync(path, bytes);
     expect(() => new FilePublishStore(path)).toThrow(DurableStoreError);
-    expect(() => new FilePublishStore(path)).toThrow(/damaged: a record fails its checksum at byte 8\b/);
+    expect(() => new FilePublishStore(path)).toThrow(/damaged: a record fails its checksum at byte 17\b/);
     expect(readFileSync(path)).toEqual(bytes); // left as it was, for someone to look at
   });
 
@@ -212,5 +215,58 @@ describe('crc32', () => {
   it('is the IEEE CRC-32 zlib computes', () => {
     expect(crc32(Buffer.from('123456789'))).toBe(0xcbf43926);
     expect(crc32(new Uint8Array(0))).toBe(0);
+  });
+
+  it('keeps publishes stored before any logon on a new file, when the process dies before it logs on', () => {
+    // A new file (the first run with this store, or a damaged one moved aside) for a client name
+    // the server already holds sequences 1..40 of.
+    const path = tempFile();
+    const first = open(path);
+    first.store(publish(1)); // resolved: the application counts on it
+    first.store(publish(2));
+    first.close(); // the process dies before it ever logs on (what it wrote is all there is)
+
+    const second = open(path);
+    second.syncWithServer(40);
+    // Never sent: they go out after the server's 40, not dropped as if the server had them.
+    expect(numbered(second)).toEqual([
+      [41, 'm1'],
+      [42, 'm2'],
+    ]);
+  });
+
+  it('keeps the file within bounds when the server refuses every publish (nothing is ever persisted)', () => {
+    const path = tempFile();
+    const store = open(path);
+    const body = 'x'.repeat(10_000);
+    for (let n = 1; n <= 2_000; n++) {
+      const sequence = store.store(publish(n, body)) as number;
+      store.discard(sequence); // a failure ack: the HAClient calls discard
+    }
+    expect(store.unpersistedCount()).toBe(0);
+    // Nothing is live: the README promises at most about twice what is live plus 8 MiB.
+    expect(statSync(path).size).toBeLessThan(9 * 1024 * 1024);
+  });
+
+  it('refuses a file whose first record has a damaged length, rather than cutting off every record after it', () => {
+    const path = tempFile();
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) store.store(publish(n));
+    store.close();
+    const bytes = readFileSync(path);
+    bytes.writeUInt32BE(0x00ffffff, 8); // the first record's length, past the end of the file
+    writeFileSync(path, bytes);
+    expect(() => new FilePublishStore(path)).toThrow(/damaged/);
+    expect(readFileSync(path)).toEqual(bytes); // left as it was
+  });
+
+  it('keeps a second store in this process off the file when it is reached through a symbolic link', () => {
+    const path = tempFile();
+    const dir = join(path, '..');
+    mkdirSync(join(dir, 'real'));
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    const store = open(join(dir, 'real', 'p.store'));
+    store.store(publish(1));
+    expect(() => open(join(dir, 'link', 'p.store'))).toThrow(/already open in this process/);
   });
 });

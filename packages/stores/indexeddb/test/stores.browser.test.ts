@@ -316,6 +316,48 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
       expect(await everything('early', 8)).toEqual(range(1, 8));
     });
 
+    it("a new database closed before its first logon: reopened and logged on to a server past 0, it sends every publish that resolved, above the server's", async () => {
+      // The file store once wrote such publishes numbered 1, 2 and resolved them; a restart took them
+      // for ones the server had (40 here), and dropped them. This store writes nothing before that logon.
+      const tab = await newTab();
+      const result = await inPage(
+        tab,
+        async (api) => {
+          const first = await api.IndexedDbPublishStore.open('unsynced-closed');
+          const resolved: string[] = [];
+          const errors: string[] = [];
+          const published = [1, 2].map((n) =>
+            first.store({ command: 'publish', topic: 't', data: `m${n}` }).then(
+              () => resolved.push(`m${n}`),
+              (error: Error) => errors.push(`${error.name}: ${error.message}`),
+            ),
+          );
+          await first.whenWritten();
+          await first.close();
+          await Promise.all(published);
+          const second = await api.IndexedDbPublishStore.open('unsynced-closed');
+          second.syncWithServer(40); // the server holds 1 to 40 for the client name
+          const replayed: Array<[number, unknown]> = [];
+          second.replay((command) => replayed.push([command.sequence as number, command.data]));
+          const next = await second.store({ command: 'publish', topic: 't', data: 'm3' });
+          await second.close();
+          return { resolved, errors, replayed, next };
+        },
+        undefined,
+      );
+      // What resolved goes out after the server's 40 (here nothing did: the close failed them).
+      expect(result.replayed).toEqual(result.resolved.map((data, i) => [41 + i, data]));
+      expect(result).toEqual({
+        resolved: [],
+        errors: [
+          'DurableStoreError: the publish store "unsynced-closed" was closed before the first logon',
+          'DurableStoreError: the publish store "unsynced-closed" was closed before the first logon',
+        ],
+        replayed: [],
+        next: 41,
+      });
+    });
+
     it('goes on in memory when another tab deletes its database, and says so once', async () => {
       const tab1 = await newTab();
       await inPage(

@@ -249,6 +249,15 @@ export class MemoryPublishStore implements PublishStore {
     this.discardUpTo(sequence);
   }
 
+  /**
+   * For a subclass whose own part of `syncWithServer` failed after this one's, so that the logon
+   * failed and nothing was sent: the next logon numbers what this process stored against its
+   * server again (a failover may reach one further on than the first).
+   */
+  protected resync(): void {
+    this.#synced = false;
+  }
+
   /** Gives the entries from index `from` on new sequences, from `first` up. */
   #renumberFrom(from: number, first: number): void {
     let sequence = first;

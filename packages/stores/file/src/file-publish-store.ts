@@ -133,15 +133,25 @@ export class FilePublishStore extends MemoryPublishStore {
         this.#rewriteBeforeSend = true;
       }
     }
-    this.#rewriteAtFirstSync = false;
     // From here on what is stored may be sent: the rewrite (this one, or the next write's) says so.
+    const unsynced = this.#unsynced;
     this.#unsynced = false;
     try {
       this.#journal.rewrite();
     } catch (error) {
-      if (this.#rewriteBeforeSend) throw error;
+      if (this.#rewriteBeforeSend) {
+        // The logon fails and nothing is sent: the file (whatever rewrite a write makes before the
+        // next logon) still says nothing in it was sent, and the next logon numbers it again,
+        // against its own server's sequence.
+        this.#unsynced = unsynced;
+        this.#rewriteAtFirstSync = true;
+        this.resync();
+        throw error;
+      }
+      this.#rewriteAtFirstSync = false;
       return; // the file still holds what the store does: the next write rewrites it
     }
+    this.#rewriteAtFirstSync = false;
     this.#rewriteBeforeSend = false;
   }
 

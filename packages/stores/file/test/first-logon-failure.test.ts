@@ -57,4 +57,37 @@ describe('FilePublishStore at its first logon, on a failing disk', () => {
           ],
     );
   });
+
+  // Tried again (the HAClient retries a failed attempt), maybe on another server further on.
+  it('numbers what it holds after the server the retry logs on to (nothing was sent by the failed one)', () => {
+    // A new file, for a client name server A holds 1..40 of (server B, further on, 1..50).
+    const store = open(tempFile());
+    store.store(publish(1));
+    store.store(publish(2));
+    vi.mocked(fs.renameSync).mockImplementationOnce(noSpace);
+    expect(() => store.syncWithServer(40)).toThrow(/no space/); // server A: the logon fails, nothing sent
+    store.syncWithServer(50); // the retry logs on to server B
+    // Sent as 41 and 42 (or left out as persisted), server B would drop them as duplicates.
+    expect(replayed(store)).toEqual([
+      [51, 'm1'],
+      [52, 'm2'],
+    ]);
+  });
+
+  it('keeps the file unsynced until a logon rewrote it: a publish between the attempts, then a crash', () => {
+    const path = tempFile();
+    const first = open(path);
+    first.store(publish(1));
+    vi.mocked(fs.renameSync).mockImplementationOnce(noSpace);
+    expect(() => first.syncWithServer(40)).toThrow(/no space/); // server A: the logon fails, nothing sent
+    first.store(publish(2)); // a publish while the client reconnects: its write rewrites the file first
+    first.close(); // the process dies before a logon succeeds
+
+    const second = open(path);
+    second.syncWithServer(50); // the next run logs on to server B
+    expect(replayed(second)).toEqual([
+      [51, 'm1'],
+      [52, 'm2'],
+    ]);
+  });
 });

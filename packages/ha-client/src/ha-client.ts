@@ -202,6 +202,8 @@ interface HASubscription {
    * resume is not sent meanwhile (it would be refused): the subscribe carries the state.
    */
   offServer?: boolean;
+  /** Each entry on a server (#enter) makes a new one: the server's answers to what was sent before are about the old. */
+  entry?: object;
 }
 
 /** A stored sow_delete whose caller waits for its counts. */
@@ -1353,6 +1355,7 @@ export class HAClient {
     sub.generation = generation;
     sub.shedding = false;
     sub.offServer = false;
+    sub.entry = {};
     try {
       await this.#client.execute(c, execute);
       return false;
@@ -1556,12 +1559,13 @@ export class HAClient {
    */
   #sendFlowState(sub: HASubscription): void {
     const subId = sub.subId;
+    const entry = sub.entry;
     this.#sendPauseStates([subId], {}).catch((error: unknown) => {
       // Only a refusal matters: after a disconnect the recovery sends the state, and a server
       // that does not answer sends nothing either.
-      // Nor one the server no longer holds (a range it ended as the pause went out): entered anew,
-      // it carries the state.
-      if (!isRefusal(error) || this.#subs.get(subId) !== sub || sub.offServer) return;
+      // Nor one for what the server no longer holds (a range it ended as the pause went out), or
+      // held before it was entered anew since: its subscribe carries the state.
+      if (!isRefusal(error) || this.#subs.get(subId) !== sub || sub.offServer || sub.entry !== entry) return;
       const why = new SlowConsumerError(
         `subscription ${subId}: the server would not pause or resume it for its consumer: ${error.message}`,
       );

@@ -559,6 +559,27 @@ describe('HAClient flow control: what a subscription dropped past twice maxQueue
     expect(reader.got).toEqual(range(1, 3000));
   });
 
+  it('for a bookmark range whose consumer catches up before the refusal of a pause sent to the ended range', async () => {
+    const t = await setUp('shed-range-refused');
+    await t.publish(3000);
+    const bookmarks = await bookmarksOf(t.ha, 3000);
+    const consumer = heldHandler();
+    // Released as the range's end is read: re-entered before the server's answer to the pause,
+    // which the range had ended before (a refusal about the old entry, not the new one).
+    const subscription = t.ha.subscribe('prices', {
+      subId: 's',
+      bookmark: `[${bookmarks[0]}:${bookmarks[2999]}]`,
+      maxQueue: 50,
+      onMessage: consumer.onMessage,
+      onAck: (ack) => {
+        if (ack.ackType === 'completed') consumer.release();
+      },
+    });
+    await consumer.until(3000);
+    expect(consumer.got).toEqual(range(1, 3000));
+    expect(await subscription.closed).toBeUndefined();
+  });
+
   it('for a replace of one that dropped some: its consumer and the new one together get every message', async () => {
     const { t, consumer } = await shedding('shed-replace');
     const fresh = received();

@@ -98,16 +98,12 @@ export class FilePublishStore extends MemoryPublishStore {
     super.discardUpTo(sequence);
     if (this.#syncing) return;
     if (this.lastPersisted() === before) return;
-    this.#note({ kind: 'persisted', sequence });
-    if (this.#journal.oversized) this.#note(undefined);
+    this.#noteAck({ kind: 'persisted', sequence });
   }
 
   override discard(sequence: number): void {
     super.discard(sequence);
-    this.#note({ kind: 'refused', sequence });
-    // Refusals free nothing in the file but through a rewrite: a server refusing every publish
-    // would otherwise grow it without bound.
-    if (this.#journal.oversized) this.#note(undefined);
+    this.#noteAck({ kind: 'refused', sequence });
   }
 
   /**
@@ -165,6 +161,16 @@ export class FilePublishStore extends MemoryPublishStore {
   /** Closes the file and releases its lock. The store cannot store, or note acks, after this. Idempotent. */
   close(): void {
     this.#journal.close();
+  }
+
+  /**
+   * Records an ack's effect (persisted or refused), then rewrites the file once it has outgrown
+   * what is unpersisted: acks free nothing in it but through a rewrite (a server refusing every
+   * publish, with nothing ever persisted, would otherwise grow it without bound).
+   */
+  #noteAck(record: PublishRecord): void {
+    this.#note(record);
+    if (this.#journal.oversized) this.#note(undefined);
   }
 
   /**

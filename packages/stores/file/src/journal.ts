@@ -1,8 +1,8 @@
 /**
  * A durable store's file: a magic header naming the store, then records appended one after
  * another, each `[u32 payload length][u32 CRC-32 of the payload][payload]` (big-endian). A crash
- * can leave the last record half written; the CRC tells such a torn tail (dropped) from damage
- * (refused). When dead records outweigh live ones the store rewrites the file with only what is
+ * can leave the last record half written, or (a power loss) zeros where the last writes were; the
+ * CRC tells such a torn tail (dropped) from damage (refused). When dead records outweigh live ones the store rewrites the file with only what is
  * live, to a temporary file renamed over it, so a crash at any point leaves one whole file.
  */
 import {
@@ -79,7 +79,14 @@ export class Journal {
     const payloads: Buffer[] = [];
     let at = magic.length;
     while (at + FRAME_BYTES <= file.length) {
-      const end = at + FRAME_BYTES + file.readUInt32BE(at);
+      const length = file.readUInt32BE(at);
+      // A power loss can keep a file's new size but not its last writes (some filesystems, without
+      // fsync): zeros to the end of the file. Those are torn too; no record is empty.
+      if (length === 0) {
+        if (zerosFrom(file, at)) break;
+        throw this.damaged(`a record's length is zero at byte ${at}`);
+      }
+      const end = at + FRAME_BYTES + length;
       if (end > file.length) {
         // Torn, the payload cut by a crash: unless the record is whole and its length is what is wrong.
         if (wholeWithWrongLength(file, at)) throw this.damaged(`a record's length is wrong at byte ${at}`);
@@ -87,7 +94,7 @@ export class Journal {
       }
       if (crc32(file, at + FRAME_BYTES, end) !== file.readUInt32BE(at + 4)) {
         // A crash can only tear the last record; a bad one with more after it is damage.
-        if (end === file.length) break;
+        if (zerosFrom(file, end)) break;
         throw this.damaged(`a record fails its checksum at byte ${at}`);
       }
       payloads.push(file.subarray(at + FRAME_BYTES, end));
@@ -337,6 +344,12 @@ function wholeWithWrongLength(file: Buffer, at: number): boolean {
     if ((crc ^ -1) >>> 0 === expected && (i + 1 === file.length || isWholeRecord(file, i + 1))) return true;
   }
   return false;
+}
+
+/** Whether every byte from `at` to the end of the file is zero (true at the end). */
+function zerosFrom(file: Buffer, at: number): boolean {
+  for (let i = at; i < file.length; i++) if (file[i] !== 0) return false;
+  return true;
 }
 
 function isWholeRecord(file: Buffer, at: number): boolean {

@@ -84,6 +84,42 @@ describe('FilePublishStore', () => {
     expect(replayed(open(path)).map((c) => c.data)).toEqual(['m1', 'm2', 'm3']);
   });
 
+  it('drops a tail of zero bytes a power loss left (the size written, not the data), and appends after what is whole', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.store(publish(2));
+    store.close();
+    const whole = statSync(path).size;
+    appendFileSync(path, new Uint8Array(4096));
+
+    const again = open(path);
+    expect(replayed(again).map((c) => c.data)).toEqual(['m1', 'm2']);
+    expect(statSync(path).size).toBe(whole);
+    expect(again.store(publish(3))).toBe(3);
+    again.close();
+    const third = open(path);
+    expect(replayed(third).map((c) => c.data)).toEqual(['m1', 'm2', 'm3']);
+    third.close();
+
+    // The last record's end lost as well: its length kept, its payload's end and what follows zeros.
+    const kept = statSync(path).size;
+    const bytes = readFileSync(path);
+    bytes.fill(0, kept - 10);
+    writeFileSync(path, Buffer.concat([bytes, new Uint8Array(4096)]));
+    expect(replayed(open(path)).map((c) => c.data)).toEqual(['m1', 'm2']);
+  });
+
+  it('refuses a file with a zero length field followed by records: damage, not a power loss', () => {
+    const path = tempFile();
+    const store = open(path);
+    store.store(publish(1));
+    store.close();
+    const bytes = readFileSync(path);
+    writeFileSync(path, Buffer.concat([bytes.subarray(0, 8), new Uint8Array(8), bytes.subarray(8)]));
+    expect(() => new FilePublishStore(path)).toThrow(/damaged: a record's length is zero at byte 8\b/);
+  });
+
   it('refuses, with a DurableStoreError saying where, a file damaged before its end', () => {
     const path = tempFile();
     const store = open(path);

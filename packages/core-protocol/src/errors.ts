@@ -207,10 +207,17 @@ export function codeForReason(reason: string | undefined): AmpsErrorCode {
   return 'command_failed';
 }
 
-/** Builds the typed error for a failed ack. */
-export function errorFromReason(command: string, reason: string | undefined): AmpsError {
+/**
+ * Builds the typed error for a failed ack. `shown` is the reason as the error tells it (the
+ * reason with secrets hidden); the class still follows the server's own words.
+ */
+export function errorFromReason(
+  command: string,
+  reason: string | undefined,
+  shown: string | undefined = reason,
+): AmpsError {
   const Class = classByCode.get(codeForReason(reason)) ?? CommandError;
-  return new Class(`${command} failed${reason ? `: ${reason}` : ''}`, { reason });
+  return new Class(`${command} failed${shown ? `: ${shown}` : ''}`, { reason: shown });
 }
 
 /**

@@ -110,9 +110,20 @@ export function redactUri(uri: string): string {
   const afterScheme = slashes >= 0 && slashes < at && /^[a-z][a-z\d+.-]*$/i.test(out.slice(0, slashes));
   const colon = out.indexOf(':', afterScheme ? slashes + 3 : 0);
   if (colon >= 0 && colon < at) out = `${out.slice(0, colon + 1)}***${out.slice(at)}`;
+  // The key as the query parser reads it (`p%77` is `pw`): matched on the raw text only, an
+  // encoded letter would leave the value shown.
   return out.replace(/([?&][^=&#]*)=([^&#]*)/g, (match, key: string) =>
-    secretQueryKey.test(key) ? `${key}=***` : match,
+    secretQueryKey.test(key) || secretQueryKey.test(decodeQueryKey(key)) ? `${key}=***` : match,
   );
+}
+
+function decodeQueryKey(key: string): string {
+  try {
+    return decodeURIComponent(key.replaceAll('+', ' '));
+  } catch {
+    // Bad percent-encoding: each valid escape on its own.
+    return key.replace(/%[0-9a-f]{2}/gi, (encoded) => String.fromCharCode(Number.parseInt(encoded.slice(1), 16)));
+  }
 }
 
 function lastAmpsSegment(path: string): number {

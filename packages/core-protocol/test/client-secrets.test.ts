@@ -152,6 +152,22 @@ describe('the password stays hidden', () => {
     expect(shown([error, ...seen])).not.toContain(SECRET);
   });
 
+  it('in a refused logon whose reason quotes the password', async () => {
+    const port = await rawServer(cleanups, (chunk, socket) => {
+      new MessageDecoder((m) => {
+        const reason = `bad password '${m.password}' for ${m.userId}`;
+        socket.write(
+          encodeCommand({ command: 'ack', ackType: 'processed', status: 'failure', commandId: m.commandId ?? '', reason }),
+        );
+      }).push(chunk);
+    });
+    const { client, seen } = watched('quoted');
+    const error = await client.connectAndLogon(`tcp://alice:${SECRET}@127.0.0.1:${port}/amps/json`).catch((e) => e);
+    expect(error.code).toBe('authentication');
+    expect(error.message).toBe("logon failed: bad password '***' for alice");
+    expect(shown([error, ...seen])).not.toContain(SECRET);
+  });
+
   it('when the authenticator fails with an error that quotes the password or the server token', async () => {
     const server = await startTestServer({ wsPort: false, auth: { users: { alice: SECRET }, challenge: true } });
     cleanups.push(() => server.close());
@@ -171,6 +187,24 @@ describe('the password stays hidden', () => {
     expect(error.message).toBe('logon failed: the authenticator threw: token *** refused, and *** too');
     expect(token).not.toBe('');
     expect(shown([error, ...seen])).not.toContain(token);
+    expect(shown([error, ...seen])).not.toContain(SECRET);
+  });
+
+  it("when the authenticator's retry() fails quoting the credential its authenticate() gave", async () => {
+    const server = await startTestServer({ wsPort: false, auth: { users: { alice: SECRET }, challenge: true } });
+    cleanups.push(() => server.close());
+    // The credential comes from the authenticator (a vault, say), not from the URI.
+    const authenticator: Authenticator = {
+      authenticate: () => SECRET,
+      retry: () => {
+        throw new Error(`vault: credential ${SECRET} could not be refreshed`);
+      },
+      completed: () => {},
+    };
+    const { client, seen } = watched('vault');
+    const uri = server.tcpUri().replace('tcp://', 'tcp://alice@');
+    const error = await client.connectAndLogon(uri, { authenticator }).catch((e) => e);
+    expect(error.message).toBe('logon failed: the authenticator threw: vault: credential *** could not be refreshed');
     expect(shown([error, ...seen])).not.toContain(SECRET);
   });
 

@@ -225,6 +225,10 @@ describe('redactUri', () => {
     ['u:secret@h:1/amps?x=tcp://y', 'u:***@h:1/amps?x=tcp://y'],
     ['tcp://h:9007/amps/json', 'tcp://h:9007/amps/json'],
     ['tcp://h:1/amps?tcp_nodelay=true&password=abc&pw=z', 'tcp://h:1/amps?tcp_nodelay=true&password=***&pw=***'],
+    // Keys as the query parser reads them: `p%77` is `pw`.
+    ['tcp://h:1/amps?p%77=abc', 'tcp://h:1/amps?p%77=***'],
+    ['tcp://h:1/amps?%70assword=abc&%50%57=z', 'tcp://h:1/amps?%70assword=***&%50%57=***'],
+    ['tcp://h:1/amps?p%7=abc&%zzpw=z', 'tcp://h:1/amps?p%7=abc&%zzpw=***'],
     ['not a uri', 'not a uri'],
     ['', ''],
   ])('redacts %s', (uri, redacted) => {
@@ -252,6 +256,11 @@ describe('redactUri', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  it.each(['p%77', '%70assword', '%50%57'])('leaves no password in the error for an unknown option named %s', (key) => {
+    expect(() => parseUri(`tcp://h:9007/amps/json?${key}=QXZ`)).toThrow(InvalidUriError);
+    expect(() => parseUri(`tcp://h:9007/amps/json?${key}=QXZ`)).not.toThrow(/QXZ/);
   });
 
   it('never leaves a password in the text, whatever it contains', () => {

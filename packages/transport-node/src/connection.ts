@@ -36,7 +36,9 @@ export abstract class BaseConnection implements NodeConnection {
   readonly description: string;
   readonly highWaterMark: number;
   readonly lowWaterMark: number;
-  protected readonly uri: AmpsUri;
+  // Private: a property, or even a getter, would show the password (in the parsed URI) to
+  // util.inspect and JSON.stringify of the connection. Subclasses get the redacted URI only.
+  readonly #uri: AmpsUri;
   readonly #handlers: ConnectionHandlers;
   readonly #closeTimeoutMs: number;
   #closing = false;
@@ -47,11 +49,21 @@ export abstract class BaseConnection implements NodeConnection {
 
   constructor(handlers: ConnectionHandlers, settings: ConnectionSettings) {
     this.#handlers = handlers;
-    this.uri = settings.uri;
+    this.#uri = settings.uri;
     this.description = settings.description;
     this.highWaterMark = settings.highWaterMark;
     this.lowWaterMark = settings.lowWaterMark;
     this.#closeTimeoutMs = settings.closeTimeoutMs;
+  }
+
+  /** The server URI, password redacted. */
+  protected get redactedUri(): string {
+    return this.#uri.redacted;
+  }
+
+  /** The error for an open connection that failed with `error`. */
+  protected lost(error: unknown): Error {
+    return connectionLost(this.#uri, error);
   }
 
   abstract get bufferedAmount(): number;
@@ -71,7 +83,7 @@ export abstract class BaseConnection implements NodeConnection {
     try {
       this.write(bytes);
     } catch (error) {
-      this.close(connectionLost(this.uri, error));
+      this.close(this.lost(error));
     }
   }
 
@@ -137,7 +149,7 @@ export abstract class BaseConnection implements NodeConnection {
     this.#releaseDrainWaiters();
     const error = this.#closing
       ? this.#closeError
-      : (peerError ?? new DisconnectedError(`${this.uri.redacted} closed the connection`));
+      : (peerError ?? new DisconnectedError(`${this.redactedUri} closed the connection`));
     this.#closing = true;
     this.#handlers.onClose(error);
   }

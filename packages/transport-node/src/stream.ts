@@ -3,7 +3,7 @@ import * as tls from 'node:tls';
 import { type AmpsUri, ConnectionError, type ConnectionHandlers } from '@amps-ts/core-protocol';
 import { type Attempt, runAttempt } from './attempt.js';
 import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
-import { cannotConnect, connectionLost } from './errors.js';
+import { cannotConnect } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
 
@@ -29,7 +29,7 @@ export class StreamConnection extends BaseConnection {
     socket.on('end', () => this.closeStarted());
     socket.on('close', () => {
       clearImmediate(this.#pendingData);
-      this.finished(this.#error && connectionLost(this.uri, this.#error));
+      this.finished(this.#error && this.lost(this.#error));
     });
     if (leftover && leftover.length > 0) {
       // Deliver after connect() has returned the connection, and before anything newer.

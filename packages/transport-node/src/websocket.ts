@@ -11,7 +11,7 @@ import {
 import { type ClientOptions, WebSocket } from 'ws';
 import { runAttempt } from './attempt.js';
 import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
-import { cannotConnect, connectionLost } from './errors.js';
+import { cannotConnect } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
 
@@ -90,11 +90,11 @@ export class WebSocketConnection extends BaseConnection {
   };
 
   #closeError(code: number, reason: string): Error {
-    if (this.#error) return connectionLost(this.uri, this.#error);
+    if (this.#error) return this.lost(this.#error);
     const why = `code ${code}${reason ? `, ${reason}` : ''}`;
     // 1006: no close frame, the socket just went away (reset, network loss).
-    if (code === 1006) return new ConnectionError(`connection to ${this.uri.redacted} lost (WebSocket ${why})`);
-    return new DisconnectedError(`${this.uri.redacted} closed the connection (WebSocket ${why})`);
+    if (code === 1006) return new ConnectionError(`connection to ${this.redactedUri} lost (WebSocket ${why})`);
+    return new DisconnectedError(`${this.redactedUri} closed the connection (WebSocket ${why})`);
   }
 }
 

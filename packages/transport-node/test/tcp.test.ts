@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import {
   AbortError,
   ConnectionError,
@@ -578,5 +579,19 @@ describe('bad input', () => {
       }
     }
     expect(dial).not.toHaveBeenCalled();
+  });
+});
+
+describe('the password in the URI', () => {
+  it('is not shown by util.inspect or JSON of the connection', async () => {
+    const { port } = await server();
+    const recorder = new Recorder();
+    const connection = await nodeTransport().connect(`tcp://alice:Zq7xSECRET@127.0.0.1:${port}/amps/json`, recorder);
+    cleanups.push(async () => {
+      connection.close(new Error('test over'));
+      await recorder.closed;
+    });
+    const shown = [inspect(connection, { depth: 8, showHidden: true, getters: true }), JSON.stringify(connection)];
+    expect(shown.join('\n')).not.toContain('Zq7xSECRET');
   });
 });

@@ -515,11 +515,16 @@ export class Client {
     const session = this.#requireSession();
     const authenticator = options.authenticator ?? defaultAuthenticator;
     const user = session.uri.user;
+    // Every credential of this logon: the URI's password, each one sent, each token the server
+    // returned. Hidden in whatever text the authenticator or the server gives back.
+    const secrets: Array<string | undefined> = [session.uri.password];
     let password = await this.#fromAuthenticator(
       () => authenticator.authenticate(user, session.uri.password),
-      [session.uri.password],
+      secrets,
       options,
     );
+    secrets.push(password);
+    const failure = (ack: Message) => logonFailure(ack, hideSecrets(ack.reason, secrets));
     const cid = this.#commandId();
     const logonOptions = typeof options.options === 'string' ? options.options : formatOptions(options.options ?? {});
     for (let attempt = 0; ; attempt++) {
@@ -536,25 +541,27 @@ export class Client {
       if (options.correlationId) command.correlationId = options.correlationId;
       const opts = mergeOptions(logonOptions, session.uri.options.logon_options ?? '');
       if (opts) command.options = opts;
-      const ack = await this.#request(command, 'processed', options, undefined, 'logon', logonFailure);
+      const ack = await this.#request(command, 'processed', options, undefined, 'logon', failure);
       if (ack.status === 'retry') {
+        const token = ack.password ?? password;
+        secrets.push(token);
         if (attempt >= MAX_LOGON_RETRIES) {
           throw new AuthenticationError(`logon failed: the server asked to retry ${attempt + 1} times`, {
-            reason: ack.reason,
+            reason: hideSecrets(ack.reason, secrets),
           });
         }
-        const token = ack.password ?? password;
         password = await this.#fromAuthenticator(
           () => authenticator.retry(ack.userId ?? user, token),
-          [session.uri.password, token],
+          secrets,
           options,
         );
+        secrets.push(password);
         continue;
       }
       try {
         await this.#fromAuthenticator(
           () => authenticator.completed(ack.userId ?? user, password, ack.reason),
-          [session.uri.password, password],
+          secrets,
           options,
         );
       } catch (error) {
@@ -598,8 +605,7 @@ export class Client {
         },
         (error: unknown) => {
           timer.clear();
-          let text = toError(error).message;
-          for (const secret of secrets) if (secret) text = text.split(secret).join('***');
+          const text = hideSecrets(toError(error).message, secrets) as string;
           reject(new AuthenticationError(`logon failed: the authenticator threw: ${text}`));
         },
       );
@@ -1774,8 +1780,19 @@ export class Client {
   }
 }
 
-/** A failed logon is an authentication failure unless the reason names something more specific. */
-function logonFailure(ack: Message): Error {
-  if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason);
-  return new AuthenticationError(`logon failed: ${ack.reason ?? 'authentication failure'}`, { reason: ack.reason });
+/**
+ * A failed logon is an authentication failure unless the reason names something more specific.
+ * `reason` is the ack's, the credentials hidden: a server may quote what it was sent.
+ */
+function logonFailure(ack: Message, reason: string | undefined): Error {
+  if (codeForReason(ack.reason) !== 'command_failed') return errorFromReason('logon', ack.reason, reason);
+  return new AuthenticationError(`logon failed: ${reason ?? 'authentication failure'}`, { reason });
+}
+
+/** `text` with each secret replaced by `***`, longest first (one may hold another). */
+function hideSecrets(text: string | undefined, secrets: ReadonlyArray<string | undefined>): string | undefined {
+  if (text === undefined) return undefined;
+  const hidden = secrets.filter((s): s is string => typeof s === 'string' && s !== '');
+  for (const secret of hidden.sort((a, b) => b.length - a.length)) text = text.split(secret).join('***');
+  return text;
 }

@@ -144,6 +144,9 @@ export class MemoryPublishStore implements PublishStore {
   }
 
   store(command: Command): number | Promise<number> {
+    // Past 2^53 a double cannot count on: every later publish would share one sequence, and the
+    // server would drop all but the first as duplicates.
+    if (this.#lastSequence >= Number.MAX_SAFE_INTEGER) throw this.#noSequenceLeft();
     if (this.#hasRoom() && !this.#waiters.peek()) return this.#add(command);
     if (this.#policy === 'reject') {
       throw new StoreFullError(
@@ -151,6 +154,10 @@ export class MemoryPublishStore implements PublishStore {
       );
     }
     return new Promise((resolve, reject) => this.#waiters.push({ command, resolve, reject }));
+  }
+
+  #noSequenceLeft(): Error {
+    return new StoreFullError(`the publish store has given every sequence up to ${Number.MAX_SAFE_INTEGER}`);
   }
 
   #hasRoom(): boolean {
@@ -219,7 +226,8 @@ export class MemoryPublishStore implements PublishStore {
     }
     while (this.#waiters.peek() && this.#hasRoom()) {
       const waiter = this.#waiters.shift() as Waiter;
-      waiter.resolve(this.#add(waiter.command));
+      if (this.#lastSequence >= Number.MAX_SAFE_INTEGER) waiter.reject(this.#noSequenceLeft());
+      else waiter.resolve(this.#add(waiter.command));
     }
     if (this.unpersistedCount() === 0) {
       for (const waiter of [...this.#flushWaiters]) waiter.check();
@@ -232,6 +240,13 @@ export class MemoryPublishStore implements PublishStore {
   }
 
   syncWithServer(sequence: number): void {
+    // Checked first: a logon that fails here sends nothing, so the next one must still number
+    // what this process stored against its server (no renumbering can be due when this throws).
+    if (this.#errorOnGap && sequence < this.#lastPersisted) {
+      throw new PublishStoreGapError(
+        `the server holds this publisher's messages up to ${sequence}, but ${this.#lastPersisted} was already persisted elsewhere: messages ${sequence + 1}-${this.#lastPersisted} may be missing there`,
+      );
+    }
     if (!this.#synced) {
       this.#synced = true;
       // What this process stored has not been sent yet: if the server's numbering for this client
@@ -240,11 +255,6 @@ export class MemoryPublishStore implements PublishStore {
       const from = this.#indexOf(this.#restoredUpTo + 1);
       const first = this.#entries[from]?.sequence;
       if (first !== undefined && sequence >= first) this.#renumberFrom(from, sequence + 1);
-    }
-    if (this.#errorOnGap && sequence < this.#lastPersisted) {
-      throw new PublishStoreGapError(
-        `the server holds this publisher's messages up to ${sequence}, but ${this.#lastPersisted} was already persisted elsewhere: messages ${sequence + 1}-${this.#lastPersisted} may be missing there`,
-      );
     }
     this.discardUpTo(sequence);
   }
@@ -261,11 +271,14 @@ export class MemoryPublishStore implements PublishStore {
   /** Gives the entries from index `from` on new sequences, from `first` up. */
   #renumberFrom(from: number, first: number): void {
     let sequence = first;
+    // The new sequences may be old ones of later entries: the refusals move all at once.
+    const refused: number[] = [];
     for (let i = from; i < this.#entries.length; i++) {
       const entry = this.#entries[i] as Command;
-      if (this.#refused.delete(entry.sequence as number)) this.#refused.add(sequence);
+      if (this.#refused.delete(entry.sequence as number)) refused.push(sequence);
       entry.sequence = sequence++;
     }
+    for (const s of refused) this.#refused.add(s);
     this.#lastSequence = sequence - 1;
   }
 

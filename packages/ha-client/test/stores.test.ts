@@ -227,6 +227,58 @@ describe('MemoryPublishStore', () => {
     expect(replayed(store)).toEqual([13]);
   });
 
+  it('keeps the refusal on the refused publish when the first logon renumbers by less than the stored run', () => {
+    const store = new MemoryPublishStore();
+    for (let n = 1; n <= 4; n++) store.store(publish(n));
+    store.discard(2);
+    store.syncWithServer(1); // 1-4 become 2-5: the new numbers are later entries' old ones
+    const sent: string[] = [];
+    store.replay((c) => sent.push(`${c.sequence}:${c.data}`));
+    expect(sent).toEqual(['2:m1', '4:m3', '5:m4']);
+    expect(store.unpersistedCount()).toBe(3);
+  });
+
+  it('keeps its byte count when the first logon renumbers around a refusal', () => {
+    const store = new MemoryPublishStore({ capacityBytes: 100, policy: 'reject' });
+    store.store({ ...publish(1), data: 'a' });
+    store.store({ ...publish(2), data: 'b'.repeat(50) });
+    store.store({ ...publish(3), data: 'c' });
+    store.discard(2);
+    store.syncWithServer(1);
+    store.discardUpTo(4);
+    expect(store.unpersistedCount()).toBe(0);
+    store.store({ ...publish(4), data: 'd'.repeat(100) }); // empty, so it fits
+    expect(() => store.store(publish(5))).toThrow(StoreFullError);
+  });
+
+  it("renumbers this run's publishes above a server past them after a gap error on an earlier server", () => {
+    const restore = { commands: [], lastSequence: 10, lastPersisted: 10 };
+    const store = new MemoryPublishStore({ errorOnPublishGap: true, restore });
+    expect(store.store(publish(11))).toBe(11);
+    expect(() => store.syncWithServer(5)).toThrow(PublishStoreGapError); // that logon fails, nothing sent
+    store.syncWithServer(20); // the next server holds up to 20 for this name
+    expect(replayed(store)).toEqual([21]);
+  });
+
+  it('refuses a publish with a StoreFullError once sequences reach 2^53, rather than give two the same', async () => {
+    const max = Number.MAX_SAFE_INTEGER;
+    const store = new MemoryPublishStore({
+      capacity: 1,
+      restore: { commands: [], lastSequence: max - 2, lastPersisted: max - 2 },
+    });
+    expect(store.store(publish(1))).toBe(max - 1);
+    const [second, third] = [store.store(publish(2)), store.store(publish(3))]; // wait for room
+    store.discardUpTo(max - 1);
+    await expect(second).resolves.toBe(max);
+    expect(() => store.store(publish(4))).toThrow(StoreFullError);
+    store.discardUpTo(max);
+    await expect(third).rejects.toThrow(StoreFullError);
+    expect(store.unpersistedCount()).toBe(0);
+    const acked = new MemoryPublishStore();
+    acked.discardUpTo(max); // a persisted ack at the top of the range
+    expect(() => acked.store(publish(1))).toThrow(StoreFullError);
+  });
+
   it('never gives a sequence at or below a persisted ack that came before the first logon', () => {
     const store = new MemoryPublishStore();
     store.discardUpTo(2);

@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import type * as tls from 'node:tls';
+import * as tls from 'node:tls';
 import { InvalidOptionsError, type Logger, MAX_TIMEOUT_MS } from '@amps-ts/core-protocol';
 import type { ClientOptions, WebSocket } from 'ws';
 
@@ -159,6 +159,34 @@ export function resolveOptions(options: NodeTransportOptions = {}): ResolvedOpti
   }
   if (tlsOptions.rejectUnauthorized !== undefined && typeof tlsOptions.rejectUnauthorized !== 'boolean') {
     bad('tls.rejectUnauthorized must be a boolean');
+  }
+  if (tlsOptions.passphrase !== undefined && typeof tlsOptions.passphrase !== 'string') {
+    bad('tls.passphrase must be a string');
+  }
+  const versions = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+  if (tlsOptions.minVersion !== undefined && !versions.includes(tlsOptions.minVersion)) {
+    bad(`tls.minVersion must be one of ${versions.join(', ')}, got ${String(tlsOptions.minVersion)}`);
+  }
+  for (const name of ['ca', 'cert', 'key'] as const) {
+    const value = tlsOptions[name];
+    const pem = (v: unknown) => typeof v === 'string' || Buffer.isBuffer(v);
+    if (value !== undefined && !(Array.isArray(value) ? value.every(pem) : pem(value))) {
+      bad(`tls.${name} must be PEM text (a string or Buffer, or an array of them)`);
+    }
+  }
+  if (tlsOptions.ca !== undefined || tlsOptions.cert !== undefined || tlsOptions.key !== undefined) {
+    // A certificate or key that cannot be read fails every connect the same way: say so now,
+    // not as an untyped error (tcps) or a retryable ConnectionError (wss) on each attempt.
+    try {
+      tls.createSecureContext({
+        ca: tlsOptions.ca,
+        cert: tlsOptions.cert,
+        key: tlsOptions.key,
+        passphrase: tlsOptions.passphrase,
+      });
+    } catch (error) {
+      bad(`tls: cannot use the certificates or key given: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
   for (const name of ['netConnect', 'tlsConnect', 'WebSocket'] as const) {
     if (options[name] !== undefined && typeof options[name] !== 'function') bad(`${name} must be a function`);

@@ -16,11 +16,14 @@ import type { ResolvedOptions } from './options.js';
 import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
 
 const binary = { binary: true };
+/** The most a client frame adds to its payload: 2 bytes, an 8-byte length and a 4-byte mask. */
+const MAX_FRAME_OVERHEAD = 14;
 
 /** A WebSocket carrying AMPS frames: one frame per binary message out; messages joined into one stream in. */
 export class WebSocketConnection extends BaseConnection {
   readonly #ws: WebSocket;
   readonly #splitter = new WebSocketFrameSplitter();
+  readonly #compressed: boolean;
   #error: Error | undefined;
 
   /** `socket`: the WebSocket's own socket, when known. */
@@ -32,6 +35,7 @@ export class WebSocketConnection extends BaseConnection {
   ) {
     super(handlers, settings);
     this.#ws = ws;
+    this.#compressed = ws.extensions?.includes('permessage-deflate') === true;
     // ws ends its socket when the server closes the WebSocket or breaks the protocol, then waits
     // 30 s for the server to close TCP: a server that never does gets closeTimeoutMs, as for close().
     socket?.once('finish', () => this.closeStarted());
@@ -81,8 +85,13 @@ export class WebSocketConnection extends BaseConnection {
 
   readonly #sendFrame = (frame: Uint8Array): void => {
     // As for TCP: only a send that may leave more than the low-water mark buffered reports back.
-    if (this.#ws.bufferedAmount + frame.length > this.lowWaterMark) this.#ws.send(frame, binary, this.#onWritten);
-    else this.#ws.send(frame, binary);
+    // ws buffers its frame header and mask too: a send that fits only without them must report.
+    // A compressed frame may come out larger than it went in: each of those reports.
+    if (this.#compressed || this.#ws.bufferedAmount + frame.length + MAX_FRAME_OVERHEAD > this.lowWaterMark) {
+      this.#ws.send(frame, binary, this.#onWritten);
+    } else {
+      this.#ws.send(frame, binary);
+    }
   };
 
   readonly #onWritten = (error?: Error | null): void => {

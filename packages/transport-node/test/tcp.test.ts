@@ -534,6 +534,11 @@ describe('bad input', () => {
       { preflightHeaders: { Cookie: 'a=1\r\nX-Injected: 1' } },
       { tls: { servername: 42 } },
       { tls: { rejectUnauthorized: 'no' } },
+      // Each would fail every connect: untyped on tcps://, as a retryable ConnectionError on wss://.
+      { tls: { minVersion: 'TLSv9' } },
+      { tls: { ca: 42 } },
+      { tls: { cert: 'not a certificate', key: 'not a key' } },
+      { tls: { passphrase: 42 } },
       { netConnect: 'net' },
     ];
     for (const options of cases) {

@@ -329,6 +329,24 @@ describe('ws://', () => {
   });
 });
 
+describe('ws:// backpressure', () => {
+  it('whenDrained() resolves once a send that fit under the low-water mark only without its WebSocket header has gone', async () => {
+    const server = await wsServer();
+    const accepted = server.next();
+    const recorder = new Recorder();
+    // Far more than the kernel takes at once, so the frame waits in the socket's buffer.
+    const low = 16 * 1024 * 1024;
+    const connection = await nodeTransport({ highWaterMark: low, lowWaterMark: low }).connect(server.uri, recorder);
+    await accepted;
+    connection.send(frame(Buffer.alloc(low - 4, 1))); // exactly the mark: ws adds up to 14 bytes
+    expect(connection.bufferedAmount).toBeGreaterThan(connection.lowWaterMark);
+    await connection.whenDrained(); // waited for ever
+    expect(connection.bufferedAmount).toBeLessThanOrEqual(connection.lowWaterMark);
+    connection.close();
+    await recorder.closed;
+  });
+});
+
 describe('ws:// messages that arrive slowly', () => {
   it('calls onActivity as the bytes of a message arrive, before onData hands it over whole', async () => {
     const server = await rawWebSocketServer();

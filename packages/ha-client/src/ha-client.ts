@@ -256,6 +256,8 @@ export class HAClient {
    */
   #loop: AbortController | undefined;
   #shutdown = false;
+  /** The disconnect() under way, until it has ended in `Shutdown`. */
+  #disconnecting: Promise<void> | undefined;
   #publishLive = false;
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
@@ -416,6 +418,8 @@ export class HAClient {
   async connectAndLogon(options: { signal?: AbortSignal } = {}): Promise<void> {
     // Before anything starts: a bad signal would otherwise fail the wait, not the loop.
     signalOption(options.signal);
+    // A disconnect() still closing would otherwise end (in Shutdown) the connection made here.
+    if (this.#disconnecting) await this.#disconnecting;
     if (this.#shutdown) {
       // Starting again after disconnect(): the first attempt goes at once, with a fresh budget.
       this.#shutdown = false;
@@ -439,7 +443,15 @@ export class HAClient {
   }
 
   /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
-  async disconnect(): Promise<void> {
+  disconnect(): Promise<void> {
+    // Called again while closing: the same close, one Shutdown.
+    this.#disconnecting ??= this.#disconnect().finally(() => {
+      this.#disconnecting = undefined;
+    });
+    return this.#disconnecting;
+  }
+
+  async #disconnect(): Promise<void> {
     this.#shutdown = true;
     const error = new DisconnectedError('the client was disconnected by the application');
     this.#loop?.abort(error);
@@ -499,6 +511,8 @@ export class HAClient {
   }
 
   async #reconnect(signal: AbortSignal): Promise<void> {
+    /** The last attempt of this loop failed: a retry waits at least one turn of the event loop. */
+    let failed = false;
     while (!signal.aborted) {
       if (this.#offline) {
         // Every attempt would fail at once and use up the delay strategy's budget: wait for
@@ -506,6 +520,7 @@ export class HAClient {
         await this.#sleep(OFFLINE_PROBE_MS, signal);
         if (signal.aborted) return;
         this.#newSweep();
+        failed = false; // waited already: the new sweep's first attempt goes at once
       }
       let uri: string | undefined;
       try {
@@ -534,7 +549,10 @@ export class HAClient {
         return;
       }
       this.#attempt++;
-      if (wait > 0) await this.#sleep(wait, signal);
+      // A wait of 0 after an attempt that failed without I/O (a URI the transport cannot take, a
+      // transport that throws) would retry in microtasks alone: the event loop, and with it every
+      // timer, socket and disconnect(), would never run again.
+      if (wait > 0 || failed) await this.#sleep(wait, signal);
       if (signal.aborted) return;
       const started = this.#env.now();
       try {
@@ -570,6 +588,7 @@ export class HAClient {
           this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() }),
         );
         this.#emit(ConnectionState.Disconnected, err.message);
+        failed = true;
       }
     }
   }
@@ -849,17 +868,22 @@ export class HAClient {
    * Runs `fn` once ready; while reconnecting it waits, bounded by the command's timeout. A command
    * cut off by a disconnect runs again after the recovery (as AMPS's retry-on-disconnect).
    */
-  async #whenReadyThen<T>(
-    options: CommandWaitOptions,
-    fn: () => Promise<T>,
+  async #whenReadyThen<T, O extends CommandWaitOptions>(
+    options: O,
+    fn: (left: O) => Promise<T>,
     canRunAgain: () => boolean = () => true,
   ): Promise<T> {
-    const timeoutMs = options.timeoutMs ?? this.#commandTimeoutMs;
+    // Checked now, as the Client would once connected: a bad one would not bound the wait before.
+    const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
+    signalOption(options.signal);
     const giveUpAt = timeoutMs > 0 ? this.#env.now() + timeoutMs : Number.POSITIVE_INFINITY;
+    // The timeout bounds the command in all: the wait for a connection, then what is left of it.
+    const left = (): O =>
+      timeoutMs > 0 ? { ...options, timeoutMs: Math.max(1, Math.ceil(giveUpAt - this.#env.now())) } : options;
     for (;;) {
       await this.#whenReady(Math.max(1, giveUpAt - this.#env.now()), options.signal);
       try {
-        return await fn();
+        return await fn(left());
       } catch (error) {
         const retry =
           DisconnectedError.isInstance(error) &&
@@ -1465,16 +1489,24 @@ export class HAClient {
       );
     }
     this.#markPaused(ids, paused);
+    let sent = false;
     try {
-      await this.#sendPauseStates(ids, options);
+      await this.#sendPauseStates(ids, options, () => {
+        sent = true;
+      });
     } catch (error) {
-      // Refused, the server left them as they were: so must a resubscribe.
+      // Refused, the server left them as they were: so must a resubscribe. So too when the call
+      // ended (its timeout, its signal) before it was sent: its caller is told it did not happen.
       // (Not those a later call has changed since.)
-      if (isRefusal(error)) {
-        this.#markPaused(
-          ids.filter((id) => this.#paused.has(id) === paused),
-          !paused,
-        );
+      if (isRefusal(error) || !sent) {
+        const reverted = ids.filter((id) => this.#paused.has(id) === paused);
+        this.#markPaused(reverted, !paused);
+        // A recovery under way may have entered them as marked already: the server is told.
+        if (!sent && reverted[0] !== undefined && this.#client.isConnected) {
+          this.#sendPauseStates(reverted, {}).catch((e: unknown) => {
+            if (isRefusal(e)) this.#reportException(e);
+          });
+        }
       }
       throw error;
     }
@@ -1490,17 +1522,18 @@ export class HAClient {
    * each time the state as it is then, which a later call may have changed (the server takes a
    * repeat as no change).
    */
-  #sendPauseStates(ids: readonly string[], options: CommandWaitOptions): Promise<unknown> {
-    return this.#whenReadyThen(options, () =>
-      Promise.all(
+  #sendPauseStates(ids: readonly string[], options: CommandWaitOptions, onSent?: () => void): Promise<unknown> {
+    return this.#whenReadyThen(options, (left) => {
+      onSent?.();
+      return Promise.all(
         [true, false].map((p) => {
           const group = ids.filter(
             (id) => this.#isPaused(id) === p && this.#subs.has(id) && !this.#subs.get(id)?.offServer,
           );
-          return group[0] && this.#client[p ? 'pause' : 'resume'](group, options);
+          return group[0] && this.#client[p ? 'pause' : 'resume'](group, left);
         }),
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -1602,7 +1635,7 @@ export class HAClient {
     };
     const stats = this.#whenReadyThen(
       options,
-      async (): Promise<QueryStats> => this.#client.sow(topic, { ...options, queryId, onMessage }).stats,
+      async (left): Promise<QueryStats> => this.#client.sow(topic, { ...left, queryId, onMessage }).stats,
       () => !delivered,
     ).then(
       (result) => {
@@ -1624,7 +1657,7 @@ export class HAClient {
    */
   sowDelete(topic: string, target: SowDeleteTarget, options: CommandWaitOptions = {}): Promise<QueryStats> {
     const store = this.#publishStore;
-    if (!store) return this.#onceSent(options, () => this.#client.sowDelete(topic, target, options));
+    if (!store) return this.#onceSent(options, (left) => this.#client.sowDelete(topic, target, left));
     return this.#storedDelete(store, topic, target, options);
   }
 
@@ -1691,13 +1724,13 @@ export class HAClient {
   ): Promise<void> {
     // Refused now, not once connected: a bad one would wait for a connection first.
     flushAckTypeOption(ackType);
-    return this.#whenReadyThen(options, () => this.#client.flush(ackType, options));
+    return this.#whenReadyThen(options, (left) => this.#client.flush(ackType, left));
   }
 
   /** Any command, once connected (waiting through a reconnect, bounded by its timeout). */
   async execute(command: Command, options: ExecuteOptions = {}): Promise<Message | undefined> {
     waitForOption(options.waitFor ?? 'processed');
-    return this.#onceSent(options, () => this.#client.execute(command, options));
+    return this.#onceSent(options, (left) => this.#client.execute(command, left));
   }
 
   /**
@@ -1705,13 +1738,13 @@ export class HAClient {
    * also delete what was published since): once sent, a disconnect fails it rather than run it
    * again, since the server may have applied it.
    */
-  #onceSent<T>(options: CommandWaitOptions, fn: () => Promise<T>): Promise<T> {
+  #onceSent<T, O extends CommandWaitOptions>(options: O, fn: (left: O) => Promise<T>): Promise<T> {
     let sent = false;
     return this.#whenReadyThen(
       options,
-      () => {
+      (left) => {
         sent = this.#client.isConnected;
-        return fn();
+        return fn(left);
       },
       () => !sent,
     ).catch((error) => {

@@ -15,7 +15,8 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
   #dropped = 0;
   #ended = false;
   #iterating = false;
-  #waiter: ((result: IteratorResult<HAStateEvent>) => void) | undefined;
+  /** `next()` calls waiting for an event, oldest first: an iterator may be asked again before it answers. */
+  #waiters: Array<(result: IteratorResult<HAStateEvent>) => void> = [];
 
   /** `onReturn` runs when the consumer stops early (`break`, `return`, a thrown error). */
   constructor(maxQueue: number, onReturn: () => void) {
@@ -25,9 +26,8 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
 
   push(event: HAStateEvent): void {
     if (this.#ended) return;
-    const waiter = this.#waiter;
+    const waiter = this.#waiters.shift();
     if (waiter) {
-      this.#waiter = undefined;
       waiter({ value: event, done: false });
       return;
     }
@@ -42,9 +42,7 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.({ value: undefined, done: true });
+    for (const waiter of this.#waiters.splice(0)) waiter({ value: undefined, done: true });
   }
 
   #next(): Promise<IteratorResult<HAStateEvent>> {
@@ -56,7 +54,7 @@ export class StateStream implements AsyncIterable<HAStateEvent> {
     }
     if (this.#ended) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
-      this.#waiter = resolve;
+      this.#waiters.push(resolve);
     });
   }
 

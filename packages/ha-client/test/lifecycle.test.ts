@@ -1,0 +1,280 @@
+/**
+ * HAClient's lifecycle: connectAndLogon() and disconnect() racing each other, the states()
+ * iterator, commands and pause() waiting through a reconnect (bounded by their timeout and signal),
+ * and a retry loop whose attempts fail at once. Real brokers; a manual clock where time matters.
+ */
+import {
+  AbortError,
+  Bookmarks,
+  type Environment,
+  InvalidOptionsError,
+  RetryExhaustedError,
+  type SubscriptionManager,
+  TimedOutError,
+  type TimerHandle,
+  type Transport,
+} from '@amps-ts/core-protocol';
+import { nodeTransport } from '@amps-ts/transport-node';
+import { describe, expect, it } from 'vitest';
+import { HAClient, MemorySubscriptionManager } from '../src/index.js';
+import { client, server } from './helpers.js';
+
+/** A clock and timers that move only when the test says (`advanceTo` runs the timers due by then, in order). */
+function manualClock() {
+  let now = 0;
+  let next = 0;
+  const timers = new Map<TimerHandle, { fn: () => void; due: number }>();
+  const environment: Environment = {
+    now: () => now,
+    random: () => 0.5,
+    setTimeout: (fn, ms) => {
+      const handle = ++next as unknown as TimerHandle;
+      timers.set(handle, { fn, due: now + ms });
+      return handle;
+    },
+    clearTimeout: (handle) => {
+      timers.delete(handle);
+    },
+  };
+  const advanceTo = async (t: number) => {
+    for (;;) {
+      const due = [...timers].filter(([, timer]) => timer.due <= t).sort((a, b) => a[1].due - b[1].due)[0];
+      if (!due) break;
+      timers.delete(due[0]);
+      now = Math.max(now, due[1].due);
+      due[1].fn();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    now = t;
+  };
+  return { environment, advanceTo, pending: () => timers.size };
+}
+
+/** nodeTransport whose connects wait until `letConnect()`. */
+function gatedTransport() {
+  const base = nodeTransport();
+  let letConnect!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    letConnect = resolve;
+  });
+  let started!: () => void;
+  const connectStarted = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const transport: Transport = {
+    schemes: base.schemes,
+    connect: async (uri, handlers, options) => {
+      started();
+      await gate;
+      return base.connect(uri, handlers, options);
+    },
+  };
+  return { transport, letConnect, connectStarted };
+}
+
+describe('HAClient lifecycle', () => {
+  it('connectAndLogon() called while disconnect() is still closing: ends connected, and not in Shutdown', async () => {
+    const s = await server();
+    const ha = client('reconnect-during-disconnect', s.tcpUri('json'));
+    await ha.connectAndLogon();
+    const stopping = ha.disconnect();
+    const again = ha.connectAndLogon();
+    await stopping;
+    await again;
+    expect(ha.isReady).toBe(true);
+    expect(ha.client.isConnected).toBe(true);
+    expect(ha.state).not.toBe('Shutdown');
+  });
+
+  it('ends every next() of a states() iterator asked before the events came: none is left hanging after disconnect()', async () => {
+    const s = await server();
+    const ha = client('states-next-twice', s.tcpUri('json'));
+    const iterator = ha.states()[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const second = iterator.next();
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    const outcome = await Promise.race([
+      Promise.all([first, second]).then((results) => results.map((r) => r.value?.state)),
+      new Promise((r) => setImmediate(() => r('left hanging'))),
+    ]);
+    expect(outcome).toEqual(['Connected', 'LoggedOn']);
+  });
+
+  it('disconnect() called twice at once: one Shutdown, both resolve', async () => {
+    const s = await server();
+    const ha = client('disconnect-twice', s.tcpUri('json'));
+    await ha.connectAndLogon();
+    const states: string[] = [];
+    ha.onStateChange((e) => states.push(e.state));
+    await Promise.all([ha.disconnect(), ha.disconnect()]);
+    expect(states.filter((x) => x === 'Shutdown')).toHaveLength(1);
+  });
+});
+
+describe('HAClient commands while reconnecting', () => {
+  it('refuses a timeoutMs it cannot wait at once while disconnected, as when connected, instead of waiting without bound', async () => {
+    const s = await server();
+    const gated = gatedTransport();
+    const ha = client('bad-timeout-waiting', s.tcpUri('json'), { transport: gated.transport });
+    const outcomes = [Number.NaN, -5].map((timeoutMs) => ha.flush('processed', { timeoutMs }).catch((e: unknown) => e));
+    const settled = await Promise.race([
+      Promise.all(outcomes),
+      new Promise((r) => setImmediate(() => setImmediate(() => r('pending')))),
+    ]);
+    gated.letConnect();
+    expect(settled).not.toBe('pending');
+    for (const outcome of await Promise.all(outcomes)) expect(InvalidOptionsError.isInstance(outcome)).toBe(true);
+  });
+
+  it('bounds a command by its timeoutMs in all, the wait for a reconnect included (not the wait, then its whole timeout again)', async () => {
+    const s = await server();
+    const clock = manualClock();
+    const gated = gatedTransport();
+    // The server never sees the flush: only its timeout can end it.
+    const transportFilter = (bytes: Uint8Array, direction: 'in' | 'out') =>
+      direction === 'out' && Buffer.from(bytes).includes('"c":"flush"') ? new Uint8Array(0) : bytes;
+    const ha = client('total-timeout', s.tcpUri('json'), {
+      transport: gated.transport,
+      environment: clock.environment,
+      client: { transportFilter },
+    });
+    const flushed = ha.flush('processed', { timeoutMs: 1000 }).catch((e: unknown) => e);
+    await gated.connectStarted;
+    await clock.advanceTo(900); // the reconnect takes 900 ms of the command's 1000
+    const ready = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    gated.letConnect();
+    await ready;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await clock.advanceTo(1000);
+    const outcome = await Promise.race([
+      flushed,
+      new Promise((r) => setImmediate(() => r('still waiting at 1000 ms'))),
+    ]);
+    await clock.advanceTo(5000);
+    expect(outcome).not.toBe('still waiting at 1000 ms');
+    expect(TimedOutError.isInstance(outcome)).toBe(true);
+  });
+});
+
+describe('HAClient pause() while reconnecting', () => {
+  it('does not pause a subscription on the next server when the pause() waiting for it was aborted', async () => {
+    const s = await server();
+    const ha = client('pause-aborted', s.tcpUri('json'));
+    const publisher = client('pause-aborted-pub', s.tcpUri('json'));
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    const got: number[] = [];
+    const sub = ha.subscribe('prices', {
+      subId: 's',
+      bookmark: Bookmarks.EPOCH,
+      onMessage: (m) => {
+        got.push(m.json<{ n: number }>().n);
+      },
+    });
+    await sub.ready;
+    const down = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Disconnected' && resolve()));
+    await s.kill();
+    await down;
+    const controller = new AbortController();
+    const paused = ha.pause('s', { signal: controller.signal }).catch((e: unknown) => e);
+    controller.abort();
+    expect(AbortError.isInstance(await paused)).toBe(true); // the caller is told it did not happen
+    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    await s.restart();
+    await recovered;
+    publisher.publish('prices', JSON.stringify({ n: 1 }));
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    await ha.flush();
+    expect(got).toEqual([1]);
+  });
+
+  it('resumes a subscription the recovery entered paused when the pause() waiting for it is aborted before it is sent', async () => {
+    const s = await server();
+    let gate: Promise<void> | undefined;
+    let letResubscribe!: () => void;
+    let resubscribing!: () => void;
+    const inResubscribe = new Promise<void>((resolve) => {
+      resubscribing = resolve;
+    });
+    const memory = new MemorySubscriptionManager();
+    const subscriptionManager: SubscriptionManager = {
+      add: (entry) => memory.add(entry),
+      remove: (subId) => memory.remove(subId),
+      clear: () => memory.clear(),
+      list: () => memory.list(),
+      resubscribe: async (enter, options) => {
+        await memory.resubscribe(enter, options);
+        if (gate) {
+          resubscribing();
+          await gate;
+        }
+      },
+    };
+    const ha = client('pause-aborted-mid-recovery', s.tcpUri('json'), { subscriptionManager });
+    const publisher = client('pause-aborted-mid-recovery-pub', s.tcpUri('json'));
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    const got: number[] = [];
+    const sub = ha.subscribe('prices', {
+      subId: 's',
+      bookmark: Bookmarks.EPOCH,
+      onMessage: (m) => {
+        got.push(m.json<{ n: number }>().n);
+      },
+    });
+    await sub.ready;
+    gate = new Promise<void>((resolve) => {
+      letResubscribe = resolve;
+    });
+    const down = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Disconnected' && resolve()));
+    await s.kill();
+    await down;
+    const controller = new AbortController();
+    const paused = ha.pause('s', { signal: controller.signal }).catch((e: unknown) => e);
+    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    await s.restart();
+    await inResubscribe; // entered paused, as marked
+    controller.abort();
+    expect(AbortError.isInstance(await paused)).toBe(true);
+    letResubscribe();
+    await recovered;
+    publisher.publish('prices', JSON.stringify({ n: 1 }));
+    await publisher.publishFlush(5000);
+    await ha.flush();
+    await ha.flush();
+    expect(got).toEqual([1]);
+  });
+});
+
+describe('HAClient plugins', () => {
+  it('yields to the event loop between attempts that fail at once with a zero wait (a chooser returning an unusable URI): disconnect() from a timer stops it', async () => {
+    let asked = 0;
+    const delay = {
+      // A bound so that the test ends even when the loop never yields.
+      getConnectWaitDuration: () => {
+        if (++asked > 20_000)
+          throw new RetryExhaustedError('bound reached', { elapsedMs: 0, attempts: asked, servers: [] });
+        return 0; // retry at once, as fixedDelay({ delayMs: 0 }) does
+      },
+      reset: () => {},
+    };
+    const ha = new HAClient('hot-loop', {
+      transport: nodeTransport(),
+      chooser: {
+        getCurrentURI: () => 'http://127.0.0.1:1/amps/json', // a scheme the transport does not take
+        getCurrentAuthenticator: () => undefined,
+        reportFailure: () => {},
+        reportSuccess: () => {},
+        getError: () => '',
+      },
+      delay,
+      heartbeat: false,
+    });
+    const connecting = ha.connectAndLogon().catch((e: unknown) => e);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const askedWhenTheEventLoopRan = asked;
+    await ha.disconnect();
+    await connecting;
+    expect(askedWhenTheEventLoopRan).toBeLessThan(100);
+  });
+});

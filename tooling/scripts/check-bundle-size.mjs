@@ -141,8 +141,8 @@ const BUDGET_BYTES = 12 * 1024;
  *   persisted ack) stalled behind one slow consumer, and in a browser, which cannot pause a
  *   WebSocket, any replay longer than `maxQueue` ended with a `SlowConsumerError`; now the server
  *   pauses that subscription. And `Subscription.pause()`/`resume()` (about 100 B).
- * - to 30,940 B on 2026-11-28 (a fifteenth session; the bundle reached 30,627 B, from 30,280 B,
- *   plus 1%): fixes from four reviews. Passwords kept out of a refused logon's error when the
+ * - to 31,010 B on 2026-11-28 (a fifteenth session; the bundle reached 30,701 B, from 30,280 B,
+ *   plus 1%): fixes from five reviews. Passwords kept out of a refused logon's error when the
  *   server's reason quotes them, out of an authenticator's error quoting a credential it made
  *   itself, and out of the error for a percent-encoded secret query key (about 140 B). The
  *   publish store's sequences capped at 2^53 (every publish past it shared one) and a refusal
@@ -151,9 +151,10 @@ const BUDGET_BYTES = 12 * 1024;
  *   retry loop with zero waits never yielded to the event loop (100% CPU, nothing else ran); a
  *   command's timeout bounds its wait for a reconnect and what follows together; a `pause()`
  *   aborted while waiting for a connection was applied anyway; a second `next()` of `states()`
- *   was left hanging.
+ *   was left hanging. transport-browser checks its `page` option (about 75 B): a bad one threw a
+ *   TypeError at the first hint, and no page event was listened for after it.
  */
-const CEILING_BYTES = 30_940;
+const CEILING_BYTES = 31_010;
 
 const { values } = parseArgs({ options: { metafile: { type: 'string' } } });
 

@@ -88,6 +88,17 @@ function milliseconds(name: string, value: unknown, fallback: number, min: numbe
   return ms;
 }
 
+/** Checked here: otherwise the first `onHint` would throw a TypeError, and no later one would listen. */
+function checkPage(page: unknown): void {
+  if (page === undefined) return;
+  if (typeof page !== 'object' || page === null) bad('page must be an object');
+  for (const name of ['window', 'document'] as const) {
+    const target = (page as PageEventSource)[name];
+    if (target !== undefined && typeof target?.removeEventListener !== 'function')
+      bad(`page.${name} must be an EventTarget`);
+  }
+}
+
 /** Validates user options once, at `browserTransport()` time. */
 export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) bad('options must be an object');
@@ -99,6 +110,7 @@ export function resolveOptions(options: BrowserTransportOptions = {}): ResolvedO
   ) {
     bad('protocols must be a string or an array of strings');
   }
+  checkPage(options.page);
   const highWaterMark = integer('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1);
   const lowWaterMark = integer(
     'lowWaterMark',

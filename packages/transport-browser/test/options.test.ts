@@ -18,6 +18,10 @@ describe('browserTransport options', () => {
       { drainPollMs: 2 ** 31 },
       { WebSocket: 'ws' },
       { protocols: [1] },
+      // Found only at the first onHint, as a TypeError, otherwise.
+      { page: 'window' },
+      { page: { window: {} } },
+      { page: { document: { visibilityState: 'visible' } } },
     ];
     for (const options of cases) {
       expect(() => browserTransport(options as never), JSON.stringify(options)).toThrow(InvalidOptionsError);

@@ -184,6 +184,8 @@ export class Writer {
   #closing: Promise<void> | undefined;
   /** The database is closed: changes stay in memory. */
   #shut = false;
+  /** The last write failed (the database was not lost): the database misses what it held until one succeeds. */
+  #owed = false;
 
   constructor(database: StoreDatabase, objectStores: string[], options: DatabaseOptions, take: () => Batch) {
     this.#database = database;
@@ -204,11 +206,19 @@ export class Writer {
 
   /** Writes what changed, then closes the database and releases its lock. Idempotent. */
   close(): Promise<void> {
-    this.#closing ??= this.settled().then(() => {
-      this.#shut = true;
-      this.#database.close();
-    });
+    this.#closing ??= this.#writeAndClose();
     return this.#closing;
+  }
+
+  async #writeAndClose(): Promise<void> {
+    await this.settled();
+    // The last write failed and nothing changed since: without one more try, what it held (and
+    // the store resolved) would be missing from the database for the next page.
+    if (this.#owed && !this.#lost) this.#pending = true;
+    // And what changed while that settled (a persisted ack as the page closes the store).
+    await this.settled();
+    this.#shut = true;
+    this.#database.close();
   }
 
   /** Something changed: write it soon. */
@@ -229,6 +239,9 @@ export class Writer {
   #start(): void {
     if (!this.#pending || this.#committing) return;
     this.#pending = false;
+    // Closed since this write was scheduled: the change stays in memory, as later ones do.
+    if (this.#shut) return;
+    this.#owed = false;
     const batch = this.#take();
     const doing = `writing to the database "${this.#database.name}"`;
     this.#committing = new Promise<void>((resolve) => {
@@ -236,7 +249,10 @@ export class Writer {
       const finish = (error?: DurableStoreError) => {
         if (finished) return;
         finished = true;
-        if (error && error !== this.#lost) this.#report(error);
+        if (error && error !== this.#lost) {
+          this.#owed = true;
+          this.#report(error);
+        }
         batch.done(error);
         resolve();
       };

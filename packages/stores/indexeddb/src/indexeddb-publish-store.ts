@@ -1,4 +1,4 @@
-import { type Command, DurableStoreError } from '@amps-ts/core-protocol';
+import { type Command, checkEncodable, DurableStoreError } from '@amps-ts/core-protocol';
 import { MemoryPublishStore, type MemoryPublishStoreOptions, type PublishStoreState } from '@amps-ts/ha-client';
 import {
   type Batch,
@@ -141,7 +141,10 @@ export class IndexedDbPublishStore extends MemoryPublishStore {
    */
   close(): Promise<void> {
     const closing = this.#writer.close();
-    this.cancelWaits(new DurableStoreError(`the ${WHAT} "${this.name}" was closed before the first logon`));
+    // Publishes waiting for room, and flushes: the first logon has nothing to do with them.
+    super.cancelWaits(new DurableStoreError(`the ${WHAT} "${this.name}" was closed`));
+    const early = new DurableStoreError(`the ${WHAT} "${this.name}" was closed before the first logon`);
+    for (const waiting of this.#beforeLogon?.splice(0) ?? []) waiting.reject(early);
     return closing;
   }
 
@@ -194,7 +197,8 @@ async function readState(database: StoreDatabase): Promise<PublishStoreState> {
     | undefined;
   const lastPersisted = state?.lastPersisted ?? 0;
   const damaged = (what: string) => new DurableStoreError(`the ${WHAT} "${database.name}" is damaged: ${what}`);
-  if (!Number.isSafeInteger(lastPersisted) || !Number.isSafeInteger(state?.lastSequence ?? 0)) {
+  const sequence = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!sequence(lastPersisted) || !sequence(state?.lastSequence ?? 0)) {
     throw damaged('its state record holds no sequences');
   }
   const unpersisted = IDBKeyRange.lowerBound(lastPersisted, true);
@@ -207,11 +211,19 @@ async function readState(database: StoreDatabase): Promise<PublishStoreState> {
   for (const [i, command] of commands.entries()) {
     const data = command?.data;
     // Kept under its sequence: the key orders the replay, the field goes on the wire.
-    if (typeof command !== 'object' || command === null || command.sequence !== keys[i]) {
+    // A key that is no sequence (a string, a fraction) would fail the memory store's restore with
+    // an InvalidOptionsError about options the caller never passed.
+    if (typeof command !== 'object' || command === null || !sequence(keys[i]) || command.sequence !== keys[i]) {
       throw damaged(`the record under ${String(keys[i])} is not the command with that sequence`);
     }
     if (data !== undefined && typeof data !== 'string' && !(data instanceof Uint8Array)) {
       throw damaged(`command ${command.sequence} has a body that is neither text nor bytes`);
+    }
+    try {
+      // Kept, a record the encoder refuses would fail the replay of every logon.
+      checkEncodable(command);
+    } catch (error) {
+      throw damaged(`command ${command.sequence} cannot be sent (${(error as Error).message})`);
     }
     lastSequence = Math.max(lastSequence, command.sequence as number);
   }

@@ -677,6 +677,179 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
     });
   });
 
+  describe('failed writes, close() and damaged records', () => {
+    it('close() after a failed write writes what the failed write held: a resolved publish survives the reopening', async () => {
+      const result = await inPage(
+        browser.page,
+        async (api) => {
+          const errors: string[] = [];
+          const name = 'failed-then-closed';
+          const open = () => api.IndexedDbPublishStore.open(name, { onWriteError: (e) => errors.push(e.message) });
+          const store = await open();
+          store.syncWithServer(0);
+          // The next write transaction fails (aborted once its changes are in it), as a quota error would.
+          const transaction = IDBDatabase.prototype.transaction;
+          let fail = true;
+          IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: Parameters<typeof transaction>) {
+            const opened = transaction.apply(this, args);
+            if (fail && args[1] === 'readwrite') {
+              fail = false;
+              queueMicrotask(() => opened.abort());
+            }
+            return opened;
+          };
+          let sequence: number;
+          try {
+            sequence = await store.store({ command: 'publish', topic: 't', data: 'kept' });
+          } finally {
+            IDBDatabase.prototype.transaction = transaction;
+          }
+          await store.close();
+          const again = await open();
+          const replayed: Array<[number | undefined, unknown]> = [];
+          again.replay((command) => replayed.push([command.sequence, command.data]));
+          await again.close();
+          return { sequence, errors: errors.length, replayed };
+        },
+        undefined,
+      );
+      expect(result).toEqual({ sequence: 1, errors: 1, replayed: [[1, 'kept']] });
+    });
+
+    it('a damaged database whose records the memory store refuses is a DurableStoreError, not InvalidOptionsError', async () => {
+      const results = await inPage(
+        browser.page,
+        async (api) => {
+          const raw = (name: string, fill: (commands: IDBObjectStore, state: IDBObjectStore) => void) =>
+            new Promise<void>((resolve, reject) => {
+              const open = indexedDB.open(name, 1);
+              open.onupgradeneeded = () => {
+                open.result.createObjectStore('amps-ts-publish-commands');
+                open.result.createObjectStore('amps-ts-publish-state');
+              };
+              open.onerror = () => reject(open.error);
+              open.onsuccess = () => {
+                const db = open.result;
+                const transaction = db.transaction(['amps-ts-publish-commands', 'amps-ts-publish-state'], 'readwrite');
+                fill(
+                  transaction.objectStore('amps-ts-publish-commands'),
+                  transaction.objectStore('amps-ts-publish-state'),
+                );
+                transaction.oncomplete = () => {
+                  db.close();
+                  resolve();
+                };
+              };
+            });
+          await raw('fractional', (commands, state) => {
+            state.put({ lastSequence: 2, lastPersisted: 0 }, 'state');
+            commands.put({ command: 'publish', topic: 't', data: 'x', sequence: 1.5 }, 1.5);
+          });
+          await raw('negative', (_commands, state) => {
+            state.put({ lastSequence: 2, lastPersisted: -5 }, 'state');
+          });
+          await raw('string-key', (commands, state) => {
+            state.put({ lastSequence: 2, lastPersisted: 0 }, 'state');
+            commands.put({ command: 'publish', topic: 't', data: 'x', sequence: 'x' }, 'x');
+          });
+          const tryOpen = (name: string) =>
+            api.IndexedDbPublishStore.open(name).then(
+              (store) => store.close().then(() => 'opened'),
+              (error: unknown) => api.errorInfo(error).name,
+            );
+          return {
+            fractional: await tryOpen('fractional'),
+            negative: await tryOpen('negative'),
+            stringKey: await tryOpen('string-key'),
+          };
+        },
+        undefined,
+      );
+      expect(results).toEqual({
+        fractional: 'DurableStoreError',
+        negative: 'DurableStoreError',
+        stringKey: 'DurableStoreError',
+      });
+    });
+
+    it('close() rejects a publish waiting for room with an error that does not blame the first logon', async () => {
+      const result = await inPage(
+        browser.page,
+        async (api) => {
+          const store = await api.IndexedDbPublishStore.open('full-then-closed', { capacity: 1 });
+          store.syncWithServer(0);
+          await store.store({ command: 'publish', topic: 't', data: 'one' });
+          const blocked = store.store({ command: 'publish', topic: 't', data: 'two' }).then(
+            () => 'stored',
+            (error: unknown) => api.errorInfo(error),
+          );
+          await store.close();
+          return blocked;
+        },
+        undefined,
+      );
+      expect(result).toMatchObject({ name: 'DurableStoreError' });
+      expect((result as { message: string }).message).not.toContain('before the first logon');
+    });
+
+    it('a record that is no command (an older or foreign schema) is refused at open as damaged, not replayed at every logon', async () => {
+      const opened = await inPage(
+        browser.page,
+        async (api) => {
+          await new Promise<void>((resolve, reject) => {
+            const open = indexedDB.open('no-command', 1);
+            open.onupgradeneeded = () => {
+              open.result.createObjectStore('amps-ts-publish-commands');
+              open.result.createObjectStore('amps-ts-publish-state');
+            };
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const db = open.result;
+              const transaction = db.transaction(['amps-ts-publish-commands', 'amps-ts-publish-state'], 'readwrite');
+              transaction.objectStore('amps-ts-publish-state').put({ lastSequence: 1, lastPersisted: 0 }, 'state');
+              transaction.objectStore('amps-ts-publish-commands').put({ sequence: 1, data: 'x' }, 1);
+              transaction.oncomplete = () => {
+                db.close();
+                resolve();
+              };
+            };
+          });
+          // Opened, its replay failed every logon (the encoder refuses it): the client never logged on.
+          return api.IndexedDbPublishStore.open('no-command').then(
+            (store) => store.close().then(() => 'opened'),
+            (error: unknown) => api.errorInfo(error),
+          );
+        },
+        undefined,
+      );
+      expect(opened).toMatchObject({ name: 'DurableStoreError', message: expect.stringContaining('damaged') });
+    });
+
+    it('a change made while close() finishes is written, not reported as a failed write', async () => {
+      const errors = await inPage(
+        browser.page,
+        async (api) => {
+          const errors: string[] = [];
+          const store = await api.IndexedDbPublishStore.open('change-while-closing', {
+            onWriteError: (e) => errors.push(e.message),
+          });
+          store.syncWithServer(0);
+          await store.store({ command: 'publish', topic: 't', data: 'one' });
+          const closing = store.close();
+          store.discardUpTo(1); // a persisted ack arriving as the page closes the store
+          await closing;
+          const again = await api.IndexedDbPublishStore.open('change-while-closing');
+          const left = { lastPersisted: again.lastPersisted(), unpersisted: again.unpersistedCount() };
+          await again.close();
+          return { errors, left };
+        },
+        undefined,
+      );
+      // Written with the rest before the database closed, not reported as a failed write.
+      expect(errors).toEqual({ errors: [], left: { lastPersisted: 1, unpersisted: 0 } });
+    });
+  });
+
   describe('the back/forward cache', () => {
     let cached: BrowserPage;
     beforeAll(async () => {

@@ -13,6 +13,7 @@ import {
   type Command,
   defaultEnvironment,
   type Environment,
+  InvalidOptionsError,
   type Logger,
   type Message,
   MessageDecoder,
@@ -201,6 +202,10 @@ export class Broker implements LinkHost {
     this.reconnectMs = options.peerReconnectMs ?? 50;
     this.downgradeMs = options.syncDowngradeMs ?? 0;
     this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
+    // Checked here: the frame decoder, made per connection, would throw from the 'connection' handler.
+    if (!Number.isSafeInteger(this.#maxFrameBytes) || this.#maxFrameBytes < 1) {
+      throw new InvalidOptionsError(`maxFrameBytes must be a positive integer, got ${this.#maxFrameBytes}`);
+    }
     this.#maxClientBuffer = options.maxClientBufferBytes ?? 256 * 1024 * 1024;
     this.#closeTimeoutMs = timeoutOption(options.closeTimeoutMs, 'closeTimeoutMs') ?? 2000;
     this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, Math.max(64 * 1024, this.#maxClientBuffer / 2));
@@ -1586,7 +1591,16 @@ export class Broker implements LinkHost {
     if (shape.skipN > 0 || shape.topN !== undefined) {
       records = records.slice(shape.skipN, shape.topN === undefined ? undefined : shape.skipN + shape.topN);
     }
-    this.#sendGroup(s, m, ids, records, shape.batchSize, regex !== undefined, options.has('timestamp'));
+    this.#sendGroup(
+      s,
+      m,
+      ids,
+      records,
+      shape.batchSize,
+      regex !== undefined,
+      options.has('timestamp'),
+      options.has('no_sowkey'),
+    );
     const counts = { ...ids, recordsReturned: records.length, topicMatches: topics.length, matches };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
@@ -1595,7 +1609,7 @@ export class Broker implements LinkHost {
 
   #emptyGroup(s: Session, m: Message, sub: Subscription, mask: number): void {
     const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
-    this.#sendGroup(s, m, ids, [], 1, false, false);
+    this.#sendGroup(s, m, ids, [], 1, false, false, false);
     const counts = { ...ids, recordsReturned: 0, topicMatches: 0, matches: 0 };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
@@ -1610,6 +1624,7 @@ export class Broker implements LinkHost {
     batchSize: number,
     withTopic: boolean,
     withTimestamp: boolean,
+    noSowKey: boolean,
   ): void {
     s.send({ command: 'group_begin', topic: m.topic, ...ids });
     for (let i = 0; i < records.length; i += batchSize) {
@@ -1623,7 +1638,8 @@ export class Broker implements LinkHost {
           JSON.stringify({
             t: withTopic ? entry.topic : undefined,
             x: entry.correlationId,
-            k: record.key,
+            // As on deliveries: the option `no_sowkey` leaves the key out (amps-protocol.md §10.1).
+            k: noSowKey ? undefined : record.key,
             ts: withTimestamp ? ampsTimestamp(entry.timestamp) : undefined,
             l: entry.data.length,
           }),
@@ -1670,7 +1686,7 @@ export class Broker implements LinkHost {
         else if (before && !now && sub.oof) this.#oof(sub, record.entry, 'match');
       }
     }
-    this.#sendGroup(s, m, ids, entering, shape.batchSize, sub.regex !== undefined, sub.timestamp);
+    this.#sendGroup(s, m, ids, entering, shape.batchSize, sub.regex !== undefined, sub.timestamp, sub.noSowKey);
     const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches: entering.length };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
@@ -1707,6 +1723,15 @@ export class Broker implements LinkHost {
       const option = options.has('cancel') ? 'cancel' : options.has('expire') ? 'expire' : undefined;
       deletes = { sowKeys: undefined, filter: undefined, bookmarks: m.bookmark, options: option };
       if (option === 'cancel') this.#cancelLeases(s, queue, m.bookmark);
+    } else if (queue && !sow && m.sowKeys === undefined && m.filter !== undefined) {
+      // A filter acknowledges every queue message it matches, leased or not (amps-protocol.md §12).
+      try {
+        compileFilter(m.filter);
+      } catch {
+        this.#fail(s, m, 'bad filter', PROCESSED | PERSISTED, failFields);
+        return;
+      }
+      deletes = { sowKeys: undefined, filter: m.filter, bookmarks: undefined, options: undefined };
     } else {
       if (!sow) {
         this.#fail(s, m, 'invalid topic', PROCESSED | PERSISTED, failFields);
@@ -1776,6 +1801,7 @@ export class Broker implements LinkHost {
       return removed;
     }
     const sow = this.#sow.get(entry.topic);
+    if (!sow && queue && d.filter !== undefined) return this.#ackQueueByFilter(queue, d.filter);
     if (!sow) return 0;
     let victims: SowRecord[] = [];
     if (d.sowKeys !== undefined) {
@@ -1800,6 +1826,25 @@ export class Broker implements LinkHost {
       if (deliver) this.#oofRemoved(record, 'deleted');
     }
     return victims.length;
+  }
+
+  /** Removes the queue messages a filter matches, leased ones too; returns how many. */
+  #ackQueueByFilter(queue: QueueTopic, text: string): number {
+    let filter: Filter;
+    try {
+      filter = compileFilter(text);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const [bookmark, message] of queue.messages) {
+      if (!filter(parseJson(message.entry.data))) continue;
+      if (message.holder) message.holder.leased--;
+      queue.messages.delete(bookmark);
+      removed++;
+    }
+    if (removed > 0) this.#dirtyQueues.add(queue);
+    return removed;
   }
 
   /* ---------------- SOW expiration ---------------- */

@@ -1,7 +1,15 @@
 /** Command-line flags of `amps-test-server`, parsed into server options. */
 import { parseArgs } from 'node:util';
 import { InvalidOptionsError } from '@amps-ts/core-protocol';
-import type { PeerOptions, QueueOptions, SowTopicOptions, TestServerOptions } from './options.js';
+import {
+  type PeerOptions,
+  type QueueOptions,
+  resolvePeer,
+  resolveQueue,
+  resolveSowTopic,
+  type SowTopicOptions,
+  type TestServerOptions,
+} from './options.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -51,29 +59,48 @@ function number(flag: string, text: string | undefined, min = 0): number | undef
   return value;
 }
 
+function integer(flag: string, text: string, min: number): number {
+  const value = number(flag, text, min) as number;
+  if (!Number.isSafeInteger(value)) throw new InvalidOptionsError(`--${flag} needs a whole number, got '${text}'`);
+  return value;
+}
+
+function port(flag: string, text: string): number {
+  const value = integer(flag, text, 0);
+  if (value > 65535) throw new InvalidOptionsError(`--${flag} needs a port 0..65535, got '${text}'`);
+  return value;
+}
+
+// Each parsed value is checked as the server will check it, so that a bad value is a usage error
+// (exit 2) here, not an error from a server that has started to come up.
 function sow(text: string): SowTopicOptions {
   const colon = text.indexOf(':');
-  if (colon < 0) return { topic: text };
-  return { topic: text.slice(0, colon), key: text.slice(colon + 1).split(',') };
+  const options = colon < 0 ? { topic: text } : { topic: text.slice(0, colon), key: text.slice(colon + 1).split(',') };
+  resolveSowTopic(options);
+  return options;
 }
 
 function queue(text: string): QueueOptions {
   const [topic, lease, backlog] = text.split(':');
-  return {
+  const options = {
     topic: topic ?? '',
     ...(lease ? { leaseMs: number('queue', lease, 1) } : {}),
     ...(backlog ? { maxBacklog: number('queue', backlog, 1) } : {}),
   };
+  resolveQueue(options);
+  return options;
 }
 
 function peer(text: string): PeerOptions {
   const match = /^(?:(sync|async):)?(?:(.+):)?(\d+)$/.exec(text);
   if (!match) throw new InvalidOptionsError(`--peer needs [sync|async:]host:port, got '${text}'`);
-  return {
+  const options: PeerOptions = {
     mode: (match[1] as 'sync' | 'async' | undefined) ?? 'sync',
     ...(match[2] ? { host: match[2] } : {}),
     port: Number(match[3]),
   };
+  resolvePeer(options);
+  return options;
 }
 
 export function parseCliOptions(argv: readonly string[]): CliOptions {
@@ -132,8 +159,8 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
   const server: TestServerOptions = {
     ...(values.name ? { name: values.name } : {}),
     ...(values.host ? { host: values.host } : {}),
-    ...(values['tcp-port'] ? { tcpPort: number('tcp-port', values['tcp-port']) } : {}),
-    ...(wsPortText === undefined ? {} : { wsPort: wsPortText === 'off' ? false : number('ws-port', wsPortText) }),
+    ...(values['tcp-port'] ? { tcpPort: port('tcp-port', values['tcp-port']) } : {}),
+    ...(wsPortText === undefined ? {} : { wsPort: wsPortText === 'off' ? false : port('ws-port', wsPortText) }),
     ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
     ...(values.sow ? { sowTopics: values.sow.map(sow) } : {}),
     ...(values.queue ? { queues: values.queue.map(queue) } : {}),
@@ -144,13 +171,13 @@ export function parseCliOptions(argv: readonly string[]): CliOptions {
       ? { persistedAckIntervalMs: number('persisted-ack-interval', values['persisted-ack-interval'], 1) }
       : {}),
     ...(Object.keys(heartbeat).length > 0 ? { heartbeat } : {}),
-    ...(values['max-frame-bytes'] ? { maxFrameBytes: number('max-frame-bytes', values['max-frame-bytes'], 1) } : {}),
+    ...(values['max-frame-bytes'] ? { maxFrameBytes: integer('max-frame-bytes', values['max-frame-bytes'], 1) } : {}),
     ...(values['sync-downgrade'] ? { syncDowngradeMs: number('sync-downgrade', values['sync-downgrade']) } : {}),
     ...(values['close-timeout'] ? { closeTimeoutMs: number('close-timeout', values['close-timeout'], 1) } : {}),
     ...(wsFrames ? { wsFrames } : {}),
   };
   if (values.challenge && !server.auth) throw new InvalidOptionsError('--challenge needs at least one --user');
-  const cluster = number('cluster', values.cluster, 1);
+  const cluster = values.cluster === undefined ? undefined : integer('cluster', values.cluster, 1);
   if (cluster !== undefined && (server.peers || server.tcpPort || server.wsPort)) {
     throw new InvalidOptionsError('--cluster picks its own ports and peers: drop --tcp-port, --ws-port and --peer');
   }

@@ -234,46 +234,56 @@ class Parser {
     if (t.kind !== 'punct' || t.value !== value) bad(this.text, `expected '${value}', found ${this.describe(t)}`);
   }
 
+  /*
+   * A chain of ORs (or ANDs) is evaluated in a loop, not as nested closures: a filter of many terms
+   * (`/n = 1 OR /n = 2 OR ...`) parses without recursion, and would otherwise overflow the stack when
+   * evaluated, in a delivery, a replay or a timer, where nothing catches it.
+   */
   or(): Eval {
-    let left = this.and();
+    const terms = [this.and()];
     while (this.isWord('OR')) {
       this.#pos++;
-      const l = left;
-      const r = this.and();
-      left = (m) => {
-        const a = l(m);
-        if (a === true) return true;
-        const b = r(m);
-        if (b === true) return true;
-        return a === null || b === null ? null : false;
-      };
+      terms.push(this.and());
     }
-    return left;
+    if (terms.length === 1) return terms[0] as Eval;
+    return (m) => {
+      let unknown = false;
+      for (const term of terms) {
+        const r = term(m);
+        if (r === true) return true;
+        if (r === null) unknown = true;
+      }
+      return unknown ? null : false;
+    };
   }
 
   and(): Eval {
-    let left = this.not();
+    const terms = [this.not()];
     while (this.isWord('AND')) {
       this.#pos++;
-      const l = left;
-      const r = this.not();
-      left = (m) => {
-        const a = l(m);
-        if (a === false) return false;
-        const b = r(m);
-        if (b === false) return false;
-        return a === null || b === null ? null : true;
-      };
+      terms.push(this.not());
     }
-    return left;
+    if (terms.length === 1) return terms[0] as Eval;
+    return (m) => {
+      let unknown = false;
+      for (const term of terms) {
+        const r = term(m);
+        if (r === false) return false;
+        if (r === null) unknown = true;
+      }
+      return unknown ? null : true;
+    };
   }
 
   not(): Eval {
-    if (this.isWord('NOT')) {
+    // `NOT NOT ... x`, read in a loop for the same reason: only whether the count is odd matters.
+    let negations = 0;
+    while (this.isWord('NOT')) {
       this.#pos++;
-      return not(this.not());
+      negations++;
     }
-    return this.predicate();
+    const e = this.predicate();
+    return negations % 2 === 1 ? not(e) : e;
   }
 
   predicate(): Eval {

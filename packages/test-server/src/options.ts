@@ -165,12 +165,19 @@ export function resolveSowTopic(sow: SowTopicOptions): ResolvedSowTopic {
   return { topic: sow.topic, keyPaths: keys };
 }
 
+/** The longest queue lease: 100 years, in ms. */
+const MAX_LEASE_MS = 100 * 365.25 * 86_400_000;
+
 export function resolveQueue(queue: string | QueueOptions): ResolvedQueue {
   const q = typeof queue === 'string' ? { topic: queue } : queue;
   if (!q.topic) throw new InvalidOptionsError('a queue needs a topic name');
   const leaseMs = q.leaseMs ?? 30_000;
   const maxBacklog = q.maxBacklog ?? 10;
-  if (!(leaseMs > 0)) throw new InvalidOptionsError(`queue ${q.topic}: leaseMs must be positive`);
+  // Finite and bounded: a lease's expiry is sent as a time (`lp`), which Infinity, or a time past
+  // what a Date holds, does not have (the first delivery threw from the broker's flush).
+  if (!(leaseMs > 0 && leaseMs <= MAX_LEASE_MS)) {
+    throw new InvalidOptionsError(`queue ${q.topic}: leaseMs must be positive and at most 100 years, got ${leaseMs}`);
+  }
   if (!Number.isInteger(maxBacklog) || maxBacklog < 1) {
     throw new InvalidOptionsError(`queue ${q.topic}: maxBacklog must be a positive integer`);
   }

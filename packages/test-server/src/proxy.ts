@@ -5,6 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { uriHost } from './util.js';
 
 export interface FaultProxyOptions {
   /** Where to forward: a port on 127.0.0.1, `{ host, port }`, or a `tcp://host:port/...` URI. */
@@ -228,7 +229,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   return {
     port,
     host,
-    tcpUri: (messageType = 'json') => `tcp://${host}:${port}/amps/${messageType}`,
+    tcpUri: (messageType = 'json') => `tcp://${uriHost(host)}:${port}/amps/${messageType}`,
     get connections() {
       return pairs.size;
     },

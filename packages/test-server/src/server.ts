@@ -6,6 +6,7 @@ import { InvalidOptionsError } from '@amps-ts/core-protocol';
 import { WebSocketServer } from 'ws';
 import { Broker, type BrokerStats } from './broker.js';
 import { type PeerOptions, resolvePeer, type TestServerOptions } from './options.js';
+import { uriHost } from './util.js';
 import { tcpWire, webSocketMaxPayload, wsWire } from './wire.js';
 
 export interface TestServerStats extends BrokerStats {
@@ -59,13 +60,13 @@ export class TestServer {
 
   /** `tcp://host:port/amps/<messageType>`. */
   tcpUri(messageType = 'json'): string {
-    return `tcp://${this.host}:${this.#tcpPort}/amps/${messageType}`;
+    return `tcp://${uriHost(this.host)}:${this.#tcpPort}/amps/${messageType}`;
   }
 
   /** `ws://host:port/amps/<messageType>`. */
   wsUri(messageType = 'json'): string {
     if (this.#wsPort === undefined) throw new InvalidOptionsError(`${this.name}: WebSocket is disabled`);
-    return `ws://${this.host}:${this.#wsPort}/amps/${messageType}`;
+    return `ws://${uriHost(this.host)}:${this.#wsPort}/amps/${messageType}`;
   }
 
   /** Starts listening. `startTestServer()` calls it. */

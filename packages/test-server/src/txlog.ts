@@ -192,6 +192,9 @@ export interface EntryFields {
   deletes: DeleteSpec | undefined;
 }
 
+/** The largest epoch ms a `Date` holds. */
+const MAX_DATE_MS = 8.64e15;
+
 export function entryFields(message: Message): EntryFields | undefined {
   const publisher = message.extra?.pub;
   const seq = message.sequence;
@@ -203,7 +206,8 @@ export function entryFields(message: Message): EntryFields | undefined {
   return {
     publisher,
     seq,
-    timestamp: Number.isFinite(timestamp) ? timestamp : Date.now(),
+    // Only a time a Date can hold: `ts` headers and timestamp bookmarks are formatted from it.
+    timestamp: Number.isFinite(timestamp) && Math.abs(timestamp) <= MAX_DATE_MS ? timestamp : Date.now(),
     topic: message.topic,
     data: message.data,
     sowKey: message.sowKey,

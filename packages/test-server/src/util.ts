@@ -69,3 +69,8 @@ export function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   if (list) list.push(value);
   else map.set(key, [value]);
 }
+
+/** A host as a URI holds it: an IPv6 literal in brackets (RFC 3986), `[::1]`. */
+export function uriHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

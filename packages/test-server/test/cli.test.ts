@@ -59,6 +59,16 @@ describe('CLI flags', () => {
     [['--cluster=2', '--tcp-port=9000']],
     [['--log-level=loud']],
     [['--close-timeout=0']],
+    [['--max-frame-bytes=1.5']],
+    // Values the server would refuse: before, they passed the parser and the server threw at start,
+    // so the CLI exited with 1 and no usage instead of 2 (README: "a bad value ... exits with code 2").
+    [['--sow=orders:id']],
+    [['--queue=jobs:100:1.5']],
+    [['--queue=:100']],
+    [['--peer=70000']],
+    [['--tcp-port=70000']],
+    [['--ws-port=1.5']],
+    [['--cluster=1.5']],
   ])('rejects %j', (argv) => {
     expect(() => parseCliOptions(argv)).toThrow(InvalidOptionsError);
   });

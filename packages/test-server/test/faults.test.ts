@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { parseUri } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
+import { startFaultProxy, startTestServer, type TestServer, type TestServerOptions } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports, until } from './helpers.js';
 
 /** Linux: the range the OS gives outgoing connections their local ports from. */
@@ -197,4 +198,22 @@ it('overlapping lifecycle calls run one at a time, in order', async () => {
   expect(server.stats().state).toBe('running');
   const c = await connect(server, 'tcp');
   expect((await c.logon('overlap')).status).toBe('success');
+});
+
+it('on an IPv6 address, tcpUri() and wsUri() (and a fault proxy) give URIs a client can parse and connect to', async () => {
+  // Before: `tcp://::1:<port>/amps/json`, which no URI parser takes (the project's parseUri says
+  // "malformed host:port"); RFC 3986 brackets an IPv6 literal: `tcp://[::1]:<port>/amps/json`.
+  const server = await serve({ host: '::1' });
+  const proxy = await startFaultProxy({ target: server.tcpUri(), host: '::1' });
+  try {
+    for (const uri of [server.tcpUri(), server.wsUri(), proxy.tcpUri()]) {
+      expect(parseUri(uri).host, uri).toBe('::1');
+      const c = await TestClient.connect(uri);
+      open.push(c);
+      expect((await c.logon(`v6-${open.length}`)).status, uri).toBe('success');
+    }
+  } finally {
+    await Promise.all(open.splice(0).map((c) => c.close()));
+    await proxy.close();
+  }
 });

@@ -85,3 +85,17 @@ describe('filters', () => {
     expect((error as BadFilterError).reason).toBe('bad filter');
   });
 });
+
+describe('filters of many terms', () => {
+  it('evaluate long AND and OR chains and repeated NOTs without deep recursion', () => {
+    const terms = Array.from({ length: 100_000 }, (_, i) => i);
+    expect(matches(terms.map((i) => `/id = ${i}`).join(' OR '))).toBe(true);
+    expect(matches(terms.map((i) => `/id <> ${i + 8}`).join(' AND '))).toBe(true);
+    expect(matches(terms.map((i) => `/id <> ${i}`).join(' AND '))).toBe(false);
+    expect(matches(`${'NOT '.repeat(100_000)}/id = 7`)).toBe(true);
+    expect(matches(`${'NOT '.repeat(100_001)}/id = 7`)).toBe(false);
+    // Three-valued logic is kept: unknown OR false is unknown, and NOT unknown still matches nothing.
+    expect(matches('NOT (/missing = 1 OR /id = 8)')).toBe(false);
+    expect(matches('NOT (/missing = 1 AND /id = 7)')).toBe(false);
+  });
+});

@@ -51,7 +51,8 @@ export class TestClient {
       });
       return client;
     }
-    const socket: Socket = connect({ host: url.hostname, port: Number(url.port) });
+    // An IPv6 literal comes bracketed in a URI (`tcp://[::1]:9007/...`), not in a host to connect to.
+    const socket: Socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) });
     const client = new TestClient(
       (bytes) => socket.write(bytes),
       () => socket.destroy(),

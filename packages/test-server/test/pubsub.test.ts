@@ -201,3 +201,34 @@ describe('mixed transports', () => {
     expect(server.stats().topics.mix).toEqual({ published: 2, delivered: 4 });
   });
 });
+
+describe('a filter of many terms', () => {
+  it('delivers live and replayed messages, and fails no publisher, instead of overflowing the stack', async () => {
+    // Before: `a OR b OR ...` was evaluated as nested closures, one stack frame per term. A live
+    // publish failed with `internal error` for its publisher (another client), and a replay threw a
+    // RangeError from the broker's flush, an uncaught exception that ends the test process.
+    const own = await startTestServer({ name: 'long-filter', ackConflationMs: 0, wsPort: false });
+    const mine: TestClient[] = [];
+    try {
+      const pub = await TestClient.connectTo(own, 'tcp');
+      mine.push(pub);
+      await pub.logon('long-pub');
+      pub.publish('long', { n: 99_999 });
+      pub.publish('long', { n: 1 });
+      await pub.sync();
+      const c = await TestClient.connectTo(own, 'tcp');
+      mine.push(c);
+      await c.logon('long-sub');
+      const filter = Array.from({ length: 100_000 }, (_, i) => `/n = ${i}`).join(' OR ');
+      await c.subscribe('long', { filter, subId: 'live' });
+      await c.subscribe('long', { filter, subId: 'replay', bookmark: '0' });
+      expect((await c.takeN(2, isDelivery('replay'))).map((m) => m.json())).toEqual([{ n: 99_999 }, { n: 1 }]);
+      const cid = pub.publish('long', { n: 5 }, { ackType: 'processed' });
+      expect((await pub.ack(cid)).status).toBe('success');
+      expect((await c.take(isDelivery('live'))).json()).toEqual({ n: 5 });
+    } finally {
+      await Promise.all(mine.map((c) => c.close()));
+      await own.close();
+    }
+  });
+});

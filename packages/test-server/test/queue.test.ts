@@ -1,3 +1,4 @@
+import { InvalidOptionsError } from '@amps-ts/core-protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../src/index.js';
 import { isDelivery, ManualEnvironment, TestClient, type Transport, transports } from './helpers.js';
@@ -198,5 +199,64 @@ describe.each(transports)('queues over %s', (transport) => {
     await c.sync();
     expect(c.unread.filter(isDelivery())).toHaveLength(0);
     expect(server.stats().queues[otherQueue]).toEqual({ depth: 1, leased: 1 });
+  });
+});
+
+describe('lease lengths', () => {
+  it('refuses a leaseMs that has no expiry time (Infinity), and delivers with a long one', async () => {
+    // Before: Infinity passed the check (> 0), and the first delivery threw a RangeError formatting
+    // `lp` from the broker's flush: an uncaught exception that ends the test process.
+    for (const leaseMs of [Number.POSITIVE_INFINITY, Number.MAX_SAFE_INTEGER, Number.NaN]) {
+      await expect(startTestServer({ queues: [{ topic: 'forever', leaseMs }] }), String(leaseMs)).rejects.toThrow(
+        InvalidOptionsError,
+      );
+    }
+    const own = await startTestServer({ queues: [{ topic: 'long', leaseMs: 10 * 365 * 86_400_000 }], wsPort: false });
+    const c = await TestClient.connectTo(own, 'tcp');
+    try {
+      await c.logon('long-lease');
+      const sub = await c.subscribe('long');
+      c.publish('long', { n: 1 });
+      expect((await c.take(isDelivery(sub))).leasePeriod).toMatch(/^\d{8}T\d{6}\.\d{6}Z$/);
+    } finally {
+      await c.close();
+      await own.close();
+    }
+  });
+});
+
+describe('acknowledging by filter', () => {
+  it('a sow_delete with a filter acknowledges every queue message it matches, leased or not', async () => {
+    // amps-protocol.md §12: "A sow_delete with a filter acknowledges every matching message, whether
+    // or not this client holds the lease". Before: refused with `invalid topic`, nothing removed.
+    const own = await startTestServer({ queues: [{ topic: 'work', maxBacklog: 5 }], wsPort: false });
+    const mine: TestClient[] = [];
+    try {
+      const producer = await TestClient.connectTo(own, 'tcp');
+      const consumer = await TestClient.connectTo(own, 'tcp');
+      mine.push(producer, consumer);
+      await producer.logon('filter-ack-prod');
+      await consumer.logon('filter-ack-cons');
+      for (let n = 1; n <= 5; n++) producer.publish('work', { n });
+      await producer.sync();
+      const sub = await consumer.subscribe('work'); // max_backlog 1: leases n = 1
+      expect(json(await consumer.take(isDelivery(sub)))).toEqual({ n: 1 });
+      const cid = producer.command({
+        command: 'sow_delete',
+        topic: 'work',
+        filter: '/n <= 3',
+        ackType: 'processed,stats',
+      });
+      expect((await producer.ack(cid)).status).toBe('success');
+      expect(await producer.ack(cid, 'stats')).toMatchObject({ status: 'success', recordsDeleted: 3 });
+      expect(own.stats().queues.work?.depth).toBe(2);
+      // The consumer's lease on n = 1 was acknowledged with it: it gets the next message.
+      expect(json(await consumer.take(isDelivery(sub)))).toEqual({ n: 4 });
+      const bad = producer.command({ command: 'sow_delete', topic: 'work', filter: '/n = = 1', ackType: 'processed' });
+      expect(await producer.ack(bad)).toMatchObject({ status: 'failure', reason: 'bad filter' });
+    } finally {
+      await Promise.all(mine.map((c) => c.close()));
+      await own.close();
+    }
   });
 });

@@ -407,3 +407,37 @@ it('destroys a refused connection whose client never closes its side, after clos
   const frame = encodeCommand({ command: 'heartbeat', options: 'beat' });
   while (!raw.destroyed) await new Promise((resolve) => raw.write(frame, resolve));
 });
+
+it('refuses a maxFrameBytes the frame decoder cannot take at start, instead of throwing on the first connection', async () => {
+  // Before: the server started, and the first TCP or WebSocket connection threw InvalidOptionsError
+  // from the 'connection' handler: an uncaught exception that ends the test process (or the CLI).
+  for (const maxFrameBytes of [0, -1, 1.5, Number.NaN]) {
+    expect(() => new TestServer({ maxFrameBytes }), String(maxFrameBytes)).toThrow(InvalidOptionsError);
+  }
+  await expect(startTestServer({ maxFrameBytes: 0 })).rejects.toThrow(/maxFrameBytes/);
+});
+
+it('a log entry from a replication connection with a time no Date holds is stamped now, not a crash later', async () => {
+  // Before: `ts` was taken as any finite number; a subscriber asking for `ts` (option timestamp)
+  // made the broker format it, and the RangeError thrown from a replay in the broker's flush was an
+  // uncaught exception that ends the test process. Any client can log on with opts=replication.
+  const server = await serve({ wsPort: false });
+  const peer = await client(server, 'tcp');
+  expect((await peer.logon('not-a-peer', { options: 'replication' })).status).toBe('success');
+  for (let s = 1; s <= 3; s++) {
+    peer.send({
+      command: 'publish',
+      topic: 'far',
+      sequence: s,
+      timestamp: '1e20',
+      data: '{}',
+      headers: { pub: '123' },
+    });
+  }
+  await until(() => server.stats().txlogLength === 3, 'the entries logged');
+  const c = await client(server, 'tcp');
+  await c.logon('asks-for-ts');
+  const sub = await c.subscribe('far', { bookmark: '0', options: 'timestamp' });
+  const replayed = await c.takeN(3, isDelivery(sub));
+  for (const m of replayed) expect(m.timestamp).toMatch(/^\d{8}T\d{6}\.\d{6}Z$/);
+});

@@ -449,3 +449,32 @@ it('an expiration longer than a timer can wait (30 days) expires on time, waited
     await own.close();
   }
 });
+
+describe('no_sowkey on queries', () => {
+  it.each(transports)(
+    'leaves k out of the records of sow and sow_and_subscribe, as out of deliveries (%s)',
+    async (transport) => {
+      // amps-protocol.md §10.1: "SOW messages carry k by default. The option no_sowkey turns that off."
+      // Before: the records of a query always had k; only deliveries honoured the option.
+      const c = await client(transport, `nokey-${transport}`);
+      const topic = `quotes-${transport}`;
+      c.publish(topic, { id: 900, px: 9 });
+      await c.sync();
+      const plain = await query(c, { command: 'sow', topic, filter: '/id = 900' });
+      expect(plain.records.map((r) => r.sowKey)).toEqual([expect.stringMatching(/^\d+$/)]);
+      const without = await query(c, { command: 'sow', topic, filter: '/id = 900', options: 'no_sowkey' });
+      expect(without.records.map((r) => [r.json(), r.sowKey])).toEqual([[{ id: 900, px: 9 }, undefined]]);
+      const subId = `nokey-ss-${transport}`;
+      const ss = await query(c, {
+        command: 'sow_and_subscribe',
+        topic,
+        subId,
+        filter: '/id = 900',
+        options: 'no_sowkey',
+      });
+      expect(ss.records.map((r) => r.sowKey)).toEqual([undefined]);
+      c.publish(topic, { id: 900, px: 10 });
+      expect((await c.take(isDelivery(subId))).sowKey).toBeUndefined();
+    },
+  );
+});

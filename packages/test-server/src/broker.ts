@@ -1723,17 +1723,10 @@ export class Broker implements LinkHost {
       const option = options.has('cancel') ? 'cancel' : options.has('expire') ? 'expire' : undefined;
       deletes = { sowKeys: undefined, filter: undefined, bookmarks: m.bookmark, options: option };
       if (option === 'cancel') this.#cancelLeases(s, queue, m.bookmark);
-    } else if (queue && !sow && m.sowKeys === undefined && m.filter !== undefined) {
-      // A filter acknowledges every queue message it matches, leased or not (amps-protocol.md §12).
-      try {
-        compileFilter(m.filter);
-      } catch {
-        this.#fail(s, m, 'bad filter', PROCESSED | PERSISTED, failFields);
-        return;
-      }
-      deletes = { sowKeys: undefined, filter: m.filter, bookmarks: undefined, options: undefined };
     } else {
-      if (!sow) {
+      // On a queue, a filter acknowledges every message it matches, leased or not (amps-protocol.md §12).
+      const queueFilter = queue !== undefined && m.sowKeys === undefined && m.filter !== undefined;
+      if (!sow && !queueFilter) {
         this.#fail(s, m, 'invalid topic', PROCESSED | PERSISTED, failFields);
         return;
       }
@@ -1747,7 +1740,7 @@ export class Broker implements LinkHost {
           return;
         }
         deletes = { sowKeys: undefined, filter: m.filter, bookmarks: undefined, options: undefined };
-      } else if (m.data.length > 0) {
+      } else if (sow && m.data.length > 0) {
         sowKey = sow.keyOf(parseJson(m.data), m.sowKey);
         if (sowKey === undefined) {
           this.#fail(s, m, 'missing sow key', PROCESSED | PERSISTED, failFields);

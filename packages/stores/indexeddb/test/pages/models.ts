@@ -49,6 +49,9 @@ const idbPublishOp: fc.Arbitrary<PublishOp | { k: 'failWrite' }> = fc.oneof(
 );
 
 /** Makes the next write transaction of this page fail (it is aborted once its changes are in it). */
+export function failNextWrite(): void {
+  failNext = true;
+}
 let failNext = false;
 const transaction = IDBDatabase.prototype.transaction;
 IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: Parameters<typeof transaction>) {

@@ -7,7 +7,7 @@ import { AmpsError, Bookmarks } from '@amps-ts/core-protocol';
 import { HAClient } from '@amps-ts/ha-client';
 import { browserTransport } from '@amps-ts/transport-browser';
 import { IndexedDbBookmarkStore, IndexedDbPublishStore } from '../../src/index.js';
-import { bookmarkModel, publishModel } from './models.js';
+import { bookmarkModel, failNextWrite, publishModel } from './models.js';
 
 export interface ErrorInfo {
   name: string;
@@ -21,6 +21,7 @@ const api = {
   Bookmarks,
   publishModel,
   bookmarkModel,
+  failNextWrite,
 
   /** An HAClient on browserTransport with the given stores, and no heartbeats. */
   client(

@@ -8,16 +8,18 @@ import {
   Bookmarks,
   type Environment,
   InvalidOptionsError,
+  type Message,
   RetryExhaustedError,
   type SubscriptionManager,
   TimedOutError,
   type TimerHandle,
   type Transport,
 } from '@amps-ts/core-protocol';
+import type { TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
-import { HAClient, MemorySubscriptionManager } from '../src/index.js';
-import { client, server } from './helpers.js';
+import { HAClient, type HAClientOptions, MemorySubscriptionManager } from '../src/index.js';
+import { client, server, stateWhere } from './helpers.js';
 
 /** A clock and timers that move only when the test says (`advanceTo` runs the timers due by then, in order). */
 function manualClock() {
@@ -158,39 +160,45 @@ describe('HAClient commands while reconnecting', () => {
 });
 
 describe('HAClient pause() while reconnecting', () => {
-  it('does not pause a subscription on the next server when the pause() waiting for it was aborted', async () => {
-    const s = await server();
-    const ha = client('pause-aborted', s.tcpUri('json'));
-    const publisher = client('pause-aborted-pub', s.tcpUri('json'));
+  /** A bookmark subscriber (id `s`) and a publisher; `oneMore()` publishes one message and returns all the subscriber got. */
+  async function subscriber(s: TestServer, name: string, extra: Partial<HAClientOptions> = {}) {
+    const ha = client(name, s.tcpUri('json'), extra);
+    const publisher = client(`${name}-pub`, s.tcpUri('json'));
     await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
     const got: number[] = [];
-    const sub = ha.subscribe('prices', {
-      subId: 's',
-      bookmark: Bookmarks.EPOCH,
-      onMessage: (m) => {
-        got.push(m.json<{ n: number }>().n);
-      },
-    });
-    await sub.ready;
-    const down = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Disconnected' && resolve()));
+    const onMessage = (m: Message) => {
+      got.push(m.json<{ n: number }>().n);
+    };
+    await ha.subscribe('prices', { subId: 's', bookmark: Bookmarks.EPOCH, onMessage }).ready;
+    const oneMore = async () => {
+      publisher.publish('prices', JSON.stringify({ n: got.length + 1 }));
+      await publisher.publishFlush(5000);
+      await ha.flush();
+      await ha.flush();
+      return got;
+    };
+    return { ha, oneMore };
+  }
+
+  it('does not pause a subscription on the next server when the pause() waiting for it was aborted', async () => {
+    const s = await server();
+    const { ha, oneMore } = await subscriber(s, 'pause-aborted');
+    const down = stateWhere(ha, (e) => e.state === 'Disconnected');
     await s.kill();
     await down;
     const controller = new AbortController();
     const paused = ha.pause('s', { signal: controller.signal }).catch((e: unknown) => e);
     controller.abort();
     expect(AbortError.isInstance(await paused)).toBe(true); // the caller is told it did not happen
-    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
     await s.restart();
     await recovered;
-    publisher.publish('prices', JSON.stringify({ n: 1 }));
-    await publisher.publishFlush(5000);
-    await ha.flush();
-    await ha.flush();
-    expect(got).toEqual([1]);
+    expect(await oneMore()).toEqual([1]);
   });
 
   it('resumes a subscription the recovery entered paused when the pause() waiting for it is aborted before it is sent', async () => {
     const s = await server();
+    // Holds the recovery after the resubscribe, once `gate` is set.
     let gate: Promise<void> | undefined;
     let letResubscribe!: () => void;
     let resubscribing!: () => void;
@@ -211,38 +219,23 @@ describe('HAClient pause() while reconnecting', () => {
         }
       },
     };
-    const ha = client('pause-aborted-mid-recovery', s.tcpUri('json'), { subscriptionManager });
-    const publisher = client('pause-aborted-mid-recovery-pub', s.tcpUri('json'));
-    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
-    const got: number[] = [];
-    const sub = ha.subscribe('prices', {
-      subId: 's',
-      bookmark: Bookmarks.EPOCH,
-      onMessage: (m) => {
-        got.push(m.json<{ n: number }>().n);
-      },
-    });
-    await sub.ready;
+    const { ha, oneMore } = await subscriber(s, 'pause-aborted-mid-recovery', { subscriptionManager });
     gate = new Promise<void>((resolve) => {
       letResubscribe = resolve;
     });
-    const down = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Disconnected' && resolve()));
+    const down = stateWhere(ha, (e) => e.state === 'Disconnected');
     await s.kill();
     await down;
     const controller = new AbortController();
     const paused = ha.pause('s', { signal: controller.signal }).catch((e: unknown) => e);
-    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
     await s.restart();
     await inResubscribe; // entered paused, as marked
     controller.abort();
     expect(AbortError.isInstance(await paused)).toBe(true);
     letResubscribe();
     await recovered;
-    publisher.publish('prices', JSON.stringify({ n: 1 }));
-    await publisher.publishFlush(5000);
-    await ha.flush();
-    await ha.flush();
-    expect(got).toEqual([1]);
+    expect(await oneMore()).toEqual([1]);
   });
 });
 

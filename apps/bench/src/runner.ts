@@ -57,7 +57,13 @@ export function measureRate(fn: () => number, ms = 1000): number {
 export function passes(result: BenchResult): boolean {
   const t = result.target;
   if (!t) return true;
-  if (t.minRatio !== undefined && (!result.baseline || result.value / result.baseline.value < t.minRatio)) return false;
+  // A measurement that came out NaN or infinite is broken: every comparison with NaN is false,
+  // so without this it would meet any target.
+  if (!Number.isFinite(result.value)) return false;
+  if (t.minRatio !== undefined) {
+    const base = result.baseline?.value;
+    if (base === undefined || !Number.isFinite(base) || base <= 0 || result.value / base < t.minRatio) return false;
+  }
   if (t.min !== undefined && result.value < t.min) return false;
   if (t.max !== undefined && result.value > t.max) return false;
   return true;

@@ -94,6 +94,8 @@ export interface ChaosReport {
   lost: number;
   duplicated: number;
   outOfOrder: number;
+  /** Messages delivered to the subscription of a topic they were not published to. */
+  misrouted: number;
   failovers: number;
   failoverP50Ms: number;
   failoverMaxMs: number;
@@ -119,6 +121,13 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** After the chaos, how long the run waits for a message before it counts what is missing. */
 const DRAIN_STALL_MS = 30_000;
+
+/**
+ * Once every message is in, how much longer the run listens before it counts: a message that
+ * comes later (a duplicate from a replay still under way) must not go unseen. Twice the heartbeat
+ * timeout, so a failover under way when the last message came has time to finish.
+ */
+const DRAIN_SETTLE_MS = 2000;
 
 /** The slow consumer's `maxQueue`: past it, its subscriptions are paused on the server. */
 const SLOW_CONSUMER_MAX_QUEUE = 200;
@@ -218,11 +227,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // With `pausing`: the topics whose subscription the server has paused (its ack is in), until resume() is called.
     const paused = new Set<number>();
     const pauses = { pause: 0, resume: 0, failed: 0, deliveredWhilePaused: 0 };
+    // Message n is published to topic n mod topics: on any other subscription it was misdelivered.
+    let misrouted = 0;
     const subscriptions = Array.from({ length: topics }, (_, k) =>
       subscriber.subscribe(topicOf(k), {
         bookmark: Bookmarks.EPOCH,
         onMessage: (m) => {
           const { n } = m.json<{ n: number }>();
+          if (n % topics !== k) misrouted++;
           tally.record(n, k * publisherCount + (n % publisherCount));
           if (paused.has(k)) pauses.deliveredWhilePaused++;
           if (!options.slowConsumer) return undefined;
@@ -361,11 +373,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         break;
       }
     }
+    if (tally.received >= published) await sleep(DRAIN_SETTLE_MS);
     clearInterval(progress);
     emit(progressEvent());
 
     const { ok: delivered, ...counts } = tally.verdict(published);
-    const ok = delivered && pauses.deliveredWhilePaused === 0;
+    const ok = delivered && misrouted === 0 && pauses.deliveredWhilePaused === 0;
     return {
       seed,
       durationMs,
@@ -374,6 +387,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       publishers: publisherCount,
       published,
       ...counts,
+      misrouted,
       failovers: failovers.length,
       failoverP50Ms: Math.round(percentile(failovers, 50)),
       failoverMaxMs: Math.round(Math.max(0, ...failovers)),

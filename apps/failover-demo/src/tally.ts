@@ -34,6 +34,8 @@ export class DeliveryTally {
     for (const n of this.#seen) if (Number.isInteger(n) && n >= 1 && n <= published) delivered++;
     const lost = published - delivered;
     const { received, duplicated, outOfOrder } = this;
-    return { received, lost, duplicated, outOfOrder, ok: lost === 0 && duplicated === 0 && outOfOrder === 0 };
+    // Nothing published, nothing checked: that is no evidence of anything (`--rate 1 --duration 1`).
+    const ok = published > 0 && lost === 0 && duplicated === 0 && outOfOrder === 0;
+    return { received, lost, duplicated, outOfOrder, ok };
   }
 }

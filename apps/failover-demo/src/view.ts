@@ -70,6 +70,7 @@ export function liveView(color: boolean): LiveView {
       ['lost', fmt(report.lost), report.lost === 0],
       ['duplicated', fmt(report.duplicated), report.duplicated === 0],
       ['out of order', fmt(report.outOfOrder), report.outOfOrder === 0],
+      ['wrong topic', fmt(report.misrouted), report.misrouted === 0],
       ['failovers', fmt(report.failovers)],
       ['failover p50', `${fmt(report.failoverP50Ms)} ms`],
       ['failover max', `${fmt(report.failoverMaxMs)} ms`],
@@ -92,7 +93,11 @@ export function liveView(color: boolean): LiveView {
     });
     const outcome = report.ok
       ? green('  PASS: every message arrived exactly once, in order')
-      : red('  FAIL: messages were lost, duplicated or reordered, or delivered while paused');
+      : report.published === 0
+        ? red('  FAIL: nothing was published, so nothing was checked')
+        : red(
+            '  FAIL: messages were lost, duplicated, reordered or delivered to the wrong topic, or delivered while paused',
+          );
     return ['', ...table, '', outcome].join('\n');
   }
 

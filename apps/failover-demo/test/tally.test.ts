@@ -43,6 +43,10 @@ describe('the verdict', () => {
     expect(t.verdict(6)).toMatchObject({ lost: 0, outOfOrder: 1, ok: false });
   });
 
+  it('fails when nothing was published: an empty run proves nothing', () => {
+    expect(tally([], 0)).toMatchObject({ lost: 0, ok: false });
+  });
+
   it('a number never published does not make up for a lost one', () => {
     expect(tally([1, 2, 4, 5], 4)).toMatchObject({ lost: 1, ok: false });
   });

@@ -1,0 +1,3 @@
+import { testConfig } from '@amps-ts/config/vitest';
+
+export default testConfig();

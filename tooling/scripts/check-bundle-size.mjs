@@ -152,7 +152,10 @@ const BUDGET_BYTES = 12 * 1024;
  *   command's timeout bounds its wait for a reconnect and what follows together; a `pause()`
  *   aborted while waiting for a connection was applied anyway; a second `next()` of `states()`
  *   was left hanging. transport-browser checks its `page` option (about 75 B): a bad one threw a
- *   TypeError at the first hint, and no page event was listened for after it.
+ *   TypeError at the first hint, and no page event was listened for after it. HAClient closes its
+ *   connection on `pagehide` and waits for the page to be shown (about 50 B): Chromium 150 (the
+ *   one Debian now ships) keeps a page with an open WebSocket out of the back/forward cache, so
+ *   a page left and come back to was loaded again, its state lost.
  */
 const CEILING_BYTES = 31_010;
 

@@ -200,6 +200,6 @@ if (servers.length === 0) {
   });
   client.connectAndLogon().catch((error: Error) => showError(`cannot connect: ${error.message}`));
   // Only when the page is going for good: one kept in the back/forward cache (persisted) comes
-  // back later, and HAClient reconnects it then (the browser closes its WebSocket meanwhile).
+  // back later, and HAClient reconnects it then (it closes its connection on pagehide meanwhile).
   addEventListener('pagehide', (event) => event.persisted || void client.disconnect());
 }

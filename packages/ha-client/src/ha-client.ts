@@ -277,6 +277,8 @@ export class HAClient {
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
+  /** The page was left (`pagehide`) and not shown (`visible`, `online`) since (see #reconnect). */
+  #pageLeft = false;
   #failbackTimer: TimerHandle | undefined;
   #stopHints: (() => void) | undefined;
   readonly #lastErrors = new Map<string, string>();
@@ -458,7 +460,7 @@ export class HAClient {
     this.#stopFailback();
     this.#stopHints?.();
     this.#stopHints = undefined;
-    this.#offline = false; // unheard from now on
+    this.#offline = this.#pageLeft = false; // unheard from now on
     this.#publishLive = false;
     this.#ready.reject(error);
     this.#cancelStoreWaits(error);
@@ -488,7 +490,16 @@ export class HAClient {
     // Here, not in connectAndLogon(): a command or a subscribe also starts connecting.
     this.#stopHints ??= this.#transport.onHint?.((hint) => {
       this.#offline = hint === 'offline' || (this.#offline && hint !== 'online');
-      if (hint === 'online' || hint === 'visible') this.#wake?.();
+      if (hint === 'pagehide') {
+        // Most browsers keep a page with an open WebSocket out of their back/forward cache: close
+        // it, and wait (as offline) for the page to be shown again, restored from that cache.
+        this.#pageLeft = true;
+        if (this.#client.isConnected) this.#client.abort(new DisconnectedError('the page was left (pagehide)'));
+      }
+      if (hint === 'online' || hint === 'visible') {
+        this.#pageLeft = false;
+        this.#wake?.();
+      }
     });
     const loop = new AbortController();
     this.#loop = loop;
@@ -514,9 +525,10 @@ export class HAClient {
     /** The last attempt of this loop failed: a retry waits at least one turn of the event loop. */
     let failed = false;
     while (!signal.aborted) {
-      if (this.#offline) {
-        // Every attempt would fail at once and use up the delay strategy's budget: wait for
-        // 'online' (or OFFLINE_PROBE_MS), then try on a new sweep, its first attempt at once.
+      if (this.#offline || this.#pageLeft) {
+        // Every attempt would fail at once and use up the delay strategy's budget (or, the page
+        // left, open a WebSocket that keeps it out of the back/forward cache): wait for 'online'
+        // or 'visible' (or OFFLINE_PROBE_MS), then try on a new sweep, its first attempt at once.
         await this.#sleep(OFFLINE_PROBE_MS, signal);
         if (signal.aborted) return;
         this.#newSweep();

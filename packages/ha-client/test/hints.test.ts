@@ -197,6 +197,28 @@ describe('HAClient and page hints', () => {
     }
   });
 
+  it('on pagehide closes the connection (so the page can enter the back/forward cache) and reconnects once visible', async () => {
+    const clock = fakeClock();
+    const { transport, hint, state } = hintedTransport();
+    const { delay } = budgetedDelay(10, 60_000);
+    const ha = client('hints-pagehide', transport, delay, clock.environment);
+    await ha.connectAndLogon();
+    const reasons: Array<string | undefined> = [];
+    ha.onStateChange((e) => e.state === 'Disconnected' && reasons.push(e.reason));
+    const waiting = clock.armed((ms) => ms === 10_000);
+    hint('hidden'); // a tab switched away from: nothing changes
+    expect(ha.client.isConnected).toBe(true);
+    hint('pagehide');
+    expect(ha.client.isConnected).toBe(false);
+    await waiting; // no attempt: one would open a WebSocket as the page is cached
+    expect(reasons).toEqual(['the page was left (pagehide)']);
+    expect(state.connects).toBe(1);
+    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
+    hint('visible'); // restored from the cache: no timer fires, the hint alone reconnects
+    await recovered;
+    expect(state.connects).toBe(2);
+  });
+
   it('listens from the first attempt, also when a subscribe (not connectAndLogon) starts connecting', async () => {
     const clock = fakeClock();
     const { transport, hint, state } = hintedTransport();

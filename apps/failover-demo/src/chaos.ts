@@ -267,6 +267,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await sleep(tickMs);
       }
     })();
+    // Awaited once the chaos is over: a publish that throws before then must not end the process.
+    publishing.catch(() => {});
 
     // Pausing and resuming, on a schedule of its own: the chaos's does not depend on its timing.
     const pausing = (async () => {

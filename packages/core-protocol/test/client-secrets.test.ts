@@ -157,7 +157,13 @@ describe('the password stays hidden', () => {
       new MessageDecoder((m) => {
         const reason = `bad password '${m.password}' for ${m.userId}`;
         socket.write(
-          encodeCommand({ command: 'ack', ackType: 'processed', status: 'failure', commandId: m.commandId ?? '', reason }),
+          encodeCommand({
+            command: 'ack',
+            ackType: 'processed',
+            status: 'failure',
+            commandId: m.commandId ?? '',
+            reason,
+          }),
         );
       }).push(chunk);
     });

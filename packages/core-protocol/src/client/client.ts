@@ -46,7 +46,7 @@ import {
 import { Outbox } from './outbox.js';
 import { type MessageHandler, MessageStream } from './stream.js';
 import { type QueryStats, SowQuery, Subscription, statsOf } from './subscription.js';
-import { deadline, deferred } from './waiters.js';
+import { deadline, deferred, throwIfAborted } from './waiters.js';
 
 /** The library version sent at logon. */
 export const CLIENT_VERSION = '0.1.0:amps-ts';
@@ -838,27 +838,40 @@ export class Client {
     };
     // The subscription this one replaces, when the command asks AMPS to `replace` it.
     const replaced = this.#endHooks.get(subId);
+    if (replaced) this.#replacing.set(end, replaced);
     this.#routeOf.set(end, route);
     const subscription = new Subscription(
       subId,
       stream,
       // Once another subscription holds the id (a replace), this one has nothing left to stop.
       {
-        unsubscribe: (id) => (this.#endHooks.get(id) === end ? this.unsubscribe(id) : Promise.resolve()),
+        unsubscribe: (id) => {
+          if (this.#endHooks.get(id) === end) return this.unsubscribe(id);
+          // A replace of it is in flight: it ends here, and if the replace is refused the id is
+          // taken back from the server, as for one that fell behind meanwhile.
+          for (let e = this.#replacing.get(this.#endHooks.get(id) as () => void); e; e = this.#replacing.get(e)) {
+            if (e === end) {
+              end();
+              this.#fellBehind.add(end);
+            }
+          }
+          return Promise.resolve();
+        },
         setPaused: (id, paused, o) => this.#pauseOrResume(paused ? 'pause' : 'resume', id, o),
       },
       (async () => {
-        const c = this.subscribeCommand(command, topic, options, subId);
-        const extra = new Set((options.ackTypes ?? []).filter((a) => a !== 'processed'));
-        // A replace that goes on with the range it replaces gets that one's completed ack.
-        if (range && options.bookmark !== undefined) extra.add('completed');
-        c.ackType = ['processed', ...extra].join(',');
-        route.pausable = canPause(c);
         const wasPaused = this.#userPaused.has(subId);
         const pausedHere = {};
-        if (parseOptions(c.options).has('pause') && !wasPaused) this.#userPaused.set(subId, pausedHere);
-        this.#endHooks.set(subId, end);
         try {
+          // Refused options end it too, as any failure below: nothing was sent.
+          const c = this.subscribeCommand(command, topic, options, subId);
+          const extra = new Set((options.ackTypes ?? []).filter((a) => a !== 'processed'));
+          // A replace that goes on with the range it replaces gets that one's completed ack.
+          if (range && options.bookmark !== undefined) extra.add('completed');
+          c.ackType = ['processed', ...extra].join(',');
+          route.pausable = canPause(c);
+          if (parseOptions(c.options).has('pause') && !wasPaused) this.#userPaused.set(subId, pausedHere);
+          this.#endHooks.set(subId, end);
           await this.#execute(c, { timeoutMs: options.timeoutMs, signal: options.signal, waitFor: 'processed' }, route);
         } catch (error) {
           // Refused or lost: whatever held the id before (a live subscription) keeps it.
@@ -875,7 +888,9 @@ export class Client {
               if (held) {
                 // The one it was to replace fell behind meanwhile (see above): it goes too (its
                 // route, not one sent after this replace).
-                if ((this.#routes.get(subId)?.sent ?? 0) < (route.sent ?? 0)) this.#routes.delete(subId);
+                // (One never sent, refused before that, counts as sent last.)
+                if ((this.#routes.get(subId)?.sent ?? 0) < (route.sent ?? Number.POSITIVE_INFINITY))
+                  this.#routes.delete(subId);
                 this.#takeBack(subId, 'after a slow consumer and a refused replace');
               }
             }
@@ -887,6 +902,7 @@ export class Client {
         // Its deliveries now come here: the replaced subscription has ended.
         const held = this.#heldBefore(replaced);
         held?.();
+        this.#replacing.delete(end);
         // The server keeps a replaced subscription paused: not for this consumer, if for the old one's.
         // (The one it replaced is the one that held the id by the server's answer: a replace sent
         // before this one and accepted since may have been paused meanwhile.)
@@ -903,6 +919,8 @@ export class Client {
   readonly #fellBehind = new WeakSet<() => void>();
   /** The route of each subscription's end hook: whether a replaced one was paused for its consumer. */
   readonly #routeOf = new WeakMap<() => void, Route>();
+  /** Each replace's end hook, with the end hook of what it replaces: an unsubscribe ends both. */
+  readonly #replacing = new WeakMap<() => void, () => void>();
   /** The end hooks of subscribes that failed, each with the end hook of what it was to replace. */
   readonly #failed = new WeakMap<() => void, (() => void) | undefined>();
 
@@ -976,6 +994,8 @@ export class Client {
 
   /** Stops one subscription (by id, or a comma-separated list) or, with no id or `all`, every subscription. */
   async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+    // Aborted already: nothing is sent (#execute), so nothing is ended here either.
+    throwIfAborted(options.signal, 'unsubscribe');
     const all = subId === 'all';
     const ids = new Set<string>();
     if (all) {
@@ -991,7 +1011,8 @@ export class Client {
     }
     for (const id of ids) {
       this.#routes.delete(id);
-      this.#endHooks.get(id)?.();
+      // A replace in flight, and what it replaces (which it may not get to end: it may be refused).
+      for (let end = this.#endHooks.get(id); end; end = this.#replacing.get(end)) end();
       this.#endHooks.delete(id);
     }
     await this.#unsubscribeOnServer(subId, ids, options);
@@ -1058,6 +1079,8 @@ export class Client {
         `${option}: subIds must be one or more non-empty ids, got ${JSON.stringify(subIds)}`,
       );
     }
+    // Aborted already: nothing is sent (#request), so nothing is marked either.
+    throwIfAborted(options.signal, option);
     const paused = option === 'pause';
     const changed = ids.filter((id) => this.#userPaused.has(id) !== paused);
     // Each paused id is marked by this call: a subscribe (with `pause`) that fails must leave it.
@@ -1128,6 +1151,8 @@ export class Client {
         throw new InvalidOptionsError(`${id} must be a string, got ${typeof c[id]}`);
       }
     }
+    // Aborted already: the caller wants nothing done, so nothing is sent (a sow_delete would delete).
+    throwIfAborted(options.signal, c.command);
     if (waitFor !== 'none') {
       c.commandId ??= this.#commandId();
       c.ackType = mergeOptions(c.ackType, waitFor);
@@ -1166,11 +1191,13 @@ export class Client {
       : c.ackType?.includes('completed')
         ? 'completed'
         : 'group_end';
-    const end = (what?: string) => what === endsAt && this.#releaseRoute(routeKey, route, undefined);
+    // A refusal ends it too: the server registered nothing (a refused replace leaves what it replaced).
+    const end = (what?: string, failed?: boolean) =>
+      (what === endsAt || failed) && this.#releaseRoute(routeKey, route, failed ? previous : undefined);
     /** The caller has stopped waiting (a timeout, an abort): what the query still sends is dropped. */
     let gaveUp = false;
     const onAck = (ack: Message) => {
-      end(ack.ackType);
+      end(ack.ackType, ack.status === 'failure');
       // A replace takes the id once the server accepts it: what came before was the replaced one's.
       // It takes it from whichever subscription sent before it holds the id by then (another
       // replace, accepted first), never from one sent after it (the id unsubscribed and taken again).
@@ -1232,7 +1259,8 @@ export class Client {
       // must stay.
       const unsent = code === 'disconnected' || code === 'invalid_options';
       if (isSubscribe && c.subId !== undefined && !unsent && !refused && !previous && this.#session?.open) {
-        this.#tryWrite({ command: 'unsubscribe', subId: c.subId });
+        // Through #unsubscribing: what it was sent until then is dropped, not given to a retry of its id.
+        this.#takeBack(c.subId, 'after a timeout or abort');
       }
       throw error;
     }
@@ -1307,8 +1335,12 @@ export class Client {
 
   /* -------------------------------------------------------------- internals */
 
+  /** A new id, none the caller has chosen for a command or subscription in flight. */
   #commandId(): string {
-    return String(this.#nextId++);
+    let id: string;
+    do id = String(this.#nextId++);
+    while (this.#pending.has(id) || this.#routes.has(id));
+    return id;
   }
 
   #requireSession(): Session {
@@ -1422,7 +1454,11 @@ export class Client {
     failureFor: (ack: Message) => Error = (ack) => errorFromReason(what, ack.reason),
   ): Promise<Message> {
     this.#requireSession();
+    throwIfAborted(options.signal, what);
     const cid = command.commandId ?? this.#commandId();
+    // Its acks would settle the other command (and leave that one waiting for ever).
+    if (this.#pending.has(cid))
+      throw new InvalidOptionsError(`${what}: command id '${cid}' is in use by a command in flight`);
     const result = deferred<Message>();
     const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
     const timer = deadline(this.#env, `${what} (cid ${cid})`, timeoutMs, options.signal, (error) => {

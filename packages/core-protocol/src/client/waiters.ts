@@ -9,6 +9,11 @@ export function abortReason(signal: AbortSignal, what: string): Error {
   return new AbortError(`${what} aborted`, { cause: reason });
 }
 
+/** Throws what an already-aborted `signal` stands for: a call aborted before it starts sends nothing. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signalOption(signal)?.aborted) throw abortReason(signal as AbortSignal, what);
+}
+
 export interface Deadline {
   /** Stops the timer and removes the abort listener. Idempotent. */
   clear(): void;

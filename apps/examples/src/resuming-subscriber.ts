@@ -61,11 +61,11 @@ async function main(): Promise<void> {
 
     // Nothing skipped, in order, nothing from the start again: at most the message being
     // processed as the signal landed, before its recovery point was written, comes twice.
+    const again = second[0] === first.at(-1) ? 1 : 0;
     assert.deepEqual(
-      [...new Set([...first, ...second])],
+      [...first, ...second.slice(again)],
       Array.from({ length: 2000 }, (_, i) => i + 1),
     );
-    assert.ok(second[0] === 1001 || second[0] === 1000, `resumed at ${second[0]}`);
   } finally {
     await publisher.disconnect();
     await server.close();

@@ -7,6 +7,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const only = args.filter((a) => !a.startsWith('--'));
+// A mistyped flag (`--quikc`) would otherwise run the full benchmarks.
+const unknown = args.filter((a) => a.startsWith('--') && a !== '--quick');
+if (unknown.length > 0) {
+  console.error(`unknown option ${unknown.join(', ')}; usage: pnpm bench [--quick] [group ...]`);
+  process.exit(2);
+}
 
 const files = readdirSync(join(here, 'benches')).filter((f) => f.endsWith('.ts'));
 const groups: BenchGroup[] = [];

@@ -163,6 +163,7 @@ export class Broker implements LinkHost {
   readonly #maxFrameBytes: number;
   readonly #maxClientBuffer: number;
   readonly #closeTimeoutMs: number;
+  readonly #persistedAckMs: number;
   /**
    * A bookmark replay waits for the socket above this much unsent output: below the slow-consumer
    * limit, and above the socket's own high-water mark, so that waiting always ends in a 'drain'.
@@ -199,7 +200,9 @@ export class Broker implements LinkHost {
     this.env = options.environment ?? WALL_CLOCK;
     this.timers = new Timers(this.env);
     this.logger = options.logger;
-    this.reconnectMs = options.peerReconnectMs ?? 50;
+    // At least 1 ms: 0 would be a busy loop of timers (reconnects, persisted acks).
+    this.reconnectMs = timeoutOption(options.peerReconnectMs, 'peerReconnectMs', 1) ?? 50;
+    this.#persistedAckMs = timeoutOption(options.persistedAckIntervalMs, 'persistedAckIntervalMs', 1) ?? 1000;
     this.downgradeMs = options.syncDowngradeMs ?? 0;
     this.#maxFrameBytes = options.maxFrameBytes ?? 16 * 1024 * 1024;
     // Checked here: the frame decoder, made per connection, would throw from the 'connection' handler.
@@ -211,6 +214,7 @@ export class Broker implements LinkHost {
     this.#replayHighWater = Math.min(REPLAY_HIGH_WATER, Math.max(64 * 1024, this.#maxClientBuffer / 2));
     const hb = options.heartbeat ?? {};
     this.#heartbeat = { min: hb.minIntervalS ?? 0.01, max: hb.maxIntervalS ?? 3600, factor: hb.timeoutFactor ?? 2 };
+    if (!(this.#heartbeat.min > 0)) throw new InvalidOptionsError('heartbeat.minIntervalS must be above 0');
     for (const sow of options.sowTopics ?? []) {
       const resolved = resolveSowTopic(sow);
       this.#sow.set(resolved.topic, new SowTopic(resolved));
@@ -1534,7 +1538,7 @@ export class Broker implements LinkHost {
         this.#markDirty(sub.session);
       }
       this.#armPersistedAcks();
-    }, this.options.persistedAckIntervalMs ?? 1000);
+    }, this.#persistedAckMs);
   }
 
   /* ---------------- SOW queries ---------------- */

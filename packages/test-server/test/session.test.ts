@@ -408,13 +408,17 @@ it('destroys a refused connection whose client never closes its side, after clos
   while (!raw.destroyed) await new Promise((resolve) => raw.write(frame, resolve));
 });
 
-it('refuses a maxFrameBytes the frame decoder cannot take at start, instead of throwing on the first connection', async () => {
+it('refuses at start a maxFrameBytes the frame decoder cannot take (it threw on the first connection), and intervals of 0', async () => {
   // Before: the server started, and the first TCP or WebSocket connection threw InvalidOptionsError
   // from the 'connection' handler: an uncaught exception that ends the test process (or the CLI).
   for (const maxFrameBytes of [0, -1, 1.5, Number.NaN]) {
     expect(() => new TestServer({ maxFrameBytes }), String(maxFrameBytes)).toThrow(InvalidOptionsError);
   }
   await expect(startTestServer({ maxFrameBytes: 0 })).rejects.toThrow(/maxFrameBytes/);
+  // Each 0 would be a busy loop of timers.
+  const busy = [{ persistedAckIntervalMs: 0 }, { peerReconnectMs: 0 }, { heartbeat: { minIntervalS: 0 } }];
+  for (const options of busy)
+    expect(() => new TestServer(options), JSON.stringify(options)).toThrow(InvalidOptionsError);
 });
 
 it('a log entry from a replication connection with a time no Date holds is stamped now, not a crash later', async () => {

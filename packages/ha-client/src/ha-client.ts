@@ -493,8 +493,12 @@ export class HAClient {
       if (hint === 'pagehide') {
         // Most browsers keep a page with an open WebSocket out of their back/forward cache: close
         // it, and wait (as offline) for the page to be shown again, restored from that cache.
+        // (After the microtasks queued so far: a publish made in an earlier pagehide listener goes first.)
         this.#pageLeft = true;
-        if (this.#client.isConnected) this.#client.abort(new DisconnectedError('the page was left (pagehide)'));
+        queueMicrotask(() => {
+          if (this.#pageLeft && this.#client.isConnected)
+            this.#client.abort(new DisconnectedError('the page was left (pagehide)'));
+        });
       }
       if (hint === 'online' || hint === 'visible') {
         this.#pageLeft = false;

@@ -208,11 +208,13 @@ describe('HAClient and page hints', () => {
     const waiting = clock.armed((ms) => ms === 10_000);
     hint('hidden'); // a tab switched away from: nothing changes
     expect(ha.client.isConnected).toBe(true);
+    ha.publish('t', '{"n":1}'); // by an earlier pagehide listener, say: it goes out before the close
     hint('pagehide');
-    expect(ha.client.isConnected).toBe(false);
     await waiting; // no attempt: one would open a WebSocket as the page is cached
+    expect(ha.client.isConnected).toBe(false);
     expect(reasons).toEqual(['the page was left (pagehide)']);
     expect(state.connects).toBe(1);
+    await expect.poll(() => server.stats().published).toBe(1);
     const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
     hint('visible'); // restored from the cache: no timer fires, the hint alone reconnects
     await recovered;

@@ -6,8 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { Client, type ClientOptions, type Message, type Transport } from '../src/index.js';
-import { Collector, leakCheck } from './client-fakes.js';
+import { AbortError, Bookmarks, Client, type ClientOptions, type Message, type Transport } from '../src/index.js';
+import { Collector, leakCheck, outgoing } from './client-fakes.js';
 
 /** transport-node whose incoming bytes can be held back, to choose when the client reads them. */
 function gatedTransport(): Transport & { hold(): void; release(): void; held: Collector<Uint8Array> } {
@@ -235,5 +235,188 @@ describe('Client command semantics against the test broker', () => {
       { command: 'sow', topic: 'orders', queryId: 'q-late' },
       { onMessage: () => {}, waitFor: 'completed' },
     );
+  });
+
+  // Commands given up on (an aborted signal, a timeout), refused by the server, or replaced while an
+  // unsubscribe comes: what is sent, which ids are freed, and where deliveries go.
+  describe('given up on or refused, and replaces in flight', () => {
+    it('a command given an already-aborted signal is not sent: sowDelete deletes nothing, execute publishes nothing', async () => {
+      const { sent, filter } = outgoing();
+      const c = await loggedOn({ transportFilter: filter });
+      for (let id = 1; id <= 3; id++) c.publish('orders', JSON.stringify({ id }));
+      const journal = new Collector<Message>();
+      const live = c.subscribe('journal', { subId: 'j', bookmark: Bookmarks.NOW, onMessage: journal.push });
+      await live.ready;
+      await c.flush();
+      const before = sent.items.length;
+      const signal = AbortSignal.abort();
+      await expect(c.pause('j', { signal })).rejects.toSatisfy(AbortError.isInstance);
+      // Not ended here either: it still delivers below.
+      await expect(c.unsubscribe('j', { signal })).rejects.toSatisfy(AbortError.isInstance);
+      await expect(c.sowDelete('orders', { filter: '/id = 1' }, { signal })).rejects.toSatisfy(AbortError.isInstance);
+      await expect(
+        c.execute({ command: 'publish', topic: 'orders', data: JSON.stringify({ id: 4 }) }, { signal }),
+      ).rejects.toSatisfy(AbortError.isInstance);
+      const sub = c.subscribe('orders', { signal });
+      await expect(sub.ready).rejects.toSatisfy(AbortError.isInstance);
+      await c.flush();
+      expect(sent.items.slice(before).map((m) => m.command)).toEqual(['flush']);
+      const { records } = await c.sow('orders').toArray();
+      expect(records.map((m) => m.json<{ id: number }>().id).sort()).toEqual([1, 2, 3]);
+      // Not paused, on the server or here.
+      c.publish('journal', 'x');
+      await journal.atLeast(1);
+      await live.unsubscribe();
+    });
+
+    it('a query through execute that was aborted, then refused by the server, frees its id', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      gate.hold();
+      const controller = new AbortController();
+      const executed = c.execute(
+        { command: 'sow', topic: 'orders', queryId: 'q-bad', filter: '/id >' },
+        { onMessage: () => {}, signal: controller.signal },
+      );
+      controller.abort();
+      await expect(executed).rejects.toSatisfy(AbortError.isInstance);
+      gate.release();
+      await c.flush(); // the refusal has arrived
+      // Nothing more comes for it: the id is free again.
+      await c.execute(
+        { command: 'sow', topic: 'orders', queryId: 'q-bad' },
+        { onMessage: () => {}, waitFor: 'completed' },
+      );
+    });
+
+    it('a subscribe aborted after the server took it, retried with its id, gets none of the deliveries of the aborted one', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      gate.hold();
+      const controller = new AbortController();
+      const first = c.subscribe('old', { subId: 'x', signal: controller.signal, onMessage: () => {} });
+      await gate.held.atLeast(1); // its processed ack, held back: the server has it
+      producer.publish('old', JSON.stringify({ n: 1 }));
+      await producer.flush();
+      await gate.held.atLeast(2); // a delivery for it, on its way
+      controller.abort();
+      await expect(first.ready).rejects.toSatisfy(AbortError.isInstance);
+      const got = new Collector<Message>();
+      const again = c.subscribe('new', { subId: 'x', onMessage: got.push });
+      gate.release();
+      await again.ready;
+      producer.publish('new', JSON.stringify({ n: 2 }));
+      await got.atLeast(1);
+      await c.flush();
+      expect(got.items.map((m) => [m.topic, m.json()])).toEqual([['new', { n: 2 }]]);
+      expect(unhandled.items.filter((m) => m.command !== 'ack')).toEqual([]);
+    });
+
+    it.each(['r', 'all'])(
+      'unsubscribe(%s) while a replace is in flight ends the replaced subscription too, whether the replace is refused or accepted',
+      async (id) => {
+        const c = await loggedOn();
+        for (const filter of ['/n >', '/n > 1']) {
+          const first = c.subscribe('repl', { subId: 'r' });
+          await first.ready;
+          const replace = c.subscribe('repl', { subId: 'r', filter, options: 'replace' });
+          const unsubscribed = c.unsubscribe(id);
+          await replace.ready.catch(() => {});
+          await unsubscribed;
+          await c.flush();
+          expect(await settled(first.closed), filter).toBe(true);
+          expect(await settled(replace.closed), filter).toBe(true);
+          // The iterator of the replaced one finishes too.
+          const it = first[Symbol.asyncIterator]();
+          expect(await settled(it.next()), filter).toBe(true);
+        }
+      },
+    );
+
+    it('a subscription unsubscribed through its handle while a replace of it is in flight, then refused, gets nothing more', async () => {
+      const c = await loggedOn();
+      const got = new Collector<Message>();
+      const first = c.subscribe('repl', { subId: 'r', onMessage: got.push });
+      await first.ready;
+      const replace = c.subscribe('repl', { subId: 'r', filter: '/n >', options: 'replace' });
+      await first.unsubscribe();
+      await expect(replace.ready).rejects.toMatchObject({ code: 'bad_filter' });
+      c.publish('repl', JSON.stringify({ n: 1 }));
+      await c.flush();
+      expect(got.items).toEqual([]);
+      expect(await settled(first.closed)).toBe(true);
+    });
+
+    it('a command id the caller chose that is in use by a command in flight is refused, not taken from it', async () => {
+      const { sent, filter } = outgoing();
+      const c = await loggedOn({ transportFilter: filter });
+      const sub = c.subscribe('cids', {});
+      await sent.atLeast(2);
+      const cid = sent.items[1]?.commandId as string; // the subscribe's
+      expect(sent.items[1]?.command).toBe('subscribe');
+      const flushed = c.execute({ command: 'flush', commandId: cid });
+      await expect(flushed).rejects.toMatchObject({ code: 'invalid_options' });
+      await sub.ready;
+      // Ids the client makes up skip one the caller has in flight.
+      const mine = c.execute({ command: 'flush', commandId: String(Number(cid) + 1) });
+      await c.flush();
+      await mine;
+    });
+
+    it('a subscribe or query through execute with waitFor none that the server refuses frees its id', async () => {
+      const c = await loggedOn();
+      const failures = new Collector<Message>();
+      for (const command of ['subscribe', 'sow'] as const) {
+        const id = `${command}-refused`;
+        await c.execute(
+          {
+            command,
+            topic: 'orders',
+            subId: id,
+            queryId: command === 'sow' ? id : undefined,
+            filter: '/id >',
+            ackType: 'processed',
+          },
+          { onMessage: () => {}, onAck: failures.push, waitFor: 'none' },
+        );
+        await c.flush(); // the refusal has arrived
+        expect(failures.items.at(-1)?.status).toBe('failure');
+        await c.execute(
+          { command, topic: 'orders', subId: id, queryId: command === 'sow' ? id : undefined },
+          { onMessage: () => {} },
+        );
+      }
+    });
+
+    it('a subscribe refused for its options before anything is sent ends its subscription: closed settles, iteration ends', async () => {
+      const c = await loggedOn();
+      for (const [topic, options] of [
+        ['', {}],
+        ['t', { maxBacklog: 0 }],
+        ['t', { bookmark: '' }],
+      ] as const) {
+        const sub = c.subscribe(topic, options);
+        await expect(sub.ready).rejects.toMatchObject({ code: 'invalid_options' });
+        expect(await settled(sub.closed), JSON.stringify([topic, options])).toBe(true);
+        expect(await settled(sub[Symbol.asyncIterator]().next())).toBe(true);
+      }
+    });
+
+    it('a subscription unsubscribed through its handle while a subscribe refused for its id is settling frees the id', async () => {
+      const c = await loggedOn();
+      const live = c.subscribe('dup', { subId: 'd' });
+      await live.ready;
+      const dup = c.subscribe('dup', { subId: 'd' }); // refused: the id is in use
+      void live.unsubscribe();
+      await expect(dup.ready).rejects.toMatchObject({ code: 'subscription_already_exists' });
+      await c.flush();
+      expect(await settled(live.closed)).toBe(true);
+      await c.subscribe('dup', { subId: 'd' }).ready;
+    });
   });
 });

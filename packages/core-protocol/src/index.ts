@@ -33,7 +33,7 @@ export { MessageStream } from './client/stream.js';
 export type { QueryStats, SubscriptionOwner } from './client/subscription.js';
 export { SowQuery, Subscription, statsOf } from './client/subscription.js';
 export type { Deadline, Deferred } from './client/waiters.js';
-export { deadline, deferred } from './client/waiters.js';
+export { deadline, deferred, throwIfAborted } from './client/waiters.js';
 export * from './contracts.js';
 export type { FrameDecoderOptions, MessageDecoderOptions } from './decoder.js';
 export { DEFAULT_MAX_FRAME_SIZE, decodeFrame, FrameDecoder, MessageDecoder, parseHeader } from './decoder.js';

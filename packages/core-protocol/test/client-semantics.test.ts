@@ -407,6 +407,31 @@ describe('Client command semantics against the test broker', () => {
       }
     });
 
+    it('a subscribe through execute retried with its id after an aborted one keeps its route when the aborted one is refused late', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      gate.hold();
+      const controller = new AbortController();
+      const first = c.execute(
+        { command: 'subscribe', topic: 'late', subId: 'x', filter: '/n >' },
+        { onMessage: () => {}, signal: controller.signal },
+      );
+      controller.abort();
+      await expect(first).rejects.toSatisfy(AbortError.isInstance);
+      const got = new Collector<Message>();
+      const again = c.execute({ command: 'subscribe', topic: 'late', subId: 'x' }, { onMessage: got.push });
+      gate.release(); // the first one's refusal (sub_id x), then the retry's processed ack
+      await again;
+      producer.publish('late', JSON.stringify({ n: 1 }));
+      await producer.flush();
+      await c.flush(); // the delivery, published before, has arrived
+      expect(unhandled.items).toEqual([]);
+      expect(got.items.map((m) => m.json())).toEqual([{ n: 1 }]);
+    });
+
     it('a subscription unsubscribed through its handle while a subscribe refused for its id is settling frees the id', async () => {
       const c = await loggedOn();
       const live = c.subscribe('dup', { subId: 'd' });

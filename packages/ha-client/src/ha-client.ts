@@ -60,6 +60,7 @@ import {
   TimedOutError,
   type TimerHandle,
   type Transport,
+  throwIfAborted,
   timeoutOption,
   toError,
   waitForOption,
@@ -258,6 +259,8 @@ export class HAClient {
   #shutdown = false;
   /** The disconnect() under way, until it has ended in `Shutdown`. */
   #disconnecting: Promise<void> | undefined;
+  /** How many times disconnect() was called: one called while a connectAndLogon() waits for the close wins. */
+  #disconnectCalls = 0;
   #publishLive = false;
   /** When the last recovery finished (see HELD_CONNECTION_MS). */
   #recoveredAt = 0;
@@ -421,7 +424,15 @@ export class HAClient {
     // Before anything starts: a bad signal would otherwise fail the wait, not the loop.
     signalOption(options.signal);
     // A disconnect() still closing would otherwise end (in Shutdown) the connection made here.
-    if (this.#disconnecting) await this.#disconnecting;
+    if (this.#disconnecting) {
+      const calls = this.#disconnectCalls;
+      await this.#disconnecting;
+      // disconnect() called again meanwhile (it joined the same close): the last word is to stay
+      // disconnected, not to connect once that close is over.
+      if (this.#disconnectCalls !== calls) {
+        throw new DisconnectedError('the client was disconnected by the application');
+      }
+    }
     if (this.#shutdown) {
       // Starting again after disconnect(): the first attempt goes at once, with a fresh budget.
       this.#shutdown = false;
@@ -447,6 +458,7 @@ export class HAClient {
   /** Stops reconnecting, flushes queue acks, closes the connection; ends in `Shutdown`. */
   disconnect(): Promise<void> {
     // Called again while closing: the same close, one Shutdown.
+    this.#disconnectCalls++;
     this.#disconnecting ??= this.#disconnect().finally(() => {
       this.#disconnecting = undefined;
     });
@@ -570,6 +582,8 @@ export class HAClient {
       // timer, socket and disconnect(), would never run again.
       if (wait > 0 || failed) await this.#sleep(wait, signal);
       if (signal.aborted) return;
+      // Left during the wait: no attempt (it would open a WebSocket as the page is cached).
+      if (this.#pageLeft) continue;
       const started = this.#env.now();
       try {
         const loggedOnAt = await this.#connectOnce(uri, signal);
@@ -577,6 +591,8 @@ export class HAClient {
         // below is synchronous.
         signal.throwIfAborted();
         if (!this.#client.isConnected) throw new DisconnectedError('the connection dropped during recovery');
+        // Left while the connection was being opened (the hint found none to close): close it now.
+        if (this.#pageLeft) throw new DisconnectedError('the page was left (pagehide)');
         const at = this.#env.now();
         // Plugin calls here and below: one that throws must not fail a good connection, nor stop the loop.
         this.#safely(() =>
@@ -1447,7 +1463,10 @@ export class HAClient {
   }
 
   /** Stops a subscription (or all, with no id) for good: it is not resubscribed after a failover. */
-  unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+  async unsubscribe(subId: string = 'all', options: CommandWaitOptions = {}): Promise<void> {
+    // Aborted already: nothing is done, as by the Client, which would send nothing and keep its
+    // route (ended here, the subscription would stay on the server, its id held there and here).
+    throwIfAborted(options.signal, 'unsubscribe');
     return this.#drop(subId, undefined, options);
   }
 
@@ -1504,6 +1523,8 @@ export class HAClient {
         `${paused ? 'pause' : 'resume'}: no bookmark subscription ${JSON.stringify(unknown)} on this client`,
       );
     }
+    // Aborted already: nothing is marked, as nothing is sent (the Client would send nothing).
+    throwIfAborted(options.signal, paused ? 'pause' : 'resume');
     this.#markPaused(ids, paused);
     let sent = false;
     try {
@@ -1540,7 +1561,8 @@ export class HAClient {
    */
   #sendPauseStates(ids: readonly string[], options: CommandWaitOptions, onSent?: () => void): Promise<unknown> {
     return this.#whenReadyThen(options, (left) => {
-      onSent?.();
+      // Aborted by now (as the recovery ended, say): the Client sends nothing, and says so.
+      if (!left.signal?.aborted) onSent?.();
       return Promise.all(
         [true, false].map((p) => {
           const group = ids.filter(

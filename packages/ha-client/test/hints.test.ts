@@ -221,6 +221,40 @@ describe('HAClient and page hints', () => {
     expect(state.connects).toBe(2);
   });
 
+  it('on pagehide while a connection is being opened does not stay connected: it waits until visible', async () => {
+    const clock = fakeClock();
+    const { transport, hint, state } = hintedTransport();
+    // The first connect waits until the test lets it go on.
+    let opening: () => void = () => {};
+    const opened = new Promise<void>((resolve) => {
+      opening = resolve;
+    });
+    let go: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    const connect = transport.connect;
+    transport.connect = async (uri, handlers, options) => {
+      opening();
+      await gate;
+      return connect(uri, handlers, options);
+    };
+    const ha = client('hints-pagehide-connecting', transport, budgetedDelay(10, 60_000).delay, clock.environment);
+    const connecting = ha.connectAndLogon();
+    connecting.catch(() => {});
+    await opened;
+    hint('pagehide'); // left while the WebSocket is opening
+    const probing = clock.armed((ms) => ms === 10_000);
+    go();
+    const outcome = await Promise.race([probing.then(() => 'waiting'), connecting.then(() => 'connected')]);
+    expect(outcome).toBe('waiting');
+    expect(ha.client.isConnected).toBe(false);
+    expect(state.connects).toBe(1);
+    hint('visible');
+    await connecting;
+    expect(state.connects).toBe(2);
+  });
+
   it('listens from the first attempt, also when a subscribe (not connectAndLogon) starts connecting', async () => {
     const clock = fakeClock();
     const { transport, hint, state } = hintedTransport();

@@ -88,6 +88,22 @@ describe('HAClient lifecycle', () => {
     expect(ha.state).not.toBe('Shutdown');
   });
 
+  it('disconnect(), connectAndLogon(), disconnect() called at once: ends disconnected, in Shutdown, as the last call says', async () => {
+    const s = await server();
+    const ha = client('disconnect-connect-disconnect', s.tcpUri('json'));
+    await ha.connectAndLogon();
+    const first = ha.disconnect();
+    const again = ha.connectAndLogon().then(
+      () => 'connected',
+      (error: Error) => error.name,
+    );
+    const last = ha.disconnect();
+    await Promise.all([first, last]);
+    expect(await again).not.toBe('connected');
+    expect(ha.client.isConnected).toBe(false);
+    expect(ha.state).toBe('Shutdown');
+  });
+
   it('ends every next() of a states() iterator asked before the events came: none is left hanging after disconnect()', async () => {
     const s = await server();
     const ha = client('states-next-twice', s.tcpUri('json'));
@@ -111,6 +127,29 @@ describe('HAClient lifecycle', () => {
     ha.onStateChange((e) => states.push(e.state));
     await Promise.all([ha.disconnect(), ha.disconnect()]);
     expect(states.filter((x) => x === 'Shutdown')).toHaveLength(1);
+  });
+});
+
+describe('HAClient unsubscribe() given an aborted signal', () => {
+  it('does nothing, as the Client: the subscription still delivers, and its id is not left held on the server', async () => {
+    const s = await server();
+    const ha = client('unsubscribe-aborted', s.tcpUri('json'));
+    await ha.connectAndLogon();
+    const got: Message[] = [];
+    const sub = ha.subscribe('ticks', {
+      subId: 'x',
+      onMessage: (m) => {
+        got.push(m);
+      },
+    });
+    await sub.ready;
+    await expect(ha.unsubscribe('x', { signal: AbortSignal.abort() })).rejects.toSatisfy(AbortError.isInstance);
+    ha.client.publish('ticks', JSON.stringify({ n: 1 }));
+    await ha.client.flush(); // the delivery, published before, has arrived
+    expect(got.map((m) => m.json())).toEqual([{ n: 1 }]);
+    // Taken back for real now: the id is free for a new subscription.
+    await ha.unsubscribe('x');
+    await ha.subscribe('ticks', { subId: 'x', onMessage: () => {} }).ready;
   });
 });
 
@@ -194,6 +233,21 @@ describe('HAClient pause() while reconnecting', () => {
     await s.restart();
     await recovered;
     expect(await oneMore()).toEqual([1]);
+  });
+
+  it('does not pause a subscription on the next server when pause() was given an already-aborted signal while connected', async () => {
+    const s = await server();
+    const { ha, oneMore } = await subscriber(s, 'pause-pre-aborted');
+    const outcome = await ha.pause('s', { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(AbortError.isInstance(outcome)).toBe(true); // the caller is told it did not happen
+    expect(await oneMore()).toEqual([1]); // and on this server it did not
+    const down = stateWhere(ha, (e) => e.state === 'Disconnected');
+    await s.kill();
+    await down;
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await s.restart();
+    await recovered;
+    expect(await oneMore()).toEqual([1, 2]);
   });
 
   it('resumes a subscription the recovery entered paused when the pause() waiting for it is aborted before it is sent', async () => {

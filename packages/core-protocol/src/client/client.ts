@@ -1197,7 +1197,9 @@ export class Client {
     /** The caller has stopped waiting (a timeout, an abort): what the query still sends is dropped. */
     let gaveUp = false;
     const onAck = (ack: Message) => {
-      end(ack.ackType, ack.status === 'failure');
+      // Only its own refusal: an earlier command's under the same id (one given up on, refused
+      // late) reaches this route too, and must not take it away.
+      end(ack.ackType, ack.status === 'failure' && ack.commandId === c.commandId);
       // A replace takes the id once the server accepts it: what came before was the replaced one's.
       // It takes it from whichever subscription sent before it holds the id by then (another
       // replace, accepted first), never from one sent after it (the id unsubscribed and taken again).

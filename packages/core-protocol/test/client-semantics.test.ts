@@ -6,7 +6,15 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { AbortError, Bookmarks, Client, type ClientOptions, type Message, type Transport } from '../src/index.js';
+import {
+  AbortError,
+  Bookmarks,
+  Client,
+  type ClientOptions,
+  type Command,
+  type Message,
+  type Transport,
+} from '../src/index.js';
 import { Collector, leakCheck, outgoing } from './client-fakes.js';
 
 /** transport-node whose incoming bytes can be held back, to choose when the client reads them. */
@@ -269,19 +277,27 @@ describe('Client command semantics against the test broker', () => {
       await live.unsubscribe();
     });
 
-    it('a query through execute that was aborted, then refused by the server, frees its id', async () => {
+    /** Runs `command` through execute and gives up on it (an abort) before its answer is read. */
+    async function givenUp(command: Command) {
       const gate = gatedTransport();
       const c = await loggedOn({ transport: gate });
       const unhandled = new Collector<Message>();
       c.onUnhandledMessage(unhandled.push);
       gate.hold();
       const controller = new AbortController();
-      const executed = c.execute(
-        { command: 'sow', topic: 'orders', queryId: 'q-bad', filter: '/id >' },
-        { onMessage: () => {}, signal: controller.signal },
-      );
+      const executed = c.execute(command, { onMessage: () => {}, signal: controller.signal });
       controller.abort();
       await expect(executed).rejects.toSatisfy(AbortError.isInstance);
+      return { c, gate, unhandled };
+    }
+
+    it('a query through execute that was aborted, then refused by the server, frees its id', async () => {
+      const { c, gate, unhandled } = await givenUp({
+        command: 'sow',
+        topic: 'orders',
+        queryId: 'q-bad',
+        filter: '/id >',
+      });
       gate.release();
       await c.flush(); // the refusal has arrived
       // Nothing more comes for it: the id is free again.
@@ -408,19 +424,8 @@ describe('Client command semantics against the test broker', () => {
     });
 
     it('a subscribe through execute retried with its id after an aborted one keeps its route when the aborted one is refused late', async () => {
-      const gate = gatedTransport();
-      const c = await loggedOn({ transport: gate });
+      const { c, gate, unhandled } = await givenUp({ command: 'subscribe', topic: 'late', subId: 'x', filter: '/n >' });
       const producer = await loggedOn();
-      const unhandled = new Collector<Message>();
-      c.onUnhandledMessage(unhandled.push);
-      gate.hold();
-      const controller = new AbortController();
-      const first = c.execute(
-        { command: 'subscribe', topic: 'late', subId: 'x', filter: '/n >' },
-        { onMessage: () => {}, signal: controller.signal },
-      );
-      controller.abort();
-      await expect(first).rejects.toSatisfy(AbortError.isInstance);
       const got = new Collector<Message>();
       const again = c.execute({ command: 'subscribe', topic: 'late', subId: 'x' }, { onMessage: got.push });
       gate.release(); // the first one's refusal (sub_id x), then the retry's processed ack

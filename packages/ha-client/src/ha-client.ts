@@ -1250,11 +1250,20 @@ export class HAClient {
     // Only the server's answer says refused: the new one may have ended already for another reason
     // (a slow consumer, in the read that brought the answer), after the server took it.
     let refused = false;
+    let cutOff = false;
     try {
       refused = await this.#enter(command, this.#generation);
     } catch (error) {
       // Not answered: the connection goes (or went), and the recovery enters the new one.
       if (TimedOutError.isInstance(error) && this.#client.isConnected) this.#client.abort(error);
+      cutOff = true;
+    }
+    if (cutOff && !this.#shutdown) {
+      // No server has answered it yet: what the next one says decides, as the first one's would
+      // have. Refused there, the subscription it was to replace goes on (entered on that server).
+      await sub.ready.promise.catch(() => {});
+      const ended = sub.closed.settled ? await sub.closed.promise : undefined;
+      refused = ended !== undefined && isRefusal(ended);
     }
     if (refused && !this.#shutdown) {
       // A later replace holds the id: what the server says to it decides (it replaced `replaced`).
@@ -1267,6 +1276,8 @@ export class HAClient {
       if (kept) {
         this.#subs.set(subId, kept);
         this.#manager.add({ subId, command: kept.command });
+        // Refused by a server it was not entered on (the replace was cut off): entered there now.
+        if (cutOff) void this.#enterLater(kept);
         // Its consumer caught up while the replace was with the server: resume it (or enter it
         // anew, if it shed), as #flowControl would have.
         if (kept.flowPaused === false) {

@@ -643,4 +643,67 @@ describe('HAClient: replacing a live subscription', () => {
     expect([...(r.got.old ?? []), ...(r.got.new ?? [])]).toEqual([1, 2, 3, 4, 5, 6].map((n) => `MSFT:${n}`));
     expect(r.got.new).toContain('MSFT:6');
   });
+
+  it('keeps the old subscription when a replace cut off by a failover is refused by the next server (the first never answered it)', async () => {
+    const c = await cluster();
+    const uris = c.tcpUris('json');
+    let cutReplace = false;
+    let swallowed!: () => void;
+    const replaceSwallowed = new Promise<void>((resolve) => {
+      swallowed = resolve;
+    });
+    const ha = client('replace-cut', uris[0] as string, {
+      servers: uris,
+      client: {
+        // The replace never reaches the first server: it goes down with it unanswered.
+        transportFilter: (bytes, direction) => {
+          if (cutReplace && direction === 'out' && Buffer.from(bytes).includes('replace')) {
+            cutReplace = false;
+            swallowed();
+            return new Uint8Array(0);
+          }
+          return bytes;
+        },
+      },
+    });
+    const publisher = client('replace-cut-pub', uris[0] as string, { servers: uris });
+    const got: string[] = [];
+    const old = ha.subscribe('px', {
+      subId: 'grid',
+      filter: "/sym = 'IBM'",
+      onMessage: (m: Message) => {
+        got.push(`old:${m.json<{ n: number }>().n}`);
+      },
+    });
+    await Promise.all([ha.connectAndLogon(), publisher.connectAndLogon()]);
+    await old.ready;
+    const first = c.servers.find((s) => s.tcpUri('json') === ha.uri);
+
+    cutReplace = true;
+    const bad = ha.subscribe('px', {
+      subId: 'grid',
+      filter: '/sym = = nonsense',
+      options: { replace: true },
+      onMessage: () => {
+        got.push('bad');
+      },
+    });
+    await replaceSwallowed;
+    const recovered = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    await first?.kill();
+    await recovered;
+    // The server refused it: the old subscription goes on, as when the first server refuses it.
+    await expect(bad.ready).rejects.toMatchObject({ code: 'bad_filter' });
+
+    let delivered!: () => void;
+    const ibm = new Promise<void>((resolve) => {
+      delivered = resolve;
+    });
+    const sub2 = ha.subscribe('px', { filter: "/sym = 'IBM'", onMessage: () => delivered() });
+    await sub2.ready;
+    publisher.publish('px', JSON.stringify({ sym: 'IBM', n: 1 }));
+    await ibm; // a control subscription got it: so must the old one, had it still been there
+    await ha.flush();
+    expect(got).toEqual(['old:1']);
+  });
 });

@@ -70,6 +70,8 @@ export class PriorityFailbackChooser implements ServerChooser {
   #index = 0;
   /** The server `shouldSwitch` sent the client to, until the attempt is reported. */
   #failingBackTo: Server | undefined;
+  /** Servers that failed since the last success: skipped on failover until each server has had its turn. */
+  readonly #failedSinceSuccess = new Set<Server>();
 
   constructor(servers: Iterable<string | ServerEntry> = [], options: PriorityFailbackOptions = {}) {
     const failbackAfterMs = options.failbackAfterMs ?? 30_000;
@@ -132,9 +134,13 @@ export class PriorityFailbackChooser implements ServerChooser {
     }
     server.failedBackAt = undefined;
     this.#failingBackTo = undefined;
+    this.#failedSinceSuccess.add(server);
     if (server !== current) return;
     const failed = this.#index;
-    const preferred = this.#servers.findIndex((s, i) => i !== failed && this.#isEligible(s, now));
+    // A server that failed in this outage is not offered again before the others have been tried,
+    // however long ago it failed: else two dead servers could take turns and a live one never come up.
+    const preferred = this.#servers.findIndex((s) => !this.#failedSinceSuccess.has(s) && this.#isEligible(s, now));
+    if (preferred < 0) this.#failedSinceSuccess.clear();
     this.#index = preferred >= 0 ? preferred : (failed + 1) % this.#servers.length;
   }
 
@@ -145,6 +151,7 @@ export class PriorityFailbackChooser implements ServerChooser {
     if (server === this.#failingBackTo) server.failedBackAt = this.#environment.now();
     else server.failedFailbacks = 0;
     this.#failingBackTo = undefined;
+    this.#failedSinceSuccess.clear();
     this.#index = this.#servers.indexOf(server);
   }
 

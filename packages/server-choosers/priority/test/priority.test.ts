@@ -141,6 +141,20 @@ describe('priorityFailback', () => {
     expect(chooser.getCurrentURI()).toBe(a);
   });
 
+  it('reaches every server when each attempt takes failbackAfterMs or longer (never bounces between two dead ones)', () => {
+    // a and b are black-holed: each attempt ends in a 5 s connect timeout; c is up.
+    for (const failbackAfterMs of [5_000, 0]) {
+      const { chooser, environment, fail } = setup({ failbackAfterMs });
+      const tried: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        tried.push(chooser.getCurrentURI());
+        environment.advance(5_000);
+        fail();
+      }
+      expect(tried, `failbackAfterMs ${failbackAfterMs}`).toEqual([a, b, c]);
+    }
+  });
+
   it('only ever switches to a more-preferred server, and ignores servers it does not know', () => {
     const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 0 });
     expect(chooser.shouldSwitch(a)).toBe(false);

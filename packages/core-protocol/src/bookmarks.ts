@@ -154,7 +154,8 @@ export function latestPerPublisher(bookmarks: Iterable<string | BookmarkId>): Bo
   const latest = new Map<string, BookmarkId>();
   for (const b of bookmarks) {
     const id = typeof b === 'string' ? parseBookmarkId(b) : b;
-    if (!id) continue;
+    // NOW (`0|1|`) has the id shape but names no message.
+    if (!id || (id.publisher === '0' && id.sequence === 1n)) continue;
     const seen = latest.get(id.publisher);
     if (!seen || seen.sequence < id.sequence) latest.set(id.publisher, id);
   }

@@ -403,7 +403,8 @@ function scanString(bytes: Uint8Array, i: number, end: number): number {
     }
     if (b === 0x5c) {
       escaped = true;
-      i++;
+      // The escaped byte counts for `ascii` too: a non-ASCII one must be decoded as UTF-8.
+      high |= bytes[++i] as number;
     } else if (b < 0x20) {
       failControlCharacter();
     }

@@ -173,6 +173,13 @@ describe('bookmarks', () => {
     expect(latestPerPublisher([])).toEqual([]);
   });
 
+  it('drops NOW (0|1| and 0|1) like the other special values', () => {
+    // NOW has the id shape, but it names no message: it is no recovery point.
+    expect(latestPerPublisher(['0|1|', '0|1', '5|3|', { publisher: '0', sequence: 1n }])).toEqual([
+      { publisher: '5', sequence: 3n },
+    ]);
+  });
+
   it('finds the maximum of each publisher, whatever the order', () => {
     const id = fc.record({
       publisher: fc.constantFrom('1', '2', '30'),

@@ -292,7 +292,7 @@ describe('Client command semantics against the test broker', () => {
     }
 
     it('a query through execute that was aborted, then refused by the server, frees its id', async () => {
-      const { c, gate, unhandled } = await givenUp({
+      const { c, gate } = await givenUp({
         command: 'sow',
         topic: 'orders',
         queryId: 'q-bad',

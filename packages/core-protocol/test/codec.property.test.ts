@@ -259,6 +259,44 @@ describe('codec properties', () => {
     }
   });
 
+  it('parses any header-like bytes as the other build does, errors included', () => {
+    // Escapes, non-ASCII and invalid UTF-8 bytes anywhere, also right after a backslash.
+    const piece = fc.oneof(
+      fc.constantFrom(...'{}":,\\ \tu0123456789abcdeflnprstkx-.'.split('')).map((c) => [c.charCodeAt(0)]),
+      fc.constantFrom(
+        [0x80],
+        [0xff],
+        [0x5c, 0xff],
+        [0x5c, 0xc3, 0xa9],
+        [0xc3, 0xa9],
+        [0xef, 0xbb, 0xbf],
+        [0xf0, 0x9f, 0x98, 0x80],
+        [0xed, 0xa0, 0x80],
+        [0x1f],
+      ),
+      fc
+        .constantFrom('"c":"p"', '"t":"a\\"b"', '"s":5', '"bm":"1|2|"', '"\\u0074":"x"')
+        .map((t) => [...new TextEncoder().encode(t)]),
+    );
+    const parse = (parser: typeof fastHeader.parseHeader, bytes: Uint8Array) => {
+      const message = new MessageClass();
+      try {
+        const bodyStart = parser(bytes, 0, bytes.length, message);
+        return { bodyStart, fields: Object.entries(message), extra: message.extra };
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        return { error: error.message };
+      }
+    };
+    fc.assert(
+      fc.property(fc.boolean(), fc.array(piece, { maxLength: 30 }), (inKey, pieces) => {
+        const bytes = new Uint8Array([0x7b, ...(inKey ? [0x22] : []), ...pieces.flat()]);
+        expect(parse(fastHeader.parseHeader, bytes)).toEqual(parse(compactHeader.parseHeader, bytes));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   it('turns any garbage into ProtocolErrors only, and finishes', () => {
     const garbage = fc.array(frameLike, { minLength: 1, maxLength: 5 }).chain((parts) => {
       const bytes = concat(...parts);

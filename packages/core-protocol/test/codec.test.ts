@@ -292,6 +292,14 @@ describe('header values', () => {
     expect(() => decodeAll(frame(badKey))).toThrow(ProtocolError);
   });
 
+  it('reports a non-UTF-8 byte right after a backslash as not UTF-8, in both builds', () => {
+    // Both builds must give the same error; the fast one skipped that byte in its ASCII check.
+    const value = concat(utf8.encode('{"t":"\\'), new Uint8Array([0xff]), utf8.encode('"}'));
+    expect(() => decodeAll(frame(value))).toThrow('header is not valid UTF-8');
+    const key = concat(utf8.encode('{"\\'), new Uint8Array([0x80]), utf8.encode('":1}'));
+    expect(() => decodeAll(frame(key))).toThrow('header is not valid UTF-8');
+  });
+
   it('never reads past the end it is given', () => {
     const bytes = utf8.encode('{"c":"p"}');
     const message = new Message();

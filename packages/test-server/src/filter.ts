@@ -240,38 +240,32 @@ class Parser {
    * evaluated, in a delivery, a replay or a timer, where nothing catches it.
    */
   or(): Eval {
-    const terms = [this.and()];
-    while (this.isWord('OR')) {
-      this.#pos++;
-      terms.push(this.and());
-    }
-    if (terms.length === 1) return terms[0] as Eval;
-    return (m) => {
-      let unknown = false;
-      for (const term of terms) {
-        const r = term(m);
-        if (r === true) return true;
-        if (r === null) unknown = true;
-      }
-      return unknown ? null : false;
-    };
+    return this.#chain('OR', () => this.and(), true);
   }
 
   and(): Eval {
-    const terms = [this.not()];
-    while (this.isWord('AND')) {
+    return this.#chain('AND', () => this.not(), false);
+  }
+
+  /**
+   * Terms joined by `word`, evaluated in order: the first that is `decisive` (true for OR, false
+   * for AND) decides; otherwise unknown if any was, else the other value.
+   */
+  #chain(word: string, term: () => Eval, decisive: boolean): Eval {
+    const terms = [term()];
+    while (this.isWord(word)) {
       this.#pos++;
-      terms.push(this.not());
+      terms.push(term());
     }
     if (terms.length === 1) return terms[0] as Eval;
     return (m) => {
       let unknown = false;
-      for (const term of terms) {
-        const r = term(m);
-        if (r === false) return false;
+      for (const t of terms) {
+        const r = t(m);
+        if (r === decisive) return decisive;
         if (r === null) unknown = true;
       }
-      return unknown ? null : true;
+      return unknown ? null : !decisive;
     };
   }
 

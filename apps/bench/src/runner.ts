@@ -68,3 +68,41 @@ export function passes(result: BenchResult): boolean {
   if (t.max !== undefined && result.value > t.max) return false;
   return true;
 }
+
+/** How long a run may go without one more message arriving before it fails instead of waiting. */
+export const STALL_MS = 30_000;
+
+/**
+ * Waits for `done`, and fails with an error naming how many of `expected` messages arrived once
+ * `arrived()` has not grown for `stallMs`: a run that lost messages would otherwise wait for ever.
+ */
+export async function unlessStalled(
+  done: Promise<unknown>,
+  what: string,
+  expected: number,
+  arrived: () => number | Promise<number>,
+  stallMs = STALL_MS,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let over = false;
+  const stalled = new Promise<never>((_, reject) => {
+    let last = -1;
+    const check = async () => {
+      const count = await arrived();
+      if (over) return;
+      if (count === last) {
+        reject(new Error(`${what}: ${count} of ${expected} messages arrived, none in the last ${stallMs / 1000} s`));
+        return;
+      }
+      last = count;
+      timer = setTimeout(check, stallMs);
+    };
+    void check();
+  });
+  try {
+    await Promise.race([done, stalled]);
+  } finally {
+    over = true;
+    clearTimeout(timer);
+  }
+}

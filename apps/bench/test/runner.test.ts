@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { type BenchResult, passes } from '../src/runner.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type BenchResult, passes, unlessStalled } from '../src/runner.js';
 
 const row = (value: number, target: BenchResult['target'], baseline?: number): BenchResult => ({
   name: 'row',
@@ -28,5 +28,41 @@ describe('passes', () => {
     ['a NaN baseline against a ratio', row(100, { minRatio: 0.5 }, Number.NaN)],
   ])('misses %s', (_, result) => {
     expect(passes(result)).toBe(false);
+  });
+});
+
+describe('unlessStalled', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const never = new Promise<void>(() => {});
+
+  it('fails a run that stopped short, naming how many messages arrived, instead of waiting for ever', async () => {
+    vi.useFakeTimers();
+    const waiting = unlessStalled(never, 'tcp delivery', 100, () => 97, 1_000);
+    const failed = expect(waiting).rejects.toThrow('tcp delivery: 97 of 100 messages arrived, none in the last 1 s');
+    await vi.advanceTimersByTimeAsync(1_000);
+    await failed;
+  });
+
+  it('keeps waiting while messages keep arriving (the count may come from another process), and stops its timer when done', async () => {
+    vi.useFakeTimers();
+    let arrived = 0;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let settled = false;
+    const waiting = unlessStalled(done, 'publish', 10, async () => arrived, 1_000).then(() => {
+      settled = true;
+    });
+    for (let i = 0; i < 5; i++) {
+      arrived += 2;
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(settled).toBe(false);
+    finish();
+    await waiting;
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

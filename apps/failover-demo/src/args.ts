@@ -61,13 +61,22 @@ function number(name: keyof typeof limits, text: string): number {
 export function parseDemoArgs(argv: readonly string[]): DemoArgs {
   // `pnpm demo -- --duration 10` passes the `--` on to the script.
   const args = argv[0] === '--' ? argv.slice(1) : [...argv];
-  let values: ReturnType<typeof parse>['values'];
+  let parsed: ReturnType<typeof parse>;
   try {
-    values = parse(args).values;
+    parsed = parse(args);
   } catch (error) {
     // parseArgs's messages are right but span lines, and its errors print a stack trace.
     throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, ' '));
   }
+  // parseArgs keeps the last of a repeated flag: `--seed 7 ... --seed 8` would run a schedule
+  // other than the one the operator read first.
+  const given = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option') continue;
+    if (given.has(token.name)) throw new UsageError(`--${token.name} is given twice; give each option once`);
+    given.add(token.name);
+  }
+  const { values } = parsed;
   if (values.help) return { help: true };
   return {
     help: false,
@@ -88,6 +97,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
 function parse(args: string[]) {
   return parseArgs({
     args,
+    tokens: true,
     options: {
       duration: { type: 'string', default: '20' },
       rate: { type: 'string', default: '2500' },

@@ -49,6 +49,9 @@ describe('demo arguments', () => {
     [['extra'], "Unexpected argument 'extra'"],
     [['--duration'], "Option '--duration <value>' argument missing"],
     [['--seed', '-1'], "Option '--seed' argument is ambiguous"],
+    [['--seed', '7', '--duration', '10', '--seed', '8'], '--seed is given twice; give each option once'],
+    [['--rate=100', '--rate', '200'], '--rate is given twice; give each option once'],
+    [['--json', '--json'], '--json is given twice; give each option once'],
   ])('refuses %j in one line', (argv, message) => {
     const refuse = () => parseDemoArgs(argv);
     expect(refuse).toThrow(UsageError);

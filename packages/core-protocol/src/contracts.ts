@@ -69,7 +69,12 @@ export interface Logger {
 
 /* ---------------- transport ---------------- */
 
-/** Where a connection delivers what happens to it. Set at connect time so nothing is missed. */
+/**
+ * Where a connection delivers what happens to it. Set at connect time so nothing is missed.
+ * Handlers should not throw. If `onData` or `onActivity` throws, the connection closes with that
+ * error. `onClose` comes after the connection has let go of its socket and timers: what it throws
+ * is not caught, and surfaces as any event listener's would (an uncaught exception in Node).
+ */
 export interface ConnectionHandlers {
   /** Bytes from the server, in order, in chunks of any size. */
   onData(chunk: Uint8Array): void;
@@ -113,8 +118,11 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
-/** A hint from the platform that the network may have come back or gone away. */
-export type TransportHint = 'online' | 'offline' | 'visible' | 'hidden' | 'pagehide';
+/**
+ * A hint from the platform that the network may have come back or gone away, or the page been
+ * left (`pagehide`) or restored from the back/forward cache (`pageshow`).
+ */
+export type TransportHint = 'online' | 'offline' | 'visible' | 'hidden' | 'pagehide' | 'pageshow';
 
 export interface Transport {
   /** The URI schemes this transport connects to. */
@@ -124,7 +132,7 @@ export interface Transport {
    * `InvalidUriError` for options it cannot honour); never leaves a socket behind on failure.
    */
   connect(uri: AmpsUri, handlers: ConnectionHandlers, options?: ConnectOptions): Promise<Connection>;
-  /** Platform hints (browser online/visibility/pagehide) the HA client uses to reconnect sooner. Returns an unsubscribe function. */
+  /** Platform hints (browser online/visibility/pagehide/pageshow) the HA client uses to reconnect sooner. Returns an unsubscribe function. */
   onHint?(listener: (hint: TransportHint) => void): () => void;
 }
 
@@ -196,6 +204,11 @@ export interface ServerChooser {
    * leave that server for `getCurrentURI()` (a planned, lossless reconnect).
    */
   shouldSwitch?(connectedUri: string): boolean;
+  /**
+   * Optional: the move `shouldSwitch` asked for was called off before its attempt was reported
+   * (`disconnect()`, a give-up), so the next attempt is an ordinary one, not that move.
+   */
+  reportSwitchCancelled?(): void;
 }
 
 /** How long to wait before each connection attempt: AMPS's ReconnectDelayStrategy. */

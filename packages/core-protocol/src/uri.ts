@@ -93,7 +93,7 @@ const optionParsers: Record<keyof UriOptions, OptionParser> = {
 };
 
 /** Query keys whose values are treated as secrets by `redactUri`. */
-const secretQueryKey = /pass|pw|secret|token|key/i;
+const secretQueryKey = /pass|pw|secret|token|key|auth|credential/i;
 
 /**
  * Redacts the password of an AMPS URI string without parsing the rest (safe on malformed input):
@@ -190,6 +190,8 @@ export function parseUri(uri: string): AmpsUri {
     if (!parse) {
       invalid(uri, `unknown option '${key}' (known: ${Object.keys(optionParsers).join(', ')})`);
     }
+    // Which one was meant is a guess: taking the last would hide a mistake, as an unknown option would.
+    if (Object.hasOwn(options, key)) invalid(uri, `option '${key}' is given more than once`);
     try {
       options[key] = parse(value, key);
     } catch (error) {

@@ -448,5 +448,125 @@ describe('Client command semantics against the test broker', () => {
       expect(await settled(live.closed)).toBe(true);
       await c.subscribe('dup', { subId: 'd' }).ready;
     });
+
+    it('a replace aborted before its answer, then accepted, ends the subscription it was to replace and frees the id on the server', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      const before = new Collector<Message>();
+      const first = c.subscribe('repl', { subId: 'r', onMessage: before.push });
+      await first.ready;
+      gate.hold(); // the server takes the replace; its answer is held back
+      const controller = new AbortController();
+      const replace = c.subscribe('repl', {
+        subId: 'r',
+        filter: '/n > 1',
+        options: 'replace',
+        signal: controller.signal,
+        onMessage: () => {},
+      });
+      controller.abort();
+      await expect(replace.ready).rejects.toSatisfy(AbortError.isInstance);
+      // Which one the server holds is not known: neither goes on, and the old one says why.
+      expect(await settled(first.closed)).toBe(true);
+      await expect(first.closed).resolves.toSatisfy(AbortError.isInstance);
+      gate.release();
+      producer.publish('repl', JSON.stringify({ n: 2 }));
+      await producer.flush();
+      await c.flush();
+      expect(before.items).toEqual([]);
+      expect(unhandled.items).toEqual([]);
+      // Unsubscribed on the server too: the id is free there for a new subscription.
+      const got = new Collector<Message>();
+      await c.subscribe('repl', { subId: 'r', onMessage: got.push }).ready;
+      producer.publish('repl', JSON.stringify({ n: 3 }));
+      await got.atLeast(1);
+      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+    });
+
+    it('a publish with a command id of its own neither takes one in flight nor one the client makes up later', async () => {
+      const { sent, filter } = outgoing();
+      const c = await loggedOn({ transportFilter: filter });
+      const sub = c.subscribe('cids', {});
+      await sent.atLeast(2);
+      const inFlight = sent.items[1]?.commandId as string; // the subscribe's
+      expect(() => c.publish('cids', 'x', { ackType: 'processed', commandId: inFlight })).toThrow(
+        /command id '\d+' is in use/,
+      );
+      await sub.ready;
+      const ahead = String(Number(inFlight) + 1);
+      const failed = new Collector<unknown>();
+      c.onFailedWrite(failed.push);
+      c.publish('cids', 'x', { ackType: 'processed', commandId: ahead });
+      await c.flush();
+      const flushes = sent.items.filter((m) => m.command === 'flush');
+      expect(flushes.map((m) => m.commandId)).not.toContain(ahead);
+      expect(failed.items).toEqual([]);
+    });
+
+    it('a subscribe aborted before its answer, retried with its id, does not pass the acks of the aborted one to the retry', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      gate.hold();
+      const controller = new AbortController();
+      const first = c.subscribe('acks', { subId: 'x', signal: controller.signal });
+      await gate.held.atLeast(1); // its processed ack, held back: the server has it
+      controller.abort();
+      await expect(first.ready).rejects.toSatisfy(AbortError.isInstance);
+      const acks = new Collector<Message>();
+      const again = c.subscribe('acks', { subId: 'x', onAck: acks.push });
+      gate.release();
+      await again.ready;
+      await c.flush();
+      expect(acks.items).toEqual([]);
+      expect(unhandled.items).toEqual([]);
+    });
+
+    it('a subscription that takes the id of an unsubscribe given up on gets none of the deliveries sent before that unsubscribe', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      await c.subscribe('old', { subId: 'x', onMessage: () => {} }).ready;
+      gate.hold();
+      for (let n = 1; n <= 3; n++) producer.publish('old', JSON.stringify({ n }));
+      await producer.flush();
+      await gate.held.atLeast(1); // on their way to the client, for the subscription about to end
+      const controller = new AbortController();
+      const unsubscribed = c.unsubscribe('x', { signal: controller.signal });
+      controller.abort();
+      await expect(unsubscribed).rejects.toSatisfy(AbortError.isInstance);
+      const got = new Collector<Message>();
+      const again = c.subscribe('new', { subId: 'x', onMessage: got.push });
+      gate.release();
+      await again.ready;
+      producer.publish('new', JSON.stringify({ n: 4 }));
+      await got.atLeast(1);
+      await c.flush();
+      expect(got.items.map((m) => [m.topic, m.json()])).toEqual([['new', { n: 4 }]]);
+      expect(unhandled.items).toEqual([]);
+    });
+
+    it('a subscribe refused for an id held by a query given up on says it is that query', async () => {
+      const gate = gatedTransport();
+      const c = await loggedOn({ transport: gate });
+      gate.hold();
+      const controller = new AbortController();
+      const query = c.sow('orders', { queryId: 'q', signal: controller.signal });
+      controller.abort();
+      await expect(query.stats).rejects.toSatisfy(AbortError.isInstance);
+      const sub = c.subscribe('orders', { subId: 'q' });
+      await expect(sub.ready).rejects.toMatchObject({
+        code: 'subscription_already_exists',
+        message: expect.stringMatching(/in use by a query .*timed out or was aborted/),
+      });
+      await expect(sub.ready).rejects.not.toMatchObject({ message: expect.stringMatching(/subscription|replace/) });
+      gate.release();
+    });
   });
 });

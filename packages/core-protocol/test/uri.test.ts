@@ -133,6 +133,8 @@ describe('parseUri', () => {
     ['ws://h:1/amps?compression=zlib', /tcp and tcps only/],
     ['tcp://h:1/amps?path=/tmp/x', /unix:\/\/ only/],
     ['tcp://h:1/amps?frobnicate=1', /unknown option 'frobnicate' \(known: tcp_nodelay, /],
+    ['tcp://h:1/amps?tcp_nodelay=true&tcp_nodelay=false', /option 'tcp_nodelay' is given more than once$/],
+    ['tcp://h:1/amps?bind=10.0.0.1&tcp_nodelay=1&bind=10.0.0.2', /option 'bind' is given more than once$/],
   ])('rejects %s', (uri, pattern) => {
     expect(uriError(uri).message).toMatch(pattern);
   });
@@ -193,6 +195,8 @@ describe('parseUri', () => {
       'tcp://user:hunter2%ZZ@h:1/amps',
       'tcp://user:1234hunter2@:1/amps',
       'tcp://h:1/amps?password=hunter2',
+      'tcp://h:1/amps?auth=hunter2',
+      'tcp://h:1/amps?credential=hunter2',
     ];
     for (const uri of bad) {
       const error = uriError(uri);
@@ -229,6 +233,7 @@ describe('redactUri', () => {
     ['tcp://h:1/amps?p%77=abc', 'tcp://h:1/amps?p%77=***'],
     ['tcp://h:1/amps?%70assword=abc&%50%57=z', 'tcp://h:1/amps?%70assword=***&%50%57=***'],
     ['tcp://h:1/amps?p%7=abc&%zzpw=z', 'tcp://h:1/amps?p%7=abc&%zzpw=***'],
+    ['tcp://h:1/amps?auth=abc&Credentials=z&oauth_code=y', 'tcp://h:1/amps?auth=***&Credentials=***&oauth_code=***'],
     ['not a uri', 'not a uri'],
     ['', ''],
   ])('redacts %s', (uri, redacted) => {

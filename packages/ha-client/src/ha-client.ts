@@ -280,13 +280,20 @@ export class HAClient {
   #wake: (() => void) | undefined;
   /** The page said `offline` and not `online` since (see #reconnect). */
   #offline = false;
-  /** The page was left (`pagehide`) and not shown (`visible`, `online`) since (see #reconnect). */
+  /** The page was left (`pagehide`) and not shown (`visible`, `pageshow`, `online`) since (see #reconnect). */
   #pageLeft = false;
   #failbackTimer: TimerHandle | undefined;
+  /** `shouldSwitch` asked for a move whose attempt is not reported yet (see #runLoop). */
+  #switchPending = false;
   #stopHints: (() => void) | undefined;
   readonly #lastErrors = new Map<string, string>();
   #firstFailureAt: number | undefined;
   readonly #subs = new Map<string, HASubscription>();
+  /**
+   * What the bookmark store holds for each id, a new token each time it forgets the id: a message
+   * still being handled when its subscription ended is not discarded from the next one's progress.
+   */
+  readonly #bookmarkEpochs = new Map<string, object>();
   /** Subscriptions waiting for the client to be ready to replace the one holding their id. */
   readonly #replacing = new Set<HASubscription>();
   /**
@@ -296,12 +303,17 @@ export class HAClient {
   readonly #paused = new Set<string>();
   readonly #stateListeners = new Set<(event: HAStateEvent) => void>();
   readonly #stateStreams = new Set<StateStream>();
+  /** State events not yet told to every listener and iterator, oldest first (see #emit). */
+  readonly #unheardEvents: HAStateEvent[] = [];
+  #emitting = false;
   readonly #failedWriteListeners = new Set<(failure: FailedWrite) => void>();
   /** Stored commands whose refusal was told from their processed ack: not told again from the persisted one. */
   readonly #refused = new Set<number>();
   #nextSubId = 0;
-  /** Queue messages leased on the current connection (a new set on each disconnect). */
-  #leased = new WeakSet<Message>();
+  /** Stands for the current connection (a new one on each disconnect): queue leases are tied to it. */
+  #connection: object = {};
+  /** The connection each queue message delivered to a subscription was leased on. */
+  readonly #leases = new WeakMap<object, object>();
 
   constructor(name: string, options: HAClientOptions) {
     if (!options || typeof options.transport?.connect !== 'function') {
@@ -393,7 +405,8 @@ export class HAClient {
   }
 
   /**
-   * State changes as an async iterator; it ends after `Shutdown`. A consumer `maxQueue` events
+   * State changes as an async iterator; it ends after `Shutdown`. Asked for after `Shutdown`, it
+   * waits for the next run (a client can be started again). A consumer `maxQueue` events
    * behind (or one that never iterates) loses the oldest: the next event it reads carries
    * `dropped`, how many it missed.
    */
@@ -470,9 +483,7 @@ export class HAClient {
     const error = new DisconnectedError('the client was disconnected by the application');
     this.#loop?.abort(error);
     this.#stopFailback();
-    this.#stopHints?.();
-    this.#stopHints = undefined;
-    this.#offline = this.#pageLeft = false; // unheard from now on
+    this.#stopListeningToHints();
     this.#publishLive = false;
     this.#ready.reject(error);
     this.#cancelStoreWaits(error);
@@ -512,7 +523,8 @@ export class HAClient {
             this.#client.abort(new DisconnectedError('the page was left (pagehide)'));
         });
       }
-      if (hint === 'online' || hint === 'visible') {
+      // A page restored from the back/forward cache says `pageshow`, and may not say `visible`.
+      if (hint === 'online' || hint === 'visible' || hint === 'pageshow') {
         this.#pageLeft = false;
         this.#wake?.();
       }
@@ -534,6 +546,12 @@ export class HAClient {
       await this.#reconnect(loop.signal);
     } finally {
       if (this.#loop === loop) this.#loop = undefined;
+      // The move ended before its attempt was reported: else the chooser would take the next
+      // ordinary attempt (after a connectAndLogon(), say) for that move.
+      if (this.#switchPending) {
+        this.#switchPending = false;
+        this.#safely(() => this.#chooser.reportSwitchCancelled?.());
+      }
     }
   }
 
@@ -544,7 +562,7 @@ export class HAClient {
       if (this.#offline || this.#pageLeft) {
         // Every attempt would fail at once and use up the delay strategy's budget (or, the page
         // left, open a WebSocket that keeps it out of the back/forward cache): wait for 'online'
-        // or 'visible' (or OFFLINE_PROBE_MS), then try on a new sweep, its first attempt at once.
+        // or 'visible'/'pageshow' (or OFFLINE_PROBE_MS), then try on a new sweep, its first attempt at once.
         await this.#sleep(OFFLINE_PROBE_MS, signal);
         if (signal.aborted) return;
         this.#newSweep();
@@ -594,6 +612,7 @@ export class HAClient {
         // Left while the connection was being opened (the hint found none to close): close it now.
         if (this.#pageLeft) throw new DisconnectedError('the page was left (pagehide)');
         const at = this.#env.now();
+        this.#switchPending = false;
         // Plugin calls here and below: one that throws must not fail a good connection, nor stop the loop.
         this.#safely(() =>
           this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: loggedOnAt - started, at }),
@@ -616,6 +635,7 @@ export class HAClient {
         this.#log('warn', 'connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
         // The application must hear of a publish gap: messages may be missing on that server.
         if (PublishStoreGapError.isInstance(err)) this.#reportException(err);
+        this.#switchPending = false;
         this.#safely(() =>
           this.#chooser.reportFailure(err, { uri: shown, attempt: this.#attempt, at: this.#env.now() }),
         );
@@ -750,7 +770,7 @@ export class HAClient {
   }
 
   #onDisconnected(error: Error | undefined): void {
-    this.#leased = new WeakSet();
+    this.#connection = {}; // the leases of the connection that went are given back
     this.#refused.clear(); // their persisted acks went with the connection
     this.#publishLive = false;
     this.#stopFailback();
@@ -793,6 +813,8 @@ export class HAClient {
   /** Stops the reconnect loop; what waits for a connection fails with `error`. */
   #stopReconnecting(error: Error): void {
     this.#loop?.abort(error);
+    // Nothing to wake or close any more: the next start listens again (see #start).
+    this.#stopListeningToHints();
     // The next connectAndLogon() starts a new budget rather than giving up again at once.
     this.#newSweep();
     this.#publishLive = false;
@@ -831,6 +853,13 @@ export class HAClient {
     });
   }
 
+  /** Stops listening to the page's hints: what they said is unheard from now on. */
+  #stopListeningToHints(): void {
+    this.#stopHints?.();
+    this.#stopHints = undefined;
+    this.#offline = this.#pageLeft = false;
+  }
+
   #armFailback(): void {
     const shouldSwitch = this.#chooser.shouldSwitch?.bind(this.#chooser);
     if (!shouldSwitch) return;
@@ -847,6 +876,7 @@ export class HAClient {
         this.#ready.promise.catch(() => {});
         this.#publishLive = false;
         this.#newSweep(); // a planned move goes at once
+        this.#switchPending = true;
         this.#start('failing back to a preferred server');
       } else {
         this.#armFailback();
@@ -861,16 +891,26 @@ export class HAClient {
 
   #emit(state: ConnectionState, reason: string | undefined): void {
     this.#state = state;
-    const event: HAStateEvent = {
+    this.#unheardEvents.push({
       state,
       uri: this.#uri,
       reason,
       attempt: this.#attempt,
       at: this.#env.now(),
       timestamp: new Date().toISOString(),
-    };
-    for (const listener of this.#stateListeners) this.#safely(() => listener(event));
-    for (const stream of this.#stateStreams) stream.push(event);
+    });
+    // A listener may cause another event (a disconnect, say): it is heard once every listener and
+    // iterator has heard this one, so that all see the events in the order they happened.
+    if (this.#emitting) return;
+    this.#emitting = true;
+    try {
+      for (let event = this.#unheardEvents.shift(); event; event = this.#unheardEvents.shift()) {
+        for (const listener of this.#stateListeners) this.#safely(() => listener(event));
+        for (const stream of this.#stateStreams) stream.push(event);
+      }
+    } finally {
+      this.#emitting = false;
+    }
   }
 
   /** Waits until the client is ready, bounded by `timeoutMs` and `signal` (errors name `what`). */
@@ -1112,6 +1152,8 @@ export class HAClient {
     const autoDiscard = this.#options.autoDiscard ?? true;
     const discard = (m: Message) => {
       if (!bookmarked || !autoDiscard || !m.bookmark) return;
+      // The store forgot the id since (an unsubscribe): the bookmark may be a new subscription's delivery.
+      if (this.#bookmarkEpochs.get(subId) !== epoch) return;
       // A custom store that throws must not end the stream, nor reject where nobody listens.
       try {
         store?.discard(subId, m.bookmark);
@@ -1131,7 +1173,7 @@ export class HAClient {
       onHandled: (m) => {
         discard(m);
         // A lease that went with its connection is given back already: the message comes again.
-        if (options.autoAck && this.#leased.has(m) && m.bookmark && m.topic) {
+        if (options.autoAck && this.#leasedNow(m) && m.bookmark && m.topic) {
           try {
             this.#client.ack(m);
           } catch (error) {
@@ -1159,7 +1201,7 @@ export class HAClient {
         next: async () => {
           for (;;) {
             const r = await inner.next();
-            if (r.done || r.value.leasePeriod === undefined || this.#leased.has(r.value)) return r;
+            if (r.done || r.value.leasePeriod === undefined || this.#leasedNow(r.value)) return r;
           }
         },
       };
@@ -1169,9 +1211,12 @@ export class HAClient {
       startBookmark = bookmarkGiven === Bookmarks.MOST_RECENT ? Bookmarks.EPOCH : (bookmarkGiven as string);
       // A start given is where the application wants to be, not where a durable store left the id
       // (a replace keeps the id's place).
-      if (startBookmark === bookmarkGiven && !replacing) store?.purge(subId);
+      if (startBookmark === bookmarkGiven && !replacing) this.#forgetBookmarks(subId);
       if (store?.getMostRecent(subId) === undefined) store?.persisted(subId, startBookmark);
     }
+    // Set after that forgetting: a replace shares the id's epoch with the one it replaces.
+    let epoch = this.#bookmarkEpochs.get(subId);
+    if (bookmarked && !epoch) this.#bookmarkEpochs.set(subId, (epoch = {}));
     // A replace keeps the replaced one's place in the log, and sends it (its bookmark, for one
     // without a bookmark store): a server that has just ended the replaced one (a range at its end)
     // starts the replace there, as a new subscription.
@@ -1285,7 +1330,7 @@ export class HAClient {
           else this.#sendFlowState(kept);
         }
       } else {
-        this.#bookmarkStore?.purge(subId);
+        this.#forgetBookmarks(subId);
         if (this.#client.isConnected) {
           await this.#client.unsubscribe(subId).catch((e: unknown) => {
             if (!DisconnectedError.isInstance(e)) this.#reportException(e);
@@ -1361,7 +1406,7 @@ export class HAClient {
         if (sub.closed.settled) return; // unsubscribed; the server has not heard yet
         if (bookmarked && sub.flowPaused && sub.stream.overfull) sub.shedding = true;
         if (sub.shedding) return;
-        if (m.leasePeriod !== undefined) this.#leased.add(m);
+        if (m.leasePeriod !== undefined) this.#leases.set(m, this.#connection);
         if (bookmarked && m.bookmark && !store.log(sub.subId, m.bookmark)) {
           onDuplicate?.(m, sub.subId);
           return;
@@ -1408,7 +1453,7 @@ export class HAClient {
           const held = this.#subs.get(sub.subId) === sub;
           sub.ready.resolve();
           this.#endSubscription(sub, undefined);
-          if (held) store?.purge(sub.subId);
+          if (held) this.#forgetBookmarks(sub.subId);
         }
         if (sub.options.onAck) {
           try {
@@ -1496,7 +1541,7 @@ export class HAClient {
       // The application called it off, as with a Client subscribe aborted by its signal.
       const notAccepted = new AbortError(`subscription ${sub.subId} was unsubscribed before the server accepted it`);
       this.#endSubscription(sub, error, notAccepted);
-      if (!fellBehind || !replacing[0]) this.#bookmarkStore?.purge(sub.subId);
+      if (!fellBehind || !replacing[0]) this.#forgetBookmarks(sub.subId);
     }
     // During a recovery too: the subscription may be entered on the new connection already.
     if (!this.#client.isConnected) return;
@@ -1805,9 +1850,25 @@ export class HAClient {
     });
   }
 
-  /** Acknowledges a queue message (see `Client.ack`). */
+  /**
+   * Acknowledges a queue message (see `Client.ack`). One delivered on a connection that has gone
+   * is dropped: its lease went with that connection, and the server may have leased the message
+   * to another consumer since, whose work this ack would remove. It is delivered again.
+   */
   ack(message: Message | { topic: string; bookmark: string }, options?: AckOptions): void {
+    if (this.#leases.has(message) && !this.#leasedNow(message)) {
+      this.#log('debug', 'queue ack dropped: its lease went with an earlier connection', {
+        topic: message.topic,
+        bookmark: message.bookmark,
+      });
+      return;
+    }
     this.#client.ack(message, options);
+  }
+
+  /** Whether `message` is a queue message leased on the current connection. */
+  #leasedNow(message: object): boolean {
+    return this.#leases.get(message) === this.#connection;
   }
 
   /** Errors thrown by your handlers and listeners (here and in the underlying client). */
@@ -1832,6 +1893,12 @@ export class HAClient {
     } catch {
       // Reporting it would go through the same logger.
     }
+  }
+
+  /** The bookmark store forgets `subId`; late discards of what it held go nowhere (see #bookmarkEpochs). */
+  #forgetBookmarks(subId: string): void {
+    this.#bookmarkStore?.purge(subId);
+    this.#bookmarkEpochs.delete(subId);
   }
 
   /**

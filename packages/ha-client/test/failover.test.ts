@@ -1006,6 +1006,41 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     expect(seen).toEqual([1, ...range(1, 10)]);
   });
 
+  it('drops an ack() of a queue message delivered on a connection that has gone: its lease went with it, and the server delivered it again', async () => {
+    const server = await startTestServer({ queues: [{ topic: 'jobs', leaseMs: 600_000 }] });
+    cleanups.push(() => server.close());
+    const consumer = client('queue-stale-ack', [server.tcpUri('json')]);
+    const delivered: Message[] = [];
+    let arrived = () => {};
+    const delivery = (n: number) =>
+      new Promise<Message>((resolve) => {
+        arrived = () => delivered[n - 1] && resolve(delivered[n - 1] as Message);
+        arrived();
+      });
+    consumer.subscribe('jobs', {
+      onMessage: (m: Message) => {
+        delivered.push(m); // held, not acknowledged yet
+        arrived();
+      },
+    });
+    await consumer.connectAndLogon();
+    const publisher = client('queue-stale-ack-pub', [server.tcpUri('json')]);
+    await publisher.connectAndLogon();
+    publisher.publish('jobs', JSON.stringify({ n: 1 }));
+    const first = await delivery(1);
+    const recovered = stateWhere(consumer, (e) => e.state === 'Resubscribed');
+    consumer.client.abort(new DisconnectedError('connection lost'));
+    await recovered;
+    const again = await delivery(2); // the same job, leased anew (to another consumer, it could be)
+    expect(again.bookmark).toBe(first.bookmark);
+    consumer.ack(first);
+    await consumer.flush();
+    expect(server.stats().queues.jobs).toEqual({ depth: 1, leased: 1 }); // the new lease's holder still has it
+    consumer.ack(again);
+    await consumer.flush();
+    expect(server.stats().queues.jobs).toEqual({ depth: 0, leased: 0 });
+  });
+
   it('does not let a server that stopped answering hold up a fail-back for longer than commandTimeoutMs', async () => {
     const old = await startTestServer({});
     const preferred = await startTestServer({});
@@ -1031,6 +1066,46 @@ describe('HAClient failover (real brokers, real sockets)', () => {
     await moved;
     expect(events[0]).toMatchObject({ state: 'Disconnected', reason: 'failing back to a preferred server' });
     expect(events[0]?.uri).toBe(old.tcpUri('json'));
+  });
+
+  it('tells the chooser when disconnect() calls off a fail-back before its attempt (the next attempt is an ordinary one)', async () => {
+    const old = await startTestServer({});
+    const preferred = await startTestServer({});
+    cleanups.push(
+      () => old.close(),
+      () => preferred.close(),
+    );
+    const { chooser, moveTo } = movableChooser(old.tcpUri('json'));
+    const asked = chooser.shouldSwitch?.bind(chooser) as (uri: string) => boolean;
+    let moving!: () => void;
+    const moveStarted = new Promise<void>((resolve) => {
+      moving = resolve;
+    });
+    chooser.shouldSwitch = (uri) => {
+      const yes = asked(uri);
+      if (yes) moving();
+      return yes;
+    };
+    let cancelled = 0;
+    chooser.reportSwitchCancelled = () => {
+      cancelled++;
+    };
+    const ha = client('failback-called-off', [], {
+      servers: undefined,
+      chooser,
+      failbackCheckMs: 20,
+      heartbeat: false,
+    });
+    await ha.connectAndLogon();
+    old.freeze(); // the move waits for the old server to confirm its acks: disconnect() comes first
+    cleanups.push(async () => old.thaw());
+    moveTo(preferred.tcpUri('json'));
+    await moveStarted;
+    await ha.disconnect();
+    expect(cancelled).toBe(1);
+    await ha.connectAndLogon(); // an ordinary attempt, reported as such
+    expect(ha.uri).toBe(preferred.tcpUri('json'));
+    expect(cancelled).toBe(1);
   });
 
   it('stops an attempt under way when disconnect() is called, leaving no connection behind', async () => {

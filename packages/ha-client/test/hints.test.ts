@@ -197,29 +197,35 @@ describe('HAClient and page hints', () => {
     }
   });
 
-  it('on pagehide closes the connection (so the page can enter the back/forward cache) and reconnects once visible', async () => {
-    const clock = fakeClock();
-    const { transport, hint, state } = hintedTransport();
-    const { delay } = budgetedDelay(10, 60_000);
-    const ha = client('hints-pagehide', transport, delay, clock.environment);
-    await ha.connectAndLogon();
-    const reasons: Array<string | undefined> = [];
-    ha.onStateChange((e) => e.state === 'Disconnected' && reasons.push(e.reason));
-    const waiting = clock.armed((ms) => ms === 10_000);
-    hint('hidden'); // a tab switched away from: nothing changes
-    expect(ha.client.isConnected).toBe(true);
-    ha.publish('t', '{"n":1}'); // by an earlier pagehide listener, say: it goes out before the close
-    hint('pagehide');
-    await waiting; // no attempt: one would open a WebSocket as the page is cached
-    expect(ha.client.isConnected).toBe(false);
-    expect(reasons).toEqual(['the page was left (pagehide)']);
-    expect(state.connects).toBe(1);
-    await expect.poll(() => server.stats().published).toBe(1);
-    const recovered = new Promise<void>((resolve) => ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()));
-    hint('visible'); // restored from the cache: no timer fires, the hint alone reconnects
-    await recovered;
-    expect(state.connects).toBe(2);
-  });
+  // A page restored from the back/forward cache says pageshow, and may not say visible.
+  it.each(['visible', 'pageshow'] as const)(
+    'on pagehide closes the connection (so the page can enter the back/forward cache) and reconnects on %s',
+    async (shown) => {
+      const clock = fakeClock();
+      const { transport, hint, state } = hintedTransport();
+      const { delay } = budgetedDelay(10, 60_000);
+      const ha = client('hints-pagehide', transport, delay, clock.environment);
+      await ha.connectAndLogon();
+      const reasons: Array<string | undefined> = [];
+      ha.onStateChange((e) => e.state === 'Disconnected' && reasons.push(e.reason));
+      const waiting = clock.armed((ms) => ms === 10_000);
+      hint('hidden'); // a tab switched away from: nothing changes
+      expect(ha.client.isConnected).toBe(true);
+      ha.publish('t', '{"n":1}'); // by an earlier pagehide listener, say: it goes out before the close
+      hint('pagehide');
+      await waiting; // no attempt: one would open a WebSocket as the page is cached
+      expect(ha.client.isConnected).toBe(false);
+      expect(reasons).toEqual(['the page was left (pagehide)']);
+      expect(state.connects).toBe(1);
+      await expect.poll(() => server.stats().published).toBe(1);
+      const recovered = new Promise<void>((resolve) =>
+        ha.onStateChange((e) => e.state === 'Resubscribed' && resolve()),
+      );
+      hint(shown); // restored from the cache: no timer fires, the hint alone reconnects
+      await recovered;
+      expect(state.connects).toBe(2);
+    },
+  );
 
   it('on pagehide while a connection is being opened does not stay connected: it waits until visible', async () => {
     const clock = fakeClock();
@@ -287,6 +293,25 @@ describe('HAClient and page hints', () => {
     const connects = state.connects;
     hint('online');
     expect(state.connects).toBe(connects);
+  });
+
+  it('stops listening when it gives up, and listens again from the next connectAndLogon()', async () => {
+    const clock = fakeClock();
+    const { transport, hint, state } = hintedTransport();
+    // One attempt per sweep: the first is refused, and the delay strategy gives up.
+    const ha = client('hints-give-up', transport, budgetedDelay(1, 60_000).delay, clock.environment);
+    state.refuse = true;
+    for (let round = 1; round <= 3; round++) {
+      await expect(ha.connectAndLogon()).rejects.toThrow('gave up');
+      expect(state.listeners()).toBe(0);
+    }
+    hint('offline'); // unheard: the next start does not wait for an online
+    state.refuse = false;
+    await ha.connectAndLogon();
+    expect(state.listeners()).toBe(1);
+    expect(state.connects).toBe(4);
+    await ha.disconnect();
+    expect(state.listeners()).toBe(0);
   });
 
   it('after disconnect() while offline, connects again at once: it does not wait for an online it stopped listening for', async () => {

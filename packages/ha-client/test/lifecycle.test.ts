@@ -6,6 +6,7 @@
 import {
   AbortError,
   Bookmarks,
+  DisconnectedError,
   type Environment,
   InvalidOptionsError,
   type Message,
@@ -117,6 +118,49 @@ describe('HAClient lifecycle', () => {
       new Promise((r) => setImmediate(() => r('left hanging'))),
     ]);
     expect(outcome).toEqual(['Connected', 'LoggedOn']);
+  });
+
+  it("a states() iterator asked for after Shutdown yields nothing until the next run, then that run's events, and ends at its Shutdown", async () => {
+    const s = await server();
+    const ha = client('states-after-shutdown', s.tcpUri('json'));
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    const iterator = ha.states()[Symbol.asyncIterator]();
+    const first = iterator.next();
+    const outcome = await Promise.race([first, new Promise((r) => setImmediate(() => r('waiting')))]);
+    expect(outcome).toBe('waiting'); // not the last run's Shutdown, nor ended
+    await ha.connectAndLogon();
+    await ha.disconnect();
+    const seen = [(await first).value?.state];
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) seen.push(r.value.state);
+    expect(seen).toEqual(['Connected', 'LoggedOn', 'PublishReplayed', 'Resubscribed', 'Shutdown']);
+  });
+
+  it('tells listeners and states() iterators the events a listener causes after the event it heard, in the order they happened', async () => {
+    const s = await server();
+    const ha = client('states-nested', s.tcpUri('json'));
+    let dropped = false;
+    ha.onStateChange((e) => {
+      // Drops the connection just recovered, once: Disconnected is emitted from within this call.
+      if (e.state === 'Resubscribed' && !dropped) {
+        dropped = true;
+        ha.client.abort(new DisconnectedError('dropped by a listener'));
+      }
+    });
+    const heard: string[] = [];
+    ha.onStateChange((e) => heard.push(e.state));
+    const iterated: string[] = [];
+    const iterating = (async () => {
+      for await (const e of ha.states()) {
+        iterated.push(e.state);
+        if (e.state === 'Resubscribed' && iterated.length > 4) break;
+      }
+    })();
+    await ha.connectAndLogon();
+    await iterating;
+    const run = ['Connected', 'LoggedOn', 'PublishReplayed', 'Resubscribed'];
+    expect(iterated).toEqual([...run, 'Disconnected', ...run]);
+    expect(heard.slice(0, 5)).toEqual([...run, 'Disconnected']);
   });
 
   it('disconnect() called twice at once: one Shutdown, both resolve', async () => {

@@ -269,6 +269,36 @@ describe('HAClient bookmark subscriptions and what the store holds for their id'
     publisher.publish('given', JSON.stringify({ n: 5 }));
     expect(await received('sub-4', Bookmarks.EPOCH, 1, 'replace')).toEqual([5]);
   });
+  it('a message still being handled when its subscription ends: its late discard leaves a new subscription with the id alone', async () => {
+    const s = await server();
+    const publisher = client('pub-late-discard', s.tcpUri('json'));
+    await publisher.connectAndLogon();
+    for (const n of [1, 2, 3]) publisher.publish('late', JSON.stringify({ n }));
+    await publisher.publishFlush(5000);
+    const bookmarkStore = new MemoryBookmarkStore({ replicationLagMs: 0 });
+    const subscriber = client('sub-late-discard', s.tcpUri('json'), { bookmarkStore });
+    await subscriber.connectAndLogon();
+    /** Subscribes `late` from the start; resolves once message 3 is being handled, with what finishes its handler. */
+    const holdingThree = () =>
+      new Promise<() => void>((holding) => {
+        subscriber.subscribe('late', {
+          subId: 'late',
+          bookmark: Bookmarks.EPOCH,
+          onMessage: async (m: Message) => {
+            if (m.json<{ n: number }>().n !== 3) return;
+            await new Promise<void>((finish) => holding(finish));
+          },
+        });
+      });
+    const finishOld = await holdingThree();
+    await subscriber.unsubscribe('late');
+    await holdingThree(); // the new one has 1 and 2 processed, 3 being handled
+    finishOld();
+    await new Promise(setImmediate); // the old handler's promise settles, and its discard runs
+    // The new subscription's 3 is not processed: the recovery point stays before it.
+    expect(bookmarkStore.outstandingCount('late')).toBe(1);
+    expect(bookmarkStore.getMostRecent('late')).toMatch(/\|2\|$/);
+  });
 });
 
 describe('HAClient subscriptions and its subscription manager', () => {

@@ -223,7 +223,7 @@ export class Broker implements LinkHost {
       const resolved = resolveQueue(queue);
       this.#queues.set(resolved.topic, new QueueTopic(resolved));
     }
-    for (const peer of options.peers ?? []) this.#links.push(new PeerLink(this, resolvePeer(peer)));
+    for (const peer of options.peers ?? []) this.#links.push(this.#newLink(resolvePeer(peer)));
     this.#file = options.dataDir === undefined ? undefined : new TxLogFile(options.dataDir);
     if (this.#file) this.#load(this.#file);
   }
@@ -294,10 +294,24 @@ export class Broker implements LinkHost {
   }
 
   addPeer(peer: ResolvedPeer): void {
-    const link = new PeerLink(this, peer);
+    const link = this.#newLink(peer);
     this.#links.push(link);
     if (this.#running) link.start();
     this.linkChanged();
+  }
+
+  /**
+   * A link to `peer`, refused for one linked already: both would log on with this server's name,
+   * and the peer would close each as the other one's replacement, for ever.
+   */
+  #newLink(peer: ResolvedPeer): PeerLink {
+    const linked = this.#links.find((link) => link.peer.host === peer.host && link.peer.port === peer.port);
+    if (linked) {
+      throw new InvalidOptionsError(
+        `server ${this.name} replicates to ${peer.host}:${peer.port} already (peer ${linked.peer.name})`,
+      );
+    }
+    return new PeerLink(this, peer);
   }
 
   accept(makeWire: (events: WireEvents) => Wire): Session {

@@ -4,7 +4,7 @@
  * (bytes delivered in small chunks, so a receiver sees frames split anywhere).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { InvalidOptionsError } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, MAX_TIMEOUT_MS } from '@amps-ts/core-protocol';
 import { uriHost } from './util.js';
 
 export interface FaultProxyOptions {
@@ -32,7 +32,10 @@ export interface FaultProxy {
   reset(): void;
   /** Stops delivering in both directions, closes included; data is held, as TCP retransmits it, and delivered on `heal()`. */
   blackhole(): void;
-  /** Delays every chunk by `ms` in both directions; a close comes after the data sent before it. */
+  /**
+   * Delays every chunk by `ms` in both directions; a close comes after the data sent before it.
+   * `ms` must be a finite number >= 0 (an `InvalidOptionsError` otherwise): `blackhole()` holds data for good.
+   */
   latency(ms: number): void;
   /** Delivers data in chunks of at most `bytes` bytes, one per event-loop turn. */
   slice(bytes: number): void;
@@ -106,10 +109,14 @@ class Pipe {
       const head = this.#queue[0] as { chunk: Uint8Array | undefined; at: number };
       const wait = head.at - performance.now();
       if (wait > 0) {
-        this.#timer = setTimeout(() => {
-          this.#timer = undefined;
-          this.pump();
-        }, wait);
+        // In steps past what setTimeout can wait (a latency of weeks): pump() waits again.
+        this.#timer = setTimeout(
+          () => {
+            this.#timer = undefined;
+            this.pump();
+          },
+          Math.min(wait, MAX_TIMEOUT_MS),
+        );
         return;
       }
       if (head.chunk === undefined) {
@@ -250,7 +257,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       faults.blackhole = true;
     },
     latency(ms: number) {
-      if (!(ms >= 0)) throw new InvalidOptionsError(`latency must be >= 0 ms, got ${ms}`);
+      // Infinity would have each chunk's timer overflow, and fire every millisecond.
+      if (!Number.isFinite(ms) || ms < 0) {
+        throw new InvalidOptionsError(
+          `latency must be a finite number of ms >= 0 (blackhole() holds data for good), got ${ms}`,
+        );
+      }
       faults.latencyMs = ms;
     },
     slice(bytes: number) {

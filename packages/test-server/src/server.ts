@@ -105,7 +105,10 @@ export class TestServer {
     this.#broker.dropClients();
   }
 
-  /** Adds a replication destination (a peer's TCP port), e.g. once its port is known. */
+  /**
+   * Adds a replication destination (a peer's TCP port), e.g. once its port is known. An
+   * `InvalidOptionsError` for one this server replicates to already (the same host and port).
+   */
   addPeer(peer: PeerOptions): void {
     this.#broker.addPeer(resolvePeer(peer));
   }

@@ -1,5 +1,5 @@
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { encodeCommand, MessageDecoder } from '@amps-ts/core-protocol';
+import { encodeCommand, InvalidOptionsError, MessageDecoder } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy, startTestServer, type TestServer } from '../src/index.js';
 import { isDelivery, TestClient, until } from './helpers.js';
@@ -62,6 +62,15 @@ it('latency delays delivery and keeps order', async () => {
   expect(got.map((m) => (m.json() as { n: number }).n)).toEqual([1, 2, 3, 4, 5]);
   // Each direction adds at least the latency (a lower bound, never flaky).
   expect(Date.now() - start).toBeGreaterThanOrEqual(55);
+});
+
+it('refuses a latency that is not a finite number of ms >= 0: blackhole() is the fault that holds data for good', () => {
+  for (const ms of [Number.POSITIVE_INFINITY, Number.NaN, -1]) {
+    expect(() => proxy.latency(ms)).toThrow(InvalidOptionsError);
+  }
+  expect(() => proxy.latency(Number.POSITIVE_INFINITY)).toThrow(
+    'latency must be a finite number of ms >= 0 (blackhole() holds data for good), got Infinity',
+  );
 });
 
 it('blackhole holds everything until heal, like dropped packets that TCP retransmits', async () => {

@@ -1,4 +1,4 @@
-import type { Message } from '@amps-ts/core-protocol';
+import { InvalidOptionsError, type Message } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientNameHash, startTestCluster, startTestServer, type TestCluster, type TestServer } from '../src/index.js';
 import { isDelivery, TestClient, type Transport, transports, until } from './helpers.js';
@@ -116,6 +116,20 @@ describe.each(transports)('replication, clients over %s', (transport) => {
 });
 
 describe('replication', () => {
+  it('refuses a second link to a peer it replicates to already: the two would replace each other on the peer for ever', async () => {
+    const { servers } = await cluster({ name: 'r12', count: 2, noWebSocket: true });
+    const [a, b] = servers as [TestServer, TestServer];
+    expect(() => a.addPeer({ port: b.tcpPort as number, mode: 'async' })).toThrow(InvalidOptionsError);
+    expect(() => a.addPeer({ port: b.tcpPort as number })).toThrow(
+      `server ${a.name} replicates to 127.0.0.1:${b.tcpPort} already (peer ${b.name})`,
+    );
+    expect(a.stats().peers).toHaveLength(1);
+    const twice = { port: b.tcpPort as number, name: 'b-again' };
+    await expect(startTestServer({ name: 'r12-c', wsPort: false, peers: [twice, twice] })).rejects.toThrow(
+      InvalidOptionsError,
+    );
+  });
+
   it('async peers never delay persisted acks', async () => {
     const { servers } = await cluster({ name: 'r5', count: 2, replication: 'async', noWebSocket: true });
     const [a, b] = servers as [TestServer, TestServer];

@@ -12,8 +12,9 @@ function defaultPage(): PageEventSource {
 
 /**
  * Turns page-lifecycle events into reconnect hints: `online`/`offline` (the network),
- * `visible`/`hidden` (`visibilitychange`) and `pagehide` (the page is being left or frozen).
- * Returns `onHint`; the page is listened to only while someone listens to it.
+ * `visible`/`hidden` (`visibilitychange`), `pagehide` (the page is being left or frozen) and
+ * `pageshow` (the page restored from the back/forward cache, which may not fire
+ * `visibilitychange`). Returns `onHint`; the page is listened to only while someone listens to it.
  */
 export function pageHints(page: PageEventSource | undefined): (listener: (hint: TransportHint) => void) => () => void {
   const listeners = new Set<(hint: TransportHint) => void>();
@@ -34,7 +35,10 @@ export function pageHints(page: PageEventSource | undefined): (listener: (hint: 
 
   const attach = () => {
     const { window, document } = page ?? defaultPage();
-    const onEvent = ({ type }: Event) =>
+    const onEvent = (event: Event) => {
+      const type = event.type;
+      // A first load shows the page too: only a restore follows a `pagehide`.
+      if (type === 'pageshow' && (event as Event & { persisted?: boolean }).persisted !== true) return;
       emit(
         type === 'visibilitychange'
           ? document?.visibilityState === 'hidden'
@@ -42,10 +46,12 @@ export function pageHints(page: PageEventSource | undefined): (listener: (hint: 
             : 'visible'
           : (type as TransportHint),
       );
+    };
     const events = [
       [window, 'online'],
       [window, 'offline'],
       [window, 'pagehide'],
+      [window, 'pageshow'],
       [document, 'visibilitychange'],
     ] as const;
     for (const [target, type] of events) target?.addEventListener(type, onEvent);

@@ -2,7 +2,7 @@ import { InvalidOptionsError, type Logger, MAX_TIMEOUT_MS } from '@amps-ts/core-
 
 /** What page-lifecycle hints are read from. */
 export interface PageEventSource {
-  /** Fires `online`, `offline` and `pagehide`. */
+  /** Fires `online`, `offline`, `pagehide` and `pageshow`. */
   window?: EventTarget;
   /** Fires `visibilitychange`; `visibilityState` says which way. */
   document?: EventTarget & { readonly visibilityState: string };
@@ -47,7 +47,7 @@ export interface BrowserTransportOptions {
    */
   closeTimeoutMs?: number;
   /**
-   * Where `onHint` listens for `online`, `offline`, `visibilitychange` and `pagehide`.
+   * Where `onHint` listens for `online`, `offline`, `visibilitychange`, `pagehide` and `pageshow`.
    * @default the global `window` (or worker scope) and `document`, when present
    */
   page?: PageEventSource;

@@ -21,7 +21,7 @@ import { type BrowserTransportOptions, type ResolvedOptions, resolveOptions } fr
 export interface BrowserTransport extends Transport {
   /** Opens a connection. Also takes the URI as a string. */
   connect(uri: AmpsUri | string, handlers: ConnectionHandlers, options?: ConnectOptions): Promise<BrowserConnection>;
-  /** Page-lifecycle hints: `online`, `offline`, `visible`, `hidden`, `pagehide`. Returns an unsubscribe function. */
+  /** Page-lifecycle hints: `online`, `offline`, `visible`, `hidden`, `pagehide`, `pageshow` (restored from the back/forward cache). Returns an unsubscribe function. */
   onHint(listener: (hint: TransportHint) => void): () => void;
 }
 

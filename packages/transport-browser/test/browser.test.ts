@@ -265,11 +265,13 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
     });
   });
 
-  it('surfaces online, offline, visibilitychange and pagehide as hints to each listener until it unsubscribes', async () => {
+  it('surfaces online, offline, visibilitychange, pagehide and a restoring pageshow as hints to each listener until it unsubscribes', async () => {
     const log = await inPage((api) => {
       const a = api.hints.subscribe('a');
       const b = api.hints.subscribe('b', { throws: true });
-      for (const event of ['offline', 'online', 'hidden', 'visible', 'pagehide'] as const) api.hints.dispatch(event);
+      // A first load's pageshow (not persisted) is no hint: only a restore from the back/forward cache.
+      for (const event of ['offline', 'online', 'hidden', 'visible', 'pagehide', 'load-pageshow', 'pageshow'] as const)
+        api.hints.dispatch(event);
       api.hints.unsubscribe(b);
       api.hints.dispatch('offline');
       api.hints.unsubscribe(a);
@@ -287,11 +289,13 @@ describe.skipIf(!chromium.run)(chromium.title('browserTransport in Chromium'), (
       'b:visible',
       'a:pagehide',
       'b:pagehide',
+      'a:pageshow',
+      'b:pageshow',
       'a:offline',
     ]);
     // The throwing listener's errors surface as page errors without stopping the others.
     await vi.waitFor(() => expect(browser.pageErrors.map((e) => e.message)).toContain('listener b failed'));
-    expect(browser.pageErrors).toHaveLength(5);
+    expect(browser.pageErrors).toHaveLength(6);
     browser.pageErrors.length = 0;
   });
 

@@ -14,8 +14,9 @@ export interface NodeTlsOptions {
   /** Passphrase of `key`, if it is encrypted. */
   passphrase?: string;
   /**
-   * Server name for SNI and certificate verification.
-   * @default the URI's host (no SNI when the host is an IP address)
+   * Server name for SNI and certificate verification. An IP address is only verified against:
+   * RFC 6066 forbids it as SNI.
+   * @default the URI's host
    */
   servername?: string;
   /**
@@ -128,6 +129,13 @@ function milliseconds(name: string, value: unknown, fallback: number, allowZero 
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** A string or an array would otherwise be read as an object (a string as headers named 0, 1, 2...). */
+function plainObject(name: string, value: unknown): void {
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    bad(`${name} must be an object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`);
+  }
+}
+
 /** Validates user options once, at `nodeTransport()` time, so mistakes fail early and typed. */
 export function resolveOptions(options: NodeTransportOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) bad('options must be an object');
@@ -143,6 +151,9 @@ export function resolveOptions(options: NodeTransportOptions = {}): ResolvedOpti
   const connectTimeoutMs = milliseconds('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
   const closeTimeoutMs = milliseconds('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS, true);
 
+  plainObject('preflightHeaders', options.preflightHeaders);
+  plainObject('webSocket', options.webSocket);
+  plainObject('webSocket.headers', options.webSocket?.headers);
   const preflightHeaders: Record<string, string> = {};
   for (const [name, value] of Object.entries(options.preflightHeaders ?? {})) {
     if (!headerName.test(name)) bad(`preflightHeaders: '${name}' is not a valid HTTP header name`);

@@ -1,5 +1,6 @@
 import * as dns from 'node:dns';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { type AmpsUri, InvalidUriError, type Logger } from '@amps-ts/core-protocol';
 
 /** `host:port`, with brackets around IPv6 addresses. */
@@ -83,4 +84,16 @@ export function warnUnsupported(uri: AmpsUri, logger: Logger | undefined): void 
   if (ignored.length > 0) {
     logger?.warn?.(`Node.js cannot apply ${ignored.join(', ')}; ignored`, { uri: uri.redacted, ignored });
   }
+}
+
+/**
+ * The TLS options that name the server: SNI, and the name the certificate must match. RFC 6066
+ * forbids an IP address as SNI (Node warns about one): an IP is only checked against the certificate.
+ */
+export function serverNameOptions(
+  servername: string,
+): Pick<tls.ConnectionOptions, 'servername' | 'checkServerIdentity'> {
+  if (net.isIP(servername) === 0) return { servername };
+  // An empty servername sends no SNI (`ws` would otherwise fill in the host).
+  return { servername: '', checkServerIdentity: (_host, cert) => tls.checkServerIdentity(servername, cert) };
 }

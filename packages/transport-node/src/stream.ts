@@ -5,7 +5,7 @@ import { type Attempt, runAttempt } from './attempt.js';
 import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
 import { cannotConnect } from './errors.js';
 import type { ResolvedOptions } from './options.js';
-import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
+import { applyTcpOptions, describeSocket, dialOptions, endpoint, serverNameOptions } from './socket-options.js';
 
 /** A TCP, TLS or Unix socket carrying the AMPS byte stream. */
 export class StreamConnection extends BaseConnection {
@@ -13,6 +13,7 @@ export class StreamConnection extends BaseConnection {
   #inTick = false;
   #corked = false;
   #error: Error | undefined;
+  #peerEnded = false;
   #pendingData: ReturnType<typeof setImmediate> | undefined;
   #paused = false;
 
@@ -22,11 +23,16 @@ export class StreamConnection extends BaseConnection {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => this.received(chunk));
     socket.on('error', (error) => {
-      this.#error ??= error;
+      // After the server's end, a failed write (EPIPE) or the reset answering it is only the
+      // consequence: the reason for the close is still that the server closed the connection.
+      if (!this.#peerEnded) this.#error ??= error;
     });
     // The server has finished sending, and Node ends our side once what is buffered is written:
     // a server that never reads it must not hold the socket open.
-    socket.on('end', () => this.closeStarted());
+    socket.on('end', () => {
+      this.#peerEnded = true;
+      this.closeStarted();
+    });
     socket.on('close', () => {
       clearImmediate(this.#pendingData);
       this.finished(this.#error && this.lost(this.#error));
@@ -113,8 +119,7 @@ function openSocket(uri: AmpsUri, options: ResolvedOptions): net.Socket {
     if (t.cert !== undefined) secure.cert = t.cert;
     if (t.key !== undefined) secure.key = t.key;
     if (t.passphrase !== undefined) secure.passphrase = t.passphrase;
-    if (t.servername !== undefined) secure.servername = t.servername;
-    else if (!net.isIP(uri.host)) secure.servername = uri.host;
+    Object.assign(secure, serverNameOptions(t.servername ?? uri.host));
     return (options.tlsConnect ?? tls.connect)(secure);
   }
   return (options.netConnect ?? net.connect)(target);

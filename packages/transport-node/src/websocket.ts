@@ -13,7 +13,7 @@ import { runAttempt } from './attempt.js';
 import { BaseConnection, type ConnectionSettings, type NodeConnection } from './connection.js';
 import { cannotConnect } from './errors.js';
 import type { ResolvedOptions } from './options.js';
-import { applyTcpOptions, describeSocket, dialOptions, endpoint } from './socket-options.js';
+import { applyTcpOptions, describeSocket, dialOptions, endpoint, serverNameOptions } from './socket-options.js';
 
 const binary = { binary: true };
 /** The most a client frame adds to its payload: 2 bytes, an 8-byte length and a 4-byte mask. */
@@ -139,7 +139,7 @@ export function connectWebSocket(
     if (t.cert !== undefined) wsOptions.cert = t.cert;
     if (t.key !== undefined) wsOptions.key = t.key;
     if (t.passphrase !== undefined) wsOptions.passphrase = t.passphrase;
-    if (t.servername !== undefined) wsOptions.servername = t.servername;
+    if (t.servername !== undefined) Object.assign(wsOptions, serverNameOptions(t.servername));
   }
   const WebSocketClass = options.WebSocket ?? WebSocket;
 

@@ -69,6 +69,23 @@ export class Recorder implements ConnectionHandlers {
   }
 }
 
+/**
+ * Takes the process's uncaught exceptions (from the test runner, which would fail the run) until
+ * `restore()`; `next` resolves with the first one.
+ */
+export function catchUncaught(): { next: Promise<unknown>; restore(): void } {
+  const runners = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  const next = new Promise<unknown>((resolve) => process.once('uncaughtException', resolve));
+  return {
+    next,
+    restore() {
+      process.removeAllListeners('uncaughtException');
+      for (const listener of runners) process.on('uncaughtException', listener);
+    },
+  };
+}
+
 /** A raw TCP server on 127.0.0.1 port 0 that hands out accepted sockets in order. */
 export class TcpServer {
   readonly server: net.Server;

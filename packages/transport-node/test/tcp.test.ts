@@ -15,7 +15,17 @@ import {
 } from '@amps-ts/core-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { nodeTransport } from '../src/index.js';
-import { closedPort, concat, failure, frame, leakCheck, Recorder, readBytes, TcpServer } from './helpers.js';
+import {
+  catchUncaught,
+  closedPort,
+  concat,
+  failure,
+  frame,
+  leakCheck,
+  Recorder,
+  readBytes,
+  TcpServer,
+} from './helpers.js';
 
 let leaks: ReturnType<typeof leakCheck>;
 let cleanups: Array<() => unknown>;
@@ -258,6 +268,23 @@ describe('tcp://', () => {
     expect(recorder.closes).toHaveLength(1);
   });
 
+  it('a send after the server closed its side still reports the close as a DisconnectedError', async () => {
+    const { tcp, port } = await server();
+    let socket!: net.Socket;
+    const transport = nodeTransport({ netConnect: (options) => (socket = net.connect(options)) });
+    const recorder = new Recorder();
+    const connection = await transport.connect(`tcp://alice:s3cret@127.0.0.1:${port}/amps/json`, recorder);
+    (await tcp.accepted()).end();
+    await once(socket, 'end');
+    // Node has ended our side too, but the socket is not closed yet: a heartbeat could go out now.
+    expect(socket.writableEnded && !socket.destroyed).toBe(true);
+    connection.send(frame('{"c":"heartbeat"}'));
+    const error = await recorder.closed;
+    expect(DisconnectedError.isInstance(error), String(error)).toBe(true);
+    expect(error?.message).toBe(`tcp://alice:***@127.0.0.1:${port}/amps/json closed the connection`);
+    expect(recorder.closes).toHaveLength(1);
+  });
+
   it('a reset by the server is a ConnectionError', async () => {
     const { tcp, port } = await server();
     const recorder = new Recorder();
@@ -288,6 +315,22 @@ describe('tcp://', () => {
     (await tcp.accepted()).write('x');
     await closed;
     expect(closedWith).toBe(failure);
+  });
+
+  it('an onClose handler that throws leaves no socket or timer behind, and its error is not swallowed', async () => {
+    const { tcp, port } = await server();
+    const uncaught = catchUncaught();
+    cleanups.push(() => uncaught.restore());
+    const failure = new Error('handler bug');
+    // The server's end arms the close timer: the throw must not leave it running (afterEach checks).
+    await nodeTransport({ closeTimeoutMs: 60_000 }).connect(`tcp://127.0.0.1:${port}/amps`, {
+      onData: () => {},
+      onClose: () => {
+        throw failure;
+      },
+    });
+    (await tcp.accepted()).end();
+    expect(await uncaught.next).toBe(failure);
   });
 
   it('refused: ConnectionError naming the redacted URI', async () => {
@@ -532,6 +575,13 @@ describe('bad input', () => {
       { closeTimeoutMs: 2 ** 31 },
       { preflightHeaders: { 'Bad Name': 'x' } },
       { preflightHeaders: { Cookie: 'a=1\r\nX-Injected: 1' } },
+      // A string would be read as headers named 0, 1, 2...
+      { preflightHeaders: 'Cookie: a=1' },
+      { preflightHeaders: [['Cookie', 'a=1']] },
+      { preflightHeaders: null },
+      { webSocket: 'perMessageDeflate' },
+      { webSocket: null },
+      { webSocket: { headers: 'Cookie: a=1' } },
       { tls: { servername: 42 } },
       { tls: { rejectUnauthorized: 'no' } },
       // Each would fail every connect: untyped on tcps://, as a retryable ConnectionError on wss://.
@@ -544,6 +594,9 @@ describe('bad input', () => {
     for (const options of cases) {
       expect(() => nodeTransport(options as never), JSON.stringify(options)).toThrow(InvalidOptionsError);
     }
+    expect(() => nodeTransport({ preflightHeaders: 'Cookie: a=1' as never })).toThrow(
+      'nodeTransport: preflightHeaders must be an object, got string',
+    );
     expect(() => nodeTransport({ highWaterMark: 1000 })).not.toThrow();
   });
 

@@ -57,6 +57,18 @@ async function wssServer(options: https.ServerOptions = {}) {
   return { port: (httpsServer.address() as net.AddressInfo).port, next };
 }
 
+/** Collects the process warnings emitted until the test ends. */
+function recordWarnings(): Error[] {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on('warning', onWarning);
+  cleanups.push(() => process.off('warning', onWarning));
+  return warnings;
+}
+
+/** Lets a warning emitted on the next tick arrive. */
+const warningsFlushed = () => new Promise((resolve) => setImmediate(resolve));
+
 describe('tcps://', () => {
   it('connects with the CA given, verifies the certificate and carries bytes both ways', async () => {
     const { server, port } = await tlsServer();
@@ -107,6 +119,37 @@ describe('tcps://', () => {
     );
     expect(CertificateError.isInstance(error)).toBe(true);
     expect(error.message).toContain("the server's TLS certificate does not match the host name");
+  });
+
+  it('an IP address as servername is not sent as SNI (RFC 6066) but is what the certificate is checked against', async () => {
+    const warnings = recordWarnings();
+    const { server, port } = await tlsServer();
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ tls: { ca: certs.ca, servername: '127.0.0.1' } }).connect(
+      `tcps://localhost:${port}/amps/json`,
+      recorder,
+    );
+    expect(((await server.accepted()) as tls.TLSSocket).servername).toBe(false);
+    connection.close();
+    await recorder.closed;
+    // The same for a URI whose host is an IP address.
+    const byAddress = new Recorder();
+    const second = await nodeTransport({ tls: { ca: certs.ca } }).connect(`tcps://127.0.0.1:${port}/amps`, byAddress);
+    expect(((await server.accepted(1)) as tls.TLSSocket).servername).toBe(false);
+    second.close();
+    await byAddress.closed;
+
+    const named = await tlsServer({ cert: certs.namedCert, key: certs.namedKey });
+    const error = await failure(
+      nodeTransport({ tls: { ca: certs.ca, servername: '127.0.0.1' } }).connect(
+        `tcps://localhost:${named.port}/amps/json`,
+        new Recorder(),
+      ),
+    );
+    expect(CertificateError.isInstance(error)).toBe(true);
+    expect(error.message).toContain('IP: 127.0.0.1 is not in the cert');
+    await warningsFlushed();
+    expect(warnings).toEqual([]);
   });
 
   it('presents a client certificate to a server that requires one', async () => {
@@ -198,5 +241,32 @@ describe('wss://', () => {
     expect((request.socket as tls.TLSSocket).servername).toBe('amps.test');
     connection.close();
     await recorder.closed;
+  });
+
+  it('an IP address as servername is not sent as SNI (RFC 6066) but is what the certificate is checked against', async () => {
+    const warnings = recordWarnings();
+    const { port, next } = await wssServer();
+    const accepted = next();
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ tls: { ca: certs.ca, servername: '127.0.0.1' } }).connect(
+      `wss://localhost:${port}/amps/json`,
+      recorder,
+    );
+    const [, request] = await accepted;
+    expect((request.socket as tls.TLSSocket).servername).toBe(false);
+    connection.close();
+    await recorder.closed;
+
+    const named = await wssServer({ cert: certs.namedCert, key: certs.namedKey });
+    const error = await failure(
+      nodeTransport({ tls: { ca: certs.ca, servername: '127.0.0.1' } }).connect(
+        `wss://localhost:${named.port}/amps/json`,
+        new Recorder(),
+      ),
+    );
+    expect(CertificateError.isInstance(error)).toBe(true);
+    expect(error.message).toContain('IP: 127.0.0.1 is not in the cert');
+    await warningsFlushed();
+    expect(warnings).toEqual([]);
   });
 });

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, encodeCommand, FrameDecoder, type Message, MessageDecoder } from '@amps-ts/core-protocol';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { FrameCounter } from '../frame-counter.js';
-import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
+import { type BenchContext, type BenchGroup, type BenchResult, unlessStalled } from '../runner.js';
 import { type WebSocket, ws } from '../ws.js';
 
 const ROLE = 'AMPS_TS_BENCH_CLIENT_PEER';
@@ -60,8 +60,12 @@ interface PeerPorts {
   ws: number;
 }
 
-type ToPeer = { type: 'expect'; frames: number } | { type: 'close' };
-type FromPeer = { type: 'ports'; ports: PeerPorts } | { type: 'ready' } | { type: 'done'; frames: number };
+type ToPeer = { type: 'expect'; frames: number } | { type: 'count' } | { type: 'close' };
+type FromPeer =
+  | { type: 'ports'; ports: PeerPorts }
+  | { type: 'ready' }
+  | { type: 'done'; frames: number }
+  | { type: 'counted'; frames: number };
 
 if (process.env[ROLE] === '1' && process.send) {
   const send = (message: FromPeer) => process.send?.(message);
@@ -209,6 +213,8 @@ if (process.env[ROLE] === '1' && process.send) {
       counted = 0;
       sinkTarget = message.frames;
       send({ type: 'ready' });
+    } else if (message.type === 'count') {
+      send({ type: 'counted', frames: counted });
     } else if (message.type === 'close') {
       await new Promise((resolve) => wss.close(() => resolve(undefined)));
       tcp.close();
@@ -254,6 +260,14 @@ export class Peer {
     const done = this.#next('done').then(() => undefined);
     await this.expect(frames);
     return { done };
+  }
+
+  /** How many frames the sink has counted in this run. */
+  async counted(): Promise<number> {
+    const reply = this.#next('counted');
+    this.child.send({ type: 'count' } satisfies ToPeer);
+    const message = await reply;
+    return message.type === 'counted' ? message.frames : 0;
   }
 
   #next(type: FromPeer['type']): Promise<FromPeer> {
@@ -352,7 +366,7 @@ async function clientPublish(
     if (wait) await wait;
     if (mode === 'turn' && i % PER_TURN === PER_TURN - 1) await nextTurn();
   }
-  await done;
+  await unlessStalled(done, `${scheme} publish into the sink (Client)`, count, () => peer.counted());
   const seconds = (performance.now() - start) / 1000;
   await client.disconnect();
   return seconds;
@@ -383,7 +397,7 @@ async function rawPublish(peer: Peer, scheme: 'tcp' | 'ws', mode: PublishMode, c
       if (mode === 'turn' && i % PER_TURN === PER_TURN - 1) await nextTurn();
     }
   }
-  await done;
+  await unlessStalled(done, `${scheme} publish into the sink (raw socket)`, count, () => peer.counted());
   const seconds = (performance.now() - start) / 1000;
   connection.close();
   return seconds;
@@ -412,7 +426,7 @@ async function clientDelivery(peer: Peer, scheme: 'tcp' | 'ws', count: number): 
     },
   });
   await sub.ready;
-  await finished;
+  await unlessStalled(finished, `${scheme} delivery to the Client`, count, () => seen);
   const seconds = (performance.now() - start) / 1000;
   await client.disconnect();
   return seconds;
@@ -432,6 +446,7 @@ async function rawDelivery(
     finish = resolve;
   });
   const target = count + 1; // the subscribe's processed ack, then the deliveries
+  let arrived: () => number;
   if (reader === 'split') {
     const frames = new FrameDecoder();
     let seen = 0;
@@ -439,18 +454,20 @@ async function rawDelivery(
       if (++seen === target) finish();
     };
     connection.onData((chunk) => frames.push(chunk, onFrame));
+    arrived = () => seen;
   } else {
     const naive = new NaiveReader();
     connection.onData((chunk) => {
       naive.push(chunk);
       if (naive.frames >= target) finish();
     });
+    arrived = () => naive.frames;
   }
   const start = performance.now();
   await connection.write(
     encodeCommand({ command: 'subscribe', commandId: 's', subId: 's', topic: TOPIC, ackType: 'processed' }),
   );
-  await finished;
+  await unlessStalled(finished, `${scheme} delivery to a raw ${reader} reader`, target, arrived);
   const seconds = (performance.now() - start) / 1000;
   connection.close();
   return seconds;

@@ -31,7 +31,7 @@ import { startFaultProxy } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { CheckingSubscriber, percentile, SteadyPublisher, tenth } from '../ha/clients.js';
 import { ClusterProcess } from '../ha/cluster-process.js';
-import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
+import { type BenchContext, type BenchGroup, type BenchResult, unlessStalled } from '../runner.js';
 import { compare, Peer, TOPIC } from './client.js';
 
 /** A failover that takes longer than this is reported as this long, and ends the rounds. */
@@ -252,13 +252,20 @@ async function halfOpen(context: BenchContext, cluster: ClusterProcess): Promise
         value: tenth(Math.max(...detected)),
         unit: 'ms',
         target: { max: timeoutMs + 250 },
-        details: { repetitions: detected.length, detectedMs: detected.map(tenth), ...checked },
+        details: { repetitions: detected.length, detectedMs: detected.map(tenth) },
       },
       {
         name: 'half-open (freeze): freeze to first message via next broker, max',
         value: tenth(Math.max(...recovered)),
         unit: 'ms',
         details: { recoveredMs: recovered.map(tenth) },
+      },
+      {
+        name: 'half-open: messages missing or duplicated',
+        value: checked.missing + checked.duplicates,
+        unit: 'messages',
+        target: { max: 0 },
+        details: { ...checked },
       },
     ];
   } finally {
@@ -406,7 +413,7 @@ async function replayDelivery(peer: Peer, side: DeliverySide, count: number): Pr
   await peer.expect(count);
   const start = performance.now();
   client.subscribe(TOPIC, options);
-  await finished;
+  await unlessStalled(finished, `bookmark replay to the ${side}`, count, () => seen);
   const seconds = (performance.now() - start) / 1000;
   await client.disconnect();
   if (bookmarkStore) bookmarkStore.close();

@@ -18,7 +18,7 @@ import { Bookmarks, type Message } from '@amps-ts/core-protocol';
 import { HAClient, MemoryBookmarkStore, MemoryPublishStore } from '@amps-ts/ha-client';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { ClusterProcess } from '../ha/cluster-process.js';
-import type { BenchContext, BenchGroup, BenchResult } from '../runner.js';
+import { type BenchContext, type BenchGroup, type BenchResult, unlessStalled } from '../runner.js';
 
 const TOPIC = 'soak';
 const PER_CYCLE = 100;
@@ -80,11 +80,13 @@ const group: BenchGroup = {
       let next = 0; // the n the subscriber expects next
       let anomalies = 0; // messages missing, doubled or out of order
       let published = 0;
+      let received = 0;
       let caughtUp: (() => void) | undefined;
       const live = subscriber.subscribe(TOPIC, {
         bookmark: Bookmarks.EPOCH,
         onMessage: (m: Message) => {
           const n = m.json<{ n: number }>().n;
+          received++;
           if (n !== next) anomalies++;
           next = Math.max(next, n + 1);
           if (next === published) caughtUp?.();
@@ -100,7 +102,10 @@ const group: BenchGroup = {
           if (wait) await wait;
         }
         await publisher.publishFlush(10_000);
-        if (next < published) await new Promise<void>((resolve) => (caughtUp = resolve));
+        if (next < published) {
+          const caughtUpNow = new Promise<void>((resolve) => (caughtUp = resolve));
+          await unlessStalled(caughtUpNow, `soak cycle ${index}`, published, () => received);
+        }
         for (let round = 0; round < CHURN; round++) {
           for await (const _ of subscriber.sow(TOPIC, { signal: longLived.signal, topN: 1 })) {
           }

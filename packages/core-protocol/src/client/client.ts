@@ -235,6 +235,8 @@ interface Route {
   flowPaused?: boolean;
   /** Holding the connection paused too: its consumer holds twice maxQueue. */
   holding?: boolean;
+  /** A query whose caller stopped waiting (a timeout, an abort): it holds its id until its last ack. */
+  givenUp?: boolean;
 }
 
 interface Pending {
@@ -321,6 +323,8 @@ export class Client {
   #routesSent = 0;
   /** Ids unsubscribed whose unsubscribe the server has not acked yet, and how many times. */
   readonly #unsubscribing = new Map<string, number>();
+  /** Unsubscribes given up on (a timeout, an abort), by command id: their ack, when it comes, releases their ids. */
+  readonly #lateUnsubscribes = new Map<string, () => void>();
   /**
    * Ids the application has paused on this connection (`pause()`, or subscribed with `pause`), each
    * with a token of the call that last paused it.
@@ -694,6 +698,7 @@ export class Client {
    * over its high-water mark: await it before writing more, so memory stays bounded.
    */
   send(command: Command): Promise<void> | undefined {
+    if (command.commandId !== undefined) this.#claimCommandId(command.commandId, command.command);
     this.#write(command);
     return this.bufferedAmount > this.#highWaterMark ? this.#whenWritable() : undefined;
   }
@@ -1043,10 +1048,22 @@ export class Client {
         else this.#unsubscribing.delete(id);
       }
     };
+    const commandId = this.#commandId();
     try {
-      await this.execute({ command: 'unsubscribe', subId }, { ...options, waitFor: 'processed', onAck: release });
+      await this.execute(
+        { command: 'unsubscribe', subId, commandId },
+        { ...options, waitFor: 'processed', onAck: release },
+      );
+    } catch (error) {
+      // Given up on, it may still reach the server: what comes for these ids until its ack was
+      // sent for the subscriptions ended here, so they stay blocked until then (or the disconnect).
+      const code = AmpsError.isInstance(error) ? error.code : undefined;
+      if ((code === 'timed_out' || code === 'aborted') && this.#session?.open) {
+        this.#lateUnsubscribes.set(commandId, release);
+      }
+      throw error;
     } finally {
-      release();
+      if (!this.#lateUnsubscribes.has(commandId)) release();
     }
   }
 
@@ -1172,9 +1189,18 @@ export class Client {
     const key = routeKey ?? (isSubscribe ? c.subId : undefined);
     const previous = key === undefined ? undefined : this.#routes.get(key);
     if (previous && !(replacing && previous.subId !== undefined)) {
-      if (isSubscribe) {
+      if (isSubscribe && previous.subId !== undefined) {
         throw new SubscriptionAlreadyExistsError(
           `${c.command}: sub_id '${key}' is in use by another subscription of this client; unsubscribe it first, or replace it with the 'replace' option`,
+        );
+      }
+      if (isSubscribe) {
+        // Held by a query, which no replace or unsubscribe can take over.
+        const query = previous.givenUp
+          ? 'a query of this client that timed out or was aborted (it runs on the server until its last ack)'
+          : 'a query still running on this client';
+        throw new SubscriptionAlreadyExistsError(
+          `${c.command}: sub_id '${key}' is in use by ${query}; wait for it to end, or choose another id`,
         );
       }
       throw new InvalidOptionsError(
@@ -1254,13 +1280,16 @@ export class Client {
       // A query that timed out or was aborted still runs on the server: its route stays until the
       // query ends, so what it still sends is dropped rather than reported as unhandled.
       gaveUp = !isSubscribe && (code === 'timed_out' || code === 'aborted') && this.#session?.open === true;
+      if (gaveUp && route) route.givenUp = true;
       if (!gaveUp) this.#releaseRoute(routeKey, route, previous);
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
       // the server: take it back, unless the connection is gone, it was never sent (bad options),
-      // the server refused it (so did not register it), or it was to replace a subscription that
-      // must stay.
+      // or the server refused it (so did not register it).
       const unsent = code === 'disconnected' || code === 'invalid_options';
-      if (isSubscribe && c.subId !== undefined && !unsent && !refused && !previous && this.#session?.open) {
+      if (isSubscribe && c.subId !== undefined && !unsent && !refused && this.#session?.open) {
+        // A replace leaves the server holding the old subscription or the new one, which is not
+        // known: neither goes on. Unless the id was unsubscribed since (and maybe taken again).
+        if (previous && !this.#endReplaced(c.subId, route?.sent ?? 0, error as Error)) throw error;
         // Through #unsubscribing: what it was sent until then is dropped, not given to a retry of its id.
         this.#takeBack(c.subId, 'after a timeout or abort');
       }
@@ -1286,6 +1315,27 @@ export class Client {
     if (key === undefined || this.#routes.get(key) !== route) return;
     if (previous) this.#routes.set(key, previous);
     else this.#routes.delete(key);
+  }
+
+  /**
+   * Ends with `error`, here, what holds `subId` for a replace sent as `sent` that was given up on:
+   * the subscription it was to replace and any other replace of it in flight. Returns false when
+   * the id was unsubscribed after that replace was sent: that unsubscribe has ended it all.
+   */
+  #endReplaced(subId: string, sent: number, error: Error): boolean {
+    const holder = this.#routes.get(subId);
+    if (holder ? (holder.sent ?? 0) > sent : this.#unsubscribing.has(subId)) return false;
+    if (holder) {
+      this.#routes.delete(subId);
+      this.#safely(() => holder.onDisconnect(error));
+    }
+    for (let end = this.#endHooks.get(subId); end; end = this.#replacing.get(end)) {
+      const route = this.#routeOf.get(end);
+      if (route) this.#safely(() => route.onDisconnect(error));
+      end();
+    }
+    this.#endHooks.delete(subId);
+    return true;
   }
 
   /* ------------------------------------------------------------ queue acks */
@@ -1343,6 +1393,19 @@ export class Client {
     do id = String(this.#nextId++);
     while (this.#pending.has(id) || this.#routes.has(id));
     return id;
+  }
+
+  /**
+   * Refuses a command id in flight: its acks would settle that command (and leave it waiting for
+   * ever). One the caller chose in the form #commandId makes is skipped by the ids made later:
+   * the acks of a publish, which nothing tracks, may still come for it.
+   */
+  #claimCommandId(cid: string, what: string): void {
+    if (this.#pending.has(cid))
+      throw new InvalidOptionsError(`${what}: command id '${cid}' is in use by a command in flight`);
+    if (typeof cid !== 'string' || !/^(0|[1-9]\d*)$/.test(cid)) return;
+    const n = Number(cid);
+    if (Number.isSafeInteger(n) && n >= this.#nextId) this.#nextId = n + 1;
   }
 
   #requireSession(): Session {
@@ -1458,9 +1521,7 @@ export class Client {
     this.#requireSession();
     throwIfAborted(options.signal, what);
     const cid = command.commandId ?? this.#commandId();
-    // Its acks would settle the other command (and leave that one waiting for ever).
-    if (this.#pending.has(cid))
-      throw new InvalidOptionsError(`${what}: command id '${cid}' is in use by a command in flight`);
+    this.#claimCommandId(cid, what);
     const result = deferred<Message>();
     const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
     const timer = deadline(this.#env, `${what} (cid ${cid})`, timeoutMs, options.signal, (error) => {
@@ -1662,9 +1723,19 @@ export class Client {
       if (pending.onAck) this.#safely(() => pending.onAck?.(ack));
       if (ack.status === 'failure' || type === pending.waitFor) pending.settle(undefined, ack);
     }
+    const late = pending || ack.commandId === undefined ? undefined : this.#lateUnsubscribes.get(ack.commandId);
+    if (late) {
+      this.#lateUnsubscribes.delete(ack.commandId as string);
+      late();
+      handled = true;
+    }
     // An ack its command was waiting for is that command's; the route sees the ones after it.
-    const routeKey = pending ? undefined : (ack.queryId ?? ack.subId);
-    if (routeKey !== undefined) {
+    const routeKey = pending || late ? undefined : (ack.queryId ?? ack.subId);
+    // One for an id being unsubscribed was sent for what held the id before (a subscribe given up
+    // on): dropped, as its deliveries are, rather than given to a new subscription of that id.
+    if (routeKey !== undefined && this.#unsubscribing.has(routeKey)) {
+      handled = true;
+    } else if (routeKey !== undefined) {
       const route = this.#routes.get(routeKey);
       if (route?.onAck) {
         this.#safely(() => route.onAck?.(ack));
@@ -1769,6 +1840,9 @@ export class Client {
     );
     for (const pending of [...this.#pending.values()]) pending.settle(reason);
     this.#pending.clear();
+    // Their acks will never come: the ids are free on the next connection.
+    for (const release of this.#lateUnsubscribes.values()) release();
+    this.#lateUnsubscribes.clear();
     for (const route of [...this.#routes.values()]) this.#safely(() => route.onDisconnect(reason));
     this.#routes.clear();
     for (const end of this.#endHooks.values()) end();

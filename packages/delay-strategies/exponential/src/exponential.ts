@@ -42,7 +42,8 @@ export interface ExponentialBackoffOptions {
   backoffExponent?: number;
   /**
    * Cap on the delay before jitter. Jitter is applied after the cap so waits do not all pile up at it.
-   * The cap plus its jitter must be at most 2147483647 ms (`MAX_TIMEOUT_MS`, the longest `setTimeout` can wait).
+   * At least 1 ms (for waits of 0, set `initialDelayMs: 0`). The cap plus its jitter must be at most
+   * 2147483647 ms (`MAX_TIMEOUT_MS`, the longest `setTimeout` can wait).
    * @default 20000
    */
   maximumDelayMs?: number;
@@ -96,10 +97,19 @@ function withJitter(delay: number, random: number, settings: ExponentialDelaySet
     case 'additive':
       return Math.round(delay + random * settings.jitter * settings.initialDelayMs);
     case 'full':
-      return Math.round(random * delay);
+      return wholeMsIn(0, delay, random);
     case 'proportional':
-      return Math.round(delay * (1 - settings.jitter + 2 * settings.jitter * random));
+      return wholeMsIn(delay * (1 - settings.jitter), delay * (1 + settings.jitter), random);
   }
+}
+
+/**
+ * Whole milliseconds drawn in [low, high). Rounding, or float error with `random` just under 1,
+ * would otherwise give `high` itself, 1 ms past the documented interval. No jitter (low = high) is `low`.
+ */
+function wholeMsIn(low: number, high: number, random: number): number {
+  if (high <= low) return Math.round(low);
+  return Math.min(Math.floor(low + random * (high - low)), Math.ceil(high) - 1);
 }
 
 /**
@@ -126,7 +136,9 @@ export class ExponentialBackoff implements ReconnectDelayStrategy {
       maximumAttempts: options.maximumAttempts ?? 0,
     };
     timeoutOption(resolved.initialDelayMs, 'exponentialBackoff: initialDelayMs');
-    timeoutOption(resolved.maximumDelayMs, 'exponentialBackoff: maximumDelayMs');
+    // A cap of 0 makes every wait 0, a near-busy retry loop, and was likely meant as "no cap" (0 is "no
+    // limit" for maximumRetryTimeMs; Go's client takes it as its default). initialDelayMs: 0 is the way to ask.
+    timeoutOption(resolved.maximumDelayMs, 'exponentialBackoff: maximumDelayMs', 1);
     for (const key of ['jitter', 'maximumRetryTimeMs'] as const) {
       if (!(Number.isFinite(resolved[key]) && resolved[key] >= 0)) invalid(key, 'a finite number >= 0', resolved[key]);
     }

@@ -77,6 +77,18 @@ describe('exponentialDelay (the pure math)', () => {
     expect(exponentialDelay(30, 0.999, proportional)).toBe(29_980);
   });
 
+  it('full and proportional never reach the open end of their interval, even with a draw just under 1', () => {
+    const justUnderOne = 1 - 2 ** -53;
+    expect(exponentialDelay(5, justUnderOne, { ...amps, maximumDelayMs: 3_000, jitterMode: 'full' })).toBe(2_999);
+    const proportional = { ...amps, maximumDelayMs: 3_000, jitterMode: 'proportional', jitter: 0.5 } as const;
+    expect(exponentialDelay(5, justUnderOne, proportional)).toBe(4_499);
+    // A wait is whole milliseconds: with a delay of 337.5 ms, full jitter's longest is 337.
+    const fractional = { ...amps, initialDelayMs: 150, backoffExponent: 1.5, jitterMode: 'full' } as const;
+    expect(exponentialDelay(3, justUnderOne, fractional)).toBe(337);
+    // Without jitter the interval is the delay alone.
+    expect(exponentialDelay(1, justUnderOne, { ...proportional, jitter: 0 })).toBe(200);
+  });
+
   it('adds no jitter to a zero delay', () => {
     expect(exponentialDelay(4, 0.9, { ...amps, initialDelayMs: 0 })).toBe(0);
   });
@@ -182,6 +194,15 @@ describe('exponentialBackoff', () => {
     expect(() => exponentialBackoff({ backoffExponent: 0.5 })).toThrow(
       'exponentialBackoff: backoffExponent must be a finite number >= 1, got 0.5',
     );
+  });
+
+  it('refuses a zero cap: it would make every wait 0, a near-busy retry loop, where 0 elsewhere means no limit', () => {
+    expect(() => exponentialBackoff({ maximumDelayMs: 0 })).toThrow(
+      'exponentialBackoff: maximumDelayMs must be 1 to 2147483647 ms, got 0',
+    );
+    expect(() => recommendedBackoff({ maximumDelayMs: 0 })).toThrow(InvalidOptionsError);
+    // Waits of 0 on purpose are still possible, with initialDelayMs: 0.
+    expect(exponentialBackoff({ initialDelayMs: 0 }).options.maximumDelayMs).toBe(20_000);
   });
 
   it('refuses waits longer than setTimeout can wait (it would fire at once: a busy reconnect loop)', () => {

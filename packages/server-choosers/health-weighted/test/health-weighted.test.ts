@@ -104,7 +104,7 @@ describe('healthWeighted', () => {
   });
 
   it('with every circuit open, offers the server whose cool-down ends first', () => {
-    const { chooser, environment, fail, circuits } = setup({ failureThreshold: 1, coolDownMs: 1_000 });
+    const { chooser, environment, fail, succeed, circuits } = setup({ failureThreshold: 1, coolDownMs: 1_000 });
     fail(a);
     environment.advance(10);
     fail(c);
@@ -114,6 +114,18 @@ describe('healthWeighted', () => {
     expect(chooser.getCurrentURI()).toBe(a);
     fail(a); // a reopens for another cool-down: c is next to reopen
     expect(chooser.getCurrentURI()).toBe(c);
+    // A total outage, attempts faster than the cool-down: each server in turn, its circuit open
+    // all along (each failed attempt restarts it); the first to accept closes its circuit.
+    const tried: unknown[] = [];
+    for (let i = 0; i < 4; i++) {
+      environment.advance(10);
+      tried.push(chooser.getCurrentURI());
+      fail();
+    }
+    expect(tried).toEqual([c, a, b, c]);
+    expect(circuits()).toEqual(['open', 'open', 'open']);
+    succeed(chooser.getCurrentURI() as string);
+    expect(circuits()).toEqual(['closed', 'open', 'open']);
   });
 
   it('keeps its choice until the attempt is reported, even if a cool-down ends meanwhile', () => {

@@ -176,6 +176,14 @@ export class PriorityFailbackChooser implements ServerChooser {
     return true;
   }
 
+  /**
+   * The fail-back `shouldSwitch` asked for was called off before its attempt (the application
+   * disconnected): the next attempt there is an ordinary one, and does not count as a fail-back.
+   */
+  reportSwitchCancelled(): void {
+    this.#failingBackTo = undefined;
+  }
+
   getError(): string {
     return describeFailures(this.#servers);
   }

@@ -116,6 +116,19 @@ describe('priorityFailback', () => {
     expect(waits).toEqual([1_000, 2_000, 4_000, 8_000]);
   });
 
+  it('forgets a fail-back called off before its attempt (disconnect()): a later success there is an ordinary one', () => {
+    const { chooser, environment, fail, succeed, untilFailback } = setup({ failbackAfterMs: 10_000 });
+    fail(); // a
+    succeed(); // b
+    untilFailback(b);
+    chooser.reportSwitchCancelled();
+    succeed(a); // a connectAndLogon() after the disconnect()
+    environment.advance(1_000);
+    fail(a); // an ordinary drop, not a failed fail-back: the wait is not doubled
+    succeed(b);
+    expect(untilFailback(b)).toBe(10_000);
+  });
+
   it('with failbackAfterMs 0, still fails back after a thousand failed fail-backs (0 x Infinity is NaN)', () => {
     const { chooser, environment, fail, succeed } = setup({ failbackAfterMs: 0 });
     fail(); // a

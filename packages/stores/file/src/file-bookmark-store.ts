@@ -42,6 +42,11 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
   /** Subscriptions whose recovery point may have moved since it was written. */
   readonly #dirty = new Set<string>();
   #scheduled: ReturnType<typeof setImmediate> | undefined;
+  /**
+   * A write failed and none has succeeded since: the file may hold a subscription the store has
+   * forgotten (a failed purge), which a restart would bring back. Made good at the next write, or at close.
+   */
+  #owed = false;
 
   /**
    * Opens the store's file, creating it if it does not exist, and takes back the recovery point
@@ -114,6 +119,7 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
   close(): void {
     if (this.#journal.closed) return;
     this.flush();
+    if (this.#owed) this.#rewrite();
     this.#journal.close();
   }
 
@@ -140,20 +146,24 @@ export class FileBookmarkStore extends MemoryBookmarkStore {
 
   /**
    * A failed write loses nothing: the file then holds older recovery points (a restart replays
-   * more, and drops nothing it has not processed), and the next write rewrites it whole first.
+   * more, and drops nothing it has not processed), and the next write (or close) rewrites it whole
+   * first. A failed purge leaves the forgotten point in the file until then.
    */
   #append(record: Buffer): void {
     if (this.#journal.closed) return;
     try {
       this.#journal.append(record);
+      this.#owed = false; // after a failure, the append rewrote the file whole first
     } catch {
       // See above.
+      this.#owed = true;
     }
   }
 
   #rewrite(): void {
     try {
       this.#journal.rewrite();
+      this.#owed = false;
     } catch {
       // The next write tries again.
     }

@@ -35,6 +35,9 @@ export class FilePublishStore extends MemoryPublishStore {
   #rewriteBeforeSend = false;
   /** In a logon's sync that rewrites the file: acks are not written, the rewrite writes them. */
   #syncing = false;
+  /** Publishes waiting for room in a full store, in order; `error` if their write failed. */
+  readonly #waiting = new Set<{ command: Command; error?: unknown }>();
+  #writingLetIn = false;
 
   /**
    * Opens the store's file, creating it if it does not exist, and takes back what an earlier
@@ -78,7 +81,44 @@ export class FilePublishStore extends MemoryPublishStore {
     this.#journal.checkOpen();
     const stored = super.store(command);
     if (typeof stored === 'number') return this.#written(command, stored);
-    return stored.then((sequence) => this.#written(command, sequence));
+    const waiting: { command: Command; error?: unknown } = { command };
+    this.#waiting.add(waiting);
+    return stored.then(
+      (sequence) => {
+        // Not written as it was let in (see #writeLetIn): written now, before the caller sends it.
+        if (this.#waiting.delete(waiting)) return this.#written(command, sequence);
+        if (waiting.error !== undefined) throw waiting.error;
+        return sequence;
+      },
+      (error: unknown) => {
+        this.#waiting.delete(waiting);
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Writes the publishes that freed room let in (the memory store numbered them), at once: the
+   * HAClient sends numbered publishes with the next one's, maybe in this very turn, and each must
+   * be in the file before it is sent.
+   */
+  #writeLetIn(): void {
+    if (this.#writingLetIn) return; // a failed write's discard lets more in: the loop below takes them
+    this.#writingLetIn = true;
+    try {
+      for (const waiting of this.#waiting) {
+        const sequence = waiting.command.sequence;
+        if (sequence === undefined) break; // the rest still wait
+        this.#waiting.delete(waiting);
+        try {
+          this.#written(waiting.command, sequence);
+        } catch (error) {
+          waiting.error = error;
+        }
+      }
+    } finally {
+      this.#writingLetIn = false;
+    }
   }
 
   /** Writes a stored command; if that fails, the store forgets it and the publish fails. */
@@ -96,6 +136,7 @@ export class FilePublishStore extends MemoryPublishStore {
   override discardUpTo(sequence: number): void {
     const before = this.lastPersisted();
     super.discardUpTo(sequence);
+    this.#writeLetIn();
     if (this.#syncing) return;
     if (this.lastPersisted() === before) return;
     this.#noteAck({ kind: 'persisted', sequence });
@@ -103,6 +144,7 @@ export class FilePublishStore extends MemoryPublishStore {
 
   override discard(sequence: number): void {
     super.discard(sequence);
+    this.#writeLetIn();
     this.#noteAck({ kind: 'refused', sequence });
   }
 

@@ -164,27 +164,42 @@ export class Journal {
     const contents = Buffer.concat([this.#magic, ...this.live().map(frame)]);
     const temporary = `${this.path}.rewrite`;
     this.#call('rewrite', () => {
-      const fd = openSync(temporary, 'w');
       try {
-        writeAll(fd, contents);
-        // Always: a rename can reach the disk before the data, and a crash then would empty the store.
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      // Closed first: some platforms (Windows) cannot rename over an open file.
-      closeSync(this.#fd as number);
-      this.#fd = undefined;
-      try {
-        renameSync(temporary, this.path);
-      } finally {
-        this.#fd = openSync(this.path, 'a');
+        this.#replace(temporary, contents);
+      } catch (error) {
+        // Not left beside the store (as large as it, on a full disk maybe) until the next rewrite.
+        try {
+          rmSync(temporary, { force: true });
+        } catch {
+          // The rewrite's own error says more.
+        }
+        throw error;
       }
     });
     if (this.#fsync) syncDirectory(dirname(this.path));
     this.#size = contents.length;
     this.#rewrittenSize = contents.length;
     this.#broken = false;
+  }
+
+  /** Writes `contents` to `temporary`, then renames it over the file and opens that to append. */
+  #replace(temporary: string, contents: Buffer): void {
+    const fd = openSync(temporary, 'w');
+    try {
+      writeAll(fd, contents);
+      // Always: a rename can reach the disk before the data, and a crash then would empty the store.
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    // Closed first: some platforms (Windows) cannot rename over an open file.
+    closeSync(this.#fd as number);
+    this.#fd = undefined;
+    try {
+      renameSync(temporary, this.path);
+    } finally {
+      this.#fd = openSync(this.path, 'a');
+    }
   }
 
   /** Closes the file and releases its lock. Idempotent. */

@@ -176,6 +176,22 @@ describe('FilePublishStore', () => {
     expect(open(path).store(publish(3))).toBe(3);
   });
 
+  it('writes a publish let into a full store as it gets its sequence: the client may send it in that turn, with the next publish', async () => {
+    const path = tempFile();
+    const store = open(path, { capacity: 1 });
+    store.syncWithServer(0);
+    store.store(publish(1));
+    const letIn = publish(2, 'let in');
+    const waiting = store.store(letIn);
+    store.discardUpTo(1);
+    // Numbered: the HAClient sends it (in sequence order) with the next publish, before this turn ends.
+    expect(letIn.sequence).toBe(2);
+    expect(readFileSync(path).includes('let in')).toBe(true);
+    expect(await waiting).toBe(2);
+    store.close();
+    expect(numbered(open(path))).toEqual([[2, 'let in']]);
+  });
+
   it('refuses to store once closed, with a DurableStoreError; closing twice is fine', () => {
     const store = open(tempFile());
     store.close();

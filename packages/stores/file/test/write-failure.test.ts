@@ -2,9 +2,9 @@
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Command, DurableStoreError } from '@amps-ts/core-protocol';
+import { Bookmarks, type Command, DurableStoreError } from '@amps-ts/core-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FilePublishStore } from '../src/index.js';
+import { FileBookmarkStore, FilePublishStore } from '../src/index.js';
 
 vi.mock('node:fs', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs')>();
@@ -23,10 +23,15 @@ afterEach(() => {
 
 const publish = (n: number): Command => ({ command: 'publish', topic: 't', data: `m${n}` });
 
-function store(): { store: FilePublishStore; path: string } {
+/** A path in a new folder, removed after the test. */
+function tempPath(name: string): string {
   const dir = fs.mkdtempSync(join(tmpdir(), 'amps-ts-store-'));
   cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'publisher.store');
+  return join(dir, name);
+}
+
+function store(): { store: FilePublishStore; path: string } {
+  const path = tempPath('publisher.store');
   const store = new FilePublishStore(path);
   cleanups.push(() => store.close());
   return { store, path };
@@ -65,6 +70,21 @@ describe('FilePublishStore on a failing disk', () => {
     expect(sequences(again)).toEqual([1, 3]);
   });
 
+  it('removes the temporary file of a rewrite that failed, and the next rewrite succeeds', () => {
+    const { store: s, path } = store();
+    s.store(publish(1));
+    vi.mocked(fs.writeSync).mockImplementationOnce(noSpace);
+    // The first logon rewrites the file before anything is sent: it fails, and so does the logon.
+    expect(() => s.syncWithServer(0)).toThrow(DurableStoreError);
+    expect(fs.existsSync(`${path}.rewrite`)).toBe(false);
+    s.syncWithServer(0);
+    expect(fs.existsSync(`${path}.rewrite`)).toBe(false);
+    s.close();
+    const again = new FilePublishStore(path);
+    cleanups.push(() => again.close());
+    expect(sequences(again)).toEqual([1]);
+  });
+
   it('keeps working when noting an ack fails: a restart then replays a little more, which the server drops', () => {
     const { store: s, path } = store();
     s.store(publish(1));
@@ -77,4 +97,27 @@ describe('FilePublishStore on a failing disk', () => {
     cleanups.push(() => again.close());
     expect(sequences(again)).toEqual([1, 2]);
   });
+});
+
+describe('FileBookmarkStore on a failing disk', () => {
+  it.each([
+    ['one subscription', (s: FileBookmarkStore) => s.purge('orders')],
+    ['every subscription', (s: FileBookmarkStore) => s.purge()],
+  ])(
+    'forgets a purged subscription (%s) after a restart though that purge failed to write, with nothing written after it',
+    (_, purge) => {
+      const path = tempPath('subscriber.store');
+      const s = new FileBookmarkStore(path, { replicationLagMs: 0, writeThrough: true });
+      s.persisted('orders', Bookmarks.EPOCH);
+      s.log('orders', '11|1|');
+      s.discard('orders', '11|1|');
+      vi.mocked(fs.writeSync).mockImplementationOnce(noSpace);
+      purge(s);
+      s.close();
+      const again = new FileBookmarkStore(path);
+      cleanups.push(() => again.close());
+      // Back, it would resume a new subscription with the id (from MOST_RECENT) past message 1.
+      expect(again.getMostRecent('orders')).toBeUndefined();
+    },
+  );
 });

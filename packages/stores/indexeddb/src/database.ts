@@ -21,7 +21,10 @@ export interface DatabaseOptions {
    * that of several tabs, one takes over when the one using the database goes. @default false
    */
   waitForLock?: boolean;
-  /** Ends `open`'s wait for the lock: it then rejects with an `AbortError`. */
+  /**
+   * Ends `open`'s wait for the lock, or for the database while a deletion or upgrade of it
+   * elsewhere is blocked (by a connection that stays open): it then rejects with an `AbortError`.
+   */
   signal?: AbortSignal;
 }
 
@@ -88,7 +91,7 @@ export async function openStoreDatabase(
       // Only a new database (version 0) is upgraded: a foreign one at version 1 is refused below.
       if (event.oldVersion === 0) for (const store of objectStores) request.result.createObjectStore(store);
     };
-    db = await result(request, `opening the ${what} "${name}"`);
+    db = await opened(request, name, what, options.signal);
   } catch (error) {
     release();
     throw error;
@@ -123,6 +126,51 @@ export async function openStoreDatabase(
     lost('is being deleted or upgraded elsewhere');
   };
   return database;
+}
+
+/**
+ * The database `request` opens. The request waits, firing nothing, behind a deletion or upgrade
+ * of the database elsewhere that a connection staying open blocks: `signal` ends that wait (the
+ * lock is released by the caller).
+ */
+function opened(
+  request: IDBOpenDBRequest,
+  name: string,
+  what: string,
+  signal: AbortSignal | undefined,
+): Promise<IDBDatabase> {
+  const opening = result(request, `opening the ${what} "${name}"`);
+  if (!signal) return opening;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const onAbort = () => {
+      if (settled) return;
+      settled = true;
+      reject(
+        new AbortError(
+          `opening the ${what} "${name}" was aborted while it waited for a deletion or upgrade of the database elsewhere`,
+          { cause: signal.reason },
+        ),
+      );
+      // Opened after all: let it go at once.
+      opening.then(
+        (db) => db.close(),
+        () => {},
+      );
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const settle = () => {
+      const first = !settled;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      return first;
+    };
+    opening.then(
+      (db) => settle() && resolve(db),
+      (error: unknown) => settle() && reject(error),
+    );
+  });
 }
 
 /** Holds the Web Lock for `name` (waiting for it, if asked to) until the returned function is called. */

@@ -582,6 +582,59 @@ describe.skipIf(!chromium.run)(chromium.title('IndexedDB stores in Chromium'), (
       expect(point).toBe('0,7|2|,9|1|');
     });
 
+    it('signal ends a wait for the database behind a deletion elsewhere that an open connection blocks, and releases the lock', async () => {
+      const tab = await newTab();
+      const result = await inPage(
+        tab,
+        async (api) => {
+          const name = 'behind-blocked-delete';
+          const first = await api.IndexedDbBookmarkStore.open(name);
+          await first.close();
+          // A connection that ignores versionchange blocks a deletion; the store's open queues behind it.
+          const held = await new Promise<IDBDatabase>((resolve, reject) => {
+            const open = indexedDB.open(name);
+            open.onsuccess = () => resolve(open.result);
+            open.onerror = () => reject(open.error);
+          });
+          const deleted = new Promise<void>((resolve, reject) => {
+            const deletion = indexedDB.deleteDatabase(name);
+            deletion.onblocked = async () => {
+              const abort = new AbortController();
+              api.kept.opening = api.IndexedDbBookmarkStore.open(name, { signal: abort.signal }).then(
+                (store) => store.close().then(() => 'opened'),
+                (error: unknown) => api.errorInfo(error),
+              );
+              // Once it holds the lock, it waits for the database.
+              const locked = async () => (await navigator.locks.query()).held?.some((l) => l.name?.endsWith(name));
+              while (!(await locked()));
+              abort.abort();
+              held.close(); // the deletion, then the open, go ahead: too late for the aborted open
+            };
+            deletion.onsuccess = () => resolve();
+            deletion.onerror = () => reject(deletion.error);
+          });
+          await deleted;
+          const aborted = await (api.kept.opening as Promise<unknown>);
+          // The lock was released: the next open does not find the database in use.
+          const again = await api.IndexedDbBookmarkStore.open(name).then(
+            (store) => store.close().then(() => 'opened'),
+            (error: unknown) => api.errorInfo(error),
+          );
+          return { aborted, again };
+        },
+        undefined,
+      );
+      expect(result).toEqual({
+        aborted: {
+          name: 'AbortError',
+          code: 'aborted',
+          message:
+            'opening the bookmark store "behind-blocked-delete" was aborted while it waited for a deletion or upgrade of the database elsewhere',
+        },
+        again: 'opened',
+      });
+    });
+
     it('refuses a database that is not its kind, or holds what it never writes', async () => {
       const tab = await newTab();
       const results = await inPage(

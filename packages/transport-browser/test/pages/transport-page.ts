@@ -203,10 +203,13 @@ export const api = {
       hintSubscriptions.delete(token);
     },
     /** Dispatches a page event the way the browser would. */
-    dispatch(event: 'online' | 'offline' | 'pagehide' | 'visible' | 'hidden'): void {
+    dispatch(event: 'online' | 'offline' | 'pagehide' | 'visible' | 'hidden' | 'pageshow' | 'load-pageshow'): void {
       if (event === 'visible' || event === 'hidden') {
         Object.defineProperty(document, 'visibilityState', { value: event, configurable: true });
         document.dispatchEvent(new Event('visibilitychange'));
+      } else if (event === 'pageshow' || event === 'load-pageshow') {
+        // Restored from the back/forward cache (persisted), or shown by a first load.
+        window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: event === 'pageshow' }));
       } else {
         window.dispatchEvent(new Event(event));
       }

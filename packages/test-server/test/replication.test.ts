@@ -212,17 +212,27 @@ describe('replication', () => {
     expect(reader.takeAll((m) => m.command === 'sow').map((m) => m.json())).toEqual([{ id: 1, px: 5, v: 'a' }]);
   });
 
-  it('queue acknowledgements replicate: an acked message leaves every replica', async () => {
+  it('queue acknowledgements replicate: after A dies, B delivers what A leased but not what A acked', async () => {
     const { servers } = await cluster({ name: 'r9', count: 2, noWebSocket: true, queues: ['jobs'] });
     const [a, b] = servers as [TestServer, TestServer];
     const pub = await client(a, 'tcp', 'q-pub');
     pub.publish('jobs', { n: 1 });
-    await until(() => b.stats().queues.jobs?.depth === 1, 'B has the job');
-    const consumer = await client(a, 'tcp', 'q-consumer');
-    const sub = await consumer.subscribe('jobs');
-    const job = await consumer.take(isDelivery(sub));
-    consumer.command({ command: 'sow_delete', topic: 'jobs', bookmark: job.bookmark });
-    await until(() => b.stats().queues.jobs?.depth === 0, 'the ack reached B');
+    pub.publish('jobs', { n: 2 });
+    const onA = await client(a, 'tcp', 'q-consumer-a');
+    const subA = await onA.subscribe('jobs', { options: 'max_backlog=2' });
+    const [done, leased] = (await onA.takeN(2, isDelivery(subA))) as [Message, Message];
+    expect([done, leased].map(n)).toEqual([1, 2]);
+    // A persisted ack on the acknowledgement: every sync peer holds it.
+    const ack = onA.command({ command: 'sow_delete', topic: 'jobs', bookmark: done.bookmark, ackType: 'persisted' });
+    await onA.ack(ack, 'persisted');
+    await a.kill();
+    const onB = await client(b, 'tcp', 'q-consumer-b');
+    const subB = await onB.subscribe('jobs', { options: 'max_backlog=2' });
+    // Leases are local: the one A's consumer held is B's to give (at-least-once); the acked job is gone.
+    expect((await onB.take(isDelivery(subB))).bookmark).toBe(leased.bookmark);
+    await onB.sync();
+    expect(onB.takeAll(isDelivery(subB))).toEqual([]);
+    expect(b.stats().queues.jobs).toEqual({ depth: 1, leased: 1 });
   });
 });
 

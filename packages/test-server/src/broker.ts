@@ -530,11 +530,7 @@ export class Broker implements LinkHost {
     const mask = ackMask(m.ackType) & types;
     // AMPS reports a failure on its own, after a conflated success for what came before it
     // (amps-protocol.md §5.6: seqs 1-5 with 3 failing give success@2, failure@3, success@5).
-    if (mask & PERSISTED && s.conflationTimer !== undefined) {
-      this.timers.clear(s.conflationTimer);
-      s.conflationTimer = undefined;
-      this.#sendConflated(s);
-    }
+    if (mask & PERSISTED) this.#sendConflatedNow(s);
     for (const type of ['processed', 'persisted'] as const) {
       if (mask & (ackBits[type] as number)) {
         s.send({ command: 'ack', commandId: m.commandId, ackType: type, status: 'failure', reason, ...fields });
@@ -780,6 +776,9 @@ export class Broker implements LinkHost {
 
   #sendPersisted(s: Session, p: PendingAck): void {
     if (p.flush) {
+      // "Everything before is persisted" (amps-protocol.md §4.8): the acks that say so for the
+      // publishes before the flush go first, not a conflation interval later.
+      this.#sendConflatedNow(s);
       s.send({ command: 'ack', commandId: p.cid, ackType: 'persisted', status: 'success' });
     } else if (s.conflationMs > 0 && p.clientSeq !== undefined) {
       if (p.clientSeq > s.conflatedMax) s.conflatedMax = p.clientSeq;
@@ -803,6 +802,14 @@ export class Broker implements LinkHost {
       s.conflationTimer = undefined;
       this.#sendConflated(s);
     }, s.conflationMs);
+  }
+
+  /** The conflated ack now, ahead of its interval, if one is waiting. */
+  #sendConflatedNow(s: Session): void {
+    if (s.conflationTimer === undefined) return;
+    this.timers.clear(s.conflationTimer);
+    s.conflationTimer = undefined;
+    this.#sendConflated(s);
   }
 
   /** One persisted ack, without `cid`, for every sequence of this client persisted since the last one. */
@@ -854,7 +861,7 @@ export class Broker implements LinkHost {
       json = parsed;
     }
     const queue = this.#queues.get(entry.topic);
-    if (queue) {
+    if (queue && !queue.ackedAhead.delete(entry.bookmark)) {
       queue.messages.set(entry.bookmark, new QueueMessage(entry));
       this.#dirtyQueues.add(queue);
     }
@@ -1058,11 +1065,14 @@ export class Broker implements LinkHost {
 
   #subscribe(s: Session, m: Message): void {
     const mask = ackMask(m.ackType);
-    if (mask & RECEIVED) this.#ack(s, m, 'received');
     const command = m.command as string;
     const withSow = command.startsWith('sow_and_');
     const delta = command.endsWith('delta_subscribe');
     const subId = m.subId ?? m.commandId;
+    // The sow family's acks, `received` included, carry `query_id` too (amps-protocol.md §5.3),
+    // by default the sub_id.
+    const ids = withSow ? { subId, queryId: m.queryId ?? subId } : { subId };
+    if (mask & RECEIVED) this.#ack(s, m, 'received', ids);
     const topic = m.topic;
     if (!subId) {
       this.#fail(s, m, 'invalid subscription: no sub_id or cid', PROCESSED);
@@ -1072,8 +1082,6 @@ export class Broker implements LinkHost {
     const pause = options.has('pause');
     // Pausing or resuming subscriptions the connection holds, or a new one that starts paused.
     if ((pause || options.has('resume')) && this.#pauseOrResume(s, m, subId, options)) return;
-    // The sow family's acks carry `query_id` too (amps-protocol.md §5.3), by default the sub_id.
-    const ids = withSow ? { subId, queryId: m.queryId ?? subId } : { subId };
     if (!topic) {
       this.#fail(s, m, 'invalid topic', PROCESSED, ids);
       return;
@@ -1559,8 +1567,8 @@ export class Broker implements LinkHost {
 
   #sowQuery(s: Session, m: Message): void {
     const mask = ackMask(m.ackType);
-    if (mask & RECEIVED) this.#ack(s, m, 'received');
     const queryId = m.queryId ?? m.commandId;
+    if (mask & RECEIVED) this.#ack(s, m, 'received', { queryId });
     const shape = queryShape(m, parseOptions(m.options), false);
     if (typeof shape === 'string') {
       this.#fail(s, m, shape, PROCESSED, { queryId });
@@ -1690,7 +1698,7 @@ export class Broker implements LinkHost {
     shape: QueryShape,
   ): void {
     const ids = { queryId: m.queryId ?? sub.id, subId: sub.id };
-    const entering: SowRecord[] = [];
+    let entering: SowRecord[] = [];
     let topics = 0;
     for (const t of this.#sow.values()) {
       const wasInScope = oldScope(t.topic);
@@ -1704,8 +1712,12 @@ export class Broker implements LinkHost {
         else if (before && !now && sub.oof) this.#oof(sub, record.entry, 'match');
       }
     }
+    // The re-run query is shaped as the first one was: by the replace's orderby and top_n.
+    const matches = entering.length;
+    if (shape.order) entering.sort(shape.order);
+    if (shape.topN !== undefined) entering = entering.slice(0, shape.topN);
     this.#sendGroup(s, m, ids, entering, shape.batchSize, sub.regex !== undefined, sub.timestamp, sub.noSowKey);
-    const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches: entering.length };
+    const counts = { ...ids, recordsReturned: entering.length, topicMatches: topics, matches };
     // As AMPS: the counts come on the stats ack only.
     if (mask & COMPLETED) this.#ack(s, m, 'completed', ids);
     if (mask & STATS) this.#ack(s, m, 'stats', counts);
@@ -1780,7 +1792,8 @@ export class Broker implements LinkHost {
       const entry = this.#append(publisher, seq, this.env.now(), topic, data, sowKey, undefined, undefined, deletes);
       deleted = this.#apply(entry, NOT_PARSED, true);
     }
-    const counts = { recordsDeleted: deleted, matches: deleted, topicMatches: 1 };
+    // AMPS's sow_delete stats carry the command's `query_id` (amps-protocol.md §4.6, §5.3).
+    const counts = { queryId: m.queryId, recordsDeleted: deleted, matches: deleted, topicMatches: 1 };
     this.#publishAcks(s, m, mask, publisher, seq, clientSeq, mask & STATS ? counts : undefined);
   }
 
@@ -1803,7 +1816,11 @@ export class Broker implements LinkHost {
       let removed = 0;
       for (const bookmark of splitList(d.bookmarks)) {
         const message = queue.messages.get(bookmark);
-        if (!message) continue;
+        if (!message) {
+          const ahead = this.#notLoggedYet(bookmark);
+          if (ahead) queue.ackedAhead.add(ahead);
+          continue;
+        }
         if (message.holder) message.holder.leased--;
         queue.messages.delete(bookmark);
         removed++;
@@ -1837,6 +1854,17 @@ export class Broker implements LinkHost {
       if (deliver) this.#oofRemoved(record, 'deleted');
     }
     return victims.length;
+  }
+
+  /**
+   * The bookmark (as log entries spell it) of a message above its publisher's high-water mark, which
+   * may still arrive by replication; undefined for one held already or gone for good, or not a bookmark.
+   */
+  #notLoggedYet(bookmark: string): string | undefined {
+    const [publisher, seqText] = bookmark.split('|');
+    const seq = Number(seqText);
+    if (!publisher || !seqText || !Number.isSafeInteger(seq) || seq <= this.log.highWater(publisher)) return undefined;
+    return bookmarkOf(publisher, seq);
   }
 
   /** Removes the queue messages a filter matches, leased ones too; returns how many. */
@@ -1972,6 +2000,11 @@ export class Broker implements LinkHost {
     const mask = ackMask(m.ackType);
     if (mask & RECEIVED) this.#ack(s, m, 'received');
     const ids = [...splitList(m.subId), ...splitList(m.subIds), ...splitList(m.queryId)];
+    // AMPS requires a sub_id (`all` for every subscription) or a query_id (amps-protocol.md §4.7).
+    if (ids.length === 0) {
+      this.#fail(s, m, 'invalid unsubscribe: no sub_id or query_id', PROCESSED);
+      return;
+    }
     if (ids.includes('all')) {
       for (const sub of [...s.subs.values()]) this.#removeSub(sub);
     } else {

@@ -34,6 +34,8 @@ export class TestServer {
   readonly #sockets = new Set<Socket>();
   /** WebSocket-port sockets accepted while frozen: handed to the HTTP server on `thaw()`. */
   readonly #parked = new Set<Socket>();
+  /** WebSocket upgrade requests that arrived while frozen (on sockets accepted before): answered on `thaw()`. */
+  readonly #parkedUpgrades = new Map<Socket, { request: IncomingMessage; head: Buffer }>();
   #state: 'new' | 'running' | 'killed' | 'closed' = 'new';
   #lifecycle: Promise<void> = Promise.resolve();
 
@@ -98,6 +100,9 @@ export class TestServer {
     this.#broker.thaw();
     for (const socket of this.#parked) this.#handToHttp(socket);
     this.#parked.clear();
+    const upgrades = [...this.#parkedUpgrades];
+    this.#parkedUpgrades.clear();
+    for (const [socket, { request, head }] of upgrades) this.#upgrade(request, socket, head);
   }
 
   /** Destroys every client connection; listeners and replication stay up. */
@@ -175,14 +180,10 @@ export class TestServer {
       response.end('AMPS over WebSocket: connect with a WebSocket client\n');
     });
     http.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-      wss.handleUpgrade(request, socket, head, (ws) => {
-        if (this.#state !== 'running') {
-          ws.terminate();
-          return;
-        }
-        const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-        this.#broker.accept((events) => wsWire(ws, remote, this.#options.wsFrames === 'batch', events));
-      });
+      // A socket accepted before freeze() can finish its request after: a frozen server answers nothing.
+      // Node leaves an upgraded socket unread until a 'data' listener comes, so nothing is lost meanwhile.
+      if (this.#broker.frozen) this.#parkedUpgrades.set(socket, { request, head });
+      else this.#upgrade(request, socket, head);
     });
     http.on('clientError', (_error, socket) => socket.destroy());
     this.#http = http;
@@ -200,6 +201,19 @@ export class TestServer {
       await this.#unlisten();
       throw error;
     }
+  }
+
+  #upgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
+    const wss = this.#wss;
+    if (socket.destroyed || !wss) return;
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      if (this.#state !== 'running') {
+        ws.terminate();
+        return;
+      }
+      const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+      this.#broker.accept((events) => wsWire(ws, remote, this.#options.wsFrames === 'batch', events));
+    });
   }
 
   #handToHttp(socket: Socket): void {
@@ -220,6 +234,7 @@ export class TestServer {
     socket.on('close', () => {
       this.#sockets.delete(socket);
       this.#parked.delete(socket);
+      this.#parkedUpgrades.delete(socket);
     });
   }
 
@@ -231,6 +246,7 @@ export class TestServer {
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     this.#parked.clear();
+    this.#parkedUpgrades.clear();
     for (const client of this.#wss?.clients ?? []) client.terminate();
     this.#wss?.close();
     this.#wss = undefined;

@@ -155,6 +155,11 @@ export class QueueMessage {
 export class QueueTopic {
   /** Messages not yet acknowledged, by bookmark, in log order. */
   readonly messages = new Map<string, QueueMessage>();
+  /**
+   * Bookmarks acknowledged before this instance held the message (the ack came by another route,
+   * e.g. from a consumer that failed over): the message is not queued when it arrives.
+   */
+  readonly ackedAhead = new Set<string>();
   readonly consumers: Subscription[] = [];
   next = 0;
   timer: TimerHandle | undefined = undefined;

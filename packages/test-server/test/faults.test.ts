@@ -131,6 +131,32 @@ it('freeze holds heartbeat watchdogs: a frozen server does not close silent clie
   await c.closed;
 });
 
+it('freeze holds a WebSocket upgrade whose connection was accepted before: answered on thaw', async () => {
+  const server = await serve();
+  // The proxy holds the client's upgrade request while the server accepts the connection.
+  const proxy = await startFaultProxy({ target: server.wsPort as number });
+  try {
+    proxy.blackhole();
+    let late: TestClient | undefined;
+    const lateConnect = TestClient.connect(`ws://127.0.0.1:${proxy.port}/amps/json`).then((l) => {
+      late = l;
+      open.push(l);
+      return l;
+    });
+    await until(() => proxy.heldBytes > 0, 'the upgrade request held by the proxy');
+    await settle();
+    server.freeze();
+    proxy.heal();
+    await settle();
+    expect(late).toBeUndefined();
+    server.thaw();
+    const l = await lateConnect;
+    expect((await l.logon('upgraded-after-thaw')).status).toBe('success');
+  } finally {
+    await proxy.close();
+  }
+});
+
 it('kill while frozen: after restart nothing is frozen and timers run again', async () => {
   const env = new ManualEnvironment();
   const server = await serve({ environment: env });

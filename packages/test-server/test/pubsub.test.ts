@@ -127,6 +127,19 @@ describe.each(transports)('over %s', (transport) => {
     expect(sub.unread.filter(isDelivery())).toHaveLength(0);
   });
 
+  it('refuses an unsubscribe that names no sub_id or query_id, and keeps the subscriptions', async () => {
+    const sub = await client(transport);
+    await sub.logon(`nounsub-${transport}`);
+    const subId = await sub.subscribe(`nounsub-${transport}`);
+    const cid = sub.command({ command: 'unsubscribe', ackType: 'processed' });
+    expect(await sub.ack(cid)).toMatchObject({
+      status: 'failure',
+      reason: 'invalid unsubscribe: no sub_id or query_id',
+    });
+    sub.publish(`nounsub-${transport}`, { n: 1 });
+    await sub.take(isDelivery(subId));
+  });
+
   it('replaces a subscription atomically', async () => {
     const sub = await client(transport);
     const pub = await client(transport);

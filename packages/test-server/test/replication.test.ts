@@ -234,6 +234,31 @@ describe('replication', () => {
     expect(onB.takeAll(isDelivery(subB))).toEqual([]);
     expect(b.stats().queues.jobs).toEqual({ depth: 1, leased: 1 });
   });
+
+  it('an ack that reaches a replica before the message still removes it there', async () => {
+    const { servers } = await cluster({ name: 'r14', count: 2, noWebSocket: true, queues: ['jobs'] });
+    const [a, b] = servers as [TestServer, TestServer];
+    // A delivers the job before B holds it, then dies; the consumer fails over to B and acks it there.
+    await b.kill();
+    const pub = await client(a, 'tcp', 'early-pub');
+    pub.publish('jobs', { n: 1 });
+    const onA = await client(a, 'tcp', 'early-consumer');
+    const job = await onA.take(isDelivery(await onA.subscribe('jobs')));
+    await a.kill();
+    await b.restart();
+    const onB = await client(b, 'tcp', 'early-consumer');
+    const ack = onB.command({ command: 'sow_delete', topic: 'jobs', bookmark: job.bookmark, ackType: 'processed' });
+    await onB.ack(ack);
+    expect(b.stats().queues.jobs?.depth).toBe(0);
+    // A comes back and replicates the job to B after the ack: B must not deliver it.
+    await a.restart();
+    await cluster_linked([a, b]);
+    const sub = await onB.subscribe('jobs');
+    await onB.sync();
+    expect(onB.unread.filter(isDelivery(sub))).toHaveLength(0);
+    expect(b.stats().queues.jobs?.depth).toBe(0);
+    expect(a.stats().queues.jobs?.depth).toBe(0);
+  });
 });
 
 describe('a peer that comes back without its data', () => {

@@ -169,6 +169,21 @@ describe.each(transports)('sessions over %s', (transport) => {
     ]);
   });
 
+  it("a flush's persisted ack comes after the conflated ack for the publishes before it, not a conflation interval ahead", async () => {
+    const env = new ManualEnvironment();
+    const server = await serve({ environment: env });
+    const c = await client(server, transport);
+    await c.logon('conflate-flush');
+    for (let s = 1; s <= 3; s++) c.publish('c', { s }, { sequence: s, ackType: 'persisted' });
+    const flush = c.command({ command: 'flush', ackType: 'persisted' });
+    await c.ack(flush, 'persisted');
+    const acks = c.received.filter((m) => m.ackType === 'persisted');
+    expect(acks.map((m) => [m.commandId, m.status, m.sequence])).toEqual([
+      [undefined, 'success', 3],
+      [flush, 'success', undefined],
+    ]);
+  });
+
   it('a malformed frame closes that connection only, with a log line', async () => {
     const warnings: string[] = [];
     const server = await serve({ logger: { warn: (message) => warnings.push(message) } });

@@ -175,6 +175,15 @@ describe.each(transports)('SOW over %s', (transport) => {
     expect((await c.ack(sub)).queryId).toBeUndefined();
   });
 
+  it('the received ack of the sow family carries query_id and sub_id, as its processed ack does', async () => {
+    const c = await client(transport, `sow-rq-${transport}`);
+    const subId = `rq-${transport}`;
+    const ss = c.command({ command: 'sow_and_subscribe', topic, subId, queryId: 'rq-own', ackType: 'received' });
+    expect(await c.ack(ss, 'received')).toMatchObject({ status: 'success', subId, queryId: 'rq-own' });
+    const sow = c.command({ command: 'sow', topic, ackType: 'received' });
+    expect(await c.ack(sow, 'received')).toMatchObject({ status: 'success', queryId: sow });
+  });
+
   it('sends group markers for an empty result and fails a query on a non-SOW topic', async () => {
     const c = await client(transport, `sow-b-${transport}`);
     const empty = await query(c, { command: 'sow', topic, filter: '/px > 1000000' });
@@ -222,6 +231,34 @@ describe.each(transports)('SOW over %s', (transport) => {
     const left = await c.take((m) => m.command === 'oof' && m.subId === subId, 'oof for the record that left');
     expect(left).toMatchObject({ reason: 'match' });
     expect(left.json()).toEqual({ id: 500, px: 1 });
+  });
+
+  it('a replaced sow_and_subscribe orders and cuts the records newly in scope by its orderby and top_n', async () => {
+    const c = await client(transport, `sow-rn-${transport}`);
+    for (const [id, px] of [
+      [530, 1],
+      [531, 5],
+      [532, 9],
+      [533, 7],
+    ])
+      c.publish(topic, { id, px });
+    await c.sync();
+    const subId = `rn-${transport}`;
+    await query(c, { command: 'sow_and_subscribe', topic, subId, filter: '/id = 530' });
+    const replaced = await query(c, {
+      command: 'sow_and_subscribe',
+      topic,
+      subId,
+      filter: '/id IN (531, 532, 533)',
+      orderBy: '/px DESC',
+      topN: 2,
+      options: 'replace',
+    });
+    expect(replaced.records.map((r) => r.json())).toEqual([
+      { id: 532, px: 9 },
+      { id: 533, px: 7 },
+    ]);
+    expect(replaced.stats).toMatchObject({ recordsReturned: 2, matches: 3 });
   });
 
   it("a sow_and_subscribe replaced onto another topic sends that topic's records; those left behind get oof", async () => {
@@ -400,6 +437,18 @@ describe.each(transports)('SOW over %s', (transport) => {
     expect(await c.ack(byData, 'stats')).toMatchObject({ recordsDeleted: 1 });
     const left = await query(c, { command: 'sow', topic, filter: '/id IN (400, 401)' });
     expect(left.records).toEqual([]);
+  });
+  it("a sow_delete's stats ack carries the command's query_id", async () => {
+    const c = await client(transport, `sow-dq-${transport}`);
+    c.publish(topic, { id: 410, px: 1 });
+    const cid = c.command({
+      command: 'sow_delete',
+      topic,
+      filter: '/id = 410',
+      queryId: `dq-${transport}`,
+      ackType: 'stats',
+    });
+    expect(await c.ack(cid, 'stats')).toMatchObject({ recordsDeleted: 1, queryId: `dq-${transport}` });
   });
 });
 

@@ -30,7 +30,7 @@ const KIND_PURGED_ALL = 0x41; // A: every subscription forgotten
  * nothing is skipped. A message processed out of order, ahead of one not processed yet when the
  * process ended, comes again.
  *
- * Node.js only; one store per file (a lock file beside it, as for `FilePublishStore`).
+ * Node.js only; one store per file (a lock folder beside it, as for `FilePublishStore`).
  */
 export class FileBookmarkStore extends MemoryBookmarkStore {
   /** The store's file. */

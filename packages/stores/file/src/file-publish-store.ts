@@ -21,8 +21,8 @@ export interface FilePublishStoreOptions extends Omit<MemoryPublishStoreOptions,
  * written to the file before it is sent. The client name must stay the same across restarts:
  * the server tracks sequences per client name.
  *
- * Node.js only. One store at a time may use a file: a lock file beside it (`<path>.lock`, holding
- * the process id) keeps a second one out, and a lock left by a process that ended is taken over.
+ * Node.js only. One store at a time may use a file: a lock folder beside it (`<path>.lock`,
+ * naming the process id) keeps a second one out, and a lock left by a process that ended is taken over.
  */
 export class FilePublishStore extends MemoryPublishStore {
   /** The store's file. */

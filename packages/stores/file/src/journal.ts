@@ -5,14 +5,17 @@
  * CRC tells such a torn tail (dropped) from damage (refused). When dead records outweigh live ones the store rewrites the file with only what is
  * live, to a temporary file renamed over it, so a crash at any point leaves one whole file.
  */
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
-  linkSync,
+  mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   renameSync,
+  rmdirSync,
   rmSync,
   truncateSync,
   writeFileSync,
@@ -37,7 +40,10 @@ export interface JournalOptions {
 }
 
 export class Journal {
+  /** The path the store was given, for errors. */
   readonly path: string;
+  /** Its real path, resolved once at open: what is locked, read, written and rewritten. */
+  readonly #file: string;
   readonly #magic: Buffer;
   readonly #what: string;
   readonly #fsync: boolean;
@@ -57,6 +63,7 @@ export class Journal {
    */
   constructor({ path, magic, what, fsync }: JournalOptions) {
     this.path = path;
+    this.#file = realPath(path);
     this.#magic = Buffer.from(magic, 'latin1');
     this.#what = what;
     this.#fsync = fsync;
@@ -67,7 +74,7 @@ export class Journal {
   read(): Buffer[] {
     let file: Buffer;
     try {
-      file = readFileSync(this.path);
+      file = readFileSync(this.#file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw this.#error('read', error);
@@ -116,12 +123,12 @@ export class Journal {
   open(): void {
     this.#fd = this.#call('open', () => {
       if (this.#size === 0) {
-        writeFileSync(this.path, this.#magic);
+        writeFileSync(this.#file, this.#magic);
         this.#size = this.#magic.length;
       } else {
-        truncateSync(this.path, this.#size);
+        truncateSync(this.#file, this.#size);
       }
-      return openSync(this.path, 'a');
+      return openSync(this.#file, 'a');
     });
     this.#rewrittenSize = this.#size;
   }
@@ -162,7 +169,7 @@ export class Journal {
     this.checkOpen();
     this.#broken = true;
     const contents = Buffer.concat([this.#magic, ...this.live().map(frame)]);
-    const temporary = `${this.path}.rewrite`;
+    const temporary = `${this.#file}.rewrite`;
     this.#call('rewrite', () => {
       try {
         this.#replace(temporary, contents);
@@ -176,7 +183,7 @@ export class Journal {
         throw error;
       }
     });
-    if (this.#fsync) syncDirectory(dirname(this.path));
+    if (this.#fsync) syncDirectory(dirname(this.#file));
     this.#size = contents.length;
     this.#rewrittenSize = contents.length;
     this.#broken = false;
@@ -196,9 +203,9 @@ export class Journal {
     closeSync(this.#fd as number);
     this.#fd = undefined;
     try {
-      renameSync(temporary, this.path);
+      renameSync(temporary, this.#file);
     } finally {
-      this.#fd = openSync(this.path, 'a');
+      this.#fd = openSync(this.#file, 'a');
     }
   }
 
@@ -229,84 +236,122 @@ export class Journal {
   }
 
   /**
-   * Takes `<path>.lock`, or throws a `DurableStoreError` naming the process that holds it. A lock
-   * whose process has ended (or holds this process's id, reused by a restarted container) is left
-   * over from a crash and taken over. Returns the release.
+   * Takes `<path>.lock`, or throws a `DurableStoreError` naming the process that holds it. The lock
+   * is a folder holding one file, named by its holder's process id and a random part. A lock whose
+   * process has ended (or holds this process's id, reused by a restarted container) is left over
+   * from a crash and taken over. Returns the release.
    */
   #lock(): () => void {
-    const full = canonical(this.path);
-    if (openHere.has(full))
+    const file = this.#file;
+    if (openHere.has(file))
       throw new DurableStoreError(`the ${this.#what} ${this.path} is already open in this process`);
-    const lockPath = `${this.path}.lock`;
+    const lockPath = `${file}.lock`;
+    // Random: a holder's file names one taking of the lock, even when a process id is reused.
+    const holderFile = `${process.pid}.${randomBytes(6).toString('hex')}`;
     this.#call('lock', () => {
-      // Written whole, then linked in: no other process ever reads an empty lock, taking it for stale.
+      // Made whole beside the lock, then renamed into place: a lock folder is never seen before its
+      // holder's file is in it, so an empty one is one its holder released or a takeover emptied.
       const mine = `${lockPath}.${process.pid}`;
-      writeFileSync(mine, String(process.pid));
+      rmSync(mine, { recursive: true, force: true }); // left by a run with this id killed here
+      mkdirSync(mine);
+      writeFileSync(join(mine, holderFile), '');
       try {
         for (;;) {
           try {
-            linkSync(mine, lockPath);
-            return;
+            // Never replaces a folder holding a file, so at most one process's lock is in place; a
+            // holder's file goes only at its release, or once its process has ended (below).
+            renameSync(mine, lockPath);
+            break;
           } catch (error) {
-            if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+            const code = (error as NodeJS.ErrnoException).code;
+            if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw error;
           }
-          const text = readLock(lockPath);
-          if (text === undefined) continue; // released meanwhile
-          const holder = Number(text);
-          if (holder !== process.pid && isRunning(holder)) {
+          const holder = lockHolder(lockPath);
+          if (holder === undefined) {
+            // Gone or empty: an empty folder holds nothing (where a rename cannot replace it).
+            removeIfEmpty(lockPath);
+            continue;
+          }
+          const pid = Number.parseInt(holder, 10);
+          if (pid !== process.pid && isRunning(pid)) {
             throw new DurableStoreError(
-              `the ${this.#what} ${this.path} is in use by process ${holder} (${lockPath}); if that process does not use it, delete the lock file`,
+              `the ${this.#what} ${this.path} is in use by process ${pid} (${lockPath}); if that process does not use it, delete the lock folder`,
             );
           }
-          // Stale: moved aside, not removed, so that a lock another process took over meanwhile
-          // (it saw the same stale one) is not taken from it but put back.
-          const aside = `${lockPath}.${process.pid}.stale`;
-          try {
-            renameSync(lockPath, aside);
-          } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-            throw error;
-          }
-          if (readLock(aside) !== text) {
-            try {
-              linkSync(aside, lockPath);
-            } catch {
-              // Yet another process has taken it: the next round says which.
-            }
-          }
-          rmSync(aside, { force: true });
+          // Stale: its holder's file removed by its name, which no other taking of the lock has, so
+          // if another process took the lock over since it was read this removes nothing of that.
+          rmSync(join(lockPath, holder), { force: true });
         }
       } finally {
-        rmSync(mine, { force: true });
+        rmSync(mine, { recursive: true, force: true }); // gone if it was renamed into place
       }
     });
-    openHere.add(full);
+    openHere.add(file);
+    removeLeftovers(lockPath);
     return () => {
-      openHere.delete(full);
-      rmSync(lockPath, { force: true });
+      openHere.delete(file);
+      // Only this store's own file: the lock can be no other process's while it is there.
+      rmSync(join(lockPath, holderFile), { force: true });
+      removeIfEmpty(lockPath);
     };
   }
 }
 
-/** The file's full path, through symbolic links to its folder: one file, however it is reached. */
-function canonical(path: string): string {
+/**
+ * The file's real path, through symbolic links to it or to its folder: one file, one lock and one
+ * rewrite in place, however it is reached. A new file's is its folder's real path and its name.
+ */
+function realPath(path: string): string {
   try {
-    return join(realpathSync(dirname(resolve(path))), basename(path));
+    return realpathSync(path);
   } catch {
-    return resolve(path); // a missing folder: locking fails next, saying so
+    try {
+      return join(realpathSync(dirname(resolve(path))), basename(path));
+    } catch {
+      return resolve(path); // a missing folder: locking fails next, saying so
+    }
   }
 }
 
-/** The store files open in this process, by full path. */
+/** The store files open in this process, by real path. */
 const openHere = new Set<string>();
 
-/** A lock file's contents; undefined if it is gone. */
-function readLock(path: string): string | undefined {
+/** The name of the file in a lock folder; undefined if the folder is gone or empty. */
+function lockHolder(lockPath: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8');
+    return readdirSync(lockPath)[0];
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error; // not a reason to try again: it would never end
+  }
+}
+
+/** Removes a lock folder if it holds nothing (a folder holding a file is never removed). */
+function removeIfEmpty(lockPath: string): void {
+  try {
+    rmdirSync(lockPath);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // Gone, or another process's lock is in place.
+    if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+  }
+}
+
+/**
+ * Removes the `<path>.lock.<pid>` folders of processes that have ended, left by a kill in the
+ * lock routine: only the process with that id uses one. Litter only, so failing to is no error.
+ */
+function removeLeftovers(lockPath: string): void {
+  const prefix = `${basename(lockPath)}.`;
+  try {
+    for (const name of readdirSync(dirname(lockPath))) {
+      const pid = name.startsWith(prefix) ? name.slice(prefix.length) : '';
+      if (/^\d+$/.test(pid) && Number(pid) !== process.pid && !isRunning(Number(pid))) {
+        rmSync(join(dirname(lockPath), name), { recursive: true, force: true });
+      }
+    }
+  } catch {
+    // The next taking of the lock tries again.
   }
 }
 

@@ -1,5 +1,15 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type Command, DurableStoreError, InvalidOptionsError } from '@amps-ts/core-protocol';
 import { describe, expect, it } from 'vitest';
@@ -24,6 +34,22 @@ function replayed(store: FilePublishStore): Command[] {
 
 /** What `store` would send: each command's sequence and body. */
 const numbered = (store: FilePublishStore) => replayed(store).map((c) => [c.sequence, c.data]);
+
+/** Leaves a lock on `path` held by the process `pid`, as its store writes one. */
+function writeLock(path: string, pid: number): void {
+  mkdirSync(`${path}.lock`);
+  writeFileSync(join(`${path}.lock`, `${pid}.0a1b2c`), '');
+}
+
+/** The ids of the processes the lock on `path` names. */
+const lockHolders = (path: string) => readdirSync(`${path}.lock`).map((name) => Number.parseInt(name, 10));
+
+/** A process that has ended, its id. */
+async function endedProcess(): Promise<number> {
+  const ended = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => ended.on('exit', resolve));
+  return ended.pid as number;
+}
 
 describe('FilePublishStore', () => {
   it('gives a new store on the file what was unpersisted, with its sequences, headers and bodies', () => {
@@ -241,7 +267,7 @@ describe('FilePublishStore lock', () => {
     const path = tempFile();
     const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
     cleanups.push(() => holder.kill('SIGKILL'));
-    writeFileSync(`${path}.lock`, String(holder.pid));
+    writeLock(path, holder.pid as number);
     expect(() => new FilePublishStore(path)).toThrow(DurableStoreError);
     expect(() => new FilePublishStore(path)).toThrow(`in use by process ${holder.pid}`);
     await new Promise((resolve) => {
@@ -249,13 +275,29 @@ describe('FilePublishStore lock', () => {
       holder.kill('SIGKILL');
     });
     open(path);
-    expect(readFileSync(`${path}.lock`, 'utf8')).toBe(String(process.pid));
+    expect(lockHolders(path)).toEqual([process.pid]);
   });
 
   it("takes over a lock holding this process's own id that no store here holds (a restarted container)", () => {
     const path = tempFile();
-    writeFileSync(`${path}.lock`, String(process.pid));
+    writeLock(path, process.pid);
     expect(open(path).store(publish(1))).toBe(1);
+  });
+
+  it('removes what a kill in the lock routine left beside the lock, of processes that have ended only', async () => {
+    const path = tempFile();
+    const ended = await endedProcess();
+    const running = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+    cleanups.push(() => running.kill('SIGKILL'));
+    for (const pid of [ended, running.pid as number, process.pid]) {
+      mkdirSync(`${path}.lock.${pid}`);
+      writeFileSync(join(`${path}.lock.${pid}`, `${pid}.0a1b2c`), '');
+    }
+    open(path);
+    expect(existsSync(`${path}.lock.${ended}`)).toBe(false);
+    expect(existsSync(`${path}.lock.${process.pid}`)).toBe(false); // this process's own, taken up
+    expect(existsSync(`${path}.lock.${running.pid}`)).toBe(true); // maybe taking the lock right now
+    expect(lockHolders(path)).toEqual([process.pid]);
   });
 });
 
@@ -316,5 +358,29 @@ describe('crc32', () => {
     const store = open(join(dir, 'real', 'p.store'));
     store.store(publish(1));
     expect(() => open(join(dir, 'link', 'p.store'))).toThrow(/already open in this process/);
+  });
+
+  it('locks a file reached through a symbolic link to it under its real path, for every process', () => {
+    const path = tempFile();
+    const link = join(path, '..', 'link.store');
+    open(path).close();
+    symlinkSync(path, link);
+    open(link);
+    expect(() => open(path)).toThrow(/already open in this process/);
+    expect(lockHolders(path)).toEqual([process.pid]); // where a store in another process looks
+    expect(existsSync(`${link}.lock`)).toBe(false);
+  });
+
+  it('rewrites a file reached through a symbolic link to it in place, keeping the link', () => {
+    const path = tempFile();
+    const link = join(path, '..', 'link.store');
+    open(path).close();
+    symlinkSync(path, link);
+    const store = open(link);
+    store.store(publish(1));
+    store.syncWithServer(40); // the first logon rewrites the file
+    store.close();
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(numbered(open(path))).toEqual([[41, 'm1']]);
   });
 });

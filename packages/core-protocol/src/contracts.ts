@@ -316,7 +316,11 @@ export interface SubscriptionManager {
   /**
    * Re-enters every subscription through `execute`, sent in the order they were added (several
    * may wait for their ack at once). A subscription whose resubscribe fails is handed to the
-   * manager's failed-resubscribe policy.
+   * manager's failed-resubscribe policy. `onException` hears what the application's own code
+   * (such as that policy's hook) throws, as the client's other hooks' errors are heard.
    */
-  resubscribe(execute: (command: Command) => Promise<void>, options?: { signal?: AbortSignal }): Promise<void>;
+  resubscribe(
+    execute: (command: Command) => Promise<void>,
+    options?: { signal?: AbortSignal; onException?: (error: unknown) => void },
+  ): Promise<void>;
 }

@@ -156,11 +156,23 @@ export function canPause(command: Command | undefined): boolean {
 }
 
 /**
- * Adds tokens to an existing `opts` value, keeping what is there and skipping exact duplicates.
- * Each argument may itself be a list (`'pretty,ack_conflation=100ms'`).
+ * Adds tokens to an existing `opts` value. A later `key=value` replaces an earlier token with the
+ * same key in place (merging `max_backlog=5` into `max_backlog=3` means 5, and AMPS must not get
+ * both); repeated flags are kept once. Each argument may itself be a list (`'pretty,ack_conflation=100ms'`).
  */
 export function mergeOptions(opts: string | undefined, ...more: string[]): string {
-  const tokens = splitOptions(opts);
-  for (const token of more.flatMap((m) => splitOptions(m))) if (!tokens.includes(token)) tokens.push(token);
+  const tokens: string[] = [];
+  for (const token of [opts ?? '', ...more].flatMap((m) => splitOptions(m))) {
+    const key = optionKey(token);
+    const at = tokens.findIndex((t) => optionKey(t) === key);
+    if (at < 0) tokens.push(token);
+    else tokens[at] = token;
+  }
   return tokens.join(',');
+}
+
+/** The name of an `opts` token: the text before `=`, or the whole flag. */
+function optionKey(token: string): string {
+  const eq = token.indexOf('=');
+  return eq < 0 ? token : token.slice(0, eq);
 }

@@ -126,6 +126,14 @@ describe('mergeOptions', () => {
     expect(mergeOptions('', '')).toBe('');
   });
 
+  it('lets a later key=value replace an earlier one with the same key, in place', () => {
+    expect(mergeOptions('max_backlog=3', 'max_backlog=5')).toBe('max_backlog=5');
+    expect(mergeOptions('replace,rate=2X,oof', 'rate=1000,live', 'select=[/a]', 'select=[/b,/c]')).toBe(
+      'replace,rate=1000,oof,live,select=[/b,/c]',
+    );
+    expect(parseOptions(mergeOptions('top_n=1,top_n=2', 'top_n=9')).get('top_n')).toBe('9');
+  });
+
   it('splits arguments that are lists themselves', () => {
     expect(mergeOptions('pretty', 'pretty,ack_conflation=100ms', 'select=[/a,/b]')).toBe(
       'pretty,ack_conflation=100ms,select=[/a,/b]',

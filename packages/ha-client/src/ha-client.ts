@@ -30,6 +30,7 @@ import {
   flushAckTypeOption,
   heartbeatOption,
   InvalidOptionsError,
+  InvalidUriError,
   isBookmarkRange,
   isRefusal,
   type Logger,
@@ -287,6 +288,13 @@ export class HAClient {
   #switchPending = false;
   #stopHints: (() => void) | undefined;
   readonly #lastErrors = new Map<string, string>();
+  /**
+   * The URIs the chooser gave since it last came back to one already tried (one pass over its
+   * list), each with the configuration error it failed with (undefined if it failed otherwise).
+   */
+  readonly #chooserPass = new Map<string, Error | undefined>();
+  /** URIs whose InvalidUriError has gone to onException: reported once, not at every retry. */
+  readonly #reportedInvalidUris = new Set<string>();
   #firstFailureAt: number | undefined;
   readonly #subs = new Map<string, HASubscription>();
   /**
@@ -578,6 +586,21 @@ export class HAClient {
         return;
       }
       const shown = redactUri(uri);
+      if (this.#chooserPass.has(uri)) {
+        // Back at a URI already tried: the chooser has gone round its list. If every URI on it is
+        // one no attempt can use, retrying cannot help: it is the application's configuration.
+        const errors = [...this.#chooserPass.values()];
+        if (errors.every((e) => e !== undefined)) {
+          this.#giveUp(
+            new InvalidUriError(
+              `no usable server: every URI the chooser gave is invalid: ${errors.map((e) => e.message).join('; ')}`,
+              { cause: errors[0] },
+            ),
+          );
+          return;
+        }
+        this.#chooserPass.clear();
+      }
       let wait: number;
       try {
         wait = this.#delay.getConnectWaitDuration(uri);
@@ -618,6 +641,7 @@ export class HAClient {
           this.#chooser.reportSuccess({ uri: shown, attempt: this.#attempt, latencyMs: loggedOnAt - started, at }),
         );
         this.#recoveredAt = at;
+        this.#chooserPass.clear(); // a server was usable: its list is not all bad
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#loop = undefined;
         this.#armFailback();
@@ -633,6 +657,14 @@ export class HAClient {
         this.#firstFailureAt ??= started;
         this.#lastErrors.set(shown, err.message);
         this.#log('warn', 'connection attempt failed', { uri: shown, attempt: this.#attempt, error: err.message });
+        const invalid = InvalidUriError.isInstance(err);
+        this.#chooserPass.set(uri, invalid ? err : undefined);
+        // A chooser's bad URI is a configuration error the application must hear of, once: the
+        // chooser moves on (reportFailure), and one bad URI among good ones does not stop the client.
+        if (invalid && !this.#reportedInvalidUris.has(uri)) {
+          this.#reportedInvalidUris.add(uri);
+          this.#reportException(err);
+        }
         // The application must hear of a publish gap: messages may be missing on that server.
         if (PublishStoreGapError.isInstance(err)) this.#reportException(err);
         this.#switchPending = false;
@@ -720,7 +752,8 @@ export class HAClient {
       async (command) => {
         await this.#enter(command, generation);
       },
-      { signal },
+      // The manager's failed-resubscribe hook is application code: what it throws is reported.
+      { signal, onException: (error) => this.#reportException(error) },
     );
     signal.throwIfAborted();
     const kept = new Set(this.#manager.list().map((m) => m.subId));
@@ -803,6 +836,7 @@ export class HAClient {
     this.#attempt = 0;
     this.#firstFailureAt = undefined;
     this.#lastErrors.clear();
+    this.#chooserPass.clear();
   }
 
   #giveUp(error: Error): void {

@@ -15,6 +15,7 @@ export interface MemorySubscriptionManagerOptions {
    * The server refused to resubscribe a subscription. Return `true` to drop it and carry on with
    * the rest; `false` (the default) makes the whole recovery fail, so the client tries another
    * server. A lost connection or a timeout is not asked about: the recovery fails and is retried.
+   * A hook that throws decides nothing: taken as `false`, its error goes to `onException`.
    */
   onFailedResubscribe?: (subscription: ManagedSubscription, error: Error) => boolean;
   /**
@@ -58,11 +59,12 @@ export class MemorySubscriptionManager implements SubscriptionManager {
   /**
    * Sends the resubscribes in the order they were added, up to `maxInFlight` at a time, each
    * sent as soon as an earlier one is acked. The first failure that is not dropped stops sending
-   * and fails the recovery.
+   * and fails the recovery, with the server's refusal. A hook that throws is taken as `false`: its
+   * error goes to `options.onException` (with none to hear it, it is what the recovery fails with).
    */
   async resubscribe(
     execute: (command: Command) => Promise<void>,
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; onException?: (error: unknown) => void } = {},
   ): Promise<void> {
     const queue = this.list();
     let next = 0;
@@ -79,8 +81,8 @@ export class MemorySubscriptionManager implements SubscriptionManager {
         } catch (error) {
           const err = toError(error);
           const ask = !failed && isRefusal(err);
-          failed = true; // unless the hook drops it: a hook that throws fails the recovery too
-          if (ask && this.#onFailed?.(subscription, err)) {
+          failed = true; // unless the hook drops it
+          if (ask && this.#askToDrop(subscription, err, options.onException)) {
             failed = false;
             this.remove(subscription.subId);
             continue;
@@ -91,5 +93,20 @@ export class MemorySubscriptionManager implements SubscriptionManager {
     };
     const lanes = Array.from({ length: Math.min(this.#maxInFlight, queue.length) }, lane);
     await Promise.all(lanes);
+  }
+
+  /**
+   * Asks the hook whether to drop a subscription the server refused. A hook that throws cannot
+   * have meant to drop it (that would lose its messages): taken as `false`, so the recovery fails
+   * with the server's refusal and is retried, as with no hook.
+   */
+  #askToDrop(subscription: ManagedSubscription, error: Error, onException?: (error: unknown) => void): boolean {
+    try {
+      return Boolean(this.#onFailed?.(subscription, error));
+    } catch (hookError) {
+      if (!onException) throw hookError;
+      onException(hookError);
+      return false;
+    }
   }
 }

@@ -6,11 +6,14 @@
 import {
   AbortError,
   Bookmarks,
+  ConnectionError,
   DisconnectedError,
   type Environment,
   InvalidOptionsError,
+  InvalidUriError,
   type Message,
   RetryExhaustedError,
+  type ServerChooser,
   type SubscriptionManager,
   TimedOutError,
   type TimerHandle,
@@ -337,8 +340,28 @@ describe('HAClient pause() while reconnecting', () => {
   });
 });
 
+/** A chooser over `uris` that moves on to the next one at each reported failure. */
+function listChooser(uris: readonly string[]) {
+  let at = 0;
+  const given: string[] = [];
+  const chooser: ServerChooser = {
+    getCurrentURI: () => {
+      const uri = uris[at % uris.length] as string;
+      given.push(uri);
+      return uri;
+    },
+    getCurrentAuthenticator: () => undefined,
+    reportFailure: () => {
+      at++;
+    },
+    reportSuccess: () => {},
+    getError: () => '',
+  };
+  return { chooser, given };
+}
+
 describe('HAClient plugins', () => {
-  it('yields to the event loop between attempts that fail at once with a zero wait (a chooser returning an unusable URI): disconnect() from a timer stops it', async () => {
+  it('yields to the event loop between attempts that fail at once with a zero wait (a transport that throws): disconnect() from a timer stops it', async () => {
     let asked = 0;
     const delay = {
       // A bound so that the test ends even when the loop never yields.
@@ -350,9 +373,15 @@ describe('HAClient plugins', () => {
       reset: () => {},
     };
     const ha = new HAClient('hot-loop', {
-      transport: nodeTransport(),
+      // Fails without I/O, and not as a bad URI (a whole pass of those gives up).
+      transport: {
+        schemes: ['tcp'],
+        connect: () => {
+          throw new ConnectionError('the transport failed at once');
+        },
+      },
       chooser: {
-        getCurrentURI: () => 'http://127.0.0.1:1/amps/json', // a scheme the transport does not take
+        getCurrentURI: () => 'tcp://127.0.0.1:1/amps/json',
         getCurrentAuthenticator: () => undefined,
         reportFailure: () => {},
         reportSuccess: () => {},
@@ -367,5 +396,53 @@ describe('HAClient plugins', () => {
     await ha.disconnect();
     await connecting;
     expect(askedWhenTheEventLoopRan).toBeLessThan(100);
+  });
+
+  it('a chooser whose every URI is invalid: each goes to onException once, and connectAndLogon() fails with an InvalidUriError after one pass', async () => {
+    const clock = manualClock();
+    const bad = ['http://127.0.0.1:1/amps/json', 'tcp://user:secret@127.0.0.1:1/amps/json?no_such_option=1'];
+    const { chooser, given } = listChooser(bad);
+    const ha = new HAClient('all-invalid', {
+      transport: nodeTransport(),
+      chooser,
+      heartbeat: false,
+      environment: clock.environment,
+    });
+    const reported: unknown[] = [];
+    ha.onException((e) => reported.push(e));
+    let outcome: unknown = 'still retrying';
+    const connecting = ha.connectAndLogon().then(
+      () => 'connected',
+      (e: unknown) => e,
+    );
+    void connecting.then((o) => {
+      outcome = o;
+    });
+    // A minute of the default backoff, a second at a time: retried for ever, it never settles.
+    for (let t = 1000; t <= 60_000 && outcome === 'still retrying'; t += 1000) await clock.advanceTo(t);
+    await ha.disconnect();
+    expect(InvalidUriError.isInstance(outcome)).toBe(true);
+    expect((outcome as Error).message).toMatch(/every URI the chooser gave is invalid/);
+    expect((outcome as Error).message).not.toMatch(/secret/);
+    expect(given).toEqual([...bad, bad[0]]); // one pass, then back at the first: given up
+    expect(reported.map((e) => InvalidUriError.isInstance(e))).toEqual([true, true]);
+  });
+
+  it('a chooser with one invalid URI among good ones: reported to onException once, and the client connects (and reconnects) to the others', async () => {
+    const s = await server();
+    const { chooser } = listChooser(['http://127.0.0.1:1/amps/json', s.tcpUri('json')]);
+    const ha = client('one-invalid', s.tcpUri('json'), {
+      chooser,
+      delay: { getConnectWaitDuration: () => 0, reset: () => {} },
+    });
+    const reported: unknown[] = [];
+    ha.onException((e) => reported.push(e));
+    await ha.connectAndLogon();
+    // Dropped at once: the chooser goes past the invalid URI again, back to the server.
+    const back = stateWhere(ha, (e) => e.state === 'Resubscribed');
+    s.dropConnections();
+    await back;
+    expect(reported).toHaveLength(1);
+    expect(InvalidUriError.isInstance(reported[0])).toBe(true);
   });
 });

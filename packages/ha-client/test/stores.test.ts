@@ -593,7 +593,11 @@ describe('MemorySubscriptionManager', () => {
    * Starts `manager.resubscribe` over `count` subscriptions s0, s1, ..., each answered when the
    * test settles it: `sent` lists what went out, `settle[i](error?)` acks or fails the i-th.
    */
-  function scriptedResubscribe(manager: MemorySubscriptionManager, count: number) {
+  function scriptedResubscribe(
+    manager: MemorySubscriptionManager,
+    count: number,
+    options: Parameters<MemorySubscriptionManager['resubscribe']>[1] = {},
+  ) {
     for (let i = 0; i < count; i++) {
       manager.add({ subId: `s${i}`, command: { command: 'subscribe', topic: 't', subId: `s${i}` } });
     }
@@ -605,6 +609,7 @@ describe('MemorySubscriptionManager', () => {
           sent.push(c.subId as string);
           settle.push((error) => (error ? reject(error) : resolve()));
         }),
+      options,
     );
     return { sent, settle, done };
   }
@@ -646,6 +651,25 @@ describe('MemorySubscriptionManager', () => {
     await expect(done).rejects.toBe(hookError);
     settle[1]?.(); // the other one in flight succeeds: its lane must not send the next
     await turn();
+    expect(sent).toEqual(['s0', 's1']);
+  });
+
+  it('takes a failed-resubscribe hook that throws as false: its error to onException, the recovery fails with the refusal', async () => {
+    const hookError = new Error('hook failed');
+    const reported: unknown[] = [];
+    const manager = new MemorySubscriptionManager({
+      onFailedResubscribe: () => {
+        throw hookError;
+      },
+    });
+    const { sent, settle, done } = scriptedResubscribe(manager, 2, { onException: (e) => reported.push(e) });
+    const refusal = new BadFilterError('bad filter');
+    settle[0]?.(refusal);
+    await expect(done).rejects.toBe(refusal);
+    expect(reported).toEqual([hookError]);
+    settle[1]?.();
+    await turn();
+    expect(manager.list().map((s) => s.subId)).toEqual(['s0', 's1']); // nothing dropped
     expect(sent).toEqual(['s0', 's1']);
   });
 

@@ -175,15 +175,20 @@ describe('a server chooser that misbehaves', () => {
     ['a number', 42],
     ['an object', {}],
     ['a bad URI', 'not a uri'],
-  ])('getCurrentURI() returning %s: each attempt fails, and the delay strategy decides', async (_, uri) => {
-    const ha = client('chooser-uri-bad', 'tcp://unused:1/amps/json', {
-      chooser: chooser(['tcp://unused:1/amps/json'], { getCurrentURI: () => uri as string }),
-      delay: attempts(2),
-    });
-    await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
-      code: 'retry_exhausted',
-    });
-  });
+  ])(
+    'getCurrentURI() returning %s: the attempt fails, and given again, the client gives up with an InvalidUriError',
+    async (_, uri) => {
+      const ha = client('chooser-uri-bad', 'tcp://unused:1/amps/json', {
+        chooser: chooser(['tcp://unused:1/amps/json'], { getCurrentURI: () => uri as string }),
+        delay: attempts(), // no budget to run out: retrying a configuration error cannot help
+      });
+      const errors = exceptions(ha);
+      await expect(ha.connectAndLogon({ signal: AbortSignal.timeout(5000) })).rejects.toMatchObject({
+        code: 'invalid_uri',
+      });
+      expect(errors.seen).toHaveLength(1);
+    },
+  );
 
   it('getCurrentURI() returning an empty string: no server to connect to', async () => {
     const ha = client('chooser-uri-empty', 'tcp://unused:1/amps/json', {
@@ -545,6 +550,40 @@ describe('stores and subscription managers that throw', () => {
       throw new Error(`manager ${method} bug`);
     }
   }
+
+  it('an onFailedResubscribe that throws: reported to onException, taken as false (the recovery fails with the refusal and is retried)', async () => {
+    const first = await server();
+    const other = await server();
+    const ha = client('failed-resubscribe-throws', first.tcpUri('json'), {
+      servers: [first.tcpUri('json'), other.tcpUri('json')],
+      delay: attempts(),
+      bookmarkStore: false, // resubscribed from the bookmark it was given, as it was given
+      subscriptionManager: new MemorySubscriptionManager({
+        onFailedResubscribe: () => {
+          throw new Error('hook bug');
+        },
+      }),
+    });
+    const errors = exceptions(ha);
+    await ha.connectAndLogon();
+    const publisher = client('failed-resubscribe-publisher', first.tcpUri('json'));
+    await publisher.connectAndLogon();
+    publisher.publish('frs', 'x');
+    const { value: published } = await ha
+      .subscribe('frs', { bookmark: Bookmarks.EPOCH })
+      [Symbol.asyncIterator]()
+      .next();
+    // From a bookmark only the first server's log holds: the other one refuses it.
+    const bookmark = published?.bookmark as string;
+    await ha.subscribe('frs', { subId: 'kept', bookmark, options: 'bookmark_not_found=fail' }).ready;
+    const refused = stateWhere(ha, (e) => e.state === 'Disconnected' && e.uri === other.tcpUri('json'));
+    first.dropConnections(); // the chooser moves on to the other server
+    const disconnected = await refused;
+    await stateWhere(ha, (e) => e.state === 'Resubscribed'); // on the first one again: nothing dropped
+    expect(errors.messages()).toContain('hook bug');
+    expect(disconnected.reason).toMatch(/bookmark not found/);
+    expect(disconnected.reason).not.toMatch(/hook bug/);
+  });
 
   it("a bookmark store whose persisted() throws on an ack: reported, the application's onAck still called, a range still ended", async () => {
     const s = await server();

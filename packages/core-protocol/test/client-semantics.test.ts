@@ -497,6 +497,69 @@ describe('Client command semantics against the test broker', () => {
       expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
     });
 
+    it('a replace aborted as the next replace of its id is made (a filter changed twice) leaves that next one to decide', async () => {
+      const c = await loggedOn();
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      const first = c.subscribe('repl2', { subId: 'r', onMessage: () => {} });
+      await first.ready;
+      const controller = new AbortController();
+      const aborted = c.subscribe('repl2', {
+        subId: 'r',
+        filter: '/n > 1',
+        options: 'replace',
+        signal: controller.signal,
+      });
+      // The application calls off the last change and makes the next, in the same turn.
+      controller.abort();
+      const got = new Collector<Message>();
+      const latest = c.subscribe('repl2', { subId: 'r', filter: '/n > 2', options: 'replace', onMessage: got.push });
+      await expect(aborted.ready).rejects.toSatisfy(AbortError.isInstance);
+      await latest.ready;
+      producer.publish('repl2', JSON.stringify({ n: 3 }));
+      await producer.flush();
+      await c.flush();
+      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+      expect(await settled(latest.closed)).toBe(false);
+      expect(await settled(first.closed)).toBe(true); // replaced
+      expect(unhandled.items).toEqual([]);
+    });
+
+    it('a replace aborted as the next replace of its id is made, that one refused: neither goes on, and the id is freed on the server', async () => {
+      const c = await loggedOn();
+      const producer = await loggedOn();
+      const unhandled = new Collector<Message>();
+      c.onUnhandledMessage(unhandled.push);
+      const before = new Collector<Message>();
+      const first = c.subscribe('repl3', { subId: 'r', onMessage: before.push });
+      await first.ready;
+      const controller = new AbortController();
+      const aborted = c.subscribe('repl3', {
+        subId: 'r',
+        filter: '/n > 1',
+        options: 'replace',
+        signal: controller.signal,
+      });
+      controller.abort();
+      const refused = c.subscribe('repl3', { subId: 'r', filter: '/n >', options: 'replace' });
+      await expect(aborted.ready).rejects.toSatisfy(AbortError.isInstance);
+      await expect(refused.ready).rejects.toMatchObject({ code: expect.not.stringMatching(/aborted/) });
+      // The server holds the first or the aborted one, which is not known: neither goes on.
+      expect(await settled(first.closed)).toBe(true);
+      producer.publish('repl3', JSON.stringify({ n: 2 }));
+      await producer.flush();
+      await c.flush();
+      expect(before.items).toEqual([]);
+      expect(unhandled.items).toEqual([]);
+      const got = new Collector<Message>();
+      await c.subscribe('repl3', { subId: 'r', onMessage: got.push }).ready;
+      producer.publish('repl3', JSON.stringify({ n: 3 }));
+      await producer.flush();
+      await c.flush();
+      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+    });
+
     it('a publish with a command id of its own neither takes one in flight nor one the client makes up later', async () => {
       const { sent, filter } = outgoing();
       const c = await loggedOn({ transportFilter: filter });
@@ -515,6 +578,16 @@ describe('Client command semantics against the test broker', () => {
       const flushes = sent.items.filter((m) => m.command === 'flush');
       expect(flushes.map((m) => m.commandId)).not.toContain(ahead);
       expect(failed.items).toEqual([]);
+    });
+
+    it("a command id of the caller's at the largest safe integer does not take the client's own ids past it", async () => {
+      const { sent, filter } = outgoing();
+      const c = await loggedOn({ transportFilter: filter });
+      c.publish('cids', 'x', { ackType: 'processed', commandId: String(Number.MAX_SAFE_INTEGER) });
+      // Past it, adding one gives the same number: each id made would be the one in flight, for ever.
+      await c.subscribe('cids', {}).ready;
+      const subscribe = sent.items.find((m) => m.command === 'subscribe');
+      expect([subscribe?.subId, subscribe?.commandId].every((id) => Number.isSafeInteger(Number(id)))).toBe(true);
     });
 
     it('a subscribe aborted before its answer, retried with its id, does not pass the acks of the aborted one to the retry', async () => {

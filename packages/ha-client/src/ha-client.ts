@@ -853,10 +853,11 @@ export class HAClient {
     this.#newSweep();
     this.#publishLive = false;
     this.#cancelStoreWaits(error);
-    this.#emit(ConnectionState.Disconnected, error.message);
     this.#ready.reject(error);
     this.#ready = deferred<void>();
     this.#ready.promise.catch(() => {});
+    // After the new #ready: a listener that starts again (connectAndLogon()) waits for that run.
+    this.#emit(ConnectionState.Disconnected, error.message);
   }
 
   #exhausted(cause: unknown): Error {

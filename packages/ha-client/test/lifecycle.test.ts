@@ -166,6 +166,40 @@ describe('HAClient lifecycle', () => {
     expect(heard.slice(0, 5)).toEqual([...run, 'Disconnected']);
   });
 
+  it('connectAndLogon() called by a listener of the give-up waits for the run it starts, not for the one given up', async () => {
+    const s = await server();
+    const base = nodeTransport();
+    let connects = 0;
+    const transport: Transport = {
+      schemes: base.schemes,
+      // The first attempt fails, the next ones connect.
+      connect: (uri, handlers, options) =>
+        connects++ === 0 ? Promise.reject(new Error('refused')) : base.connect(uri, handlers, options),
+    };
+    let waits = 0;
+    const delay = {
+      // Gives up after the first failure; a new run starts over.
+      getConnectWaitDuration: () => {
+        if (waits++ === 1) throw new RetryExhaustedError('no more', { elapsedMs: 0, attempts: 1, servers: [] });
+        return 0;
+      },
+      reset: () => {},
+    };
+    const ha = client('give-up-listener', s.tcpUri('json'), { transport, delay });
+    let again: Promise<unknown> | undefined;
+    ha.onStateChange((e) => {
+      if (e.state === 'Disconnected' && e.reason?.startsWith('gave up') && !again) {
+        again = ha.connectAndLogon().then(
+          () => 'connected',
+          (error: unknown) => error,
+        );
+      }
+    });
+    await expect(ha.connectAndLogon()).rejects.toSatisfy(RetryExhaustedError.isInstance);
+    expect(await again).toBe('connected');
+    expect(ha.isReady).toBe(true);
+  });
+
   it('disconnect() called twice at once: one Shutdown, both resolve', async () => {
     const s = await server();
     const ha = client('disconnect-twice', s.tcpUri('json'));

@@ -87,13 +87,15 @@ export function warnUnsupported(uri: AmpsUri, logger: Logger | undefined): void 
 }
 
 /**
- * The TLS options that name the server: SNI, and the name the certificate must match. RFC 6066
- * forbids an IP address as SNI (Node warns about one): an IP is only checked against the certificate.
+ * The TLS options that name the server: SNI, and the name the certificate must match (by `check`).
+ * RFC 6066 forbids an IP address as SNI (Node warns about one): an IP is only checked against the certificate.
  */
 export function serverNameOptions(
   servername: string,
+  check: NonNullable<tls.ConnectionOptions['checkServerIdentity']> = tls.checkServerIdentity,
 ): Pick<tls.ConnectionOptions, 'servername' | 'checkServerIdentity'> {
   if (net.isIP(servername) === 0) return { servername };
-  // An empty servername sends no SNI (`ws` would otherwise fill in the host).
-  return { servername: '', checkServerIdentity: (_host, cert) => tls.checkServerIdentity(servername, cert) };
+  // An empty servername sends no SNI (`ws` would otherwise fill in the host). The application's
+  // own check (webSocket.checkServerIdentity: pinning, say) still decides, given that address.
+  return { servername: '', checkServerIdentity: (_host, cert) => check(servername, cert) };
 }

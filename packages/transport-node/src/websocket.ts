@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 import {
   type AmpsUri,
   ConnectionError,
@@ -139,7 +140,9 @@ export function connectWebSocket(
     if (t.cert !== undefined) wsOptions.cert = t.cert;
     if (t.key !== undefined) wsOptions.key = t.key;
     if (t.passphrase !== undefined) wsOptions.passphrase = t.passphrase;
-    if (t.servername !== undefined) Object.assign(wsOptions, serverNameOptions(t.servername));
+    // ws passes its checkServerIdentity to tls.connect, which calls it as Node documents (ws types it loosely).
+    const check = options.webSocket.checkServerIdentity as tls.ConnectionOptions['checkServerIdentity'];
+    if (t.servername !== undefined) Object.assign(wsOptions, serverNameOptions(t.servername, check));
   }
   const WebSocketClass = options.WebSocket ?? WebSocket;
 

@@ -269,4 +269,25 @@ describe('wss://', () => {
     await warningsFlushed();
     expect(warnings).toEqual([]);
   });
+
+  it("an IP address as servername keeps the application's own webSocket.checkServerIdentity, given that address", async () => {
+    const { port, next } = await wssServer({ cert: certs.namedCert, key: certs.namedKey });
+    const accepted = next();
+    const checked: string[] = [];
+    const recorder = new Recorder();
+    const connection = await nodeTransport({
+      tls: { ca: certs.ca, servername: '127.0.0.1' },
+      // Pinning, say: the application's check decides, not the default one.
+      webSocket: {
+        checkServerIdentity: (host: string) => {
+          checked.push(host);
+          return false; // no error: accepted
+        },
+      },
+    }).connect(`wss://localhost:${port}/amps/json`, recorder);
+    await accepted;
+    expect(checked).toEqual(['127.0.0.1']);
+    connection.close();
+    await recorder.closed;
+  });
 });

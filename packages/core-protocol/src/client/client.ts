@@ -237,6 +237,11 @@ interface Route {
   holding?: boolean;
   /** A query whose caller stopped waiting (a timeout, an abort): it holds its id until its last ack. */
   givenUp?: boolean;
+  /**
+   * A replace sent after one of its id that was given up on: what the server held then is not
+   * known, so a refusal of this one leaves it unknown too (see #endReplaced).
+   */
+  heldUnknown?: boolean;
 }
 
 interface Pending {
@@ -1284,9 +1289,11 @@ export class Client {
       if (!gaveUp) this.#releaseRoute(routeKey, route, previous);
       // A subscribe that timed out or was aborted (with any reason) may still be registered on
       // the server: take it back, unless the connection is gone, it was never sent (bad options),
-      // or the server refused it (so did not register it).
+      // or the server refused it (so did not register it; but a refused replace leaves the server
+      // holding what it held, unknown if an earlier replace was given up on).
       const unsent = code === 'disconnected' || code === 'invalid_options';
-      if (isSubscribe && c.subId !== undefined && !unsent && !refused && this.#session?.open) {
+      const settledByRefusal = refused && !route?.heldUnknown;
+      if (isSubscribe && c.subId !== undefined && !unsent && !settledByRefusal && this.#session?.open) {
         // A replace leaves the server holding the old subscription or the new one, which is not
         // known: neither goes on. Unless the id was unsubscribed since (and maybe taken again).
         if (previous && !this.#endReplaced(c.subId, route?.sent ?? 0, error as Error)) throw error;
@@ -1320,11 +1327,20 @@ export class Client {
   /**
    * Ends with `error`, here, what holds `subId` for a replace sent as `sent` that was given up on:
    * the subscription it was to replace and any other replace of it in flight. Returns false when
-   * the id was unsubscribed after that replace was sent: that unsubscribe has ended it all.
+   * the id was unsubscribed after that replace was sent (that unsubscribe has ended it all), or a
+   * replace sent after it is still in flight.
    */
   #endReplaced(subId: string, sent: number, error: Error): boolean {
     const holder = this.#routes.get(subId);
     if (holder ? (holder.sent ?? 0) > sent : this.#unsubscribing.has(subId)) return false;
+    // A replace sent after it still waits for its answer (a filter changed again): that answer
+    // decides. Accepted, it holds the id; refused, it ends them all, as this one would have.
+    const last = this.#endHooks.get(subId);
+    const latest = last && this.#routeOf.get(last);
+    if (latest && (latest.sent ?? 0) > sent) {
+      latest.heldUnknown = true;
+      return false;
+    }
     if (holder) {
       this.#routes.delete(subId);
       this.#safely(() => holder.onDisconnect(error));
@@ -1405,7 +1421,8 @@ export class Client {
       throw new InvalidOptionsError(`${what}: command id '${cid}' is in use by a command in flight`);
     if (typeof cid !== 'string' || !/^(0|[1-9]\d*)$/.test(cid)) return;
     const n = Number(cid);
-    if (Number.isSafeInteger(n) && n >= this.#nextId) this.#nextId = n + 1;
+    // Not past the largest safe integer: from there adding one gives the same id again.
+    if (Number.isSafeInteger(n + 1) && n >= this.#nextId) this.#nextId = n + 1;
   }
 
   #requireSession(): Session {

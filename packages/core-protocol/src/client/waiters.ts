@@ -75,25 +75,25 @@ export interface Deferred<T> {
 export function deferred<T>(): Deferred<T> {
   let resolve!: (value: T) => void;
   let reject!: (error: unknown) => void;
-  let settled = false;
   const promise = new Promise<T>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  return {
+  // `settled` is a plain property, not a getter: the client reads its session's for every
+  // message, and a getter made per object costs a call that V8 does not inline.
+  const settable = {
     promise,
-    resolve: (value) => {
-      if (settled) return;
-      settled = true;
+    settled: false,
+    resolve: (value: T) => {
+      if (settable.settled) return;
+      settable.settled = true;
       resolve(value);
     },
-    reject: (error) => {
-      if (settled) return;
-      settled = true;
+    reject: (error: unknown) => {
+      if (settable.settled) return;
+      settable.settled = true;
       reject(error);
     },
-    get settled() {
-      return settled;
-    },
   };
+  return settable;
 }

@@ -179,6 +179,7 @@ const BUDGET_BYTES = 12 * 1024;
  *   after one pass (it retried for ever); an `onFailedResubscribe` that throws is reported;
  *   `mergeOptions` lets a later `key=value` replace an earlier one (both were sent); a replace
  *   given up on as the next replace of its id is made leaves that one to decide (it killed it).
+ *   A last fix (a chooser retrying one invalid URI before going on to a valid one) took it to 32,057 B.
  */
 const CEILING_BYTES = 32_300;
 

@@ -143,6 +143,12 @@ const HELD_CONNECTION_MS = 100;
  */
 const OFFLINE_PROBE_MS = 10_000;
 
+/**
+ * How many times in a row a chooser may give the same URI (retrying that server, as a circuit
+ * breaker does before it opens) before that counts as going round its list: a chooser of one URI.
+ */
+const SAME_URI_RETRIES_IN_A_PASS = 10;
+
 /** How many state events a `states()` iterator keeps for a consumer that is behind. */
 const DEFAULT_STATES_MAX_QUEUE = 1000;
 
@@ -293,6 +299,8 @@ export class HAClient {
    * list), each with the configuration error it failed with (undefined if it failed otherwise).
    */
   readonly #chooserPass = new Map<string, Error | undefined>();
+  /** The URI the chooser last gave in this outage, and how many times in a row it gave it. */
+  #lastChosen: { uri: string; times: number } | undefined;
   /** URIs whose InvalidUriError has gone to onException: reported once, not at every retry. */
   readonly #reportedInvalidUris = new Set<string>();
   #firstFailureAt: number | undefined;
@@ -586,7 +594,12 @@ export class HAClient {
         return;
       }
       const shown = redactUri(uri);
-      if (this.#chooserPass.has(uri)) {
+      const times = this.#lastChosen?.uri === uri ? this.#lastChosen.times + 1 : 1;
+      this.#lastChosen = { uri, times };
+      // The same URI again at once is the chooser retrying that server (a circuit breaker before it
+      // opens), not going round: a valid URI may come after it.
+      const wentRound = times === 1 || times > SAME_URI_RETRIES_IN_A_PASS;
+      if (wentRound && this.#chooserPass.has(uri)) {
         // Back at a URI already tried: the chooser has gone round its list. If every URI on it is
         // one no attempt can use, retrying cannot help: it is the application's configuration.
         const errors = [...this.#chooserPass.values()];
@@ -642,6 +655,7 @@ export class HAClient {
         );
         this.#recoveredAt = at;
         this.#chooserPass.clear(); // a server was usable: its list is not all bad
+        this.#lastChosen = undefined;
         // Synchronously, so a disconnect right after this can start a new loop.
         this.#loop = undefined;
         this.#armFailback();
@@ -837,6 +851,7 @@ export class HAClient {
     this.#firstFailureAt = undefined;
     this.#lastErrors.clear();
     this.#chooserPass.clear();
+    this.#lastChosen = undefined;
   }
 
   #giveUp(error: Error): void {

@@ -19,6 +19,7 @@ import {
   type TimerHandle,
   type Transport,
 } from '@amps-ts/core-protocol';
+import { healthWeighted } from '@amps-ts/server-chooser-health-weighted';
 import type { TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
 import { describe, expect, it } from 'vitest';
@@ -460,6 +461,31 @@ describe('HAClient plugins', () => {
     expect((outcome as Error).message).not.toMatch(/secret/);
     expect(given).toEqual([...bad, bad[0]]); // one pass, then back at the first: given up
     expect(reported.map((e) => InvalidUriError.isInstance(e))).toEqual([true, true]);
+  });
+
+  it('a chooser that gives an invalid URI again before going on (a circuit breaker): the client goes on to the valid URI after it', async () => {
+    const s = await server();
+    // Invalid for this transport (no compression); with no failure penalty it stays the chooser's
+    // first choice until its circuit opens (3 failures in a row).
+    const invalid = 'tcp://127.0.0.1:1/amps/json?compression=zlib';
+    const chooser = healthWeighted([invalid, s.tcpUri('json')], { failurePenaltyMs: 0 });
+    const ha = client('invalid-retried', s.tcpUri('json'), {
+      chooser,
+      delay: { getConnectWaitDuration: () => 0, reset: () => {} },
+    });
+    const reported: unknown[] = [];
+    ha.onException((e) => reported.push(e));
+    await ha.connectAndLogon();
+    expect(reported).toHaveLength(1);
+    expect(InvalidUriError.isInstance(reported[0])).toBe(true);
+  });
+
+  it('a chooser of one invalid URI, given again and again: connectAndLogon() still fails with an InvalidUriError', async () => {
+    const ha = client('only-invalid', 'tcp://127.0.0.1:1/amps/json?compression=zlib', {
+      delay: { getConnectWaitDuration: () => 0, reset: () => {} },
+    });
+    ha.onException(() => {});
+    await expect(ha.connectAndLogon()).rejects.toThrow(/every URI the chooser gave is invalid/);
   });
 
   it('a chooser with one invalid URI among good ones: reported to onException once, and the client connects (and reconnects) to the others', async () => {

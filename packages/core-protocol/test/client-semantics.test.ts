@@ -460,6 +460,27 @@ describe('Client command semantics against the test broker', () => {
       await c.subscribe('dup', { subId: 'd' }).ready;
     });
 
+    /** Neither the subscription `r` of `topic` nor its replace goes on, and the id is free on the server too. */
+    async function expectNeitherGoesOn(
+      c: Client,
+      producer: Client,
+      topic: string,
+      before: Collector<Message>,
+      unhandled: Collector<Message>,
+    ): Promise<void> {
+      producer.publish(topic, JSON.stringify({ n: 2 }));
+      await producer.flush();
+      await c.flush();
+      expect(before.items).toEqual([]);
+      expect(unhandled.items).toEqual([]);
+      const got = new Collector<Message>();
+      await c.subscribe(topic, { subId: 'r', onMessage: got.push }).ready;
+      producer.publish(topic, JSON.stringify({ n: 3 }));
+      await got.atLeast(1);
+      await c.flush();
+      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+    }
+
     it('a replace aborted before its answer, then accepted, ends the subscription it was to replace and frees the id on the server', async () => {
       const gate = gatedTransport();
       const c = await loggedOn({ transport: gate });
@@ -484,17 +505,7 @@ describe('Client command semantics against the test broker', () => {
       expect(await settled(first.closed)).toBe(true);
       await expect(first.closed).resolves.toSatisfy(AbortError.isInstance);
       gate.release();
-      producer.publish('repl', JSON.stringify({ n: 2 }));
-      await producer.flush();
-      await c.flush();
-      expect(before.items).toEqual([]);
-      expect(unhandled.items).toEqual([]);
-      // Unsubscribed on the server too: the id is free there for a new subscription.
-      const got = new Collector<Message>();
-      await c.subscribe('repl', { subId: 'r', onMessage: got.push }).ready;
-      producer.publish('repl', JSON.stringify({ n: 3 }));
-      await got.atLeast(1);
-      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+      await expectNeitherGoesOn(c, producer, 'repl', before, unhandled);
     });
 
     it('a replace aborted as the next replace of its id is made (a filter changed twice) leaves that next one to decide', async () => {
@@ -547,17 +558,7 @@ describe('Client command semantics against the test broker', () => {
       await expect(refused.ready).rejects.toMatchObject({ code: expect.not.stringMatching(/aborted/) });
       // The server holds the first or the aborted one, which is not known: neither goes on.
       expect(await settled(first.closed)).toBe(true);
-      producer.publish('repl3', JSON.stringify({ n: 2 }));
-      await producer.flush();
-      await c.flush();
-      expect(before.items).toEqual([]);
-      expect(unhandled.items).toEqual([]);
-      const got = new Collector<Message>();
-      await c.subscribe('repl3', { subId: 'r', onMessage: got.push }).ready;
-      producer.publish('repl3', JSON.stringify({ n: 3 }));
-      await producer.flush();
-      await c.flush();
-      expect(got.items.map((m) => m.json())).toEqual([{ n: 3 }]);
+      await expectNeitherGoesOn(c, producer, 'repl3', before, unhandled);
     });
 
     it('a publish with a command id of its own neither takes one in flight nor one the client makes up later', async () => {

@@ -508,20 +508,29 @@ describe('Client command semantics against the test broker', () => {
       await expectNeitherGoesOn(c, producer, 'repl', before, unhandled);
     });
 
-    it('a replace aborted as the next replace of its id is made (a filter changed twice) leaves that next one to decide', async () => {
+    /**
+     * A subscription `r` of `topic`, and a replace of it in flight, with the `controller` to abort it
+     * (in the caller's turn: what the caller does next in that turn is what is tested).
+     */
+    async function replaceInFlight(topic: string, onMessage: (m: Message) => void = () => {}) {
       const c = await loggedOn();
       const producer = await loggedOn();
       const unhandled = new Collector<Message>();
       c.onUnhandledMessage(unhandled.push);
-      const first = c.subscribe('repl2', { subId: 'r', onMessage: () => {} });
+      const first = c.subscribe(topic, { subId: 'r', onMessage });
       await first.ready;
       const controller = new AbortController();
-      const aborted = c.subscribe('repl2', {
+      const aborted = c.subscribe(topic, {
         subId: 'r',
         filter: '/n > 1',
         options: 'replace',
         signal: controller.signal,
       });
+      return { c, producer, unhandled, first, aborted, controller };
+    }
+
+    it('a replace aborted as the next replace of its id is made (a filter changed twice) leaves that next one to decide', async () => {
+      const { c, producer, unhandled, first, aborted, controller } = await replaceInFlight('repl2');
       // The application calls off the last change and makes the next, in the same turn.
       controller.abort();
       const got = new Collector<Message>();
@@ -538,20 +547,8 @@ describe('Client command semantics against the test broker', () => {
     });
 
     it('a replace aborted as the next replace of its id is made, that one refused: neither goes on, and the id is freed on the server', async () => {
-      const c = await loggedOn();
-      const producer = await loggedOn();
-      const unhandled = new Collector<Message>();
-      c.onUnhandledMessage(unhandled.push);
       const before = new Collector<Message>();
-      const first = c.subscribe('repl3', { subId: 'r', onMessage: before.push });
-      await first.ready;
-      const controller = new AbortController();
-      const aborted = c.subscribe('repl3', {
-        subId: 'r',
-        filter: '/n > 1',
-        options: 'replace',
-        signal: controller.signal,
-      });
+      const { c, producer, unhandled, first, aborted, controller } = await replaceInFlight('repl3', before.push);
       controller.abort();
       const refused = c.subscribe('repl3', { subId: 'r', filter: '/n >', options: 'replace' });
       await expect(aborted.ready).rejects.toSatisfy(AbortError.isInstance);

@@ -31,6 +31,8 @@ const ON_THEIR_OWN_AFTER_NON_ASCII = 4096;
 
 /** A topic's publish header, as bytes and as text. */
 interface PublishHeader {
+  readonly command: 'publish' | 'delta_publish';
+  readonly topic: string;
   /** `{"c":"p","t":"<topic>"`: without the length and the closing brace. */
   readonly bytes: Uint8Array;
   /** Four characters holding the place of the length, then the header with its closing brace. */
@@ -62,6 +64,7 @@ export class Outbox {
   /** Short frames still to encode on their own (see ON_THEIR_OWN_AFTER_NON_ASCII). */
   #onTheirOwn = 0;
   readonly #headers = new Map<string, PublishHeader>();
+  #lastHeader: PublishHeader | undefined;
 
   /** Bytes written and not yet taken, counting a pending character as one byte. */
   get byteLength(): number {
@@ -135,15 +138,19 @@ export class Outbox {
   }
 
   #header(command: 'publish' | 'delta_publish', topic: string): PublishHeader {
+    // Runs of publishes to one topic are common: comparing with the last beats a map lookup.
+    const last = this.#lastHeader;
+    if (last !== undefined && last.topic === topic && last.command === command) return last;
     const key = command === 'publish' ? topic : `\u0000${topic}`;
     let header = this.#headers.get(key);
     if (header === undefined) {
       const frame = encodeCommand({ command, topic });
       const bytes = frame.slice(4, frame.length - 1);
-      header = { bytes, text: `\u0000\u0000\u0000\u0000${utf8Decoder.decode(frame.subarray(4))}` };
+      header = { command, topic, bytes, text: `\u0000\u0000\u0000\u0000${utf8Decoder.decode(frame.subarray(4))}` };
       if (this.#headers.size >= MAX_CACHED_TOPICS) this.#headers.clear();
       this.#headers.set(key, header);
     }
+    this.#lastHeader = header;
     return header;
   }
 

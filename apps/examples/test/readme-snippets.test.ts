@@ -180,3 +180,31 @@ describe('README TypeScript snippets', () => {
     },
   );
 });
+
+/** The `@amps-ts/*` packages a README's install commands (`npm install ...`, before any `#`) install. */
+function installedBy(readmePath: string): Set<string> {
+  const commands = readFileSync(readmePath, 'utf8').matchAll(/^npm install ([^#\n]*)/gm);
+  return new Set([...commands].flatMap(([, args = '']) => args.split(/\s+/).filter((a) => a.startsWith('@amps-ts/'))));
+}
+
+// A reader who runs a package's install command and then its example must not meet a missing
+// package: under pnpm, a package that is only a dependency of the one installed cannot be imported.
+describe('README install commands', () => {
+  it.each(findReadmes(join(repo, 'packages')).map((path) => [relative(repo, path), path] as const))(
+    '%s installs every package its examples import',
+    (readme, path) => {
+      const imported = new Set(
+        extractSnippets(path).flatMap((snippet) =>
+          [...snippet.code.join('\n').matchAll(/^import (?!type )[^;]*?from '(@amps-ts\/[\w-]+)'/gm)].map(
+            ([, name]) => name,
+          ),
+        ),
+      );
+      const installed = installedBy(path);
+      expect(
+        [...imported].filter((name) => !installed.has(name as string)),
+        readme,
+      ).toEqual([]);
+    },
+  );
+});

@@ -3,7 +3,8 @@
  * with garbage, refused connections, authentication (with the retry challenge), and conflated
  * persisted acks. Nothing may be left hanging: no unhandled rejection, socket or timer.
  */
-import type * as net from 'node:net';
+import { once } from 'node:events';
+import * as net from 'node:net';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../../test-server/src/index.js';
 import { nodeTransport } from '../../transport-node/src/index.js';
@@ -24,7 +25,7 @@ import {
   ProtocolError,
   type Transport,
 } from '../src/index.js';
-import { Collector, guardEachTest } from './client-fakes.js';
+import { Collector, guardEachTest, ManualEnvironment } from './client-fakes.js';
 import { closedPort, rawServer } from './raw-server.js';
 
 const schemes = ['tcp', 'ws'] as const;
@@ -398,6 +399,43 @@ describe.each(schemes)('authentication and conflated acks over %s', (scheme) => 
     expect(client.isConnected).toBe(false);
   });
 
+  it.each([
+    ['disconnect()', (client: Client) => client.disconnect()],
+    ['abort()', (client: Client) => client.abort()],
+    ['the server dropping the connection', () => server.dropConnections()],
+  ])(
+    'a connection closed by %s while the authenticator has not answered ends the logon at once, its timer cleared',
+    async (_, close) => {
+      const client = newClient(`${scheme}-closed-while-authenticating`);
+      let asked!: () => void;
+      const authenticating = new Promise<void>((resolve) => {
+        asked = resolve;
+      });
+      const authenticator: Authenticator = {
+        authenticate: () => {
+          asked();
+          return new Promise<string>(() => {});
+        },
+        retry: (_user, token) => token ?? '',
+        completed: () => {},
+      };
+      const closed = new Promise<unknown>((resolve) => client.onDisconnect(resolve));
+      await client.connect(uriFor(server, 'alice@'));
+      let settled = false;
+      const logon = client.logon({ authenticator, timeoutMs: 60_000 }).finally(() => {
+        settled = true;
+      });
+      logon.catch(() => {});
+      await authenticating;
+      await close(client);
+      await closed;
+      // A few turns for the close to reach the logon; no wall-clock wait decides this.
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(settled, 'the logon still waits for an authenticator whose connection has gone').toBe(true);
+      await expect(logon).rejects.toSatisfy(DisconnectedError.isInstance);
+    },
+  );
+
   it('a retry answered with a bad token is an AuthenticationError', async () => {
     const client = newClient(`${scheme}-bad-token`);
     const authenticator: Authenticator = {
@@ -444,6 +482,50 @@ describe.each(schemes)('authentication and conflated acks over %s', (scheme) => 
     for (let s = 1; s <= 50; s++) client.publish('c', String(s), { sequence: s, ackType: 'persisted' });
     while ((await persisted.atLeast(persisted.items.length + 1)).at(-1)?.sequence !== 50);
     expect(persisted.items.every((ack) => ack.commandId === undefined)).toBe(true);
+  });
+});
+
+describe.each(schemes)('a server that never answers our close, over %s', (scheme) => {
+  it("disconnect() gives up on it after its 2 s and destroys the connection, whatever the transport's closeTimeoutMs", async () => {
+    let uri: string;
+    let freeze = () => {};
+    if (scheme === 'tcp') {
+      // Never reads, so never sees our end of the connection, as a half-open peer.
+      const server = net.createServer({ pauseOnConnect: true });
+      const accepted: net.Socket[] = [];
+      server.on('connection', (socket) => accepted.push(socket));
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      cleanups.push(async () => {
+        for (const socket of accepted) socket.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      });
+      uri = `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}/amps/json`;
+    } else {
+      const broker = await startTestServer();
+      cleanups.push(() => broker.close());
+      cleanups.push(() => broker.thaw());
+      uri = broker.wsUri();
+      freeze = () => broker.freeze(); // once the WebSocket is open: its close frame is never answered
+    }
+    const environment = new ManualEnvironment();
+    const client = newClient(`${scheme}-never-closed`, {
+      transport: nodeTransport({ closeTimeoutMs: 60_000 }),
+      environment,
+    });
+    const sockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    const before = sockets();
+    await client.connect(uri);
+    freeze();
+    const disconnected = client.disconnect();
+    environment.advance(2000);
+    await disconnected;
+    expect(client.state).toBe(ConnectionState.Shutdown);
+    // Only the server's end is left: a few turns for the client's handle to go.
+    for (let turn = 0; turn < 20 && sockets() > before + 1; turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(sockets(), 'the client socket is still open after disconnect() resolved').toBe(before + 1);
   });
 });
 

@@ -1332,12 +1332,19 @@ export class HAClient {
     }
     if (sub.closed.settled) return; // called off meanwhile
     const subId = sub.subId;
+    // The manager first, as in subscribe(): one that throws ends the replace with its error (nobody
+    // awaits this method), and the subscription it was to replace goes on.
+    try {
+      this.#manager.add({ subId, command: sub.command });
+    } catch (error) {
+      this.#endSubscription(sub, toError(error));
+      return;
+    }
     const replaced = this.#subs.get(subId);
     sub.replaced = replaced;
     sub.replaying = replaced?.replaying;
     // From here a reconnect enters the new one.
     this.#subs.set(subId, sub);
-    this.#manager.add({ subId, command: sub.command });
     if (!replaced) {
       void this.#enterLater(sub);
       return;
@@ -1370,7 +1377,7 @@ export class HAClient {
       sub.replaced = undefined;
       if (kept) {
         this.#subs.set(subId, kept);
-        this.#manager.add({ subId, command: kept.command });
+        this.#safely(() => this.#manager.add({ subId, command: kept.command }));
         // Refused by a server it was not entered on (the replace was cut off): entered there now.
         if (cutOff) void this.#enterLater(kept);
         // Its consumer caught up while the replace was with the server: resume it (or enter it
@@ -1419,7 +1426,8 @@ export class HAClient {
   #replaceAtOnce(sub: HASubscription): void {
     const replaced = this.#subs.get(sub.subId);
     this.#subs.set(sub.subId, sub);
-    this.#manager.add({ subId: sub.subId, command: sub.command });
+    // Called where nobody awaits: a manager that throws is reported.
+    this.#safely(() => this.#manager.add({ subId: sub.subId, command: sub.command }));
     if (replaced) this.#endSubscription(replaced, undefined);
   }
 

@@ -18,7 +18,7 @@ import { roundRobin } from '@amps-ts/server-chooser-round-robin';
 import { startTestServer } from '@amps-ts/test-server';
 import { describe, expect, it } from 'vitest';
 import { type HAClient, MemoryBookmarkStore, MemoryPublishStore, MemorySubscriptionManager } from '../src/index.js';
-import { client, server, stateWhere } from './helpers.js';
+import { cleanups, client, server, stateWhere } from './helpers.js';
 
 /** A logger each of whose methods throws, recording what it was asked to log. */
 function throwingLogger(logged: string[] = []): Logger {
@@ -645,6 +645,99 @@ describe('stores and subscription managers that throw', () => {
     broken = false;
     const again = ha.subscribe('at', { subId: 'x', onMessage: () => {} }); // the id is free
     await again.ready;
+  });
+
+  describe('a subscription manager whose add() throws on a replace, nothing rejected unhandled', () => {
+    /** A memory manager whose `nth` add from `failAdd(nth)` on throws, once. */
+    function failingAdds() {
+      const inner = new MemorySubscriptionManager();
+      let addsToFail = 0;
+      const manager: SubscriptionManager = {
+        add: (subscription) => {
+          if (addsToFail > 0 && --addsToFail === 0) throw new Error('add bug');
+          inner.add(subscription);
+        },
+        remove: (subId) => inner.remove(subId),
+        clear: () => inner.clear(),
+        list: () => inner.list(),
+        resubscribe: (execute, options) => inner.resubscribe(execute, options),
+      };
+      return { inner, manager, failAdd: (nth: number) => (addsToFail = nth) };
+    }
+
+    /** Resolves at the first unhandled rejection; `seen` lists them. */
+    function unhandledRejections() {
+      const seen: unknown[] = [];
+      let first!: () => void;
+      const any = new Promise<void>((resolve) => {
+        first = resolve;
+      });
+      const listener = (reason: unknown) => {
+        seen.push(reason);
+        first();
+      };
+      process.on('unhandledRejection', listener);
+      cleanups.push(async () => process.off('unhandledRejection', listener));
+      return { seen, any };
+    }
+
+    it('the replace ends with its error, and the subscription it was to replace goes on', async () => {
+      const s = await server();
+      const { inner, manager, failAdd } = failingAdds();
+      const unhandled = unhandledRejections();
+      const ha = client('add-throws-replace', s.tcpUri('json'), { subscriptionManager: manager });
+      await ha.connectAndLogon();
+      const old = ha.subscribe('at', { subId: 'x', onMessage: () => {} });
+      await old.ready;
+      failAdd(1);
+      const replace = ha.subscribe('at', { subId: 'x', options: { replace: true }, onMessage: () => {} });
+      await Promise.race([replace.ready.catch(() => {}), unhandled.any]);
+      expect(unhandled.seen).toEqual([]);
+      await expect(replace.ready).rejects.toThrow('add bug');
+      expect(await replace.closed).toMatchObject({ message: 'add bug' });
+      // Rejections are reported a turn after they happen.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled.seen).toEqual([]);
+      expect(inner.list().map((m) => m.subId)).toEqual(['x']);
+      await ha.unsubscribe('x');
+      expect(await old.closed).toBeUndefined();
+    });
+
+    it('as the subscription it was to replace is put back after the server refused it: reported to onException', async () => {
+      const s = await server();
+      const { manager, failAdd } = failingAdds();
+      const unhandled = unhandledRejections();
+      const ha = client('add-throws-kept', s.tcpUri('json'), { subscriptionManager: manager });
+      const errors = exceptions(ha);
+      await ha.connectAndLogon();
+      const old = ha.subscribe('at', { subId: 'x', onMessage: () => {} });
+      await old.ready;
+      failAdd(2); // the replace's add goes, the one putting the old subscription back throws
+      const bad = ha.subscribe('at', { subId: 'x', filter: '/sym = = x', options: { replace: true } });
+      await expect(bad.ready).rejects.toMatchObject({ code: 'bad_filter' });
+      await Promise.race([errors.next('add bug'), unhandled.any]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled.seen).toEqual([]);
+      await ha.unsubscribe('x');
+      expect(await old.closed).toBeUndefined();
+    });
+
+    it('waiting for a connection when connectAndLogon() is aborted: reported to onException', async () => {
+      const { manager, failAdd } = failingAdds();
+      const unhandled = unhandledRejections();
+      const ha = client('add-throws-given-up', await deadUri(), { subscriptionManager: manager });
+      const errors = exceptions(ha);
+      ha.subscribe('at', { subId: 'x', onMessage: () => {} });
+      failAdd(1);
+      ha.subscribe('at', { subId: 'x', options: { replace: true }, onMessage: () => {} });
+      const abort = new AbortController();
+      const connecting = ha.connectAndLogon({ signal: abort.signal }).catch(() => {});
+      abort.abort();
+      await connecting;
+      await Promise.race([errors.next('add bug'), unhandled.any]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled.seen).toEqual([]);
+    });
   });
 
   it('a subscription manager whose remove() throws: unsubscribe() still ends the subscription', async () => {

@@ -93,7 +93,14 @@ export abstract class BaseConnection implements NodeConnection {
   }
 
   close(error?: Error): void {
-    if (this.#closing) return;
+    if (this.#closing) {
+      // A graceful close under way is cut short by a close with an error: destroyed at once.
+      if (error && !this.#finished && this.#closeError === undefined) {
+        this.#closeError = error;
+        this.destroy();
+      }
+      return;
+    }
     this.#closing = true;
     this.#closeError = error;
     this.#releaseDrainWaiters();

@@ -223,6 +223,24 @@ describe('tcp://', () => {
     expect(recorder.closes).toHaveLength(1);
   });
 
+  it('close(error) during a graceful close the peer never answers destroys at once, as close(error) does', async () => {
+    const tcp = new TcpServer(net.createServer({ allowHalfOpen: true }));
+    const port = await tcp.listen();
+    cleanups.push(() => tcp.close());
+    const recorder = new Recorder();
+    const connection = await nodeTransport({ closeTimeoutMs: 60_000 }).connect(
+      `tcp://127.0.0.1:${port}/amps`,
+      recorder,
+    );
+    const peer = await tcp.accepted();
+    connection.close();
+    await once(peer, 'end'); // the peer keeps its half open
+    const error = new Error('gave up on the close');
+    connection.close(error);
+    expect(await recorder.closed).toBe(error);
+    expect(recorder.closes).toHaveLength(1);
+  });
+
   it('close() of a paused connection still reads the peer closing: onClose without waiting out the timeout', async () => {
     const { tcp, port } = await server();
     const recorder = new Recorder();

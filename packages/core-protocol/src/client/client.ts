@@ -528,6 +528,7 @@ export class Client {
     // returned. Hidden in whatever text the authenticator or the server gives back.
     const secrets: Array<string | undefined> = [session.uri.password];
     let password = await this.#fromAuthenticator(
+      session,
       () => authenticator.authenticate(user, session.uri.password),
       secrets,
       options,
@@ -560,6 +561,7 @@ export class Client {
           });
         }
         password = await this.#fromAuthenticator(
+          session,
           () => authenticator.retry(ack.userId ?? user, token),
           secrets,
           options,
@@ -569,6 +571,7 @@ export class Client {
       }
       try {
         await this.#fromAuthenticator(
+          session,
           () => authenticator.completed(ack.userId ?? user, password, ack.reason),
           secrets,
           options,
@@ -597,9 +600,11 @@ export class Client {
    * Asks the authenticator, bounded like the logon command by the logon's timeout and signal: a
    * token service that never answers must not hold the connection (and a reconnect) forever. Its
    * failure becomes an `AuthenticationError` whose message hides `secrets`: that message is copied
-   * into logs and events.
+   * into logs and events. A connection that closes meanwhile ends the wait at once: the logon
+   * cannot go on, and would otherwise wait out its timeout (or, with none, for ever).
    */
   #fromAuthenticator<T>(
+    session: Session,
     ask: () => T | Promise<T>,
     secrets: Array<string | undefined>,
     options: LogonOptions,
@@ -607,6 +612,10 @@ export class Client {
     return new Promise((resolve, reject) => {
       const timeoutMs = timeoutOption(options.timeoutMs, 'timeoutMs') ?? this.#commandTimeoutMs;
       const timer = deadline(this.#env, 'logon: the authenticator', timeoutMs, options.signal, reject);
+      void session.closed.promise.then((cause) => {
+        timer.clear();
+        reject(new DisconnectedError(`disconnected from ${session.uri.redacted} during logon`, { cause }));
+      });
       new Promise<T>((answer) => answer(ask())).then(
         (value) => {
           timer.clear();
@@ -678,9 +687,12 @@ export class Client {
         // Best effort: the connection may already be going.
       }
       session.connection?.close();
-      const graceful = deadline(this.#env, 'disconnect', 2000, undefined, () =>
-        this.#onClose(session, new TimedOutError('the transport did not confirm the close in time')),
-      );
+      const graceful = deadline(this.#env, 'disconnect', 2000, undefined, () => {
+        const error = new TimedOutError('the transport did not confirm the close in time');
+        // Destroyed now, not at the transport's own close timeout: nothing stays open once this returns.
+        session.connection?.close(error);
+        this.#onClose(session, error);
+      });
       await session.closed.promise;
       graceful.clear();
     }

@@ -1,6 +1,8 @@
-import { afterEach, beforeEach, expect } from 'vitest';
 import { nodeTransport } from '../../transport-node/src/index.js';
-import { leakCheck as transportLeakCheck } from '../../transport-node/test/helpers.js';
+import {
+  guardEachTest as guardTransportTest,
+  leakCheck as transportLeakCheck,
+} from '../../transport-node/test/helpers.js';
 import {
   Client,
   type ClientOptions,
@@ -116,8 +118,8 @@ export class ScriptedServer {
  * transport-node's leak check (open sockets, and timers armed and never cleared), counting only
  * the client's and the transports' timers: the in-process broker has timers of its own.
  */
-export const leakCheck = (): { check(): Promise<void> } =>
-  transportLeakCheck({ timersFrom: /packages\/(core-protocol|transport-node|transport-browser)\/src\// });
+const CLIENT_TIMERS = /packages\/(core-protocol|transport-node|transport-browser)\/src\//;
+export const leakCheck = (): { check(): Promise<void> } => transportLeakCheck({ timersFrom: CLIENT_TIMERS });
 
 /**
  * Guards every test of the file it is called in: after each test its cleanups run (last added
@@ -128,23 +130,7 @@ export function guardEachTest(): {
   cleanups: Array<() => unknown>;
   newClient(name: string, options?: Partial<ClientOptions>): Client;
 } {
-  const cleanups: Array<() => unknown> = [];
-  const rejections: unknown[] = [];
-  const onRejection = (reason: unknown) => rejections.push(reason);
-  let leaks: ReturnType<typeof leakCheck>;
-  beforeEach(() => {
-    leaks = leakCheck();
-    rejections.length = 0;
-    process.on('unhandledRejection', onRejection);
-  });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    // Rejections are reported a turn after they happen.
-    await new Promise((resolve) => setImmediate(resolve));
-    process.off('unhandledRejection', onRejection);
-    expect(rejections).toEqual([]);
-    await leaks.check();
-  });
+  const { cleanups } = guardTransportTest({ timersFrom: CLIENT_TIMERS });
   return {
     cleanups,
     newClient(name, options = {}) {

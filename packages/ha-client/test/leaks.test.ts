@@ -17,30 +17,14 @@ import {
 } from '@amps-ts/core-protocol';
 import { startTestServer, type TestServer } from '@amps-ts/test-server';
 import { nodeTransport } from '@amps-ts/transport-node';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { closedPort, leakCheck } from '../../transport-node/test/helpers.js';
+import { describe, expect, it } from 'vitest';
+import { closedPort, guardEachTest } from '../../transport-node/test/helpers.js';
 import { HAClient, type HAClientOptions, type HAStateEvent, MemoryPublishStore } from '../src/index.js';
 
 /** The timers of the client and its plugins, not the in-process broker's. */
 const clientTimers = /packages\/(core-protocol|transport-node|ha-client|delay-strategies|server-choosers|stores)\//;
 
-const cleanups: Array<() => unknown> = [];
-const rejections: unknown[] = [];
-const onRejection = (reason: unknown) => rejections.push(reason);
-let leaks: ReturnType<typeof leakCheck>;
-beforeEach(() => {
-  leaks = leakCheck({ timersFrom: clientTimers });
-  rejections.length = 0;
-  process.on('unhandledRejection', onRejection);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  // Rejections are reported a turn after they happen.
-  await new Promise((resolve) => setImmediate(resolve));
-  process.off('unhandledRejection', onRejection);
-  expect(rejections).toEqual([]);
-  await leaks.check();
-});
+const { cleanups, checkLeaks } = guardEachTest({ timersFrom: clientTimers });
 
 async function broker(): Promise<TestServer> {
   const s = await startTestServer({ sowTopics: [{ topic: 'orders', key: '/id' }] });
@@ -258,7 +242,7 @@ describe('HAClient disconnect() at each stage leaves nothing behind', () => {
     const error = await ha.connectAndLogon().catch((e: unknown) => e);
     expect(RetryExhaustedError.isInstance(error)).toBe(true);
     expect(await sow).toBe('RetryExhaustedError');
-    await leaks.check(); // before disconnect(): a give-up alone holds nothing open
+    await checkLeaks(); // before disconnect(): a give-up alone holds nothing open
   });
 
   it('connectAndLogon() rejected with an InvalidUriError, without calling disconnect()', async () => {
@@ -276,7 +260,7 @@ describe('HAClient disconnect() at each stage leaves nothing behind', () => {
     ha.onException(() => {});
     const error = await ha.connectAndLogon().catch((e: unknown) => e);
     expect(InvalidUriError.isInstance(error)).toBe(true);
-    await leaks.check();
+    await checkLeaks();
   });
 
   it('with a failback check armed', async () => {

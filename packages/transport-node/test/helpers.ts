@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import type { ConnectionHandlers } from '@amps-ts/core-protocol';
 import { generate } from 'selfsigned';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 
 /** One length-prefixed AMPS frame holding `payload`. */
 export function frame(payload: string | Uint8Array): Uint8Array {
@@ -292,4 +292,33 @@ export function testCertificates(): Promise<TestCertificates> {
     };
   })();
   return certificates;
+}
+
+/**
+ * Guards every test of the file it is called in: after each test its cleanups run (last added
+ * first), then the test fails on an unhandled rejection, or a socket or a timer (from
+ * `timersFrom`) left open. `checkLeaks` checks the same in the middle of a test.
+ */
+export function guardEachTest(options: { timersFrom?: RegExp } = {}): {
+  cleanups: Array<() => unknown>;
+  checkLeaks(): Promise<void>;
+} {
+  const cleanups: Array<() => unknown> = [];
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown) => rejections.push(reason);
+  let leaks: ReturnType<typeof leakCheck>;
+  beforeEach(() => {
+    leaks = leakCheck(options);
+    rejections.length = 0;
+    process.on('unhandledRejection', onRejection);
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    // Rejections are reported a turn after they happen.
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off('unhandledRejection', onRejection);
+    expect(rejections).toEqual([]);
+    await leaks.check();
+  });
+  return { cleanups, checkLeaks: () => leaks.check() };
 }

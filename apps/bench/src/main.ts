@@ -1,28 +1,63 @@
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchGroup, type BenchResult, passes } from './runner.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
+const files = readdirSync(join(here, 'benches')).filter((f) => f.endsWith('.ts'));
+const known = files.map((f) => f.replace(/\.ts$/, ''));
+const usage = `usage: pnpm bench [--quick] [group ...]\n\ngroups: ${known.join(', ')} (default: all)`;
+
+// `pnpm bench -- --quick` passes the `--` on to the script.
+const args = process.argv[2] === '--' ? process.argv.slice(3) : process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(usage);
+  process.exit(0);
+}
 const quick = args.includes('--quick');
 const only = args.filter((a) => !a.startsWith('--'));
 // A mistyped flag (`--quikc`) would otherwise run the full benchmarks.
 const unknown = args.filter((a) => a.startsWith('--') && a !== '--quick');
 if (unknown.length > 0) {
-  console.error(`unknown option ${unknown.join(', ')}; usage: pnpm bench [--quick] [group ...]`);
+  console.error(`unknown option ${unknown.join(', ')}; ${usage}`);
+  process.exit(2);
+}
+// A mistyped group (`pnpm bench codec clinet`) would otherwise be skipped without a word.
+const unnamed = only.filter((name) => !known.includes(name));
+if (unnamed.length > 0) {
+  console.error(`no benchmark named ${unnamed.join(', ')}; known: ${known.join(', ')}`);
   process.exit(2);
 }
 
-const files = readdirSync(join(here, 'benches')).filter((f) => f.endsWith('.ts'));
+/**
+ * The run's scratch directory: what the groups write to the temp folder (the file stores'
+ * directories, Chromium's profile) goes in it, through `os.tmpdir()` (which reads TMPDIR, also in
+ * the child processes and Chromium), and it is removed however the run ends.
+ */
+const scratch = mkdtempSync(join(tmpdir(), 'amps-ts-bench-'));
+process.env.TMPDIR = scratch;
+const removeScratch = () => rmSync(scratch, { recursive: true, force: true, maxRetries: 3 });
+process.on('exit', removeScratch);
+// Ctrl-C, or a SIGTERM from a CI job's timeout, stops the run at once, with the status a shell
+// gives a process the signal ended. The groups' own cleanup does not run: their broker processes
+// exit with this one (they watch its IPC channel), playwright-core kills Chromium on exit, and
+// the scratch directory goes last, once Chromium is gone.
+for (const [signal, status] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
+  process.on(signal, () => {
+    process.off('exit', removeScratch);
+    process.on('exit', removeScratch);
+    process.exit(status);
+  });
+}
+
 const groups: BenchGroup[] = [];
 for (const file of files.sort()) {
   const group = (await import(join(here, 'benches', file))).default as BenchGroup;
   if (only.length === 0 || only.includes(group.name)) groups.push(group);
-}
-if (groups.length === 0) {
-  console.error(`no benchmark named ${only.join(', ')}; known: ${files.map((f) => f.replace(/\.ts$/, '')).join(', ')}`);
-  process.exit(2);
 }
 
 const format = (n: number) =>

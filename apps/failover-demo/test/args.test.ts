@@ -62,4 +62,16 @@ describe('demo arguments', () => {
       expect((error as Error).message).not.toContain('\n');
     }
   });
+
+  // The brokers keep every message in memory: a run that would fill the heap died of it half an hour in.
+  it('refuses a run whose messages would not fit in the heap, naming the longest that does', () => {
+    const heap = 4096 * 2 ** 20; // 4 GiB
+    expect(() => parseDemoArgs(['--duration', '3600'], heap)).toThrow(
+      '--duration 3600 at --rate 2500 on 3 brokers needs more memory than this process has',
+    );
+    expect(() => parseDemoArgs(['--duration', '3600'], heap)).toThrow('at most --duration 715 here');
+    expect(parseDemoArgs(['--duration', '715'], heap)).toMatchObject({ help: false });
+    expect(parseDemoArgs(['--duration', '3600', '--rate', '400'], heap)).toMatchObject({ help: false });
+    expect(() => parseDemoArgs(['--servers', '10', '--rate', '100000'], heap)).toThrow(UsageError);
+  });
 });

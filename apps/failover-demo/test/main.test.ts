@@ -37,6 +37,15 @@ describe('the demo process', () => {
     });
   });
 
+  // The brokers keep every message in memory: at the defaults, an hour's run ran out of heap after 28 minutes.
+  it('refuses a run that would not fit in its heap, with exit code 2, before starting anything', async () => {
+    const run = await demo(['--duration', '3600']);
+    expect(run).toMatchObject({ code: 2, stdout: '' });
+    expect(run.stderr).toMatch(
+      /^failover demo: --duration 3600 at --rate 2500 on 3 brokers needs more memory than this process has .*at most --duration \d+ here.*\(see --help\)\n$/,
+    );
+  });
+
   // Seed 4 takes no chaos action in its first second: a short, quiet run.
   it('runs on when its reader goes away (`| head`), and its exit code still gives the verdict', async () => {
     const run = await demo(['--duration', '1', '--seed', '4'], (_chunk, stdout) => stdout.destroy());

@@ -18,6 +18,8 @@ const BROKER_ROLE = 'AMPS_TS_BENCH_BROKER';
 /* ---------- the child process: one broker ---------- */
 
 if (process.env[BROKER_ROLE] === '1' && process.send) {
+  // The parent went away (it crashed or was interrupted): do not outlive it, listening.
+  process.on('disconnect', () => process.exit(0));
   const server = await startTestServer({ name: 'bench-broker', wsPort: false });
   process.send({ tcpPort: server.tcpPort });
   process.on('message', async (message) => {

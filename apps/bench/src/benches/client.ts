@@ -70,6 +70,8 @@ type FromPeer =
 
 if (process.env[ROLE] === '1' && process.send) {
   const send = (message: FromPeer) => process.send?.(message);
+  // The parent went away (it crashed or was interrupted): do not outlive it, listening.
+  process.on('disconnect', () => process.exit(0));
   // What the next run expects: the sink counts this many frames, the source sends this many.
   let expected = 0;
   let counted = 0;

@@ -103,36 +103,50 @@ function peer(text: string): PeerOptions {
   return options;
 }
 
+const FLAGS = {
+  name: { type: 'string' },
+  host: { type: 'string' },
+  'tcp-port': { type: 'string' },
+  'ws-port': { type: 'string' },
+  'data-dir': { type: 'string' },
+  sow: { type: 'string', multiple: true },
+  queue: { type: 'string', multiple: true },
+  user: { type: 'string', multiple: true },
+  challenge: { type: 'boolean' },
+  peer: { type: 'string', multiple: true },
+  cluster: { type: 'string' },
+  replication: { type: 'string' },
+  'ack-conflation': { type: 'string' },
+  'persisted-ack-interval': { type: 'string' },
+  'heartbeat-min': { type: 'string' },
+  'heartbeat-max': { type: 'string' },
+  'max-frame-bytes': { type: 'string' },
+  'sync-downgrade': { type: 'string' },
+  'close-timeout': { type: 'string' },
+  'ws-frames': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * The flags, parsed. A stray argument is refused without being repeated: it may be a password
+ * (`--user alice s3cret`, for `--user alice:s3cret`), and the error is printed.
+ */
+function parseFlags(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: FLAGS });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      throw new InvalidOptionsError(
+        'an argument without a flag is not taken (each flag takes one value: --user name:password)',
+      );
+    }
+    throw error;
+  }
+}
+
 export function parseCliOptions(argv: readonly string[]): CliOptions {
-  const { values } = parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: {
-      name: { type: 'string' },
-      host: { type: 'string' },
-      'tcp-port': { type: 'string' },
-      'ws-port': { type: 'string' },
-      'data-dir': { type: 'string' },
-      sow: { type: 'string', multiple: true },
-      queue: { type: 'string', multiple: true },
-      user: { type: 'string', multiple: true },
-      challenge: { type: 'boolean' },
-      peer: { type: 'string', multiple: true },
-      cluster: { type: 'string' },
-      replication: { type: 'string' },
-      'ack-conflation': { type: 'string' },
-      'persisted-ack-interval': { type: 'string' },
-      'heartbeat-min': { type: 'string' },
-      'heartbeat-max': { type: 'string' },
-      'max-frame-bytes': { type: 'string' },
-      'sync-downgrade': { type: 'string' },
-      'close-timeout': { type: 'string' },
-      'ws-frames': { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseFlags(argv);
   const users: Record<string, string> = {};
   for (const entry of values.user ?? []) {
     const colon = entry.indexOf(':');

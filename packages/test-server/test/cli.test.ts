@@ -72,6 +72,18 @@ describe('CLI flags', () => {
   ])('rejects %j', (argv) => {
     expect(() => parseCliOptions(argv)).toThrow(InvalidOptionsError);
   });
+
+  it('refuses a stray argument without repeating it: `--user alice s3cret` would print the password', () => {
+    const refusal = (() => {
+      try {
+        parseCliOptions(['--user', 'alice', 's3cret']);
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(InvalidOptionsError.isInstance(refusal)).toBe(true);
+    expect(String((refusal as Error).message)).not.toContain('s3cret');
+  });
 });
 
 it('starts a cluster, prints its URIs, and stops on SIGTERM', async () => {
